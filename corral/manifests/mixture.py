@@ -1,0 +1,356 @@
+"""Mixture manifests: the YAML a person writes to say what to build and in what proportions.
+
+```yaml
+name: llama1
+target_tokens: 1.4T            # a number, or a string with K/M/B/G/T (decimal) or KiB/MiB/GiB
+sources:
+  commoncrawl:
+    weight: 0.67               # sampling proportion; all weights sum to 1
+    inputs: [gs://bucket/cc/*.warc.wet.gz]
+    langid: {threshold: 0.5}   # any stage section of corral.manifests.options
+```
+
+Validation collects every problem and raises one ManifestError whose message names the file, the
+field (dotted path) and its line: unknown sources, sections and options, wrong types, negative
+numbers, weights that do not sum to 1, sources with no inputs.
+
+Inputs are paths or globs on any Beam filesystem. `${VAR}` is expanded from the environment when a
+build resolves them, and relative local paths are taken from the manifest file's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from corral.manifests.options import TOP_SECTIONS, Option, defaults, source_stages
+from corral.schema import SOURCES
+
+WEIGHT_SUM_TOLERANCE = 1e-6  # weights must sum to 1 within this
+_TOP_KEYS = ("name", "description", "target_tokens", "seed", "sources", *TOP_SECTIONS)
+_SOURCE_KEYS = ("weight", "inputs")
+_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "KB": 10**3, "MB": 10**6, "GB": 10**9,
+          "TB": 10**12}
+
+
+class ManifestError(ValueError):
+    """A manifest is invalid; `problems` lists (field, message) pairs."""
+
+    def __init__(self, path: str, problems: list[tuple[str, str]]):
+        self.path = path
+        self.problems = problems
+        lines = [f"{path}: {fld}: {msg}" if fld else f"{path}: {msg}" for fld, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+def parse_quantity(value: Any) -> int:
+    """An int from a number or a string like '1.4T', '200B', '256MiB'."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return int(round(value))
+    if isinstance(value, str):
+        m = _QUANTITY.match(value)
+        if m and m.group(2).upper() in _UNITS:
+            return int(round(float(m.group(1)) * _UNITS[m.group(2).upper()]))
+    raise ValueError(f"expected a number or a size like '1.4T' or '256MiB', got {value!r}")
+
+
+@dataclass
+class SourceSpec:
+    name: str
+    weight: float
+    inputs: list[str]
+    stages: dict[str, dict[str, Any]]  # stage -> option -> value, defaults filled in
+
+
+@dataclass
+class Mixture:
+    name: str
+    target_tokens: int
+    sources: dict[str, SourceSpec]
+    path: str | None = None
+    description: str = ""
+    seed: int = 0
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # output, tokenizer
+    sha256: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {n: s.weight for n, s in self.sources.items()}
+
+    def settings(self) -> dict[str, Any]:
+        """Every resolved stage setting, as the build manifest records it."""
+        return {
+            "sources": {n: s.stages for n, s in self.sources.items()},
+            **{k: dict(v) for k, v in self.sections.items()},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "sha256": self.sha256,
+            "description": self.description,
+            "target_tokens": self.target_tokens,
+            "seed": self.seed,
+            "sources": {n: {"weight": s.weight, "inputs": list(s.inputs)} for n, s in self.sources.items()},
+        }
+
+    def resolved_inputs(self, source: str) -> list[str]:
+        """The source's inputs with ${VAR} expanded and relative local paths made absolute."""
+        base = Path(self.path).resolve().parent if self.path else Path.cwd()
+        out = []
+        for i, pattern in enumerate(self.sources[source].inputs):
+            missing = [v for v in re.findall(r"\$\{(\w+)\}", pattern) if v not in os.environ]
+            if missing:
+                raise ManifestError(self.path or "<mixture>", [(
+                    f"sources.{source}.inputs[{i}]",
+                    f"environment variable(s) {', '.join(missing)} not set",
+                )])
+            p = os.path.expandvars(pattern)
+            if "://" not in p and not os.path.isabs(p):
+                p = str(base / p)
+            out.append(p)
+        return out
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def _line_map(text: str) -> dict[str, int]:
+    """Dotted field path -> 1-based line, from the YAML node tree."""
+    lines: dict[str, int] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{prefix}.{k.value}" if prefix else str(k.value)
+                lines[key] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                key = f"{prefix}[{i}]"
+                lines[key] = v.start_mark.line + 1
+                walk(v, key)
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def load_mixture(path: str | os.PathLike) -> Mixture:
+    """Read and validate a mixture manifest; raise ManifestError naming the file and each bad field."""
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ManifestError(path, [("", f"cannot read: {e.strerror or e}")]) from e
+    except UnicodeDecodeError as e:
+        raise ManifestError(path, [("", f"not UTF-8 text ({e.reason} at byte {e.start})")]) from e
+    return parse_mixture(text, path)
+
+
+def parse_mixture(text: str, path: str = "<mixture>") -> Mixture:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ManifestError(path, [("", f"not valid YAML{where}: {getattr(e, 'problem', e)}")]) from e
+    v = _Validator(path, _line_map(text))
+    mixture = v.mixture(data)
+    if v.problems:
+        raise ManifestError(path, v.problems)
+    mixture.sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    mixture.raw = data
+    return mixture
+
+
+class _Validator:
+    def __init__(self, path: str, lines: dict[str, int]):
+        self.path = path
+        self.lines = lines
+        self.problems: list[tuple[str, str]] = []
+
+    def bad(self, fld: str, msg: str) -> None:
+        line = self.lines.get(fld)
+        self.problems.append((f"{fld} (line {line})" if line else fld, msg))
+
+    def unknown(self, where: str, keys, allowed) -> None:
+        for k in keys:
+            if k not in allowed:
+                fld = f"{where}.{k}" if where else str(k)
+                self.bad(fld, f"unknown {'field' if where else 'top-level field'}; expected one of: "
+                              f"{', '.join(allowed)}")
+
+    def mixture(self, data: Any) -> Mixture:
+        if not isinstance(data, dict):
+            self.bad("", "a mixture manifest must be a YAML mapping")
+            return Mixture(name="", target_tokens=0, sources={})
+        self.unknown("", data.keys(), _TOP_KEYS)
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.bad("name", "required: a non-empty string")
+            name = ""
+        description = data.get("description", "") or ""
+        if not isinstance(description, str):
+            self.bad("description", "must be a string")
+            description = ""
+        target = 0
+        if "target_tokens" not in data:
+            self.bad("target_tokens", "required: the number of training tokens, e.g. 1.4T")
+        else:
+            try:
+                target = parse_quantity(data["target_tokens"])
+                if target <= 0:
+                    self.bad("target_tokens", f"must be > 0, got {data['target_tokens']!r}")
+            except ValueError as e:
+                self.bad("target_tokens", str(e))
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            self.bad("seed", f"must be an integer ≥ 0, got {seed!r}")
+            seed = 0
+        sections = {}
+        for sec, opts in TOP_SECTIONS.items():
+            sections[sec] = self.section(sec, data.get(sec), opts)
+        sources: dict[str, SourceSpec] = {}
+        raw_sources = data.get("sources")
+        if not isinstance(raw_sources, dict) or not raw_sources:
+            self.bad("sources", f"required: a mapping of source name to its settings ({', '.join(SOURCES)})")
+        else:
+            self.unknown("sources", raw_sources.keys(), SOURCES)
+            for sname, sdata in raw_sources.items():
+                if sname in SOURCES:
+                    spec = self.source(sname, sdata)
+                    if spec is not None:
+                        sources[sname] = spec
+            if sources and len(sources) == len(raw_sources):
+                total = sum(s.weight for s in sources.values())
+                if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+                    self.bad("sources", f"weights must sum to 1 (±{WEIGHT_SUM_TOLERANCE:g}), they sum to {total:.9g}")
+        return Mixture(name=name, target_tokens=target, sources=sources, path=self.path,
+                       description=description, seed=seed, sections=sections)
+
+    def source(self, sname: str, sdata: Any) -> SourceSpec | None:
+        where = f"sources.{sname}"
+        if not isinstance(sdata, dict):
+            self.bad(where, "must be a mapping with weight, inputs and stage options")
+            return None
+        stage_specs = source_stages(sname)
+        self.unknown(where, sdata.keys(), (*_SOURCE_KEYS, *stage_specs))
+        weight = 0.0
+        w = sdata.get("weight")
+        if w is None:
+            self.bad(f"{where}.weight", "required: the sampling proportion (weights sum to 1)")
+        elif isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            self.bad(f"{where}.weight", f"must be a number, got {w!r}")
+        elif w < 0 or w > 1:
+            self.bad(f"{where}.weight", f"must be between 0 and 1, got {w!r}")
+        else:
+            weight = float(w)
+        inputs = sdata.get("inputs")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not inputs:
+            self.bad(f"{where}.inputs", "required: at least one path or glob")
+            inputs = []
+        elif not isinstance(inputs, list):
+            self.bad(f"{where}.inputs", f"must be a list of paths or globs, got {type(inputs).__name__}")
+            inputs = []
+        else:
+            for i, p in enumerate(inputs):
+                if not isinstance(p, str) or not p.strip():
+                    self.bad(f"{where}.inputs[{i}]", f"must be a non-empty path or glob, got {p!r}")
+        stages = {stage: self.section(f"{where}.{stage}", sdata.get(stage), opts)
+                  for stage, opts in stage_specs.items()}
+        return SourceSpec(name=sname, weight=weight, inputs=[str(p) for p in inputs], stages=stages)
+
+    def section(self, where: str, data: Any, opts: dict[str, Option]) -> dict[str, Any]:
+        values = defaults(opts)
+        if data is None:
+            return values
+        if not isinstance(data, dict):
+            self.bad(where, f"must be a mapping of options ({', '.join(opts)})")
+            return values
+        self.unknown(where, data.keys(), tuple(opts))
+        for key, raw in data.items():
+            if key in opts:
+                ok, value = self.value(f"{where}.{key}", raw, opts[key])
+                if ok:
+                    values[key] = value
+        return values
+
+    def value(self, fld: str, raw: Any, opt: Option) -> tuple[bool, Any]:
+        if raw is None:
+            if opt.nullable:
+                return True, None
+            self.bad(fld, "must not be null")
+            return False, None
+        kind = opt.kind
+        if kind == "bool":
+            if not isinstance(raw, bool):
+                self.bad(fld, f"must be true or false, got {raw!r}")
+                return False, None
+            return True, raw
+        if kind in ("int", "float", "quantity"):
+            if kind == "quantity":
+                try:
+                    num = parse_quantity(raw)
+                except ValueError as e:
+                    self.bad(fld, str(e))
+                    return False, None
+            elif isinstance(raw, bool) or not isinstance(raw, (int, float)) or (kind == "int" and not isinstance(raw, int)):
+                self.bad(fld, f"must be {'an integer' if kind == 'int' else 'a number'}, got {raw!r}")
+                return False, None
+            else:
+                num = float(raw) if kind == "float" else raw
+                if not math.isfinite(num):
+                    self.bad(fld, f"must be finite, got {raw!r}")
+                    return False, None
+            if opt.minimum is not None and num < opt.minimum:
+                what = "negative" if opt.minimum == 0 else f"below {opt.minimum:g}"
+                self.bad(fld, f"must be ≥ {opt.minimum:g}, got {raw!r} ({what})")
+                return False, None
+            if opt.maximum is not None and num > opt.maximum:
+                self.bad(fld, f"must be ≤ {opt.maximum:g}, got {raw!r}")
+                return False, None
+            return True, num
+        if kind == "str":
+            if not isinstance(raw, str):
+                self.bad(fld, f"must be a string, got {raw!r}")
+                return False, None
+            if opt.choices and raw not in opt.choices:
+                self.bad(fld, f"must be one of {', '.join(opt.choices)}, got {raw!r}")
+                return False, None
+            return True, raw
+        if kind == "str_list":
+            if isinstance(raw, str) or not isinstance(raw, list):
+                self.bad(fld, f"must be a list of strings, got {raw!r}")
+                return False, None
+            ok = True
+            for i, item in enumerate(raw):
+                if not isinstance(item, (str, int)) or isinstance(item, bool):
+                    self.bad(f"{fld}[{i}]", f"must be a string, got {item!r}")
+                    ok = False
+                elif opt.item_choices and str(item) not in opt.item_choices:
+                    self.bad(f"{fld}[{i}]", f"must be one of {', '.join(opt.item_choices)}, got {item!r}")
+                    ok = False
+            return ok, [str(x) for x in raw]
+        raise AssertionError(f"unknown option kind {kind}")

@@ -1,0 +1,106 @@
+"""`corral inspect`: Table 1 (sampling proportion, epochs, disk size, documents, tokens) and each
+source's funnel, for a mixture manifest (before a build) or a build folder (after one)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from corral.manifests.build import BuildManifest, load_build
+from corral.manifests.mixture import Mixture, load_mixture
+from corral.manifests.mixture_math import epochs, seen_tokens
+from corral.schema import SOURCES
+
+DISPLAY = {"commoncrawl": "CommonCrawl", "c4": "C4", "github": "Github", "wikipedia": "Wikipedia",
+           "books": "Books", "arxiv": "ArXiv", "stackexchange": "StackExchange"}  # Table 1's row names
+
+
+def inspect_data(path: str) -> dict[str, Any]:
+    """The inspect result as data: {"kind", "name", "target_tokens", "sources": {name: {...}}}."""
+    if path.endswith((".yaml", ".yml")) or (os.path.isfile(path) and not path.endswith(".json")):
+        return _from_mixture(load_mixture(path))
+    return _from_build(load_build(path), path)
+
+
+def _ordered(names):
+    return sorted(names, key=lambda n: SOURCES.index(n) if n in SOURCES else len(SOURCES))
+
+
+def _from_mixture(m: Mixture) -> dict[str, Any]:
+    sources = {}
+    for name in _ordered(m.sources):
+        s = m.sources[name]
+        sources[name] = {"weight": s.weight, "epochs": None, "disk_bytes": None, "documents": None,
+                         "tokens": None, "seen_tokens": seen_tokens(s.weight, m.target_tokens), "funnel": None}
+    return {"kind": "mixture", "name": m.name, "path": m.path, "target_tokens": m.target_tokens, "sources": sources}
+
+
+def _from_build(b: BuildManifest, path: str) -> dict[str, Any]:
+    target = b.target_tokens
+    sources = {}
+    for name in _ordered(b.sources):
+        s = b.sources[name]
+        sources[name] = {"weight": s.weight, "epochs": epochs(s.weight, target, s.tokens),
+                         "disk_bytes": s.bytes, "documents": s.documents, "tokens": s.tokens,
+                         "seen_tokens": seen_tokens(s.weight, target), "funnel": s.funnel.to_dict()}
+    return {"kind": "build", "name": b.mixture.get("name"), "path": path, "target_tokens": target,
+            "sources": sources}
+
+
+def human_count(n: float | None) -> str:
+    if n is None:
+        return ""
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return ""
+    for div, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+        if abs(n) >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def render_table(data: dict[str, Any]) -> str:
+    head = ["Dataset", "Sampling prop.", "Epochs", "Disk size", "Documents", "Tokens", "Seen tokens"]
+    rows = [head]
+    for name, s in data["sources"].items():
+        rows.append([
+            DISPLAY.get(name, name),
+            f"{s['weight'] * 100:.1f}%",
+            "" if s["epochs"] is None else f"{s['epochs']:.2f}",
+            human_bytes(s["disk_bytes"]),
+            "" if s["documents"] is None else f"{s['documents']:,}",
+            human_count(s["tokens"]),
+            human_count(s["seen_tokens"]),
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [f"{data['kind']} {data['name']!r} ({data['path']}), target {human_count(data['target_tokens'])} tokens", ""]
+    for j, r in enumerate(rows):
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    funnels = [(n, s["funnel"]) for n, s in data["sources"].items() if s["funnel"]]
+    if funnels:
+        lines += ["", "Funnel (records read from the raw inputs → kept; dropped and errors by reason)"]
+        for name, f in funnels:
+            lines.append(f"  {DISPLAY.get(name, name)}: input {f['input']:,} → kept {f['kept']:,}")
+            for label, key in (("dropped", "dropped"), ("errors", "errors")):
+                if f[key]:
+                    parts = ", ".join(f"{r} {n:,}" for r, n in sorted(f[key].items(), key=lambda kv: -kv[1]))
+                    lines.append(f"    {label}: {parts}")
+            accounted = f["kept"] + sum(f["dropped"].values()) + sum(f["errors"].values())
+            if accounted != f["input"]:
+                lines.append(f"    does not add up: kept + dropped + errors = {accounted:,}")
+    return "\n".join(lines)
+
+
+def inspect_json(data: dict[str, Any]) -> dict[str, Any]:
+    keys = ("weight", "epochs", "disk_bytes", "documents", "tokens", "funnel", "seen_tokens")
+    return {"kind": data["kind"], "name": data["name"], "target_tokens": data["target_tokens"],
+            "sources": {n: {k: s[k] for k in keys} for n, s in data["sources"].items()}}

@@ -1,0 +1,1 @@
+"""Beam DAGs: per-source readers and cleaners, quality signals, and the build pipeline."""

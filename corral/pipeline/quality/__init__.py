@@ -1,0 +1,1 @@
+"""Quality signals: fastText language ID, SentencePiece + KenLM perplexity, the reference classifier."""

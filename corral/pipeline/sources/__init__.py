@@ -1,0 +1,1 @@
+"""Per-source readers and cleaners: pure rule functions plus a thin PTransform each."""

@@ -1,0 +1,1 @@
+"""SentencePiece BPE training with LLaMA's trainer spec, and Beam tokenization into token shards."""

@@ -1,0 +1,1 @@
+"""Training: model, attention backends, FSDP2 wrapping, data loader, optimizer/schedule, checkpoints, loop."""
