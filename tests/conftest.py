@@ -1,0 +1,63 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or a skip with the reason when this machine does not have it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not present at {SHARED_DATA} (only on the project's own machines)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def manifests_dir() -> Path:
+    return ROOT / "manifests"
+
+
+def make_build(out: Path, n_docs: dict | None = None, tokenize: bool = True) -> Path:
+    """A small but real build folder: document shards, token shards, a side model and a manifest."""
+    import numpy as np
+
+    from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
+    from corral.manifests.mixture import parse_mixture
+    from corral.model_cache import sha256_file
+    from corral.schema import make_record
+    from corral.shards import ShardWriter, write_token_shard
+
+    n_docs = n_docs or {"c4": 30, "books": 7}
+    weights = {"c4": 0.75, "books": 0.25}
+    mixture = parse_mixture(
+        "name: t\ntarget_tokens: 10K\nsources:\n"
+        + "".join(f"  {s}:\n    weight: {weights[s]}\n    inputs: [{s}/*]\n" for s in n_docs)
+    )
+    sources = {}
+    for s, n in n_docs.items():
+        recs = [make_record(s, f"{s}-{i}", f"{s} document number {i}. " * (i % 5 + 1)) for i in range(n)]
+        w = ShardWriter(str(out / "docs" / s), max_rows=10)
+        with w:
+            w.write_all(recs)
+        funnel = Funnel(input=n + 5, kept=n, dropped={"too_short": 3}, errors={"bad_utf8": 2})
+        sb = SourceBuild(weight=weights[s], documents=n, bytes=sum(len(r["text"].encode()) for r in recs),
+                         funnel=funnel, shards=[relative_shard(i, str(out)) for i in w.shards])
+        if tokenize:
+            toks = [np.arange(len(r["text"]) % 50 + 2, dtype=np.uint16) for r in recs]
+            info = write_token_shard(str(out / "tokens" / s / "part-00000.arrow"), [r["id"] for r in recs], toks)
+            sb.token_shards = [relative_shard(info, str(out))]
+            sb.tokens = int(sum(len(t) for t in toks))
+        sources[s] = sb
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "models" / "lm.bin").write_bytes(b"pretend kenlm model")
+    models = {"kenlm": {"path": "models/lm.bin", "sha256": sha256_file(out / "models" / "lm.bin")}}
+    BuildManifest(mixture=mixture.to_dict(), settings=mixture.settings(), sources=sources, models=models).save(str(out))
+    return out
+
+
+@pytest.fixture
+def tiny_build(tmp_path) -> Path:
+    return make_build(tmp_path / "out")
