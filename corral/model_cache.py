@@ -37,12 +37,10 @@ def models_dir() -> Path:
     return Path(env) if env else Path(sys.prefix) / "share" / "corral" / "models"
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: str | os.PathLike) -> str:
+    from corral.shards import sha256_of
+
+    return sha256_of(str(path))
 
 
 def lid_model_path(user_path: str | None = None) -> Path:

@@ -141,22 +141,16 @@ def write_shard(
 
     If anything fails (including the batches iterator itself), nothing appears under `path`.
     """
-    target = _AtomicFile(path)
-    sink = _HashingSink(target.raw)
-    rows = 0
+    shard = _OpenShard(path, schema, compression)
     try:
-        opts = ipc.IpcWriteOptions(compression=compression)
-        with ipc.new_file(pa.PythonFile(sink, mode="w"), schema, options=opts) as writer:
-            for batch in batches:
-                if not batch.schema.equals(schema, check_metadata=False):
-                    raise ShardError(f"{path}: batch schema {batch.schema} is not the shard's {schema}")
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        target.commit()
+        for batch in batches:
+            if not batch.schema.equals(schema, check_metadata=False):
+                raise ShardError(f"{path}: batch schema {batch.schema} is not the shard's {schema}")
+            shard.write(batch)
     except BaseException:
-        target.abort()
+        shard.abort()
         raise
-    return ShardInfo(path=path, sha256=sink.sha256.hexdigest(), documents=rows, bytes=sink.size)
+    return shard.commit()
 
 
 def shard_name(prefix: str, index: int, part: int | None = None) -> str:
@@ -364,13 +358,25 @@ class TokenShard:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _open_buffer(path: str) -> pa.Buffer:
-    """The whole file as an Arrow buffer: memory-mapped when local, read into memory otherwise."""
+def _open_binary(path: str):
+    """A readable binary file object on any filesystem."""
     if is_remote(path):
         from apache_beam.io.filesystems import FileSystems
 
-        with FileSystems.open(path) as f:
-            return pa.py_buffer(f.read())
+        return FileSystems.open(path)
+    return open(_local(path), "rb")
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole (small) file's bytes from any filesystem."""
+    with _open_binary(path) as f:
+        return f.read()
+
+
+def _open_buffer(path: str) -> pa.Buffer:
+    """The whole file as an Arrow buffer: memory-mapped when local, read into memory otherwise."""
+    if is_remote(path):
+        return pa.py_buffer(read_bytes(path))
     with pa.memory_map(_local(path), "r") as mm:
         return mm.read_buffer()
 
@@ -426,13 +432,7 @@ def read_token_shard(path: str) -> TokenShard:
 def sha256_of(path: str, chunk: int = 4 << 20) -> str:
     """sha256 of a file on any filesystem, streamed."""
     h = hashlib.sha256()
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        f = FileSystems.open(path)
-    else:
-        f = open(_local(path), "rb")
-    with f:
+    with _open_binary(path) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from corral.schema import DOC_SCHEMA, make_record, records_to_batch
+from corral.schema import make_record, records_to_batch
 from corral.shards import (TMP_MARK, ShardError, ShardWriter, count_rows, iter_records, read_shard,
                            read_token_shard, token_batch, write_shard, write_token_shard)
 

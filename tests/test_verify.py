@@ -1,7 +1,6 @@
 import json
 import os
 
-from conftest import make_build
 
 from corral.cli import main
 from corral.manifests.build import load_build

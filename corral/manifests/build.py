@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from corral import __version__
-from corral.shards import ShardInfo, atomic_write_bytes, is_remote
+from corral.shards import ShardInfo, atomic_write_bytes, is_remote, read_bytes
 
 BUILD_FORMAT = "corral.build/1"  # bump when the manifest's meaning changes
 MANIFEST_NAME = "manifest.json"
@@ -157,21 +157,11 @@ def manifest_path(path: str) -> str:
     return join(path, MANIFEST_NAME)
 
 
-def read_text(path: str) -> bytes:
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.open(path) as f:
-            return f.read()
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def load_build(path: str) -> BuildManifest:
     """Load a build manifest from a build folder (or the manifest file itself)."""
     mp = manifest_path(path)
     try:
-        data = read_text(mp)
+        data = read_bytes(mp)
     except (OSError, IOError) as e:
         raise BuildManifestError(f"{mp}: cannot read the build manifest ({e})") from e
     try:
@@ -185,7 +175,7 @@ def load_build(path: str) -> BuildManifest:
 
 def manifest_sha256(path: str) -> str:
     """sha256 of OUT/manifest.json (training checkpoints record it to refuse a different build)."""
-    return hashlib.sha256(read_text(manifest_path(path))).hexdigest()
+    return hashlib.sha256(read_bytes(manifest_path(path))).hexdigest()
 
 
 def build_dir(path: str) -> str:

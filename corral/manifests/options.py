@@ -11,7 +11,7 @@ settings, so shards built with different settings are never mixed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

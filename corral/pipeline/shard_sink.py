@@ -27,20 +27,14 @@ def bucket_of(doc_id: str, num_buckets: int) -> int:
     return int.from_bytes(digest, "big") % num_buckets
 
 
-def write_bucket(
-    bucket: int,
-    records: Iterable[Mapping[str, Any]],
-    out_dir: str,
-    prefix: str = "part",
-    schema: pa.Schema = DOC_SCHEMA,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    compression: str | None = DOC_COMPRESSION,
-) -> list[dict[str, Any]]:
-    """Write one bucket's records, sorted by id, as bounded shards; return their ShardInfo dicts."""
+def write_bucket(bucket: int, records: Iterable[Mapping[str, Any]], out_dir: str, prefix: str = "part",
+                 **writer_options: Any) -> list[dict[str, Any]]:
+    """Write one bucket's records, sorted by id, as bounded shards; return their ShardInfo dicts.
+
+    `writer_options` are ShardWriter's (schema, max_rows, max_bytes, compression).
+    """
     ordered = sorted(records, key=lambda r: r["id"])
-    writer = ShardWriter(out_dir, schema=schema, max_rows=max_rows, max_bytes=max_bytes,
-                         compression=compression, name_fn=lambda part: shard_name(prefix, bucket, part))
+    writer = ShardWriter(out_dir, name_fn=lambda part: shard_name(prefix, bucket, part), **writer_options)
     with writer:
         writer.write_all(ordered)
     return [s.to_dict() for s in writer.shards]
@@ -55,18 +49,12 @@ class WriteShards(beam.PTransform):
         super().__init__()
         if num_buckets < 1:
             raise ValueError("num_buckets must be ≥ 1")
-        self.out_dir = out_dir
-        self.prefix = prefix
         self.num_buckets = num_buckets
-        self.schema = schema
-        self.max_rows = max_rows
-        self.max_bytes = max_bytes
-        self.compression = compression
+        self.options = dict(out_dir=out_dir, prefix=prefix, schema=schema, max_rows=max_rows,
+                            max_bytes=max_bytes, compression=compression)
 
     def expand(self, records):
-        n = self.num_buckets
-        kw = dict(out_dir=self.out_dir, prefix=self.prefix, schema=self.schema, max_rows=self.max_rows,
-                  max_bytes=self.max_bytes, compression=self.compression)
+        n, kw = self.num_buckets, self.options
         return (
             records
             | "KeyByBucket" >> beam.Map(lambda r: (bucket_of(r["id"], n), r))
