@@ -8,7 +8,6 @@ import sys
 
 # Subcommands whose capability lands in a later issue: they refuse clearly until then.
 PENDING = {
-    "build": ("build a corpus from a mixture manifest (Beam)", "source cleaners / CommonCrawl"),
     "dedup": ("near-duplicate removal over Arrow, Parquet or JSONL documents", "MinHash dedup"),
     "tokenize": ("turn a build's document shards into token shards (Beam)", "LLaMA tokenizer"),
     "train": ("train a LLaMA model on a build's token shards (torchrun, FSDP2)", "training backend"),
@@ -62,6 +61,23 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from corral.manifests.mixture import ManifestError
+    from corral.pipeline.dag import BuildError, build
+
+    try:
+        manifest = build(args.manifest, args.out, workers=args.workers)
+    except (ManifestError, BuildError) as e:
+        print(f"corral build: {e}", file=sys.stderr)
+        return 1
+    for name, s in manifest.sources.items():
+        f = s.funnel
+        print(f"{name}: input {f.input:,} → kept {f.kept:,} in {len(s.shards)} shard(s); "
+              f"dropped {sum(f.dropped.values()):,}, errors {sum(f.errors.values()):,}")
+    print(f"build manifest: {args.out.rstrip('/')}/manifest.json")
+    return 0
+
+
 def cmd_tokenizer(args) -> int:
     return _not_implemented("tokenizer train", "LLaMA tokenizer")(args)
 
@@ -79,7 +95,13 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("args", nargs=argparse.REMAINDER)
         sp.set_defaults(func=_not_implemented(name, issue))
 
-    pending("build", *PENDING["build"])
+    sp = sub.add_parser("build", help="build a corpus from a mixture manifest (Beam)",
+                        description="Run one Beam pipeline over every source of a mixture manifest and write "
+                        "document shards and OUT/manifest.json.")
+    sp.add_argument("manifest", help="mixture manifest (.yaml)")
+    sp.add_argument("--out", required=True, help="build folder (local path or any Beam filesystem)")
+    sp.add_argument("--workers", type=int, default=None, help="local runner worker processes (default 1)")
+    sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("inspect", help="print Table 1 and the funnels of a mixture manifest or a build",
                         description="Print Table 1 (sampling proportion, epochs, disk size, documents, "

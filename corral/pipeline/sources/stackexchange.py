@@ -1,0 +1,219 @@
+"""StackExchange (RECIPE.md §8): per-site Posts.xml → one document per question with its answers.
+
+Input: `Posts.xml` files (the site from the file name `<site>-Posts.xml`, or the folder name for a
+bare `Posts.xml`), or the site's `.7z` from the dump (the site from the archive's name; only its
+Posts.xml is read, streamed). XML is parsed with defusedxml: a document that declares entities is
+refused (counted as an error), never expanded.
+
+Rules:
+- Every row is an input record. Questions (PostTypeId 1) become documents; answers (PostTypeId 2)
+  join their question through ParentId and are counted as `answer_merged`; other post types (tag
+  wikis, …) are dropped as `other_post_type`; answers whose question is absent as `orphan_answer`.
+- Only the `top_sites` largest sites by row count are kept (RP `count.py`: lines − 3 = rows; 28 by
+  default, LLaMA "the 28 largest websites"); the rest are dropped as `not_top_site`.
+- Text: `"Q: " + clean(Title + " " + Body) + "\\nA: " + "\\nA: ".join(clean(answer bodies))`
+  (RP post_processing.py). Questions without answers are `"Q: …"` (RP emits them;
+  `include_unanswered: false` drops them as `unanswered`).
+- Answer order (option `score_sort`): `numeric` (default, the paper's "sorted by score, highest to
+  lowest", ties by answer id) fixes RP's bug; `string` reproduces RP's sort of the score strings.
+- HTML (RP cleanhtml + BeautifulSoup/lxml get_text, improved): list items become lines starting with
+  "* " in both <ol> and <ul> (RP handled only <ol>/<li>), <br> becomes a newline, code blocks keep
+  their line breaks; runs of blank lines collapse to one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Iterable, Iterator
+
+import apache_beam as beam
+from bs4 import BeautifulSoup
+from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import iterparse
+
+from corral.pipeline.inputs import guarded, open_input, open_raw
+from corral.pipeline.outcome import dropped, error, kept
+from corral.schema import make_record
+
+SOURCE = "stackexchange"
+QUESTION, ANSWER = "1", "2"  # PostTypeId values of the public dump
+_BLANK_RUNS = re.compile(r"\n\s*\n\s*\n+")
+_LOOSE_ITEMS = re.compile(r"\n\s*\n(?=\* )")  # a blank line before a list item
+
+
+# --- pure rules ---------------------------------------------------------------------------------
+
+
+def site_from_path(path: str) -> str:
+    """`beer.stackexchange.com-Posts.xml` / `beer.stackexchange.com.7z` / `beer…/Posts.xml` → the site."""
+    name = os.path.basename(path.rstrip("/"))
+    for suffix in (".7z", ".gz", ".bz2", ".xz"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.lower() == "posts.xml":
+        return os.path.basename(os.path.dirname(path.rstrip("/"))) or "unknown"
+    for suffix in ("-Posts.xml", "_Posts.xml", ".Posts.xml", "-posts.xml"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def clean_html(html: str) -> str:
+    """Post HTML → readable text: lists as "* " lines, code with its line breaks, no tags."""
+    if "<" not in html and "&" not in html:
+        return html.strip()
+    soup = BeautifulSoup(html, "lxml")
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    for li in soup.find_all("li"):
+        li.insert_before("\n* ")
+    for block in soup.find_all(["p", "pre", "ul", "ol", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6"]):
+        block.insert_after("\n")
+    text = soup.get_text()
+    return _LOOSE_ITEMS.sub("\n", _BLANK_RUNS.sub("\n\n", text)).strip()
+
+
+def sort_answers(answers: Iterable[tuple[str, int, str]], mode: str = "numeric") -> list[tuple[str, int, str]]:
+    """Answers (score string, answer id, body), highest score first.
+
+    `numeric`: by int(score) descending, ties by id ascending. `string`: RP's
+    `sorted(key=score string, reverse=True)`, which puts "9" above "10" (RECIPE.md §8 quirk).
+    """
+    answers = list(answers)
+    if mode == "string":
+        return sorted(sorted(answers, key=lambda a: a[1]), key=lambda a: a[0], reverse=True)
+    return sorted(answers, key=lambda a: (-int(a[0] or 0), a[1]))
+
+
+def format_question(title: str, body: str, answer_bodies: list[str]) -> str:
+    """RECIPE.md §8: RP post_processing.py text layout."""
+    text = "Q: " + clean_html(f"{title} {body}")
+    if answer_bodies:
+        text += "\nA: " + "\nA: ".join(clean_html(b) for b in answer_bodies)
+    return text
+
+
+def iter_rows(stream) -> Iterator[dict[str, str]]:
+    """The attributes of every <row> of a Posts.xml stream, streamed (elements cleared as read)."""
+    for _, elem in iterparse(stream, events=("end",), forbid_dtd=False, forbid_entities=True,
+                             forbid_external=True):
+        if elem.tag == "row":
+            yield dict(elem.attrib)
+        elem.clear()
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+XML_FORBIDDEN = (EntitiesForbidden, DTDForbidden, ExternalReferenceForbidden)
+
+
+def read_posts(path: str) -> Iterator[dict[str, Any]]:
+    """Posts of one input as {"site", "row"} dicts, or error outcomes."""
+    site = site_from_path(path)
+    if path.lower().endswith(".7z"):
+        from corral.pipeline.archives import iter_7z_members
+
+        members = iter_7z_members(lambda: open_raw(path), lambda n: os.path.basename(n) == "Posts.xml")
+        found = False
+        for name, stream in members:
+            found = True
+            yield from _rows(site, f"{path}!{name}", stream)
+        if not found:
+            yield error(SOURCE, "no_posts_xml", path)
+        return
+    with open_input(path) as stream:
+        yield from _rows(site, path, stream)
+
+
+def _rows(site: str, where: str, stream) -> Iterator[dict[str, Any]]:
+    n = 0
+    try:
+        for row in iter_rows(stream):
+            n += 1
+            yield {"site": site, "row": row}
+    except XML_FORBIDDEN as e:
+        yield error(SOURCE, "xml_entities_forbidden", f"{where} after row {n}", type(e).__name__)
+    except Exception as e:
+        if type(e).__name__ == "ParseError":
+            yield error(SOURCE, "malformed_xml", f"{where} after row {n}", str(e))
+        else:
+            raise
+
+
+def group_key(post: dict[str, Any]) -> tuple[str, str]:
+    """Questions under their own id, answers under their question's; other posts on their own."""
+    row = post["row"]
+    kind = row.get("PostTypeId")
+    if kind == ANSWER:
+        return (post["site"], row.get("ParentId", ""))
+    if kind == QUESTION:
+        return (post["site"], row.get("Id", ""))
+    return (post["site"], f"other:{row.get('Id', '')}")
+
+
+def assemble(key: tuple[str, str], posts: Iterable[dict[str, Any]], top_sites: list[str],
+             read: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One question's group → its document (or drop) plus one outcome per merged answer."""
+    site, qid = key
+    rows = [p["row"] for p in posts]
+    if site not in top_sites:
+        for _ in rows:
+            yield dropped(SOURCE, "not_top_site")
+        return
+    questions = [r for r in rows if r.get("PostTypeId") == QUESTION]
+    answers = [r for r in rows if r.get("PostTypeId") == ANSWER]
+    for _ in range(len(rows) - len(questions) - len(answers)):
+        yield dropped(SOURCE, "other_post_type")
+    if not questions:
+        for _ in answers:
+            yield dropped(SOURCE, "orphan_answer")
+        return
+    for _ in questions[1:]:
+        yield dropped(SOURCE, "duplicate_post_id")
+    q = questions[0]
+    for _ in answers:
+        yield dropped(SOURCE, "answer_merged")
+    if not answers and not read["include_unanswered"]:
+        yield dropped(SOURCE, "unanswered")
+        return
+    ordered = sort_answers(((a.get("Score", "0"), int(a.get("Id", "0") or 0), a.get("Body", "")) for a in answers),
+                           read["score_sort"])
+    text = format_question(q.get("Title", ""), q.get("Body", ""), [a[2] for a in ordered])
+    meta = {"site": site, "question_id": qid, "answers": len(answers), "score": q.get("Score"),
+            "created": q.get("CreationDate"), "tags": q.get("Tags")}
+    yield kept(make_record(SOURCE, f"{site}/{qid}", text, url=f"https://{site}/questions/{qid}", meta=meta))
+
+
+def top_site_names(site_counts: Iterable[tuple[str, int]], n: int) -> list[str]:
+    """The n largest sites by row count (ties by name, so the choice is deterministic)."""
+    return [s for s, _ in sorted(site_counts, key=lambda sc: (-sc[1], sc[0]))[:n]]
+
+
+class Read(beam.PTransform):
+    """paths → outcomes (one per Posts.xml row, plus errors)."""
+
+    def __init__(self, stages: dict[str, dict[str, Any]]):
+        super().__init__()
+        self.read = stages["read"]
+
+    def expand(self, paths):
+        read = self.read
+        items = paths | "Parse" >> beam.FlatMap(lambda p: guarded(SOURCE, p, read_posts(p)))
+        errors = items | "ReadErrors" >> beam.Filter(lambda x: "status" in x)
+        posts = items | "Posts" >> beam.Filter(lambda x: "row" in x)
+        top = (
+            posts
+            | "SiteOf" >> beam.Map(lambda p: (p["site"], 1))
+            | "CountSite" >> beam.CombinePerKey(sum)
+            | "SiteList" >> beam.combiners.ToList()
+            | "TopSites" >> beam.Map(top_site_names, read["top_sites"])
+        )
+        docs = (
+            posts
+            | "KeyByQuestion" >> beam.Map(lambda p: (group_key(p), p))
+            | "GroupQuestion" >> beam.GroupByKey()
+            | "Assemble" >> beam.FlatMap(lambda kv, top_sites: assemble(kv[0], kv[1], top_sites, read),
+                                         top_sites=beam.pvalue.AsSingleton(top))
+        )
+        return (errors, docs) | "Merge" >> beam.Flatten()

@@ -1,0 +1,55 @@
+"""Helpers shared by the source tests: run a source's Read transform or a whole build on the local runner."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import apache_beam as beam
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from corral.manifests.options import defaults, source_stages
+from corral.shards import iter_records
+
+
+def stages(source: str, **overrides) -> dict:
+    """A source's resolved stage options, with {stage: {option: value}} overrides."""
+    out = {name: defaults(opts) for name, opts in source_stages(source).items()}
+    for stage, opts in overrides.items():
+        out[stage].update(opts)
+    return out
+
+
+def run_read(module, paths: list[str], tmp_path, **overrides) -> list[dict]:
+    """Run `module.Read` over paths; return every outcome (collected through a file)."""
+    import json
+
+    out = tmp_path / f"outcomes-{len(os.listdir(tmp_path))}.jsonl"
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        (p | beam.Create(paths) | module.Read(stages(module.SOURCE, **overrides))
+         | beam.Map(json.dumps) | beam.combiners.ToList()
+         | beam.Map(lambda lines: out.write_text("\n".join(lines))))
+    text = out.read_text()
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def write_manifest(path, sources: dict[str, dict]) -> str:
+    """A one-or-more-source mixture manifest with equal weights; returns its path."""
+    import yaml
+
+    n = len(sources)
+    body = {"name": "test", "target_tokens": 1000000, "sources": {}}
+    for i, (name, spec) in enumerate(sources.items()):
+        w = round(1 / n, 9) if i < n - 1 else round(1 - round(1 / n, 9) * (n - 1), 9)
+        body["sources"][name] = {"weight": w, **spec}
+    path.write_text(yaml.safe_dump(body))
+    return str(path)
+
+
+def shard_records(out, source: str) -> list[dict]:
+    folder = os.path.join(out, "docs", source)
+    return [r for n in sorted(os.listdir(folder)) for r in iter_records(os.path.join(folder, n))]
+
+
+def dedent(s: str) -> str:
+    return textwrap.dedent(s).lstrip("\n")
