@@ -12,6 +12,7 @@ from __future__ import annotations
 import bz2
 import glob
 import gzip
+import io
 import lzma
 import os
 import zlib
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from corral.pipeline.outcome import error
 
 # What reading a damaged compressed file raises; each becomes an error outcome, never a crash.
-READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, ValueError)
+READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 
 
 class InputError(ValueError):
@@ -63,16 +64,115 @@ def open_raw(path: str):
     return open(path, "rb")
 
 
+class TruncatedInput(EOFError):
+    """The compressed stream ended inside a member: everything before it was already returned."""
+
+
+class _Decompressing(io.BufferedIOBase):
+    """Concatenated gzip / bz2 / xz members as one buffered stream.
+
+    Unlike GzipFile (and io.BufferedReader over any raw stream), which discard what they decoded
+    in a read() that then meets a damaged tail, this returns every byte it could decode first (a
+    short read) and raises TruncatedInput only on the next read, so every complete record before
+    the damage reaches the parser.
+    """
+
+    CHUNK = 1 << 16
+
+    def __init__(self, raw, new_decompressor):
+        self.raw, self.new = raw, new_decompressor
+        self.dec = new_decompressor()
+        self.buf = bytearray()
+        self.failed: Exception | None = None
+        self.eof = False
+        self.in_member = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill_once(self) -> None:
+        """Decode at least one more chunk into the buffer, or set eof / failed."""
+        while not self.eof and self.failed is None:
+            data = b""
+            if self.dec.eof:
+                data = self.dec.unused_data
+                self.dec = self.new()
+                self.in_member = False
+            if not data:
+                data = self.raw.read(self.CHUNK)
+                if not data:
+                    if self.in_member:
+                        self.failed = TruncatedInput("compressed input ends inside a member")
+                    self.eof = True
+                    return
+            try:
+                out = self.dec.decompress(data)
+            except (zlib.error, OSError, lzma.LZMAError, EOFError) as e:
+                self.failed = TruncatedInput(f"corrupt compressed data: {e}")
+                return
+            self.in_member = not self.dec.eof
+            if out:
+                self.buf += out
+                return
+
+    def _raise_if_failed(self) -> None:
+        if self.failed is not None:
+            err, self.failed = self.failed, None
+            raise err
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = None if size is None or size < 0 else size
+        while (want is None or len(self.buf) < want) and not self.eof and self.failed is None:
+            self._fill_once()
+        if want is None:
+            self._raise_if_failed()  # "all of it" cannot be answered with a damaged part
+        if not self.buf:
+            self._raise_if_failed()
+            return b""
+        n = len(self.buf) if want is None else min(want, len(self.buf))
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read1(self, size: int = -1) -> bytes:
+        if not self.buf:
+            self._fill_once()
+        return self.read(min(size, len(self.buf)) if size >= 0 else len(self.buf))
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        while b"\n" not in self.buf and not self.eof and self.failed is None:
+            self._fill_once()
+        i = self.buf.find(b"\n")
+        n = len(self.buf) if i < 0 else i + 1
+        if size is not None and size >= 0:
+            n = min(n, size)
+        return self.read(n) if n else self.read(0) or (self._raise_if_failed() or b"")
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        finally:
+            super().close()
+
+
+_DECOMPRESSORS = {
+    ".gz": lambda: zlib.decompressobj(wbits=47),   # gzip or zlib header, one member at a time
+    ".bz2": bz2.BZ2Decompressor,
+    ".xz": lzma.LZMADecompressor,
+}
+
+
 def open_input(path: str):
-    """A binary stream of the file's content, decompressed by its extension."""
+    """A buffered binary stream of the file's content, decompressed by its extension."""
     raw = open_raw(path)
-    name = path.lower()
-    if name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if name.endswith(".bz2"):
-        return bz2.BZ2File(raw, mode="rb")
-    if name.endswith(".xz"):
-        return lzma.LZMAFile(raw, mode="rb")
+    for suffix, new in _DECOMPRESSORS.items():
+        if path.lower().endswith(suffix):
+            return _Decompressing(raw, new)
     return raw
 
 
