@@ -1,0 +1,208 @@
+"""Wikipedia (RECIPE.md §5): MediaWiki XML dumps → plain text of main-namespace articles.
+
+Input: `*-pages-articles*.xml` dumps, plain or .bz2 (multistream dumps are concatenated bz2
+streams, read as one), in whatever encoding the XML declares or its byte-order mark says (UTF-16
+included). Parsed as a stream with defusedxml: a dump that declares entities is refused, never
+expanded; pages are released as they are read.
+
+Rules (HF `wikipedia` script v2.0.0, which RedPajama ran):
+- Language: siteinfo's `dbname` (`enwiki` → en), else the root's `xml:lang`, else the file name
+  (`bgwiki-…`). Languages not in `read.languages` (the paper's 20 by default) are dropped as
+  `language_not_selected`.
+- Only namespace 0 (`read.namespaces`); redirects (a `<redirect>` element) dropped as `redirect`.
+- Markup, per section (lead and headings included): links to File/Image/Media (and their local
+  names, from the dump's own siteinfo and a table of the 20 languages' aliases) removed; category
+  links keep their text without the `Category:` prefix; `<ref>` and `<table>` tags removed;
+  `strip_code()` (templates and comments dropped, link text kept); magic words `__[A-Z]*__`
+  removed. Sections joined with a blank line; pages left empty dropped as `empty`.
+mwparserfromhell is the wikitext parser (what the HF script uses): maintained, and it parses
+nested templates and tags that regexes get wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Iterator
+
+import apache_beam as beam
+import mwparserfromhell
+from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import iterparse
+
+from corral.pipeline.inputs import guarded, open_input
+from corral.pipeline.outcome import dropped, error, kept
+from corral.schema import make_record
+
+SOURCE = "wikipedia"
+MAGIC_WORDS = re.compile(r"__[A-Z]*__")  # RECIPE.md §5: HF-wiki v2 re_rm_magic
+
+# Local names of the File/Media namespaces (HF-wiki MEDIA_ALIASES, for the paper's 20 languages).
+MEDIA_ALIASES = {
+    "en": ["file", "image", "media"], "bg": ["файл", "картинка", "медия", "изображение"],
+    "ca": ["fitxer", "imatge", "arxiu", "multimèdia"], "cs": ["soubor", "obrázek", "média"],
+    "da": ["fil", "billede", "medie"], "de": ["datei", "bild", "medium"], "es": ["archivo", "imagen", "medio"],
+    "fr": ["fichier", "image", "média"], "hr": ["datoteka", "slika", "mediji"], "hu": ["fájl", "kép", "média"],
+    "it": ["file", "immagine", "media"], "nl": ["bestand", "afbeelding", "media"],
+    "pl": ["plik", "grafika", "media"], "pt": ["ficheiro", "arquivo", "imagem", "média", "mídia"],
+    "ro": ["fișier", "fişier", "imagine", "media"], "ru": ["файл", "изображение", "медиа"],
+    "sl": ["slika", "datoteka", "media"], "sr": ["датотека", "слика", "медији", "datoteka", "slika", "medij"],
+    "sv": ["fil", "bild", "media"], "uk": ["файл", "зображення", "медіа"],
+}
+# Local names of the Category namespace (HF-wiki CATEGORY_ALIASES, for the same languages).
+CATEGORY_ALIASES = {
+    "en": ["category"], "bg": ["категория"], "ca": ["categoria"], "cs": ["kategorie"], "da": ["kategori"],
+    "de": ["kategorie"], "es": ["categoría"], "fr": ["catégorie"], "hr": ["kategorija"], "hu": ["kategória"],
+    "it": ["categoria"], "nl": ["categorie"], "pl": ["kategoria"], "pt": ["categoria"], "ro": ["categorie"],
+    "ru": ["категория"], "sl": ["kategorija"], "sr": ["категорија", "kategorija"], "sv": ["kategori"],
+    "uk": ["категорія"],
+}
+MEDIA_NS, FILE_NS, CATEGORY_NS = "-2", "6", "14"  # MediaWiki namespace keys
+_DB_LANG = re.compile(r"^([a-z_\-]+?)wiki$")
+_FILE_LANG = re.compile(r"^([a-z_\-]+?)wiki-")
+
+
+# --- pure rules ---------------------------------------------------------------------------------
+
+
+def language_of(dbname: str | None, xml_lang: str | None, path: str) -> str | None:
+    """Wiki language: siteinfo dbname, else the root's xml:lang, else the dump's file name."""
+    if dbname and (m := _DB_LANG.match(dbname)):
+        return m.group(1).replace("_", "-")
+    if xml_lang:
+        return xml_lang
+    m = _FILE_LANG.match(os.path.basename(path))
+    return m.group(1).replace("_", "-") if m else None
+
+
+def clean_wikitext(raw: str, media: set[str], categories: set[str], strip_magic: bool = True) -> str:
+    """RECIPE.md §5: HF-wiki v2.0.0 markup removal; `media`/`categories` are lowercase prefixes.
+
+    `strip_magic=False` keeps `__MAGIC__` words (HF-wiki v1.0.0 did not remove them)."""
+    wikicode = mwparserfromhell.parse(raw)
+    sections = []
+    for section in wikicode.get_sections(flat=True, include_lead=True, include_headings=True):
+        for link in section.ifilter_wikilinks(recursive=True):
+            title = str(link.title).strip()
+            prefix = title.split(":", 1)[0].strip().lower().lstrip(":") if ":" in title else ""
+            try:
+                if prefix in media:
+                    section.remove(link)
+                elif prefix in categories:
+                    section.replace(link, title.split(":", 1)[1].strip())
+            except ValueError:  # already gone with an enclosing node
+                pass
+        for tag in section.ifilter_tags(matches=lambda t: str(t.tag).strip().lower() in ("ref", "table"),
+                                        recursive=True):
+            try:
+                section.remove(tag)
+            except ValueError:
+                pass
+        text = section.strip_code().strip()
+        sections.append(MAGIC_WORDS.sub("", text).strip() if strip_magic else text)
+    return "\n\n".join(s for s in sections if s).strip()
+
+
+def aliases(lang: str | None, site_names: dict[str, str]) -> tuple[set[str], set[str]]:
+    """(media prefixes, category prefixes): English, the language's table, and the dump's own names."""
+    media = set(MEDIA_ALIASES["en"]) | set(MEDIA_ALIASES.get(lang or "", []))
+    cats = set(CATEGORY_ALIASES["en"]) | set(CATEGORY_ALIASES.get(lang or "", []))
+    for key in (MEDIA_NS, FILE_NS):
+        if site_names.get(key):
+            media.add(site_names[key].lower())
+    if site_names.get(CATEGORY_NS):
+        cats.add(site_names[CATEGORY_NS].lower())
+    return media, cats
+
+
+def page_url(lang: str, title: str) -> str:
+    return f"https://{lang}.wikipedia.org/wiki/{title.replace(' ', '_')}"
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(elem, name: str):
+    for c in elem:
+        if _local(c.tag) == name:
+            return c
+    return None
+
+
+def read_dump(path: str, read: dict[str, Any], clean: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One outcome per <page> of a dump."""
+    languages = set(read["languages"])
+    namespaces = set(read["namespaces"])
+    dbname = xml_lang = None
+    site_names: dict[str, str] = {}
+    root = None
+    n = 0
+    with open_input(path) as stream:
+        try:
+            for event, elem in iterparse(stream, events=("start", "end"), forbid_dtd=False,
+                                         forbid_entities=True, forbid_external=True):
+                tag = _local(elem.tag)
+                if event == "start":
+                    if root is None:
+                        root = elem
+                        xml_lang = elem.get("{http://www.w3.org/XML/1998/namespace}lang")
+                    continue
+                if tag == "siteinfo":
+                    db = _child(elem, "dbname")
+                    dbname = db.text if db is not None else None
+                    ns = _child(elem, "namespaces")
+                    for item in (ns if ns is not None else []):
+                        site_names[item.get("key", "")] = (item.text or "").strip()
+                    root.clear()
+                elif tag == "page":
+                    n += 1
+                    yield _page(elem, path, language_of(dbname, xml_lang, path), languages, namespaces,
+                                site_names, clean)
+                    root.clear()  # release the page: memory stays flat over a whole dump
+        except (EntitiesForbidden, DTDForbidden, ExternalReferenceForbidden) as e:
+            yield error(SOURCE, "xml_entities_forbidden", f"{path} after page {n}", type(e).__name__)
+        except Exception as e:
+            if type(e).__name__ != "ParseError":
+                raise
+            yield error(SOURCE, "malformed_xml", f"{path} after page {n}", str(e))
+
+
+def _page(elem, path, lang, languages, namespaces, site_names, clean) -> dict[str, Any]:
+    title = (_child(elem, "title").text or "") if _child(elem, "title") is not None else ""
+    page_id = (_child(elem, "id").text or "") if _child(elem, "id") is not None else ""
+    where = f"{path} page {page_id or title}"
+    ns = _child(elem, "ns")
+    if (ns.text if ns is not None else "0") not in namespaces:
+        return dropped(SOURCE, "not_main_namespace", where)
+    if _child(elem, "redirect") is not None:
+        return dropped(SOURCE, "redirect", where)
+    if lang not in languages:
+        return dropped(SOURCE, "language_not_selected", where)
+    rev = _child(elem, "revision")
+    text_el = _child(rev, "text") if rev is not None else None
+    raw = text_el.text if text_el is not None and text_el.text else ""
+    ts_el = _child(rev, "timestamp") if rev is not None else None
+    media, cats = aliases(lang, site_names)
+    text = clean_wikitext(raw, media, cats, clean["strip_magic_words"]) if raw else ""
+    if not text:
+        return dropped(SOURCE, "empty", where)
+    meta = {"title": title, "page_id": page_id, "timestamp": ts_el.text if ts_el is not None else None,
+            "language": lang}
+    return kept(make_record(SOURCE, f"{lang}wiki/{page_id or title}", text, url=page_url(lang, title),
+                            lang=lang, meta=meta))
+
+
+class Read(beam.PTransform):
+    """paths → outcomes (one per page)."""
+
+    def __init__(self, stages: dict[str, dict[str, Any]]):
+        super().__init__()
+        self.read, self.clean = stages["read"], stages["clean"]
+
+    def expand(self, paths):
+        read, clean = self.read, self.clean
+        return paths | "ReadDumps" >> beam.FlatMap(lambda p: guarded(SOURCE, p, read_dump(p, read, clean)))
