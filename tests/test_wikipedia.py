@@ -58,6 +58,20 @@ def test_refs_tables_templates_comments_and_magic_words():
         assert gone not in text
 
 
+def test_wikitables_removed_even_when_the_parser_misses_them():
+    raw = ("Before.\n{| class=wikitable\n! A !! {{Tooltip| SR | x}} !! B\n|-\n| bgcolor=lime | [[L|W]]\n"
+           "{|\n| nested\n|}\n|}\nAfter.")
+    assert wk.strip_wikitables(raw) == "Before.\nAfter."
+    assert wk.clean_wikitext(raw, MEDIA, CATS) == "Before.\nAfter."
+
+
+def test_refs_and_media_links_removed_before_parsing():
+    assert wk.strip_refs('a<ref name="x">{{cite|y}}</ref>b<ref name=z />c<REF>d\ne</ref>') == "abc"
+    raw = "x [[File:a.svg|thumb|A [[nested]] caption]] y [[Berlin]] [[ : Image:b.png]] z"
+    assert wk.strip_media_links(raw, MEDIA) == "x  y [[Berlin]]  z"
+    assert wk.strip_media_links("unclosed [[File:a|b", MEDIA) == "unclosed "
+
+
 def test_magic_words_kept_when_asked():
     assert "__NOTOC__" in wk.clean_wikitext("Hi __NOTOC__ there", MEDIA, CATS, strip_magic=False)
 
