@@ -20,7 +20,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from corral.dedup.exact import ExactDedup
+from corral.dedup.exact import ExactDedup, text_md5
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.manifests.mixture import Mixture, load_mixture
 from corral.pipeline.inputs import InputError, is_remote, match_inputs
@@ -85,7 +85,8 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
         | f"{source}/Read" >> module.Read(stages)
     )
     if stages["exact_dedup"]["enabled"]:
-        outcomes = outcomes | f"{source}/ExactDedup" >> ExactDedup()
+        key_fn = getattr(module, "dedup_key", text_md5)  # a source may name its own content key
+        outcomes = outcomes | f"{source}/ExactDedup" >> ExactDedup(key_fn)
 
     records = (
         outcomes
