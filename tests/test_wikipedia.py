@@ -3,7 +3,6 @@
 import bz2
 import collections
 
-import pytest
 from helpers import run_read, shard_records, write_manifest
 
 from corral.manifests.options import WIKI_LANGUAGES
