@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+
+
+class _QuietBeam(logging.Filter):
+    """Drop Beam's import-time notice about optional GCP client libraries corral does not use."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
 
 # Subcommands whose capability lands in a later issue: they refuse clearly until then.
 PENDING = {
@@ -137,6 +145,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietBeam())
     args = parser().parse_args(argv)
     return args.func(args)
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import site
 import textwrap
 
 import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from corral.manifests.options import defaults, source_stages
+from corral.pipeline.sources.github import is_license_file
 from corral.shards import iter_records
 
 
@@ -53,3 +57,23 @@ def shard_records(out, source: str) -> list[dict]:
 
 def dedent(s: str) -> str:
     return textwrap.dedent(s).lstrip("\n")
+
+
+PACKAGES = {"yaml": "pyyaml", "bs4": "beautifulsoup4", "mwparserfromhell": "mwparserfromhell",
+            "certifi": "certifi", "py7zr": "py7zr"}
+
+
+def package_repos(dest):
+    """Copy installed package trees, each with its dist-info license files, as repository folders."""
+    for pkg, dist in PACKAGES.items():
+        src = os.path.join(site.getsitepackages()[0], pkg)
+        infos = glob.glob(os.path.join(site.getsitepackages()[0], f"{dist}-*.dist-info"))
+        if not os.path.isdir(src) or not infos:
+            raise RuntimeError(f"package {pkg} is not installed in this environment")
+        shutil.copytree(src, dest / pkg / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+        lic_dir = os.path.join(infos[0], "licenses")
+        for f in glob.glob(os.path.join(lic_dir, "**", "*"), recursive=True) + glob.glob(os.path.join(infos[0], "LICEN[CS]E*")):
+            if os.path.isfile(f) and is_license_file(os.path.basename(f)):
+                shutil.copy(f, dest / pkg / os.path.basename(f))
+
+

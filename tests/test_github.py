@@ -1,16 +1,13 @@
 """RECIPE.md §4 GitHub rules on inline cases, then package trees with their license files."""
 
 import collections
-import glob
 import json
 import os
-import shutil
-import site
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import run_read, shard_records, stages, write_manifest
+from helpers import package_repos, run_read, shard_records, stages, write_manifest
 
 from corral.manifests.options import GITHUB_EXTENSIONS
 from corral.manifests.verify import verify_build
@@ -18,7 +15,6 @@ from corral.pipeline.dag import build
 from corral.pipeline.sources import github as gh
 
 ST = stages("github")
-SITE = site.getsitepackages()[0] if hasattr(site, "getsitepackages") else None
 
 
 def test_clean_copyright_block_removed_only_when_it_mentions_copyright():
@@ -140,24 +136,6 @@ def test_exports_jsonl_and_parquet(tmp_path):
                     "https://github.com/o/r/blob/HEAD/n.go", "https://github.com/o/r/blob/HEAD/n.go"]
     assert sorted(o["reason"] for o in outs if o["status"] != "kept") == ["bad_row", "license_not_allowed",
                                                                           "license_not_allowed"]
-
-
-PACKAGES = {"yaml": "pyyaml", "bs4": "beautifulsoup4", "mwparserfromhell": "mwparserfromhell",
-            "certifi": "certifi", "py7zr": "py7zr"}
-
-
-def package_repos(dest):
-    """Copy installed package trees, each with its dist-info license files, as repository folders."""
-    for pkg, dist in PACKAGES.items():
-        src = os.path.join(SITE, pkg)
-        infos = glob.glob(os.path.join(SITE, f"{dist}-*.dist-info"))
-        if not os.path.isdir(src) or not infos:
-            pytest.skip(f"package {pkg} not installed")
-        shutil.copytree(src, dest / pkg / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-        lic_dir = os.path.join(infos[0], "licenses")
-        for f in glob.glob(os.path.join(lic_dir, "**", "*"), recursive=True) + glob.glob(os.path.join(infos[0], "LICEN[CS]E*")):
-            if os.path.isfile(f) and gh.is_license_file(os.path.basename(f)):
-                shutil.copy(f, dest / pkg / os.path.basename(f))
 
 
 def test_package_trees_build(tmp_path):

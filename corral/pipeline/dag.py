@@ -1,6 +1,7 @@
 """Assemble one Beam pipeline from a mixture manifest, run it, and write the build manifest.
 
 Per source:  paths ─► Read (the source module's PTransform: raw format → outcomes)
+             ─► UniqueIds (one record per id: a page in two dumps keeps its latest revision)
              ─► ExactDedup (when the manifest enables it) ─► one stream of outcomes, then
              ├─ kept records ─► WriteShards ─► OUT/docs/<source>/part-*.arrow
              ├─ count per (source, status, reason) ─► the funnel
@@ -19,8 +20,9 @@ import shutil
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
-from corral.dedup.exact import ExactDedup, text_md5
+from corral.dedup.exact import ExactDedup, UniqueIds, text_md5
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.manifests.mixture import Mixture, load_mixture
 from corral.pipeline.inputs import InputError, is_remote, match_inputs
@@ -83,6 +85,7 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
         | f"{source}/Inputs" >> beam.Create([path for path, _ in paths], reshuffle=False)
         | f"{source}/Spread" >> beam.Reshuffle()
         | f"{source}/Read" >> module.Read(stages)
+        | f"{source}/UniqueIds" >> UniqueIds()
     )
     if stages["exact_dedup"]["enabled"]:
         key_fn = getattr(module, "dedup_key", text_md5)  # a source may name its own content key
@@ -109,7 +112,7 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
     )
     (
         outcomes
-        | f"{source}/FunnelKey" >> beam.Map(lambda o: (funnel_key(o), 1))
+        | f"{source}/FunnelKey" >> beam.Map(_count_metric)
         | f"{source}/Count" >> beam.CombinePerKey(sum)
         | f"{source}/CountList" >> beam.combiners.ToList()
         | f"{source}/SaveFunnel" >> beam.Map(
@@ -121,6 +124,15 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
         | f"{source}/ErrorList" >> beam.combiners.ToList()
         | f"{source}/DeadLetters" >> beam.Map(lambda errs: _write_errors(out, source, errs) if errs else None)
     )
+
+
+def _count_metric(outcome: dict[str, Any]):
+    """Beam counters beside the as-data funnel, for runners and UIs that show metrics."""
+    reason = outcome["reason"]
+    name = outcome["status"] if reason is None else f"{outcome['status']}:{reason}"
+    Metrics.counter(f"corral.{outcome['source']}", name).inc()
+    Metrics.counter(f"corral.{outcome['source']}", "input").inc()
+    return (funnel_key(outcome), 1)
 
 
 def _read_summary(out: str, name: str, default: Any) -> Any:

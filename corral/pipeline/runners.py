@@ -16,7 +16,7 @@ def local_runner(workers: int | None = None):
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     workers = workers or 1
-    flags = [f"--direct_num_workers={workers}"]
+    flags = [f"--direct_num_workers={workers}", "--default_sdk_harness_log_level=WARNING"]
     if workers > 1:
         flags.append("--direct_running_mode=multi_processing")
     return FnApiRunner(), PipelineOptions(flags)

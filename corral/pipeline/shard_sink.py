@@ -33,7 +33,7 @@ def write_bucket(bucket: int, records: Iterable[Mapping[str, Any]], out_dir: str
 
     `writer_options` are ShardWriter's (schema, max_rows, max_bytes, compression).
     """
-    ordered = sorted(records, key=lambda r: r["id"])
+    ordered = sorted(records, key=lambda r: (r["id"], r["text"]))  # text breaks ties: order never depends on arrival
     writer = ShardWriter(out_dir, name_fn=lambda part: shard_name(prefix, bucket, part), **writer_options)
     with writer:
         writer.write_all(ordered)
