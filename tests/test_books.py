@@ -98,3 +98,13 @@ def test_real_gutenberg_books(shared_data, tmp_path):
         assert not t.startswith("Produced by") and "\r" not in t and not t.startswith("\ufeff")
     assert recs["https://www.gutenberg.org/ebooks/2000"]["lang"] == "es"
     assert recs["https://www.gutenberg.org/ebooks/11"]["text"].rstrip().endswith("THE END")
+
+
+def test_pg19_and_books3_ids_never_collide(tmp_path):
+    # RECIPE.md §6 quirk: RP gave both corpora ids idx + chunk*2000, so they collided and overwrote.
+    (tmp_path / "pg1.txt").write_text("*** START OF THE PROJECT GUTENBERG EBOOK A ***\nPG text.\n*** END OF THE PROJECT GUTENBERG EBOOK A ***")
+    (tmp_path / "b3.jsonl").write_text(json.dumps({"text": "Books3 text.", "title": "1"}) + "\n" +
+                                       json.dumps({"text": "Another.", "title": "2"}) + "\n")
+    outs = run_read(books, [str(tmp_path / "pg1.txt"), str(tmp_path / "b3.jsonl")], tmp_path)
+    ids = [o["record"]["id"] for o in outs if o["status"] == "kept"]
+    assert len(ids) == 3 and len(set(ids)) == 3

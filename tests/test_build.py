@@ -104,3 +104,21 @@ def test_hostile_inputs_never_crash_and_are_counted(tmp_path):
     assert any("cut.json.gz" in json.loads(x)["where"] for x in lines)
     # Nothing was written outside OUT (the tmp folder holds only what the test made).
     assert sorted(os.listdir(tmp_path)) == ["m.yaml", "out", "raw"]
+
+
+def test_beam_counters_are_reported_too():
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from corral.pipeline.dag import _count_metric
+    from corral.pipeline.outcome import dropped, error, kept
+    from corral.schema import make_record
+
+    outs = [kept(make_record("books", "a", "t")), dropped("books", "empty"), error("books", "invalid_utf8", "f")]
+    p = beam.Pipeline(runner=FnApiRunner())
+    _ = p | beam.Create(outs) | beam.Map(_count_metric)
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(MetricsFilter())["counters"]}
+    assert counters == {"input": 3, "kept": 1, "dropped:empty": 1, "error:invalid_utf8": 1}

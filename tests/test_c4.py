@@ -159,3 +159,22 @@ def test_real_wet_rebuilt_as_c4(shared_data, tmp_path):
     assert verify_build(str(tmp_path / "out")).ok
     for r in shard_records(str(tmp_path / "out"), "c4"):
         assert all(ln.endswith((".", "?", "!", '"')) for ln in r["text"].split("\n"))
+
+
+def test_url_dedup_keeps_the_largest_text_md5():
+    import hashlib
+
+    outs = [{"source": "c4", "status": "kept", "reason": None, "where": None,
+             "record": c4.page_record(t, "https://a.org/x", None, t)} for t in ("one text", "two text", "three")]
+    chosen = c4._choose_url(outs)
+    best = max(["one text", "two text", "three"], key=lambda t: hashlib.md5(t.encode()).hexdigest())
+    assert chosen[0]["record"]["text"] == best
+    assert [o["reason"] for o in chosen[1:]] == ["duplicate_url", "duplicate_url"]
+
+
+def test_validation_split_rule():
+    urls = [f"https://example.com/{i}" for i in range(20000)]
+    share = sum(c4.split_of(u) == "validation" for u in urls) / len(urls)
+    assert 0.0005 < share < 0.002  # 0.1% by md5(url) % 1000 == 0
+    assert c4.split_of("u", "/d/c4-validation.00000-of-00008.json.gz") == "validation"
+    assert c4.split_of("u", "/d/c4-train.00000-of-01024.json.gz") == "train"

@@ -11,7 +11,9 @@ URL) → `clean_page` (per line: too-long word, citations, end mark / ellipsis, 
 "lorem ipsum" page drop, "javascript" lines, "{" page drop, policy lines; ≥3 sentences) → line dedup
 across pages (md5 of the stripped, lowercased line; the page with the smallest md5(url) keeps it;
 repeats within a page dropped; ≥3 sentences again) → English with probability ≥ 0.99 → badwords over
-the whole lowercased page, with the list file given in `clean.badwords`.
+the whole lowercased page, with the list file given in `clean.badwords`. Every page's `meta.split` is
+`validation` or `train`: from a published file's name, else TFDS's md5(url) % 1000 == 0 rule (the
+published C4's validation files are read too, as RP's glob did; the split lets a user tell them apart).
 
 Deviations, documented: sentences are counted with NLTK's Punkt algorithm with default parameters
 (TFDS loads the trained `english.pickle`, which would need a run-time download); English detection
@@ -143,8 +145,23 @@ def split_wet_body(body: str) -> str:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def page_record(text: str, url: str | None, timestamp: str | None, key: str) -> dict[str, Any]:
-    return make_record(SOURCE, key, text, url=url, lang="en", meta={"timestamp": timestamp} if timestamp else None)
+VALIDATION_MODULUS = 1000  # RECIPE.md §3.3 step 8: md5(url) % 1000 == 0 → validation (0.1%)
+
+
+def split_of(url: str | None, path: str | None = None) -> str:
+    """`validation` or `train`: the published file's name when it says, else TFDS's md5(url) rule."""
+    if path and "validation" in os.path.basename(path):
+        return "validation"
+    if path and "train" in os.path.basename(path):
+        return "train"
+    return "validation" if int(url_key(url or ""), 16) % VALIDATION_MODULUS == 0 else "train"
+
+
+def page_record(text: str, url: str | None, timestamp: str | None, key: str, path: str | None = None) -> dict[str, Any]:
+    meta = {"split": split_of(url, path)}
+    if timestamp:
+        meta["timestamp"] = timestamp
+    return make_record(SOURCE, key, text, url=url, lang="en", meta=meta)
 
 
 def read_c4_json(path: str) -> Iterator[dict[str, Any]]:
@@ -167,7 +184,7 @@ def read_c4_json(path: str) -> Iterator[dict[str, Any]]:
                 yield dropped(SOURCE, "empty", where)
                 continue
             ts = obj.get("timestamp") or obj.get("date")
-            yield kept(page_record(text, url, ts, url or f"{os.path.basename(path)}:{i + 1}"))
+            yield kept(page_record(text, url, ts, url or f"{os.path.basename(path)}:{i + 1}", path))
 
 
 def read_wet_pages(path: str) -> Iterator[dict[str, Any]]:
