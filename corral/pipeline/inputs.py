@@ -183,6 +183,31 @@ def strip_compression_suffix(name: str) -> str:
     return name
 
 
+def iter_jsonl(path: str, require_text: bool = False) -> Iterator[tuple[str, int, dict | None, str | None]]:
+    """(location, line number, object or None, problem or None) for each non-blank JSON line.
+
+    A line that is not a JSON object (or, with `require_text`, lacks a string `text`) comes back
+    with its problem instead of an object, so the caller counts it and the next lines still flow.
+    """
+    import json
+
+    with open_input(path) as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{i}"
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise TypeError("not a JSON object")
+                if require_text and not isinstance(obj.get("text"), str):
+                    raise TypeError("no string field 'text'")
+            except (ValueError, TypeError) as e:
+                yield where, i, None, f"{type(e).__name__}: {e}"
+                continue
+            yield where, i, obj, None
+
+
 def guarded(source: str, path: str, outcomes: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Pass a reader's outcomes through; a failure mid-file becomes one error outcome naming where.
 

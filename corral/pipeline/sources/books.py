@@ -18,14 +18,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Iterator
 
 import apache_beam as beam
 
-from corral.pipeline.inputs import guarded, open_input, strip_compression_suffix
+from corral.pipeline.inputs import guarded, iter_jsonl, open_input, strip_compression_suffix
 from corral.pipeline.outcome import dropped, error, kept
 from corral.schema import make_record
 
@@ -140,24 +139,14 @@ def read_books(path: str, strip: bool = True) -> Iterator[dict[str, Any]]:
 
 
 def _read_jsonl(path: str, strip: bool) -> Iterator[dict[str, Any]]:
-    with open_input(path) as f:
-        for i, line in enumerate(f):
-            where = f"{path}:{i + 1}"
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                text = obj["text"]
-                if not isinstance(text, str):
-                    raise TypeError("text is not a string")
-            except (ValueError, KeyError, TypeError) as e:
-                yield error(SOURCE, "bad_json_line", where, f"{type(e).__name__}: {e}")
-                continue
-            meta_obj = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-            title = obj.get("title") or meta_obj.get("title")
-            key = f"books3/{title}" if title else f"file/{os.path.basename(path)}:{i + 1}"
-            meta = {"title": title} if title else {}
-            yield book_record(text, key, strip, where, meta)
+    for where, i, obj, problem in iter_jsonl(path, require_text=True):
+        if problem:
+            yield error(SOURCE, "bad_json_line", where, problem)
+            continue
+        meta_obj = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+        title = obj.get("title") or meta_obj.get("title")
+        key = f"books3/{title}" if title else f"file/{os.path.basename(path)}:{i}"
+        yield book_record(obj["text"], key, strip, where, {"title": title} if title else {})
 
 
 class Read(beam.PTransform):

@@ -24,7 +24,6 @@ does not depend on. Badwords are matched as escaped literals.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from functools import lru_cache
@@ -32,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 
-from corral.pipeline.inputs import guarded, open_input
+from corral.pipeline.inputs import guarded, iter_jsonl, open_input
 from corral.pipeline.outcome import KEPT, apply_rule, dropped, error, kept
 from corral.schema import make_record
 
@@ -166,25 +165,16 @@ def page_record(text: str, url: str | None, timestamp: str | None, key: str, pat
 
 def read_c4_json(path: str) -> Iterator[dict[str, Any]]:
     """Published C4 json lines → one outcome per line."""
-    with open_input(path) as f:
-        for i, line in enumerate(f):
-            where = f"{path}:{i + 1}"
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                text = obj["text"]
-                if not isinstance(text, str):
-                    raise TypeError("text is not a string")
-            except (ValueError, KeyError, TypeError) as e:
-                yield error(SOURCE, "bad_json_line", where, f"{type(e).__name__}: {e}")
-                continue
-            url = obj.get("url")
-            if not text.strip():
-                yield dropped(SOURCE, "empty", where)
-                continue
-            ts = obj.get("timestamp") or obj.get("date")
-            yield kept(page_record(text, url, ts, url or f"{os.path.basename(path)}:{i + 1}", path))
+    for where, i, obj, problem in iter_jsonl(path, require_text=True):
+        if problem:
+            yield error(SOURCE, "bad_json_line", where, problem)
+            continue
+        text, url = obj["text"], obj.get("url")
+        if not text.strip():
+            yield dropped(SOURCE, "empty", where)
+            continue
+        ts = obj.get("timestamp") or obj.get("date")
+        yield kept(page_record(text, url, ts, url or f"{os.path.basename(path)}:{i}", path))
 
 
 def read_wet_pages(path: str) -> Iterator[dict[str, Any]]:

@@ -43,7 +43,7 @@ from typing import Any, Iterator
 import apache_beam as beam
 import regex
 
-from corral.pipeline.inputs import guarded, is_remote, open_input, strip_compression_suffix
+from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, strip_compression_suffix
 from corral.pipeline.outcome import dropped, error, kept
 from corral.schema import make_record
 
@@ -283,18 +283,8 @@ def _export_rows(path: str) -> Iterator[tuple[str, dict[str, Any] | None, str | 
                     n += 1
                     yield f"{path}#{n}", row, None
         return
-    with open_input(path) as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise TypeError("not an object")
-            except (ValueError, TypeError) as e:
-                yield f"{path}:{i + 1}", None, f"{type(e).__name__}: {e}"
-                continue
-            yield f"{path}:{i + 1}", row, None
+    for where, _, row, problem in iter_jsonl(path):
+        yield where, row, problem
 
 
 def read_export(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
