@@ -79,3 +79,16 @@ def test_guarded_turns_failures_into_one_error():
     assert [o["status"] for o in out] == ["kept", "error"]
     assert out[1]["reason"] == "truncated_or_corrupt" and out[1]["where"] == "f.gz after record 1"
     assert list(guarded("c4", "f", buggy()))[1]["reason"] == "read_failed"
+
+
+def test_single_file_7z_is_transparent(tmp_path):
+    import py7zr
+
+    with py7zr.SevenZipFile(tmp_path / "book.txt.7z", "w") as z:
+        z.writestr(lines(3000), "book.txt")
+    assert open_input(str(tmp_path / "book.txt.7z")).read() == lines(3000)
+    with py7zr.SevenZipFile(tmp_path / "two.7z", "w") as z:
+        z.writestr(b"a", "a.txt")
+        z.writestr(b"b", "b.txt")
+    with pytest.raises(TruncatedInput, match="exactly one file"):
+        open_input(str(tmp_path / "two.7z"))

@@ -2,8 +2,8 @@
 turn any failure while reading into an error outcome instead of a crash.
 
 Compression is chosen by file name: .gz (multi-member, as WET files are), .bz2 (multi-stream, as
-Wikipedia's multistream dumps are), .xz; anything else is read as is. .7z and tar archives are
-opened by the readers that expect them. Everything streams: nothing is read whole unless a format
+Wikipedia's multistream dumps are), .xz, and .7z holding a single file; anything else is read as
+is. Multi-file .7z and tar archives are opened by the readers that expect them. Everything streams: nothing is read whole unless a format
 needs random access.
 """
 
@@ -168,7 +168,19 @@ _DECOMPRESSORS = {
 
 
 def open_input(path: str):
-    """A buffered binary stream of the file's content, decompressed by its extension."""
+    """A buffered binary stream of the file's content, decompressed by its extension.
+
+    A `.7z` holding one file is streamed too (a multi-file .7z is a source's own business, as
+    StackExchange's site archives are).
+    """
+    if path.lower().endswith(".7z"):
+        from corral.pipeline.archives import list_7z, open_7z_member
+
+        with open_raw(path) as f:
+            names = list_7z(f)
+        if len(names) != 1:
+            raise TruncatedInput(f"a .7z input must hold exactly one file, this one holds {len(names)}")
+        return open_7z_member(open_raw(path), names[0])
     raw = open_raw(path)
     for suffix, new in _DECOMPRESSORS.items():
         if path.lower().endswith(suffix):
