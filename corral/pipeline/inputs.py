@@ -189,7 +189,7 @@ def open_input(path: str):
 
 
 def strip_compression_suffix(name: str) -> str:
-    for suffix in (".gz", ".bz2", ".xz"):
+    for suffix in (".gz", ".bz2", ".xz", ".7z"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
