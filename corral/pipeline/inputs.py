@@ -15,13 +15,17 @@ import gzip
 import io
 import lzma
 import os
+import tarfile
 import zlib
 from typing import Any, Callable, Iterable, Iterator
 
+import py7zr.exceptions
+
 from corral.pipeline.outcome import error
 
-# What reading a damaged compressed file raises; each becomes an error outcome, never a crash.
-READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+# What reading a damaged compressed file or archive raises; each becomes an error outcome, never a crash.
+READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, tarfile.TarError,
+               py7zr.exceptions.ArchiveError)
 
 
 class InputError(ValueError):

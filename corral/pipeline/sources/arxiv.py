@@ -440,41 +440,59 @@ def read_papers(path: str, opts: dict[str, Any]) -> Iterator[dict[str, Any]]:
                         raw[rel] = fh.read()
         yield _paper_outcomes(_paper_id(path), raw, path, opts)
         return
-    with open_raw(path) as f:
-        data = f.read()
     name = posixpath.basename(path)
-    if name.endswith(".tar") or name.endswith((".tar.gz", ".tgz")):
-        if name.endswith(".tar.gz") or name.endswith(".tgz"):
-            data = gzip.decompress(data)
-        members = list(_tar_members(data, path))
-        # A bulk arXiv tar holds one `<id>.gz` per paper; otherwise the archive is one paper.
-        if members and all(m[0].endswith((".gz", ".tar", ".pdf")) or m[2] for m in members):
-            for mname, content, problem in members:
-                where = f"{path}:{mname}"
-                if problem:
-                    yield error(SOURCE, problem, where)
-                    continue
-                if mname.endswith(".pdf"):
-                    yield dropped(SOURCE, "pdf_only", where)
-                    continue
-                files, errors = _unpack_paper(content, where)
-                yield from errors
-                if files:
-                    yield _paper_outcomes(_paper_id(mname), files, where, opts)
-            return
-        files, errors = {}, []
-        for mname, content, problem in members:
-            if problem:
-                errors.append(error(SOURCE, problem, f"{path}:{mname}"))
-            else:
-                files[mname] = content
-        yield from errors
-        yield _paper_outcomes(_paper_id(name), files, path, opts)
+    if name.endswith((".tar", ".tar.gz", ".tgz")):
+        yield from _read_tar_stream(path, name, opts)
+        return
+    with open_raw(path) as f:
+        data = f.read(MAX_PAPER_BYTES + 1)
+    if len(data) > MAX_PAPER_BYTES:
+        yield error(SOURCE, "member_too_large", path)
         return
     files, errors = _unpack_paper(data, path)
     yield from errors
     if files:
         yield _paper_outcomes(_paper_id(name), files, path, opts)
+
+
+def _read_tar_stream(path: str, name: str, opts: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A tar read as a stream, one member in memory at a time.
+
+    Members that are themselves archives (`<id>.gz`, `<id>.tar`: arXiv's bulk tars) are papers of
+    their own; the other members together are the archive's own paper.
+    """
+    mode = "r|gz" if name.endswith((".tar.gz", ".tgz")) else "r|*"
+    own: dict[str, bytes] = {}
+    own_size = 0
+    with open_raw(path) as raw, tarfile.open(fileobj=raw, mode=mode) as tf:
+        for info in tf:
+            where = f"{path}:{info.name}"
+            if info.isdir():
+                continue
+            if not info.isfile() or not _safe_name(info.name):
+                yield error(SOURCE, "unsafe_member", where)
+                continue
+            if info.size > MAX_MEMBER_BYTES:
+                yield error(SOURCE, "member_too_large", where)
+                continue
+            f = tf.extractfile(info)
+            content = f.read() if f else b""
+            member = posixpath.normpath(info.name)
+            if member.endswith((".gz", ".tar", ".tgz")):
+                files, errors = _unpack_paper(content, where)
+                yield from errors
+                if files:
+                    yield _paper_outcomes(_paper_id(member), files, where, opts)
+            elif member.endswith(".pdf") and "/" in member:
+                yield dropped(SOURCE, "pdf_only", where)  # a bulk tar's paper with no source
+            else:
+                own_size += len(content)
+                if own_size > MAX_PAPER_BYTES:
+                    yield error(SOURCE, "member_too_large", where)
+                    continue
+                own[member] = content
+    if own:
+        yield _paper_outcomes(_paper_id(name), own, path, opts)
 
 
 class Read(beam.PTransform):
