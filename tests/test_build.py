@@ -54,10 +54,10 @@ def test_a_pattern_matching_nothing_fails_fast(tmp_path, capsys):
     assert "matches no file" in capsys.readouterr().err
 
 
-def test_unbuilt_source_is_refused_clearly(tmp_path):
+def test_commoncrawl_side_models_need_a_wikipedia_source(tmp_path):
     (tmp_path / "x.wet.gz").write_bytes(b"")
     m = write_manifest(tmp_path / "m.yaml", {"commoncrawl": {"inputs": [str(tmp_path / "x.wet.gz")]}})
-    with pytest.raises(BuildError, match="commoncrawl.*cannot be built yet"):
+    with pytest.raises(BuildError, match=r"m.yaml: sources.commoncrawl.perplexity.sp_model/lm_model .* no wikipedia source"):
         build(m, str(tmp_path / "out"))
 
 

@@ -98,6 +98,7 @@ STAGES: dict[str, dict[str, dict[str, Option]]] = {
             "positives": _o(None, "str", "WET/WARC of pages Wikipedia cites; null = the build's Wikipedia",
                             nullable=True),
             "min_chars": _o(1000, "int", "RECIPE.md §2.12: RP drops positives shorter than 1000 chars"),
+            "max_docs": _o(300_000, "int", "RECIPE.md §2.12: RP kept 300K crawled reference pages", minimum=1),
             "epoch": _o(5, "int", "RECIPE.md §2.12: fastText supervised default epoch", minimum=1),
             "lr": _o(0.1, "float", "RECIPE.md §2.12: fastText supervised default lr"),
             "dim": _o(100, "int", "RECIPE.md §2.12: fastText supervised default dim", minimum=1),

@@ -30,8 +30,9 @@ from corral.pipeline.outcome import ERROR, KEPT, funnel_from_counts, funnel_key
 from corral.pipeline.shard_sink import WriteShards
 from corral.shards import ShardInfo, atomic_write_bytes, read_bytes
 
-# Sources whose reader exists; the others are refused with a clear message until their issue lands.
+# The module of each source; each defines `Read` (a PTransform from paths to outcomes).
 SOURCE_MODULES = {
+    "commoncrawl": "corral.pipeline.sources.commoncrawl",
     "c4": "corral.pipeline.sources.c4",
     "github": "corral.pipeline.sources.github",
     "wikipedia": "corral.pipeline.sources.wikipedia",
@@ -48,15 +49,7 @@ class BuildError(RuntimeError):
 
 
 def source_module(source: str):
-    name = SOURCE_MODULES.get(source)
-    if name is None:
-        raise BuildError(f"source {source!r} cannot be built yet (its issue has not landed)")
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name == name:
-            raise BuildError(f"source {source!r} cannot be built yet (its issue has not landed)") from e
-        raise
+    return importlib.import_module(SOURCE_MODULES[source])
 
 
 def _write_json(path: str, value: Any) -> None:
@@ -69,8 +62,9 @@ def _write_errors(out: str, source: str, errors: list[dict[str, Any]]) -> None:
     atomic_write_bytes(join(out, f"errors/{source}/errors.jsonl"), ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tuple[str, int]], out: str) -> None:
-    """Add one source's branch to the pipeline."""
+def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tuple[str, int]], out: str,
+               kept_records: dict[str, Any] | None = None):
+    """Add one source's branch to the pipeline; return its kept records."""
     spec = mixture.sources[source]
     stages = spec.stages
     output = mixture.sections["output"]
@@ -80,11 +74,17 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
     compression = None if output["compression"] == "none" else output["compression"]
     summary = join(out, SUMMARY_DIR)
 
+    path_list = [path for path, _ in paths]
+    if getattr(module, "NEEDS_CONTEXT", False):
+        context = {"paths": path_list, "out": out, "wikipedia": (kept_records or {}).get("wikipedia")}
+        reader = module.Read(stages, context)
+    else:
+        reader = module.Read(stages)
     outcomes = (
         p
-        | f"{source}/Inputs" >> beam.Create([path for path, _ in paths], reshuffle=False)
+        | f"{source}/Inputs" >> beam.Create(path_list, reshuffle=False)
         | f"{source}/Spread" >> beam.Reshuffle()
-        | f"{source}/Read" >> module.Read(stages)
+        | f"{source}/Read" >> reader
         | f"{source}/UniqueIds" >> UniqueIds()
     )
     if stages["exact_dedup"]["enabled"]:
@@ -124,6 +124,7 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
         | f"{source}/ErrorList" >> beam.combiners.ToList()
         | f"{source}/DeadLetters" >> beam.Map(lambda errs: _write_errors(out, source, errs) if errs else None)
     )
+    return records
 
 
 def _count_metric(outcome: dict[str, Any]):
@@ -153,12 +154,28 @@ def _remove_stale(out: str, source: str, keep: set[str]) -> None:
             os.remove(os.path.join(folder, name))
 
 
+def _needs_wikipedia(mixture: Mixture) -> list[str]:
+    """The commoncrawl options that make the build train side models on its Wikipedia source."""
+    if "commoncrawl" not in mixture.sources:
+        return []
+    st = mixture.sources["commoncrawl"].stages
+    needs = []
+    if not (st["perplexity"]["sp_model"] and st["perplexity"]["lm_model"]):
+        needs.append("sources.commoncrawl.perplexity.sp_model/lm_model (null: trained on Wikipedia)")
+    if st["quality"]["enabled"]:
+        needs.append("sources.commoncrawl.quality.enabled (the classifier's positives are Wikipedia's)")
+    return needs
+
+
 def build(manifest_path: str, out: str, runner=None, options=None, workers: int | None = None) -> BuildManifest:
     """Build every source of the mixture manifest into OUT; return the written build manifest."""
     mixture = load_mixture(manifest_path)
+    needs = _needs_wikipedia(mixture)
+    if needs and "wikipedia" not in mixture.sources:
+        raise BuildError(f"{manifest_path}: {'; '.join(needs)} — but the manifest has no wikipedia source "
+                         "(add one, or give pre-trained models and disable the classifier)")
     inputs: dict[str, list[tuple[str, int]]] = {}
     for source in mixture.sources:
-        source_module(source)  # refuse unknown readers before any work
         try:
             inputs[source] = match_inputs(mixture.resolved_inputs(source), f"{manifest_path}: sources.{source}.inputs")
         except InputError as e:
@@ -171,9 +188,11 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
         os.makedirs(out, exist_ok=True)
         shutil.rmtree(os.path.join(out, SUMMARY_DIR), ignore_errors=True)
         shutil.rmtree(os.path.join(out, "errors"), ignore_errors=True)
+    order = sorted(inputs, key=lambda s: s != "wikipedia")  # Wikipedia first: CommonCrawl may learn from it
     with beam.Pipeline(runner=runner, options=options) as p:
-        for source, paths in inputs.items():
-            add_source(p, mixture, source, paths, out)
+        kept_records: dict[str, Any] = {}
+        for source in order:
+            kept_records[source] = add_source(p, mixture, source, inputs[source], out, kept_records)
 
     sources: dict[str, SourceBuild] = {}
     for source, spec in mixture.sources.items():
@@ -187,6 +206,13 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
         if funnel is not None:
             sb.funnel = funnel
         sources[source] = sb
-    manifest = BuildManifest(mixture=mixture.to_dict(), settings=mixture.settings(), sources=sources, models={})
+    models = {}
+    for source in mixture.sources:
+        for name, info in _read_summary(out, f"models-{source}.json", {}).items():
+            rel = info["path"]
+            prefix = out.rstrip("/") + "/"
+            info = {**info, "path": rel[len(prefix):] if rel.startswith(prefix) else rel}
+            models[name] = info
+    manifest = BuildManifest(mixture=mixture.to_dict(), settings=mixture.settings(), sources=sources, models=models)
     manifest.save(out)
     return manifest

@@ -1,0 +1,149 @@
+"""CCNet line-level deduplication (RECIPE.md §2.4–§2.5), as pure functions plus a Beam shuffle.
+
+Normalisation for hashing (cc_net text_normalizer.normalize_for_dedup), per line, in order:
+strip → lower() → every Unicode digit (`\\d`) to "0" → delete the 34 UNICODE_PUNCT characters and the
+control characters 0–31 and 127–159. ASCII punctuation and accents stay (checked by running cc_net:
+"HEADER MENU!" ≠ "Header Menu", "Footer 2019" = "footer 2020"). The key is the first 8 bytes of
+SHA-1 of the UTF-8 line, read as a little-endian uint64 (cc_net's numpy buffer on x86).
+
+Semantics (cc_net HashesCollector + DuplicatesRemover, `collect=False`): within a hash group, a line
+whose hash occurs in two or more documents is removed from all of them, the first occurrence
+included; inside one document a repeated line keeps its first occurrence; hash 0 is cc_net's
+"masked" sentinel and never kept; a document left with no line is dropped. Groups are cc_net's:
+shard = the input file's slice of `num_shards`, group = shard // `hash_in_mem`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+
+from corral.pipeline.outcome import KEPT, dropped
+
+# RECIPE.md §2.4: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).
+UNICODE_PUNCT_KEYS = "，。、„”“«»１」「《》´∶：？！（）；–—．～’…━〈〉【】％►"
+_DIGITS = re.compile(r"\d")  # the str regex: every Unicode Nd digit, not just ASCII
+_DEDUP_DELETE = {ord(c): None for c in UNICODE_PUNCT_KEYS}
+_DEDUP_DELETE.update({c: None for c in [*range(0, 32), *range(127, 160)]})
+HASH_BYTES = 8  # RECIPE.md §2.4: first 8 bytes of SHA-1
+
+
+def normalize_for_dedup(line: str) -> str:
+    """RECIPE.md §2.4 steps 1–4."""
+    line = line.strip().lower()
+    line = _DIGITS.sub("0", line)
+    return line.translate(_DEDUP_DELETE)
+
+
+def line_hash(line: str) -> int:
+    """RECIPE.md §2.4 step 5: uint64 (little-endian) of the first 8 bytes of SHA-1 of the normalised line."""
+    digest = hashlib.sha1(normalize_for_dedup(line).encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:HASH_BYTES], "little")
+
+
+def doc_hashes(raw_content: str) -> list[int]:
+    return [line_hash(line) for line in raw_content.split("\n")]
+
+
+def shard_of(file_index: int, n_files: int, num_shards: int) -> int:
+    """The cc_net shard holding input file `file_index`: shard s holds files
+    [s·n // num_shards, (s+1)·n // num_shards) (RECIPE.md §2.13)."""
+    s = file_index * num_shards // max(n_files, 1)
+    while s + 1 < num_shards and (s + 1) * n_files // num_shards <= file_index:
+        s += 1
+    while s > 0 and s * n_files // num_shards > file_index:
+        s -= 1
+    return s
+
+
+def group_of(file_index: int, n_files: int, num_shards: int, hash_in_mem: int) -> int:
+    """RECIPE.md §2.3: a shard is deduplicated against the hashes of its block of hash_in_mem shards."""
+    return shard_of(file_index, n_files, num_shards) // hash_in_mem
+
+
+def remove_duplicate_lines(lines: Sequence[str], hashes: Sequence[int], duplicates: set[int]) -> list[str]:
+    """RECIPE.md §2.5 finalize_doc: keep a line iff h != 0, h is not a cross-document duplicate, and
+    h was not already kept in this document."""
+    seen: set[int] = set()
+    out = []
+    for line, h in zip(lines, hashes):
+        if h == 0 or h in duplicates or h in seen:
+            continue
+        seen.add(h)
+        out.append(line)
+    return out
+
+
+def dedup_record(record: dict[str, Any], duplicates: set[int]) -> dict[str, Any] | None:
+    """The record with its duplicate lines removed (cc_net's output fields updated), or None if empty."""
+    import json
+
+    lines = record["text"].split("\n")
+    kept = remove_duplicate_lines(lines, doc_hashes(record["text"]), duplicates)
+    if not kept:
+        return None
+    text = "\n".join(kept)
+    meta = json.loads(record["meta"]) if record.get("meta") else {}
+    meta.update(original_nlines=len(lines), original_length=len(record["text"]), nlines=len(kept),
+                length=len(text))
+    return {**record, "text": text, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True)}
+
+
+# --- Beam ---------------------------------------------------------------------------------------
+
+
+def _group(record: dict[str, Any]) -> int:
+    import json
+
+    return int(json.loads(record["meta"]).get("dedup_group", 0))
+
+
+def _doc_keys(outcome: dict[str, Any]) -> Iterable[tuple[tuple[int, int], str]]:
+    r = outcome["record"]
+    g = _group(r)
+    for h in set(doc_hashes(r["text"])):
+        yield (g, h), r["id"]
+
+
+def _duplicates(kv) -> Iterable[tuple[str, int]]:
+    """For a (group, hash) seen in ≥2 documents: (doc id, hash) for each of them."""
+    (_, h), doc_ids = kv
+    ids = list(doc_ids) if not isinstance(doc_ids, list) else doc_ids
+    if len(ids) >= 2:
+        for d in ids:
+            yield d, h
+
+
+def _apply(kv) -> list[dict[str, Any]]:
+    _, grouped = kv
+    dups = set(grouped["dups"])
+    out = []
+    for o in grouped["doc"]:
+        rec = dedup_record(o["record"], dups)
+        out.append(dropped(o["source"], "empty_after_line_dedup", o.get("where")) if rec is None
+                   else {**o, "record": rec})
+    return out
+
+
+class LineDedup(beam.PTransform):
+    """outcomes → outcomes: cc_net line dedup of kept documents within their hash group.
+
+    A kept record's `meta.dedup_group` names its group (set by the reader from the file's shard).
+    """
+
+    def expand(self, outcomes):
+        docs = outcomes | "Kept" >> beam.Filter(lambda o: o["status"] == KEPT)
+        others = outcomes | "NotKept" >> beam.Filter(lambda o: o["status"] != KEPT)
+        dups = (
+            docs
+            | "LineKeys" >> beam.FlatMap(_doc_keys)
+            | "DocsPerLine" >> beam.GroupByKey()
+            | "Duplicated" >> beam.FlatMap(_duplicates)
+        )
+        by_id = docs | "ById" >> beam.Map(lambda o: (o["record"]["id"], o))
+        deduped = ({"doc": by_id, "dups": dups} | "Join" >> beam.CoGroupByKey()
+                   | "Apply" >> beam.FlatMap(_apply))
+        return (deduped, others) | "Merge" >> beam.Flatten()
