@@ -9,7 +9,7 @@ SHA-1 of the UTF-8 line, read as a little-endian uint64 (cc_net's numpy buffer o
 Semantics (cc_net HashesCollector + DuplicatesRemover, `collect=False`): within a hash group, a line
 whose hash occurs in two or more documents is removed from all of them, the first occurrence
 included; inside one document a repeated line keeps its first occurrence; hash 0 is cc_net's
-"masked" sentinel and never kept; a document left with no line is dropped. Groups are cc_net's:
+"masked" sentinel and never kept; a document left with no line (or only blank ones) is dropped. Groups are cc_net's:
 shard = the input file's slice of `num_shards`, group = shard // `hash_in_mem`.
 """
 
@@ -83,9 +83,9 @@ def dedup_record(record: dict[str, Any], duplicates: set[int]) -> dict[str, Any]
 
     lines = record["text"].split("\n")
     kept = remove_duplicate_lines(lines, doc_hashes(record["text"]), duplicates)
-    if not kept:
-        return None
     text = "\n".join(kept)
+    if not text.strip():  # no line survived, or only blank ones: no document left
+        return None
     meta = json.loads(record["meta"]) if record.get("meta") else {}
     meta.update(original_nlines=len(lines), original_length=len(record["text"]), nlines=len(kept),
                 length=len(text))
