@@ -86,6 +86,8 @@ def test_dedup_record_updates_cc_net_fields():
 def test_lid_input_and_rounding():
     assert R.lid_input("one\ntwo\nthree") == "onetwothree"  # no separator (cc_net quirk)
     assert R.lid_result(["__label__en"], [0.49999]) == ("en", 0.5)
+    assert R.lid_result(["__label__en"], [0.285]) == ("en", 0.28)  # numpy's rounding, as cc_net
+    assert R.near_rounding_boundary(0.28500001) and not R.near_rounding_boundary(0.2849)
     assert R.lid_keep("en", 0.5, 0.5, ["en"]) is None           # rounded score ≥ threshold is kept
     assert R.lid_keep("en", 0.49, 0.5, ["en"]) == "low_lang_score"
     assert R.lid_keep("fr", 0.9, 0.5, ["en"]) == "language_not_selected"

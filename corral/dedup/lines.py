@@ -26,8 +26,11 @@ from corral.pipeline.outcome import KEPT, dropped
 # RECIPE.md §2.4: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).
 UNICODE_PUNCT_KEYS = "，。、„”“«»１」「《》´∶：？！（）；–—．～’…━〈〉【】％►"
 _DIGITS = re.compile(r"\d")  # the str regex: every Unicode Nd digit, not just ASCII
-_DEDUP_DELETE = {ord(c): None for c in UNICODE_PUNCT_KEYS}
-_DEDUP_DELETE.update({c: None for c in [*range(0, 32), *range(127, 160)]})
+_DELETE = re.compile("[" + re.escape(UNICODE_PUNCT_KEYS) + "\x00-\x1f\x7f-\x9f]")
+# ASCII fast path (most web lines): digits → "0" and controls deleted by one C-level bytes.translate.
+_ASCII_TABLE = bytes(ord("0") if chr(b).isdigit() else b for b in range(256))
+_ASCII_DELETE = bytes([*range(0, 32), 127])
+_ASCII_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # exactly what str.strip() strips among ASCII
 HASH_BYTES = 8  # RECIPE.md §2.4: first 8 bytes of SHA-1
 
 
@@ -35,17 +38,32 @@ def normalize_for_dedup(line: str) -> str:
     """RECIPE.md §2.4 steps 1–4."""
     line = line.strip().lower()
     line = _DIGITS.sub("0", line)
-    return line.translate(_DEDUP_DELETE)
+    return _DELETE.sub("", line)
+
+
+def _normalized_bytes(line: str) -> bytes:
+    """UTF-8 of normalize_for_dedup(line), with a byte-level path for ASCII lines (same result)."""
+    line = line.strip().lower()
+    if line.isascii():
+        return line.encode("ascii").translate(_ASCII_TABLE, _ASCII_DELETE)
+    return _DELETE.sub("", _DIGITS.sub("0", line)).encode("utf-8", "surrogatepass")
 
 
 def line_hash(line: str) -> int:
     """RECIPE.md §2.4 step 5: uint64 (little-endian) of the first 8 bytes of SHA-1 of the normalised line."""
-    digest = hashlib.sha1(normalize_for_dedup(line).encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:HASH_BYTES], "little")
+    return int.from_bytes(hashlib.sha1(_normalized_bytes(line)).digest()[:HASH_BYTES], "little")
 
 
 def doc_hashes(raw_content: str) -> list[int]:
-    return [line_hash(line) for line in raw_content.split("\n")]
+    """line_hash of every line (the loop inlined: this is the stage's hottest code). An ASCII document
+    is hashed as bytes throughout; the result is the same as line_hash's."""
+    sha1, from_bytes = hashlib.sha1, int.from_bytes
+    if raw_content.isascii():
+        table, delete, space = _ASCII_TABLE, _ASCII_DELETE, _ASCII_SPACE
+        return [from_bytes(sha1(line.strip(space).lower().translate(table, delete)).digest()[:HASH_BYTES], "little")
+                for line in raw_content.encode("ascii").split(b"\n")]
+    norm = _normalized_bytes
+    return [from_bytes(sha1(norm(line)).digest()[:HASH_BYTES], "little") for line in raw_content.split("\n")]
 
 
 def shard_of(file_index: int, n_files: int, num_shards: int) -> int:
@@ -77,12 +95,13 @@ def remove_duplicate_lines(lines: Sequence[str], hashes: Sequence[int], duplicat
     return out
 
 
-def dedup_record(record: dict[str, Any], duplicates: set[int]) -> dict[str, Any] | None:
+def dedup_record(record: dict[str, Any], duplicates: set[int], hashes: list[int] | None = None
+                 ) -> dict[str, Any] | None:
     """The record with its duplicate lines removed (cc_net's output fields updated), or None if empty."""
     import json
 
     lines = record["text"].split("\n")
-    kept = remove_duplicate_lines(lines, doc_hashes(record["text"]), duplicates)
+    kept = remove_duplicate_lines(lines, hashes if hashes is not None else doc_hashes(record["text"]), duplicates)
     text = "\n".join(kept)
     if not text.strip():  # no line survived, or only blank ones: no document left
         return None

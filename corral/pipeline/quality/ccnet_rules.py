@@ -30,8 +30,8 @@ UNICODE_PUNCT = {
     "（": "(", "）": ")", "；": ";", "–": "-", "—": " - ", "．": ". ", "～": "~", "’": "'", "…": "...",
     "━": "-", "〈": "<", "〉": ">", "【": "[", "】": "]", "％": "%", "►": "-",
 }
-_PUNCT_TABLE = str.maketrans(UNICODE_PUNCT)
-_CONTROL = {c: None for c in [*range(0, 32), *range(127, 160)]}
+_PUNCT_RE = re.compile("[" + re.escape("".join(UNICODE_PUNCT)) + "]")  # the C scan; a call only per match
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
 _DIGITS = re.compile(r"\d")
 
 
@@ -62,10 +62,20 @@ def lid_input(text: str) -> str:
 
 
 def lid_result(labels: Iterable[str], scores: Iterable[float]) -> tuple[str, float]:
-    """(language, score rounded to 2 decimals) from fastText's top-1 prediction."""
+    """(language, score rounded to 2 decimals) from fastText's top-1 prediction, rounded with numpy
+    as cc_net does (`scores.round(2)`), which can differ from Python's round() at a boundary."""
+    import numpy as np
+
     label = next(iter(labels))
-    score = float(next(iter(scores)))
-    return label.replace("__label__", ""), round(score, LID_ROUNDING)
+    score = np.float64(next(iter(scores)))
+    return label.replace("__label__", ""), float(np.round(score, LID_ROUNDING))
+
+
+def near_rounding_boundary(score: float, eps: float = 1e-4) -> bool:
+    """True when a score is so close to x.xx5 that float32 (batched) and float64 (single) predictions
+    of the same text could round differently."""
+    scaled = score * 10 ** LID_ROUNDING
+    return abs(scaled - int(scaled) - 0.5) < eps
 
 
 def lid_keep(lang: str, score: float, threshold: float, languages: list[str]) -> str | None:
@@ -80,9 +90,44 @@ def lid_keep(lang: str, score: float, threshold: float, languages: list[str]) ->
 # --- perplexity ---------------------------------------------------------------------------------
 
 
+_MN: tuple[re.Pattern, re.Pattern] | None = None
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _nonspacing_marks() -> tuple[re.Pattern, re.Pattern]:
+    """Character classes of every Unicode Mn (non-spacing mark) code point, built once: one for the
+    BMP (Python's re then uses its fast bitmap) and one for the astral planes (used only when a text
+    has astral characters)."""
+    global _MN
+    if _MN is None:
+        import sys
+
+        ranges, start, prev = [], None, None
+        for cp in range(sys.maxunicode + 1):
+            if unicodedata.category(chr(cp)) == "Mn":
+                if start is None:
+                    start = cp
+                elif cp != prev + 1:
+                    ranges.append((start, prev))
+                    start = cp
+                prev = cp
+        ranges.append((start, prev))
+
+        def cls(rs):
+            return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" if a != b else f"\\U{a:08x}" for a, b in rs) + "]")
+
+        _MN = (cls([r for r in ranges if r[1] <= 0xFFFF]), cls([r for r in ranges if r[1] > 0xFFFF]))
+    return _MN
+
+
 def strip_accents(text: str) -> str:
-    """NFD, then drop combining marks (Mn); not recomposed, as cc_net (Hangul stays decomposed)."""
-    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+    """NFD, then drop combining marks (Mn); not recomposed, as cc_net (Hangul stays decomposed).
+    ASCII text has nothing to strip; other text goes through compiled classes of all Mn marks."""
+    if text.isascii():
+        return text
+    bmp, astral = _nonspacing_marks()
+    text = bmp.sub("", unicodedata.normalize("NFD", text))
+    return astral.sub("", text) if _ASTRAL.search(text) else text
 
 
 def normalize(text: str) -> str:
@@ -90,8 +135,9 @@ def normalize(text: str) -> str:
     text = text.strip().lower()
     text = strip_accents(text)
     text = _DIGITS.sub("0", text)
-    text = text.translate(_PUNCT_TABLE)
-    return text.translate(_CONTROL)
+    if not text.isascii():
+        text = _PUNCT_RE.sub(lambda m: UNICODE_PUNCT[m.group()], text)
+    return _CONTROL_RE.sub("", text)
 
 
 def perplexity(logprob10: float, length: int) -> float:

@@ -133,8 +133,11 @@ class _LanguageId(beam.DoFn):
     def process(self, batch):
         docs = [o for o in batch if o["status"] == KEPT]
         if docs:
-            labels, scores = self.model.predict([rules.lid_input(o["record"]["text"]) for o in docs], k=1)
-            for o, lab, sc in zip(docs, labels, scores):
+            texts = [rules.lid_input(o["record"]["text"]) for o in docs]
+            labels, scores = self.model.predict(texts, k=1)
+            for o, text, lab, sc in zip(docs, texts, labels, scores):
+                if rules.near_rounding_boundary(float(sc[0])):
+                    lab, sc = self.model.predict(text, k=1)  # float64, exactly as cc_net's single call
                 lang, score = rules.lid_result(lab, sc)
                 o["record"] = {**o["record"], "lang": lang, "lang_score": score}
         yield from batch
