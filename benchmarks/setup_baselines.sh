@@ -6,18 +6,22 @@
 #    as is. Its `fasttext` requirement is never installed (it would overwrite fasttext-numpy2): its
 #    code runs on the environment's kenlm 0.3.0 and fasttext-numpy2. The modules it imports are
 #    installed with --no-deps.
+#  - FastWARC (benchmarks/warc_readers.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=benchmarks/.baselines
-if [ -d "$target/cc_net" ]; then echo "baselines present in $target"; exit 0; fi
+if [ -d "$target/cc_net" ] && [ -d "$target/fastwarc" ]; then echo "baselines present in $target"; exit 0; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q 'pip<24'
 "$work/venv/bin/python" -m pip download -q --no-deps --no-binary :all: cc-net==1.0.0 -d "$work"
+rm -rf "$target"
 mkdir -p "$target"
 tar -xzf "$work"/cc_net-1.0.0.tar.gz -C "$work"
 cp -r "$work/cc_net-1.0.0/cc_net" "$target/"
 .venv/bin/python -m pip install -q --no-deps --target "$target" \
     func_argparse psutil sacremoses submitit cloudpickle pandas python-dateutil pytz tzdata joblib click tqdm
+#  - FastWARC, the second WARC library benchmarks/warc_readers.py compares with warcio.
+.venv/bin/python -m pip install -q --no-deps --target "$target" fastwarc
 echo "baselines installed in $target"

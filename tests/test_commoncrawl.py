@@ -124,3 +124,23 @@ def test_commoncrawl_build_tags_selects_and_records_models(shared_data, tmp_path
     for r in shard_records(str(out2), "commoncrawl"):
         assert r["bucket"] == ("head" if r["perplexity"] < 620 else "middle" if r["perplexity"] < 1220 else "tail")
     assert "quality.bin" not in again.models
+
+
+def test_url_digest_dedup_and_reference_positives(shared_data, tmp_path):
+    wet = shared_data / "commoncrawl" / HEAD43
+    twin = tmp_path / "twin.warc.wet.gz"
+    twin.write_bytes(wet.read_bytes())  # the same records again: same URL and digest
+    spec = {"inputs": [str(wet), str(twin)], "line_dedup": {"enabled": False},
+            "url_dedup": {"enabled": True}, "perplexity": {"sp_vocab_size": 2000, "keep_buckets": []},
+            "quality": {"positives": str(shared_data / "commoncrawl" / "dolma-wget-sample-0000.warc.gz"),
+                        "min_chars": 200, "threshold": 0.0}}
+    m = write_manifest(tmp_path / "m.yaml", {"commoncrawl": spec, "wikipedia": {"inputs": [
+        str(shared_data / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")]}})
+    manifest = build(m, str(tmp_path / "out"))
+    f = manifest.sources["commoncrawl"].funnel
+    assert f.input == 86 and f.balanced()
+    # UniqueIds catches the same (URL, digest) first: each record's twin is counted once either way.
+    dups = f.dropped.get("duplicate_url_digest", 0) + f.dropped.get("duplicate_id", 0)
+    assert dups == 43 - f.dropped.get("too_short", 0) // 2
+    assert "quality.bin" in manifest.models, (f.to_dict(), manifest.models)
+    assert manifest.models["quality.bin"]["positives"] >= 1  # trained on the crawled reference pages

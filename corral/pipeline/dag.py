@@ -162,7 +162,7 @@ def _needs_wikipedia(mixture: Mixture) -> list[str]:
     needs = []
     if not (st["perplexity"]["sp_model"] and st["perplexity"]["lm_model"]):
         needs.append("sources.commoncrawl.perplexity.sp_model/lm_model (null: trained on Wikipedia)")
-    if st["quality"]["enabled"]:
+    if st["quality"]["enabled"] and not st["quality"]["positives"]:
         needs.append("sources.commoncrawl.quality.enabled (the classifier's positives are Wikipedia's)")
     return needs
 

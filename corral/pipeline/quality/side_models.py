@@ -17,17 +17,30 @@ workers that score with them copy remote files to a local cache first (`localize
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import subprocess
+import sys
 import tempfile
 from typing import Any, Iterable
 
 from corral.pipeline.quality.ccnet_rules import normalize, quality_input
 from corral.shards import atomic_write_bytes, is_remote, read_bytes
 
+FASTTEXT_TRIES = 20  # fastText raises "Encountered NaN" at random on small sets (about half the tries seen
+                     # here, at any learning rate): a retry passes, and with one thread the model is the same
+_TRAIN_FASTTEXT = (
+    "import json, sys, fasttext\n"
+    "fasttext.train_supervised(**json.loads(sys.argv[1])).save_model(sys.argv[2])\n"
+)
 LMPLZ_MEMORY = "1G"  # lmplz -S: cc_net used 8G; lmplz spills to disk beyond it
 SP_CHARACTER_COVERAGE = 0.9995  # RECIPE.md §2.8: cc_net spm_train --character_coverage
 _LOCAL_CACHE: dict[str, str] = {}
+
+
+class QualityTrainingFailed(RuntimeError):
+    """fastText could not train the classifier; the build goes on without quality scores."""
 
 
 def lead_section(text: str) -> str:
@@ -52,18 +65,25 @@ def train_perplexity_models(lang: str, texts: Iterable[str], models_dir: str, vo
     if not lines:
         raise ValueError(f"no Wikipedia text in language {lang!r} to train its language model on")
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = os.path.join(tmp, "corpus.txt")
-        with open(corpus, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
         prefix = os.path.join(tmp, f"{lang}.sp")
-        args = dict(input=corpus, model_prefix=prefix, vocab_size=vocab_size, model_type="unigram",
-                    character_coverage=SP_CHARACTER_COVERAGE, num_threads=1, minloglevel=2)
+
+        def train_sp(hard_limit: bool) -> bytes:
+            # From an iterator into memory: no temporary path is written into the model's spec, so
+            # the same text gives the same model bytes (and sha256) on every run.
+            buf = io.BytesIO()
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size,
+                                           model_type="unigram", character_coverage=SP_CHARACTER_COVERAGE,
+                                           num_threads=1, minloglevel=2, hard_vocab_limit=hard_limit)
+            return buf.getvalue()
+
         hard = True
         try:
-            spm.SentencePieceTrainer.train(**args, hard_vocab_limit=True)
+            model_bytes = train_sp(True)
         except RuntimeError:
             hard = False  # too little text for that vocabulary: a soft limit, as spm suggests
-            spm.SentencePieceTrainer.train(**args, hard_vocab_limit=False)
+            model_bytes = train_sp(False)
+        with open(prefix + ".model", "wb") as f:
+            f.write(model_bytes)
         sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
         tokenized = os.path.join(tmp, "tokenized.txt")
         with open(tokenized, "w", encoding="utf-8") as f:
@@ -85,8 +105,6 @@ def train_perplexity_models(lang: str, texts: Iterable[str], models_dir: str, vo
 def train_quality_model(positives: list[str], negatives: list[str], models_dir: str,
                         opts: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """fastText supervised on wiki (positive) vs crawl (negative) documents; the model's info."""
-    import fasttext
-
     if not positives or not negatives:
         raise ValueError(f"the quality classifier needs both classes (wiki {len(positives)}, crawl {len(negatives)})")
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,10 +114,23 @@ def train_quality_model(positives: list[str], negatives: list[str], models_dir: 
         rows.sort(key=lambda r: hashlib.md5(r.encode("utf-8")).hexdigest())  # mixed, deterministically
         with open(train, "w", encoding="utf-8") as f:
             f.write("\n".join(rows) + "\n")
-        model = fasttext.train_supervised(input=train, lr=opts["lr"], dim=opts["dim"], epoch=opts["epoch"],
-                                          wordNgrams=opts["word_ngrams"], thread=1, verbose=0, seed=0)
         path = os.path.join(tmp, "quality.bin")
-        model.save_model(path)
+        params = {"input": train, "lr": opts["lr"], "dim": opts["dim"], "epoch": opts["epoch"],
+                  "wordNgrams": opts["word_ngrams"], "thread": 1, "verbose": 0, "seed": 0}
+        last = ""
+        for _ in range(FASTTEXT_TRIES):
+            # Each try in a fresh process: once this fastText build starts failing in a process, it
+            # keeps failing there (seen in the test suite), while a new process succeeds about half
+            # the time on the same input.
+            res = subprocess.run([sys.executable, "-c", _TRAIN_FASTTEXT, json.dumps(params), path],
+                                 capture_output=True, text=True)
+            if res.returncode == 0:
+                break
+            last = (res.stderr.strip().splitlines() or ["?"])[-1]
+            if "NaN" not in last:
+                raise QualityTrainingFailed(f"fastText training failed: {last}")
+        else:
+            raise QualityTrainingFailed(f"fastText kept failing ({last}) on {len(rows)} training documents")
         info = _publish(path, f"{models_dir.rstrip('/')}/quality.bin")
     info.update(kind="fasttext", positives=len(positives), negatives=len(negatives))
     return {"quality.bin": info}

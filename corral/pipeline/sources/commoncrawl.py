@@ -24,7 +24,7 @@ import apache_beam as beam
 
 from corral.dedup.exact import ExactDedup
 from corral.dedup.lines import LineDedup, group_of
-from corral.pipeline.inputs import guarded, open_input
+from corral.pipeline.inputs import guarded, match_inputs, open_input
 from corral.pipeline.outcome import KEPT, apply_rule, dropped, error, kept
 from corral.pipeline.quality import ccnet_rules as rules
 from corral.pipeline.quality.side_models import lead_section, localize, train_perplexity_models, train_quality_model
@@ -202,6 +202,24 @@ def _select(stages: dict[str, Any]):
     return rule
 
 
+def _train_quality(_, pos, neg, models_dir, opts) -> list[dict[str, Any]]:
+    """Train on equal classes (the smaller one sets the size); nothing when it cannot be trained, and
+    the documents are then dropped as `unscored_quality` by the select step."""
+    import logging
+
+    from corral.pipeline.quality.side_models import QualityTrainingFailed
+
+    if not pos or not neg:
+        logging.getLogger(__name__).warning("quality classifier not trained: %d wiki and %d crawl documents",
+                                            len(pos), len(neg))
+        return []
+    try:
+        return [train_quality_model([t for _, t in pos[: len(neg)]], [t for _, t in neg[: len(pos)]], models_dir, opts)]
+    except QualityTrainingFailed as e:
+        logging.getLogger(__name__).warning("quality classifier not trained: %s", e)
+        return []
+
+
 def _sample_key(record_id: str) -> str:
     return hashlib.md5(record_id.encode()).hexdigest()
 
@@ -285,9 +303,24 @@ class Read(beam.PTransform):
 
         q = st["quality"]
         if q["enabled"]:
-            wiki = ctx["wikipedia"]
+            if q["positives"]:
+                # Pages that Wikipedia cites, crawled by the user (WET, or WARC with HTML), read like
+                # the crawl itself (RP ran them through cc_net); their language must be selected too.
+                ref_paths = [path for path, _ in match_inputs([q["positives"]], "sources.commoncrawl.quality.positives")]
+                refs = (
+                    p
+                    | "ReferencePaths" >> beam.Create(ref_paths)
+                    | "ReadReferences" >> beam.FlatMap(
+                        lambda path: guarded(SOURCE, path, (read_wet if ".wet" in path else read_warc_html)(path, 0, read)))
+                    | "ReferenceDocs" >> beam.Filter(lambda o: o["status"] == KEPT)
+                    | "BatchRefsForLid" >> beam.BatchElements(min_batch_size=1, max_batch_size=LID_BATCH)
+                    | "ReferenceLanguage" >> beam.ParDo(_LanguageId(st["langid"]["model"]))
+                    | "ReferenceRecords" >> beam.Map(lambda o: o["record"])
+                )
+            else:
+                refs = ctx["wikipedia"]
             positives = (
-                wiki
+                refs
                 | "WikiPositives" >> beam.Filter(lambda r: r["lang"] in languages and len(r["text"]) >= q["min_chars"])
                 | "PosKey" >> beam.Map(lambda r: (r["id"], r["text"]))
                 | "FirstPositives" >> beam.combiners.Top.Smallest(q["max_docs"])
@@ -301,10 +334,7 @@ class Read(beam.PTransform):
             quality = (
                 p
                 | "QualitySeed" >> beam.Create([None])
-                | "TrainQuality" >> beam.FlatMap(
-                    lambda _, pos, neg: [train_quality_model([t for _, t in pos[: len(neg)]],
-                                                             [t for _, t in neg[: len(pos)]], models_dir, q)]
-                    if pos and neg else [],  # equal classes: the smaller one sets the size
+                | "TrainQuality" >> beam.FlatMap(_train_quality, models_dir=models_dir, opts=q,
                     pos=beam.pvalue.AsSingleton(positives), neg=beam.pvalue.AsSingleton(negatives))
             )
             infos.append(quality | "QualityInfo" >> beam.FlatMap(lambda d: list(d.items())))
