@@ -16,6 +16,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 bench: setup
+	bash benchmarks/setup_baselines.sh
 	$(VENV)/bin/python benchmarks/run_all.py
 
 clean:
