@@ -120,28 +120,48 @@ def _group(record: dict[str, Any]) -> int:
     return int(json.loads(record["meta"]).get("dedup_group", 0))
 
 
-def _doc_keys(outcome: dict[str, Any]) -> Iterable[tuple[tuple[int, int], str]]:
-    r = outcome["record"]
-    g = _group(r)
-    for h in set(doc_hashes(r["text"])):
-        yield (g, h), r["id"]
+def _doc_key(doc_id: str) -> int:
+    """A document's id as a 60-bit int for the per-line shuffle (ids are hex digests; smaller to ship,
+    and within Beam's signed 64-bit VarIntCoder)."""
+    return int(doc_id[:15], 16)
 
 
-def _duplicates(kv) -> Iterable[tuple[str, int]]:
-    """For a (group, hash) seen in ≥2 documents: (doc id, hash) for each of them."""
-    (_, h), doc_ids = kv
-    ids = list(doc_ids) if not isinstance(doc_ids, list) else doc_ids
-    if len(ids) >= 2:
-        for d in ids:
-            yield d, h
+def _hashed(outcome: dict[str, Any]) -> tuple[int, tuple[dict[str, Any], list[int]]]:
+    """(document key, (outcome, its line hashes)): the hashes are computed once per document."""
+    return _doc_key(outcome["record"]["id"]), (outcome, doc_hashes(outcome["record"]["text"]))
+
+
+def _doc_keys(item, buckets: int) -> Iterable[tuple[tuple[int, int], tuple[int, list[int]]]]:
+    """One element per (group, hash bucket) the document's lines fall in: (its key, those hashes)."""
+    key, (outcome, hashes) = item
+    g = _group(outcome["record"])
+    by_bucket: dict[int, list[int]] = {}
+    for h in set(hashes):
+        by_bucket.setdefault(h % buckets, []).append(h)
+    for b, hs in by_bucket.items():
+        yield (g, b), (key, hs)
+
+
+def _duplicates(kv) -> Iterable[tuple[int, list[int]]]:
+    """Within one (group, bucket): the hashes found in ≥2 documents, sent to each document having them."""
+    _, items = kv
+    items = items if isinstance(items, list) else list(items)
+    counts: dict[int, int] = {}
+    for _, hs in items:  # each document's list has distinct hashes: a count is a number of documents
+        for h in hs:
+            counts[h] = counts.get(h, 0) + 1
+    for key, hs in items:
+        dups = [h for h in hs if counts[h] >= 2]
+        if dups:
+            yield key, dups
 
 
 def _apply(kv) -> list[dict[str, Any]]:
     _, grouped = kv
-    dups = set(grouped["dups"])
+    dups = {h for part in grouped["dups"] for h in part}
     out = []
-    for o in grouped["doc"]:
-        rec = dedup_record(o["record"], dups)
+    for o, hashes in grouped["doc"]:
+        rec = dedup_record(o["record"], dups, hashes)
         out.append(dropped(o["source"], "empty_after_line_dedup", o.get("where")) if rec is None
                    else {**o, "record": rec})
     return out
@@ -151,18 +171,25 @@ class LineDedup(beam.PTransform):
     """outcomes → outcomes: cc_net line dedup of kept documents within their hash group.
 
     A kept record's `meta.dedup_group` names its group (set by the reader from the file's shard).
+    The shuffle is keyed by (group, hash % buckets): each document sends one element per bucket its
+    lines fall in, and one key holds about 1/buckets of its group's distinct hashes.
     """
 
+    def __init__(self, buckets: int = 64):
+        super().__init__()
+        self.buckets = buckets
+
     def expand(self, outcomes):
+        buckets = self.buckets
         docs = outcomes | "Kept" >> beam.Filter(lambda o: o["status"] == KEPT)
         others = outcomes | "NotKept" >> beam.Filter(lambda o: o["status"] != KEPT)
+        hashed = docs | "Hash" >> beam.Map(_hashed)
         dups = (
-            docs
-            | "LineKeys" >> beam.FlatMap(_doc_keys)
+            hashed
+            | "LineKeys" >> beam.FlatMap(_doc_keys, buckets)
             | "DocsPerLine" >> beam.GroupByKey()
             | "Duplicated" >> beam.FlatMap(_duplicates)
         )
-        by_id = docs | "ById" >> beam.Map(lambda o: (o["record"]["id"], o))
-        deduped = ({"doc": by_id, "dups": dups} | "Join" >> beam.CoGroupByKey()
+        deduped = ({"doc": hashed, "dups": dups} | "Join" >> beam.CoGroupByKey()
                    | "Apply" >> beam.FlatMap(_apply))
         return (deduped, others) | "Merge" >> beam.Flatten()

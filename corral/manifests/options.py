@@ -72,6 +72,8 @@ STAGES: dict[str, dict[str, dict[str, Option]]] = {
             "enabled": _o(True, "bool", "RECIPE.md §2.5: CCNet line-level dedup"),
             "hash_in_mem": _o(50, "int", "RECIPE.md §2.3: shards per hash group (cc_net hash_in_mem)", minimum=1),
             "num_shards": _o(1600, "int", "RECIPE.md §2.3: shards per dump (cc_net num_shards)", minimum=1),
+            "buckets": _o(64, "int", "hash buckets per group in the shuffle: memory per key ≈ group's hashes / buckets",
+                          minimum=1),
         },
         "langid": {
             "model": _o(None, "str", "fastText LID model path; null = lid.176.ftz from set-up", nullable=True),

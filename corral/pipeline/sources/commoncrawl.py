@@ -252,7 +252,7 @@ class Read(beam.PTransform):
             outcomes = outcomes | "UrlDigestDedup" >> ExactDedup(
                 key_fn=lambda r: f"{r['url']} {json.loads(r['meta'])['digest']}", reason="duplicate_url_digest")
         if ld["enabled"]:
-            outcomes = outcomes | "LineDedup" >> LineDedup()
+            outcomes = outcomes | "LineDedup" >> LineDedup(ld["buckets"])
         outcomes = (outcomes
                     | "BatchForLid" >> beam.BatchElements(min_batch_size=1, max_batch_size=LID_BATCH)
                     | "LanguageId" >> beam.ParDo(_LanguageId(st["langid"]["model"])))
