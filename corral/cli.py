@@ -16,7 +16,6 @@ class _QuietBeam(logging.Filter):
 
 # Subcommands whose capability lands in a later issue: they refuse clearly until then.
 PENDING = {
-    "dedup": ("near-duplicate removal over Arrow, Parquet or JSONL documents", "MinHash dedup"),
     "tokenize": ("turn a build's document shards into token shards (Beam)", "LLaMA tokenizer"),
     "train": ("train a LLaMA model on a build's token shards (torchrun, FSDP2)", "training backend"),
     "demo": ("sample → build → tokenizer → tokenize → train → report, on an embedded sample", "end to end"),
@@ -86,6 +85,29 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_dedup(args) -> int:
+    from corral.dedup import minhash
+    from corral.dedup.run import DedupInputError, dedup
+
+    try:
+        params = minhash.derive_lsh(args.threshold, args.num_perm, not args.no_verify)
+    except ValueError as e:
+        print(f"corral dedup: {e}", file=sys.stderr)
+        return 1
+    print(params.describe())
+    try:
+        manifest = dedup(args.input, args.out, args.threshold, args.ngram, args.num_perm, not args.no_verify,
+                         args.workers)
+    except DedupInputError as e:
+        print(f"corral dedup: {e}", file=sys.stderr)
+        return 1
+    f = next(iter(manifest.sources.values())).funnel
+    print(f"input {f.input:,} → kept {f.kept:,}; near duplicates {f.dropped.get('near_duplicate', 0):,}; "
+          f"errors {sum(f.errors.values()):,}")
+    print(f"kept documents: {args.out.rstrip('/')}/docs; clusters: {args.out.rstrip('/')}/clusters.arrow")
+    return 0
+
+
 def cmd_tokenizer(args) -> int:
     return _not_implemented("tokenizer train", "LLaMA tokenizer")(args)
 
@@ -124,7 +146,17 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("out", help="the build folder")
     sp.set_defaults(func=cmd_verify)
 
-    pending("dedup", *PENDING["dedup"])
+    sp = sub.add_parser("dedup", help="near-duplicate removal over Arrow, Parquet or JSONL documents",
+                        description="MinHash LSH near-duplicate removal (the same transform `build` runs per "
+                        "source) over Arrow shards, Parquet or JSONL(.gz) with a `text` field and an optional `id`.")
+    sp.add_argument("input", help="a file, folder or glob")
+    sp.add_argument("--out", required=True, help="output folder: docs/, clusters.arrow, manifest.json")
+    sp.add_argument("--threshold", type=float, default=0.8, help="target Jaccard similarity (default 0.8)")
+    sp.add_argument("--ngram", type=int, default=5, help="word n-gram shingles (default 5)")
+    sp.add_argument("--num-perm", type=int, default=None, help="permutations (default: derived from the threshold)")
+    sp.add_argument("--no-verify", action="store_true", help="skip exact-Jaccard verification of candidates")
+    sp.add_argument("--workers", type=int, default=None, help="local runner worker processes (default 1)")
+    sp.set_defaults(func=cmd_dedup)
 
     sp = sub.add_parser("tokenizer", help="`tokenizer train OUT`: SentencePiece BPE with LLaMA's exact trainer spec")
     tsub = sp.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)

@@ -2,7 +2,7 @@
 
 Per source:  paths ─► Read (the source module's PTransform: raw format → outcomes)
              ─► UniqueIds (one record per id: a page in two dumps keeps its latest revision)
-             ─► ExactDedup (when the manifest enables it) ─► one stream of outcomes, then
+             ─► ExactDedup, NearDedup (MinHash LSH) when the manifest enables them ─► outcomes, then
              ├─ kept records ─► WriteShards ─► OUT/docs/<source>/part-*.arrow
              ├─ count per (source, status, reason) ─► the funnel
              └─ errors ─► OUT/errors/<source>/errors.jsonl (dead letters with their input location)
@@ -23,6 +23,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from corral.dedup.exact import ExactDedup, UniqueIds, text_md5
+from corral.dedup.near import NearDedup
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.manifests.mixture import Mixture, load_mixture
 from corral.pipeline.inputs import InputError, is_remote, match_inputs
@@ -90,6 +91,9 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
     if stages["exact_dedup"]["enabled"]:
         key_fn = getattr(module, "dedup_key", text_md5)  # a source may name its own content key
         outcomes = outcomes | f"{source}/ExactDedup" >> ExactDedup(key_fn)
+    mh = stages["minhash"]
+    if mh["enabled"]:
+        outcomes = outcomes | f"{source}/NearDedup" >> NearDedup(mh["threshold"], mh["ngram"], mh["num_perm"], mh["verify"])
 
     records = (
         outcomes

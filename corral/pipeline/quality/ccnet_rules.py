@@ -19,6 +19,8 @@ import unicodedata
 from typing import Iterable, Mapping
 from urllib.parse import urlparse
 
+from corral.pipeline.text import replace_category
+
 MIN_LEN = 300  # RECIPE.md §2.2: cc_net min_len (characters of raw_content, before dedup)
 LID_ROUNDING = 2  # RECIPE.md §2.6: cc_net rounds language scores to 2 decimals
 PERCENTILE_HEAD, PERCENTILE_TAIL = 30, 60  # RECIPE.md §2.9: cc_net percentile_head / percentile_tail
@@ -90,44 +92,12 @@ def lid_keep(lang: str, score: float, threshold: float, languages: list[str]) ->
 # --- perplexity ---------------------------------------------------------------------------------
 
 
-_MN: tuple[re.Pattern, re.Pattern] | None = None
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
-
-
-def _nonspacing_marks() -> tuple[re.Pattern, re.Pattern]:
-    """Character classes of every Unicode Mn (non-spacing mark) code point, built once: one for the
-    BMP (Python's re then uses its fast bitmap) and one for the astral planes (used only when a text
-    has astral characters)."""
-    global _MN
-    if _MN is None:
-        import sys
-
-        ranges, start, prev = [], None, None
-        for cp in range(sys.maxunicode + 1):
-            if unicodedata.category(chr(cp)) == "Mn":
-                if start is None:
-                    start = cp
-                elif cp != prev + 1:
-                    ranges.append((start, prev))
-                    start = cp
-                prev = cp
-        ranges.append((start, prev))
-
-        def cls(rs):
-            return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" if a != b else f"\\U{a:08x}" for a, b in rs) + "]")
-
-        _MN = (cls([r for r in ranges if r[1] <= 0xFFFF]), cls([r for r in ranges if r[1] > 0xFFFF]))
-    return _MN
-
-
 def strip_accents(text: str) -> str:
     """NFD, then drop combining marks (Mn); not recomposed, as cc_net (Hangul stays decomposed).
     ASCII text has nothing to strip; other text goes through compiled classes of all Mn marks."""
     if text.isascii():
         return text
-    bmp, astral = _nonspacing_marks()
-    text = bmp.sub("", unicodedata.normalize("NFD", text))
-    return astral.sub("", text) if _ASTRAL.search(text) else text
+    return replace_category(unicodedata.normalize("NFD", text), "Mn", "")
 
 
 def normalize(text: str) -> str:

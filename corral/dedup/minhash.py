@@ -1,0 +1,172 @@
+"""MinHash signatures and LSH banding (the pure part of near-duplicate removal).
+
+Shingles: the text is lowercased, Unicode punctuation removed, whitespace collapsed; the shingles
+are its word n-grams (n = 5 by default; a shorter text is one shingle), each hashed to 64 bits with
+xxHash3 (a maintained, fast, well-mixed hash: shingle hashes behave as random 64-bit values).
+
+Permutations: h_i(x) = ((a_i·x + b_i) mod 2^64) >> 32, a_i odd — multiply-shift hashing in uint64,
+where wrap-around *is* the arithmetic, so numpy computes it exactly. (The classic
+(a·x + b) mod (2^61 − 1) on uint64 overflows a·x silently, which biased datasketch before 2.0.) The
+signature of a document is the minimum of each h_i over its shingles, as uint32; vectorised with
+numpy over blocks of shingles, so memory stays bounded for any document length. The estimate
+(fraction of equal signature values) is unbiased: tests/test_minhash.py checks the mean error
+against exact Jaccard over random pairs.
+
+LSH: b bands of r rows (b·r ≤ num_perm); two documents are candidates when a band matches. (b, r)
+minimise the weighted areas under the candidate curve P(s) = 1 − (1 − s^r)^b below the threshold
+(false positives) and above it (false negatives); with exact-Jaccard verification on, false
+negatives weigh more (false positives are verified away). When num_perm is not given, it is the
+smallest of NUM_PERM_LADDER whose weighted error fits ERROR_BUDGET.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import xxhash
+
+from corral.pipeline.text import replace_category
+
+DEFAULT_NGRAM = 5             # word shingles (issue: n = 5 by default)
+DEFAULT_THRESHOLD = 0.8       # target Jaccard similarity (0.9 for books: LLaMA's ">90% overlap")
+SEED = 42                     # permutation parameters are drawn from this seed: same seed, same signatures
+NUM_PERM_LADDER = (64, 128, 192, 256, 384, 512)
+ERROR_BUDGET = 0.02           # weighted FP/FN area accepted when deriving num_perm
+BLOCK = 4096                  # shingles per vectorised block (bounds the P × BLOCK matrix)
+_SPACE = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Lowercase, Unicode punctuation (category P*) turned into spaces, whitespace collapsed."""
+    return _SPACE.sub(" ", replace_category(text.lower(), "P", " ")).strip()
+
+
+_K = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier combining word hashes into an n-gram hash
+
+
+def _fmix64(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, vectorised: every input bit affects every output bit."""
+    x = x ^ (x >> np.uint64(33))
+    x = x * np.uint64(0xFF51AFD7ED558CCD)
+    x = x ^ (x >> np.uint64(33))
+    x = x * np.uint64(0xC4CEB9FE1A85EC53)
+    return x ^ (x >> np.uint64(33))
+
+
+def shingles(text: str, ngram: int = DEFAULT_NGRAM) -> np.ndarray:
+    """The distinct 64-bit hashes of the text's word n-grams (uint64, sorted).
+
+    Each word is hashed once with xxHash3; an n-gram's hash combines its n word hashes in order,
+    h = fmix64(((w0·K + w1)·K + …) + w(n−1)) in uint64, computed for all positions at once.
+    """
+    words = normalize(text).encode("utf-8", "surrogatepass").split(b" ")
+    if words == [b""]:
+        return np.empty(0, dtype=np.uint64)
+    w = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
+    n = min(ngram, len(w))
+    m = len(w) - n + 1
+    with np.errstate(over="ignore"):
+        acc = w[:m].copy()
+        for k in range(1, n):
+            acc = acc * _K + w[k: k + m]
+        return np.unique(_fmix64(acc))
+
+
+@lru_cache(maxsize=16)
+def permutations(num_perm: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of the multiply-shift family: a odd, both uint64."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    a = rng.integers(0, 2**64, size=num_perm, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 2**64, size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+def signature(shingle_hashes: np.ndarray, num_perm: int, seed: int = SEED) -> np.ndarray:
+    """MinHash signature (uint32 × num_perm); an empty set gives all 0xFFFFFFFF."""
+    a, b = permutations(num_perm, seed)
+    sig = np.full(num_perm, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+    n = len(shingle_hashes)
+    if n:
+        buf = np.empty((num_perm, min(n, BLOCK)), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for start in range(0, n, BLOCK):
+                x = shingle_hashes[start: start + BLOCK]
+                view = buf[:, : len(x)]
+                np.multiply(a[:, None], x[None, :], out=view)
+                np.add(view, b[:, None], out=view)
+                np.minimum(sig, view.min(axis=1), out=sig)
+    # The top 32 bits are monotone in the 64-bit value: the top bits of the minimum are the minimum
+    # of the top bits, so one shift at the end gives h_i = (a·x + b) >> 32 minimised.
+    return (sig >> np.uint64(32)).astype(np.uint32)
+
+
+def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
+    return float(np.mean(sig_a == sig_b))
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard similarity of two sorted, distinct shingle-hash arrays."""
+    if len(a) == 0 and len(b) == 0:
+        return 1.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (len(a) + len(b) - inter)
+
+
+@dataclass(frozen=True)
+class LshParams:
+    threshold: float
+    num_perm: int
+    bands: int
+    rows: int
+    false_positive: float  # area under P(s) for s < threshold
+    false_negative: float  # area under 1 − P(s) for s ≥ threshold
+
+    def describe(self) -> str:
+        return (f"MinHash LSH: threshold {self.threshold}, {self.num_perm} permutations, {self.bands} bands × "
+                f"{self.rows} rows; false-positive area {self.false_positive:.4f}, "
+                f"false-negative area {self.false_negative:.4f}")
+
+
+def _areas(threshold: float, bands: int, rows: int, points: int = 2001) -> tuple[float, float]:
+    s = np.linspace(0.0, 1.0, points)
+    p = 1.0 - (1.0 - s**rows) ** bands
+    fp = float(np.trapezoid(np.where(s < threshold, p, 0.0), s))
+    fn = float(np.trapezoid(np.where(s >= threshold, 1.0 - p, 0.0), s))
+    return fp, fn
+
+
+def _best_bands(threshold: float, num_perm: int, fn_weight: float) -> tuple[float, int, int, float, float]:
+    best = None
+    for bands in range(1, num_perm + 1):
+        rows = num_perm // bands
+        fp, fn = _areas(threshold, bands, rows)
+        err = (1 - fn_weight) * fp + fn_weight * fn
+        if best is None or err < best[0]:
+            best = (err, bands, rows, fp, fn)
+    return best
+
+
+@lru_cache(maxsize=64)
+def derive_lsh(threshold: float = DEFAULT_THRESHOLD, num_perm: int | None = None, verify: bool = True) -> LshParams:
+    """(num_perm, bands, rows) for a target threshold, and the false-positive/negative areas."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError("threshold must be between 0 and 1")
+    fn_weight = 0.8 if verify else 0.5
+    ladder = (num_perm,) if num_perm else NUM_PERM_LADDER
+    chosen = None
+    for p in ladder:
+        err, bands, rows, fp, fn = _best_bands(threshold, p, fn_weight)
+        chosen = (p, bands, rows, fp, fn)
+        if err <= ERROR_BUDGET:
+            break
+    p, bands, rows, fp, fn = chosen
+    return LshParams(threshold, p, bands, rows, fp, fn)
+
+
+def band_keys(sig: np.ndarray, params: LshParams) -> list[tuple[int, int]]:
+    """(band index, 64-bit hash of the band's rows) for each band."""
+    r = params.rows
+    return [(i, xxhash.xxh3_64_intdigest(sig[i * r:(i + 1) * r].tobytes())) for i in range(params.bands)]
