@@ -35,6 +35,8 @@ DEFAULT_THRESHOLD = 0.8       # target Jaccard similarity (0.9 for books: LLaMA'
 SEED = 42                     # permutation parameters are drawn from this seed: same seed, same signatures
 NUM_PERM_LADDER = (64, 128, 192, 256, 384, 512)
 ERROR_BUDGET = 0.02           # weighted FP/FN area accepted when deriving num_perm
+FN_WEIGHT_VERIFIED = 0.98     # with exact verification, a missed pair costs far more than a checked one:
+                              # at 0.8 this gives a candidate probability of about 0.98 at the threshold
 BLOCK = 4096                  # shingles per vectorised block (bounds the P × BLOCK matrix)
 _SPACE = re.compile(r"\s+")
 
@@ -56,23 +58,40 @@ def _fmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(33))
 
 
-def shingles(text: str, ngram: int = DEFAULT_NGRAM) -> np.ndarray:
-    """The distinct 64-bit hashes of the text's word n-grams (uint64, sorted).
+# ASCII fast path of normalize(): punctuation (category P) and the separators \x1c–\x1f that str
+# whitespace includes become spaces in one bytes.translate, and bytes.split() does the rest.
+_ASCII_TABLE = bytes(32 if (chr(c).isascii() and (0x1C <= c <= 0x1F or (chr(c).isprintable() and not chr(c).isalnum()
+                                                                       and __import__("unicodedata").category(chr(c)).startswith("P"))))
+                     else c for c in range(256))
+
+
+def words(text: str) -> list[bytes]:
+    """The normalised text's words as UTF-8 bytes (the same words as normalize(text).split(" "))."""
+    if text.isascii():
+        return text.encode("ascii").lower().translate(_ASCII_TABLE).split()
+    norm = normalize(text)
+    return norm.encode("utf-8", "surrogatepass").split(b" ") if norm else []
+
+
+def shingles(text: str, ngram: int = DEFAULT_NGRAM, unique: bool = True) -> np.ndarray:
+    """The 64-bit hashes of the text's word n-grams (uint64; sorted and distinct unless `unique=False`,
+    which signatures do not need: a repeated shingle cannot change a minimum).
 
     Each word is hashed once with xxHash3; an n-gram's hash combines its n word hashes in order,
     h = fmix64(((w0·K + w1)·K + …) + w(n−1)) in uint64, computed for all positions at once.
     """
-    words = normalize(text).encode("utf-8", "surrogatepass").split(b" ")
-    if words == [b""]:
+    words_ = words(text)
+    if not words_:
         return np.empty(0, dtype=np.uint64)
-    w = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
+    w = np.fromiter(map(xxhash.xxh3_64_intdigest, words_), dtype=np.uint64, count=len(words_))
     n = min(ngram, len(w))
     m = len(w) - n + 1
     with np.errstate(over="ignore"):
         acc = w[:m].copy()
         for k in range(1, n):
             acc = acc * _K + w[k: k + m]
-        return np.unique(_fmix64(acc))
+        h = _fmix64(acc)
+    return np.unique(h) if unique else h
 
 
 @lru_cache(maxsize=16)
@@ -154,7 +173,7 @@ def derive_lsh(threshold: float = DEFAULT_THRESHOLD, num_perm: int | None = None
     """(num_perm, bands, rows) for a target threshold, and the false-positive/negative areas."""
     if not 0.0 < threshold < 1.0:
         raise ValueError("threshold must be between 0 and 1")
-    fn_weight = 0.8 if verify else 0.5
+    fn_weight = FN_WEIGHT_VERIFIED if verify else 0.5
     ladder = (num_perm,) if num_perm else NUM_PERM_LADDER
     chosen = None
     for p in ladder:

@@ -38,7 +38,7 @@ def doc_key(doc_id: str) -> int:
 
 def _signed(outcome, params: mh.LshParams, ngram: int):
     r = outcome["record"]
-    sh = mh.shingles(r["text"], ngram)
+    sh = mh.shingles(r["text"], ngram)  # distinct and sorted: verification compares these sets
     return doc_key(r["id"]), (r["id"], sh.tobytes(), mh.signature(sh, params.num_perm))
 
 
