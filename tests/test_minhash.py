@@ -112,3 +112,15 @@ def test_components_one_huge_cluster_in_bounded_memory():
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert len(rows) == n and {r[1] for r in rows} == {10} and rows[0][2] == n
     assert grown_mb < 600
+
+
+def test_ascii_fast_path_gives_the_same_words():
+    import random
+    import string
+
+    rnd = random.Random(1)
+    for _ in range(5000):
+        t = "".join(rnd.choice(string.printable + "\x1c\x1d\x1e\x1f") for _ in range(rnd.randint(0, 60)))
+        ref = mh.normalize(t)
+        assert mh.words(t) == (ref.encode().split(b" ") if ref else [])
+    assert mh.words("Ça, va!") == ["ça".encode(), b"va"]  # the non-ASCII path

@@ -22,6 +22,7 @@ smallest of NUM_PERM_LADDER whose weighted error fits ERROR_BUDGET.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -58,11 +59,17 @@ def _fmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(33))
 
 
-# ASCII fast path of normalize(): punctuation (category P) and the separators \x1c–\x1f that str
-# whitespace includes become spaces in one bytes.translate, and bytes.split() does the rest.
-_ASCII_TABLE = bytes(32 if (chr(c).isascii() and (0x1C <= c <= 0x1F or (chr(c).isprintable() and not chr(c).isalnum()
-                                                                       and __import__("unicodedata").category(chr(c)).startswith("P"))))
-                     else c for c in range(256))
+def _ascii_table() -> bytes:
+    """ASCII fast path of normalize(): punctuation (category P) and the separators \x1c–\x1f, which str
+    whitespace includes, become spaces in one bytes.translate; bytes.split() does the rest."""
+    out = bytearray(range(256))
+    for c in range(128):
+        if 0x1C <= c <= 0x1F or unicodedata.category(chr(c)).startswith("P"):
+            out[c] = 32
+    return bytes(out)
+
+
+_ASCII_TABLE = _ascii_table()
 
 
 def words(text: str) -> list[bytes]:
