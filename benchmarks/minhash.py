@@ -12,7 +12,8 @@ Speed (one core, best of --repeat): signatures/s on the same corpus and 5-gram s
   permutations — corral (shingles + signature), datasketch (MinHash.update_batch), rensa
   (RMinHash.update), datatrove (MinhashDedupSignature.get_shingles + get_signature) — and the ratio to
   rensa; then the whole `corral dedup` on the local runner, in documents/s.
-Memory: peak RSS of `corral dedup` (a subprocess) at 1× and 4× the corpus, and the growth.
+Memory: peak RSS of `corral dedup` (a subprocess) on a corpus of N and of 4N families (the same mix
+of duplicates, four times the data), and the growth.
 
     bash benchmarks/setup_baselines.sh
     .venv/bin/python benchmarks/minhash.py [--families 400] [--repeat 3]
@@ -206,15 +207,16 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def peak_rss_of_dedup(docs: list[dict], tmp: Path, copies: int) -> float:
-    src = tmp / f"mem{copies}.jsonl"
+def peak_rss_of_dedup(families: int, tmp: Path, scale: int) -> float:
+    """Peak RSS of `corral dedup` over a corpus of scale × families (same mix of duplicates, more data)."""
+    docs, _ = make_corpus(families * scale, seed=11)
+    src = tmp / f"mem{scale}.jsonl"
     with open(src, "w") as f:
-        for c in range(copies):
-            for d in docs:
-                f.write(json.dumps({"id": f"{d['id']}-c{c}", "text": d["text"] + f" copy{c}"}) + "\n")
+        for d in docs:
+            f.write(json.dumps(d) + "\n")
     code = ("import sys, json; from corral.dedup.run import dedup; dedup(sys.argv[1], sys.argv[2]);"
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
-    res = subprocess.run([sys.executable, "-c", code, str(src), str(tmp / f"mem-out{copies}")],
+    res = subprocess.run([sys.executable, "-c", code, str(src), str(tmp / f"mem-out{scale}")],
                          capture_output=True, text=True, check=True)
     return int(res.stdout.strip().splitlines()[-1]) / 1024
 
@@ -242,8 +244,8 @@ def main() -> None:
         for name, rate in rates.items():
             print(f"  {name:10s} {rate:9,.0f}   ratio corral/{name}: {rates['corral'] / rate:.2f}x")
         print(f"corral dedup end to end (local runner, 1 worker): {len(docs) / seconds:,.0f} documents/s")
-        m1 = peak_rss_of_dedup(docs, tmp, 1)
-        m4 = peak_rss_of_dedup(docs, tmp, 4)
+        m1 = peak_rss_of_dedup(a.families, tmp, 1)
+        m4 = peak_rss_of_dedup(a.families, tmp, 4)
         print(f"peak RSS of corral dedup: 1× {m1:.0f} MB, 4× {m4:.0f} MB, growth {m4 / m1:.2f}x")
 
 

@@ -2,9 +2,11 @@
 
 INPUT is a file, folder or glob of Arrow shards (.arrow, corral's or any with a `text` column),
 Parquet (.parquet) or JSON lines (.jsonl/.json, optionally .gz/.bz2/.xz), each record with a `text`
-and optionally an `id` (kept as given; otherwise one is derived from the file and row). The job is
-the same NearDedup transform `corral build` runs per source. It writes:
-  OUT/docs/part-*.arrow   the kept documents (corral's document schema, dup_cluster and dup_count set)
+and optionally an `id` (kept as given; otherwise one is derived from the file and row). The job uses
+the same rules and stages as the NearDedup transform `corral build` runs per source, in three passes
+over the input (see `dedup`), so that memory does not grow with the texts. It writes:
+  OUT/docs/part-*.arrow   the kept documents in input order, shards named by input file (corral's
+                          document schema, dup_cluster and dup_count set)
   OUT/clusters.arrow      id, cluster (its representative's id), representative — one row per member
                           of a cluster of two or more
   OUT/manifest.json       the funnel (records read, kept, near duplicates dropped, errors), the shards
@@ -24,11 +26,11 @@ import apache_beam as beam
 import pyarrow as pa
 
 from corral.dedup import minhash as mh
-from corral.dedup.near import NearDedup
+from corral.dedup.near import (NEAR_DUPLICATE, _bucket_edges, _Components, _smallest_id, _verify,
+                               _with_first_shingles, doc_key)
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
-from corral.pipeline.outcome import ERROR, KEPT, error, funnel_from_counts, funnel_key
-from corral.pipeline.shard_sink import WriteShards
+from corral.pipeline.outcome import ERROR, KEPT, error, funnel_from_counts
 from corral.schema import DOC_SCHEMA, SIGNALS
 from corral.shards import ShardInfo, atomic_write_bytes, iter_batches, read_bytes
 
@@ -135,9 +137,79 @@ def _write_clusters(out: str, rows: list[tuple[str, str, bool]]) -> None:
     write_shard(join(out, "clusters.arrow"), [batch], schema=CLUSTER_SCHEMA, compression="zstd")
 
 
+# --- the three passes ----------------------------------------------------------------------------
+
+
+def _signatures(path: str, ngram: int, num_perm: int) -> Iterator[tuple[int, str, Any]]:
+    """Pass A: (key, id, signature) of each readable record: no text and no shingles are kept."""
+    for o in guarded(LABEL, path, read_records(path)):
+        if o["status"] == KEPT:
+            r = o["record"]
+            yield doc_key(r["id"]), r["id"], mh.signature(mh.shingles(r["text"], ngram, unique=False), num_perm)
+
+
+class _CandidateShingles(beam.DoFn):
+    """Pass B: the distinct shingles of the documents that are candidates (a side input of keys)."""
+
+    def __init__(self, ngram: int):
+        self.ngram, self.keys, self.source = ngram, None, None
+
+    def process(self, path, candidates):
+        if self.source is not candidates:
+            self.keys, self.source = set(candidates), candidates
+        for o in guarded(LABEL, path, read_records(path)):
+            if o["status"] == KEPT:
+                key = doc_key(o["record"]["id"])
+                if key in self.keys:
+                    yield key, mh.shingles(o["record"]["text"], self.ngram).tobytes()
+
+
+class _WriteFile(beam.DoFn):
+    """Pass C: read one input file again, tag or drop each record, stream the kept ones into this
+    file's own shards (`part-<file index>-<part>.arrow`, in input order); return the file's summary."""
+
+    def __init__(self, out: str, index: dict[str, int]):
+        self.out, self.index = out, index
+
+    def process(self, path, clusters):
+        from corral.shards import ShardWriter, shard_name
+
+        i = self.index[path]
+        writer = ShardWriter(join(self.out, "docs"), name_fn=lambda part: shard_name("part", i, part))
+        counts: dict[str, int] = {}
+        errors = []
+        text_bytes = 0
+        with writer:
+            for o in guarded(LABEL, path, read_records(path)):
+                if o["status"] == KEPT:
+                    r = o["record"]
+                    info = clusters.get(doc_key(r["id"]))
+                    if info is None:
+                        r = {**r, "dup_cluster": r["id"], "dup_count": 1}
+                    elif info[0] == r["id"]:
+                        r = {**r, "dup_cluster": info[0], "dup_count": int(info[1])}
+                    else:
+                        o = {**o, "status": "dropped", "reason": NEAR_DUPLICATE, "record": None}
+                    if o["status"] == KEPT:
+                        writer.write(r)
+                        text_bytes += len(r["text"].encode("utf-8", "surrogatepass"))
+                if o["status"] == ERROR:
+                    errors.append({k: o.get(k) for k in ("reason", "where", "detail")})
+                k = f"{o['status']}\t{o['reason'] or ''}"
+                counts[k] = counts.get(k, 0) + 1
+        yield {"file": path, "shards": [sh.to_dict() for sh in writer.shards], "counts": counts, "errors": errors,
+               "bytes": text_bytes}
+
+
 def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: int = mh.DEFAULT_NGRAM,
           num_perm: int | None = None, verify: bool = True, workers: int | None = None) -> BuildManifest:
-    """Run the near-duplicate job; return the written manifest."""
+    """Run the near-duplicate job over re-readable inputs; return the written manifest.
+
+    Three passes over the input, as cc_net reads its shards twice: signatures only (A), the shingle
+    sets of candidate documents only (B), then each file again, written out as it is read (C). What
+    the runner holds between stages is a signature per document, the candidates' shingles and the
+    cluster table: never the texts.
+    """
     from corral.pipeline.runners import local_runner
 
     files = input_files(spec)
@@ -145,36 +217,61 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     runner, options = local_runner(workers)
     if not is_remote(out):
         os.makedirs(out, exist_ok=True)
-    in_bytes = sum(os.path.getsize(f) for f in files if not is_remote(f))
-    buckets = max(1, in_bytes * 3 // (256 << 20) + 1)
-    near = NearDedup(threshold, ngram, num_perm, verify)
+    index = {f: i for i, f in enumerate(files)}
     with beam.Pipeline(runner=runner, options=options) as p:
-        outcomes = (p | "Inputs" >> beam.Create(files) | "Spread" >> beam.Reshuffle()
-                    | "Read" >> beam.FlatMap(lambda f: guarded(LABEL, f, read_records(f)))
-                    | "NearDedup" >> near)
-        (outcomes | "Kept" >> beam.Filter(lambda o: o["status"] == KEPT) | "Record" >> beam.Map(lambda o: o["record"])
-         | "Write" >> WriteShards(join(out, "docs"), num_buckets=buckets)
-         | "ShardList" >> beam.combiners.ToList() | "SaveShards" >> beam.Map(lambda s: _save(out, "shards.json", s)))
-        (outcomes | "FunnelKey" >> beam.Map(lambda o: (funnel_key(o), 1)) | "Count" >> beam.CombinePerKey(sum)
-         | "CountList" >> beam.combiners.ToList()
-         | "SaveFunnel" >> beam.Map(lambda c: _save(out, "funnel.json", [[list(k), n] for k, n in c])))
-        (outcomes | "Errors" >> beam.Filter(lambda o: o["status"] == ERROR)
-         | "ErrorList" >> beam.combiners.ToList()
-         | "SaveErrors" >> beam.Map(lambda e: _save(out, "errors.json", [{k: o.get(k) for k in ("reason", "where", "detail")}
-                                                                         for o in e])))
-        (near.cluster_rows | "ClusterList" >> beam.combiners.ToList()
-         | "SaveClusters" >> beam.Map(lambda rows: _write_clusters(out, rows)))
+        sigs = (p | "InputsA" >> beam.Create(files) | "SpreadA" >> beam.Reshuffle()
+                | "Signatures" >> beam.FlatMap(_signatures, ngram, params.num_perm))
+        edges = (
+            sigs
+            | "BandKeys" >> beam.FlatMap(lambda t: [(band, t[0]) for band in mh.band_keys(t[2], params)])
+            | "Buckets" >> beam.GroupByKey()
+            | "BucketEdges" >> beam.FlatMap(_bucket_edges)
+            | "DistinctEdges" >> beam.Distinct()
+        )
+        ids = sigs | "KeyToId" >> beam.Map(lambda t: (t[0], t[1]))
+        if verify:
+            candidates = edges | "Endpoints" >> beam.FlatMap(lambda e: e) | "DistinctKeys" >> beam.Distinct()
+            shingles = (p | "InputsB" >> beam.Create(files) | "SpreadB" >> beam.Reshuffle()
+                        | "CandidateShingles" >> beam.ParDo(_CandidateShingles(ngram),
+                                                            candidates=beam.pvalue.AsList(candidates)))
+            pending = ({"doc": shingles, "edge": edges | "ByHead" >> beam.Map(lambda e: (e[1], e[0]))}
+                       | "JoinHead" >> beam.CoGroupByKey() | "HeadShingles" >> beam.FlatMap(_with_first_shingles))
+            edges = ({"doc": shingles, "pending": pending} | "JoinMember" >> beam.CoGroupByKey()
+                     | "Verify" >> beam.FlatMap(_verify, params.threshold))
+        clusters = edges | "Components" >> beam.CombineGlobally(_Components()) | "Members" >> beam.FlatMap(lambda r: r)
+        rep_ids = (
+            {"id": ids, "cluster": clusters | "ByMember" >> beam.Map(lambda t: (t[0], (t[1], t[2])))}
+            | "JoinMemberId" >> beam.CoGroupByKey()
+            | "ByComponent" >> beam.FlatMap(lambda kv: [(c[0], (kv[0], kv[1]["id"][0], c[1]))
+                                                        for c in kv[1]["cluster"]] if kv[1]["id"] else [])
+            | "Component" >> beam.GroupByKey()
+            | "SmallestId" >> beam.FlatMap(_smallest_id)
+        )
+        (rep_ids | "ClusterRows" >> beam.Map(lambda kv: (kv[1][2], kv[1][0], kv[1][2] == kv[1][0]))
+         | "ClusterList" >> beam.combiners.ToList() | "SaveClusters" >> beam.Map(lambda rows: _write_clusters(out, rows)))
+        (p | "InputsC" >> beam.Create(files) | "SpreadC" >> beam.Reshuffle()
+         | "Write" >> beam.ParDo(_WriteFile(out, index), clusters=beam.pvalue.AsDict(rep_ids))
+         | "Summaries" >> beam.combiners.ToList() | "SaveSummaries" >> beam.Map(lambda s: _save(out, "files.json", s)))
 
-    def load(name, default):
-        try:
-            return json.loads(read_bytes(join(out, f"{SUMMARY}/{name}")))
-        except OSError:
-            return default
-
-    counts = [((k[0], k[1], k[2]), n) for k, n in load("funnel.json", [])]
-    funnel = funnel_from_counts(counts).get(LABEL)
-    shards = [relative_shard(ShardInfo(**s), out) for s in sorted(load("shards.json", []), key=lambda s: s["path"])]
-    sb = SourceBuild(weight=1.0, documents=sum(s["documents"] for s in shards), shards=shards)
+    try:
+        summaries = json.loads(read_bytes(join(out, f"{SUMMARY}/files.json")))
+    except OSError:
+        summaries = []
+    counts: dict[tuple[str, str, str | None], int] = {}
+    shard_dicts, errors, text_bytes = [], [], 0
+    for s_ in summaries:
+        shard_dicts += s_["shards"]
+        errors += s_["errors"]
+        text_bytes += s_["bytes"]
+        for k, n in s_["counts"].items():
+            status, reason = k.split("\t")
+            key = (LABEL, status, reason or None)
+            counts[key] = counts.get(key, 0) + n
+    if errors:
+        _save(out, "errors.json", errors)
+    funnel = funnel_from_counts(counts.items()).get(LABEL)
+    shards = [relative_shard(ShardInfo(**d), out) for d in sorted(shard_dicts, key=lambda d: d["path"])]
+    sb = SourceBuild(weight=1.0, documents=sum(d["documents"] for d in shards), bytes=text_bytes, shards=shards)
     if funnel is not None:
         sb.funnel = funnel
     settings = {"dedup": {"threshold": threshold, "ngram": ngram, "num_perm": params.num_perm, "bands": params.bands,
