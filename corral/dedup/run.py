@@ -23,6 +23,7 @@ import os
 from typing import Any, Iterator
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 
 from corral.dedup import minhash as mh
@@ -145,7 +146,17 @@ def _signatures(path: str, ngram: int, num_perm: int) -> Iterator[tuple[int, str
     for o in guarded(LABEL, path, read_records(path)):
         if o["status"] == KEPT:
             r = o["record"]
-            yield doc_key(r["id"]), r["id"], mh.signature(mh.shingles(r["text"], ngram, unique=False), num_perm)
+            sig = mh.signature(mh.shingles(r["text"], ngram, unique=False), num_perm)
+            yield doc_key(r["id"]), r["id"], sig.tobytes()  # bytes: far lighter to hold than an ndarray
+
+
+_BAND_MIX = 0x9E3779B97F4A7C15  # folds the band index into its hash: one integer key per band
+
+
+def _band_elements(t: tuple[int, str, bytes], params: mh.LshParams) -> list[tuple[int, int]]:
+    """(band key, document key) per band, the band key one integer below 2^62 (Beam's int coder)."""
+    sig = np.frombuffer(t[2], dtype=np.uint32)
+    return [((h ^ (band * _BAND_MIX)) & ((1 << 62) - 1), t[0]) for band, h in mh.band_keys(sig, params)]
 
 
 class _CandidateShingles(beam.DoFn):
@@ -223,7 +234,7 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
                 | "Signatures" >> beam.FlatMap(_signatures, ngram, params.num_perm))
         edges = (
             sigs
-            | "BandKeys" >> beam.FlatMap(lambda t: [(band, t[0]) for band in mh.band_keys(t[2], params)])
+            | "BandKeys" >> beam.FlatMap(_band_elements, params)
             | "Buckets" >> beam.GroupByKey()
             | "BucketEdges" >> beam.FlatMap(_bucket_edges)
             | "DistinctEdges" >> beam.Distinct()
