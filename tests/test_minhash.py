@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from corral.dedup import minhash as mh
-from corral.dedup.near import components
+from corral.dedup.near import PackBandKeys, bucket_edges, components
 
 
 def test_normalize_and_shingles():
@@ -73,9 +73,16 @@ def test_band_keys_match_for_equal_bands():
     p = mh.derive_lsh(0.8, 64)
     s = mh.signature(mh.shingles("one two three four five six seven eight nine ten"), 64)
     t = s.copy()
-    t[-1] ^= 1  # the last band differs
+    t[(p.bands - 1) * p.rows] ^= 1  # the last band differs
     ks, kt = mh.band_keys(s, p), mh.band_keys(t, p)
-    assert ks[: p.bands - 1] == kt[: p.bands - 1] and len(ks) == p.bands
+    assert len(ks) == p.bands and (ks[:-1] == kt[:-1]).all() and ks[-1] != kt[-1]
+    assert (ks >= 0).all()  # 63 bits: Beam's signed integer coder carries them
+
+
+def test_equal_rows_in_different_bands_get_different_keys():
+    p = mh.derive_lsh(0.8, 64)
+    sig = np.zeros(64, dtype=np.uint32)  # every band has the same rows
+    assert len(set(mh.band_keys(sig, p).tolist())) == p.bands
 
 
 def as_map(rows):
@@ -124,3 +131,25 @@ def test_ascii_fast_path_gives_the_same_words():
         ref = mh.normalize(t)
         assert mh.words(t) == (ref.encode().split(b" ") if ref else [])
     assert mh.words("Ça, va!") == ["ça".encode(), b"va"]  # the non-ASCII path
+
+
+def test_bucket_edges_join_each_member_to_its_buckets_smallest_key():
+    pairs = np.array([[7, 30], [7, 10], [7, 20], [9, 20], [9, 5], [11, 40], [7, 10]], dtype=np.int64)
+    assert bucket_edges(pairs).tolist() == [[20, 5], [20, 10], [30, 10]]  # bucket 11 has one member
+    assert bucket_edges(np.empty((0, 2), dtype=np.int64)).shape == (0, 2)
+
+
+def test_packed_band_keys_cover_every_band_once_in_its_partition():
+    p = mh.derive_lsh(0.8, 64)
+    fn = PackBandKeys(p, partitions=4)
+    fn.start_bundle()
+    sigs = {k: mh.signature(mh.shingles(f"doc {k} " + "word " * k), 64) for k in range(1, 30)}
+    out = [x for k, sig in sigs.items() for x in fn.process((k, sig.tobytes()))]
+    out += [w.value for w in fn.finish_bundle()]
+    got = []
+    for part, blob in out:
+        pairs = np.frombuffer(blob, dtype=np.int64).reshape(-1, 2)
+        assert (pairs[:, 0] % 4 == part).all()
+        got += [tuple(x) for x in pairs.tolist()]
+    want = [(int(b), k) for k, sig in sigs.items() for b in mh.band_keys(sig, p)]
+    assert sorted(got) == sorted(want)

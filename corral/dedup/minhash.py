@@ -192,7 +192,9 @@ def derive_lsh(threshold: float = DEFAULT_THRESHOLD, num_perm: int | None = None
     return LshParams(threshold, p, bands, rows, fp, fn)
 
 
-def band_keys(sig: np.ndarray, params: LshParams) -> list[tuple[int, int]]:
-    """(band index, 64-bit hash of the band's rows) for each band."""
+def band_keys(sig: np.ndarray, params: LshParams) -> np.ndarray:
+    """One 63-bit key per band: xxh3 of the band's rows, seeded with the band index, so that equal
+    rows in different bands never share a bucket (63 bits: Beam's signed integer coder carries it)."""
     r = params.rows
-    return [(i, xxhash.xxh3_64_intdigest(sig[i * r:(i + 1) * r].tobytes())) for i in range(params.bands)]
+    return np.array([xxhash.xxh3_64_intdigest(sig[i * r:(i + 1) * r].tobytes(), seed=i) >> 1
+                     for i in range(params.bands)], dtype=np.int64)

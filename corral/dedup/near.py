@@ -1,7 +1,8 @@
 """Near-duplicate removal on Beam: MinHash signatures → LSH bands → verified edges → components.
 
-kept outcomes ─► signature (corral.dedup.minhash) ─► (band, band hash) keys through a shuffle
-  ─► each bucket: an edge from every member to the bucket's smallest document
+kept outcomes ─► signature (corral.dedup.minhash) ─► one key per band, packed with the document
+     keys into a few blobs per partition of the key space, through one shuffle
+  ─► each bucket (within a partition, by sorting): an edge from every member to its smallest document
   ─► optional exact-Jaccard verification of each edge (two joins fetch both shingle sets)
   ─► connected components in one native stage: the edge list, held as numpy arrays (16 bytes an
      edge: 10^7 edges in 160 MB), goes through scipy's sparse connected_components
@@ -42,19 +43,86 @@ def _signed(outcome, params: mh.LshParams, ngram: int):
     return doc_key(r["id"]), (r["id"], sh.tobytes(), mh.signature(sh, params.num_perm))
 
 
-def _band_keys(item, params: mh.LshParams):
-    key, (_, _, sig) = item
-    for band in mh.band_keys(sig, params):
-        yield band, key
+PARTITIONS = 64         # groups of the LSH shuffle, each the packed (band key, document) pairs of 1/64 of the buckets
+BUFFER_PAIRS = 1 << 18  # pairs one bundle packs (4 MB) before it sends them on: bounds the buffer
 
 
-def _bucket_edges(kv) -> Iterable[tuple[int, int]]:
-    """Every member of an LSH bucket → the bucket's smallest key."""
-    _, keys = kv
-    members = sorted(set(keys))
-    head = members[0]
-    for m in members[1:]:
+class PackBandKeys(beam.DoFn):
+    """(document key, signature) → (partition, packed int64 (band key, document key) pairs).
+
+    The LSH shuffle carries a few large blobs instead of one element per band and document: on the
+    local runner, where shuffles live in memory, the per-element overhead was most of the memory."""
+
+    def __init__(self, params: mh.LshParams, partitions: int = PARTITIONS):
+        self.params, self.partitions = params, partitions
+
+    def start_bundle(self):
+        self.keys, self.docs, self.n = [], [], 0
+
+    def process(self, item):
+        key, sig = item
+        sig = sig if isinstance(sig, np.ndarray) else np.frombuffer(sig, dtype=np.uint32)
+        self.keys.append(mh.band_keys(sig, self.params))
+        self.docs.append(key)
+        self.n += self.params.bands
+        if self.n >= BUFFER_PAIRS:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        from apache_beam.transforms.window import GlobalWindows
+
+        for part in self._flush():
+            yield GlobalWindows.windowed_value(part)
+
+    def _flush(self):
+        if not self.docs:
+            return
+        keys = np.concatenate(self.keys)
+        docs = np.repeat(np.asarray(self.docs, dtype=np.int64), self.params.bands)
+        self.keys, self.docs, self.n = [], [], 0
+        parts = keys % self.partitions
+        order = np.argsort(parts, kind="stable")
+        parts, pairs = parts[order], np.stack([keys[order], docs[order]], axis=1)
+        bounds = np.flatnonzero(np.diff(parts)) + 1
+        for chunk, first in zip(np.split(pairs, bounds), np.concatenate([[0], bounds])):
+            yield int(parts[first]), chunk.tobytes()
+
+
+def bucket_edges(pairs: np.ndarray) -> np.ndarray:
+    """(n, 2) int64 (band key, document key) pairs → the distinct edges (member, head) that join
+    every member of a bucket to the bucket's smallest document key."""
+    if not len(pairs):
+        return np.empty((0, 2), dtype=np.int64)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    starts = np.concatenate([[True], pairs[1:, 0] != pairs[:-1, 0]])
+    heads = pairs[np.maximum.accumulate(np.where(starts, np.arange(len(pairs)), 0)), 1]
+    members = pairs[:, 1]
+    edges = np.stack([members, heads], axis=1)[members != heads]
+    return np.unique(edges, axis=0)
+
+
+def _partition_edges(kv) -> Iterable[tuple[int, int]]:
+    """One partition of the LSH shuffle → its buckets' edges."""
+    _, blobs = kv
+    pairs = np.concatenate([np.frombuffer(b, dtype=np.int64).reshape(-1, 2) for b in blobs])
+    for m, head in bucket_edges(pairs).tolist():
         yield m, head
+
+
+class LshEdges(beam.PTransform):
+    """(document key, signature) → distinct candidate edges (member, head): packed band keys
+    through one shuffle, each bucket's members joined to its smallest key."""
+
+    def __init__(self, params: mh.LshParams, partitions: int = PARTITIONS):
+        super().__init__()
+        self.params, self.partitions = params, partitions
+
+    def expand(self, signatures):
+        return (signatures
+                | "PackBandKeys" >> beam.ParDo(PackBandKeys(self.params, self.partitions))
+                | "Buckets" >> beam.GroupByKey()
+                | "BucketEdges" >> beam.FlatMap(_partition_edges)
+                | "DistinctEdges" >> beam.Distinct())
 
 
 def _with_first_shingles(kv) -> Iterable[tuple[int, tuple[int, bytes]]]:
@@ -165,13 +233,7 @@ class NearDedup(beam.PTransform):
         docs = outcomes | "Kept" >> beam.Filter(lambda o: o["status"] == KEPT)
         others = outcomes | "NotKept" >> beam.Filter(lambda o: o["status"] != KEPT)
         signed = docs | "Signature" >> beam.Map(_signed, params, ngram)
-        edges = (
-            signed
-            | "BandKeys" >> beam.FlatMap(_band_keys, params)
-            | "Buckets" >> beam.GroupByKey()
-            | "BucketEdges" >> beam.FlatMap(_bucket_edges)
-            | "DistinctEdges" >> beam.Distinct()
-        )
+        edges = signed | "KeySignature" >> beam.Map(lambda kv: (kv[0], kv[1][2])) | "Lsh" >> LshEdges(params)
         if self.verify:
             shingles = signed | "ShingleSets" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
             pending = ({"doc": shingles, "edge": edges | "ByHead" >> beam.Map(lambda e: (e[1], e[0]))}

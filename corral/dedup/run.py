@@ -27,8 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from corral.dedup import minhash as mh
-from corral.dedup.near import (NEAR_DUPLICATE, _bucket_edges, _Components, _smallest_id, _verify,
-                               _with_first_shingles, doc_key)
+from corral.dedup.near import NEAR_DUPLICATE, LshEdges, _Components, _smallest_id, doc_key
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
 from corral.pipeline.outcome import ERROR, KEPT, error, funnel_from_counts
@@ -150,29 +149,90 @@ def _signatures(path: str, ngram: int, num_perm: int) -> Iterator[tuple[int, str
             yield doc_key(r["id"]), r["id"], sig.tobytes()  # bytes: far lighter to hold than an ndarray
 
 
-_BAND_MIX = 0x9E3779B97F4A7C15  # folds the band index into its hash: one integer key per band
-
-
-def _band_elements(t: tuple[int, str, bytes], params: mh.LshParams) -> list[tuple[int, int]]:
-    """(band key, document key) per band, the band key one integer below 2^62 (Beam's int coder)."""
-    sig = np.frombuffer(t[2], dtype=np.uint32)
-    return [((h ^ (band * _BAND_MIX)) & ((1 << 62) - 1), t[0]) for band, h in mh.band_keys(sig, params)]
-
-
 class _CandidateShingles(beam.DoFn):
-    """Pass B: the distinct shingles of the documents that are candidates (a side input of keys)."""
+    """Pass B: write the distinct shingles of this file's candidate documents (a side input of keys)
+    to a scratch file, OUT/_dedup/shingles/<file index>.bin, and emit where each set lies:
+    (key, (file index, byte offset, shingle count)). Verification reads them back two at a time, so
+    no shingle set goes through a shuffle or waits in memory."""
 
-    def __init__(self, ngram: int):
-        self.ngram, self.keys, self.source = ngram, None, None
+    def __init__(self, out: str, index: dict[str, int], ngram: int):
+        self.out, self.index, self.ngram, self.keys, self.source = out, index, ngram, None, None
 
     def process(self, path, candidates):
+        from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
         if self.source is not candidates:
             self.keys, self.source = set(candidates), candidates
-        for o in guarded(LABEL, path, read_records(path)):
-            if o["status"] == KEPT:
+        i, offset, seen, f = self.index[path], 0, set(), None
+        try:
+            for o in guarded(LABEL, path, read_records(path)):
+                if o["status"] != KEPT:
+                    continue
                 key = doc_key(o["record"]["id"])
-                if key in self.keys:
-                    yield key, mh.shingles(o["record"]["text"], self.ngram).tobytes()
+                if key not in self.keys or key in seen:
+                    continue
+                seen.add(key)  # the first record under a key stands for it
+                if f is None:
+                    f = FileSystems.create(scratch_path(self.out, i), compression_type=CompressionTypes.UNCOMPRESSED)
+                data = mh.shingles(o["record"]["text"], self.ngram).tobytes()
+                f.write(data)
+                yield key, (i, offset, len(data) // 8)
+                offset += len(data)
+        finally:
+            if f is not None:
+                f.close()
+
+
+def scratch_path(out: str, i: int) -> str:
+    return join(out, f"{SUMMARY}/shingles/{i:05d}.bin")
+
+
+def _remove_scratch(out: str) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    folder = join(out, f"{SUMMARY}/shingles")
+    if FileSystems.exists(folder):
+        FileSystems.delete([folder])
+
+
+class _Verify(beam.DoFn):
+    """(member, {"loc": [where], "pending": [(head, head's where)]}) → the edges (member, head) whose
+    exact Jaccard similarity reaches the threshold; shingle sets are read from the scratch files."""
+
+    def __init__(self, out: str, threshold: float):
+        self.out, self.threshold, self.files = out, threshold, {}
+
+    def _read(self, where) -> np.ndarray:
+        from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+        i, offset, n = where
+        f = self.files.get(i)
+        if f is None:
+            f = self.files[i] = FileSystems.open(scratch_path(self.out, i),
+                                                 compression_type=CompressionTypes.UNCOMPRESSED)
+        f.seek(offset)
+        return np.frombuffer(f.read(n * 8), dtype=np.uint64)
+
+    def process(self, kv):
+        member, grouped = kv
+        if not grouped["loc"] or not grouped["pending"]:
+            return
+        mine = self._read(grouped["loc"][0])
+        for head, where in grouped["pending"]:
+            if mh.jaccard(mine, self._read(where)) >= self.threshold:
+                yield member, head
+
+    def finish_bundle(self):
+        for f in self.files.values():
+            f.close()
+        self.files = {}
+
+
+def _with_head_location(kv) -> Iterator[tuple[int, tuple[int, Any]]]:
+    head, grouped = kv
+    if grouped["loc"]:
+        for member in grouped["edge"]:
+            yield member, (head, grouped["loc"][0])
 
 
 class _WriteFile(beam.DoFn):
@@ -216,10 +276,11 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
           num_perm: int | None = None, verify: bool = True, workers: int | None = None) -> BuildManifest:
     """Run the near-duplicate job over re-readable inputs; return the written manifest.
 
-    Three passes over the input, as cc_net reads its shards twice: signatures only (A), the shingle
-    sets of candidate documents only (B), then each file again, written out as it is read (C). What
-    the runner holds between stages is a signature per document, the candidates' shingles and the
-    cluster table: never the texts.
+    Three passes over the input, as cc_net reads its shards twice: signatures only (A); the shingle
+    sets of candidate documents, written to scratch files under OUT/_dedup/shingles (B) and read
+    back two at a time by verification; then each file again, written out as it is read (C). What
+    the runner holds between stages is a signature per document, packed band keys, the edges and
+    the cluster table: never the texts or shingle sets. The scratch files are removed at the end.
     """
     from corral.pipeline.runners import local_runner
 
@@ -232,23 +293,17 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     with beam.Pipeline(runner=runner, options=options) as p:
         sigs = (p | "InputsA" >> beam.Create(files) | "SpreadA" >> beam.Reshuffle()
                 | "Signatures" >> beam.FlatMap(_signatures, ngram, params.num_perm))
-        edges = (
-            sigs
-            | "BandKeys" >> beam.FlatMap(_band_elements, params)
-            | "Buckets" >> beam.GroupByKey()
-            | "BucketEdges" >> beam.FlatMap(_bucket_edges)
-            | "DistinctEdges" >> beam.Distinct()
-        )
+        edges = sigs | "KeySignature" >> beam.Map(lambda t: (t[0], t[2])) | "Lsh" >> LshEdges(params)
         ids = sigs | "KeyToId" >> beam.Map(lambda t: (t[0], t[1]))
         if verify:
             candidates = edges | "Endpoints" >> beam.FlatMap(lambda e: e) | "DistinctKeys" >> beam.Distinct()
-            shingles = (p | "InputsB" >> beam.Create(files) | "SpreadB" >> beam.Reshuffle()
-                        | "CandidateShingles" >> beam.ParDo(_CandidateShingles(ngram),
-                                                            candidates=beam.pvalue.AsList(candidates)))
-            pending = ({"doc": shingles, "edge": edges | "ByHead" >> beam.Map(lambda e: (e[1], e[0]))}
-                       | "JoinHead" >> beam.CoGroupByKey() | "HeadShingles" >> beam.FlatMap(_with_first_shingles))
-            edges = ({"doc": shingles, "pending": pending} | "JoinMember" >> beam.CoGroupByKey()
-                     | "Verify" >> beam.FlatMap(_verify, params.threshold))
+            where = (p | "InputsB" >> beam.Create(files) | "SpreadB" >> beam.Reshuffle()
+                     | "CandidateShingles" >> beam.ParDo(_CandidateShingles(out, index, ngram),
+                                                         candidates=beam.pvalue.AsList(candidates)))
+            pending = ({"loc": where, "edge": edges | "ByHead" >> beam.Map(lambda e: (e[1], e[0]))}
+                       | "JoinHead" >> beam.CoGroupByKey() | "HeadLocation" >> beam.FlatMap(_with_head_location))
+            edges = ({"loc": where, "pending": pending} | "JoinMember" >> beam.CoGroupByKey()
+                     | "Verify" >> beam.ParDo(_Verify(out, params.threshold)))
         clusters = edges | "Components" >> beam.CombineGlobally(_Components()) | "Members" >> beam.FlatMap(lambda r: r)
         rep_ids = (
             {"id": ids, "cluster": clusters | "ByMember" >> beam.Map(lambda t: (t[0], (t[1], t[2])))}
@@ -259,11 +314,13 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
             | "SmallestId" >> beam.FlatMap(_smallest_id)
         )
         (rep_ids | "ClusterRows" >> beam.Map(lambda kv: (kv[1][2], kv[1][0], kv[1][2] == kv[1][0]))
-         | "ClusterList" >> beam.combiners.ToList() | "SaveClusters" >> beam.Map(lambda rows: _write_clusters(out, rows)))
+         | "ClusterList" >> beam.combiners.ToList()
+         | "SaveClusters" >> beam.Map(lambda rows: _write_clusters(out, rows)))
         (p | "InputsC" >> beam.Create(files) | "SpreadC" >> beam.Reshuffle()
          | "Write" >> beam.ParDo(_WriteFile(out, index), clusters=beam.pvalue.AsDict(rep_ids))
          | "Summaries" >> beam.combiners.ToList() | "SaveSummaries" >> beam.Map(lambda s: _save(out, "files.json", s)))
 
+    _remove_scratch(out)
     try:
         summaries = json.loads(read_bytes(join(out, f"{SUMMARY}/files.json")))
     except OSError:
