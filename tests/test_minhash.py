@@ -115,7 +115,7 @@ def test_components_one_huge_cluster_in_bounded_memory():
     acc = fn.create_accumulator()
     acc["chunks"].append(edges)  # as the combiner holds them: numpy chunks, 16 bytes an edge
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rows = fn.extract_output(acc)
+    rows = list(fn.extract_output(acc).rows())
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert len(rows) == n and {r[1] for r in rows} == {10} and rows[0][2] == n
     assert grown_mb < 600

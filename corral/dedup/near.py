@@ -15,7 +15,7 @@ the smallest id as a string, chosen per component after the components are known
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -172,17 +172,42 @@ class _Components(beam.CombineFn):
 
         parts = acc["chunks"] + ([np.asarray(acc["open"], dtype=np.int64).reshape(-1, 2)] if acc["open"] else [])
         if not parts:
-            return []
-        edges = np.concatenate(parts)
-        nodes, inverse = np.unique(edges, return_inverse=True)
+            return ComponentTable(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
+        flat = np.concatenate([p.reshape(-1) for p in parts])
+        acc["chunks"], acc["open"], parts = [], [], None
+        order = np.argsort(flat, kind="stable")  # np.unique(return_inverse) by hand: fewer copies at peak
+        ordered = flat[order]
+        del flat
+        first = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+        nodes = ordered[first]
+        del ordered
+        inverse = np.empty(len(order), dtype=np.int32 if len(nodes) < 2**31 else np.int64)
+        inverse[order] = np.cumsum(first, dtype=inverse.dtype) - 1
+        del order, first
         inverse = inverse.reshape(-1, 2)
         graph = coo_matrix((np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])),
-                           shape=(len(nodes), len(nodes)))
+                           shape=(len(nodes), len(nodes))).tocsr()
+        del inverse
         n, labels = connected_components(graph, directed=False)
+        del graph
         rep = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(rep, labels, nodes)  # nodes are sorted keys: the smallest one represents
         sizes = np.bincount(labels, minlength=n)
-        return list(zip(nodes.tolist(), rep[labels].tolist(), sizes[labels].tolist()))
+        return ComponentTable(nodes, rep[labels], sizes[labels])
+
+
+class ComponentTable(NamedTuple):
+    """Every node of the edge list with its component's smallest key and size, as numpy arrays
+    (24 bytes a node): iterated in chunks, never turned into one list of tuples."""
+
+    nodes: np.ndarray
+    reps: np.ndarray
+    sizes: np.ndarray
+
+    def rows(self, chunk: int = 1 << 16) -> Iterable[tuple[int, int, int]]:
+        for i in range(0, len(self.nodes), chunk):
+            yield from zip(self.nodes[i:i + chunk].tolist(), self.reps[i:i + chunk].tolist(),
+                           self.sizes[i:i + chunk].tolist())
 
 
 def components(edges: np.ndarray) -> list[tuple[int, int, int]]:
@@ -191,7 +216,7 @@ def components(edges: np.ndarray) -> list[tuple[int, int, int]]:
     acc = fn.create_accumulator()
     for a, b in edges.tolist():
         fn.add_input(acc, (a, b))
-    return fn.extract_output(acc)
+    return list(fn.extract_output(acc).rows())
 
 
 def _smallest_id(kv) -> Iterable[tuple[int, tuple[str, int, str]]]:
@@ -243,7 +268,7 @@ class NearDedup(beam.PTransform):
                      | "JoinMember" >> beam.CoGroupByKey()
                      | "Verify" >> beam.FlatMap(_verify, threshold))
         clusters = (edges | "Components" >> beam.CombineGlobally(_Components())
-                    | "Members" >> beam.FlatMap(lambda rows: rows))  # (member, rep, size)
+                    | "Members" >> beam.FlatMap(lambda table: table.rows()))  # (member, rep, size)
         ids = signed | "KeyToId" >> beam.Map(lambda kv: (kv[0], kv[1][0]))
         # The representative is the smallest id of each component (ids as strings, whatever they are).
         rep_ids = (

@@ -304,7 +304,8 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
                        | "JoinHead" >> beam.CoGroupByKey() | "HeadLocation" >> beam.FlatMap(_with_head_location))
             edges = ({"loc": where, "pending": pending} | "JoinMember" >> beam.CoGroupByKey()
                      | "Verify" >> beam.ParDo(_Verify(out, params.threshold)))
-        clusters = edges | "Components" >> beam.CombineGlobally(_Components()) | "Members" >> beam.FlatMap(lambda r: r)
+        clusters = (edges | "Components" >> beam.CombineGlobally(_Components())
+                    | "Members" >> beam.FlatMap(lambda table: table.rows()))
         rep_ids = (
             {"id": ids, "cluster": clusters | "ByMember" >> beam.Map(lambda t: (t[0], (t[1], t[2])))}
             | "JoinMemberId" >> beam.CoGroupByKey()
