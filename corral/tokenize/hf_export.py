@@ -23,7 +23,7 @@ from corral.shards import atomic_write_bytes, read_bytes
 from corral.tokenize import spec
 
 HF_DIR = "tokenizer/hf"
-MODEL_MAX_LENGTH = 2048  # RECIPE.md §1.3: LLaMA-1 was trained with a 2,048-token context
+MODEL_MAX_LENGTH = 2048  # LLaMA-1 release (params.json max_seq_len); RECIPE.md §1.2: not in the paper
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # ModelProto.SentencePiece.Type
 
 
