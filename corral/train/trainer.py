@@ -1,0 +1,215 @@
+"""The training loop, run on every rank under torchrun (`python -m corral.train.trainer CONFIG`).
+
+Each optimizer step takes `accum` micro-batches from the mixture loader. The loss of a micro-batch
+is the sum of its token losses divided by the step's global token count (times the world size,
+which FSDP's gradient averaging divides away), so the gradient is that of the mean over every
+token of the step. Then the gradient norm is clipped at 1.0; a non-finite loss or norm skips the
+update (counted) or stops the run, as configured; AdamW steps and the schedule advances.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from corral.manifests.build import build_dir, load_build, manifest_sha256
+from corral.train import checkpoint as ckpt
+from corral.train import parallel as par
+from corral.train.config import TrainConfig, save_config
+from corral.train.data import Batch, MixtureLoader
+from corral.train.metrics import MetricsFile, flops_per_token, mfu, peak_flops
+from corral.train.model import CONFIGS, Transformer, model_args
+from corral.train.optim import make_optimizer, make_scheduler
+
+log = logging.getLogger("corral.train")
+
+
+class NonFiniteError(RuntimeError):
+    """A non-finite loss or gradient with `nonfinite: stop`."""
+
+
+def _tensor(a: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype=torch.long, non_blocking=True)
+
+
+def vocab_size_of(manifest) -> int:
+    entry = manifest.models.get("tokenizer")
+    if not entry:
+        raise ValueError("the build has no tokenizer in its manifest (run `corral tokenizer train` and "
+                         "`corral tokenize` first)")
+    return int(entry["vocab_size"])
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.rank, self.world, self.device = par.init_distributed()
+        self.cfg = cfg = cfg.resolved(self.world)
+        self.out = build_dir(cfg.out)
+        manifest = load_build(self.out)
+        self.manifest_sha = manifest_sha256(self.out)
+        bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and self.device.type == "cuda")
+        self.args = model_args(cfg.model, vocab_size=vocab_size_of(manifest), attn=cfg.attn,
+                               max_seq_len=max(cfg.seq_len, CONFIGS[cfg.model].get("max_seq_len", 2048)))
+        torch.manual_seed(cfg.seed)
+        with torch.device("meta"):
+            model = Transformer(self.args)
+        self.n_params = model.num_params()
+        self.n_params_no_emb = model.num_params(embeddings=False)
+        par.apply_activation_checkpointing(model, cfg.ac)
+        if cfg.compile:
+            par.apply_compile(model)
+        par.apply_fsdp(model, self.device, bf16)
+        par.materialize(model, self.device, cfg.seed)
+        self.model = model
+        self.opt = make_optimizer(model, cfg.lr, cfg.adam_eps, cfg.weight_decay)
+        self.sched = make_scheduler(self.opt, cfg.warmup, cfg.steps)
+        self.loader = MixtureLoader(self.out, cfg.seq_len, cfg.micro_batch, self.rank, self.world, cfg.seed,
+                                    cfg.val_fraction, manifest)
+        self.accum = cfg.accum(self.world)
+        self.metrics = MetricsFile(os.path.join(cfg.run_dir, "metrics.jsonl"), self.rank == 0)
+        self.step, self.skipped = 0, 0
+        self.per_token = flops_per_token(self.n_params_no_emb, self.args.n_layers, self.args.dim, cfg.seq_len)
+        self.peak = peak_flops(self.device)
+        self.val = self.loader.validation(cfg.val_windows)
+        if self.rank == 0:
+            save_config(cfg, cfg.run_dir)
+            log.info("model %s: %s parameters; %d ranks on %s; %d micro-batches of %d × %d per step; attention %s",
+                     cfg.model, f"{self.n_params:,}", self.world, self.device, self.accum, cfg.micro_batch,
+                     cfg.seq_len, cfg.attn)
+        if cfg.resume:
+            found = ckpt.complete_checkpoints(cfg.run_dir)
+            if found:
+                meta = ckpt.load(found[-1][1], self.model, self.opt, self.sched, self.loader, self.manifest_sha)
+                self.step, self.skipped = int(meta["step"]), int(meta.get("skipped", 0))
+                self.metrics.truncate_after(self.step)
+                if self.rank == 0:
+                    log.info("resumed from %s (step %d)", found[-1][1], self.step)
+
+    # --- one step --------------------------------------------------------------------------------
+    def _loss(self, b: Batch, normaliser: float) -> torch.Tensor:
+        x, y = _tensor(b.inputs, self.device), _tensor(b.targets, self.device)
+        doc = _tensor(b.doc_ids, self.device) if self.cfg.doc_mask else None
+        logits = self.model(x, doc)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum") / normaliser
+
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        batches = self.loader.next_step(self.accum)
+        global_tokens = self.world * self.accum * cfg.micro_batch * cfg.seq_len
+        total = torch.zeros((), device=self.device)
+        for b in batches:
+            loss = self._loss(b, global_tokens / self.world)
+            loss.backward()
+            total += loss.detach()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        dist.all_reduce(total)
+        loss_value, norm_value = float(total) / self.world, float(grad_norm)
+        finite = math.isfinite(loss_value) and math.isfinite(norm_value)
+        if finite:
+            self.opt.step()
+        else:
+            self.skipped += 1
+            if cfg.nonfinite == "stop":
+                raise NonFiniteError(f"step {self.step + 1}: loss {loss_value}, gradient norm {norm_value}")
+            log.warning("step %d: non-finite loss %s / gradient norm %s: update skipped (%d so far)",
+                        self.step + 1, loss_value, norm_value, self.skipped)
+        self.opt.zero_grad(set_to_none=True)
+        lr = self.opt.param_groups[0]["lr"]
+        self.sched.step()
+        self.step += 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        tps = global_tokens / dt
+        taken = dict(zip(self.loader.names, (self.loader.taken * cfg.seq_len).tolist()))
+        row = {"step": self.step, "loss": loss_value, "lr": lr, "grad_norm": norm_value, "tokens_per_s": tps,
+               "mfu": mfu(tps, self.per_token, self.peak, self.world), "skipped": self.skipped,
+               "tokens_seen": taken, "memory_mb": self._memory_mb(), "seconds": dt}
+        return row
+
+    def _memory_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean token loss on each source's held-out windows (windows split across ranks)."""
+        out = {}
+        for name, b in self.val.items():
+            mine = list(range(self.rank, len(b.inputs), self.world))
+            total = torch.zeros(2, device=self.device, dtype=torch.float64)
+            # every rank runs the same number of forwards: FSDP gathers are collective
+            for i in range(0, -(-len(b.inputs) // self.world)):
+                idx = mine[i] if i < len(mine) else mine[0] if mine else 0
+                sub = Batch(b.inputs[idx:idx + 1], b.targets[idx:idx + 1], b.doc_ids[idx:idx + 1], [name])
+                loss = self._loss(sub, 1.0)
+                if i < len(mine):
+                    total += torch.tensor([float(loss), sub.targets.size], device=self.device, dtype=torch.float64)
+            dist.all_reduce(total)
+            out[name] = float(total[0] / total[1])
+        return out
+
+    def save(self) -> None:
+        meta = {"manifest_sha256": self.manifest_sha, "config": self.cfg.to_dict(), "skipped": self.skipped,
+                "model_args": self.args.to_dict(), "build": self.out}
+        ckpt.save(self.cfg.run_dir, self.step, self.model, self.opt, self.sched, self.loader, meta, self.cfg.keep)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        last_saved = self.step
+        end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
+        while self.step < end:
+            row = self.train_step()
+            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                row["val_loss"] = self.validate()
+            self.metrics.write(row)
+            if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.steps or self.step == 1):
+                val = row.get("val_loss")
+                m = f"  mfu {row['mfu']:.1%}" if row["mfu"] is not None else ""
+                print(f"step {self.step}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
+                      f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}"
+                      + (f"  val {sum(val.values()) / len(val):.4f}" if val else ""), flush=True)
+            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                self.save()
+                last_saved = self.step
+        if last_saved != self.step:
+            self.save()
+        if cfg.export and self.step == cfg.steps:
+            sd = par.full_state_dict(self.model)
+            if self.rank == 0:
+                tok = os.path.join(self.out, "tokenizer", "hf")
+                ckpt.export(sd, self.args, os.path.join(cfg.run_dir, "export"), tok)
+        dist.barrier()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+
+    argv = argv if argv is not None else sys.argv[1:]
+    logging.basicConfig(level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    with open(argv[0], encoding="utf-8") as f:
+        cfg = TrainConfig(**json.load(f))
+    try:
+        Trainer(cfg).run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
