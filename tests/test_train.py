@@ -343,3 +343,22 @@ def test_corral_train_on_a_real_build_lowers_validation_loss(tmp_path, real_buil
     assert (run / "export" / "hf" / "model.safetensors").is_file()
     assert json.loads((run / "config.json").read_text())["steps"] == 300
     assert "step 300/300" in res.stdout
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_one_before(tmp_path, tokenized):
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ckpt_every: 3\nkeep: 2\nexport: false\n")
+    base = [sys.executable, "-m", "corral.cli", "train", str(tokenized), "--model", "tiny", "--seq-len", "32",
+            "--micro-batch", "2", "--run-dir", str(run), "--config", str(cfg)]
+    assert subprocess.run([*base, "--steps", "6"], capture_output=True, timeout=300).returncode == 0
+    newest = run / "checkpoints" / "step-00000006"
+    for f in newest.glob("*.distcp"):
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])  # truncated
+    res = subprocess.run([*base, "--steps", "8", "--resume"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "cannot be loaded" in res.stderr and "step-00000003 (step 3)" in res.stderr
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    rank_file = run / "checkpoints" / "step-00000008" / "rank-0.pt"
+    torch.load(rank_file, weights_only=True)  # RNG and loader state load without unpickling objects

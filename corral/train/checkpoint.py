@@ -48,7 +48,12 @@ def complete_checkpoints(run_dir: str) -> list[tuple[int, str]]:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors and plain values, so `torch.load(weights_only=True)` reads it."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+             "python": [version, list(internal), gauss]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -56,8 +61,10 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
@@ -111,7 +118,7 @@ def load(path: str, model, optimizer, scheduler, loader, manifest_sha256: str) -
     own = os.path.join(path, f"rank-{rank}.pt")
     if meta.get("world_size") != dist.get_world_size() or not os.path.exists(own):
         raise CheckpointError(f"{path} was written by {meta.get('world_size')} ranks; resume with the same number")
-    extra = torch.load(own, weights_only=False)
+    extra = torch.load(own, weights_only=True)  # never unpickle arbitrary objects from a checkpoint
     loader.load_state_dict(extra["loader"])
     _set_rng_state(extra["rng"])
     return meta

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.checkpoint.api import CheckpointException
 
 from corral.manifests.build import build_dir, load_build, manifest_sha256
 from corral.train import checkpoint as ckpt
@@ -86,13 +87,29 @@ class Trainer:
                      cfg.model, f"{self.n_params:,}", self.world, self.device, self.accum, cfg.micro_batch,
                      cfg.seq_len, cfg.attn)
         if cfg.resume:
-            found = ckpt.complete_checkpoints(cfg.run_dir)
-            if found:
-                meta = ckpt.load(found[-1][1], self.model, self.opt, self.sched, self.loader, self.manifest_sha)
-                self.step, self.skipped = int(meta["step"]), int(meta.get("skipped", 0))
-                self.metrics.truncate_after(self.step)
-                if self.rank == 0:
-                    log.info("resumed from %s (step %d)", found[-1][1], self.step)
+            self._resume()
+
+    def _resume(self) -> None:
+        """Load the newest checkpoint that loads; a damaged one is reported and the one before tried.
+        A checkpoint of another build stops the run (CheckpointError)."""
+        found = ckpt.complete_checkpoints(self.cfg.run_dir)
+        for step, path in reversed(found):
+            try:
+                meta = ckpt.load(path, self.model, self.opt, self.sched, self.loader, self.manifest_sha)
+            except ckpt.CheckpointError:
+                raise
+            except (Exception, CheckpointException) as e:  # truncated or corrupt files (DCP's is a BaseException)
+                log.warning("checkpoint %s cannot be loaded (%s: %s); trying the one before", path,
+                            type(e).__name__, e)
+                continue
+            self.step, self.skipped = int(meta["step"]), int(meta.get("skipped", 0))
+            self.metrics.truncate_after(self.step)
+            if self.rank == 0:
+                log.info("resumed from %s (step %d)", path, self.step)
+            return
+        if found:
+            raise ckpt.CheckpointError(f"{self.cfg.run_dir}: no checkpoint could be loaded "
+                                       f"({', '.join(p for _, p in found)})")
 
     # --- one step --------------------------------------------------------------------------------
     def _loss(self, b: Batch, normaliser: float) -> torch.Tensor:
