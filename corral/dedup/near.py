@@ -243,6 +243,28 @@ def _tag(kv) -> Iterable[dict[str, Any]]:
             yield dropped(o["source"], NEAR_DUPLICATE, o.get("where"))
 
 
+class RepresentativeIds(beam.PTransform):
+    """Verified edges → (member key, (representative id, cluster size, member id)) for every member
+    of a cluster: components in one native stage, then the smallest id of each (ids as strings,
+    whatever they are), joined from `ids`, a PCollection of (key, id)."""
+
+    def __init__(self, ids):
+        super().__init__()
+        self.ids = ids
+
+    def expand(self, edges):
+        clusters = (edges | "Components" >> beam.CombineGlobally(_Components())
+                    | "Members" >> beam.FlatMap(lambda table: table.rows()))  # (member, rep, size)
+        return (
+            {"id": self.ids, "cluster": clusters | "ByMember" >> beam.Map(lambda t: (t[0], (t[1], t[2])))}
+            | "JoinMemberId" >> beam.CoGroupByKey()
+            | "ByComponent" >> beam.FlatMap(lambda kv: [(c[0], (kv[0], kv[1]["id"][0], c[1]))
+                                                        for c in kv[1]["cluster"]] if kv[1]["id"] else [])
+            | "Component" >> beam.GroupByKey()
+            | "SmallestId" >> beam.FlatMap(_smallest_id)
+        )
+
+
 class NearDedup(beam.PTransform):
     """outcomes → outcomes: MinHash LSH near-duplicate removal of the kept documents."""
 
@@ -267,18 +289,8 @@ class NearDedup(beam.PTransform):
             edges = ({"doc": shingles, "pending": pending}
                      | "JoinMember" >> beam.CoGroupByKey()
                      | "Verify" >> beam.FlatMap(_verify, threshold))
-        clusters = (edges | "Components" >> beam.CombineGlobally(_Components())
-                    | "Members" >> beam.FlatMap(lambda table: table.rows()))  # (member, rep, size)
         ids = signed | "KeyToId" >> beam.Map(lambda kv: (kv[0], kv[1][0]))
-        # The representative is the smallest id of each component (ids as strings, whatever they are).
-        rep_ids = (
-            {"id": ids, "cluster": clusters | "ByMember" >> beam.Map(lambda t: (t[0], (t[1], t[2])))}
-            | "JoinMemberId" >> beam.CoGroupByKey()
-            | "ByComponent" >> beam.FlatMap(lambda kv: [(c[0], (kv[0], kv[1]["id"][0], c[1]))
-                                                        for c in kv[1]["cluster"]] if kv[1]["id"] else [])
-            | "Component" >> beam.GroupByKey()
-            | "SmallestId" >> beam.FlatMap(_smallest_id)
-        )
+        rep_ids = edges | "Clusters" >> RepresentativeIds(ids)
         self.cluster_rows = rep_ids | "ClusterRows" >> beam.Map(lambda kv: (kv[1][2], kv[1][0], kv[1][2] == kv[1][0]))
         keyed_docs = docs | "DocByKey" >> beam.Map(lambda o: (doc_key(o["record"]["id"]), o))
         tagged = ({"doc": keyed_docs, "cluster": rep_ids} | "JoinCluster" >> beam.CoGroupByKey()

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from corral.dedup import minhash as mh
-from corral.dedup.near import NEAR_DUPLICATE, LshEdges, _Components, _smallest_id, doc_key
+from corral.dedup.near import NEAR_DUPLICATE, LshEdges, RepresentativeIds, doc_key
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
 from corral.pipeline.outcome import ERROR, KEPT, error, funnel_from_counts
@@ -104,23 +104,18 @@ def read_records(path: str) -> Iterator[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         with open_raw(path) as raw:
-            n = 0
-            for batch in pq.ParquetFile(raw).iter_batches(batch_size=1024):
-                for row in batch.to_pylist():
-                    n += 1
-                    if not isinstance(row.get("text"), str):
-                        yield error(LABEL, "bad_record", f"{path}#{n}", "no string field 'text'")
-                    else:
-                        yield _outcome(_record(row, path, n))
+            yield from _row_outcomes(path, (row for batch in pq.ParquetFile(raw).iter_batches(batch_size=1024)
+                                            for row in batch.to_pylist()))
         return
-    n = 0
-    for batch in iter_batches(path):
-        for row in batch.to_pylist():
-            n += 1
-            if not isinstance(row.get("text"), str):
-                yield error(LABEL, "bad_record", f"{path}#{n}", "no string field 'text'")
-            else:
-                yield _outcome(_record(row, path, n))
+    yield from _row_outcomes(path, (row for batch in iter_batches(path) for row in batch.to_pylist()))
+
+
+def _row_outcomes(path: str, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row.get("text"), str):
+            yield error(LABEL, "bad_record", f"{path}#{n}", "no string field 'text'")
+        else:
+            yield _outcome(_record(row, path, n))
 
 
 def _save(out: str, name: str, value: Any) -> None:
@@ -304,16 +299,7 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
                        | "JoinHead" >> beam.CoGroupByKey() | "HeadLocation" >> beam.FlatMap(_with_head_location))
             edges = ({"loc": where, "pending": pending} | "JoinMember" >> beam.CoGroupByKey()
                      | "Verify" >> beam.ParDo(_Verify(out, params.threshold)))
-        clusters = (edges | "Components" >> beam.CombineGlobally(_Components())
-                    | "Members" >> beam.FlatMap(lambda table: table.rows()))
-        rep_ids = (
-            {"id": ids, "cluster": clusters | "ByMember" >> beam.Map(lambda t: (t[0], (t[1], t[2])))}
-            | "JoinMemberId" >> beam.CoGroupByKey()
-            | "ByComponent" >> beam.FlatMap(lambda kv: [(c[0], (kv[0], kv[1]["id"][0], c[1]))
-                                                        for c in kv[1]["cluster"]] if kv[1]["id"] else [])
-            | "Component" >> beam.GroupByKey()
-            | "SmallestId" >> beam.FlatMap(_smallest_id)
-        )
+        rep_ids = edges | "Clusters" >> RepresentativeIds(ids)
         (rep_ids | "ClusterRows" >> beam.Map(lambda kv: (kv[1][2], kv[1][0], kv[1][2] == kv[1][0]))
          | "ClusterList" >> beam.combiners.ToList()
          | "SaveClusters" >> beam.Map(lambda rows: _write_clusters(out, rows)))
