@@ -276,14 +276,14 @@ def test_resume_continues_the_same_run_exactly(tmp_path, tokenized):
     straight, split = tmp_path / "straight", tmp_path / "split"
     res = subprocess.run([sys.executable, *common, "--run-dir", str(straight), "--nproc", "2"], capture_output=True,
                          text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     res = subprocess.run([sys.executable, *common, "--stop-at", "4", "--run-dir", str(split), "--nproc", "2"],
                          capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert not (split / "export").exists()  # not finished: no export yet
     res = subprocess.run([sys.executable, *common, "--run-dir", str(split), "--nproc", "2", "--resume"],
                          capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "resumed from" in res.stderr
     a, b = _losses(straight), _losses(split)
     assert [r[0] for r in b] == list(range(1, 9))
@@ -332,7 +332,7 @@ def test_corral_train_on_a_real_build_lowers_validation_loss(tmp_path, real_buil
     res = subprocess.run([sys.executable, "-m", "corral.cli", "train", str(real_build), "--model", "tiny",
                           "--run-dir", str(run), "--steps", "300", "--seq-len", "128", "--micro-batch", "8",
                           "--lr", "3e-3"], capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 300 and {"step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "memory_mb",
                                  "tokens_seen"} <= set(rows[0])
@@ -356,7 +356,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(tmp_path, tokenized):
     for f in newest.glob("*.distcp"):
         f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])  # truncated
     res = subprocess.run([*base, "--steps", "8", "--resume"], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "cannot be loaded" in res.stderr and "step-00000003 (step 3)" in res.stderr
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))

@@ -220,12 +220,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     with open(argv[0], encoding="utf-8") as f:
         cfg = TrainConfig(**json.load(f))
-    try:
-        Trainer(cfg).run()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
+    Trainer(cfg).run()
+    dist.barrier()
+    dist.destroy_process_group()
+    # Leave without interpreter finalisation: gloo's worker threads can still hold tensors whose
+    # destruction needs the GIL while the interpreter is torn down, which aborts the process now
+    # and then (SIGABRT, "terminate called without an active exception"). Everything is written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

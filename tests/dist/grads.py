@@ -1,6 +1,7 @@
 """Under torchrun: the full gradients of one fixed batch under each activation-checkpointing mode,
 saved by rank 0 to ARGV[1]/grads-<world>.pt (the batch is split across ranks)."""
 
+import os
 import sys
 
 import torch
@@ -27,3 +28,4 @@ for ac in par.AC_MODES:
 if rank == 0:
     torch.save(result, f"{sys.argv[1]}/grads-{world}.pt")
 torch.distributed.destroy_process_group()
+os._exit(0)  # as corral.train.trainer does: no interpreter finalisation with gloo threads about
