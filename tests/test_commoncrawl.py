@@ -144,3 +144,24 @@ def test_url_digest_dedup_and_reference_positives(shared_data, tmp_path):
     assert dups == 43 - f.dropped.get("too_short", 0) // 2
     assert "quality.bin" in manifest.models, (f.to_dict(), manifest.models)
     assert manifest.models["quality.bin"]["positives"] >= 1  # trained on the crawled reference pages
+
+
+def test_commoncrawl_rebuilt_alone_learns_from_the_reused_wikipedia(shared_data, tmp_path, caplog):
+    """A changed CommonCrawl setting rebuilds CommonCrawl only; its side models are trained on the
+    Wikipedia documents read back from the finished Wikipedia shards, and come out the same."""
+    import logging
+    import shutil
+
+    first, out = commoncrawl_build(shared_data, tmp_path)
+    spec = {"inputs": [str(shared_data / "commoncrawl" / HEAD43)], "line_dedup": {"hash_in_mem": 1, "num_shards": 1},
+            "perplexity": {"sp_vocab_size": 2000}, "quality": {"min_chars": 200, "threshold": 0.4}}
+    m = write_manifest(tmp_path / "changed.yaml", {"commoncrawl": spec, "wikipedia": {"inputs": [
+        str(shared_data / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")]}})
+    fresh = tmp_path / "fresh"
+    shutil.copytree(out, fresh)
+    caplog.set_level(logging.INFO, logger="corral.build")
+    again = build(m, str(fresh))
+    assert "1 source(s) built, 1 reused (wikipedia)" in caplog.text
+    assert {k: v["sha256"] for k, v in again.models.items()} == {k: v["sha256"] for k, v in first.models.items()}
+    assert again.sources["wikipedia"].shards == first.sources["wikipedia"].shards
+    assert verify_build(str(fresh)).ok

@@ -12,8 +12,10 @@ writes OUT/manifest.json. Nothing passes from the workers to the driver except t
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -42,6 +44,7 @@ SOURCE_MODULES = {
     "stackexchange": "corral.pipeline.sources.stackexchange",
 }
 SUMMARY_DIR = "_build"
+BUILD_LOG = logging.getLogger("corral.build")
 EXPANSION = 3  # bytes of Arrow text per byte of (compressed) input, to size the shard buckets
 
 
@@ -64,7 +67,7 @@ def _write_errors(out: str, source: str, errors: list[dict[str, Any]]) -> None:
 
 
 def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tuple[str, int]], out: str,
-               kept_records: dict[str, Any] | None = None):
+               kept_records: dict[str, Any] | None = None, fingerprint: str = ""):
     """Add one source's branch to the pipeline; return its kept records."""
     spec = mixture.sources[source]
     stages = spec.stages
@@ -100,21 +103,22 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
         | f"{source}/Kept" >> beam.Filter(lambda o: o["status"] == KEPT)
         | f"{source}/Record" >> beam.Map(lambda o: o["record"])
     )
-    (
+    saved = [(
         records
         | f"{source}/Write" >> WriteShards(join(out, f"docs/{source}"), num_buckets=buckets,
                                            max_rows=output["shard_max_rows"], max_bytes=output["shard_max_bytes"],
                                            compression=compression)
         | f"{source}/ShardList" >> beam.combiners.ToList()
-        | f"{source}/SaveShards" >> beam.Map(lambda shards: _write_json(join(summary, f"shards-{source}.json"), shards))
-    )
-    (
+        | f"{source}/SaveShards" >> beam.Map(lambda shards: _write_json(
+            join(summary, f"shards-{source}.json"), [relative_shard(ShardInfo(**s), out) for s in shards]))
+    )]
+    saved.append(
         records
         | f"{source}/TextBytes" >> beam.Map(lambda r: len(r["text"].encode("utf-8", "surrogatepass")))
         | f"{source}/SumBytes" >> beam.CombineGlobally(sum)
         | f"{source}/SaveBytes" >> beam.Map(lambda n: _write_json(join(summary, f"bytes-{source}.json"), n))
     )
-    (
+    saved.append(
         outcomes
         | f"{source}/FunnelKey" >> beam.Map(_count_metric)
         | f"{source}/Count" >> beam.CombinePerKey(sum)
@@ -122,11 +126,22 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
         | f"{source}/SaveFunnel" >> beam.Map(
             lambda counts: _write_json(join(summary, f"funnel-{source}.json"), [[list(k), n] for k, n in counts]))
     )
-    (
+    saved.append(
         outcomes
         | f"{source}/Errors" >> beam.Filter(lambda o: o["status"] == ERROR)
         | f"{source}/ErrorList" >> beam.combiners.ToList()
         | f"{source}/DeadLetters" >> beam.Map(lambda errs: _write_errors(out, source, errs) if errs else None)
+    )
+    if getattr(reader, "models_saved", None) is not None:
+        saved.append(reader.models_saved)
+    # The mark of a finished source, written only after every one of its summaries (side inputs make
+    # this step wait for them): a rerun of the build reuses the source while its fingerprint holds.
+    (
+        p
+        | f"{source}/DoneSeed" >> beam.Create([None])
+        | f"{source}/Done" >> beam.Map(lambda _, *waits: _write_json(join(summary, f"done-{source}.json"),
+                                                                      {"fingerprint": fingerprint}),
+                                       *[beam.pvalue.AsList(s) for s in saved])
     )
     return records
 
@@ -171,6 +186,64 @@ def _needs_wikipedia(mixture: Mixture) -> list[str]:
     return needs
 
 
+def fingerprint(mixture: Mixture, source: str, paths: list[tuple[str, int]], depends: str | None = None) -> str:
+    """What a source's outputs depend on: corral's version, the source's stage settings, the output
+    settings, its input files (path, size, and modification time when local) and, for CommonCrawl
+    with models trained on Wikipedia, Wikipedia's own fingerprint."""
+    from corral import __version__
+
+    files = []
+    for path, size in paths:
+        mtime = os.stat(path).st_mtime_ns if not is_remote(path) and os.path.exists(path) else None
+        files.append([path, size, mtime])
+    body = {"corral": __version__, "source": source, "stages": mixture.sources[source].stages,
+            "output": mixture.sections["output"], "inputs": files, "depends": depends}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _finished(out: str, source: str, print_: str) -> bool:
+    """Whether an earlier run finished this source with the same fingerprint and its shards are there."""
+    done = _read_summary(out, f"done-{source}.json", None)
+    if not done or done.get("fingerprint") != print_:
+        return False
+    for shard in _read_summary(out, f"shards-{source}.json", []):  # paths relative to OUT: a moved build resumes
+        path = join(out, shard["path"])
+        if is_remote(path):
+            from apache_beam.io.filesystems import FileSystems
+
+            if not FileSystems.exists(path):
+                return False
+        elif not os.path.exists(path) or os.path.getsize(path) != shard["bytes"]:
+            return False
+    return True
+
+
+def _forget(out: str, source: str) -> None:
+    """Remove an unfinished or outdated source's summaries and dead letters before it is rebuilt."""
+    names = [f"{SUMMARY_DIR}/{kind}-{source}.json" for kind in ("done", "shards", "bytes", "funnel", "models")]
+    if is_remote(out):
+        from apache_beam.io.filesystems import FileSystems
+
+        paths = [join(out, n) for n in names + [f"errors/{source}/errors.jsonl"]]
+        existing = [p for p in paths if FileSystems.exists(p)]
+        if existing:
+            FileSystems.delete(existing)
+        return
+    for n in names:
+        if os.path.exists(os.path.join(out, n)):
+            os.remove(os.path.join(out, n))
+    shutil.rmtree(os.path.join(out, "errors", source), ignore_errors=True)
+
+
+def _read_back(p: beam.Pipeline, out: str, source: str):
+    """A finished source's kept records, read back from its shards (for a stage that needs them)."""
+    from corral.shards import iter_records
+
+    paths = [join(out, s["path"]) for s in _read_summary(out, f"shards-{source}.json", [])]
+    return (p | f"{source}/Reused" >> beam.Create(sorted(paths), reshuffle=False)
+            | f"{source}/Spread" >> beam.Reshuffle() | f"{source}/ReadBack" >> beam.FlatMap(iter_records))
+
+
 def build(manifest_path: str, out: str, runner=None, options=None, workers: int | None = None) -> BuildManifest:
     """Build every source of the mixture manifest into OUT; return the written build manifest."""
     mixture = load_mixture(manifest_path)
@@ -190,20 +263,32 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
         runner, options = local_runner(workers)
     if not is_remote(out):
         os.makedirs(out, exist_ok=True)
-        shutil.rmtree(os.path.join(out, SUMMARY_DIR), ignore_errors=True)
-        shutil.rmtree(os.path.join(out, "errors"), ignore_errors=True)
     order = sorted(inputs, key=lambda s: s != "wikipedia")  # Wikipedia first: CommonCrawl may learn from it
-    with beam.Pipeline(runner=runner, options=options) as p:
-        kept_records: dict[str, Any] = {}
-        for source in order:
-            kept_records[source] = add_source(p, mixture, source, inputs[source], out, kept_records)
+    prints: dict[str, str] = {}
+    for source in order:
+        depends = prints.get("wikipedia") if source == "commoncrawl" and needs else None
+        prints[source] = fingerprint(mixture, source, inputs[source], depends)
+    reused = [s for s in order if _finished(out, s, prints[s])]
+    for source in order:
+        if source not in reused:
+            _forget(out, source)
+    todo = [s for s in order if s not in reused]
+    if todo:
+        with beam.Pipeline(runner=runner, options=options) as p:
+            kept_records: dict[str, Any] = {}
+            if "commoncrawl" in todo and needs and "wikipedia" in reused:
+                kept_records["wikipedia"] = _read_back(p, out, "wikipedia")
+            for source in todo:
+                kept_records[source] = add_source(p, mixture, source, inputs[source], out, kept_records,
+                                                  prints[source])
+    BUILD_LOG.info("build %s: %d source(s) built, %d reused (%s)", out, len(todo), len(reused),
+                   ", ".join(reused) or "none")
 
     sources: dict[str, SourceBuild] = {}
     for source, spec in mixture.sources.items():
         counts = [((k[0], k[1], k[2]), n) for k, n in _read_summary(out, f"funnel-{source}.json", [])]
         funnel = funnel_from_counts(counts).get(source)
-        shard_dicts = sorted(_read_summary(out, f"shards-{source}.json", []), key=lambda s: s["path"])
-        shards = [relative_shard(ShardInfo(**s), out) for s in shard_dicts]
+        shards = sorted(_read_summary(out, f"shards-{source}.json", []), key=lambda s: s["path"])
         _remove_stale(out, source, {s["path"] for s in shards})
         sb = SourceBuild(weight=spec.weight, documents=sum(s["documents"] for s in shards),
                          bytes=int(_read_summary(out, f"bytes-{source}.json", 0)), shards=shards)

@@ -233,6 +233,7 @@ class Read(beam.PTransform):
     def __init__(self, stages: dict[str, dict[str, Any]], context: dict[str, Any]):
         super().__init__()
         self.stages, self.context = stages, context
+        self.models_saved = None  # after expansion: the step that records the side models, if any
 
     def expand(self, paths):
         st, ctx = self.stages, self.context
@@ -346,7 +347,7 @@ class Read(beam.PTransform):
             summary = f"{ctx['out'].rstrip('/')}/_build/models-{SOURCE}.json"
             from corral.shards import atomic_write_bytes
 
-            (infos | "AllModelInfos" >> beam.Flatten() | "ModelList" >> beam.combiners.ToList()
-             | "SaveModels" >> beam.Map(lambda items: atomic_write_bytes(
-                 summary, json.dumps(dict(sorted(items))).encode("utf-8"))))
+            self.models_saved = (infos | "AllModelInfos" >> beam.Flatten() | "ModelList" >> beam.combiners.ToList()
+                                 | "SaveModels" >> beam.Map(lambda items: atomic_write_bytes(
+                                     summary, json.dumps(dict(sorted(items))).encode("utf-8"))))
         return outcomes | "Select" >> beam.Map(apply_rule, _select(st))

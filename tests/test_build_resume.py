@@ -1,0 +1,102 @@
+"""Resumable builds: a killed build, rerun, reuses what finished and equals an uninterrupted one;
+a changed setting rebuilds only the source it belongs to."""
+
+import gzip
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+from helpers import shard_records
+
+from corral.pipeline.dag import build
+
+WORDS = ("the a river stone light window garden morning letter music paper house city over under "
+         "through between quietly slowly bright small old new green silver").split()
+
+
+def raw_inputs(d, n=400):
+    rng = random.Random(0)
+    (d / "c4").mkdir(parents=True)
+    for f in range(3):
+        lines = []
+        for i in range(n):
+            text = "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))).capitalize() + "."
+                             for _ in range(rng.randint(3, 8)))
+            lines.append(json.dumps({"text": text, "url": f"https://example.org/{f}/{i}",
+                                     "timestamp": "2019-04-25T00:00:00Z"}))
+        (d / "c4" / f"c4-{f}.json.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    (d / "books").mkdir()
+    for b in range(4):
+        body = "\n\n".join(" ".join(rng.choice(WORDS) for _ in range(60)) for _ in range(300))
+        (d / "books" / f"book{b}.txt").write_text(body)
+    return {"c4": {"inputs": [str(d / "c4" / "*.json.gz")]}, "books": {"inputs": [str(d / "books" / "*.txt")]}}
+
+
+def manifest(path, sources, **books_extra):
+    body = {"name": "resume", "target_tokens": 1000000, "output": {"shard_max_rows": 200}, "sources": {}}
+    for name, spec in sources.items():
+        body["sources"][name] = {"weight": 0.5, **spec, **(books_extra if name == "books" else {})}
+    path.write_text(yaml.safe_dump(body))
+    return str(path)
+
+
+def documents(out, source):
+    return sorted((r["id"], r["text"]) for r in shard_records(str(out), source))
+
+
+def test_killed_build_resumes_to_the_same_documents(tmp_path):
+    sources = raw_inputs(tmp_path / "raw")
+    m = manifest(tmp_path / "m.yaml", sources)
+    whole = build(m, str(tmp_path / "whole"))
+    # A build killed part-way (SIGKILL, at several moments), then rerun with the same arguments.
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "corral.cli", "build", m, "--out", str(out)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
+    took = time.perf_counter() - t0
+    import shutil
+
+    shutil.rmtree(out)
+    killed_running = 0
+    for fraction in (0.5, 0.8):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(took * fraction)
+        killed_running += proc.poll() is None
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert killed_running == 2  # both runs really died part-way
+    assert not (out / "manifest.json").exists()
+    resumed = build(m, str(out))
+    for source in ("c4", "books"):
+        assert documents(out, source) == documents(tmp_path / "whole", source)
+        assert resumed.sources[source].funnel == whole.sources[source].funnel
+    from corral.manifests.verify import verify_build
+
+    assert verify_build(str(out)).ok
+
+
+def test_rerun_reuses_finished_sources_and_a_changed_setting_rebuilds_only_its_source(tmp_path, caplog):
+    import logging
+
+    sources = raw_inputs(tmp_path / "raw", n=100)
+    out = tmp_path / "out"
+    build(manifest(tmp_path / "m.yaml", sources), str(out))
+    c4_shards = {p: os.stat(p).st_mtime_ns for p in (out / "docs" / "c4").iterdir()}
+    caplog.set_level(logging.INFO, logger="corral.build")
+    build(manifest(tmp_path / "m.yaml", sources), str(out))
+    assert "0 source(s) built, 2 reused" in caplog.text
+    caplog.clear()
+    changed = build(manifest(tmp_path / "m2.yaml", sources, minhash={"enabled": False}), str(out))
+    assert "1 source(s) built, 1 reused (c4)" in caplog.text
+    assert {p: os.stat(p).st_mtime_ns for p in (out / "docs" / "c4").iterdir()} == c4_shards  # untouched
+    assert changed.settings["sources"]["books"]["minhash"]["enabled"] is False
+    # an input file that changes invalidates its source
+    (tmp_path / "raw" / "books" / "book0.txt").write_text("A different book entirely. " * 400)
+    caplog.clear()
+    build(manifest(tmp_path / "m2.yaml", sources, minhash={"enabled": False}), str(out))
+    assert "1 source(s) built, 1 reused (c4)" in caplog.text
