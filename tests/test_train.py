@@ -362,3 +362,28 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(tmp_path, tokenized):
     assert steps == list(range(1, 9))
     rank_file = run / "checkpoints" / "step-00000008" / "rank-0.pt"
     torch.load(rank_file, weights_only=True)  # RNG and loader state load without unpickling objects
+
+
+def test_a_run_killed_mid_training_resumes_to_the_same_losses(tmp_path, tokenized):
+    import signal
+    import time
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ckpt_every: 3\nkeep: 3\nexport: false\n")
+    base = [sys.executable, "-m", "corral.cli", "train", str(tokenized), "--model", "tiny", "--seq-len", "32",
+            "--micro-batch", "2", "--steps", "30", "--nproc", "2", "--config", str(cfg)]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    res = subprocess.run([*base, "--run-dir", str(straight)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    proc = subprocess.Popen([*base, "--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "step-00000006" / "meta.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks, at once
+    proc.wait()
+    rows = (killed / "metrics.jsonl").read_text().splitlines()
+    assert 6 <= len(rows) < 30  # it really died part-way
+    res = subprocess.run([*base, "--run-dir", str(killed), "--resume"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert _losses(killed) == _losses(straight)
