@@ -81,11 +81,13 @@ class _Decompressing(io.BufferedIOBase):
     the damage reaches the parser.
     """
 
-    CHUNK = 1 << 16
+    CHUNK = 1 << 16       # compressed bytes read at a time
+    OUT_CHUNK = 1 << 20   # decompressed bytes produced at a time: a compression bomb never lands at once
 
     def __init__(self, raw, new_decompressor):
         self.raw, self.new = raw, new_decompressor
         self.dec = new_decompressor()
+        self.pending = b""  # compressed input the decompressor has not consumed yet
         self.buf = bytearray()
         self.failed: Exception | None = None
         self.eof = False
@@ -94,15 +96,21 @@ class _Decompressing(io.BufferedIOBase):
     def readable(self) -> bool:
         return True
 
+    def _has_more(self) -> bool:
+        """Whether the decompressor can produce more output without new input."""
+        return bool(self.pending) or (hasattr(self.dec, "needs_input") and not self.dec.needs_input
+                                      and not self.dec.eof)
+
     def _fill_once(self) -> None:
-        """Decode at least one more chunk into the buffer, or set eof / failed."""
+        """Decode at most OUT_CHUNK more bytes into the buffer, or set eof / failed."""
         while not self.eof and self.failed is None:
             data = b""
             if self.dec.eof:
-                data = self.dec.unused_data
+                data = self.dec.unused_data + self.pending
+                self.pending = b""
                 self.dec = self.new()
                 self.in_member = False
-            if not data:
+            if not data and not self._has_more():
                 data = self.raw.read(self.CHUNK)
                 if not data:
                     if self.in_member:
@@ -110,10 +118,11 @@ class _Decompressing(io.BufferedIOBase):
                     self.eof = True
                     return
             try:
-                out = self.dec.decompress(data)
+                out = self.dec.decompress(self.pending + data, self.OUT_CHUNK)
             except (zlib.error, OSError, lzma.LZMAError, EOFError) as e:
                 self.failed = TruncatedInput(f"corrupt compressed data: {e}")
                 return
+            self.pending = getattr(self.dec, "unconsumed_tail", b"")  # zlib keeps it out; bz2/xz inside
             self.in_member = not self.dec.eof
             if out:
                 self.buf += out
@@ -134,7 +143,8 @@ class _Decompressing(io.BufferedIOBase):
             self._raise_if_failed()
             return b""
         n = len(self.buf) if want is None else min(want, len(self.buf))
-        out = bytes(self.buf[:n])
+        with memoryview(self.buf) as view:
+            out = view[:n].tobytes()  # one copy, not a bytearray slice and then bytes of it
         del self.buf[:n]
         return out
 
@@ -149,12 +159,17 @@ class _Decompressing(io.BufferedIOBase):
         return len(data)
 
     def readline(self, size: int | None = -1) -> bytes:
-        while b"\n" not in self.buf and not self.eof and self.failed is None:
+        limit = size if size is not None and size >= 0 else None
+        start = 0
+        while (limit is None or len(self.buf) < limit) and not self.eof and self.failed is None:
+            if self.buf.find(b"\n", start) >= 0:
+                break
+            start = len(self.buf)
             self._fill_once()
         i = self.buf.find(b"\n")
         n = len(self.buf) if i < 0 else i + 1
-        if size is not None and size >= 0:
-            n = min(n, size)
+        if limit is not None:
+            n = min(n, limit)
         return self.read(n) if n else self.read(0) or (self._raise_if_failed() or b"")
 
     def close(self) -> None:
@@ -199,19 +214,46 @@ def strip_compression_suffix(name: str) -> str:
     return name
 
 
-def iter_jsonl(path: str, require_text: bool = False) -> Iterator[tuple[str, int, dict | None, str | None]]:
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a JSON line longer than this is one error, skipped without being held
+
+
+def _bounded_lines(f, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary stream; a line longer than `limit` bytes comes back as None, after the
+    rest of it has been read past in `limit`-sized pieces (memory never holds more than one piece)."""
+    while True:
+        line = f.readline(limit)
+        if not line:
+            return
+        if len(line) >= limit and not line.endswith(b"\n"):
+            del line  # hold one piece at a time while reading past the rest
+            while True:
+                rest = f.readline(limit)
+                if not rest or rest.endswith(b"\n"):
+                    break
+                del rest
+            yield None
+        else:
+            yield line
+
+
+def iter_jsonl(path: str, require_text: bool = False,
+               max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[str, int, dict | None, str | None]]:
     """(location, line number, object or None, problem or None) for each non-blank JSON line.
 
-    A line that is not a JSON object (or, with `require_text`, lacks a string `text`) comes back
-    with its problem instead of an object, so the caller counts it and the next lines still flow.
+    A line that is not a JSON object (or, with `require_text`, lacks a string `text`), or is longer
+    than `max_line_bytes`, comes back with its problem instead of an object, so the caller counts it
+    and the next lines still flow.
     """
     import json
 
     with open_input(path) as f:
-        for i, line in enumerate(f, 1):
+        for i, line in enumerate(_bounded_lines(f, max_line_bytes), 1):
+            where = f"{path}:{i}"
+            if line is None:
+                yield where, i, None, f"oversize: a line longer than {max_line_bytes:,} bytes"
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{i}"
             try:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
