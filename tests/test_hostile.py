@@ -57,3 +57,48 @@ def test_a_100_mb_line_is_one_error_in_bounded_memory(tmp_path):
     assert huge_mb - base_mb < 64, (base_mb, huge_mb)  # never the 100 MB line, let alone its parse
     made = set(os.listdir(tmp_path)) - before
     assert made == {"plain", "plain.yaml", "plain-out", "huge", "huge.yaml", "huge-out"}  # nothing else written
+
+
+def test_a_decompression_bomb_book_is_one_error_in_bounded_memory(tmp_path, monkeypatch):
+    import bz2
+    import resource
+
+    from corral.pipeline.sources import books
+
+    bomb = tmp_path / "bomb.txt.bz2"
+    comp = bz2.BZ2Compressor()
+    with open(bomb, "wb") as f:
+        for _ in range(64):
+            f.write(comp.compress(b"\0" * (1 << 20)))
+        f.write(comp.flush())
+    assert bomb.stat().st_size < 10_000  # 64 MB of zeros in a few kB
+    monkeypatch.setattr(books, "MAX_BOOK_BYTES", 8 * 1024 * 1024)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = list(books.read_books(str(bomb)))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert [(o["status"], o["reason"]) for o in out] == [("error", "too_large")]
+    assert grown_mb < 40
+
+
+def test_an_oversized_wet_record_is_one_error(tmp_path, monkeypatch):
+    from io import BytesIO
+
+    from warcio.warcwriter import WARCWriter
+
+    from corral.pipeline.sources import commoncrawl
+
+    buf = BytesIO()
+    w = WARCWriter(buf, gzip=True)
+    for i, size in enumerate((2000, 300_000, 2000)):
+        body = ("Words of a page that are long enough to be kept by the length rule. " * (size // 70)).encode()
+        rec = w.create_warc_record(f"https://example.org/{i}", "conversion", payload=BytesIO(body),
+                                   warc_headers_dict={"Content-Type": "text/plain"})
+        w.write_record(rec)
+    path = tmp_path / "x.warc.wet.gz"
+    path.write_bytes(buf.getvalue())
+    monkeypatch.setattr(commoncrawl, "MAX_RECORD_BYTES", 100_000)
+    from helpers import stages
+
+    read = stages("commoncrawl")["read"]
+    outcomes = list(commoncrawl.read_wet(str(path), 0, read))
+    assert [o["reason"] for o in outcomes].count("too_large") == 1 and len(outcomes) == 3

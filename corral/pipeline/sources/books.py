@@ -41,6 +41,7 @@ _EBOOK_NO = re.compile(r"\[e-?book #(\d+)\]", re.IGNORECASE)
 _FIELD = re.compile(r"^(Title|Author|Language|Character set encoding):\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 _PG_FILE = re.compile(r"^pg(\d+)")
 HEADER_SCAN = 20_000  # characters of the header searched for its fields
+MAX_BOOK_BYTES = 256 * 1024 * 1024  # corral's bound: a larger file (or a bomb) is one `too_large` error
 
 # Gutenberg's "Language:" names → ISO 639-1 (the languages of the paper's Wikipedia list, and a few).
 LANGUAGE_CODES = {
@@ -128,7 +129,12 @@ def read_books(path: str, strip: bool = True) -> Iterator[dict[str, Any]]:
         yield from _read_jsonl(path, strip)
         return
     with open_input(path) as f:
-        data = f.read()
+        data = f.read(MAX_BOOK_BYTES + 1)
+        if len(data) <= MAX_BOOK_BYTES:
+            f.read(1)  # at the end: a damaged compressed tail raises here, as a whole read() would
+    if len(data) > MAX_BOOK_BYTES:
+        yield error(SOURCE, "too_large", path, f"more than {MAX_BOOK_BYTES:,} bytes")
+        return
     try:
         text = decode_book(data)
     except UnicodeDecodeError as e:

@@ -31,6 +31,7 @@ from corral.pipeline.quality.side_models import lead_section, localize, train_pe
 from corral.schema import make_record
 
 SOURCE = "commoncrawl"
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # corral's bound on a WET/WARC record's content: beyond it, one `too_large` error
 NEEDS_CONTEXT = True  # the DAG passes the input list, OUT and the build's Wikipedia records
 LID_BATCH = 256  # documents per fastText predict call
 
@@ -70,7 +71,10 @@ def read_wet(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, 
             url = h.get_header("WARC-Target-URI") or ""
             where = f"{path} {url}"
             declared = h.get_header("Content-Length")
-            data = rec.content_stream().read()
+            data = rec.content_stream().read(MAX_RECORD_BYTES + 1)
+            if len(data) > MAX_RECORD_BYTES:
+                yield error(SOURCE, "too_large", where, f"more than {MAX_RECORD_BYTES:,} bytes")
+                continue
             if declared is not None and declared.isdigit() and len(data) < int(declared):
                 yield error(SOURCE, "short_record", where, f"{len(data)} of {declared} bytes")
                 continue
@@ -103,7 +107,10 @@ def read_warc_html(path: str, group: int, read: dict[str, Any]) -> Iterator[dict
             if "html" not in ctype.lower():
                 yield dropped(SOURCE, "not_html", where)
                 continue
-            raw = rec.content_stream().read()
+            raw = rec.content_stream().read(MAX_RECORD_BYTES + 1)
+            if len(raw) > MAX_RECORD_BYTES:
+                yield error(SOURCE, "too_large", where, f"more than {MAX_RECORD_BYTES:,} bytes")
+                continue
             html = bytes_to_str(raw, detect_encoding(raw))
             text = extract_plain_text(html, main_content=True, alt_texts=False, links=False, list_bullets=True)
             title, lines = rules.parse_wet_body(text)
