@@ -161,3 +161,21 @@ def test_real_papers(shared_data, tmp_path):
         assert "\\newcommand" not in t and "\\input{" not in t
     jpac = [r for r in recs.values() if "jpac" in r["meta"]][0]["text"]
     assert "\\Pc" not in jpac and "\\jpsi" not in jpac  # user macros expanded
+
+
+def test_members_over_the_bounds_and_gzip_bombs_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(ax, "MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(ax, "MAX_PAPER_BYTES", 1000)
+    big = "\\section{S}\n" + "Long text. " * 200  # 2,200 bytes: over the (lowered) bound
+    (tmp_path / "2103.00001.tar.gz").write_bytes(tar_bytes({"main.tex": big}))
+    bulk = io.BytesIO()
+    with tarfile.open(fileobj=bulk, mode="w") as tf:
+        for name, data in [("2103/2103.00002.gz", gzip.compress(big.encode())),  # small, inflates past the bound
+                           ("2103/2103.00003.gz", b"x" * 5000)]:  # a member declaring more than the bound
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    (tmp_path / "arXiv_src_2103_001.tar").write_bytes(bulk.getvalue())
+    outs = run_read(ax, sorted(str(p) for p in tmp_path.iterdir() if not p.name.startswith("outcomes")), tmp_path)
+    reasons = collections.Counter(o["reason"] for o in outs if o["status"] == "error")
+    assert reasons["member_too_large"] == 3 and not [o for o in outs if o["status"] == "kept"]

@@ -32,12 +32,12 @@ Per paper, in this order (each step an option of `clean`):
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import posixpath
 import re
 import tarfile
+import zlib
 from typing import Any, Iterator
 
 import apache_beam as beam
@@ -396,10 +396,14 @@ def _unpack_paper(data: bytes, where: str) -> tuple[dict[str, bytes], list[dict[
     """A paper's files from a gzip/tar blob (a single gzipped .tex too), and errors for bad members."""
     errors: list[dict[str, Any]] = []
     if data[:2] == b"\x1f\x8b":
+        d = zlib.decompressobj(wbits=31)
         try:
-            inner = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+            inner = d.decompress(data, MAX_PAPER_BYTES + 1)  # a gzip bomb stops here, never inflated whole
+        except zlib.error as e:
             errors.append(error(SOURCE, "truncated_or_corrupt", where, str(e)))
+            return {}, errors
+        if len(inner) <= MAX_PAPER_BYTES and not d.eof:
+            errors.append(error(SOURCE, "truncated_or_corrupt", where, "gzip stream ends early"))
             return {}, errors
         if len(inner) > MAX_PAPER_BYTES:
             errors.append(error(SOURCE, "member_too_large", where))
