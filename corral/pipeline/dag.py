@@ -68,7 +68,7 @@ def _write_errors(out: str, source: str, errors: list[dict[str, Any]]) -> None:
 
 def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tuple[str, int]], out: str,
                kept_records: dict[str, Any] | None = None, fingerprint: str = ""):
-    """Add one source's branch to the pipeline; return its kept records."""
+    """Add one source's branch to the pipeline; return its kept records and its last step."""
     spec = mixture.sources[source]
     stages = spec.stages
     output = mixture.sections["output"]
@@ -136,14 +136,13 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
         saved.append(reader.models_saved)
     # The mark of a finished source, written only after every one of its summaries (side inputs make
     # this step wait for them): a rerun of the build reuses the source while its fingerprint holds.
-    (
+    return records, (
         p
         | f"{source}/DoneSeed" >> beam.Create([None])
         | f"{source}/Done" >> beam.Map(lambda _, *waits: _write_json(join(summary, f"done-{source}.json"),
                                                                       {"fingerprint": fingerprint}),
                                        *[beam.pvalue.AsList(s) for s in saved])
     )
-    return records
 
 
 def _count_metric(outcome: dict[str, Any]):
@@ -278,9 +277,15 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
             kept_records: dict[str, Any] = {}
             if "commoncrawl" in todo and needs and "wikipedia" in reused:
                 kept_records["wikipedia"] = _read_back(p, out, "wikipedia")
+            last = []
             for source in todo:
-                kept_records[source] = add_source(p, mixture, source, inputs[source], out, kept_records,
-                                                  prints[source])
+                kept_records[source], done = add_source(p, mixture, source, inputs[source], out, kept_records,
+                                                        prints[source])
+                last.append(done)
+            # One final step that waits for every source: some runners (Beam 2.77's DaskRunner) compute
+            # only the graph behind the pipeline's last transform, and would skip independent branches.
+            (p | "Finish/Seed" >> beam.Create([None])
+             | "Finish" >> beam.Map(lambda _, *waits: None, *[beam.pvalue.AsList(d) for d in last]))
     BUILD_LOG.info("build %s: %d source(s) built, %d reused (%s)", out, len(todo), len(reused),
                    ", ".join(reused) or "none")
 
