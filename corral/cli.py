@@ -70,6 +70,7 @@ def cmd_build(args) -> int:
     from corral.manifests.mixture import ManifestError
     from corral.pipeline.dag import BuildError, build
 
+    logging.getLogger("corral.build").setLevel(logging.INFO)  # which sources were built and which reused
     try:
         manifest = build(args.manifest, args.out, workers=args.workers)
     except (ManifestError, BuildError) as e:

@@ -100,3 +100,25 @@ def test_rerun_reuses_finished_sources_and_a_changed_setting_rebuilds_only_its_s
     caplog.clear()
     build(manifest(tmp_path / "m2.yaml", sources, minhash={"enabled": False}), str(out))
     assert "1 source(s) built, 1 reused (c4)" in caplog.text
+
+
+def test_a_rebuild_keeps_the_tokenizer_and_the_token_shards_of_unchanged_sources(tmp_path):
+    from corral.manifests.verify import verify_build
+    from corral.tokenize.encode import tokenize_build
+    from corral.tokenize.train import train_tokenizer
+
+    sources = raw_inputs(tmp_path / "raw", n=60)
+    out = tmp_path / "out"
+    build(manifest(tmp_path / "m.yaml", sources), str(out))
+    train_tokenizer(str(out), vocab_size=300, threads=1)
+    first, _ = tokenize_build(str(out))
+    again = build(manifest(tmp_path / "m.yaml", sources), str(out))
+    assert again.models["tokenizer"] == first.models["tokenizer"]
+    assert {s: sb.token_shards for s, sb in again.sources.items()} == \
+        {s: sb.token_shards for s, sb in first.sources.items()}
+    assert verify_build(str(out)).ok
+    changed = build(manifest(tmp_path / "m2.yaml", sources, minhash={"enabled": False}), str(out))
+    assert changed.sources["c4"].token_shards and not changed.sources["books"].token_shards
+    _, counts = tokenize_build(str(out))
+    assert counts["resumed"] == len(first.sources["c4"].token_shards) and counts["tokenized"] >= 1
+    assert verify_build(str(out)).ok

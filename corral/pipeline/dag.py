@@ -308,5 +308,26 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
             info = {**info, "path": rel[len(prefix):] if rel.startswith(prefix) else rel}
             models[name] = info
     manifest = BuildManifest(mixture=mixture.to_dict(), settings=mixture.settings(), sources=sources, models=models)
+    _carry_over_tokens(out, manifest)
     manifest.save(out)
     return manifest
+
+
+def _carry_over_tokens(out: str, manifest: BuildManifest) -> None:
+    """Keep what `corral tokenizer train` and `corral tokenize` recorded in an earlier manifest of
+    this folder: the tokenizer always, and a source's token shards while its document shards are
+    the same ones (a rebuilt source must be tokenized again)."""
+    from corral.manifests.build import BuildManifestError, load_build
+
+    try:
+        old = load_build(out)
+    except (BuildManifestError, OSError, ValueError):
+        return
+    if "tokenizer" in old.models:
+        manifest.models["tokenizer"] = old.models["tokenizer"]
+    if "tokenize" in old.settings:
+        manifest.settings["tokenize"] = old.settings["tokenize"]
+    for name, sb in manifest.sources.items():
+        before = old.sources.get(name)
+        if before and before.token_shards and before.shards == sb.shards:
+            sb.token_shards, sb.tokens = before.token_shards, before.tokens
