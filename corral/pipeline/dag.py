@@ -96,7 +96,8 @@ def add_source(p: beam.Pipeline, mixture: Mixture, source: str, paths: list[tupl
         outcomes = outcomes | f"{source}/ExactDedup" >> ExactDedup(key_fn)
     mh = stages["minhash"]
     if mh["enabled"]:
-        outcomes = outcomes | f"{source}/NearDedup" >> NearDedup(mh["threshold"], mh["ngram"], mh["num_perm"], mh["verify"])
+        near = NearDedup(mh["threshold"], mh["ngram"], mh["num_perm"], mh["verify"])
+        outcomes = outcomes | f"{source}/NearDedup" >> near
 
     records = (
         outcomes
