@@ -387,3 +387,16 @@ def test_a_run_killed_mid_training_resumes_to_the_same_losses(tmp_path, tokenize
     res = subprocess.run([*base, "--run-dir", str(killed), "--resume"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert _losses(killed) == _losses(straight)
+
+
+def test_compiled_blocks_train_like_eager_ones(tmp_path, tokenized):
+    base = [sys.executable, "-m", "corral.cli", "train", str(tokenized), "--model", "tiny", "--seq-len", "32",
+            "--micro-batch", "2", "--steps", "3"]
+    for name, extra in (("eager", []), ("compiled", ["--compile", "--ac", "selective"])):
+        res = subprocess.run([*base, "--run-dir", str(tmp_path / name), *extra], capture_output=True, text=True,
+                             timeout=600)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    eager, compiled = _losses(tmp_path / "eager"), _losses(tmp_path / "compiled")
+    assert [r[0] for r in compiled] == [1, 2, 3]
+    for (_, a, seen_a), (_, b, seen_b) in zip(eager, compiled):
+        assert abs(a - b) < 1e-4 and seen_a == seen_b
