@@ -72,8 +72,14 @@ def cmd_build(args) -> int:
 
     logging.getLogger("corral.build").setLevel(logging.INFO)  # which sources were built and which reused
     try:
-        manifest = build(args.manifest, args.out, workers=args.workers)
-    except (ManifestError, BuildError) as e:
+        if args.runner == "dask":
+            from corral.pipeline.runners import dask_runner
+
+            with dask_runner(args.dask_scheduler, args.dask_local) as (runner, options):
+                manifest = build(args.manifest, args.out, runner=runner, options=options)
+        else:
+            manifest = build(args.manifest, args.out, workers=args.workers)
+    except (ManifestError, BuildError, RuntimeError) as e:
         print(f"corral build: {e}", file=sys.stderr)
         return 1
     for name, s in manifest.sources.items():
@@ -221,6 +227,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("manifest", help="mixture manifest (.yaml)")
     sp.add_argument("--out", required=True, help="build folder (local path or any Beam filesystem)")
     sp.add_argument("--workers", type=int, default=None, help="local runner worker processes (default 1)")
+    sp.add_argument("--runner", default="local", choices=["local", "dask"],
+                    help="local: Beam's FnApiRunner; dask: Beam's DaskRunner on a dask.distributed cluster")
+    sp.add_argument("--dask-scheduler", default=None, help="with --runner dask: the scheduler, tcp://HOST:PORT")
+    sp.add_argument("--dask-local", type=int, default=None,
+                    help="with --runner dask and no scheduler: start a LocalCluster of N worker processes")
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("inspect", help="print Table 1 and the funnels of a mixture manifest or a build",

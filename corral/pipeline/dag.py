@@ -261,6 +261,13 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
         from corral.pipeline.runners import local_runner
 
         runner, options = local_runner(workers)
+    if type(runner).__name__ == "DaskRunner":
+        from corral.pipeline.runners import DASK_UNSUPPORTED
+
+        refused = [f"sources.{s} ({why})" for s, why in DASK_UNSUPPORTED.items() if s in mixture.sources]
+        if refused:
+            raise BuildError(f"{manifest_path}: {'; '.join(refused)} cannot run on Beam's DaskRunner: build "
+                             "those sources with the local runner (or another runner) into their own OUT")
     if not is_remote(out):
         os.makedirs(out, exist_ok=True)
     order = sorted(inputs, key=lambda s: s != "wikipedia")  # Wikipedia first: CommonCrawl may learn from it

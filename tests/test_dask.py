@@ -1,0 +1,116 @@
+"""Builds on a real dask.distributed cluster: a `dask scheduler` and two `dask worker` processes on
+127.0.0.1, driven through Beam's DaskRunner by `corral build --runner dask`."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import package_repos, shard_records, write_manifest
+from test_build_resume import raw_inputs
+
+from corral.pipeline.dag import BuildError, build
+
+DASK = Path(sys.prefix) / "bin" / "dask"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def cluster(tmp_path, workers: int = 2):
+    """A scheduler and `workers` single-threaded worker processes, torn down at the end."""
+    if not DASK.exists():
+        pytest.skip("dask is not installed (the dev extra installs apache-beam[dask])")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0", "--no-show"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        for i in range(workers):
+            procs.append(subprocess.Popen([str(DASK), "worker", address, "--nworkers", "1", "--nthreads", "1",
+                                           "--no-dashboard", "--name", f"w{i}"], cwd=tmp_path, env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address, procs
+    finally:
+        for p in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def _sources(tmp_path):
+    sources = raw_inputs(tmp_path / "raw", n=150)
+    package_repos(tmp_path / "github")
+    sources["github"] = {"inputs": [str(tmp_path / "github" / "*")]}
+    return sources
+
+
+def _same(a: Path, b: Path, names) -> None:
+    ma, mb = (json.loads((x / "manifest.json").read_text()) for x in (a, b))
+    for n in names:
+        assert sorted((r["id"], r["text"]) for r in shard_records(str(a), n)) == \
+            sorted((r["id"], r["text"]) for r in shard_records(str(b), n)), n
+        assert ma["sources"][n]["funnel"] == mb["sources"][n]["funnel"], n
+
+
+def test_a_build_on_a_dask_cluster_equals_the_local_build(tmp_path):
+    sources = _sources(tmp_path)
+    m = write_manifest(tmp_path / "m.yaml", sources)
+    build(m, str(tmp_path / "local"))
+    with cluster(tmp_path) as (address, _):
+        res = subprocess.run([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "dask"),
+                              "--runner", "dask", "--dask-scheduler", address], capture_output=True, text=True,
+                             timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same(tmp_path / "local", tmp_path / "dask", sources)
+
+
+def test_a_killed_worker_gives_a_complete_build_or_a_clear_failure(tmp_path):
+    sources = _sources(tmp_path)
+    m = write_manifest(tmp_path / "m.yaml", sources)
+    build(m, str(tmp_path / "local"))
+    with cluster(tmp_path) as (address, procs):
+        run = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "dask"),
+                                "--runner", "dask", "--dask-scheduler", address], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        os.killpg(procs[1].pid, signal.SIGKILL)  # one of the two workers dies mid-build
+        out, err = run.communicate(timeout=600)
+    print("build after a killed worker: exit", run.returncode)
+    if run.returncode == 0:
+        _same(tmp_path / "local", tmp_path / "dask", sources)  # dask rescheduled the lost work
+    else:
+        assert "corral build" in err or "Error" in err  # a clear failure …
+        assert not (tmp_path / "dask" / "manifest.json").exists()  # … never a silently partial build
+
+
+def test_commoncrawl_is_refused_on_dask_naming_the_stage(tmp_path):
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+
+    (tmp_path / "x.wet.gz").write_bytes(b"")
+    m = write_manifest(tmp_path / "m.yaml", {"commoncrawl": {"inputs": [str(tmp_path / "x.wet.gz")]},
+                                             "wikipedia": {"inputs": [str(tmp_path / "x.wet.gz")]}})
+    with pytest.raises(BuildError, match=r"sources.commoncrawl .*DaskRunner"):
+        build(m, str(tmp_path / "out"), runner=DaskRunner())
