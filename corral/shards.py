@@ -443,6 +443,24 @@ def read_token_shard(path: str) -> TokenShard:
     return TokenShard(ids=batch.column(0), offsets=offsets, tokens=tokens, source_buffer=buf)
 
 
+def file_exists(path: str) -> bool:
+    """Whether a file exists, on any filesystem."""
+    if is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        return FileSystems.exists(path)
+    return os.path.isfile(_local(path))
+
+
+def file_size(path: str) -> int:
+    """A file's size in bytes, on any filesystem."""
+    if is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    return os.path.getsize(_local(path))
+
+
 def sha256_of(path: str, chunk: int = 4 << 20) -> str:
     """sha256 of a file on any filesystem, streamed."""
     h = hashlib.sha256()

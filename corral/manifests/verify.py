@@ -13,7 +13,16 @@ import os
 from dataclasses import dataclass, field
 
 from corral.manifests.build import BuildManifestError, join, load_build
-from corral.shards import SHARD_SUFFIX, ShardError, count_rows, is_remote, read_token_shard, sha256_of
+from corral.shards import (
+    SHARD_SUFFIX,
+    ShardError,
+    count_rows,
+    file_exists,
+    file_size,
+    is_remote,
+    read_token_shard,
+    sha256_of,
+)
 
 
 @dataclass
@@ -37,32 +46,16 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _exists(path: str) -> bool:
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.exists(path)
-    return os.path.isfile(path)
-
-
-def _size(path: str) -> int:
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-    return os.path.getsize(path)
-
-
 def _check_shard(out: str, source: str, kind: str, entry: dict, report: VerifyReport) -> int | None:
     """Check one shard entry; return its row count when readable."""
     rel = entry.get("path", "?")
     where = f"{source} {kind} shard {rel}"
     path = join(out, rel)
     report.shards_checked += 1
-    if not _exists(path):
+    if not file_exists(path):
         report.problems.append(f"{where}: missing")
         return None
-    size = _size(path)
+    size = file_size(path)
     if size != entry.get("bytes"):
         report.problems.append(f"{where}: {size} bytes on disk, manifest says {entry.get('bytes')}")
     digest = sha256_of(path)
@@ -120,7 +113,7 @@ def verify_build(out: str) -> VerifyReport:
         report.models_checked += 1
         rel = model.get("path", "")
         path = rel if (is_remote(rel) or os.path.isabs(rel)) else join(out, rel)
-        if not _exists(path):
+        if not file_exists(path):
             report.problems.append(f"model {mname}: {rel} missing")
         elif sha256_of(path) != model.get("sha256"):
             report.problems.append(f"model {mname}: sha256 of {rel} differs from the manifest's")

@@ -31,7 +31,7 @@ from corral.manifests.mixture import Mixture, load_mixture
 from corral.pipeline.inputs import InputError, is_remote, match_inputs
 from corral.pipeline.outcome import ERROR, KEPT, funnel_from_counts, funnel_key
 from corral.pipeline.shard_sink import WriteShards
-from corral.shards import ShardInfo, atomic_write_bytes, read_bytes
+from corral.shards import ShardInfo, atomic_write_bytes, file_exists, file_size, read_bytes
 
 # The module of each source; each defines `Read` (a PTransform from paths to outcomes).
 SOURCE_MODULES = {
@@ -208,12 +208,7 @@ def _finished(out: str, source: str, print_: str) -> bool:
         return False
     for shard in _read_summary(out, f"shards-{source}.json", []):  # paths relative to OUT: a moved build resumes
         path = join(out, shard["path"])
-        if is_remote(path):
-            from apache_beam.io.filesystems import FileSystems
-
-            if not FileSystems.exists(path):
-                return False
-        elif not os.path.exists(path) or os.path.getsize(path) != shard["bytes"]:
+        if not file_exists(path) or file_size(path) != shard["bytes"]:
             return False
     return True
 

@@ -29,6 +29,7 @@ from corral.shards import (
     ShardError,
     ShardInfo,
     atomic_write_bytes,
+    file_exists,
     is_remote,
     iter_batches,
     read_bytes,
@@ -70,18 +71,10 @@ def _progress_path(out: str, source: str, name: str) -> str:
     return join(out, f"{PROGRESS_DIR}/{source}/{name}.json")
 
 
-def _exists(path: str) -> bool:
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.exists(path)
-    return os.path.exists(path)
-
-
 def _done(out: str, task: dict[str, Any]) -> dict[str, Any] | None:
     """The shard's progress record if it and its token shard still match this task."""
     path = _progress_path(out, task["source"], task["name"])
-    if not _exists(path):
+    if not file_exists(path):
         return None
     try:
         rec = json.loads(read_bytes(path))
@@ -89,7 +82,7 @@ def _done(out: str, task: dict[str, Any]) -> dict[str, Any] | None:
         return None
     same = all(rec.get(k) == task[k] for k in ("doc_sha256", "tokenizer_sha256", "bos", "eos"))
     token_path = join(out, rec.get("path", ""))
-    if not same or not _exists(token_path) or sha256_of(token_path) != rec.get("sha256"):
+    if not same or not file_exists(token_path) or sha256_of(token_path) != rec.get("sha256"):
         return None
     return rec
 
@@ -159,7 +152,7 @@ def check_tokenizer(out: str, manifest: BuildManifest) -> None:
     if not entry:
         raise TokenizerError(f"{out}: no tokenizer in the build manifest (run `corral tokenizer train {out}` first)")
     path = join(out, entry["path"])
-    if not _exists(path):
+    if not file_exists(path):
         raise TokenizerError(f"{path}: the build manifest's tokenizer is missing")
     data = read_bytes(path)
     if sha256_of(path) != entry["sha256"]:
