@@ -164,6 +164,7 @@ def cmd_train(args) -> int:
     import subprocess
 
     from corral.train.config import ConfigError, load_config, save_config
+    from corral.train.launch import torchrun_command, worker_env
 
     overrides = {"out": args.out, "model": args.model, "run_dir": args.run_dir, "steps": args.steps,
                  "seq_len": args.seq_len, "batch_tokens": args.batch_tokens, "micro_batch": args.micro_batch,
@@ -181,14 +182,8 @@ def cmd_train(args) -> int:
         print(f"corral train: {cfg.out}: no build manifest (manifest.json) there", file=sys.stderr)
         return 1
     path = save_config(cfg, cfg.run_dir)
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc}"]
-    if args.nnodes > 1:
-        cmd += [f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}", f"--master-addr={args.master_addr}",
-                f"--master-port={args.master_port}"]
-    else:
-        cmd += ["--standalone"]
-    cmd += ["-m", "corral.train.trainer", path]
-    return subprocess.call(cmd)
+    cmd = torchrun_command(path, args.nproc, args.nnodes, args.node_rank, args.master_addr, args.master_port)
+    return subprocess.call(cmd, env=worker_env())
 
 
 def cmd_tokenize(args) -> int:

@@ -400,3 +400,15 @@ def test_compiled_blocks_train_like_eager_ones(tmp_path, tokenized):
     assert [r[0] for r in compiled] == [1, 2, 3]
     for (_, a, seen_a), (_, b, seen_b) in zip(eager, compiled):
         assert abs(a - b) < 1e-4 and seen_a == seen_b
+
+
+def test_worker_env_and_torchrun_command():
+    from corral.train.launch import torchrun_command, worker_env
+
+    assert worker_env({"PATH": "/bin"}) == {"PATH": "/bin", "THP_MEM_ALLOC_ENABLE": "1"}
+    assert worker_env({"THP_MEM_ALLOC_ENABLE": "0"})["THP_MEM_ALLOC_ENABLE"] == "0"  # the caller's wins
+    one = torchrun_command("RUN/config.json", 2)
+    assert one[-4:] == ["--standalone", "-m", "corral.train.trainer", "RUN/config.json"]
+    many = torchrun_command("c.json", 8, nnodes=4, node_rank=3, master_addr="10.0.0.1", master_port=29600)
+    assert {"--nproc-per-node=8", "--nnodes=4", "--node-rank=3", "--master-addr=10.0.0.1",
+            "--master-port=29600"} <= set(many) and "--standalone" not in many

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from corral.train.attention import attend
+from corral.train.loss import linear_cross_entropy
 
 ROPE_THETA = 10000.0  # RoPE base (Su et al.; Meta's reference code)
 INIT_STD = 0.02       # weights ~ N(0, 0.02); residual projections (wo, w2) scaled by 1/√(2·n_layers)
@@ -155,14 +156,22 @@ class Transformer(nn.Module):
     def _freqs(self) -> torch.Tensor:
         return precompute_freqs_cis(self.params.dim // self.params.n_heads, self.params.max_seq_len * 2)
 
-    def forward(self, tokens: torch.Tensor, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """int64 tokens (batch, seq) → logits (batch, seq, vocab); `doc_ids` masks across documents."""
+    def forward(self, tokens: torch.Tensor, doc_ids: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None) -> torch.Tensor:
+        """int64 tokens (batch, seq) → logits (batch, seq, vocab); `doc_ids` masks across documents.
+
+        With `targets` (batch, seq) it returns instead the summed next-token cross-entropy, fused
+        with the output projection so that no (batch·seq, vocab) tensor is ever held
+        (`corral.train.loss`); the logits are the same either way."""
         seqlen = tokens.shape[1]
         h = self.tok_embeddings(tokens)
         freqs_cis = self.freqs_cis[:seqlen]
         for layer in self.layers:
             h = layer(h, freqs_cis, doc_ids)
-        return self.output(self.norm(h)).float()
+        h = self.norm(h)
+        if targets is not None:
+            return linear_cross_entropy(h, self.output.weight, targets)
+        return self.output(h).float()
 
     # --- initialisation (called after the parameters are materialised, on any device) ----------
 

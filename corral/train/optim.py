@@ -26,7 +26,11 @@ def param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[d
 
 def make_optimizer(model: nn.Module, lr: float, eps: float = ADAM_EPS,
                    weight_decay: float = WEIGHT_DECAY) -> torch.optim.AdamW:
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=BETAS, eps=eps, foreach=True)
+    """AdamW with PyTorch's fused kernel (one pass over each parameter, on CPU and CUDA, sharded
+    DTensors included); the multi-tensor `foreach` path where a parameter's device has no fused kernel."""
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=BETAS, eps=eps,
+                             fused=fused, foreach=None if fused else True)
 
 
 def lr_factor(step: int, warmup: int, total: int, final: float = FINAL_LR_FRACTION) -> float:

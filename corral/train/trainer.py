@@ -19,7 +19,6 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.distributed.checkpoint.api import CheckpointException
 
 from corral.manifests.build import build_dir, load_build, manifest_sha256
@@ -115,8 +114,7 @@ class Trainer:
     def _loss(self, b: Batch, normaliser: float) -> torch.Tensor:
         x, y = _tensor(b.inputs, self.device), _tensor(b.targets, self.device)
         doc = _tensor(b.doc_ids, self.device) if self.cfg.doc_mask else None
-        logits = self.model(x, doc)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum") / normaliser
+        return self.model(x, doc, targets=y) / normaliser
 
     def train_step(self) -> dict:
         cfg = self.cfg
