@@ -6,13 +6,13 @@ VENV := .venv
 setup:
 	bash scripts/setup.sh
 
-# The main job on the embedded sample. Until `corral demo` lands (the end-to-end issue), it shows
-# what exists: the demo's and the paper's mixtures as Table 1.
+# The main job on the embedded sample: sample → build → tokenizer → tokenize → inspect → train → report.
 demo: setup
-	$(VENV)/bin/corral inspect manifests/sample.yaml
-	$(VENV)/bin/corral inspect manifests/llama1.yaml
+	$(VENV)/bin/corral demo --out demo
 
-test: setup
+# The tests; their set-up also installs Debian's chromium for the report's browser test.
+test:
+	bash scripts/setup.sh --test
 	$(VENV)/bin/python -m pytest -q
 
 bench: setup

