@@ -232,6 +232,8 @@ def cmd_tokenize(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from corral.demo import DEMO_STEPS
+
     p = argparse.ArgumentParser(
         prog="corral",
         description="Reproduce the LLaMA-1 pre-training recipe: build, inspect and verify corpora, "
@@ -353,7 +355,8 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="sample → build → tokenizer → tokenize → inspect → train → report",
                         description="The whole recipe on the embedded sample, on this machine's CPU.")
     sp.add_argument("--out", default="demo", help="folder for sample/, build/ and run/ (default ./demo)")
-    sp.add_argument("--steps", type=int, default=300, help="training steps of the tiny model (default 300)")
+    sp.add_argument("--steps", type=int, default=DEMO_STEPS,
+                    help=f"training steps of the tiny model (default {DEMO_STEPS})")
     sp.add_argument("--nproc", type=int, default=1, help="training processes (default 1)")
     sp.set_defaults(func=cmd_demo)
 
