@@ -77,6 +77,14 @@ def test_demo_sample_exercises_the_rules(demo):
     assert docs and not any("All rights reserved." in r["text"] or "Privacy policy" in r["text"] for r in docs)
     quality = [r["quality"] for r in docs]
     assert max(quality) - min(quality) > 0.1  # the classifier learned something on the sample
+    # the bucket cutoffs are recorded (what the report draws) and are the ones the buckets used
+    models = json.loads((out / "build" / "manifest.json").read_text())["models"]
+    cut = models["perplexity_cutoffs.json"]
+    head, tail = cut["cutoffs"]["en"]
+    assert cut["percentiles"] == [30, 60] and (out / "build" / cut["path"]).is_file()
+    assert all(r["perplexity"] < head for r in docs if r["bucket"] == "head")
+    assert all(head <= r["perplexity"] < tail for r in docs if r["bucket"] == "middle")
+    assert {r["bucket"] for r in docs} == {"head", "middle"}
 
 
 def test_inspect_prints_table_1_of_the_demo_build(demo, capsys):

@@ -2,7 +2,8 @@
 
 Charts (matplotlib, Agg backend; each embedded as a base64 PNG, so the file stands alone):
 the funnel per source (kept and each drop/error reason as bars), the language distribution of the
-kept documents, CommonCrawl's perplexity histogram with the bucket boundaries, the quality-score
+kept documents, CommonCrawl's perplexity histogram with the bucket cutoffs the build recorded
+(OUT/models/perplexity_cutoffs.json), the quality-score
 distribution, near-duplicate cluster sizes, document lengths per source, this build's mixture
 against the paper's Table 1, and training curves (loss, validation loss per source) when a run
 directory with `metrics.jsonl` is given or found at OUT/../run. Each chart's <img> carries
@@ -127,16 +128,24 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         ax.hist([by[b] for b in sorted(by)], bins=bins, stacked=True, label=sorted(by))
         if lo > 0 and hi > lo:
             ax.set_xscale("log")
-        for b in ("head", "middle"):
-            if by.get(b):
-                edge = max(by[b])
-                ax.axvline(edge, color="k", linestyle="--", linewidth=1)
-                ax.text(edge, ax.get_ylim()[1] * 0.9, f" {b} ≤ {edge:,.0f}", fontsize=8)
+        recorded = next((m for m in manifest.models.values() if m.get("kind") == "perplexity_cutoffs"), None)
+        if recorded:  # the cutoffs the build bucketed with (OUT/models/perplexity_cutoffs.json)
+            head_pct, tail_pct = recorded.get("percentiles", [30, 60])
+            for lang, (head_cut, tail_cut) in sorted(recorded.get("cutoffs", {}).items()):
+                for x, label in ((head_cut, f"{lang} head < p{head_pct}"), (tail_cut, f"{lang} tail ≥ p{tail_pct}")):
+                    ax.axvline(x, color="k", linestyle="--", linewidth=1)
+                    ax.text(x, ax.get_ylim()[1] * 0.9, f" {label} = {x:,.1f}", fontsize=8)
+        else:  # a build from before the cutoffs were recorded: the observed upper edges of head and middle
+            for b in ("head", "middle"):
+                if by.get(b):
+                    edge = max(by[b])
+                    ax.axvline(edge, color="k", linestyle=":", linewidth=1)
+                    ax.text(edge, ax.get_ylim()[1] * 0.9, f" {b} ≤ {edge:,.0f} (observed)", fontsize=8)
         ax.set_xlabel("KenLM perplexity (kept CommonCrawl documents; tail documents are dropped)")
         ax.legend(fontsize=8)
     else:
         _empty(ax, "perplexity scores")
-    charts.append(("perplexity", "Perplexity histogram and bucket boundaries", _png(fig)))
+    charts.append(("perplexity", "Perplexity histogram and bucket cutoffs", _png(fig)))
 
     # 4. quality scores
     fig, ax = plt.subplots(figsize=(9, 3))

@@ -34,6 +34,7 @@ SOURCE = "commoncrawl"
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # corral's bound on a WET/WARC record's content: beyond it, one `too_large` error
 NEEDS_CONTEXT = True  # the DAG passes the input list, OUT and the build's Wikipedia records
 LID_BATCH = 256  # documents per fastText predict call
+CUTOFFS_FILE = "perplexity_cutoffs.json"  # OUT/models/: the head/tail cutoffs per language the buckets used
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -193,6 +194,18 @@ class _Quality(beam.DoFn):
         yield outcome
 
 
+def _cutoff_info(table: dict[str, tuple[float, float]], path: str, head: int, tail: int,
+                 origin: str) -> tuple[str, dict[str, Any]]:
+    """Write the bucket cutoffs per language to OUT/models/ (what the report draws); their model info."""
+    from corral.shards import atomic_write_bytes
+
+    values = {lang: [float(a), float(b)] for lang, (a, b) in sorted(table.items())}
+    data = json.dumps({"percentiles": [head, tail], "cutoffs": values}, indent=1).encode("utf-8")
+    return CUTOFFS_FILE, {"path": path, "sha256": atomic_write_bytes(path, data), "bytes": len(data),
+                          "kind": "perplexity_cutoffs", "percentiles": [head, tail], "origin": origin,
+                          "cutoffs": values}
+
+
 def _with_bucket(outcome: dict[str, Any], cutoffs: dict[str, tuple[float, float]]) -> dict[str, Any]:
     if outcome["status"] != KEPT:
         return outcome
@@ -307,6 +320,9 @@ class Read(beam.PTransform):
                 | "Cutoffs" >> beam.Map(lambda kv: (kv[0], rules.cutoffs_from_quantiles(kv[1], head, tail)))
                 | "CutoffDict" >> beam.combiners.ToDict()
             )
+        infos.append(cutoffs | "CutoffInfo" >> beam.Map(
+            _cutoff_info, f"{models_dir}/{CUTOFFS_FILE}", ppl["percentile_head"], ppl["percentile_tail"],
+            ppl["cutoffs"] or "this crawl's own perplexities"))
         outcomes = outcomes | "Bucket" >> beam.Map(_with_bucket, cutoffs=beam.pvalue.AsSingleton(cutoffs))
 
         q = st["quality"]
