@@ -101,7 +101,9 @@ def test_commoncrawl_build_tags_selects_and_records_models(shared_data, tmp_path
     f = manifest.sources["commoncrawl"].funnel
     assert f.input == 43 and f.balanced() and f.kept >= 1
     assert f.dropped["language_not_selected"] > 10  # zh, ru, ja … pages
-    assert set(manifest.models) == {"en.sp.model", "en.arpa.bin", "quality.bin"}
+    assert set(manifest.models) == {"en.sp.model", "en.arpa.bin", "quality.bin", "perplexity_cutoffs.json"}
+    cut = manifest.models["perplexity_cutoffs.json"]
+    assert cut["percentiles"] == [30, 60] and cut["cutoffs"]["en"][0] < cut["cutoffs"]["en"][1]
     for info in manifest.models.values():
         assert info["path"].startswith("models/") and len(info["sha256"]) == 64
     assert verify_build(str(out)).ok

@@ -66,7 +66,8 @@ def test_demo_sample_exercises_the_rules(demo):
     funnels = {n: s["funnel"] for n, s in json.loads((out / "build" / "manifest.json").read_text())["sources"].items()}
     expect = {"commoncrawl": {"language_not_selected", "bucket_tail", "low_quality", "duplicate_url_digest"},
               "c4": {"duplicate_id"}, "github": {"no_license", "license_not_allowed"},
-              "wikipedia": {"redirect", "not_main_namespace"}, "books": {"near_duplicate"}, "arxiv": {"no_section"},
+              "wikipedia": {"redirect", "not_main_namespace"}, "books": {"near_duplicate", "duplicate_exact"},
+              "arxiv": {"no_section"},
               "stackexchange": {"answer_merged", "orphan_answer", "other_post_type"}}
     for name, reasons in expect.items():
         assert reasons <= set(funnels[name]["dropped"]), (name, funnels[name]["dropped"])

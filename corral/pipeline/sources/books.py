@@ -10,8 +10,9 @@
   honoured; other undecodable files are errors (`invalid_utf8`).
 - Books3-style JSONL (`.jsonl`/`.json`, optionally compressed): one book per line with `text` and
   optionally `title`/`meta`; a bad line is an error, the next lines still flow.
-- Book-level dedup: exact (the manifest's `exact_dedup`, on by default for books); the paper's
-  ">90% content overlap" near-duplicate removal is the MinHash stage (`minhash`, threshold 0.9).
+- Book-level dedup: the paper's ">90% content overlap" removal is the MinHash stage (`minhash`,
+  threshold 0.9, on by default), which also catches exact copies; `exact_dedup` (off by default)
+  drops exact copies first, under their own reason.
 - Ids: `gutenberg/<ebook number>` when the header or file name gives one, else the file path (and
   the line for JSONL), so the colliding ids of RECIPE.md §6's quirk cannot happen.
 """
