@@ -22,12 +22,16 @@ DEMO_LR = 3e-3           # a tiny model learns at a higher rate than the paper's
 STAGES = ("sample", "build", "tokenizer", "tokenize", "inspect", "train", "report")
 
 
-def sample_manifest() -> str:
-    """manifests/sample.yaml of this checkout (corral is installed from it in editable mode)."""
-    path = Path(__file__).resolve().parent.parent / "manifests" / "sample.yaml"
+def shipped_manifest(name: str) -> str:
+    """manifests/NAME of this checkout (corral is installed from it in editable mode)."""
+    path = Path(__file__).resolve().parent.parent / "manifests" / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the demo's mixture manifest is missing from this checkout")
+        raise FileNotFoundError(f"{path}: a shipped mixture manifest is missing from this checkout")
     return str(path)
+
+
+def sample_manifest() -> str:
+    return shipped_manifest("sample.yaml")
 
 
 class _Progress:

@@ -23,15 +23,19 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from corral.manifests.build import BuildManifest, join, load_build
+from corral.manifests.mixture import load_mixture
+from corral.manifests.render import DISPLAY
 from corral.shards import iter_batches
 
-# LLaMA-1 Table 1 sampling proportions (RECIPE.md §1.1), the reference every build is drawn against
-PAPER_TABLE_1 = {"commoncrawl": 0.67, "c4": 0.15, "github": 0.045, "wikipedia": 0.045, "books": 0.045,
-                 "arxiv": 0.025, "stackexchange": 0.02}
-DISPLAY = {"commoncrawl": "CommonCrawl", "c4": "C4", "github": "Github", "wikipedia": "Wikipedia",
-           "books": "Books", "arxiv": "ArXiv", "stackexchange": "StackExchange"}
 MAX_DOCS_PER_SOURCE = 200_000  # documents read per source for the distributions (bounded memory)
 COLUMNS = ["source", "text", "lang", "perplexity", "bucket", "quality", "dup_count"]
+
+
+def paper_weights() -> dict[str, float]:
+    """LLaMA-1's Table 1 sampling proportions, as manifests/llama1.yaml writes them."""
+    from corral.demo import shipped_manifest
+
+    return {name: src.weight for name, src in load_mixture(shipped_manifest("llama1.yaml")).sources.items()}
 
 
 def _stats(out: str, manifest: BuildManifest) -> dict[str, Any]:
@@ -74,15 +78,16 @@ def _empty(ax, what: str) -> None:
     ax.set_yticks([])
 
 
-def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] | None) -> list[tuple[str, str, str]]:
+def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] | None,
+            paper: dict[str, float]) -> list[tuple[str, str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     charts: list[tuple[str, str, str]] = []
-    names = [n for n in PAPER_TABLE_1 if n in manifest.sources] + \
-        [n for n in manifest.sources if n not in PAPER_TABLE_1]
+    names = [n for n in paper if n in manifest.sources] + \
+        [n for n in manifest.sources if n not in paper]
 
     # 1. funnel per source
     fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.2 + 1.1 * max(1, len(names)) * 1.4), squeeze=False)
@@ -182,7 +187,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
     fig, ax = plt.subplots(figsize=(9, 3.5))
     xs = range(len(names))
     ax.bar([x - 0.2 for x in xs], [manifest.sources[n].weight * 100 for n in names], width=0.4, label="this build")
-    ax.bar([x + 0.2 for x in xs], [PAPER_TABLE_1.get(n, 0) * 100 for n in names], width=0.4, label="LLaMA Table 1")
+    ax.bar([x + 0.2 for x in xs], [paper.get(n, 0) * 100 for n in names], width=0.4, label="LLaMA Table 1")
     ax.set_xticks(list(xs), [DISPLAY.get(n, n) for n in names], fontsize=8)
     ax.set_ylabel("sampling proportion (%)")
     ax.legend(fontsize=8)
@@ -220,12 +225,12 @@ def _metrics(run_dir: str | None) -> list[dict] | None:
     return rows or None
 
 
-def _table(manifest: BuildManifest) -> str:
+def _table(manifest: BuildManifest, paper: dict[str, float]) -> str:
     rows = []
     for name, sb in manifest.sources.items():
         f = sb.funnel
         rows.append(f"<tr><td>{html.escape(DISPLAY.get(name, name))}</td><td>{sb.weight * 100:.1f}%</td>"
-                    f"<td>{PAPER_TABLE_1.get(name, 0) * 100:.1f}%</td><td>{f.input:,}</td><td>{f.kept:,}</td>"
+                    f"<td>{paper.get(name, 0) * 100:.1f}%</td><td>{f.input:,}</td><td>{f.kept:,}</td>"
                     f"<td>{sum(f.dropped.values()):,}</td><td>{sum(f.errors.values()):,}</td>"
                     f"<td>{sb.bytes:,}</td><td>{'' if sb.tokens is None else f'{sb.tokens:,}'}</td></tr>")
     return ("<table><tr><th>source</th><th>weight</th><th>Table 1</th><th>input</th><th>kept</th><th>dropped</th>"
@@ -246,13 +251,14 @@ def write_report(out: str, run_dir: str | None = None, path: str | None = None) 
     if run_dir is None and os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(out)), "run", "metrics.jsonl")):
         run_dir = os.path.join(os.path.dirname(os.path.abspath(out)), "run")
     metrics = _metrics(run_dir)
-    charts = _charts(manifest, _stats(out, manifest), metrics)
+    paper = paper_weights()
+    charts = _charts(manifest, _stats(out, manifest), metrics, paper)
     name = html.escape(str(manifest.mixture.get("name", "build")))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>corral report: {name}</title>",
              f"<style>{CSS}</style></head><body><h1>corral build report: {name}</h1>",
              f"<p>{html.escape(os.path.abspath(out))}; created {html.escape(str(manifest.created))}; "
              f"target {manifest.target_tokens:,} tokens" + (f"; training run {html.escape(run_dir)}" if metrics else "")
-             + "</p>", _table(manifest)]
+             + "</p>", _table(manifest, paper)]
     for key, title, data in charts:
         parts.append(f"<h2>{html.escape(title)}</h2><img data-chart='{key}' alt='{html.escape(title)}' "
                      f"src='data:image/png;base64,{data}'>")
