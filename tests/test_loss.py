@@ -58,6 +58,12 @@ def test_bf16_follows_fp32_and_keeps_dtypes():
     torch.testing.assert_close(gh.float(), ref_gh, rtol=0, atol=3e-2)
 
 
+def test_no_rows_give_zero_loss_and_gradients():
+    h, w, t = _inputs(n=0)
+    loss, gh, gw = _fused(h, w, t)
+    assert float(loss) == 0 and gh.shape == (0, 24) and gw.abs().max() == 0
+
+
 def test_graph_backpropagates_once_only():
     h, w, t = _inputs()
     h.requires_grad_()

@@ -69,6 +69,8 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 torch.mm(g.t(), hc, out=grad_w)
             else:
                 grad_w.addmm_(g.t(), hc)
+        if grad_w is not None and h.shape[0] == 0:
+            grad_w.zero_()  # no rows: the loop never wrote it
         ctx.weight_dtype = weight.dtype
         ctx.save_for_backward(grad_h, grad_w)
         return total
