@@ -22,18 +22,6 @@ DEMO_LR = 3e-3           # a tiny model learns at a higher rate than the paper's
 STAGES = ("sample", "build", "tokenizer", "tokenize", "inspect", "train", "report")
 
 
-def shipped_manifest(name: str) -> str:
-    """manifests/NAME of this checkout (corral is installed from it in editable mode)."""
-    path = Path(__file__).resolve().parent.parent / "manifests" / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: a shipped mixture manifest is missing from this checkout")
-    return str(path)
-
-
-def sample_manifest() -> str:
-    return shipped_manifest("sample.yaml")
-
-
 class _Progress:
     def __init__(self, out=sys.stdout):
         self.out, self.t0, self.i = out, time.perf_counter(), 0
@@ -52,6 +40,7 @@ class _Progress:
 def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> dict[str, str]:
     """Run every stage into `out_dir` (sample/, build/, run/); returns the paths it made."""
     from corral.manifests.build import load_build
+    from corral.manifests.mixture import shipped_manifest
     from corral.manifests.render import inspect_data, render_table
     from corral.pipeline.dag import build
     from corral.report.html import write_report
@@ -69,7 +58,7 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
 
     t = p.start("build", "one Beam DAG over all seven sources (FnApiRunner)")
     os.environ["CORRAL_SAMPLE"] = str(sample)
-    manifest = build(sample_manifest(), str(build_out))
+    manifest = build(shipped_manifest("sample.yaml"), str(build_out))
     kept = {name: sb.funnel.kept for name, sb in manifest.sources.items()}
     p.done("build", t, ", ".join(f"{k} {v}" for k, v in kept.items()) + " documents kept")
 

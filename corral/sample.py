@@ -34,7 +34,10 @@ import re
 import shutil
 import sysconfig
 import tarfile
+import uuid
 from xml.sax.saxutils import escape, quoteattr
+
+from corral.shards import atomic_write_bytes
 
 SEED = 20230227                       # LLaMA's arXiv date, as a fixed seed
 CRAWL_DATE = "2026-11-01T00:00:00Z"   # every WARC-Date, dump and post date of the sample
@@ -118,12 +121,6 @@ def foreign_sentences(lang: str) -> list[str]:
 
 # --- writers ------------------------------------------------------------------------------------
 
-def _write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-
-
 def _gzip(data: bytes) -> bytes:
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as g:
@@ -132,8 +129,8 @@ def _gzip(data: bytes) -> bytes:
 
 
 def _uuid(*parts: str) -> str:
-    h = hashlib.sha1("\0".join(parts).encode()).hexdigest()
-    return f"<urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}>"
+    """A WARC record id that is the same on every run (a name-based UUID)."""
+    return f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, chr(0).join(parts))}>"
 
 
 def _warc_record(headers: list[tuple[str, str]], body: bytes) -> bytes:
@@ -185,7 +182,7 @@ def _commoncrawl(out: str, english: list[tuple[str, list[str]]], foreign: dict[s
     files = [pages[:half], pages[half:] + recrawled]
     for n, chunk in enumerate(files):
         name = f"CC-MAIN-20261101000000-20261101120000-{n:05d}.warc.wet.gz"
-        _write(os.path.join(out, "commoncrawl", name), _wet_file(name, chunk))
+        atomic_write_bytes(os.path.join(out, "commoncrawl", name), _wet_file(name, chunk))
     return len(pages) + len(recrawled)
 
 
@@ -200,11 +197,12 @@ def _c4(out: str, english: list[tuple[str, list[str]]], rng: random.Random) -> i
     rng.shuffle(docs)
     for n in range(2):
         lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[n::2])
-        _write(os.path.join(out, "c4", f"c4-train.{n:05d}-of-00002.json.gz"), _gzip(lines.encode()))
+        atomic_write_bytes(os.path.join(out, "c4", f"c4-train.{n:05d}-of-00002.json.gz"), _gzip(lines.encode()))
     return len(docs)
 
 
-def _dist_info(dist: str) -> str | None:
+def dist_info(dist: str) -> str | None:
+    """The installed `.dist-info` folder of distribution `dist`, or None."""
     site = sysconfig.get_paths()["purelib"]
     norm = dist.replace("-", "_").lower()
     for path in sorted(glob.glob(os.path.join(site, "*.dist-info"))):
@@ -213,10 +211,14 @@ def _dist_info(dist: str) -> str | None:
     return None
 
 
-def _license_files(info: str) -> list[str]:
+def license_files(info: str) -> list[str]:
+    """A dist-info's license files (under licenses/, or LICENSE*/COPYING* beside METADATA), as the
+    GitHub rules name license files."""
+    from corral.pipeline.sources.github import is_license_file
+
     found = glob.glob(os.path.join(info, "licenses", "**", "*"), recursive=True)
     found += glob.glob(os.path.join(info, "LICEN[CS]E*")) + glob.glob(os.path.join(info, "COPYING*"))
-    return sorted(f for f in found if os.path.isfile(f))
+    return sorted(f for f in set(found) if os.path.isfile(f) and is_license_file(os.path.basename(f)))
 
 
 def _github(out: str) -> int:
@@ -225,7 +227,7 @@ def _github(out: str) -> int:
     n = 0
     for pkg, dist, licensed in [(p, d, True) for p, d in REPOS] + [(*UNLICENSED, False)]:
         spec = importlib.util.find_spec(pkg)
-        info = _dist_info(dist)
+        info = dist_info(dist)
         if spec is None or info is None or not spec.submodule_search_locations:
             continue  # not installed here: the sample simply has one repository fewer
         src = list(spec.submodule_search_locations)[0]
@@ -239,7 +241,7 @@ def _github(out: str) -> int:
             shutil.copyfile(f, os.path.join(dest, pkg, rel))
             n += 1
         if licensed:
-            for f in _license_files(info):
+            for f in license_files(info):
                 shutil.copyfile(f, os.path.join(dest, os.path.basename(f)))
                 n += 1
     return n
@@ -290,7 +292,7 @@ def _wikipedia(out: str, articles: dict[str, list[tuple[str, list[str]]]]) -> in
                     "    </revision>", "  </page>"]
         xml.append("</mediawiki>\n")
         data = bz2.compress("\n".join(xml).encode("utf-8"))
-        _write(os.path.join(out, "wikipedia", f"{db}-20261101-pages-articles.xml.bz2"), data)
+        atomic_write_bytes(os.path.join(out, "wikipedia", f"{db}-20261101-pages-articles.xml.bz2"), data)
         n += len(pages)
     return n
 
@@ -322,15 +324,15 @@ def _books(out: str, english: list[tuple[str, list[str]]]) -> int:
     n = 0
     for k, (title, chapters) in enumerate(zip(titles, volumes)):
         number = 90001 + k
-        _write(os.path.join(out, "books", f"pg{number}.txt"),
+        atomic_write_bytes(os.path.join(out, "books", f"pg{number}.txt"),
                _gutenberg(number, title, "Python contributors", chapters).encode())
         n += 1
     # a second edition of the first book: one paragraph per chapter changed (near duplicate, >90%)
     edited = [(name, paras[:-1] + [paras[-1] + " This edition adds a short note."]) for name, paras in volumes[0]]
-    _write(os.path.join(out, "books", "pg90011.txt"),
+    atomic_write_bytes(os.path.join(out, "books", "pg90011.txt"),
            _gutenberg(90011, titles[0] + " (Second Edition)", "Python contributors", edited).encode())
     # the second book uploaded again under another number (exact duplicate of its text)
-    _write(os.path.join(out, "books", "pg90012.txt"),
+    atomic_write_bytes(os.path.join(out, "books", "pg90012.txt"),
            _gutenberg(90012, titles[1], "Python contributors", volumes[1]).encode())
     return n + 2
 
@@ -366,11 +368,11 @@ def _arxiv(out: str, english: list[tuple[str, list[str]]]) -> int:
                 r"\bibitem{py} Python Software Foundation. The Python Language Reference." "\n"
                 r"\end{thebibliography}" "\n" r"\end{document}" "\n")
         files = {"main.tex": main, "intro.tex": intro + "\n", "sections/method.tex": method + "\n"}
-        _write(os.path.join(out, "arxiv", f"2611.{k + 1:05d}.tar.gz"), _tar_gz(files))
+        atomic_write_bytes(os.path.join(out, "arxiv", f"2611.{k + 1:05d}.tar.gz"), _tar_gz(files))
         n += 1
     # a note without any section: dropped (no_section)
     note = r"\documentclass{article}" "\n" r"\begin{document}" "\n" + english[0][1][0] + "\n" r"\end{document}" "\n"
-    _write(os.path.join(out, "arxiv", "2611.09999.tar.gz"), _tar_gz({"note.tex": note}))
+    atomic_write_bytes(os.path.join(out, "arxiv", "2611.09999.tar.gz"), _tar_gz({"note.tex": note}))
     return n + 1
 
 
@@ -398,7 +400,7 @@ def _stackexchange(out: str, topics: list[tuple[str, list[str]]]) -> int:
             r.setdefault("CreationDate", CRAWL_DATE[:-1] + ".000")
             lines.append("  <row " + " ".join(f"{k}={quoteattr(str(v))}" for k, v in r.items()) + " />")
         lines.append("</posts>\n")
-        _write(os.path.join(out, "stackexchange", f"{site}-Posts.xml"), "\n".join(lines).encode("utf-8"))
+        atomic_write_bytes(os.path.join(out, "stackexchange", f"{site}-Posts.xml"), "\n".join(lines).encode("utf-8"))
         n += len(rows)
     return n
 

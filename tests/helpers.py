@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import site
@@ -12,7 +11,7 @@ import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from corral.manifests.options import defaults, source_stages
-from corral.pipeline.sources.github import is_license_file
+from corral.sample import dist_info, license_files
 from corral.shards import iter_records
 
 
@@ -67,13 +66,9 @@ def package_repos(dest):
     """Copy installed package trees, each with its dist-info license files, as repository folders."""
     for pkg, dist in PACKAGES.items():
         src = os.path.join(site.getsitepackages()[0], pkg)
-        infos = glob.glob(os.path.join(site.getsitepackages()[0], f"{dist}-*.dist-info"))
-        if not os.path.isdir(src) or not infos:
+        info = dist_info(dist)
+        if not os.path.isdir(src) or info is None:
             raise RuntimeError(f"package {pkg} is not installed in this environment")
         shutil.copytree(src, dest / pkg / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-        lic_dir = os.path.join(infos[0], "licenses")
-        for f in glob.glob(os.path.join(lic_dir, "**", "*"), recursive=True) + glob.glob(os.path.join(infos[0], "LICEN[CS]E*")):
-            if os.path.isfile(f) and is_license_file(os.path.basename(f)):
-                shutil.copy(f, dest / pkg / os.path.basename(f))
-
-
+        for f in license_files(info):
+            shutil.copy(f, dest / pkg / os.path.basename(f))

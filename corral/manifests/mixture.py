@@ -155,6 +155,14 @@ def _line_map(text: str) -> dict[str, int]:
     return lines
 
 
+def shipped_manifest(name: str) -> str:
+    """manifests/NAME of this checkout (llama1.yaml, sample.yaml; corral is installed from it editable)."""
+    path = Path(__file__).resolve().parents[2] / "manifests" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: a shipped mixture manifest is missing from this checkout")
+    return str(path)
+
+
 def load_mixture(path: str | os.PathLike) -> Mixture:
     """Read and validate a mixture manifest; raise ManifestError naming the file and each bad field."""
     path = str(path)

@@ -22,19 +22,19 @@ import os
 from collections import Counter, defaultdict
 from typing import Any
 
+import pyarrow.compute as pc
+
 from corral.manifests.build import BuildManifest, join, load_build
-from corral.manifests.mixture import load_mixture
+from corral.manifests.mixture import load_mixture, shipped_manifest
 from corral.manifests.render import DISPLAY
-from corral.shards import iter_batches
+from corral.shards import atomic_write_bytes, iter_batches
 
 MAX_DOCS_PER_SOURCE = 200_000  # documents read per source for the distributions (bounded memory)
-COLUMNS = ["source", "text", "lang", "perplexity", "bucket", "quality", "dup_count"]
+COLUMNS = ["lang", "perplexity", "bucket", "quality", "dup_count"]  # read as Python values; text only as lengths
 
 
 def paper_weights() -> dict[str, float]:
     """LLaMA-1's Table 1 sampling proportions, as manifests/llama1.yaml writes them."""
-    from corral.demo import shipped_manifest
-
     return {name: src.weight for name, src in load_mixture(shipped_manifest("llama1.yaml")).sources.items()}
 
 
@@ -46,8 +46,8 @@ def _stats(out: str, manifest: BuildManifest) -> dict[str, Any]:
         seen = 0
         for shard in sb.shards:
             for batch in iter_batches(join(out, shard["path"])):
-                cols = {c: batch.column(c).to_pylist() for c in COLUMNS if c in batch.schema.names and c != "text"}
-                lengths = [len(t) for t in batch.column("text").to_pylist()]
+                cols = {c: batch.column(c).to_pylist() for c in COLUMNS if c in batch.schema.names}
+                lengths = pc.utf8_length(batch.column("text")).to_pylist()
                 for i in range(batch.num_rows):
                     if seen >= MAX_DOCS_PER_SOURCE:
                         break
@@ -263,9 +263,6 @@ def write_report(out: str, run_dir: str | None = None, path: str | None = None) 
         parts.append(f"<h2>{html.escape(title)}</h2><img data-chart='{key}' alt='{html.escape(title)}' "
                      f"src='data:image/png;base64,{data}'>")
     parts.append(f"<script>{SCRIPT}</script></body></html>\n")
-    path = path or os.path.join(out, "report.html")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(parts))
-    os.replace(tmp, path)
+    path = path or join(out, "report.html")
+    atomic_write_bytes(path, "".join(parts).encode("utf-8"))
     return path
