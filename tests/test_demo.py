@@ -155,3 +155,14 @@ def test_build_cli_refuses_a_profile_without_its_options(tmp_path, capsys):
     manifest = Path(__file__).resolve().parent.parent / "manifests" / "sample.yaml"
     assert main(["build", str(manifest), "--out", str(tmp_path / "o"), "--runner", "flink"]) == 1
     assert "--flink-master" in capsys.readouterr().err
+
+
+def test_report_reads_at_most_its_bound_per_source(demo, monkeypatch):
+    from corral.manifests.build import load_build
+    from corral.report import html
+
+    out, _ = demo
+    monkeypatch.setattr(html, "MAX_DOCS_PER_SOURCE", 5)
+    stats = html._stats(str(out / "build"), load_build(str(out / "build")))
+    assert {len(v) for v in stats["length"].values()} <= {3, 5}  # books keeps 3; every other source is cut at 5
+    assert sum(stats["lang"]["c4"].values()) == 5

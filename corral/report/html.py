@@ -38,28 +38,34 @@ def paper_weights() -> dict[str, float]:
     return {name: src.weight for name, src in load_mixture(shipped_manifest("llama1.yaml")).sources.items()}
 
 
+def _batches(out: str, shards: list[dict[str, Any]]):
+    """A source's document batches, stopping after MAX_DOCS_PER_SOURCE rows (nothing more is read)."""
+    left = MAX_DOCS_PER_SOURCE
+    for shard in shards:
+        for batch in iter_batches(join(out, shard["path"])):
+            if left <= 0:
+                return
+            batch = batch.slice(0, left)
+            left -= batch.num_rows
+            yield batch
+
+
 def _stats(out: str, manifest: BuildManifest) -> dict[str, Any]:
     """One streaming pass over the document shards, keeping only small per-source summaries."""
     s: dict[str, Any] = {"lang": defaultdict(Counter), "length": defaultdict(list), "perplexity": [],
                          "quality": [], "dup": Counter()}
     for name, sb in manifest.sources.items():
-        seen = 0
-        for shard in sb.shards:
-            for batch in iter_batches(join(out, shard["path"])):
-                cols = {c: batch.column(c).to_pylist() for c in COLUMNS if c in batch.schema.names}
-                lengths = pc.utf8_length(batch.column("text")).to_pylist()
-                for i in range(batch.num_rows):
-                    if seen >= MAX_DOCS_PER_SOURCE:
-                        break
-                    seen += 1
-                    s["lang"][name][cols["lang"][i] or "unknown"] += 1
-                    s["length"][name].append(lengths[i])
-                    if cols.get("perplexity") and cols["perplexity"][i] is not None:
-                        s["perplexity"].append((cols["perplexity"][i], cols["bucket"][i]))
-                    if cols.get("quality") and cols["quality"][i] is not None:
-                        s["quality"].append(cols["quality"][i])
-                    if cols.get("dup_count") and cols["dup_count"][i]:
-                        s["dup"][int(cols["dup_count"][i])] += 1
+        for batch in _batches(out, sb.shards):
+            cols = {c: batch.column(c).to_pylist() for c in COLUMNS if c in batch.schema.names}
+            s["length"][name] += pc.utf8_length(batch.column("text")).to_pylist()
+            for i in range(batch.num_rows):
+                s["lang"][name][cols["lang"][i] or "unknown"] += 1
+                if cols.get("perplexity") and cols["perplexity"][i] is not None:
+                    s["perplexity"].append((cols["perplexity"][i], cols["bucket"][i]))
+                if cols.get("quality") and cols["quality"][i] is not None:
+                    s["quality"].append(cols["quality"][i])
+                if cols.get("dup_count") and cols["dup_count"][i]:
+                    s["dup"][int(cols["dup_count"][i])] += 1
     return s
 
 
