@@ -112,7 +112,7 @@ def corral_removed(docs: list[dict], tmp: Path) -> tuple[set[str], float]:
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    from corral.dedup.run import dedup
+    from corral.pipeline.dedup_job import dedup
 
     src = tmp / "corpus.jsonl"
     src.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
@@ -214,7 +214,7 @@ def peak_rss_of_dedup(families: int, tmp: Path, scale: int) -> float:
     with open(src, "w") as f:
         for d in docs:
             f.write(json.dumps(d) + "\n")
-    code = ("import sys, json; from corral.dedup.run import dedup; dedup(sys.argv[1], sys.argv[2]);"
+    code = ("import sys, json; from corral.pipeline.dedup_job import dedup; dedup(sys.argv[1], sys.argv[2]);"
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
     res = subprocess.run([sys.executable, "-c", code, str(src), str(tmp / f"mem-out{scale}")],
                          capture_output=True, text=True, check=True)

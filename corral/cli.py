@@ -120,7 +120,7 @@ def cmd_build(args) -> int:
 
 def cmd_dedup(args) -> int:
     from corral.dedup import minhash
-    from corral.dedup.run import DedupInputError, dedup
+    from corral.pipeline.dedup_job import DedupInputError, dedup
 
     try:
         params = minhash.derive_lsh(args.threshold, args.num_perm, not args.no_verify)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -24,6 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+# Re-exported: the filesystem helpers shards have always offered their callers.
+from corral.fs import (TMP_MARK, AtomicFile, atomic_write_bytes, is_remote, open_read, read_bytes,  # noqa: F401
+                       sha256_of)
+from corral.fs import exists as file_exists  # noqa: F401
+from corral.fs import local_path as _local
+from corral.fs import size as file_size  # noqa: F401
 from corral.schema import DOC_SCHEMA, TOKEN_SCHEMA, records_to_batch
 
 DEFAULT_MAX_ROWS = 100_000            # rows per document shard before rolling over
@@ -33,7 +38,6 @@ BATCH_ROWS = 1024                     # rows buffered before they become one rec
 BATCH_BYTES = 16 * 1024**2            # bytes buffered before they become one record batch
 DOC_COMPRESSION = "zstd"              # document shards: compressed (DESIGN.md "Shards")
 SHARD_SUFFIX = ".arrow"
-TMP_MARK = ".tmp-"                    # temporary names contain this; never a final shard name
 
 
 class ShardError(RuntimeError):
@@ -53,14 +57,6 @@ class ShardInfo:
         return asdict(self)
 
 
-def is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def _local(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
-
-
 class _HashingSink(io.RawIOBase):
     """A write-only file object that hashes and counts what passes through it."""
 
@@ -78,57 +74,6 @@ class _HashingSink(io.RawIOBase):
         self.size += mv.nbytes
         self._raw.write(mv)
         return mv.nbytes
-
-
-class _AtomicFile:
-    """Open a temporary file beside `path`; `commit` makes it appear whole under `path`, `abort` removes it."""
-
-    def __init__(self, path: str):
-        self.path = path
-        head, tail = path.rsplit("/", 1) if "/" in path else (".", path)
-        # A hidden name in the same folder, so the final rename never crosses filesystems.
-        self.tmp_path = f"{head}/.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
-        if is_remote(path):
-            from apache_beam.io.filesystems import FileSystems
-
-            self._fs = FileSystems
-            self.raw = FileSystems.create(self.tmp_path)
-        else:
-            self._fs = None
-            os.makedirs(head or ".", exist_ok=True)
-            self.tmp_path = _local(self.tmp_path)
-            self.raw = open(self.tmp_path, "wb")
-
-    def commit(self) -> None:
-        if self._fs is not None:
-            self.raw.close()
-            if self._fs.exists(self.path):
-                self._fs.delete([self.path])
-            self._fs.rename([self.tmp_path], [self.path])
-            return
-        self.raw.flush()
-        os.fsync(self.raw.fileno())
-        self.raw.close()
-        final = _local(self.path)
-        os.replace(self.tmp_path, final)
-        dir_fd = os.open(os.path.dirname(os.path.abspath(final)), os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def abort(self) -> None:
-        try:
-            self.raw.close()
-        except Exception:
-            pass
-        try:
-            if self._fs is not None:
-                self._fs.delete([self.tmp_path])
-            else:
-                os.unlink(self.tmp_path)
-        except Exception:
-            pass
 
 
 def write_shard(
@@ -272,7 +217,7 @@ class ShardWriter:
 class _OpenShard:
     def __init__(self, path: str, schema: pa.Schema, compression: str | None):
         self.path = path
-        self.target = _AtomicFile(path)
+        self.target = AtomicFile(path)
         self.sink = _HashingSink(self.target.raw)
         opts = ipc.IpcWriteOptions(compression=compression)
         self.writer = ipc.new_file(pa.PythonFile(self.sink, mode="w"), schema, options=opts)
@@ -372,21 +317,6 @@ class TokenShard:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _open_binary(path: str):
-    """A readable binary file object on any filesystem."""
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.open(path)
-    return open(_local(path), "rb")
-
-
-def read_bytes(path: str) -> bytes:
-    """A whole (small) file's bytes from any filesystem."""
-    with _open_binary(path) as f:
-        return f.read()
-
-
 def _open_buffer(path: str) -> pa.Buffer:
     """The whole file as an Arrow buffer: memory-mapped when local, read into memory otherwise."""
     if is_remote(path):
@@ -443,40 +373,3 @@ def read_token_shard(path: str) -> TokenShard:
     return TokenShard(ids=batch.column(0), offsets=offsets, tokens=tokens, source_buffer=buf)
 
 
-def file_exists(path: str) -> bool:
-    """Whether a file exists, on any filesystem."""
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.exists(path)
-    return os.path.isfile(_local(path))
-
-
-def file_size(path: str) -> int:
-    """A file's size in bytes, on any filesystem."""
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-    return os.path.getsize(_local(path))
-
-
-def sha256_of(path: str, chunk: int = 4 << 20) -> str:
-    """sha256 of a file on any filesystem, streamed."""
-    h = hashlib.sha256()
-    with _open_binary(path) as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: str, data: bytes) -> str:
-    """Write `data` to `path` atomically (temporary name, fsync, rename); return its sha256."""
-    target = _AtomicFile(path)
-    try:
-        target.raw.write(data)
-        target.commit()
-    except BaseException:
-        target.abort()
-        raise
-    return hashlib.sha256(data).hexdigest()

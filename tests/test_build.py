@@ -112,7 +112,7 @@ def test_beam_counters_are_reported_too():
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from corral.pipeline.dag import _count_metric
-    from corral.pipeline.outcome import dropped, error, kept
+    from corral.outcome import dropped, error, kept
     from corral.schema import make_record
 
     outs = [kept(make_record("books", "a", "t")), dropped("books", "empty"), error("books", "invalid_utf8", "f")]

@@ -9,7 +9,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from corral.dedup import lines as L
-from corral.pipeline.outcome import kept
+from corral.outcome import kept
 from corral.pipeline.quality import ccnet_rules as R
 from corral.schema import make_record
 

@@ -4,7 +4,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from corral.dedup.exact import ExactDedup, UniqueIds, choose, latest_first, text_md5
-from corral.pipeline.outcome import dropped, kept
+from corral.outcome import dropped, kept
 from corral.schema import make_record
 
 

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from corral.pipeline.inputs import InputError, TruncatedInput, guarded, match_inputs, open_input
-from corral.pipeline.outcome import kept
+from corral.outcome import kept
 from corral.schema import make_record
 
 

@@ -12,7 +12,7 @@ from helpers import shard_records, write_manifest
 
 from corral.cli import main
 from corral.dedup import minhash as mh
-from corral.dedup.run import DedupInputError, dedup
+from corral.pipeline.dedup_job import DedupInputError, dedup
 from corral.manifests.verify import verify_build
 from corral.pipeline.dag import build
 
@@ -59,7 +59,7 @@ def test_planted_duplicates_jsonl(tmp_path):
     assert far <= kept                         # J ≈ 0.2 variants stay
     assert len(kept) == len(docs) - len(near)
     assert verify_build(str(tmp_path / "out")).ok
-    assert not (tmp_path / "out" / "_dedup" / "shingles").exists()  # verification's scratch files are removed
+    assert not (tmp_path / "out" / "_build").exists()  # the working files are removed
     clusters = ipc.open_file(pa.memory_map(str(tmp_path / "out" / "clusters.arrow"))).read_all().to_pylist()
     members = {c["id"]: c for c in clusters}
     assert set(members) >= near

@@ -112,16 +112,22 @@ def test_unanswered_can_be_dropped_and_string_sort_reproduced(tmp_path):
 
 
 def test_top_sites_and_7z(tmp_path):
+    """The top-sites rule is decided across files: every row of a smaller site is `not_top_site`."""
     big, small = tmp_path / "big.stackexchange.com.7z", tmp_path / "small.stackexchange.com-Posts.xml"
     with py7zr.SevenZipFile(big, "w") as z:
         z.writestr(posts_xml(ROWS), "Posts.xml")
         z.writestr("<users/>", "Users.xml")
     small.write_text(posts_xml(ROWS[:2]))
-    outs = run_read(se, [str(big), str(small)], tmp_path, read={"top_sites": 1})
-    kept_urls = sorted(o["record"]["url"] for o in outs if o["status"] == "kept")
-    assert kept_urls == ["https://big.stackexchange.com/questions/1", "https://big.stackexchange.com/questions/6"]
-    assert sum(o["reason"] == "not_top_site" for o in outs) == 2
+    outs = run_read(se, [str(big), str(small)], tmp_path)
+    assert {o["group"] for o in outs} == {"big.stackexchange.com", "small.stackexchange.com"}
     assert len(outs) == len(ROWS) + 2
+    m = write_manifest(tmp_path / "m.yaml", {"stackexchange": {"inputs": [str(big), str(small)],
+                                                               "read": {"top_sites": 1}}})
+    manifest = build(m, str(tmp_path / "out"))
+    kept_urls = sorted(r["url"] for r in shard_records(str(tmp_path / "out"), "stackexchange"))
+    assert kept_urls == ["https://big.stackexchange.com/questions/1", "https://big.stackexchange.com/questions/6"]
+    f = manifest.sources["stackexchange"].funnel
+    assert f.dropped["not_top_site"] == 2 and f.input == len(ROWS) + 2 and f.balanced()
 
 
 def test_corrupt_7z_is_an_error_not_a_crash(tmp_path):

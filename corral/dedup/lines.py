@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 
-from corral.pipeline.outcome import KEPT, dropped
+from corral.outcome import KEPT, dropped
 
 # RECIPE.md §2.4: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).
 UNICODE_PUNCT_KEYS = "，。、„”“«»１」「《》´∶：？！（）；–—．～’…━〈〉【】％►"

@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 import xxhash
 
-from corral.pipeline.text import replace_category
+from corral.text import replace_category
 
 DEFAULT_NGRAM = 5             # word shingles (issue: n = 5 by default)
 DEFAULT_THRESHOLD = 0.8       # target Jaccard similarity (0.9 for books: LLaMA's ">90% overlap")

@@ -96,6 +96,7 @@ class BuildManifest:
     settings: dict[str, Any]
     sources: dict[str, SourceBuild]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)  # how the build ran: time, tasks, bytes shuffled
     format: str = BUILD_FORMAT
     corral_version: str = __version__
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -107,7 +108,8 @@ class BuildManifest:
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "corral_version": self.corral_version, "created": self.created,
                 "mixture": self.mixture, "settings": self.settings,
-                "sources": {n: s.to_dict() for n, s in self.sources.items()}, "models": self.models}
+                "sources": {n: s.to_dict() for n, s in self.sources.items()}, "models": self.models,
+                "stats": self.stats}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
@@ -125,7 +127,7 @@ class BuildManifest:
         except (KeyError, TypeError, ValueError) as e:
             raise BuildManifestError(f"{where}: malformed sources entry ({e})") from e
         return cls(mixture=dict(d["mixture"]), settings=dict(d["settings"]), sources=sources,
-                   models=dict(d.get("models") or {}), format=fmt,
+                   models=dict(d.get("models") or {}), stats=dict(d.get("stats") or {}), format=fmt,
                    corral_version=str(d.get("corral_version", "")), created=str(d.get("created", "")))
 
     # --- files ----------------------------------------------------------------------------

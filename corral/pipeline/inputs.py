@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import py7zr.exceptions
 
-from corral.pipeline.outcome import error
+from corral.fs import is_remote, open_read
+from corral.outcome import error
 
 # What reading a damaged compressed file or archive raises; each becomes an error outcome, never a crash.
 READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, tarfile.TarError,
@@ -30,10 +31,6 @@ READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, 
 
 class InputError(ValueError):
     """An input pattern is unusable as a whole (matches nothing): a configuration error."""
-
-
-def is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
 
 
 def _local_size(path: str) -> int:
@@ -61,11 +58,8 @@ def match_inputs(patterns: Iterable[str], field: str = "inputs") -> list[tuple[s
 
 
 def open_raw(path: str):
-    if is_remote(path):
-        from apache_beam.io.filesystems import CompressionTypes, FileSystems
-
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    return open(path, "rb")
+    """The raw (still compressed) bytes of an input."""
+    return open_read(path)
 
 
 class TruncatedInput(EOFError):

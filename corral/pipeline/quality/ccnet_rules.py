@@ -19,7 +19,7 @@ import unicodedata
 from typing import Iterable, Mapping
 from urllib.parse import urlparse
 
-from corral.pipeline.text import replace_category
+from corral.text import replace_category
 
 MIN_LEN = 300  # RECIPE.md §2.2: cc_net min_len (characters of raw_content, before dedup)
 LID_ROUNDING = 2  # RECIPE.md §2.6: cc_net rounds language scores to 2 decimals

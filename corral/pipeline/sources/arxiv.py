@@ -43,7 +43,7 @@ from typing import Any, Iterator
 import apache_beam as beam
 
 from corral.pipeline.inputs import guarded, is_remote, open_raw
-from corral.pipeline.outcome import dropped, error, kept
+from corral.outcome import dropped, error, kept
 from corral.schema import make_record
 
 SOURCE = "arxiv"
@@ -499,13 +499,18 @@ def _read_tar_stream(path: str, name: str, opts: dict[str, Any]) -> Iterator[dic
         yield _paper_outcomes(_paper_id(name), own, path, opts)
 
 
+def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
+    return guarded(SOURCE, path, read_papers(path, stages["clean"]))
+
+
 class Read(beam.PTransform):
-    """paths (paper folders, paper archives, bulk tars) → outcomes (one per paper, plus errors)."""
+    """paths → outcomes (`read_file` of each): for composing this source in other Beam pipelines."""
 
     def __init__(self, stages: dict[str, dict[str, Any]]):
         super().__init__()
-        self.opts = stages["clean"]
+        self.stages = stages
 
     def expand(self, paths):
-        opts = self.opts
-        return paths | "ReadPapers" >> beam.FlatMap(lambda p: guarded(SOURCE, p, read_papers(p, opts)))
+        stages = self.stages
+        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

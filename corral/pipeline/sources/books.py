@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import apache_beam as beam
 
 from corral.pipeline.inputs import guarded, iter_jsonl, open_input, strip_compression_suffix
-from corral.pipeline.outcome import dropped, error, kept
+from corral.outcome import dropped, error, kept
 from corral.schema import make_record
 
 SOURCE = "books"
@@ -156,13 +156,18 @@ def _read_jsonl(path: str, strip: bool) -> Iterator[dict[str, Any]]:
         yield book_record(obj["text"], key, strip, where, {"title": title} if title else {})
 
 
+def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
+    return guarded(SOURCE, path, read_books(path, stages["read"]["strip_gutenberg"]))
+
+
 class Read(beam.PTransform):
-    """paths → outcomes (one per book)."""
+    """paths → outcomes (`read_file` of each): for composing this source in other Beam pipelines."""
 
     def __init__(self, stages: dict[str, dict[str, Any]]):
         super().__init__()
-        self.strip = stages["read"]["strip_gutenberg"]
+        self.stages = stages
 
     def expand(self, paths):
-        strip = self.strip
-        return paths | "ReadBooks" >> beam.FlatMap(lambda p: guarded(SOURCE, p, read_books(p, strip)))
+        stages = self.stages
+        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator
 import apache_beam as beam
 
 from corral.pipeline.inputs import guarded, iter_jsonl, open_input
-from corral.pipeline.outcome import KEPT, apply_rule, dropped, error, kept
+from corral.outcome import KEPT, apply_rule, dropped, error, kept
 from corral.schema import make_record
 
 SOURCE = "c4"
@@ -330,17 +330,8 @@ class Clean(beam.PTransform):
         return outcomes
 
 
-class Read(beam.PTransform):
-    """paths → outcomes: published C4 json, or WET pages; TFDS cleaning when `clean.enabled`."""
-
-    def __init__(self, stages: dict[str, dict[str, Any]]):
-        super().__init__()
-        self.format = stages["read"]["format"]
-        self.clean = stages["clean"]
-
-    def expand(self, paths):
-        reader = read_wet_pages if self.format == "wet" else read_c4_json
-        outcomes = paths | "ReadPages" >> beam.FlatMap(lambda p: guarded(SOURCE, p, reader(p)))
-        if self.clean["enabled"]:
-            outcomes = outcomes | "CleanC4" >> Clean(self.clean)
-        return outcomes
+def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One input's pages: published C4 json, or WET pages (cleaned by the build's C4 passes when
+    `clean.enabled`)."""
+    reader = read_wet_pages if stages["read"]["format"] == "wet" else read_c4_json
+    return guarded(SOURCE, path, reader(path))

@@ -25,7 +25,7 @@ import apache_beam as beam
 from corral.dedup.exact import ExactDedup
 from corral.dedup.lines import LineDedup, group_of
 from corral.pipeline.inputs import guarded, match_inputs, open_input
-from corral.pipeline.outcome import KEPT, apply_rule, dropped, error, kept
+from corral.outcome import KEPT, apply_rule, dropped, error, kept
 from corral.pipeline.quality import ccnet_rules as rules
 from corral.pipeline.quality.side_models import lead_section, localize, train_perplexity_models, train_quality_model
 from corral.schema import make_record

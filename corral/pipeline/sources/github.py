@@ -44,7 +44,7 @@ import apache_beam as beam
 import regex
 
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, strip_compression_suffix
-from corral.pipeline.outcome import dropped, error, kept
+from corral.outcome import dropped, error, kept
 from corral.schema import make_record
 
 SOURCE = "github"
@@ -320,8 +320,13 @@ def read_github(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from read_export(path, stages)
 
 
+def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
+    return guarded(SOURCE, path, read_github(path, stages))
+
+
 class Read(beam.PTransform):
-    """paths (repository folders or exports) → outcomes (one per file)."""
+    """paths → outcomes (`read_file` of each): for composing this source in other Beam pipelines."""
 
     def __init__(self, stages: dict[str, dict[str, Any]]):
         super().__init__()
@@ -329,4 +334,4 @@ class Read(beam.PTransform):
 
     def expand(self, paths):
         stages = self.stages
-        return paths | "ReadFiles" >> beam.FlatMap(lambda p: guarded(SOURCE, p, read_github(p, stages)))
+        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

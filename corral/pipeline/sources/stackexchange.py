@@ -33,10 +33,11 @@ from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidd
 from defusedxml.ElementTree import iterparse
 
 from corral.pipeline.inputs import guarded, open_input, open_raw
-from corral.pipeline.outcome import dropped, error, kept
+from corral.outcome import dropped, error, kept
 from corral.schema import make_record
 
 SOURCE = "stackexchange"
+EXCLUDED_REASON = "not_top_site"  # every row of a site outside the top `read.top_sites`
 QUESTION, ANSWER = "1", "2"  # PostTypeId values of the public dump
 _BLANK_RUNS = re.compile(r"\n\s*\n\s*\n+")
 _LOOSE_ITEMS = re.compile(r"\n\s*\n(?=\* )")  # a blank line before a list item
@@ -157,7 +158,7 @@ def assemble(key: tuple[str, str], posts: Iterable[dict[str, Any]], top_sites: l
     """One question's group → its document (or drop) plus one outcome per merged answer."""
     site, qid = key
     rows = [p["row"] for p in posts]
-    if site not in top_sites:
+    if top_sites is not None and site not in top_sites:
         for _ in rows:
             yield dropped(SOURCE, "not_top_site")
         return
@@ -190,30 +191,46 @@ def top_site_names(site_counts: Iterable[tuple[str, int]], n: int) -> list[str]:
     return [s for s, _ in sorted(site_counts, key=lambda sc: (-sc[1], sc[0]))[:n]]
 
 
+def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One Posts.xml (one site) → its outcomes: a document per question with its answers, and one
+    outcome per other row, each tagged with its `group` (the site), so that the build can count a
+    site's rows and drop the sites outside the top `read.top_sites` as a whole. A site's posts are
+    grouped by question in memory: one file at a time."""
+    read = stages["read"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for item in guarded(SOURCE, path, read_posts(path)):
+        if "status" in item:
+            yield item
+            continue
+        groups.setdefault(group_key(item), []).append(item)
+    for key in sorted(groups):
+        for o in assemble(key, groups.pop(key), None, read):
+            yield {**o, "group": key[0]}
+
+
+def site_rows(staged: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Rows read per site, from the stage summaries."""
+    rows: dict[str, int] = {}
+    for s in staged:
+        for group, n in s.get("groups", {}).items():
+            rows[group] = rows.get(group, 0) + n
+    return rows
+
+
+def excluded_groups(stages: dict[str, dict[str, Any]], staged: list[dict[str, Any]]) -> list[str]:
+    """The sites outside the top `read.top_sites` by rows: every row of theirs is `not_top_site`."""
+    rows = site_rows(staged)
+    top = set(top_site_names(rows.items(), stages["read"]["top_sites"]))
+    return sorted(set(rows) - top)
+
+
 class Read(beam.PTransform):
-    """paths → outcomes (one per Posts.xml row, plus errors)."""
+    """paths → outcomes (`read_file` of each; the top-sites rule is the build's, across files)."""
 
     def __init__(self, stages: dict[str, dict[str, Any]]):
         super().__init__()
-        self.read = stages["read"]
+        self.stages = stages
 
     def expand(self, paths):
-        read = self.read
-        items = paths | "Parse" >> beam.FlatMap(lambda p: guarded(SOURCE, p, read_posts(p)))
-        errors = items | "ReadErrors" >> beam.Filter(lambda x: "status" in x)
-        posts = items | "Posts" >> beam.Filter(lambda x: "row" in x)
-        top = (
-            posts
-            | "SiteOf" >> beam.Map(lambda p: (p["site"], 1))
-            | "CountSite" >> beam.CombinePerKey(sum)
-            | "SiteList" >> beam.combiners.ToList()
-            | "TopSites" >> beam.Map(top_site_names, read["top_sites"])
-        )
-        docs = (
-            posts
-            | "KeyByQuestion" >> beam.Map(lambda p: (group_key(p), p))
-            | "GroupQuestion" >> beam.GroupByKey()
-            | "Assemble" >> beam.FlatMap(lambda kv, top_sites: assemble(kv[0], kv[1], top_sites, read),
-                                         top_sites=beam.pvalue.AsSingleton(top))
-        )
-        return (errors, docs) | "Merge" >> beam.Flatten()
+        stages = self.stages
+        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

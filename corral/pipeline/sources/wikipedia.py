@@ -32,7 +32,7 @@ from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidd
 from defusedxml.ElementTree import iterparse
 
 from corral.pipeline.inputs import guarded, open_input
-from corral.pipeline.outcome import dropped, error, kept
+from corral.outcome import dropped, error, kept
 from corral.schema import make_record
 
 SOURCE = "wikipedia"
@@ -259,13 +259,18 @@ def _page(elem, path, lang, languages, namespaces, site_names, clean) -> dict[st
                             lang=lang, meta=meta))
 
 
+def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
+    return guarded(SOURCE, path, read_dump(path, stages["read"], stages["clean"]))
+
+
 class Read(beam.PTransform):
-    """paths → outcomes (one per page)."""
+    """paths → outcomes (`read_file` of each): for composing this source in other Beam pipelines."""
 
     def __init__(self, stages: dict[str, dict[str, Any]]):
         super().__init__()
-        self.read, self.clean = stages["read"], stages["clean"]
+        self.stages = stages
 
     def expand(self, paths):
-        read, clean = self.read, self.clean
-        return paths | "ReadDumps" >> beam.FlatMap(lambda p: guarded(SOURCE, p, read_dump(p, read, clean)))
+        stages = self.stages
+        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

@@ -1,0 +1,114 @@
+"""The select pass: a group of consecutive staged files → the source's final shards.
+
+Per staged row: dropped when a dedup round decided against its locator (the round's reason), or
+when the source's own rule says so (CommonCrawl's thresholds); kept rows get the near-dup tags
+(when the source runs MinHash) and are written, in input order, to OUT/docs/<source>/part-<first
+file>-<part>.arrow with the manifest's shard bounds and compression. Rows are handled as Arrow
+batches: a source with no per-row rule never turns a text into a Python string here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from corral import fs
+from corral.dedup import keys as K
+from corral.dedup.near import NEAR_DUPLICATE
+from corral.outcome import DROPPED, KEPT
+from corral.pipeline.decide import REASONS, losers, parts_by_file
+from corral.pipeline.phases import Task
+from corral.pipeline.stage import Tally, iter_staged
+from corral.shards import ShardWriter, shard_name
+
+def select_items(source: str, fingerprint: str, summaries: list[Mapping[str, Any]], shard_bytes: int,
+                 **common: Any) -> list[dict[str, Any]]:
+    """Consecutive files grouped until their staged bytes reach one shard's bound."""
+    items, group, size = [], [], 0
+    for s in sorted(summaries, key=lambda s: s["index"]):
+        group.append(s["index"])
+        size += sum(p["bytes"] for p in s["parts"])
+        if size >= shard_bytes:
+            items.append(group)
+            group, size = [], 0
+    if group:
+        items.append(group)
+    return [{"source": source, "key": f"select-{g[0]:06d}", "fingerprint": fingerprint, "files": g, **common}
+            for g in items]
+
+
+class SelectTask(Task):
+    phase = "select"
+
+    def __init__(self, out: str, output: Mapping[str, Any], rule=None, docs_dir: str | None = None):
+        self.out, self.output, self.rule, self.docs_dir = out, output, rule, docs_dir
+
+    def setup(self):
+        if self.rule is not None:
+            self.rule.setup()
+
+    def run(self, item, *earlier):
+        source, files = item["source"], item["files"]
+        first, last = files[0], files[-1]
+        lo, hi = K.loc(first, 0), K.loc(last + 1, 0)
+        gone = []
+        for name, parts in item["rounds"]:
+            all_lost = losers(self.out, source, name, parts)
+            a, b = np.searchsorted(all_lost, [lo, hi])
+            gone.append((REASONS[name], all_lost[a:b]))
+        clusters = None
+        if item.get("near"):
+            from corral.pipeline.near import Clusters
+
+            clusters = Clusters(self.out, source).slice(first, last)
+        exclude = set(item.get("exclude_groups") or ())
+        tally = Tally()
+        compression = None if self.output["compression"] == "none" else self.output["compression"]
+        writer = ShardWriter(self.docs_dir or fs.join(self.out, f"docs/{source}"), max_rows=self.output["shard_max_rows"],
+                             max_bytes=self.output["shard_max_bytes"], compression=compression,
+                             name_fn=lambda part: shard_name("part", first, part))
+        text_bytes = 0
+        parts_of = parts_by_file(self.out, source, item["stage_phase"], files)
+        with writer:
+            for index in files:
+                row = 0
+                for batch in iter_staged(parts_of.get(index, [])):
+                    loc = K.locs(index, batch.num_rows) + row
+                    row += batch.num_rows
+                    keep = np.ones(batch.num_rows, dtype=bool)
+                    if exclude:  # rows of groups the driver counts whole (StackExchange's smaller sites)
+                        metas = batch.column("meta").to_pylist()
+                        keep &= np.array([json.loads(m or "{}").get("site") not in exclude for m in metas])
+                    for reason, lost in gone:
+                        hit = K.member_of(lost, loc) & keep
+                        tally.reason(DROPPED, reason, int(hit.sum()))
+                        keep &= ~hit
+                    sizes = None
+                    if clusters is not None:
+                        dropped, sizes = clusters.tags(loc)
+                        hit = dropped & keep
+                        tally.reason(DROPPED, NEAR_DUPLICATE, int(hit.sum()))
+                        keep &= ~hit
+                    batch = _with_near_tags(batch, sizes) if sizes is not None else batch
+                    batch = batch.filter(pa.array(keep))
+                    if self.rule is not None and batch.num_rows:
+                        batch, reasons = self.rule.select(batch)
+                        for r in reasons:
+                            tally.reason(DROPPED, r)
+                    if batch.num_rows:
+                        writer.write_batch(batch)
+                        text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
+                        tally.reason(KEPT, None, batch.num_rows)
+        return {"source": source, "files": files, "shards": [s.to_dict() for s in writer.shards],
+                "counts": tally.rows(), "bytes": text_bytes}
+
+
+def _with_near_tags(batch: pa.RecordBatch, sizes: np.ndarray) -> pa.RecordBatch:
+    cols = {name: batch.column(name) for name in batch.schema.names}
+    cols["dup_cluster"] = batch.column("id")
+    cols["dup_count"] = pa.array(sizes, type=batch.schema.field("dup_count").type)
+    return pa.RecordBatch.from_arrays([cols[n] for n in batch.schema.names], schema=batch.schema)

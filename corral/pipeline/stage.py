@@ -1,0 +1,204 @@
+"""Staged documents and their key files: what a per-file task leaves for the phases after it.
+
+A task that reads (or re-reads) one input file writes, under the source's working folder:
+  stage/<file>-<part>.arrow   its kept documents so far, in input order, with every signal column
+                              (uncompressed Arrow: written once, read back memory-mapped)
+  keys/<file>.npz             compact keys of those documents, one entry per row: the id's key and
+                              rank (timestamp, text md5) for unique ids; the content key for exact
+                              dedup; MinHash band keys for near dedup
+  errors/<file>.jsonl         its dead letters (reason, where, detail)
+and returns a summary: counts per (status, reason[, group]), rows per group (a StackExchange
+site), its parts and their rows. Documents
+are named by locators (corral.dedup.keys.loc): file index and row across the file's parts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from corral import fs
+from corral.dedup import keys as K
+from corral.dedup import minhash as mh
+from corral.dedup.exact import text_md5, timestamp_rank
+from corral.dedup.near import doc_key
+from corral.outcome import ERROR, KEPT
+from corral.pipeline.phases import work_dir
+from corral.schema import DOC_SCHEMA
+from corral.shards import MAX_SHARD_BYTES, ShardWriter, open_shard
+
+STAGE_ROWS = 1 << 31  # rows of one staged part: effectively unbounded (parts roll over by bytes)
+
+
+def file_key(index: int) -> str:
+    return f"{index:06d}"
+
+
+def stage_folder(out: str, source: str, name: str = "stage") -> str:
+    return fs.join(work_dir(out, source), name)
+
+
+def key_path(out: str, source: str, index: int, name: str = "keys") -> str:
+    return fs.join(work_dir(out, source), f"{name}/{file_key(index)}.npz")
+
+
+def save_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> int:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    fs.atomic_write_bytes(path, data)
+    return len(data)
+
+
+def load_arrays(path: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(fs.read_bytes(path))) as z:
+        return {k: z[k] for k in z.files}
+
+
+class StagedWriter:
+    """Kept records of one file → uncompressed staged parts `<folder>/<file>-<part>.arrow`."""
+
+    def __init__(self, folder: str, index: int, schema: pa.Schema = DOC_SCHEMA):
+        self.writer = ShardWriter(folder, schema=schema, max_rows=STAGE_ROWS, max_bytes=MAX_SHARD_BYTES,
+                                  compression=None, name_fn=lambda part: f"{file_key(index)}-{part:04d}.arrow")
+        self.rows = 0
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.writer.write(record)
+        self.rows += 1
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self.writer.write_batch(batch)
+            self.rows += batch.num_rows
+
+    def close(self) -> list[dict[str, Any]]:
+        return [{"path": s.path, "rows": s.documents, "bytes": s.bytes} for s in self.writer.close()]
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def iter_staged(parts: Iterable[Mapping[str, Any]], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of a file's staged parts, in order (memory-mapped)."""
+    for part in parts:
+        reader = open_shard(part["path"])
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            yield batch.select(columns) if columns else batch
+
+
+class StagedRows:
+    """Random access to staged documents by locator (verification, representatives)."""
+
+    def __init__(self, parts_of: Mapping[int, list[Mapping[str, Any]]]):
+        self.parts_of, self.tables = parts_of, {}
+
+    def _table(self, index: int) -> pa.Table:
+        if index not in self.tables:
+            parts = self.parts_of.get(index, [])
+            batches = list(iter_staged(parts, ["id", "text"]))
+            self.tables[index] = (pa.Table.from_batches(batches) if batches else
+                                  pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}))
+        return self.tables[index]
+
+    def get(self, locator: int, column: str) -> str:
+        index, row = locator >> K.ROW_BITS, locator & ((1 << K.ROW_BITS) - 1)
+        return self._table(int(index)).column(column)[int(row)].as_py()
+
+
+class KeyCollector:
+    """The key arrays of one file's staged documents, gathered as they are written."""
+
+    def __init__(self, stages: Mapping[str, Any], content_key: Callable[[Mapping[str, Any]], str] = text_md5):
+        self.exact = stages["exact_dedup"]["enabled"]
+        m = stages["minhash"]
+        self.minhash = m["enabled"]
+        self.content_key = content_key
+        if self.minhash:
+            self.params = mh.derive_lsh(m["threshold"], m["num_perm"], m["verify"])
+            self.ngram = m["ngram"]
+        self.id_key, self.ts, self.md5, self.exact_key, self.bands, self.docs = [], [], [], [], [], []
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.id_key.append(K.key64(record["id"]))
+        meta = json.loads(record["meta"]) if record.get("meta") else {}
+        self.ts.append(timestamp_rank(meta.get("timestamp")))
+        self.md5.append(K.hex64(text_md5(record)))
+        if self.exact:
+            self.exact_key.append(K.key64(self.content_key(record)))
+        if self.minhash:
+            sig = mh.signature(mh.shingles(record["text"], self.ngram, unique=False), self.params.num_perm)
+            self.bands.append(mh.band_keys(sig, self.params))
+            self.docs.append(doc_key(record["id"]))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"id_key": np.array(self.id_key, dtype=np.uint64), "ts": np.array(self.ts, dtype=np.int64),
+               "md5": np.array(self.md5, dtype=np.uint64)}
+        if self.exact:
+            out["exact"] = np.array(self.exact_key, dtype=np.uint64)
+        if self.minhash:
+            bands = self.params.bands
+            out["bands"] = (np.stack(self.bands).astype(np.uint64) if self.bands
+                            else np.empty((0, bands), dtype=np.uint64))
+            out["doc"] = np.array(self.docs, dtype=np.int64)
+        return out
+
+
+class Tally:
+    """Counts per (status, reason, group) and the dead letters of one task."""
+
+    def __init__(self):
+        self.counts: dict[tuple[str, str | None, str], int] = {}
+        self.errors: list[str] = []
+
+    def add(self, outcome: Mapping[str, Any], n: int = 1) -> None:
+        k = (outcome["status"], outcome["reason"], outcome.get("group") or "")
+        self.counts[k] = self.counts.get(k, 0) + n
+        if outcome["status"] == ERROR:
+            self.errors.append(json.dumps({k2: outcome.get(k2) for k2 in ("reason", "where", "detail")},
+                                          ensure_ascii=False))
+
+    def reason(self, status: str, reason: str | None, n: int = 1) -> None:
+        if n:
+            self.counts[(status, reason, "")] = self.counts.get((status, reason, ""), 0) + n
+
+    def rows(self) -> list[list[Any]]:
+        return [[s, r, g, n] for (s, r, g), n in sorted(self.counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2]))]
+
+    def save_errors(self, out: str, source: str, index: int) -> None:
+        if self.errors:
+            fs.atomic_write_bytes(fs.join(work_dir(out, source), f"errors/{file_key(index)}.jsonl"),
+                                  ("\n".join(self.errors) + "\n").encode("utf-8"))
+
+
+def stage_outcomes(out: str, source: str, index: int, outcomes: Iterable[Mapping[str, Any]],
+                   stages: Mapping[str, Any], content_key=text_md5, folder: str = "stage",
+                   tally: Tally | None = None) -> dict[str, Any]:
+    """Write a file's kept outcomes as staged parts with their key file; count the others.
+    Returns the file's summary."""
+    tally = tally or Tally()
+    writer = StagedWriter(stage_folder(out, source, folder), index)
+    keys = KeyCollector(stages, content_key)
+    groups: dict[str, int] = {}
+    try:
+        for o in outcomes:
+            if o.get("group"):
+                groups[o["group"]] = groups.get(o["group"], 0) + 1
+            if o["status"] == KEPT:
+                writer.write(o["record"])
+                keys.add(o["record"])
+            else:
+                tally.add(o)
+    except BaseException:
+        writer.abort()
+        raise
+    parts = writer.close()
+    key_bytes = save_arrays(key_path(out, source, index), keys.arrays())
+    tally.save_errors(out, source, index)
+    return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "groups": groups,
+            "key_bytes": key_bytes}
