@@ -2,7 +2,7 @@
 
 Three adversarial edge lists of N edges (default 10^7): one shuffled chain (a single huge cluster),
 stars (a few hubs with millions of leaves) and random pairs over 2N nodes (many small clusters).
-Each runs `_Components` — the CombineFn the near-duplicate stage uses — in a fresh process, fed
+Each runs `component_table` — what the near-duplicate clusters phase uses — in a fresh process, fed
 the way Beam feeds it (edge by edge into 65,536-edge numpy chunks), and prints the seconds and the
 process's peak RSS. Run: .venv/bin/python benchmarks/components.py [--edges N]
 """
@@ -16,7 +16,7 @@ import sys
 CHILD = r"""
 import sys, time, resource
 import numpy as np
-from corral.dedup.near import _Components
+from corral.dedup.near import component_table
 kind, n = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
 if kind == "chain":
@@ -27,13 +27,10 @@ elif kind == "stars":
 else:
     edges = rng.integers(0, 2 * n, (n, 2)).astype(np.int64)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-fn = _Components()
-acc = fn.create_accumulator()
 t0 = time.perf_counter()
-for chunk in np.array_split(edges, max(1, n // fn.CHUNK)):
-    acc["chunks"].append(chunk.copy())   # what add_input builds every CHUNK edges
+chunks = [chunk.copy() for chunk in np.array_split(edges, max(1, n // 65536))]  # as the edge files hold them
 del edges
-table = fn.extract_output(acc)
+table = component_table(chunks)
 members = sum(1 for _ in table.rows())
 dt = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

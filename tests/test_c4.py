@@ -118,10 +118,11 @@ def test_line_dedup_and_url_dedup_on_beam(tmp_path):
     p = tmp_path / "c4.json.gz"
     with gzip.open(p, "wt") as f:
         f.write("\n".join(json.dumps(x) for x in pages) + "\n")
-    outs = run_read(c4, [str(p)], tmp_path, clean={"enabled": True, "lang_threshold": 0.0})
-    kept = {o["record"]["url"]: o["record"]["text"].split("\n") for o in outs if o["status"] == "kept"}
-    reasons = collections.Counter(o["reason"] for o in outs if o["status"] == "dropped")
-    assert reasons == {"duplicate_url": 1}
+    m = write_manifest(tmp_path / "m.yaml", {"c4": {"inputs": [str(p)],
+                                                    "clean": {"enabled": True, "lang_threshold": 0.0}}})
+    manifest = build(m, str(tmp_path / "out"))
+    kept = {r["url"]: r["text"].split("\n") for r in shard_records(str(tmp_path / "out"), "c4")}
+    assert manifest.sources["c4"].funnel.dropped == {"duplicate_url": 1}
     owner = min(["https://a.org/x", "https://b.org/y"], key=c4.url_key)
     other = ({"https://a.org/x", "https://b.org/y"} - {owner}).pop()
     survivor = [u for u in kept if c4.normalize_url(u) == "a.org/x"]
@@ -161,15 +162,21 @@ def test_real_wet_rebuilt_as_c4(shared_data, tmp_path):
         assert all(ln.endswith((".", "?", "!", '"')) for ln in r["text"].split("\n"))
 
 
-def test_url_dedup_keeps_the_largest_text_md5():
+def test_url_dedup_keeps_the_largest_text_md5(tmp_path):
     import hashlib
 
-    outs = [{"source": "c4", "status": "kept", "reason": None, "where": None,
-             "record": c4.page_record(t, "https://a.org/x", None, t)} for t in ("one text", "two text", "three")]
-    chosen = c4._choose_url(outs)
-    best = max(["one text", "two text", "three"], key=lambda t: hashlib.md5(t.encode()).hexdigest())
-    assert chosen[0]["record"]["text"] == best
-    assert [o["reason"] for o in chosen[1:]] == ["duplicate_url", "duplicate_url"]
+    texts = [f"Page {w} has three sentences here. It is long enough to stay. Its end is a full stop."
+             for w in ("one", "two", "three")]
+    p = tmp_path / "c4.json.gz"
+    with gzip.open(p, "wt") as f:  # one URL three times, as http/https and with a trailing slash
+        f.write("\n".join(json.dumps(_page(u, t)) for u, t in
+                          zip(("https://a.org/x", "http://a.org/x", "https://www.a.org/x/"), texts)) + "\n")
+    m = write_manifest(tmp_path / "m.yaml", {"c4": {"inputs": [str(p)], "clean": {
+        "enabled": True, "lang_threshold": 0.0, "min_sentences": 1}}})
+    manifest = build(m, str(tmp_path / "out"))
+    best = max(texts, key=lambda t: hashlib.md5(t.encode()).hexdigest())
+    assert [r["text"] for r in shard_records(str(tmp_path / "out"), "c4")] == [best]
+    assert manifest.sources["c4"].funnel.dropped == {"duplicate_url": 2}
 
 
 def test_validation_split_rule():

@@ -3,13 +3,11 @@ groups, language-ID input and rounding, perplexity normalisation and formula, bu
 
 import hashlib
 
-import apache_beam as beam
+import numpy as np
 import pytest
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-from apache_beam.testing.util import assert_that, equal_to
 
+from corral.dedup import keys as K
 from corral.dedup import lines as L
-from corral.outcome import kept
 from corral.pipeline.quality import ccnet_rules as R
 from corral.schema import make_record
 
@@ -55,24 +53,23 @@ def test_groups_of_hash_in_mem_shards():
     assert [L.group_of(i, 1600, 1600, 50) for i in (0, 49, 50, 1599)] == [0, 0, 1, 31]
 
 
-def doc(key, text, group=0):
+def dedup(docs: list[list[str]]) -> list[str | None]:
+    """cc_net's line dedup of one hash group as the build runs it: per document its line hashes,
+    the group's duplicates from the distinct (hash, document) pairs, then each document rebuilt."""
+    recs = [make_record("commoncrawl", str(i), "\n".join(lines)) for i, lines in enumerate(docs)]
+    hashes = [L.doc_hashes(r["text"]) for r in recs]
+    flat = np.array([h for hs in hashes for h in set(hs)], dtype=np.uint64)
+    owners = np.array([i for i, hs in enumerate(hashes) for _ in set(hs)], dtype=np.uint64)
+    dups = set(K.duplicate_lines(flat, owners).tolist())
+    out = [L.dedup_record(r, dups, hs) for r, hs in zip(recs, hashes)]
+    return [None if r is None else r["text"] for r in out]
 
-    r = make_record("commoncrawl", key, text, meta={"dedup_group": group})
-    return kept(r)
 
-
-def test_line_dedup_on_beam():
-    docs = [doc("a", "x\ny\ny\nz"), doc("b", "x\nw"), doc("c", "x\nw\n"), doc("d", "x", group=1), doc("e", "only\nx")]
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        res = (p | beam.Create(docs) | L.LineDedup()
-               | beam.Map(lambda o: (o["status"], o["reason"], o["record"]["text"] if o["record"] else None)))
-        # x is in a, b, c, e (group 0) → removed everywhere there; w in b and c → removed; "" in c only.
-        # d is alone in group 1, so its x stays. b is left empty and dropped.
-        # x is in a, b, c, e (group 0): removed there; w is in b and c: removed; c keeps only an empty
-        # line, which is no text: dropped like b. d is alone in group 1, so its x stays.
-        assert_that(res, equal_to([("kept", None, "y\nz"), ("dropped", "empty_after_line_dedup", None),
-                                   ("dropped", "empty_after_line_dedup", None), ("kept", None, "x"),
-                                   ("kept", None, "only")]))
+def test_line_dedup_of_a_group():
+    # x is in a, b, c, e: removed there; w is in b and c: removed; c keeps only an empty line, which
+    # is no text: dropped like b. y repeats inside a: its first occurrence stays.
+    assert dedup([["x", "y", "y", "z"], ["x", "w"], ["x", "w", ""], ["only", "x"]]) == ["y\nz", None, None, "only"]
+    assert dedup([["x"]]) == ["x"]  # alone in its group, a line stays
 
 
 def test_dedup_record_updates_cc_net_fields():

@@ -15,7 +15,7 @@ import pytest
 from helpers import package_repos, shard_records, write_manifest
 from test_build_resume import raw_inputs
 
-from corral.pipeline.dag import BuildError, build
+from corral.pipeline.dag import build
 
 DASK = Path(sys.prefix) / "bin" / "dask"
 
@@ -113,11 +113,50 @@ def test_a_killed_worker_gives_a_complete_build_or_a_clear_failure(tmp_path):
         assert not (tmp_path / "dask" / "manifest.json").exists()  # … never a silently partial build
 
 
-def test_commoncrawl_is_refused_on_dask_naming_the_stage(tmp_path):
-    from apache_beam.runners.dask.dask_runner import DaskRunner
+def seven_sources(shared, tmp_path) -> dict:
+    """Every source of the real samples; CommonCrawl's side models trained on the build's Wikipedia."""
+    from test_build import six_sources
 
-    (tmp_path / "x.wet.gz").write_bytes(b"")
-    m = write_manifest(tmp_path / "m.yaml", {"commoncrawl": {"inputs": [str(tmp_path / "x.wet.gz")]},
-                                             "wikipedia": {"inputs": [str(tmp_path / "x.wet.gz")]}})
-    with pytest.raises(BuildError, match=r"sources.commoncrawl .*DaskRunner"):
-        build(m, str(tmp_path / "out"), runner=DaskRunner())
+    sources = six_sources(shared, tmp_path)
+    wet = shared / "commoncrawl" / "CC-MAIN-20170720121902-20170720141902-00000.head43.warc.wet.gz"
+    twin = tmp_path / "twin.warc.wet.gz"
+    twin.write_bytes(wet.read_bytes())  # a second file, so CommonCrawl's tasks spread over the workers
+    sources["commoncrawl"] = {"inputs": [str(wet), str(twin)], "url_dedup": {"enabled": True},
+                              "perplexity": {"sp_vocab_size": 2000},
+                              "quality": {"min_chars": 200, "threshold": 0.3}}
+    return sources
+
+
+def test_all_seven_real_sources_on_dask_equal_the_local_build(shared_data, tmp_path):
+    sources = seven_sources(shared_data, tmp_path)
+    m = write_manifest(tmp_path / "m.yaml", sources)
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "local")],
+                         capture_output=True, text=True, timeout=600)
+    local_s = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr[-3000:]
+    with cluster(tmp_path) as (address, procs):
+        t0 = time.perf_counter()
+        run = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "dask"),
+                                "--runner", "dask", "--dask-scheduler", address], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        out, err = run.communicate(timeout=600)
+        dask_s = time.perf_counter() - t0
+        assert run.returncode == 0, err[-3000:]
+        # Again into a new folder, one of the two workers killed mid-build.
+        run = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "killed"),
+                                "--runner", "dask", "--dask-scheduler", address], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        time.sleep(dask_s * 0.4)
+        os.killpg(procs[1].pid, signal.SIGKILL)
+        out, err = run.communicate(timeout=600)
+    print(f"seven real sources: local runner {local_s:.1f} s, dask cluster (2 workers) {dask_s:.1f} s "
+          f"({dask_s / local_s:.2f}x)")
+    _same(tmp_path / "local", tmp_path / "dask", sources)
+    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    assert {"en.sp.model", "en.arpa.bin", "quality.bin"} <= set(manifest["models"])
+    print("seven real sources, a worker killed mid-build: exit", run.returncode)
+    if run.returncode == 0:
+        _same(tmp_path / "local", tmp_path / "killed", sources)  # dask rescheduled the lost work
+    else:
+        assert "Error" in err and not (tmp_path / "killed" / "manifest.json").exists()

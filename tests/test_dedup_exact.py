@@ -1,38 +1,51 @@
+"""Exact dedup's keys and decisions (corral.dedup.exact, corral.dedup.keys)."""
 
-import apache_beam as beam
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-from apache_beam.testing.util import assert_that, equal_to
+import numpy as np
 
-from corral.dedup.exact import ExactDedup, UniqueIds, choose, latest_first, text_md5
-from corral.outcome import dropped, kept
-from corral.schema import make_record
+from corral.dedup import keys as K
+from corral.dedup.exact import text_md5, timestamp_rank
 
 
-def k(key, text, ts=None, source="wikipedia"):
-    return kept(make_record(source, key, text, meta={"timestamp": ts} if ts else None))
+def test_losers_by_rank_keeps_the_best_ranked_of_each_key():
+    keys = np.array([5, 5, 7, 5, 9], dtype=np.uint64)
+    locs = np.array([10, 11, 12, 13, 14], dtype=np.int64)
+    assert K.losers_by_rank(keys, locs).tolist() == [11, 13]  # no rank: the first locator stays
+    rank = np.array([3, 1, 0, 2, 0], dtype=np.int64)
+    assert K.losers_by_rank(keys, locs, rank).tolist() == [10, 13]  # the smallest rank stays
+    assert K.losers_by_rank(np.empty(0, np.uint64), np.empty(0, np.int64)).tolist() == []
 
 
-def test_choose_keeps_smallest_id_and_counts_the_rest():
-    outs = choose([k("b", "same"), k("a", "same"), k("c", "same")])
-    assert outs[0]["record"]["id"] == min(make_record("wikipedia", x, "t")["id"] for x in "abc")
-    assert [o["reason"] for o in outs[1:]] == ["duplicate_exact", "duplicate_exact"]
+def test_latest_timestamp_then_larger_md5_wins():
+    old, new = timestamp_rank("2016-03-06T21:03:34Z"), timestamp_rank("2017-12-23T12:46:08Z")
+    assert new > old and timestamp_rank(None) == 0 and timestamp_rank("2017") < timestamp_rank("2017-01-02")
+    keys = np.array([1, 1], dtype=np.uint64)
+    locs = np.array([0, 1], dtype=np.int64)
+    ts = np.array([new, old], dtype=np.int64)
+    md5 = np.array([K.hex64(text_md5({"text": t})) for t in ("new", "old")], dtype=np.uint64)
+    assert K.losers_by_rank(keys, locs, K.descending(ts), K.descending(md5)).tolist() == [1]
+    a, b = (K.hex64(text_md5({"text": t})) for t in ("alpha", "beta"))  # no timestamps: the larger md5
+    lost = K.losers_by_rank(keys, locs, K.descending(np.zeros(2, np.int64)), K.descending(np.array([a, b], np.uint64)))
+    assert lost.tolist() == [0 if b > a else 1]
 
 
-def test_latest_revision_wins_for_duplicate_ids():
-    old, new = k("enwiki/316", "old text", "2016-03-06T21:03:34Z"), k("enwiki/316", "new text", "2017-12-23T12:46:08Z")
-    assert choose([old, new], latest_first, "duplicate_id")[0]["record"]["text"] == "new text"
-    assert choose([new, old], latest_first, "duplicate_id")[0]["record"]["text"] == "new text"
-    a, b = k("x", "alpha"), k("x", "beta")  # no timestamps: the larger md5 of the text, whatever the order
-    want = max(["alpha", "beta"], key=lambda t: text_md5({"text": t}))
-    assert choose([a, b], latest_first)[0]["record"]["text"] == choose([b, a], latest_first)[0]["record"]["text"] == want
+def test_duplicate_lines_count_documents_not_occurrences():
+    # hash 1 in documents 10 and 11; hash 2 twice in document 10 only; hash 3 marked repeated by its file
+    hashes = np.array([1, 1, 2, 2, 3], dtype=np.uint64)
+    owners = np.array([10, 11, 10, 10, 12], dtype=np.uint64)
+    repeated = np.array([False, False, False, False, True])
+    assert K.duplicate_lines(hashes, owners, repeated).tolist() == [1, 3]
 
 
-def test_transforms_on_beam():
-    outs = [k("p1", "dup"), k("p2", "dup"), k("p3", "unique"), dropped("wikipedia", "redirect"),
-            k("same", "v1", "2020"), k("same", "v2", "2021")]
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        res = (p | beam.Create(outs) | "Ids" >> UniqueIds() | "Exact" >> ExactDedup()
-               | beam.Map(lambda o: (o["status"], o["reason"], o["record"]["text"] if o["record"] else None)))
-        assert_that(res, equal_to([("kept", None, "dup"), ("dropped", "duplicate_exact", None),
-                                   ("kept", None, "unique"), ("dropped", "redirect", None),
-                                   ("kept", None, "v2"), ("dropped", "duplicate_id", None)]))
+def test_line_owners_smallest_rank_then_locator():
+    keys = np.array([4, 4, 4, 6], dtype=np.uint64)
+    ranks = np.array([9, 2, 2, 1], dtype=np.uint64)
+    locs = np.array([0, 5, 3, 7], dtype=np.int64)
+    k, owner = K.line_owners(keys, ranks, locs)
+    assert k.tolist() == [4, 6] and owner.tolist() == [3, 7]
+
+
+def test_member_of_and_lookup():
+    s = np.array([2, 5, 9], dtype=np.int64)
+    assert K.member_of(s, np.array([1, 2, 9, 10])).tolist() == [False, True, True, False]
+    assert K.lookup(s, np.array([20, 50, 90]), np.array([5, 6, 9]), -1).tolist() == [50, -1, 90]
+    assert K.loc(3, 7) == (3 << 32) | 7 and K.file_of(np.array([K.loc(3, 7)])).tolist() == [3]

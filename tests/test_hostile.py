@@ -85,7 +85,7 @@ def test_an_oversized_wet_record_is_one_error(tmp_path, monkeypatch):
 
     from warcio.warcwriter import WARCWriter
 
-    from corral.pipeline.sources import commoncrawl
+    from corral.pipeline.sources import cc_read as commoncrawl
 
     buf = BytesIO()
     w = WARCWriter(buf, gzip=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from corral.dedup import minhash as mh
-from corral.dedup.near import PackBandKeys, bucket_edges, components
+from corral.dedup.near import bucket_edges, component_table, components, partition_pairs
 
 
 def test_normalize_and_shingles():
@@ -109,13 +109,8 @@ def test_components_one_huge_cluster_in_bounded_memory():
     rng = np.random.default_rng(0)
     perm = rng.permutation(n).astype(np.int64) + 10
     edges = np.stack([perm[:-1], perm[1:]], axis=1)  # a shuffled chain: one component of 10^6 nodes
-    from corral.dedup.near import _Components
-
-    fn = _Components()
-    acc = fn.create_accumulator()
-    acc["chunks"].append(edges)  # as the combiner holds them: numpy chunks, 16 bytes an edge
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rows = list(fn.extract_output(acc).rows())
+    rows = list(component_table([edges]).rows())  # numpy chunks, 16 bytes an edge, as the edge files hold them
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert len(rows) == n and {r[1] for r in rows} == {10} and rows[0][2] == n
     assert grown_mb < 600
@@ -139,17 +134,13 @@ def test_bucket_edges_join_each_member_to_its_buckets_smallest_key():
     assert bucket_edges(np.empty((0, 2), dtype=np.int64)).shape == (0, 2)
 
 
-def test_packed_band_keys_cover_every_band_once_in_its_partition():
+def test_partitioned_band_keys_cover_every_band_once_in_its_partition():
     p = mh.derive_lsh(0.8, 64)
-    fn = PackBandKeys(p, partitions=4)
-    fn.start_bundle()
     sigs = {k: mh.signature(mh.shingles(f"doc {k} " + "word " * k), 64) for k in range(1, 30)}
-    out = [x for k, sig in sigs.items() for x in fn.process((k, sig.tobytes()))]
-    out += [w.value for w in fn.finish_bundle()]
+    bands = np.stack([mh.band_keys(sig, p) for sig in sigs.values()]).astype(np.uint64)
     got = []
-    for part, blob in out:
-        pairs = np.frombuffer(blob, dtype=np.int64).reshape(-1, 2)
-        assert (pairs[:, 0] % 4 == part).all()
-        got += [tuple(x) for x in pairs.tolist()]
+    for part, pairs in enumerate(partition_pairs(bands, np.array(list(sigs)), 4)):
+        assert (pairs[:, 0].view(np.uint64) % 4 == part).all()
+        got += [(int(np.int64(b).view(np.uint64)), int(d)) for b, d in pairs.tolist()]
     want = [(int(b), k) for k, sig in sigs.items() for b in mh.band_keys(sig, p)]
     assert sorted(got) == sorted(want)

@@ -1,4 +1,5 @@
-"""CCNet line-level deduplication (RECIPE.md §2.4–§2.5), as pure functions plus a Beam shuffle.
+"""CCNet line-level deduplication (RECIPE.md §2.4–§2.5), as pure functions; the build's passes
+(corral.pipeline.sources.commoncrawl) count hashes per group with corral.dedup.keys.duplicate_lines.
 
 Normalisation for hashing (cc_net text_normalizer.normalize_for_dedup), per line, in order:
 strip → lower() → every Unicode digit (`\\d`) to "0" → delete the 34 UNICODE_PUNCT characters and the
@@ -19,9 +20,6 @@ import hashlib
 import re
 from typing import Any, Iterable, Sequence
 
-import apache_beam as beam
-
-from corral.outcome import KEPT, dropped
 
 # RECIPE.md §2.4: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).
 UNICODE_PUNCT_KEYS = "，。、„”“«»１」「《》´∶：？！（）；–—．～’…━〈〉【】％►"
@@ -109,87 +107,3 @@ def dedup_record(record: dict[str, Any], duplicates: set[int], hashes: list[int]
     meta.update(original_nlines=len(lines), original_length=len(record["text"]), nlines=len(kept),
                 length=len(text))
     return {**record, "text": text, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True)}
-
-
-# --- Beam ---------------------------------------------------------------------------------------
-
-
-def _group(record: dict[str, Any]) -> int:
-    import json
-
-    return int(json.loads(record["meta"]).get("dedup_group", 0))
-
-
-def _doc_key(doc_id: str) -> int:
-    """A document's id as a 60-bit int for the per-line shuffle (ids are hex digests; smaller to ship,
-    and within Beam's signed 64-bit VarIntCoder)."""
-    return int(doc_id[:15], 16)
-
-
-def _hashed(outcome: dict[str, Any]) -> tuple[int, tuple[dict[str, Any], list[int]]]:
-    """(document key, (outcome, its line hashes)): the hashes are computed once per document."""
-    return _doc_key(outcome["record"]["id"]), (outcome, doc_hashes(outcome["record"]["text"]))
-
-
-def _doc_keys(item, buckets: int) -> Iterable[tuple[tuple[int, int], tuple[int, list[int]]]]:
-    """One element per (group, hash bucket) the document's lines fall in: (its key, those hashes)."""
-    key, (outcome, hashes) = item
-    g = _group(outcome["record"])
-    by_bucket: dict[int, list[int]] = {}
-    for h in set(hashes):
-        by_bucket.setdefault(h % buckets, []).append(h)
-    for b, hs in by_bucket.items():
-        yield (g, b), (key, hs)
-
-
-def _duplicates(kv) -> Iterable[tuple[int, list[int]]]:
-    """Within one (group, bucket): the hashes found in ≥2 documents, sent to each document having them."""
-    _, items = kv
-    items = items if isinstance(items, list) else list(items)
-    counts: dict[int, int] = {}
-    for _, hs in items:  # each document's list has distinct hashes: a count is a number of documents
-        for h in hs:
-            counts[h] = counts.get(h, 0) + 1
-    for key, hs in items:
-        dups = [h for h in hs if counts[h] >= 2]
-        if dups:
-            yield key, dups
-
-
-def _apply(kv) -> list[dict[str, Any]]:
-    _, grouped = kv
-    dups = {h for part in grouped["dups"] for h in part}
-    out = []
-    for o, hashes in grouped["doc"]:
-        rec = dedup_record(o["record"], dups, hashes)
-        out.append(dropped(o["source"], "empty_after_line_dedup", o.get("where")) if rec is None
-                   else {**o, "record": rec})
-    return out
-
-
-class LineDedup(beam.PTransform):
-    """outcomes → outcomes: cc_net line dedup of kept documents within their hash group.
-
-    A kept record's `meta.dedup_group` names its group (set by the reader from the file's shard).
-    The shuffle is keyed by (group, hash % buckets): each document sends one element per bucket its
-    lines fall in, and one key holds about 1/buckets of its group's distinct hashes.
-    """
-
-    def __init__(self, buckets: int = 64):
-        super().__init__()
-        self.buckets = buckets
-
-    def expand(self, outcomes):
-        buckets = self.buckets
-        docs = outcomes | "Kept" >> beam.Filter(lambda o: o["status"] == KEPT)
-        others = outcomes | "NotKept" >> beam.Filter(lambda o: o["status"] != KEPT)
-        hashed = docs | "Hash" >> beam.Map(_hashed)
-        dups = (
-            hashed
-            | "LineKeys" >> beam.FlatMap(_doc_keys, buckets)
-            | "DocsPerLine" >> beam.GroupByKey()
-            | "Duplicated" >> beam.FlatMap(_duplicates)
-        )
-        deduped = ({"doc": hashed, "dups": dups} | "Join" >> beam.CoGroupByKey()
-                   | "Apply" >> beam.FlatMap(_apply))
-        return (deduped, others) | "Merge" >> beam.Flatten()

@@ -161,7 +161,7 @@ def _collect(out: str, source: str, plan: SourcePlan, weight: float) -> dict[str
                     key=lambda d: d["path"])
     _merge_errors(out, source)
     models = {}
-    for s in recorded_summaries(out, source, "models"):
+    for s in (s for phase in plan.model_phases for s in recorded_summaries(out, source, phase)):
         for name, info in s.get("models", {}).items():
             prefix = out.rstrip("/") + "/"
             models[name] = {**info, "path": info["path"][len(prefix):] if info["path"].startswith(prefix) else info["path"]}

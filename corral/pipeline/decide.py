@@ -22,7 +22,12 @@ from corral.pipeline.phases import Task, read_done, work_dir
 from corral.pipeline.stage import StagedRows, file_key, key_path, load_arrays
 
 KEYS_PER_PARTITION = 1 << 22  # keys one partition task holds (about 100 MB of arrays at most)
-REASONS = {"unique": DUPLICATE_ID, "exact": DUPLICATE}
+REASONS = {"unique": DUPLICATE_ID, "exact": DUPLICATE, "url": "duplicate_url_digest", "c4url": "duplicate_url"}
+# The key file each round reads, and its key array: `url` is CommonCrawl's URL + digest (= its id)
+# among the records its first pass read; a record's first occurrence stays.
+# C4's `c4url` is its normalised URL among the pages its first pass read; the largest text md5 stays.
+ROUND_KEYS = {"unique": ("keys", "id_key"), "exact": ("keys", "exact"), "url": ("ccread-keys", "id_key"),
+              "c4url": ("c4read-keys", "url_key")}
 
 
 def partitions_for(rows: int) -> int:
@@ -80,17 +85,21 @@ class RoundTask(Task):
         source, name, p, n = item["source"], item["round"], item["p"], item["partitions"]
         gone = [losers(self.out, source, r, parts) for r, parts in item["before"]]
         gone = np.sort(np.concatenate(gone)) if gone else np.empty(0, dtype=np.int64)
-        key_name = "id_key" if name == "unique" else "exact"
+        folder, key_name = ROUND_KEYS[name]
         keys, locators, ranks = [], [], []
-        for i, arrays in iter_keys(self.out, source, item["files"]):
+        for i, arrays in iter_keys(self.out, source, item["files"], folder):
             k = arrays[key_name]
             mine = (k % np.uint64(n)) == p
             loc = K.locs(i, len(k))[mine]
             k = k[mine]
             if name == "unique":
                 rank = [K.descending(arrays["ts"][mine]), K.descending(arrays["md5"][mine])]
-            else:
+            elif name == "c4url":
+                rank = [K.descending(arrays["md5"][mine])]
+            elif name == "exact":
                 rank = [arrays["id_key"][mine]]  # replaced below by the id order
+            else:
+                rank = []
             keep = ~K.member_of(gone, loc)
             keys.append(k[keep])
             locators.append(loc[keep])
@@ -98,7 +107,7 @@ class RoundTask(Task):
         if keys:
             k = np.concatenate(keys)
             loc = np.concatenate(locators)
-            rank = [np.concatenate([r[j] for r in ranks]) for j in range(len(ranks[0]))]
+            rank = [np.concatenate([r[j] for r in ranks]) for j in range(len(ranks[0]))] if ranks[0] else []
         else:
             k, loc, rank = np.empty(0, np.uint64), np.empty(0, np.int64), []
         if name == "exact":

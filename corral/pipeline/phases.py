@@ -8,7 +8,7 @@ rerun after a kill returns the recorded summary of every finished item without r
 
 All phases of a build go into one Beam pipeline (worker processes start once): each phase is
 `Create(items) | Reshuffle | ParDo(task)`, or, when its items depend on an earlier phase's
-summaries, `Create([None]) | FlatMap(plan, AsList(earlier))` first. A phase waits for another by
+summaries, `Create(seeds) | FlatMap(plan, AsList(earlier))` first. A phase waits for another by
 taking its summaries as a side input. These are the transforms every runner translates, Beam
 2.77's DaskRunner included (Create, ParDo, GroupByKey, Flatten, side inputs); only paths and
 summaries cross its shuffles.
@@ -24,6 +24,8 @@ import apache_beam as beam
 from corral import fs
 
 BUILD_DIR = "_build"
+PLAN_SLOTS = 32  # a planned phase's items are dealt into this many seeds, so that runners which keep
+                 # a collection's partitioning (the DaskRunner) spread them as they spread given items
 
 
 def work_dir(out: str, source: str) -> str:
@@ -87,7 +89,7 @@ class _RunTask(beam.DoFn):
         if done is not None and done.get("fingerprint") == item["fingerprint"]:
             yield {**done["summary"], "reused": True}
             return
-        summary = self.task.run(item, *earlier)
+        summary = {**self.task.run(item, *earlier), "phase": phase}
         record = {"fingerprint": item["fingerprint"], "item": item, "summary": summary}
         fs.atomic_write_bytes(done_path(self.out, src, phase, key),
                               json.dumps(record, ensure_ascii=False).encode("utf-8"))
@@ -107,13 +109,26 @@ def run_phase(p: beam.Pipeline, label: str, task: Task, out: str,
     if plan is None:
         src = p | f"{label}/Items" >> beam.Create(items or [], reshuffle=False)
     else:
-        src = (p | f"{label}/Seed" >> beam.Create([None], reshuffle=False)
-               | f"{label}/Plan" >> beam.FlatMap(lambda _, *lists: list(plan(*lists)),
-                                                 *[beam.pvalue.AsList(e) for e in earlier]))
+        src = (p | f"{label}/Seed" >> beam.Create(list(range(PLAN_SLOTS)), reshuffle=False)
+               | f"{label}/Plan" >> beam.FlatMap(_dealt, plan, *[beam.pvalue.AsList(e) for e in earlier]))
     sides = [beam.pvalue.AsList(e) for e in earlier] + [beam.pvalue.AsList(w) for w in waits]
     return (src
             | f"{label}/Spread" >> beam.Reshuffle()
             | f"{label}/Run" >> beam.ParDo(_RunTask(task, out, len(earlier)), *sides))
+
+
+def merged(label: str, pcolls: list[Any]):
+    """Several phases' summaries as one PCollection (each summary names its `phase`)."""
+    return tuple(pcolls) | label >> beam.Flatten()
+
+
+def of_phase(summaries: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
+    return [s for s in summaries if s.get("phase") == phase]
+
+
+def _dealt(slot: int, plan, *lists) -> list[dict[str, Any]]:
+    """The planned items that fall to one seed."""
+    return [item for i, item in enumerate(plan(*lists)) if i % PLAN_SLOTS == slot]
 
 
 def finish(p: beam.Pipeline, ends: list[Any]) -> None:

@@ -53,6 +53,7 @@ class SourcePlan:
     waits: list[Any] = field(default_factory=list)   # PCollections to wait for (the side models' inputs)
     context: dict[str, Any] = field(default_factory=dict)
     count_phases: list[str] = field(default_factory=list)  # phases whose summaries carry funnel counts
+    model_phases: list[str] = field(default_factory=list)  # phases whose summaries name side models
     stage_phase: str = "stage"
 
     def file_items(self) -> list[dict[str, Any]]:
@@ -123,7 +124,7 @@ def _plan_select(plan_info: dict[str, Any], staged, *earlier):
 
 
 def dedup_and_select(p: beam.Pipeline, plan: SourcePlan, staged, rule=None, unique: bool = True,
-                     cluster_rows: str | None = None, docs_dir: str | None = None):
+                     cluster_rows: str | None = None, docs_dir: str | None = None, select_waits=()):
     """The dedup rounds the source's settings enable, then the select pass (writing under
     `docs_dir`, by default OUT/docs/<source>); returns the last phase. `cluster_rows` is where the
     near-dup clusters are also written as rows (`corral dedup`'s clusters.arrow)."""
@@ -151,6 +152,7 @@ def dedup_and_select(p: beam.Pipeline, plan: SourcePlan, staged, rule=None, uniq
     info = {"source": name, "fingerprint": fp, "shard_bytes": plan.output["shard_max_bytes"], "near": near,
             "stage_phase": sp, "exclude": partial(excluded, st) if excluded else None}
     selected = run_phase(p, f"{name}/select", SelectTask(out, plan.output, rule, docs_dir), out,
-                         plan=partial(_plan_select, info), earlier=[staged, *rounds], waits=ends)
+                         plan=partial(_plan_select, info), earlier=[staged, *rounds],
+                         waits=ends + list(select_waits))
     plan.count_phases.append("select")
     return [selected]

@@ -27,10 +27,9 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-# Sources whose stages Beam 2.77's DaskRunner cannot run: CommonCrawl's fastText language-ID DoFn is
-# pickled after setup with its model loaded, and its side models nest side inputs the runner cannot
-# serialise (checked on dask/distributed 2024.12 and 2026.8).
-DASK_UNSUPPORTED = {"commoncrawl": "fastText language ID and the side models trained in the build"}
+# Partitions of each phase's work items on Dask: Beam's default puts up to 128 items in one
+# partition, so a build's input files would all run on one worker.
+DASK_PARTITIONS = 32
 
 
 @contextlib.contextmanager
@@ -49,7 +48,8 @@ def dask_runner(scheduler: str | None = None, local_workers: int | None = None):
                                dashboard_address=None)
         scheduler = cluster.scheduler_address
     try:
-        yield DaskRunner(), PipelineOptions([f"--dask_client_address={scheduler}"])
+        yield DaskRunner(), PipelineOptions([f"--dask_client_address={scheduler}",
+                                             f"--dask_npartitions={DASK_PARTITIONS}"])
     finally:
         if cluster is not None:
             cluster.close()

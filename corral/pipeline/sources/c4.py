@@ -26,13 +26,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable, Iterable, Iterator
 
-import apache_beam as beam
+import numpy as np
 
+from corral import fs
+from corral.outcome import DROPPED, KEPT, apply_rule, dropped, error, kept
 from corral.pipeline.inputs import guarded, iter_jsonl, open_input
-from corral.outcome import KEPT, apply_rule, dropped, error, kept
+from corral.pipeline.phases import Task, work_dir
+from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
+                                   save_arrays, stage_folder)
 from corral.schema import make_record
 
 SOURCE = "c4"
@@ -202,7 +206,14 @@ def read_wet_pages(path: str) -> Iterator[dict[str, Any]]:
             yield kept(page_record(text, url, headers.get_header("WARC-Date"), key))
 
 
-# --- the TFDS cleaning as Beam transforms ---------------------------------------------------------
+# --- the TFDS cleaning as passes over files ------------------------------------------------------
+#
+#   c4-read   per file: read, length cap; staged with each page's normalised-URL key and text md5
+#   c4url     one page per normalised URL, the largest md5(text)                        → duplicate_url
+#   c4-clean  per file: clean_page; staged with each page's distinct line keys
+#   c4-lines  per partition of the line keys: each line's owner, the page of smallest md5(url)
+#   c4-final  per file: the lines the page owns (first occurrence), ≥ min_sentences again, English,
+#             badwords; staged with the build's keys → unique/exact/near rounds → select
 
 
 def _length_rule(opts):
@@ -216,118 +227,235 @@ def _clean_rule(opts):
     return fn
 
 
-class _LangFilter(beam.DoFn):
+class _English:
     """English probability ≥ threshold, with fastText lid.176 loaded once per worker."""
 
     def __init__(self, threshold: float, model: str | None = None):
         self.threshold, self.model_path, self.model = threshold, model, None
 
-    def setup(self):
-        import fasttext
+    def __call__(self, text: str) -> bool:
+        if self.model is None:
+            import fasttext
 
-        from corral.model_cache import lid_model_path
+            from corral.model_cache import lid_model_path
 
-        self.model = fasttext.load_model(str(lid_model_path(self.model_path)))
-
-    def process(self, outcome):
-        if outcome["status"] != KEPT:
-            yield outcome
-            return
-        labels, probs = self.model.predict(outcome["record"]["text"].replace("\n", " "), k=1)
-        if labels[0] == "__label__en" and float(probs[0]) >= self.threshold:
-            yield outcome
-        else:
-            yield dropped(SOURCE, "not_english", outcome.get("where"))
+            self.model = fasttext.load_model(str(lid_model_path(self.model_path)))
+        labels, probs = self.model.predict(text.replace("\n", " "), k=1)
+        return labels[0] == "__label__en" and float(probs[0]) >= self.threshold
 
 
-class _BadwordsFilter(beam.DoFn):
-    def __init__(self, path: str):
-        self.path, self.pattern = path, None
-
-    def setup(self):
-        self.pattern = badwords_regex(load_badwords(self.path))
-
-    def process(self, outcome):
-        if outcome["status"] == KEPT and has_badword(outcome["record"]["text"], self.pattern):
-            yield dropped(SOURCE, "badword", outcome.get("where"))
-        else:
-            yield outcome
+def _partitions(summaries, phase: str) -> int:
+    return max((s["partitions"] for s in summaries if s.get("phase") == phase), default=0)
 
 
-def _choose_url(outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """TFDS v3 URL dedup: keep the page with the largest md5(text); the others are duplicates."""
-    ordered = sorted(outcomes, key=lambda o: hashlib.md5(o["record"]["text"].encode("utf-8")).hexdigest(),
-                     reverse=True)
-    return [ordered[0]] + [dropped(SOURCE, "duplicate_url", o.get("where")) for o in ordered[1:]]
+class _ReadTask(Task):
+    phase = "c4-read"
+
+    def __init__(self, out: str, stages: dict[str, Any]):
+        self.out, self.stages = out, stages
+
+    def run(self, item, *earlier):
+        from corral.dedup import keys as K
+
+        opts, index = self.stages["clean"], item["index"]
+        tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE, "read"), index)
+        urls, md5s = [], []
+        length = _length_rule(opts)
+        for o in read_file(item["path"], self.stages):
+            o = apply_rule(o, length)
+            if o["status"] != KEPT:
+                tally.add(o)
+                continue
+            r = o["record"]
+            writer.write(r)
+            urls.append(K.key64(normalize_url(r["url"] or r["id"])))
+            md5s.append(K.hex64(hashlib.md5(r["text"].encode("utf-8")).hexdigest()))
+        parts = writer.close()
+        key_bytes = save_arrays(key_path(self.out, SOURCE, index, "c4read-keys"),
+                                {"url_key": np.array(urls, np.uint64), "md5": np.array(md5s, np.uint64)})
+        tally.save_errors(self.out, SOURCE, index)
+        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes}
 
 
-def _dedup_lines(page_id: str, grouped: dict[str, list], min_sentences: int) -> list[dict[str, Any]]:
-    outcomes, owned = grouped["page"], set(grouped["owned"])
-    out = []
-    for o in outcomes:
-        text = keep_owned_lines(o["record"]["text"], owned)
-        if not text:
-            out.append(dropped(SOURCE, "empty_after_line_dedup", o.get("where")))
-        elif count_sentences(text) < min_sentences:
-            out.append(dropped(SOURCE, "too_few_sentences_after_line_dedup", o.get("where")))
-        else:
-            out.append({**o, "record": {**o["record"], "text": text}})
-    return out
+class _CleanTask(Task):
+    phase = "c4-clean"
+
+    def __init__(self, out: str, stages: dict[str, Any]):
+        self.out, self.stages = out, stages
+
+    def run(self, item, summaries):
+        from corral.dedup import keys as K
+        from corral.pipeline.decide import losers
+
+        opts, index = self.stages["clean"], item["index"]
+        lost = losers(self.out, SOURCE, "c4url", _partitions(summaries, "decide"))
+        a, b = np.searchsorted(lost, [K.loc(index, 0), K.loc(index + 1, 0)])
+        lost = set((lost[a:b] - K.loc(index, 0)).tolist())
+        tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE, "clean"), index)
+        clean = _clean_rule(opts)
+        line_keys, offsets, rank = [], [0], []
+        row = 0
+        for batch in iter_staged(item["parts"]):
+            for r in batch.to_pylist():
+                i, row = row, row + 1
+                if i in lost:
+                    tally.reason(DROPPED, "duplicate_url")
+                    continue
+                o = apply_rule(kept(r), clean)
+                if o["status"] != KEPT:
+                    tally.add(o)
+                    continue
+                r = o["record"]
+                writer.write(r)
+                if opts["line_dedup"]:
+                    ks = sorted({K.hex64(line_key(ln)) for ln in r["text"].split("\n")})
+                    line_keys += ks
+                    offsets.append(offsets[-1] + len(ks))
+                    rank.append(K.hex64(url_key(r["url"])))
+        parts = writer.close()
+        key_bytes = save_arrays(key_path(self.out, SOURCE, index, "clean-keys"),
+                                {"lines": np.array(line_keys, np.uint64), "offsets": np.array(offsets, np.int64),
+                                 "rank": np.array(rank, np.uint64)})
+        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(),
+                "line_keys": len(line_keys), "key_bytes": key_bytes}
 
 
-class LineDedup(beam.PTransform):
-    """TFDS remove_duplicate_text: each line survives only in the page with the smallest md5(url)."""
-
-    def __init__(self, min_sentences: int):
-        super().__init__()
-        self.min_sentences = min_sentences
-
-    def expand(self, outcomes):
-        min_sentences = self.min_sentences
-        pages = outcomes | "KeptPages" >> beam.Filter(lambda o: o["status"] == KEPT)
-        others = outcomes | "NotKept" >> beam.Filter(lambda o: o["status"] != KEPT)
-        owners = (
-            pages
-            | "LineKeys" >> beam.FlatMap(lambda o: [(k, (url_key(o["record"]["url"]), o["record"]["id"]))
-                                                   for k in {line_key(ln) for ln in o["record"]["text"].split("\n")}])
-            | "Owner" >> beam.CombinePerKey(min)
-            | "ByPage" >> beam.Map(lambda kv: (kv[1][1], kv[0]))
-        )
-        by_id = pages | "PageById" >> beam.Map(lambda o: (o["record"]["id"], o))
-        deduped = (
-            {"page": by_id, "owned": owners}
-            | "Join" >> beam.CoGroupByKey()
-            | "Rebuild" >> beam.FlatMap(lambda kv: _dedup_lines(kv[0], kv[1], min_sentences))
-        )
-        return (deduped, others) | "Merge" >> beam.Flatten()
+def owners_path(out: str, p: int) -> str:
+    return fs.join(work_dir(out, SOURCE), f"lines/owners-{p:04d}.npz")
 
 
-class Clean(beam.PTransform):
-    """outcomes → outcomes: TFDS C4 v3.0.1 cleaning in its order (see the module docstring)."""
+class _LinesTask(Task):
+    phase = "c4-lines"
 
-    def __init__(self, clean: dict[str, Any], lid_model: str | None = None):
-        super().__init__()
-        self.opts, self.lid_model = clean, lid_model
+    def __init__(self, out: str):
+        self.out = out
 
-    def expand(self, outcomes):
-        o = self.opts
-        outcomes = outcomes | "LengthCap" >> beam.Map(apply_rule, _length_rule(o))
-        kept_pages = outcomes | "ForUrlDedup" >> beam.Filter(lambda x: x["status"] == KEPT)
-        others = outcomes | "NotKeptYet" >> beam.Filter(lambda x: x["status"] != KEPT)
-        by_url = (
-            kept_pages
-            | "KeyUrl" >> beam.Map(lambda x: (normalize_url(x["record"]["url"] or x["record"]["id"]), x))
-            | "GroupUrl" >> beam.GroupByKey()
-            | "ChooseUrl" >> beam.FlatMap(lambda kv: _choose_url(kv[1]))
-        )
-        outcomes = ((by_url, others) | "MergeUrl" >> beam.Flatten()
-                    | "CleanPage" >> beam.Map(apply_rule, _clean_rule(o)))
-        if o["line_dedup"]:
-            outcomes = outcomes | "LineDedup" >> LineDedup(o["min_sentences"])
-        outcomes = outcomes | "English" >> beam.ParDo(_LangFilter(o["lang_threshold"], self.lid_model))
-        if o["badwords"]:
-            outcomes = outcomes | "Badwords" >> beam.ParDo(_BadwordsFilter(o["badwords"]))
-        return outcomes
+    def run(self, item, *earlier):
+        from corral.dedup import keys as K
+
+        p, n = item["p"], item["partitions"]
+        keys, ranks, locs = [], [], []
+        for i in range(item["files"]):
+            a = load_arrays(key_path(self.out, SOURCE, i, "clean-keys"))
+            doc = np.repeat(np.arange(len(a["rank"])), np.diff(a["offsets"]))
+            mine = (a["lines"] % np.uint64(n)) == p
+            keys.append(a["lines"][mine])
+            ranks.append(a["rank"][doc[mine]])
+            locs.append(K.locs(i, len(a["rank"]))[doc[mine]])
+        cat = (lambda xs, t: np.concatenate(xs) if xs else np.empty(0, t))
+        k, owner = K.line_owners(cat(keys, np.uint64), cat(ranks, np.uint64), cat(locs, np.int64))
+        save_arrays(owners_path(self.out, p), {"keys": k, "owner": owner})
+        return {"p": p, "partitions": n, "lines": int(len(k))}
+
+
+class _FinalTask(Task):
+    phase = "c4-final"
+
+    def __init__(self, out: str, stages: dict[str, Any]):
+        self.out, self.stages = out, stages
+        self.english = _English(stages["clean"]["lang_threshold"])
+        self.badwords = None
+
+    def run(self, item, summaries):
+        from corral.dedup import keys as K
+
+        opts, index = self.stages["clean"], item["index"]
+        if opts["badwords"] and self.badwords is None:
+            self.badwords = badwords_regex(load_badwords(opts["badwords"]))
+        tables = []
+        if opts["line_dedup"]:
+            tables = [load_arrays(owners_path(self.out, p)) for p in range(_partitions(summaries, "c4-lines"))]
+            a = load_arrays(key_path(self.out, SOURCE, index, "clean-keys"))
+            owner = np.full(len(a["lines"]), -1, np.int64)
+            part = (a["lines"] % np.uint64(max(len(tables), 1))).astype(np.int64)
+            for p, t in enumerate(tables):
+                m = part == p
+                owner[m] = K.lookup(t["keys"], t["owner"], a["lines"][m], -1)
+            offsets = a["offsets"]
+        tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE), index)
+        collector = KeyCollector(self.stages)
+        row = 0
+        for batch in iter_staged(item["parts"]):
+            for r in batch.to_pylist():
+                i, row = row, row + 1
+                if opts["line_dedup"]:
+                    lo, hi = offsets[i], offsets[i + 1]
+                    mine = a["lines"][lo:hi][owner[lo:hi] == K.loc(index, i)]
+                    text = keep_owned_lines_by_key(r["text"], set(mine.tolist()))
+                    if not text:
+                        tally.reason(DROPPED, "empty_after_line_dedup")
+                        continue
+                    if count_sentences(text) < opts["min_sentences"]:
+                        tally.reason(DROPPED, "too_few_sentences_after_line_dedup")
+                        continue
+                    r = {**r, "text": text}
+                if not self.english(r["text"]):
+                    tally.reason(DROPPED, "not_english")
+                    continue
+                if self.badwords is not None and has_badword(r["text"], self.badwords):
+                    tally.reason(DROPPED, "badword")
+                    continue
+                writer.write(r)
+                collector.add(r)
+        parts = writer.close()
+        key_bytes = save_arrays(key_path(self.out, SOURCE, index), collector.arrays())
+        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes}
+
+
+def keep_owned_lines_by_key(text: str, owned: set[int]) -> str:
+    """keep_owned_lines with the owned lines named by their 64-bit keys."""
+    from corral.dedup import keys as K
+
+    out, seen = [], set()
+    for line in text.split("\n"):
+        k = K.hex64(line_key(line))
+        if k in owned and k not in seen:
+            seen.add(k)
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def _plan_files(fingerprint: str, phase: str, summaries):
+    return [{"source": SOURCE, "key": file_key(s["index"]), "fingerprint": fingerprint, "index": s["index"],
+             "parts": s["parts"]} for s in summaries if s.get("phase") == phase]
+
+
+def _plan_url(fingerprint: str, read):
+    from corral.pipeline.decide import round_items
+
+    return round_items(SOURCE, fingerprint, "c4url", sum(s["rows"] for s in read), len(read), [], "c4-read")
+
+
+def _plan_lines(fingerprint: str, cleaned):
+    from corral.pipeline.decide import partitions_for
+
+    n = partitions_for(sum(s["line_keys"] for s in cleaned))
+    return [{"source": SOURCE, "key": f"lines-{p:04d}", "fingerprint": fingerprint, "p": p, "partitions": n,
+             "files": len(cleaned)} for p in range(n)]
+
+
+def add_phases(p, plan):
+    """C4's own passes when it cleans (TFDS); None (the generic per-file stage) otherwise."""
+    if not plan.stages["clean"]["enabled"]:
+        return None
+    from corral.pipeline.decide import RoundTask
+    from corral.pipeline.phases import merged, run_phase
+    from corral.pipeline.plans import dedup_and_select
+
+    st, out, fp = plan.stages, plan.out, plan.fingerprint
+    read = run_phase(p, "c4/c4-read", _ReadTask(out, st), out, items=plan.file_items())
+    url = run_phase(p, "c4/c4url", RoundTask(out), out, plan=partial(_plan_url, fp), earlier=[read])
+    cleaned = run_phase(p, "c4/c4-clean", _CleanTask(out, st), out, plan=partial(_plan_files, fp, "c4-read"),
+                        earlier=[merged("c4/BeforeClean", [read, url])])
+    before_final = [cleaned]
+    if st["clean"]["line_dedup"]:
+        before_final.append(run_phase(p, "c4/c4-lines", _LinesTask(out), out, plan=partial(_plan_lines, fp),
+                                      earlier=[cleaned]))
+    final = run_phase(p, "c4/c4-final", _FinalTask(out, st), out, plan=partial(_plan_files, fp, "c4-clean"),
+                      earlier=[merged("c4/BeforeFinal", before_final)])
+    plan.stage_phase = "c4-final"
+    plan.count_phases = ["c4-read", "c4-clean", "c4-final"]
+    return dedup_and_select(p, plan, final)
 
 
 def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:

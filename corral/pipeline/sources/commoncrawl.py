@@ -1,376 +1,519 @@
-"""CommonCrawl (RECIPE.md §2): CCNet's pipeline on Beam, then the Wikipedia-reference classifier.
+"""CommonCrawl (RECIPE.md §2): cc_net's two passes over files, then the Wikipedia-reference classifier.
 
-paths ─► read (WET conversion records; or WARC responses with HTML through Resiliparse's extractor)
-      ─► url_dedup (optional: exact on URL + WARC-Block-Digest, as RP)
-      ─► line_dedup (cc_net semantics, corral.dedup.lines, per hash group of input shards)
-      ─► tag lang, lang_score (fastText lid.176, batched)
-      ─► tag perplexity (SentencePiece + KenLM per language: given, or trained here on the build's
-         Wikipedia) and bucket (30th/60th percentiles from a cutoff.csv, or of this crawl's own scores)
-      ─► tag quality (fastText: the build's Wikipedia vs an equal sample of the crawl, trained here)
-      ─► select: lang score and language, buckets kept, quality threshold — each a drop reason.
+  cc-read   per WET (or WARC) file: read records (corral.pipeline.sources.cc_read), stage them, and
+            hash every line (cc_net's `hashes` step); the file's distinct (line hash, document)
+            pairs go to its key file, with the URL + digest key of each record
+  url       (url_dedup) one record per URL + digest, the first read              → duplicate_url_digest
+  cc-lines  per hash group (cc_net: shard = the file's slice of num_shards, group = shard // hash_in_mem)
+            and partition of the hash space: the hashes found in two or more documents
+  lm        per language, when no models are given: SentencePiece + KenLM on the build's Wikipedia
+  cc-tag    per file (cc_net's `mine` step): line dedup against its group's duplicates, language ID,
+            perplexity; staged again with keys, a perplexity sketch and the quality negatives' keys
+  models    the bucket cutoffs (a cutoff.csv, or percentiles of the sketches) and the quality
+            classifier (Wikipedia — or crawled reference pages — against a sample of the crawl)
+  unique, select   one record per id, then per group of files: language, bucket and quality
+            thresholds, each a drop reason
 Tag first, select last: every signal is a column, so a new threshold needs no rerun of the rest.
-The funnel's input counts conversion (or response) records; warcinfo and request records are not
-documents and are not counted.
+Side models are files under OUT/models handed from phase to phase; models are loaded in the tasks
+of each worker, never pickled with them.
 """
 
 from __future__ import annotations
 
-import hashlib
+import heapq
 import json
-import os
-from typing import Any, Iterator
+from functools import partial
+from typing import Any
 
-import apache_beam as beam
+import numpy as np
 
-from corral.dedup.exact import ExactDedup
-from corral.dedup.lines import LineDedup, group_of
-from corral.pipeline.inputs import guarded, match_inputs, open_input
-from corral.outcome import KEPT, apply_rule, dropped, error, kept
+from corral import fs
+from corral.dedup import keys as K
+from corral.dedup.lines import dedup_record, doc_hashes, group_of
+from corral.outcome import DROPPED, KEPT
+from corral.pipeline.decide import REASONS, RoundTask, load_sorted, losers, partitions_for, round_items, save_sorted
+from corral.pipeline.inputs import guarded, match_inputs
+from corral.pipeline.phases import Task, merged, of_phase, run_phase, work_dir
 from corral.pipeline.quality import ccnet_rules as rules
-from corral.pipeline.quality.side_models import lead_section, localize, train_perplexity_models, train_quality_model
-from corral.schema import make_record
+from corral.pipeline.quality.side_models import lead_section, train_perplexity_models, train_quality_model
+from corral.pipeline.quality.taggers import LanguageId, Perplexity, QualityScorer
+from corral.pipeline.sources.cc_read import SOURCE, read_warc_html, read_wet
+from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
+                                   save_arrays, stage_folder)
+from corral.schema import records_to_batch
 
-SOURCE = "commoncrawl"
-MAX_RECORD_BYTES = 64 * 1024 * 1024  # corral's bound on a WET/WARC record's content: beyond it, one `too_large` error
-NEEDS_CONTEXT = True  # the DAG passes the input list, OUT and the build's Wikipedia records
 LID_BATCH = 256  # documents per fastText predict call
 CUTOFFS_FILE = "perplexity_cutoffs.json"  # OUT/models/: the head/tail cutoffs per language the buckets used
+SKETCH_POINTS = 257  # order statistics a file keeps of each language's perplexities, for the percentiles
 
 
-# --- reading ------------------------------------------------------------------------------------
+def models_dir(out: str) -> str:
+    return fs.join(out, "models")
 
 
-def _record(url: str, digest: str, date: str | None, title: str, lines: list[str], length: int | None,
-            group: int, path: str) -> dict[str, Any]:
-    text = "\n".join(lines)
-    meta = {"title": title, "digest": digest, "date_download": date, "source_domain": rules.source_domain(url),
-            "nlines": len(lines), "length": len(text), "content_length": length, "dedup_group": group,
-            "wet_file": os.path.basename(path)}
-    return make_record(SOURCE, f"{url} {digest}", text, url=url, meta=meta)
+def lines_path(out: str, group: int, p: int) -> str:
+    return fs.join(work_dir(out, SOURCE), f"lines/{group:05d}-{p:04d}.npy")
 
 
-def read_wet(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One outcome per conversion record: kept, too_short, or an error."""
-    from warcio.archiveiterator import ArchiveIterator
-    from warcio.exceptions import ArchiveLoadFailed
-
-    n = 0
-    with open_input(path) as f:
-        it = iter(ArchiveIterator(f))
-        while True:
-            try:
-                rec = next(it)
-            except StopIteration:
-                return
-            except ArchiveLoadFailed as e:
-                yield error(SOURCE, "bad_warc_record", f"{path} after record {n}", str(e))
-                return
-            h = rec.rec_headers
-            if rec.rec_type != "conversion":
-                continue
-            n += 1
-            url = h.get_header("WARC-Target-URI") or ""
-            where = f"{path} {url}"
-            declared = h.get_header("Content-Length")
-            data = rec.content_stream().read(MAX_RECORD_BYTES + 1)
-            if len(data) > MAX_RECORD_BYTES:
-                yield error(SOURCE, "too_large", where, f"more than {MAX_RECORD_BYTES:,} bytes")
-                continue
-            if declared is not None and declared.isdigit() and len(data) < int(declared):
-                yield error(SOURCE, "short_record", where, f"{len(data)} of {declared} bytes")
-                continue
-            try:
-                body = data.decode("utf-8")
-            except UnicodeDecodeError:
-                yield error(SOURCE, "invalid_utf8", where)
-                continue
-            title, lines = rules.parse_wet_body(body)
-            if len("\n".join(lines)) < read["min_len"]:
-                yield dropped(SOURCE, "too_short", where)
-                continue
-            yield kept(_record(url, h.get_header("WARC-Block-Digest") or "", h.get_header("WARC-Date"), title,
-                               lines, int(declared) if declared and declared.isdigit() else None, group, path))
+# --- pass 1: read, stage, hash lines --------------------------------------------------------------
 
 
-def read_warc_html(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One outcome per HTML response record, its main text extracted with Resiliparse."""
-    from resiliparse.extract.html2text import extract_plain_text
-    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
-    from warcio.archiveiterator import ArchiveIterator
-
-    with open_input(path) as f:
-        for rec in ArchiveIterator(f):
-            if rec.rec_type != "response":
-                continue
-            url = rec.rec_headers.get_header("WARC-Target-URI") or ""
-            where = f"{path} {url}"
-            ctype = (rec.http_headers.get_header("Content-Type") or "") if rec.http_headers else ""
-            if "html" not in ctype.lower():
-                yield dropped(SOURCE, "not_html", where)
-                continue
-            raw = rec.content_stream().read(MAX_RECORD_BYTES + 1)
-            if len(raw) > MAX_RECORD_BYTES:
-                yield error(SOURCE, "too_large", where, f"more than {MAX_RECORD_BYTES:,} bytes")
-                continue
-            html = bytes_to_str(raw, detect_encoding(raw))
-            text = extract_plain_text(html, main_content=True, alt_texts=False, links=False, list_bullets=True)
-            title, lines = rules.parse_wet_body(text)
-            if len("\n".join(lines)) < read["min_len"]:
-                yield dropped(SOURCE, "too_short", where)
-                continue
-            digest = rec.rec_headers.get_header("WARC-Payload-Digest") or rec.rec_headers.get_header("WARC-Block-Digest") or ""
-            yield kept(_record(url, digest, rec.rec_headers.get_header("WARC-Date"), title, lines, None, group, path))
+def file_line_keys(hashes: list[list[int]], owners: np.ndarray) -> dict[str, np.ndarray]:
+    """One file's distinct (line hash, owner) pairs, a hash found in two of its documents sent once
+    and marked `repeated`: what its hash group needs to know of the file."""
+    lens = [len(set(h)) for h in hashes]
+    flat = np.fromiter((x for h in hashes for x in set(h)), dtype=np.uint64, count=sum(lens))
+    own = np.repeat(owners.astype(np.uint64), lens)
+    if not len(flat):
+        return {"lh": flat, "lo": own, "lr": np.zeros(0, bool)}
+    order = np.lexsort((own, flat))
+    h, o = flat[order], own[order]
+    distinct = np.concatenate([[True], (h[1:] != h[:-1]) | (o[1:] != o[:-1])])
+    h, o = h[distinct], o[distinct]
+    first = np.concatenate([[True], h[1:] != h[:-1]])
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, len(h)))
+    return {"lh": h[starts], "lo": o[starts], "lr": counts >= 2}
 
 
-# --- tagging DoFns (models loaded once per worker) ------------------------------------------------
+class ReadTask(Task):
+    phase = "cc-read"
+
+    def __init__(self, out: str, stages: dict[str, Any]):
+        self.out, self.stages = out, stages
+
+    def run(self, item, *earlier):
+        st, index = self.stages, item["index"]
+        read, ld = st["read"], st["line_dedup"]
+        reader = read_warc_html if read["format"] == "warc" else read_wet
+        tally = Tally()
+        writer = StagedWriter(stage_folder(self.out, SOURCE, "read"), index)
+        hashes, id_keys = [], []
+        try:
+            for o in guarded(SOURCE, item["path"], reader(item["path"], item["group"], read)):
+                if o["status"] != KEPT:
+                    tally.add(o)
+                    continue
+                r = o["record"]
+                writer.write(r)
+                id_keys.append(K.key64(r["id"]))
+                hashes.append(doc_hashes(r["text"]) if ld["enabled"] else [])
+        except BaseException:
+            writer.abort()
+            raise
+        parts = writer.close()
+        ids = np.array(id_keys, dtype=np.uint64)
+        arrays = {"id_key": ids, "offsets": np.cumsum([0] + [len(h) for h in hashes], dtype=np.int64),
+                  "hashes": np.fromiter((x for h in hashes for x in h), dtype=np.uint64,
+                                        count=sum(len(h) for h in hashes))}
+        if ld["enabled"]:
+            # A record's lines count once per document: per URL + digest when url dedup keeps one of
+            # each (twins count once), per record otherwise (as cc_net, which has no URL dedup).
+            owners = ids if st["url_dedup"]["enabled"] else K.locs(index, len(ids)).astype(np.uint64)
+            arrays.update(file_line_keys(hashes, owners))
+        key_bytes = save_arrays(key_path(self.out, SOURCE, index, "ccread-keys"), arrays)
+        tally.save_errors(self.out, SOURCE, index)
+        return {"index": index, "group": item["group"], "rows": writer.rows, "parts": parts, "counts": tally.rows(),
+                "line_keys": int(len(arrays.get("lh", ()))), "key_bytes": key_bytes}
 
 
-class _LanguageId(beam.DoFn):
-    """Tag lang and lang_score (RECIPE.md §2.6), predictions batched."""
+class LinesTask(Task):
+    """One hash group's partition: the line hashes in two or more of its documents."""
 
-    def __init__(self, model: str | None):
-        self.model_path, self.model = model, None
+    phase = "cc-lines"
 
-    def setup(self):
-        import fasttext
+    def __init__(self, out: str):
+        self.out = out
 
-        from corral.model_cache import lid_model_path
-
-        self.model = fasttext.load_model(str(lid_model_path(self.model_path)))
-
-    def process(self, batch):
-        docs = [o for o in batch if o["status"] == KEPT]
-        if docs:
-            texts = [rules.lid_input(o["record"]["text"]) for o in docs]
-            labels, scores = self.model.predict(texts, k=1)
-            for o, text, lab, sc in zip(docs, texts, labels, scores):
-                if rules.near_rounding_boundary(float(sc[0])):
-                    lab, sc = self.model.predict(text, k=1)  # float64, exactly as cc_net's single call
-                lang, score = rules.lid_result(lab, sc)
-                o["record"] = {**o["record"], "lang": lang, "lang_score": score}
-        yield from batch
+    def run(self, item, *earlier):
+        g, p, n = item["group"], item["p"], item["partitions"]
+        hs, owners, repeated = [], [], []
+        for i in item["files"]:
+            a = load_arrays(key_path(self.out, SOURCE, i, "ccread-keys"))
+            mine = (a["lh"] % np.uint64(n)) == p
+            hs.append(a["lh"][mine])
+            owners.append(a["lo"][mine])
+            repeated.append(a["lr"][mine])
+        cat = (lambda xs, t: np.concatenate(xs) if xs else np.empty(0, t))
+        dups = K.duplicate_lines(cat(hs, np.uint64), cat(owners, np.uint64), cat(repeated, bool))
+        save_sorted(lines_path(self.out, g, p), dups)
+        return {"group": g, "p": p, "partitions": n, "duplicates": int(len(dups))}
 
 
-class _Perplexity(beam.DoFn):
-    """Tag perplexity for languages with a model (RECIPE.md §2.7); others stay null."""
-
-    def __init__(self):
-        self.loaded: dict[str, tuple[Any, Any]] = {}
-
-    def _models(self, lang: str, paths: dict[str, dict[str, str]]):
-        if lang not in self.loaded:
-            import kenlm
-            import sentencepiece as spm
-
-            entry = paths[lang]
-            sp = spm.SentencePieceProcessor(model_file=localize(entry["sp"]))
-            self.loaded[lang] = (sp, kenlm.Model(localize(entry["lm"])))
-        return self.loaded[lang]
-
-    def process(self, outcome, models):
-        if outcome["status"] == KEPT:
-            lang = outcome["record"].get("lang")
-            if lang in models:
-                sp, lm = self._models(lang, models)
-                pp = rules.score_document(outcome["record"]["text"], sp, lm)
-                outcome = {**outcome, "record": {**outcome["record"], "perplexity": pp}}
-        yield outcome
+def _plan_lines(fingerprint: str, read_summaries):
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for s in read_summaries:
+        groups.setdefault(s["group"], []).append(s)
+    items = []
+    for g, files in sorted(groups.items()):
+        n = partitions_for(sum(s["line_keys"] for s in files))
+        for p in range(n):
+            items.append({"source": SOURCE, "key": f"lines-{g:05d}-{p:04d}", "fingerprint": fingerprint, "group": g,
+                          "p": p, "partitions": n, "files": sorted(s["index"] for s in files)})
+    return items
 
 
-class _Quality(beam.DoFn):
-    """Tag quality = P(wiki) (RECIPE.md §2.12)."""
+def _plan_url(fingerprint: str, read_summaries):
+    return round_items(SOURCE, fingerprint, "url", sum(s["rows"] for s in read_summaries), len(read_summaries), [],
+                       "cc-read")
 
-    def __init__(self):
-        self.model, self.path = None, None
 
-    def process(self, outcome, model_path):
-        if outcome["status"] == KEPT and model_path:
-            if self.path != model_path:
-                import fasttext
+# --- side models ----------------------------------------------------------------------------------
 
-                self.model, self.path = fasttext.load_model(localize(model_path)), model_path
-            labels, probs = self.model.predict(rules.quality_input(outcome["record"]["text"]), k=1)
-            outcome = {**outcome, "record": {**outcome["record"], "quality": rules.wiki_probability(labels, probs)}}
-        yield outcome
+
+def wiki_shards(out: str) -> list[str]:
+    """The build's Wikipedia shards: from its finished record, or from its select pass of this build."""
+    from corral.pipeline.phases import recorded_summaries
+    from corral.pipeline.resume import finished_record
+
+    done = finished_record(out, "wikipedia")
+    if done is not None:
+        return [fs.join(out, s["path"]) for s in done["build"]["shards"]]
+    return sorted(d["path"] for s in recorded_summaries(out, "wikipedia", "select") for d in s["shards"])
+
+
+def _wiki_smallest(out: str, keep, n: int) -> list[tuple[str, str]]:
+    """(id, text) of the n smallest ids among Wikipedia's documents that `keep(lang, text)`."""
+    from corral.shards import iter_batches
+
+    heap: list[tuple[str, str]] = []  # max-heap by id, as negated order: holds the n smallest
+    for path in wiki_shards(out):
+        for batch in iter_batches(path):
+            for doc_id, lang, text in zip(batch.column("id").to_pylist(), batch.column("lang").to_pylist(),
+                                          batch.column("text").to_pylist()):
+                if keep(lang, text):
+                    item = (_Rev(doc_id), text)
+                    if len(heap) < n:
+                        heapq.heappush(heap, item)
+                    elif doc_id < heap[0][0].s:
+                        heapq.heapreplace(heap, item)
+    return sorted((r.s, t) for r, t in heap)
+
+
+class _Rev:
+    """A string that orders backwards (a max-heap of ids with heapq)."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, s: str):
+        self.s = s
+
+    def __lt__(self, other: "_Rev") -> bool:
+        return self.s > other.s
+
+
+class LmTask(Task):
+    """One language's SentencePiece + KenLM, trained on the lead sections of the build's Wikipedia
+    (the `lm_docs` smallest ids of that language)."""
+
+    phase = "lm"
+
+    def __init__(self, out: str, stages: dict[str, Any]):
+        self.out, self.ppl = out, stages["perplexity"]
+
+    def run(self, item, *earlier):
+        lang = item["lang"]
+        docs = _wiki_smallest(self.out, lambda lg, _t: lg == lang, self.ppl["lm_docs"])
+        if not docs:
+            return {"lang": lang, "models": {}}
+        infos = train_perplexity_models(lang, [lead_section(t) for _, t in docs], models_dir(self.out),
+                                        self.ppl["sp_vocab_size"], self.ppl["lm_order"])
+        return {"lang": lang, "models": infos,
+                "paths": {"sp": infos[f"{lang}.sp.model"]["path"], "lm": infos[f"{lang}.arpa.bin"]["path"]}}
+
+
+def lm_paths(stages: dict[str, Any], lm_summaries: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    ppl, languages = stages["perplexity"], stages["langid"]["languages"]
+    if ppl["sp_model"] and ppl["lm_model"]:
+        return {lang: {"sp": ppl["sp_model"].replace("{lang}", lang), "lm": ppl["lm_model"].replace("{lang}", lang)}
+                for lang in languages}
+    return {s["lang"]: s["paths"] for s in lm_summaries if s.get("paths")}
+
+
+# --- pass 2: line dedup, language, perplexity ---------------------------------------------------
+
+
+def sketch(values: list[float]) -> dict[str, Any]:
+    """At most SKETCH_POINTS order statistics of a file's values, each standing for n/points of them."""
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    if len(v) > SKETCH_POINTS:
+        v = v[np.linspace(0, len(v) - 1, SKETCH_POINTS).round().astype(int)]
+    return {"n": len(values), "points": v.tolist()}
+
+
+def percentile_cutoffs(sketches: list[dict[str, Any]], head: int, tail: int) -> tuple[float, float]:
+    """(p_head, p_tail) of the values the sketches stand for: each point weighs n/len(points)."""
+    pts = np.concatenate([np.asarray(s["points"], dtype=np.float64) for s in sketches])
+    w = np.concatenate([np.full(len(s["points"]), s["n"] / len(s["points"])) for s in sketches])
+    order = np.argsort(pts, kind="stable")
+    pts, cum = pts[order], np.cumsum(w[order])
+    total = cum[-1]
+
+    def q(pct: int) -> float:
+        target = pct / 100 * (total - 1) + 1  # the rank (1-based) of the percentile among n values
+        return float(pts[min(np.searchsorted(cum, target - 1e-9), len(pts) - 1)])
+
+    return q(head), q(tail)
+
+
+class TagTask(Task):
+    phase = "cc-tag"
+
+    def __init__(self, out: str, stages: dict[str, Any]):
+        self.out, self.stages = out, stages
+        self.lid = LanguageId(stages["langid"]["model"])
+        self.ppl = None
+
+    def run(self, item, summaries):
+        st, index = self.stages, item["index"]
+        ld, languages = st["line_dedup"], set(st["langid"]["languages"])
+        if self.ppl is None:
+            self.ppl = Perplexity(lm_paths(st, of_phase(summaries, "lm")))
+        keys = load_arrays(key_path(self.out, SOURCE, index, "ccread-keys"))
+        lo, hi = K.loc(index, 0), K.loc(index + 1, 0)
+        url_lost = np.empty(0, np.int64)
+        url = [s for s in of_phase(summaries, "decide") if s.get("round") == "url"]
+        if url:
+            lost = losers(self.out, SOURCE, "url", url[0]["partitions"])
+            a, b = np.searchsorted(lost, [lo, hi])
+            url_lost = lost[a:b] - lo
+        dupset: set[int] = set()
+        if ld["enabled"]:
+            parts = max((s["partitions"] for s in of_phase(summaries, "cc-lines") if s["group"] == item["group"]),
+                        default=0)
+            dups = [load_sorted(lines_path(self.out, item["group"], p)) for p in range(parts)]
+            dups = np.sort(np.concatenate(dups)) if dups else np.empty(0, np.uint64)
+            hashes = keys["hashes"]
+            dupset = set(hashes[K.member_of(dups, hashes)].tolist())  # this file's duplicated lines only
+        offsets = keys["offsets"]
+        tally = Tally()
+        writer = StagedWriter(stage_folder(self.out, SOURCE, "stage"), index)
+        collector = KeyCollector(st)
+        neg, neg_rows, scored = [], [], {}
+        pending: list[dict[str, Any]] = []
+
+        def flush():
+            for r, (lang, score) in zip(pending, self.lid.tag([r["text"] for r in pending])):
+                r["lang"], r["lang_score"] = lang, score
+                r["perplexity"] = self.ppl.score(r["text"], lang)
+                if r["perplexity"] is not None:
+                    scored.setdefault(lang, []).append(r["perplexity"])
+                if lang in languages:
+                    neg.append(K.hex64(_md5(r["id"])))
+                    neg_rows.append(writer.rows)
+                writer.write(r)
+                collector.add(r)
+            pending.clear()
+
+        row = 0
+        lost = set(url_lost.tolist())
+        try:
+            for batch in iter_staged(item["parts"]):
+                for r in batch.to_pylist():
+                    i, row = row, row + 1
+                    if i in lost:
+                        tally.reason(DROPPED, REASONS["url"])
+                        continue
+                    if ld["enabled"]:
+                        r = dedup_record(r, dupset, keys["hashes"][offsets[i]:offsets[i + 1]].tolist())
+                        if r is None:
+                            tally.reason(DROPPED, "empty_after_line_dedup")
+                            continue
+                    pending.append(r)
+                    if len(pending) >= LID_BATCH:
+                        flush()
+            flush()
+        except BaseException:
+            writer.abort()
+            raise
+        parts = writer.close()
+        arrays = {**collector.arrays(), "neg": np.array(neg, dtype=np.uint64), "neg_row": np.array(neg_rows, np.int64)}
+        key_bytes = save_arrays(key_path(self.out, SOURCE, index), arrays)
+        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes,
+                "sketch": {lang: sketch(v) for lang, v in sorted(scored.items())}}
+
+
+def _md5(text: str) -> str:
+    import hashlib
+
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def _plan_tag(fingerprint: str, summaries):
+    return [{"source": SOURCE, "key": file_key(s["index"]), "fingerprint": fingerprint, "index": s["index"],
+             "group": s["group"], "parts": s["parts"]} for s in of_phase(summaries, "cc-read")]
+
+
+# --- cutoffs and the quality classifier -------------------------------------------------------------
 
 
 def _cutoff_info(table: dict[str, tuple[float, float]], path: str, head: int, tail: int,
-                 origin: str) -> tuple[str, dict[str, Any]]:
+                 origin: str) -> dict[str, Any]:
     """Write the bucket cutoffs per language to OUT/models/ (what the report draws); their model info."""
-    from corral.shards import atomic_write_bytes
-
     values = {lang: [float(a), float(b)] for lang, (a, b) in sorted(table.items())}
     data = json.dumps({"percentiles": [head, tail], "cutoffs": values}, indent=1).encode("utf-8")
-    return CUTOFFS_FILE, {"path": path, "sha256": atomic_write_bytes(path, data), "bytes": len(data),
-                          "kind": "perplexity_cutoffs", "percentiles": [head, tail], "origin": origin,
-                          "cutoffs": values}
+    return {"path": path, "sha256": fs.atomic_write_bytes(path, data), "bytes": len(data),
+            "kind": "perplexity_cutoffs", "percentiles": [head, tail], "origin": origin, "cutoffs": values}
 
 
-def _with_bucket(outcome: dict[str, Any], cutoffs: dict[str, tuple[float, float]]) -> dict[str, Any]:
-    if outcome["status"] != KEPT:
-        return outcome
-    r = outcome["record"]
-    return {**outcome, "record": {**r, "bucket": rules.bucket(r.get("perplexity"), cutoffs.get(r.get("lang")))}}
+class ModelsTask(Task):
+    """`cutoffs`: the perplexity bucket cutoffs; `quality`: the reference classifier."""
 
+    phase = "models"
 
-def _select(stages: dict[str, Any]):
-    lid, ppl, q = stages["langid"], stages["perplexity"], stages["quality"]
+    def __init__(self, out: str, stages: dict[str, Any]):
+        self.out, self.stages = out, stages
 
-    def rule(r):
-        reason = rules.lid_keep(r.get("lang") or "", r.get("lang_score") or 0.0, lid["threshold"], lid["languages"])
-        return reason or rules.select_reason(r, ppl["keep_buckets"], q["threshold"] if q["enabled"] else None) or r
-    return rule
+    def run(self, item, summaries):
+        if item["key"] == "cutoffs":
+            return {"models": {CUTOFFS_FILE: self._cutoffs(of_phase(summaries, "cc-tag"))}}
+        return {"models": self._quality(of_phase(summaries, "cc-tag"))}
 
-
-def _train_quality(_, pos, neg, models_dir, opts) -> list[dict[str, Any]]:
-    """Train on equal classes (the smaller one sets the size); nothing when it cannot be trained, and
-    the documents are then dropped as `unscored_quality` by the select step."""
-    import logging
-
-    from corral.pipeline.quality.side_models import QualityTrainingFailed
-
-    if not pos or not neg:
-        logging.getLogger(__name__).warning("quality classifier not trained: %d wiki and %d crawl documents",
-                                            len(pos), len(neg))
-        return []
-    try:
-        return [train_quality_model([t for _, t in pos[: len(neg)]], [t for _, t in neg[: len(pos)]], models_dir, opts)]
-    except QualityTrainingFailed as e:
-        logging.getLogger(__name__).warning("quality classifier not trained: %s", e)
-        return []
-
-
-def _sample_key(record_id: str) -> str:
-    return hashlib.md5(record_id.encode()).hexdigest()
-
-
-# --- the transform ------------------------------------------------------------------------------
-
-
-class Read(beam.PTransform):
-    """paths → outcomes for CommonCrawl; side models are trained here when the manifest asks."""
-
-    def __init__(self, stages: dict[str, dict[str, Any]], context: dict[str, Any]):
-        super().__init__()
-        self.stages, self.context = stages, context
-        self.models_saved = None  # after expansion: the step that records the side models, if any
-
-    def expand(self, paths):
-        st, ctx = self.stages, self.context
-        p = paths.pipeline
-        read, ld = st["read"], st["line_dedup"]
-        all_paths = ctx["paths"]
-        index = {path: i for i, path in enumerate(all_paths)}
-        n = len(all_paths)
-        reader = read_warc_html if read["format"] == "warc" else read_wet
-
-        def read_one(path):
-            group = group_of(index[path], n, ld["num_shards"], ld["hash_in_mem"])
-            return guarded(SOURCE, path, reader(path, group, read))
-
-        outcomes = paths | "ReadRecords" >> beam.FlatMap(read_one)
-        if st["url_dedup"]["enabled"]:
-            outcomes = outcomes | "UrlDigestDedup" >> ExactDedup(
-                key_fn=lambda r: f"{r['url']} {json.loads(r['meta'])['digest']}", reason="duplicate_url_digest")
-        if ld["enabled"]:
-            outcomes = outcomes | "LineDedup" >> LineDedup(ld["buckets"])
-        outcomes = (outcomes
-                    | "BatchForLid" >> beam.BatchElements(min_batch_size=1, max_batch_size=LID_BATCH)
-                    | "LanguageId" >> beam.ParDo(_LanguageId(st["langid"]["model"])))
-
-        models_dir = f"{ctx['out'].rstrip('/')}/models"
-        infos = []
-        languages = st["langid"]["languages"]
-        ppl = st["perplexity"]
-        if ppl["sp_model"] and ppl["lm_model"]:
-            given = {lang: {"sp": ppl["sp_model"].replace("{lang}", lang), "lm": ppl["lm_model"].replace("{lang}", lang)}
-                     for lang in languages}
-            lm_paths = p | "GivenLMs" >> beam.Create([given])
-        else:
-            wiki = ctx["wikipedia"]
-            by_lang = (
-                wiki
-                | "WikiForLM" >> beam.Filter(lambda r: r["lang"] in languages)
-                | "LangKey" >> beam.Map(lambda r: (r["lang"], (r["id"], lead_section(r["text"]))))
-                | "FirstDocs" >> beam.combiners.Top.SmallestPerKey(ppl["lm_docs"])
-            )
-            trained = by_lang | "TrainLM" >> beam.Map(
-                lambda kv: (kv[0], train_perplexity_models(kv[0], [t for _, t in kv[1]], models_dir,
-                                                           ppl["sp_vocab_size"], ppl["lm_order"])))
-            infos.append(trained | "LMInfos" >> beam.FlatMap(lambda kv: list(kv[1].items())))
-            lm_paths = (trained
-                        | "LMPaths" >> beam.Map(lambda kv: (kv[0], {"sp": kv[1][f"{kv[0]}.sp.model"]["path"],
-                                                                     "lm": kv[1][f"{kv[0]}.arpa.bin"]["path"]}))
-                        | "LMDict" >> beam.combiners.ToDict())
-        outcomes = outcomes | "Perplexity" >> beam.ParDo(_Perplexity(), models=beam.pvalue.AsSingleton(lm_paths))
-
+    def _cutoffs(self, tagged) -> dict[str, Any]:
+        ppl = self.stages["perplexity"]
+        head, tail = ppl["percentile_head"], ppl["percentile_tail"]
+        path = fs.join(models_dir(self.out), CUTOFFS_FILE)
         if ppl["cutoffs"]:
-            from corral.shards import read_bytes
+            table = rules.read_cutoff_csv(fs.read_bytes(ppl["cutoffs"]).decode("utf-8"), head, tail)
+            return _cutoff_info(table, path, head, tail, ppl["cutoffs"])
+        by_lang: dict[str, list[dict[str, Any]]] = {}
+        for s in tagged:
+            for lang, sk in s["sketch"].items():
+                if sk["n"]:
+                    by_lang.setdefault(lang, []).append(sk)
+        table = {lang: percentile_cutoffs(sks, head, tail) for lang, sks in by_lang.items()}
+        return _cutoff_info(table, path, head, tail, "this crawl's own perplexities")
 
-            table = rules.read_cutoff_csv(read_bytes(ppl["cutoffs"]).decode("utf-8"), ppl["percentile_head"],
-                                          ppl["percentile_tail"])
-            cutoffs = p | "CutoffTable" >> beam.Create([table])
+    def _quality(self, tagged) -> dict[str, Any]:
+        import logging
+
+        from corral.pipeline.quality.side_models import QualityTrainingFailed
+
+        q, languages = self.stages["quality"], set(self.stages["langid"]["languages"])
+        fs.remove([fs.join(models_dir(self.out), "quality.bin")])  # never a classifier of an earlier build
+        if q["positives"]:
+            pos = self._reference_positives(q, languages)
         else:
-            head, tail = ppl["percentile_head"], ppl["percentile_tail"]
-            cutoffs = (
-                outcomes
-                | "Scored" >> beam.FlatMap(lambda o: [(o["record"]["lang"], o["record"]["perplexity"])]
-                                           if o["status"] == KEPT and o["record"].get("perplexity") is not None else [])
-                | "Quantiles" >> beam.ApproximateQuantiles.PerKey(101)
-                | "Cutoffs" >> beam.Map(lambda kv: (kv[0], rules.cutoffs_from_quantiles(kv[1], head, tail)))
-                | "CutoffDict" >> beam.combiners.ToDict()
-            )
-        infos.append(cutoffs | "CutoffInfo" >> beam.Map(
-            _cutoff_info, f"{models_dir}/{CUTOFFS_FILE}", ppl["percentile_head"], ppl["percentile_tail"],
-            ppl["cutoffs"] or "this crawl's own perplexities"))
-        outcomes = outcomes | "Bucket" >> beam.Map(_with_bucket, cutoffs=beam.pvalue.AsSingleton(cutoffs))
+            pos = _wiki_smallest(self.out, lambda lg, t: lg in languages and len(t) >= q["min_chars"], q["max_docs"])
+        neg = self._negatives(tagged, q["max_docs"])
+        if not pos or not neg:
+            logging.getLogger(__name__).warning("quality classifier not trained: %d wiki and %d crawl documents",
+                                                len(pos), len(neg))
+            return {}
+        try:
+            return train_quality_model([t for _, t in pos[: len(neg)]], [t for _, t in neg[: len(pos)]],
+                                       models_dir(self.out), q)
+        except QualityTrainingFailed as e:
+            logging.getLogger(__name__).warning("quality classifier not trained: %s", e)
+            return {}
 
-        q = st["quality"]
-        if q["enabled"]:
-            if q["positives"]:
-                # Pages that Wikipedia cites, crawled by the user (WET, or WARC with HTML), read like
-                # the crawl itself (RP ran them through cc_net); their language must be selected too.
-                ref_paths = [path for path, _ in match_inputs([q["positives"]], "sources.commoncrawl.quality.positives")]
-                refs = (
-                    p
-                    | "ReferencePaths" >> beam.Create(ref_paths)
-                    | "ReadReferences" >> beam.FlatMap(
-                        lambda path: guarded(SOURCE, path, (read_wet if ".wet" in path else read_warc_html)(path, 0, read)))
-                    | "ReferenceDocs" >> beam.Filter(lambda o: o["status"] == KEPT)
-                    | "BatchRefsForLid" >> beam.BatchElements(min_batch_size=1, max_batch_size=LID_BATCH)
-                    | "ReferenceLanguage" >> beam.ParDo(_LanguageId(st["langid"]["model"]))
-                    | "ReferenceRecords" >> beam.Map(lambda o: o["record"])
-                )
+    def _reference_positives(self, q, languages) -> list[tuple[str, str]]:
+        """Pages that Wikipedia cites, crawled by the user (WET, or WARC with HTML), read like the
+        crawl itself (RP ran them through cc_net); their language must be selected too."""
+        lid = LanguageId(self.stages["langid"]["model"])
+        read = self.stages["read"]
+        docs = []
+        for path, _ in match_inputs([q["positives"]], "sources.commoncrawl.quality.positives"):
+            reader = read_wet if ".wet" in path else read_warc_html
+            recs = [o["record"] for o in guarded(SOURCE, path, reader(path, 0, read)) if o["status"] == KEPT]
+            for r, (lang, _score) in zip(recs, lid.tag([r["text"] for r in recs])):
+                if lang in languages and len(r["text"]) >= q["min_chars"]:
+                    docs.append((r["id"], r["text"]))
+        return sorted(docs)[: q["max_docs"]]
+
+    def _negatives(self, tagged, n: int) -> list[tuple[str, str]]:
+        """The crawl's n documents of the selected languages with the smallest md5(id), in that order."""
+        best = np.empty(0, np.uint64)
+        where = np.empty(0, np.int64)
+        for s in tagged:
+            a = load_arrays(key_path(self.out, SOURCE, s["index"]))
+            keys = np.concatenate([best, a["neg"]])
+            locs = np.concatenate([where, (np.int64(s["index"]) << np.int64(K.ROW_BITS)) + a["neg_row"]])
+            keep = np.argsort(keys, kind="stable")[:n]
+            best, where = keys[keep], locs[keep]
+        from corral.pipeline.stage import StagedRows
+
+        rows = StagedRows({s["index"]: s["parts"] for s in tagged})
+        return [(f"{int(k):016x}", rows.get(int(w), "text")) for k, w in zip(best.tolist(), where.tolist())]
+
+
+# --- select -----------------------------------------------------------------------------------------
+
+
+class SelectRule:
+    """CommonCrawl's thresholds on a batch of tagged documents: language and its score, then the
+    bucket (from the recorded cutoffs) and the quality score (from the trained classifier)."""
+
+    def __init__(self, out: str, stages: dict[str, Any]):
+        self.out, self.stages = out, stages
+        self.cutoffs = None
+
+    def setup(self):
+        pass
+
+    def _load(self):
+        if self.cutoffs is None:
+            data = json.loads(fs.read_bytes(fs.join(models_dir(self.out), CUTOFFS_FILE)))
+            self.cutoffs = {lang: tuple(v) for lang, v in data["cutoffs"].items()}
+            path = fs.join(models_dir(self.out), "quality.bin")
+            self.quality = QualityScorer(path if self.stages["quality"]["enabled"] and fs.exists(path) else None)
+
+    def select(self, batch):
+        self._load()
+        lid, ppl, q = self.stages["langid"], self.stages["perplexity"], self.stages["quality"]
+        records = batch.to_pylist()
+        kept, reasons = [], []
+        for r, score in zip(records, self.quality.score([r["text"] for r in records])):
+            reason = rules.lid_keep(r.get("lang") or "", r.get("lang_score") or 0.0, lid["threshold"], lid["languages"])
+            if reason is None:
+                r["bucket"] = rules.bucket(r.get("perplexity"), self.cutoffs.get(r.get("lang")))
+                r["quality"] = score
+                reason = rules.select_reason(r, ppl["keep_buckets"], q["threshold"] if q["enabled"] else None)
+            if reason is None:
+                kept.append(r)
             else:
-                refs = ctx["wikipedia"]
-            positives = (
-                refs
-                | "WikiPositives" >> beam.Filter(lambda r: r["lang"] in languages and len(r["text"]) >= q["min_chars"])
-                | "PosKey" >> beam.Map(lambda r: (r["id"], r["text"]))
-                | "FirstPositives" >> beam.combiners.Top.Smallest(q["max_docs"])
-            )
-            negatives = (
-                outcomes
-                | "CrawlNegatives" >> beam.Filter(lambda o: o["status"] == KEPT and o["record"].get("lang") in languages)
-                | "NegKey" >> beam.Map(lambda o: (_sample_key(o["record"]["id"]), o["record"]["text"]))
-                | "SampleNegatives" >> beam.combiners.Top.Smallest(q["max_docs"])
-            )
-            quality = (
-                p
-                | "QualitySeed" >> beam.Create([None])
-                | "TrainQuality" >> beam.FlatMap(_train_quality, models_dir=models_dir, opts=q,
-                    pos=beam.pvalue.AsSingleton(positives), neg=beam.pvalue.AsSingleton(negatives))
-            )
-            infos.append(quality | "QualityInfo" >> beam.FlatMap(lambda d: list(d.items())))
-            model_path = quality | "QualityPath" >> beam.Map(lambda d: d["quality.bin"]["path"])
-            outcomes = outcomes | "Quality" >> beam.ParDo(
-                _Quality(), model_path=beam.pvalue.AsSingleton(model_path, default_value=None))
+                reasons.append(reason)
+        return records_to_batch(kept, batch.schema), reasons
 
-        if infos:
-            summary = f"{ctx['out'].rstrip('/')}/_build/models-{SOURCE}.json"
-            from corral.shards import atomic_write_bytes
 
-            self.models_saved = (infos | "AllModelInfos" >> beam.Flatten() | "ModelList" >> beam.combiners.ToList()
-                                 | "SaveModels" >> beam.Map(lambda items: atomic_write_bytes(
-                                     summary, json.dumps(dict(sorted(items))).encode("utf-8"))))
-        return outcomes | "Select" >> beam.Map(apply_rule, _select(st))
+# --- the phases ---------------------------------------------------------------------------------------
+
+
+def add_phases(p, plan):
+    from corral.pipeline.plans import dedup_and_select
+
+    st, out, fp = plan.stages, plan.out, plan.fingerprint
+    ld = st["line_dedup"]
+    n = len(plan.paths)
+    items = [{**it, "group": group_of(it["index"], n, ld["num_shards"], ld["hash_in_mem"])}
+             for it in plan.file_items()]
+    read = run_phase(p, "commoncrawl/cc-read", ReadTask(out, st), out, items=items)
+    before_tag = [read]
+    if st["url_dedup"]["enabled"]:
+        before_tag.append(run_phase(p, "commoncrawl/url", RoundTask(out), out, plan=partial(_plan_url, fp),
+                                    earlier=[read]))
+    if ld["enabled"]:
+        before_tag.append(run_phase(p, "commoncrawl/cc-lines", LinesTask(out), out, plan=partial(_plan_lines, fp),
+                                    earlier=[read]))
+    ppl = st["perplexity"]
+    if not (ppl["sp_model"] and ppl["lm_model"]):
+        lm_items = [{"source": SOURCE, "key": f"lm-{lang}", "fingerprint": fp, "lang": lang}
+                    for lang in st["langid"]["languages"]]
+        before_tag.append(run_phase(p, "commoncrawl/lm", LmTask(out, st), out, items=lm_items, waits=plan.waits))
+    tag = run_phase(p, "commoncrawl/cc-tag", TagTask(out, st), out, plan=partial(_plan_tag, fp),
+                    earlier=[merged("commoncrawl/BeforeTag", before_tag)])
+    model_items = [{"source": SOURCE, "key": "cutoffs", "fingerprint": fp}]
+    if st["quality"]["enabled"]:
+        model_items.append({"source": SOURCE, "key": "quality", "fingerprint": fp})
+    models = run_phase(p, "commoncrawl/models", ModelsTask(out, st), out, items=model_items, earlier=[tag],
+                       waits=plan.waits)
+    plan.stage_phase = "cc-tag"
+    plan.count_phases = ["cc-read", "cc-tag"]
+    plan.model_phases = ["lm", "models"]
+    return dedup_and_select(p, plan, tag, rule=SelectRule(out, st), select_waits=[models]) + [models]
+
+
+def read_file(path: str, stages: dict[str, Any]):
+    """One WET/WARC file's records as read (cc_net's parse; no dedup or tagging)."""
+    reader = read_warc_html if stages["read"]["format"] == "warc" else read_wet
+    return guarded(SOURCE, path, reader(path, 0, stages["read"]))
