@@ -19,7 +19,6 @@ import os
 import time
 from typing import Any
 
-import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from corral import fs
@@ -28,7 +27,7 @@ from corral.manifests.mixture import Mixture, load_mixture
 from corral.outcome import funnel_from_counts, funnel_key
 from corral.pipeline import resume
 from corral.pipeline.inputs import InputError, match_inputs
-from corral.pipeline.phases import finish, recorded_summaries, work_dir
+from corral.pipeline.phases import Graph, execute, recorded_summaries, work_dir
 from corral.pipeline.plans import SOURCE_MODULES, SourcePlan, add_phases, source_module  # noqa: F401
 from corral.pipeline.progress import Progress
 from corral.shards import ShardInfo
@@ -96,20 +95,19 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
     t0 = time.perf_counter()
     if todo:
         watch = Progress(out, {s: len(inputs[s]) for s in todo}, enabled=progress)
-        with watch, beam.Pipeline(runner=runner, options=options) as p:
-            ends, wiki_done = [], []
-            for source in todo:
-                plan = SourcePlan(source, mixture.sources[source].stages, output, out,
-                                  [path for path, _ in inputs[source]], prints[source])
-                if source == "commoncrawl" and needs:
-                    plan.waits = list(wiki_done)
-                    plan.context["wikipedia"] = "wikipedia" in mixture.sources
-                plans[source] = plan
-                last = add_phases(p, plan)
-                if source == "wikipedia":
-                    wiki_done = last
-                ends.extend(last)
-            finish(p, ends)
+        graph = Graph()
+        wiki_done = []
+        for source in todo:
+            plan = SourcePlan(source, mixture.sources[source].stages, output, out,
+                              [path for path, _ in inputs[source]], prints[source])
+            if source == "commoncrawl" and needs:
+                plan.waits = list(wiki_done)
+            plans[source] = plan
+            last = add_phases(graph, plan)
+            if source == "wikipedia":
+                wiki_done = last
+        with watch:
+            execute(graph, runner, options, waves=type(runner).__name__ == "DaskRunner")
     BUILD_LOG.info("build %s: %d source(s) built, %d reused (%s)", out, len(todo), len(reused),
                    ", ".join(reused) or "none")
     if resumed:

@@ -30,7 +30,7 @@ from corral.dedup import minhash as mh
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.outcome import KEPT, error, funnel_from_counts
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
-from corral.pipeline.phases import BUILD_DIR, Task, finish, recorded_summaries, run_phase, work_dir
+from corral.pipeline.phases import BUILD_DIR, Graph, Task, execute, recorded_summaries, run_phase, work_dir
 from corral.pipeline.plans import SourcePlan, dedup_and_select
 from corral.pipeline.stage import stage_outcomes
 from corral.schema import DOC_SCHEMA, SIGNALS
@@ -177,12 +177,12 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     fs.remove([work_dir(out, LABEL), join(out, "docs")])
     plan = SourcePlan(LABEL, stages, {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS,
                                       "shard_max_bytes": DEFAULT_MAX_BYTES}, out, files, print_)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        staged = run_phase(p, "stage", _StageTask(out, stages), out, items=plan.file_items())
-        plan.count_phases = ["stage"]
-        ends = dedup_and_select(p, plan, staged, unique=False, cluster_rows=join(out, "clusters.arrow"),
-                                docs_dir=join(out, "docs"))
-        finish(p, ends)
+    graph = Graph()
+    staged = run_phase(graph, "stage", _StageTask(out, stages), out, items=plan.file_items())
+    plan.count_phases = ["stage"]
+    dedup_and_select(graph, plan, staged, unique=False, cluster_rows=join(out, "clusters.arrow"),
+                     docs_dir=join(out, "docs"))
+    execute(graph, runner, options)
 
     counts: dict[tuple[str, str, str | None], int] = {}
     for phase in plan.count_phases:

@@ -6,10 +6,11 @@ returns a small JSON summary; nothing else leaves it. Each finished item leaves 
 `OUT/_build/<source>/done/<phase>/<key>.json`, holding the item's fingerprint and its summary, so a
 rerun after a kill returns the recorded summary of every finished item without redoing it.
 
-All phases of a build go into one Beam pipeline (worker processes start once): each phase is
-`Create(items) | Reshuffle | ParDo(task)`, or, when its items depend on an earlier phase's
-summaries, `Create(seeds) | FlatMap(plan, AsList(earlier))` first. A phase waits for another by
-taking its summaries as a side input. These are the transforms every runner translates, Beam
+The sources add their phases to a `Graph`; `execute` runs it. By default all phases go into one
+Beam pipeline (worker processes start once): each phase is `Create(items) | Reshuffle |
+ParDo(task)`, or, when its items depend on an earlier phase's summaries, `Create(seeds) |
+FlatMap(plan, AsList(earlier))` first; a phase waits for another by taking its summaries as a side
+input. On the DaskRunner the graph runs level by level instead, one pipeline per level. These are the transforms every runner translates, Beam
 2.77's DaskRunner included (Create, ParDo, GroupByKey, Flatten, side inputs); only paths and
 summaries cross its shuffles.
 """
@@ -17,6 +18,7 @@ summaries cross its shuffles.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import apache_beam as beam
@@ -74,16 +76,17 @@ class Task:
 
 
 class _RunTask(beam.DoFn):
-    """Run a task on each item unless its completion record (same fingerprint) says it is done."""
+    """Run a task on each item unless its completion record (same fingerprint) says it is done.
+    The earlier phases' summaries come as side inputs, or, run wave by wave, with the DoFn."""
 
-    def __init__(self, task: Task, out: str, n_earlier: int):
-        self.task, self.out, self.n_earlier = task, out, n_earlier
+    def __init__(self, task: Task, out: str, n_earlier: int, given: list[list[dict[str, Any]]] | None = None):
+        self.task, self.out, self.n_earlier, self.given = task, out, n_earlier, given
 
     def setup(self):
         self.task.setup()
 
     def process(self, item, *sides):
-        earlier, _waits = sides[:self.n_earlier], sides[self.n_earlier:]
+        earlier = self.given if self.given is not None else sides[:self.n_earlier]
         src, phase, key = item["source"], self.task.phase, item["key"]
         done = read_done(self.out, src, phase, key)
         if done is not None and done.get("fingerprint") == item["fingerprint"]:
@@ -96,30 +99,52 @@ class _RunTask(beam.DoFn):
         yield summary
 
 
-def run_phase(p: beam.Pipeline, label: str, task: Task, out: str,
+@dataclass
+class Phase:
+    label: str
+    task: Task
+    out: str
+    items: list[dict[str, Any]] | None
+    plan: Callable[..., Iterable[dict[str, Any]]] | None
+    earlier: list["Handle"]
+    waits: list["Handle"]
+    level: int = 0
+
+
+@dataclass
+class Handle:
+    """The summaries of one phase, or of several merged."""
+
+    phases: list[Phase]
+    label: str
+
+
+class Graph:
+    """The phases of a build, in the order they were added (each after those it reads or waits for)."""
+
+    def __init__(self):
+        self.phases: list[Phase] = []
+
+
+def run_phase(g: Graph, label: str, task: Task, out: str,
               items: list[dict[str, Any]] | None = None,
               plan: Callable[..., Iterable[dict[str, Any]]] | None = None,
-              earlier: Iterable[Any] = (), waits: Iterable[Any] = ()):
-    """Add one phase to the pipeline; return the PCollection of its summaries.
+              earlier: Iterable[Handle] = (), waits: Iterable[Handle] = ()) -> Handle:
+    """Add one phase; return a handle on its summaries.
 
     Items are given (`items`) or planned from earlier phases' summaries (`plan(*lists)`, with the
-    same lists handed to the task's `run` after the item). `waits` are PCollections this phase
-    waits for without reading them."""
+    same lists handed to the task's `run` after the item). `waits` are phases this one waits for
+    without reading them."""
     earlier, waits = list(earlier), list(waits)
-    if plan is None:
-        src = p | f"{label}/Items" >> beam.Create(items or [], reshuffle=False)
-    else:
-        src = (p | f"{label}/Seed" >> beam.Create(list(range(PLAN_SLOTS)), reshuffle=False)
-               | f"{label}/Plan" >> beam.FlatMap(_dealt, plan, *[beam.pvalue.AsList(e) for e in earlier]))
-    sides = [beam.pvalue.AsList(e) for e in earlier] + [beam.pvalue.AsList(w) for w in waits]
-    return (src
-            | f"{label}/Spread" >> beam.Reshuffle()
-            | f"{label}/Run" >> beam.ParDo(_RunTask(task, out, len(earlier)), *sides))
+    level = 1 + max((ph.level for h in earlier + waits for ph in h.phases), default=-1)
+    phase = Phase(label, task, out, items, plan, earlier, waits, level)
+    g.phases.append(phase)
+    return Handle([phase], label)
 
 
-def merged(label: str, pcolls: list[Any]):
-    """Several phases' summaries as one PCollection (each summary names its `phase`)."""
-    return tuple(pcolls) | label >> beam.Flatten()
+def merged(label: str, handles: list[Handle]) -> Handle:
+    """Several phases' summaries as one list (each summary names its `phase`)."""
+    return Handle([ph for h in handles for ph in h.phases], label)
 
 
 def of_phase(summaries: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
@@ -131,8 +156,68 @@ def _dealt(slot: int, plan, *lists) -> list[dict[str, Any]]:
     return [item for i, item in enumerate(plan(*lists)) if i % PLAN_SLOTS == slot]
 
 
-def finish(p: beam.Pipeline, ends: list[Any]) -> None:
-    """One last step that waits for every phase: Beam 2.77's DaskRunner computes only the graph
-    behind a pipeline's last transform and would skip branches that lead nowhere else."""
-    (p | "Finish/Seed" >> beam.Create([None], reshuffle=False)
-     | "Finish" >> beam.Map(lambda _, *waits: None, *[beam.pvalue.AsList(e) for e in ends]))
+def execute(g: Graph, runner, options, waves: bool = False) -> None:
+    """Run every phase: in one pipeline, phases linked by side inputs; or, with `waves`, one
+    pipeline per level of the graph, each phase's items planned by the driver from the completion
+    records of the levels before. Waves are for Beam 2.77's DaskRunner, which computes a side input
+    again inside every task that reads it (a whole upstream graph each time)."""
+    if waves:
+        _execute_waves(g, runner, options)
+        return
+    with beam.Pipeline(runner=runner, options=options) as p:
+        made: dict[int, Any] = {}
+
+        def pcoll(h: Handle):
+            cols = [made[id(ph)] for ph in h.phases]
+            return cols[0] if len(cols) == 1 else tuple(cols) | f"{h.label}/Merge" >> beam.Flatten()
+
+        merges: dict[str, Any] = {}
+
+        def side(h: Handle):
+            if h.label not in merges:
+                merges[h.label] = pcoll(h)
+            return beam.pvalue.AsList(merges[h.label])
+
+        for ph in g.phases:
+            if ph.plan is None:
+                src = p | f"{ph.label}/Items" >> beam.Create(ph.items or [], reshuffle=False)
+            else:
+                src = (p | f"{ph.label}/Seed" >> beam.Create(list(range(PLAN_SLOTS)), reshuffle=False)
+                       | f"{ph.label}/Plan" >> beam.FlatMap(_dealt, ph.plan, *[side(e) for e in ph.earlier]))
+            sides = [side(e) for e in ph.earlier] + [side(w) for w in ph.waits]
+            made[id(ph)] = (src | f"{ph.label}/Spread" >> beam.Reshuffle()
+                            | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(ph.earlier)), *sides))
+        # One last step that waits for every phase: the DaskRunner (and any runner that computes
+        # only what the last transform needs) would otherwise skip branches that lead nowhere else.
+        (p | "Finish/Seed" >> beam.Create([None], reshuffle=False)
+         | "Finish" >> beam.Map(lambda _, *waits: None, *[beam.pvalue.AsList(c) for c in made.values()]))
+
+
+def _execute_waves(g: Graph, runner, options) -> None:
+    done: dict[int, list[dict[str, Any]]] = {}
+
+    def summaries(h: Handle) -> list[dict[str, Any]]:
+        return [s for ph in h.phases for s in done[id(ph)]]
+
+    for level in sorted({ph.level for ph in g.phases}):
+        wave = [ph for ph in g.phases if ph.level == level]
+        planned = []
+        for ph in wave:
+            lists = [summaries(e) for e in ph.earlier]
+            items = list(ph.items or []) if ph.plan is None else list(ph.plan(*lists))
+            planned.append((ph, items, lists))
+        if any(items for _, items, _ in planned):
+            with beam.Pipeline(runner=runner, options=options) as p:
+                outs = [p | f"{ph.label}/Items" >> beam.Create(items, reshuffle=False)
+                        | f"{ph.label}/Spread" >> beam.Reshuffle()
+                        | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(lists), given=lists))
+                        for ph, items, lists in planned if items]
+                tuple(outs) | "Wave" >> beam.Flatten()  # the last transform: every phase of the wave behind it
+        for ph, items, _ in planned:
+            found = []
+            for item in items:
+                rec = read_done(ph.out, item["source"], ph.task.phase, item["key"])
+                if rec is None:
+                    raise RuntimeError(f"{ph.label}: item {item['key']} left no completion record")
+                found.append(rec["summary"])
+            done[id(ph)] = found

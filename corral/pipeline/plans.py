@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable
 
-import apache_beam as beam
-
 from corral.dedup.exact import text_md5
 from corral.pipeline.decide import RoundTask, round_items
 from corral.pipeline.near import ClustersTask, LshTask, near_items
-from corral.pipeline.phases import Task, run_phase
+from corral.pipeline.phases import Graph, Task, run_phase
 from corral.pipeline.select import SelectTask, select_items
 from corral.pipeline.stage import file_key, stage_outcomes
 
@@ -50,8 +48,7 @@ class SourcePlan:
     out: str
     paths: list[str]
     fingerprint: str
-    waits: list[Any] = field(default_factory=list)   # PCollections to wait for (the side models' inputs)
-    context: dict[str, Any] = field(default_factory=dict)
+    waits: list[Any] = field(default_factory=list)   # phases to wait for (the side models' inputs)
     count_phases: list[str] = field(default_factory=list)  # phases whose summaries carry funnel counts
     model_phases: list[str] = field(default_factory=list)  # phases whose summaries name side models
     stage_phase: str = "stage"
@@ -76,8 +73,8 @@ class StageTask(Task):
                               self.stages, content_key)
 
 
-def add_phases(p: beam.Pipeline, plan: SourcePlan):
-    """Add a source's phases; return the PCollections the build's last step must wait for. A source
+def add_phases(p: Graph, plan: SourcePlan):
+    """Add a source's phases to the graph; return the handles of its last phases. A source
     module's own `add_phases` (CommonCrawl; C4 when it cleans) takes over, unless it returns None."""
     custom: Callable | None = getattr(source_module(plan.name), "add_phases", None)
     ends = custom(p, plan) if custom is not None else None
@@ -123,7 +120,7 @@ def _plan_select(plan_info: dict[str, Any], staged, *earlier):
                         stage_phase=plan_info["stage_phase"])
 
 
-def dedup_and_select(p: beam.Pipeline, plan: SourcePlan, staged, rule=None, unique: bool = True,
+def dedup_and_select(p: Graph, plan: SourcePlan, staged, rule=None, unique: bool = True,
                      cluster_rows: str | None = None, docs_dir: str | None = None, select_waits=()):
     """The dedup rounds the source's settings enable, then the select pass (writing under
     `docs_dir`, by default OUT/docs/<source>); returns the last phase. `cluster_rows` is where the
