@@ -107,10 +107,14 @@ def remove(paths: list[str]) -> None:
 
 
 class AtomicFile:
-    """Open a temporary file beside `path`; `commit` makes it appear whole under `path`, `abort` removes it."""
+    """Open a temporary file beside `path`; `commit` makes it appear whole under `path`, `abort` removes it.
 
-    def __init__(self, path: str):
-        self.path = path
+    `durable` files are fsynced (with their folder) before the rename, so they survive a machine
+    crash too; a build's working files under OUT/_build are not (a killed process never leaves a
+    partial one, and fsyncing hundreds of small files a second costs more than the work)."""
+
+    def __init__(self, path: str, durable: bool = True):
+        self.path, self.durable = path, durable
         head, tail = path.rsplit("/", 1) if "/" in path else (".", path)
         # A hidden name in the same folder, so the final rename never crosses filesystems.
         self.tmp_path = f"{head}/.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
@@ -133,10 +137,13 @@ class AtomicFile:
             self._fs.rename([self.tmp_path], [self.path])
             return
         self.raw.flush()
-        os.fsync(self.raw.fileno())
+        if self.durable:
+            os.fsync(self.raw.fileno())
         self.raw.close()
         final = local_path(self.path)
         os.replace(self.tmp_path, final)
+        if not self.durable:
+            return
         dir_fd = os.open(os.path.dirname(os.path.abspath(final)), os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -157,9 +164,9 @@ class AtomicFile:
             pass
 
 
-def atomic_write_bytes(path: str, data: bytes) -> str:
+def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> str:
     """Write `data` to `path` atomically; return its sha256."""
-    target = AtomicFile(path)
+    target = AtomicFile(path, durable)
     try:
         target.raw.write(data)
         target.commit()

@@ -122,6 +122,7 @@ class ShardWriter:
         max_bytes: int = DEFAULT_MAX_BYTES,
         compression: str | None = DOC_COMPRESSION,
         name_fn=None,
+        durable: bool = True,
     ):
         if max_rows < 1:
             raise ValueError("max_rows must be ≥ 1")
@@ -133,6 +134,7 @@ class ShardWriter:
         self.max_bytes = max_bytes
         self.compression = compression
         self.name_fn = name_fn or (lambda i: shard_name(prefix, i))
+        self.durable = durable
         self.shards: list[ShardInfo] = []
         self._pending: list[Mapping[str, Any]] = []
         self._pending_bytes = 0
@@ -168,7 +170,8 @@ class ShardWriter:
         n = batch.num_rows
         while offset < n:
             if self._current is None:
-                self._current = _OpenShard(self._path(len(self.shards)), self.schema, self.compression)
+                self._current = _OpenShard(self._path(len(self.shards)), self.schema, self.compression,
+                                           self.durable)
             cur = self._current
             room_rows = self.max_rows - cur.rows
             take = min(room_rows, n - offset)
@@ -215,9 +218,9 @@ class ShardWriter:
 
 
 class _OpenShard:
-    def __init__(self, path: str, schema: pa.Schema, compression: str | None):
+    def __init__(self, path: str, schema: pa.Schema, compression: str | None, durable: bool = True):
         self.path = path
-        self.target = AtomicFile(path)
+        self.target = AtomicFile(path, durable)
         self.sink = _HashingSink(self.target.raw)
         opts = ipc.IpcWriteOptions(compression=compression)
         self.writer = ipc.new_file(pa.PythonFile(self.sink, mode="w"), schema, options=opts)

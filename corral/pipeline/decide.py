@@ -43,7 +43,7 @@ def save_sorted(path: str, values: np.ndarray) -> None:
 
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(values))
-    fs.atomic_write_bytes(path, buf.getvalue())
+    fs.atomic_write_bytes(path, buf.getvalue(), durable=False)
 
 
 def load_sorted(path: str) -> np.ndarray:

@@ -8,7 +8,7 @@ rerun after a kill returns the recorded summary of every finished item without r
 
 The sources add their phases to a `Graph`; `execute` runs it. By default all phases go into one
 Beam pipeline (worker processes start once): each phase is `Create(items) | Reshuffle |
-ParDo(task)`, or, when its items depend on an earlier phase's summaries, `Create(seeds) |
+ParDo(task)` (Spread: a GroupByKey on a small key), or, when its items depend on an earlier phase's summaries, `Create(seeds) |
 FlatMap(plan, AsList(earlier))` first; a phase waits for another by taking its summaries as a side
 input. On the DaskRunner the graph runs level by level instead, one pipeline per level. These are the transforms every runner translates, Beam
 2.77's DaskRunner included (Create, ParDo, GroupByKey, Flatten, side inputs); only paths and
@@ -18,6 +18,7 @@ summaries cross its shuffles.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -95,7 +96,7 @@ class _RunTask(beam.DoFn):
         summary = {**self.task.run(item, *earlier), "phase": phase}
         record = {"fingerprint": item["fingerprint"], "item": item, "summary": summary}
         fs.atomic_write_bytes(done_path(self.out, src, phase, key),
-                              json.dumps(record, ensure_ascii=False).encode("utf-8"))
+                              json.dumps(record, ensure_ascii=False).encode("utf-8"), durable=False)
         yield summary
 
 
@@ -151,9 +152,24 @@ def of_phase(summaries: list[dict[str, Any]], phase: str) -> list[dict[str, Any]
     return [s for s in summaries if s.get("phase") == phase]
 
 
-def _dealt(slot: int, plan, *lists) -> list[dict[str, Any]]:
+SPREAD_KEYS = 64  # groups the items of a phase are dealt into before its tasks run
+
+
+class Spread(beam.PTransform):
+    """Deal work items over the workers: a GroupByKey on a small key from each item's `key`. (Beam's
+    Reshuffle left every item on one worker process of the local runner; its GroupByKey output is
+    dealt to the workers key by key.)"""
+
+    def expand(self, items):
+        return (items
+                | "Key" >> beam.Map(lambda item: (zlib.crc32(item["key"].encode()) % SPREAD_KEYS, item))
+                | "Group" >> beam.GroupByKey()
+                | "Items" >> beam.FlatMap(lambda kv: kv[1]))
+
+
+def _dealt(slot: int, plan, slots: int, *lists) -> list[dict[str, Any]]:
     """The planned items that fall to one seed."""
-    return [item for i, item in enumerate(plan(*lists)) if i % PLAN_SLOTS == slot]
+    return [item for i, item in enumerate(plan(*lists)) if i % slots == slot]
 
 
 def execute(g: Graph, runner, options, waves: bool = False) -> None:
@@ -164,6 +180,12 @@ def execute(g: Graph, runner, options, waves: bool = False) -> None:
     if waves:
         _execute_waves(g, runner, options)
         return
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    # One in-process worker: nothing to deal out, so no Spread shuffles and one plan seed.
+    alone = type(runner).__name__ == "FnApiRunner" and options.view_as(DirectOptions).direct_num_workers == 1
+    spread = (lambda label: beam.Map(lambda x: x)) if alone else (lambda label: Spread())
+    seeds = [0] if alone else list(range(PLAN_SLOTS))
     with beam.Pipeline(runner=runner, options=options) as p:
         made: dict[int, Any] = {}
 
@@ -182,10 +204,10 @@ def execute(g: Graph, runner, options, waves: bool = False) -> None:
             if ph.plan is None:
                 src = p | f"{ph.label}/Items" >> beam.Create(ph.items or [], reshuffle=False)
             else:
-                src = (p | f"{ph.label}/Seed" >> beam.Create(list(range(PLAN_SLOTS)), reshuffle=False)
-                       | f"{ph.label}/Plan" >> beam.FlatMap(_dealt, ph.plan, *[side(e) for e in ph.earlier]))
+                src = (p | f"{ph.label}/Seed" >> beam.Create(seeds, reshuffle=False)
+                       | f"{ph.label}/Plan" >> beam.FlatMap(_dealt, ph.plan, len(seeds), *[side(e) for e in ph.earlier]))
             sides = [side(e) for e in ph.earlier] + [side(w) for w in ph.waits]
-            made[id(ph)] = (src | f"{ph.label}/Spread" >> beam.Reshuffle()
+            made[id(ph)] = (src | f"{ph.label}/Spread" >> spread(ph.label)
                             | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(ph.earlier)), *sides))
         # One last step that waits for every phase: the DaskRunner (and any runner that computes
         # only what the last transform needs) would otherwise skip branches that lead nowhere else.
@@ -209,7 +231,7 @@ def _execute_waves(g: Graph, runner, options) -> None:
         if any(items for _, items, _ in planned):
             with beam.Pipeline(runner=runner, options=options) as p:
                 outs = [p | f"{ph.label}/Items" >> beam.Create(items, reshuffle=False)
-                        | f"{ph.label}/Spread" >> beam.Reshuffle()
+                        | f"{ph.label}/Spread" >> Spread()
                         | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(lists), given=lists))
                         for ph, items, lists in planned if items]
                 tuple(outs) | "Wave" >> beam.Flatten()  # the last transform: every phase of the wave behind it

@@ -50,7 +50,7 @@ def save_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> int:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     data = buf.getvalue()
-    fs.atomic_write_bytes(path, data)
+    fs.atomic_write_bytes(path, data, durable=False)
     return len(data)
 
 
@@ -64,7 +64,8 @@ class StagedWriter:
 
     def __init__(self, folder: str, index: int, schema: pa.Schema = DOC_SCHEMA):
         self.writer = ShardWriter(folder, schema=schema, max_rows=STAGE_ROWS, max_bytes=MAX_SHARD_BYTES,
-                                  compression=None, name_fn=lambda part: f"{file_key(index)}-{part:04d}.arrow")
+                                  compression=None, name_fn=lambda part: f"{file_key(index)}-{part:04d}.arrow",
+                                  durable=False)
         self.rows = 0
 
     def write(self, record: Mapping[str, Any]) -> None:
@@ -126,8 +127,8 @@ class KeyCollector:
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.id_key.append(K.key64(record["id"]))
-        meta = json.loads(record["meta"]) if record.get("meta") else {}
-        self.ts.append(timestamp_rank(meta.get("timestamp")))
+        meta = record.get("meta")
+        self.ts.append(timestamp_rank(json.loads(meta).get("timestamp")) if meta and '"timestamp"' in meta else 0)
         self.md5.append(K.hex64(text_md5(record)))
         if self.exact:
             self.exact_key.append(K.key64(self.content_key(record)))
@@ -173,7 +174,7 @@ class Tally:
     def save_errors(self, out: str, source: str, index: int) -> None:
         if self.errors:
             fs.atomic_write_bytes(fs.join(work_dir(out, source), f"errors/{file_key(index)}.jsonl"),
-                                  ("\n".join(self.errors) + "\n").encode("utf-8"))
+                                  ("\n".join(self.errors) + "\n").encode("utf-8"), durable=False)
 
 
 def stage_outcomes(out: str, source: str, index: int, outcomes: Iterable[Mapping[str, Any]],

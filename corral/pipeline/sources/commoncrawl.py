@@ -58,16 +58,15 @@ def lines_path(out: str, group: int, p: int) -> str:
 # --- pass 1: read, stage, hash lines --------------------------------------------------------------
 
 
-def file_line_keys(hashes: list[list[int]], owners: np.ndarray) -> dict[str, np.ndarray]:
-    """One file's distinct (line hash, owner) pairs, a hash found in two of its documents sent once
-    and marked `repeated`: what its hash group needs to know of the file."""
-    lens = [len(set(h)) for h in hashes]
-    flat = np.fromiter((x for h in hashes for x in set(h)), dtype=np.uint64, count=sum(lens))
-    own = np.repeat(owners.astype(np.uint64), lens)
-    if not len(flat):
-        return {"lh": flat, "lo": own, "lr": np.zeros(0, bool)}
-    order = np.lexsort((own, flat))
-    h, o = flat[order], own[order]
+def file_line_keys(hashes: np.ndarray, offsets: np.ndarray, owners: np.ndarray) -> dict[str, np.ndarray]:
+    """One file's distinct (line hash, owner) pairs — `hashes[offsets[i]:offsets[i+1]]` are document
+    i's lines — a hash found in two of its documents sent once and marked `repeated`: what its hash
+    group needs to know of the file."""
+    own = np.repeat(owners.astype(np.uint64), np.diff(offsets))
+    if not len(hashes):
+        return {"lh": hashes, "lo": own, "lr": np.zeros(0, bool)}
+    order = np.lexsort((own, hashes))
+    h, o = hashes[order], own[order]
     distinct = np.concatenate([[True], (h[1:] != h[:-1]) | (o[1:] != o[:-1])])
     h, o = h[distinct], o[distinct]
     first = np.concatenate([[True], h[1:] != h[:-1]])
@@ -110,7 +109,7 @@ class ReadTask(Task):
             # A record's lines count once per document: per URL + digest when url dedup keeps one of
             # each (twins count once), per record otherwise (as cc_net, which has no URL dedup).
             owners = ids if st["url_dedup"]["enabled"] else K.locs(index, len(ids)).astype(np.uint64)
-            arrays.update(file_line_keys(hashes, owners))
+            arrays.update(file_line_keys(arrays["hashes"], arrays["offsets"], owners))
         key_bytes = save_arrays(key_path(self.out, SOURCE, index, "ccread-keys"), arrays)
         tally.save_errors(self.out, SOURCE, index)
         return {"index": index, "group": item["group"], "rows": writer.rows, "parts": parts, "counts": tally.rows(),
