@@ -123,3 +123,40 @@ def test_a_rebuild_keeps_the_tokenizer_and_the_token_shards_of_unchanged_sources
     _, counts = tokenize_build(str(out))
     assert counts["resumed"] == len(first.sources["c4"].token_shards) and counts["tokenized"] >= 1
     assert verify_build(str(out)).ok
+
+
+def test_killed_commoncrawl_build_redoes_only_unfinished_files(shared_data, tmp_path):
+    """CommonCrawl with its side models trained on Wikipedia: a build SIGKILLed once its first
+    pass is part-way through resumes from the completion records — the finished files' records are
+    not rewritten — and gives the shards of an uninterrupted build."""
+    wet = shared_data / "commoncrawl" / "CC-MAIN-20170720121902-20170720141902-00000.head43.warc.wet.gz"
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(12):
+        (raw / f"part{i:02d}.warc.wet.gz").write_bytes(wet.read_bytes())
+    wiki = shared_data / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+    body = {"name": "resume-cc", "target_tokens": 1000000, "sources": {
+        "commoncrawl": {"weight": 0.5, "inputs": [str(raw / "*.wet.gz")],
+                        "line_dedup": {"num_shards": 12, "hash_in_mem": 1},  # a hash group per file
+                        "perplexity": {"sp_vocab_size": 2000}, "quality": {"min_chars": 200, "threshold": 0.3}},
+        "wikipedia": {"weight": 0.5, "inputs": [str(wiki)]}}}
+    m = tmp_path / "m.yaml"
+    m.write_text(yaml.safe_dump(body))
+    whole = build(str(m), str(tmp_path / "whole"))
+    out = tmp_path / "killed"
+    done = out / "_build" / "commoncrawl" / "done" / "cc-tag"
+    proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", str(m), "--out", str(out), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(done.glob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in done.glob("*.json")}
+    assert 3 <= len(finished) < 12 and not (out / "manifest.json").exists()
+    resumed = build(str(m), str(out))
+    assert {p.name: p.stat().st_mtime_ns for p in done.glob("*.json") if p.name in finished} == finished
+    for source in ("commoncrawl", "wikipedia"):
+        assert documents(out, source) == documents(tmp_path / "whole", source)
+        assert resumed.sources[source].funnel == whole.sources[source].funnel
+        assert [s["sha256"] for s in resumed.sources[source].shards] == [s["sha256"] for s in whole.sources[source].shards]

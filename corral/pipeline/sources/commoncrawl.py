@@ -394,7 +394,7 @@ class ModelsTask(Task):
             pos = self._reference_positives(q, languages)
         else:
             pos = _wiki_smallest(self.out, lambda lg, t: lg in languages and len(t) >= q["min_chars"], q["max_docs"])
-        neg = self._negatives(tagged, q["max_docs"])
+        neg = self._negatives(tagged, min(q["max_docs"], len(pos)))  # equal classes: no more texts than that
         if not pos or not neg:
             logging.getLogger(__name__).warning("quality classifier not trained: %d wiki and %d crawl documents",
                                                 len(pos), len(neg))
