@@ -192,9 +192,19 @@ def derive_lsh(threshold: float = DEFAULT_THRESHOLD, num_perm: int | None = None
     return LshParams(threshold, p, bands, rows, fp, fn)
 
 
+def band_keys_many(sigs: np.ndarray, params: LshParams) -> np.ndarray:
+    """(n, bands) 63-bit keys of n signatures, computed for all of them at once: each band's rows
+    folded into one uint64 with the band's index as the seed (so equal rows in different bands never
+    share a bucket), then mixed by fmix64; 63 bits, so that a key is a non-negative int64."""
+    b, r = params.bands, params.rows
+    rows = np.asarray(sigs, dtype=np.uint32).reshape(len(sigs), -1)[:, :b * r].reshape(len(sigs), b, r)
+    with np.errstate(over="ignore"):
+        acc = np.broadcast_to(np.arange(1, b + 1, dtype=np.uint64) * _K, (len(sigs), b)).copy()
+        for j in range(r):
+            acc = (acc ^ rows[:, :, j].astype(np.uint64)) * _K
+        return (_fmix64(acc) >> np.uint64(1)).astype(np.int64)
+
+
 def band_keys(sig: np.ndarray, params: LshParams) -> np.ndarray:
-    """One 63-bit key per band: xxh3 of the band's rows, seeded with the band index, so that equal
-    rows in different bands never share a bucket (63 bits: Beam's signed integer coder carries it)."""
-    r = params.rows
-    return np.array([xxhash.xxh3_64_intdigest(sig[i * r:(i + 1) * r].tobytes(), seed=i) >> 1
-                     for i in range(params.bands)], dtype=np.int64)
+    """One signature's band keys (band_keys_many of one)."""
+    return band_keys_many(np.asarray(sig)[None, :], params)[0]

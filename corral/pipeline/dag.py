@@ -33,7 +33,8 @@ from corral.pipeline.progress import Progress
 from corral.shards import ShardInfo
 
 BUILD_LOG = logging.getLogger("corral.build")
-STAGED_FOLDERS = ("stage", "read", "clean", "keys", "ccread-keys", "clean-keys", "lines", "decide")
+STAGED_FOLDERS = ("stage", "read", "clean", "keys", "shingles", "ccread-keys", "c4read-keys", "clean-keys", "lines",
+                  "decide")
 
 
 class BuildError(RuntimeError):

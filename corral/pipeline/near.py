@@ -2,8 +2,8 @@
 
   lsh-<p>     partition p of the band keys of every key file (documents earlier rounds dropped left
               out) → its buckets' candidate edges (member → the bucket's smallest document), each
-              verified by the exact Jaccard similarity of the two texts' shingle sets (read from the
-              staged parts, memory-mapped) → decide/near-edges-<p>.npz (edges and their locators)
+              verified by the exact Jaccard similarity of the two documents' shingle sets (saved by
+              the stage phase) → decide/near-edges-<p>.npz (edges and their locators)
   clusters    every partition's verified edges → connected components → the representative of each
               (the smallest id, read for cluster members only) → decide/near-clusters.npz (member
               locators, sorted; representative or not; cluster size) and the cluster rows
@@ -26,7 +26,7 @@ from corral.dedup import minhash as mh
 from corral.dedup.near import bucket_edges, component_table, partition_pairs
 from corral.pipeline.decide import iter_keys, losers, parts_by_file
 from corral.pipeline.phases import Task, work_dir
-from corral.pipeline.stage import StagedRows, save_arrays
+from corral.pipeline.stage import StagedRows, key_path, load_arrays, save_arrays
 
 BANDS_PER_PARTITION = 1 << 23  # (band key, document) pairs one LSH task holds: 128 MB
 
@@ -86,20 +86,18 @@ class LshTask(Task):
         return {"source": source, "p": p, "partitions": n, "candidates": int(candidates), "edges": int(len(edges))}
 
     def _verify(self, item, ends: np.ndarray) -> np.ndarray:
-        files = {int(x) for x in np.unique(ends.reshape(-1) >> K.ROW_BITS)}
-        rows = StagedRows(parts_by_file(self.out, item["source"], item["stage_phase"], files))
-        cache: dict[int, np.ndarray] = {}
+        """Exact Jaccard of each edge's two shingle sets, as the stage phase saved them."""
+        sets: dict[int, dict[str, np.ndarray]] = {}
 
         def shingles(locator: int) -> np.ndarray:
-            if locator not in cache:
-                cache[locator] = mh.shingles(rows.get(locator, "text"), item["ngram"])
-            return cache[locator]
+            index, row = locator >> K.ROW_BITS, locator & ((1 << K.ROW_BITS) - 1)
+            if index not in sets:
+                sets[index] = load_arrays(key_path(self.out, item["source"], index, "shingles"))
+            a = sets[index]
+            return a["shingles"][a["offsets"][row]:a["offsets"][row + 1]]
 
-        keep = np.zeros(len(ends), dtype=bool)
-        for j, (a, b) in enumerate(ends.tolist()):
-            keep[j] = mh.jaccard(shingles(a), shingles(b)) >= item["threshold"]
-            cache.pop(a, None)  # members are seen once; heads stay cached
-        return keep
+        return np.array([mh.jaccard(shingles(a), shingles(b)) >= item["threshold"] for a, b in ends.tolist()],
+                        dtype=bool)
 
 
 class ClustersTask(Task):

@@ -184,7 +184,7 @@ def execute(g: Graph, runner, options, waves: bool = False) -> None:
 
     # One in-process worker: nothing to deal out, so no Spread shuffles and one plan seed.
     alone = type(runner).__name__ == "FnApiRunner" and options.view_as(DirectOptions).direct_num_workers == 1
-    spread = (lambda label: beam.Map(lambda x: x)) if alone else (lambda label: Spread())
+
     seeds = [0] if alone else list(range(PLAN_SLOTS))
     with beam.Pipeline(runner=runner, options=options) as p:
         made: dict[int, Any] = {}
@@ -207,8 +207,9 @@ def execute(g: Graph, runner, options, waves: bool = False) -> None:
                 src = (p | f"{ph.label}/Seed" >> beam.Create(seeds, reshuffle=False)
                        | f"{ph.label}/Plan" >> beam.FlatMap(_dealt, ph.plan, len(seeds), *[side(e) for e in ph.earlier]))
             sides = [side(e) for e in ph.earlier] + [side(w) for w in ph.waits]
-            made[id(ph)] = (src | f"{ph.label}/Spread" >> spread(ph.label)
-                            | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(ph.earlier)), *sides))
+            if not alone:
+                src = src | f"{ph.label}/Spread" >> Spread()
+            made[id(ph)] = (src | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(ph.earlier)), *sides))
         # One last step that waits for every phase: the DaskRunner (and any runner that computes
         # only what the last transform needs) would otherwise skip branches that lead nowhere else.
         (p | "Finish/Seed" >> beam.Create([None], reshuffle=False)

@@ -6,6 +6,7 @@ A task that reads (or re-reads) one input file writes, under the source's workin
   keys/<file>.npz             compact keys of those documents, one entry per row: the id's key and
                               rank (timestamp, text md5) for unique ids; the content key for exact
                               dedup; MinHash band keys for near dedup
+  shingles/<file>.npz         with near dedup's verification on: each document's distinct shingles
   errors/<file>.jsonl         its dead letters (reason, where, detail)
 and returns a summary: counts per (status, reason[, group]), rows per group (a StackExchange
 site), its parts and their rows. Documents
@@ -122,8 +123,9 @@ class KeyCollector:
         self.content_key = content_key
         if self.minhash:
             self.params = mh.derive_lsh(m["threshold"], m["num_perm"], m["verify"])
-            self.ngram = m["ngram"]
-        self.id_key, self.ts, self.md5, self.exact_key, self.bands, self.docs = [], [], [], [], [], []
+            self.ngram, self.verify = m["ngram"], m["verify"]
+        self.id_key, self.ts, self.md5, self.exact_key, self.sigs, self.docs = [], [], [], [], [], []
+        self.shingle_sets: list[np.ndarray] = []  # when verifying: each document's distinct shingles
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.id_key.append(K.key64(record["id"]))
@@ -133,9 +135,20 @@ class KeyCollector:
         if self.exact:
             self.exact_key.append(K.key64(self.content_key(record)))
         if self.minhash:
-            sig = mh.signature(mh.shingles(record["text"], self.ngram, unique=False), self.params.num_perm)
-            self.bands.append(mh.band_keys(sig, self.params))
+            sh = mh.shingles(record["text"], self.ngram, unique=False)
+            self.sigs.append(mh.signature(sh, self.params.num_perm))
+            if self.verify:
+                self.shingle_sets.append(np.unique(sh))
             self.docs.append(doc_key(record["id"]))
+
+    def shingle_arrays(self) -> dict[str, np.ndarray] | None:
+        """The distinct shingles of every document (flat, with offsets), for verification to read
+        instead of hashing the texts again; None when the source does not verify."""
+        if not (self.minhash and self.verify):
+            return None
+        lens = [len(x) for x in self.shingle_sets]
+        flat = np.concatenate(self.shingle_sets) if self.shingle_sets else np.empty(0, np.uint64)
+        return {"shingles": flat, "offsets": np.cumsum([0] + lens, dtype=np.int64)}
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"id_key": np.array(self.id_key, dtype=np.uint64), "ts": np.array(self.ts, dtype=np.int64),
@@ -144,7 +157,7 @@ class KeyCollector:
             out["exact"] = np.array(self.exact_key, dtype=np.uint64)
         if self.minhash:
             bands = self.params.bands
-            out["bands"] = (np.stack(self.bands).astype(np.uint64) if self.bands
+            out["bands"] = (mh.band_keys_many(np.stack(self.sigs), self.params).astype(np.uint64) if self.sigs
                             else np.empty((0, bands), dtype=np.uint64))
             out["doc"] = np.array(self.docs, dtype=np.int64)
         return out
@@ -200,6 +213,9 @@ def stage_outcomes(out: str, source: str, index: int, outcomes: Iterable[Mapping
         raise
     parts = writer.close()
     key_bytes = save_arrays(key_path(out, source, index), keys.arrays())
+    shingles = keys.shingle_arrays()
+    if shingles is not None:
+        save_arrays(key_path(out, source, index, "shingles"), shingles)
     tally.save_errors(out, source, index)
     return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "groups": groups,
             "key_bytes": key_bytes}
