@@ -75,21 +75,21 @@ def _same(a: Path, b: Path, names) -> None:
         assert ma["sources"][n]["funnel"] == mb["sources"][n]["funnel"], n
 
 
+def corral_build(m: str, out: Path, *extra: str) -> float:
+    """`corral build` in a subprocess (which must succeed); its wall time."""
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", m, "--out", str(out), *extra],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return time.perf_counter() - t0
+
+
 def test_a_build_on_a_dask_cluster_equals_the_local_build(tmp_path):
     sources = _sources(tmp_path)
     m = write_manifest(tmp_path / "m.yaml", sources)
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "local")],
-                         capture_output=True, text=True, timeout=600)
-    local_s = time.perf_counter() - t0
-    assert res.returncode == 0, res.stderr[-3000:]
+    local_s = corral_build(m, tmp_path / "local")
     with cluster(tmp_path) as (address, _):
-        t0 = time.perf_counter()
-        res = subprocess.run([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "dask"),
-                              "--runner", "dask", "--dask-scheduler", address], capture_output=True, text=True,
-                             timeout=600)
-        dask_s = time.perf_counter() - t0
-    assert res.returncode == 0, res.stderr[-3000:]
+        dask_s = corral_build(m, tmp_path / "dask", "--runner", "dask", "--dask-scheduler", address)
     print(f"same manifest: local runner {local_s:.1f} s, dask cluster (2 workers) {dask_s:.1f} s")
     _same(tmp_path / "local", tmp_path / "dask", sources)
 
@@ -130,19 +130,9 @@ def seven_sources(shared, tmp_path) -> dict:
 def test_all_seven_real_sources_on_dask_equal_the_local_build(shared_data, tmp_path):
     sources = seven_sources(shared_data, tmp_path)
     m = write_manifest(tmp_path / "m.yaml", sources)
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "local")],
-                         capture_output=True, text=True, timeout=600)
-    local_s = time.perf_counter() - t0
-    assert res.returncode == 0, res.stderr[-3000:]
+    local_s = corral_build(m, tmp_path / "local")
     with cluster(tmp_path) as (address, procs):
-        t0 = time.perf_counter()
-        run = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "dask"),
-                                "--runner", "dask", "--dask-scheduler", address], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-        out, err = run.communicate(timeout=600)
-        dask_s = time.perf_counter() - t0
-        assert run.returncode == 0, err[-3000:]
+        dask_s = corral_build(m, tmp_path / "dask", "--runner", "dask", "--dask-scheduler", address)
         # Again into a new folder, one of the two workers killed mid-build.
         run = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "killed"),
                                 "--runner", "dask", "--dask-scheduler", address], stdout=subprocess.PIPE,
