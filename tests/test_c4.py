@@ -1,11 +1,10 @@
 """RECIPE.md §3 C4 rules (TFDS v3.0.1) on inline cases, then the real C4 and WET samples."""
 
-import collections
 import gzip
 import json
 
 import pytest
-from helpers import run_read, shard_records, stages, write_manifest
+from helpers import shard_records, stages, write_manifest
 
 from corral.manifests.verify import verify_build
 from corral.pipeline.dag import build

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 
 # RECIPE.md §2.4: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).

@@ -28,7 +28,7 @@ from corral.outcome import funnel_from_counts, funnel_key
 from corral.pipeline import resume
 from corral.pipeline.inputs import InputError, match_inputs
 from corral.pipeline.phases import Graph, execute, recorded_summaries, work_dir
-from corral.pipeline.plans import SOURCE_MODULES, SourcePlan, add_phases, source_module  # noqa: F401
+from corral.pipeline.plans import SourcePlan, add_phases, source_module
 from corral.pipeline.progress import Progress
 from corral.shards import ShardInfo
 

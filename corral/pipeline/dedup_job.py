@@ -22,7 +22,6 @@ import json
 import os
 from typing import Any, Iterator
 
-import apache_beam as beam
 import pyarrow as pa
 
 from corral import fs
