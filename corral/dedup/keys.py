@@ -42,6 +42,11 @@ def file_of(locators: np.ndarray) -> np.ndarray:
     return locators >> np.int64(ROW_BITS)
 
 
+def concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    """np.concatenate, with an empty array of `dtype` for no parts."""
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+
 def losers_by_rank(keys: np.ndarray, locators: np.ndarray, *ranks: np.ndarray) -> np.ndarray:
     """Sorted locators of every document that is not the first of its key, ordered by `ranks`
     (ascending, the first array most significant) then by locator. Keys shared by nobody cost a sort."""

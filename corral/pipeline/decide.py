@@ -58,6 +58,18 @@ def losers(out: str, source: str, name: str, partitions: int) -> np.ndarray:
     return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
 
+def losers_of(out: str, source: str, rounds: list[tuple[str, int]]) -> np.ndarray:
+    """Every locator any of the rounds (name, partitions) decided against, sorted."""
+    return np.sort(K.concat([losers(out, source, r, parts) for r, parts in rounds], np.int64))
+
+
+def losers_between(out: str, source: str, name: str, partitions: int, first: int, last: int) -> np.ndarray:
+    """The locators a round decided against among files first..last, sorted."""
+    lost = losers(out, source, name, partitions)
+    a, b = np.searchsorted(lost, [K.loc(first, 0), K.loc(last + 1, 0)])
+    return lost[a:b]
+
+
 def iter_keys(out: str, source: str, files: int, name: str = "keys") -> Iterable[tuple[int, dict[str, np.ndarray]]]:
     for i in range(files):
         yield i, load_arrays(key_path(out, source, i, name))
@@ -83,8 +95,7 @@ class RoundTask(Task):
 
     def run(self, item, *earlier):
         source, name, p, n = item["source"], item["round"], item["p"], item["partitions"]
-        gone = [losers(self.out, source, r, parts) for r, parts in item["before"]]
-        gone = np.sort(np.concatenate(gone)) if gone else np.empty(0, dtype=np.int64)
+        gone = losers_of(self.out, source, item["before"])
         folder, key_name = ROUND_KEYS[name]
         keys, locators, ranks = [], [], []
         for i, arrays in iter_keys(self.out, source, item["files"], folder):

@@ -24,7 +24,7 @@ from corral import fs
 from corral.dedup import keys as K
 from corral.dedup import minhash as mh
 from corral.dedup.near import bucket_edges, component_table, partition_pairs
-from corral.pipeline.decide import iter_keys, losers, parts_by_file
+from corral.pipeline.decide import iter_keys, losers_of, parts_by_file
 from corral.pipeline.phases import Task, work_dir
 from corral.pipeline.stage import StagedRows, key_path, load_arrays, save_arrays
 
@@ -62,8 +62,7 @@ class LshTask(Task):
 
     def run(self, item, *earlier):
         source, p, n = item["source"], item["p"], item["partitions"]
-        gone = [losers(self.out, source, r, parts) for r, parts in item["before"]]
-        gone = np.sort(np.concatenate(gone)) if gone else np.empty(0, dtype=np.int64)
+        gone = losers_of(self.out, source, item["before"])
         pairs, docs, locs = [], [], []
         for i, arrays in iter_keys(self.out, source, item["files"]):
             loc = K.locs(i, len(arrays["doc"]))
@@ -73,8 +72,7 @@ class LshTask(Task):
             locs.append(loc[keep])
         pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
         edges = bucket_edges(pairs)
-        doc = np.concatenate(docs) if docs else np.empty(0, np.int64)
-        loc = np.concatenate(locs) if locs else np.empty(0, np.int64)
+        doc, loc = K.concat(docs, np.int64), K.concat(locs, np.int64)
         order = np.argsort(doc, kind="stable")
         doc, loc = doc[order], loc[order]
         ends = K.lookup(doc, loc, edges.reshape(-1), -1).reshape(-1, 2) if len(edges) else np.empty((0, 2), np.int64)

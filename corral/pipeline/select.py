@@ -20,7 +20,7 @@ from corral import fs
 from corral.dedup import keys as K
 from corral.dedup.near import NEAR_DUPLICATE
 from corral.outcome import DROPPED, KEPT
-from corral.pipeline.decide import REASONS, losers, parts_by_file
+from corral.pipeline.decide import REASONS, losers_between, parts_by_file
 from corral.pipeline.phases import Task
 from corral.pipeline.stage import Tally, iter_staged
 from corral.shards import ShardWriter, shard_name
@@ -54,12 +54,8 @@ class SelectTask(Task):
     def run(self, item, *earlier):
         source, files = item["source"], item["files"]
         first, last = files[0], files[-1]
-        lo, hi = K.loc(first, 0), K.loc(last + 1, 0)
-        gone = []
-        for name, parts in item["rounds"]:
-            all_lost = losers(self.out, source, name, parts)
-            a, b = np.searchsorted(all_lost, [lo, hi])
-            gone.append((REASONS[name], all_lost[a:b]))
+        gone = [(REASONS[name], losers_between(self.out, source, name, parts, first, last))
+                for name, parts in item["rounds"]]
         clusters = None
         if item.get("near"):
             from corral.pipeline.near import Clusters

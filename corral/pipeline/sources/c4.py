@@ -285,12 +285,11 @@ class _CleanTask(Task):
 
     def run(self, item, summaries):
         from corral.dedup import keys as K
-        from corral.pipeline.decide import losers
+        from corral.pipeline.decide import losers_between
 
         opts, index = self.stages["clean"], item["index"]
-        lost = losers(self.out, SOURCE, "c4url", _partitions(summaries, "decide"))
-        a, b = np.searchsorted(lost, [K.loc(index, 0), K.loc(index + 1, 0)])
-        lost = set((lost[a:b] - K.loc(index, 0)).tolist())
+        lost = losers_between(self.out, SOURCE, "c4url", _partitions(summaries, "decide"), index, index)
+        lost = set((lost - K.loc(index, 0)).tolist())
         tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE, "clean"), index)
         clean = _clean_rule(opts)
         line_keys, offsets, rank = [], [0], []
@@ -342,8 +341,7 @@ class _LinesTask(Task):
             keys.append(a["lines"][mine])
             ranks.append(a["rank"][doc[mine]])
             locs.append(K.locs(i, len(a["rank"]))[doc[mine]])
-        cat = (lambda xs, t: np.concatenate(xs) if xs else np.empty(0, t))
-        k, owner = K.line_owners(cat(keys, np.uint64), cat(ranks, np.uint64), cat(locs, np.int64))
+        k, owner = K.line_owners(K.concat(keys, np.uint64), K.concat(ranks, np.uint64), K.concat(locs, np.int64))
         save_arrays(owners_path(self.out, p), {"keys": k, "owner": owner})
         return {"p": p, "partitions": n, "lines": int(len(k))}
 

@@ -31,7 +31,8 @@ from corral import fs
 from corral.dedup import keys as K
 from corral.dedup.lines import dedup_record, doc_hashes, group_of
 from corral.outcome import DROPPED, KEPT
-from corral.pipeline.decide import REASONS, RoundTask, load_sorted, losers, partitions_for, round_items, save_sorted
+from corral.pipeline.decide import (REASONS, RoundTask, load_sorted, losers_between, partitions_for, round_items,
+                                    save_sorted)
 from corral.pipeline.inputs import guarded, match_inputs
 from corral.pipeline.phases import Task, merged, of_phase, run_phase, work_dir
 from corral.pipeline.quality import ccnet_rules as rules
@@ -133,8 +134,7 @@ class LinesTask(Task):
             hs.append(a["lh"][mine])
             owners.append(a["lo"][mine])
             repeated.append(a["lr"][mine])
-        cat = (lambda xs, t: np.concatenate(xs) if xs else np.empty(0, t))
-        dups = K.duplicate_lines(cat(hs, np.uint64), cat(owners, np.uint64), cat(repeated, bool))
+        dups = K.duplicate_lines(K.concat(hs, np.uint64), K.concat(owners, np.uint64), K.concat(repeated, bool))
         save_sorted(lines_path(self.out, g, p), dups)
         return {"group": g, "p": p, "partitions": n, "duplicates": int(len(dups))}
 
@@ -269,13 +269,10 @@ class TagTask(Task):
         if self.ppl is None:
             self.ppl = Perplexity(lm_paths(st, of_phase(summaries, "lm")))
         keys = load_arrays(key_path(self.out, SOURCE, index, "ccread-keys"))
-        lo, hi = K.loc(index, 0), K.loc(index + 1, 0)
         url_lost = np.empty(0, np.int64)
         url = [s for s in of_phase(summaries, "decide") if s.get("round") == "url"]
         if url:
-            lost = losers(self.out, SOURCE, "url", url[0]["partitions"])
-            a, b = np.searchsorted(lost, [lo, hi])
-            url_lost = lost[a:b] - lo
+            url_lost = losers_between(self.out, SOURCE, "url", url[0]["partitions"], index, index) - K.loc(index, 0)
         dupset: set[int] = set()
         if ld["enabled"]:
             parts = max((s["partitions"] for s in of_phase(summaries, "cc-lines") if s["group"] == item["group"]),
