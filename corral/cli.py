@@ -97,6 +97,11 @@ def cmd_build(args) -> int:
 
             with dask_runner(args.dask_scheduler, args.dask_local) as (runner, options):
                 manifest = build(args.manifest, args.out, runner=runner, options=options)
+        elif args.runner == "direct":
+            from corral.pipeline.runners import local_runner
+
+            runner, options = local_runner(args.workers)
+            manifest = build(args.manifest, args.out, runner=runner, options=options)
         elif args.runner != "local":
             from corral.pipeline.runners import cluster_runner
 
@@ -242,14 +247,16 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sp = sub.add_parser("build", help="build a corpus from a mixture manifest (Beam)",
-                        description="Run one Beam pipeline over every source of a mixture manifest and write "
+                        description="Run the phases of every source of a mixture manifest, on this machine or a Beam runner, and write "
                         "document shards and OUT/manifest.json.")
     sp.add_argument("manifest", help="mixture manifest (.yaml)")
     sp.add_argument("--out", required=True, help="build folder (local path or any Beam filesystem)")
-    sp.add_argument("--workers", type=int, default=None, help="local runner worker processes (default 1)")
-    sp.add_argument("--runner", default="local", choices=["local", "dask", "flink", "spark", "dataflow"],
-                    help="local: Beam's FnApiRunner (never the Prism download); dask: Beam's DaskRunner on a "
-                    "dask.distributed cluster; flink, spark, dataflow: Beam's runners through their standard options")
+    sp.add_argument("--workers", type=int, default=None, help="local or direct runner worker processes (default 1)")
+    sp.add_argument("--runner", default="local", choices=["local", "direct", "dask", "flink", "spark", "dataflow"],
+                    help="local: the build's phases on a pool of worker processes on this machine; direct: the "
+                    "same phases as one Beam pipeline on Beam's FnApiRunner (never the Prism download); dask: "
+                    "Beam's DaskRunner on a dask.distributed cluster; flink, spark, dataflow: Beam's runners "
+                    "through their standard options")
     sp.add_argument("--flink-master", default=None, help="with --runner flink: the JobManager, HOST:PORT")
     sp.add_argument("--spark-master", default=None, help="with --runner spark: spark://HOST:PORT")
     sp.add_argument("--project", default=None, help="with --runner dataflow: the Google Cloud project")

@@ -1,6 +1,6 @@
 """`corral demo`: the whole recipe on the embedded sample, one stage after another.
 
-sample (`corral sample`) → build (all seven sources in one Beam DAG, the CommonCrawl side models
+sample (`corral sample`) → build (all seven sources in one build, the CommonCrawl side models
 trained inside it) → tokenizer (LLaMA's SentencePiece spec) → tokenize → inspect (Table 1 of the
 build) → train (a `tiny` LLaMA on CPU under torchrun) → report (`report.html`). Every stage prints a
 line when it starts and one with its counts and time when it ends; the last lines say where the
@@ -56,7 +56,7 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     counts = write_sample(str(sample))
     p.done("sample", t, ", ".join(f"{k} {v}" for k, v in counts.items()) + " raw records")
 
-    t = p.start("build", "one Beam DAG over all seven sources (FnApiRunner)")
+    t = p.start("build", "the phases of all seven sources, on this machine")
     os.environ["CORRAL_SAMPLE"] = str(sample)
     manifest = build(shipped_manifest("sample.yaml"), str(build_out))
     kept = {name: sb.funnel.kept for name, sb in manifest.sources.items()}

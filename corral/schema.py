@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
-SOURCES = ("commoncrawl", "c4", "github", "wikipedia", "books", "arxiv", "stackexchange")  # RECIPE.md §1.1 Table 1 rows
+from corral.source_specs import SOURCES
 
 # The nullable signal columns, in schema order, with their Arrow types.
 SIGNALS: dict[str, pa.DataType] = {

@@ -25,6 +25,24 @@ def test_signature_deterministic_and_empty():
     assert np.array_equal(np.minimum(ref, mh.signature(long[5000:], 64)), mh.signature(long, 64))
 
 
+def test_signatures_of_many_equal_each_signature():
+    """Batched signing (short documents sharing blocks, empty and long ones alone) gives each
+    document's own signature, in order."""
+    rng = np.random.default_rng(3)
+    sizes = [0, 1, 5, 300, 0, 1023, 1024, 1025, 5000, 2, 700, 400]
+    sets = [mh.distinct(rng.integers(0, 2**63, size=n, dtype=np.uint64)) for n in sizes]
+    got = mh.signatures(sets, 64)
+    assert got.shape == (len(sets), 64) and got.dtype == np.uint32
+    assert np.array_equal(got, np.stack([mh.signature(x, 64) for x in sets]))
+    assert mh.signatures([], 64).shape == (0, 64)
+
+
+def test_distinct_is_sorted_unique():
+    x = np.array([5, 3, 5, 1, 3, 9], dtype=np.uint64)
+    assert np.array_equal(mh.distinct(x), np.unique(x))
+    assert len(mh.distinct(np.empty(0, np.uint64))) == 0 and list(mh.distinct(np.array([7], np.uint64))) == [7]
+
+
 def test_estimate_is_unbiased():
     """Mean error of the estimate against exact Jaccard over random pairs < 0.01 (no uint64 overflow bias)."""
     rng = np.random.default_rng(7)

@@ -149,3 +149,39 @@ def test_real_posts_build(shared_data, tmp_path):
     recs = shard_records(str(tmp_path / "out"), "stackexchange")
     assert {r["url"].split("/")[2] for r in recs} == {"beer.stackexchange.com", "coffee.stackexchange.com"}
     assert all(r["text"].startswith("Q: ") and "<p>" not in r["text"] for r in recs)
+
+
+def test_post_groups_spill_to_disk_and_give_the_same_groups_in_the_same_order(monkeypatch):
+    """A site larger than the memory bound goes to bucket files; the groups, their rows and their
+    order are those of the in-memory path, and the files are gone afterwards."""
+    import os
+    import random
+    import tempfile
+
+    rng = random.Random(5)
+    posts = []
+    for q in range(300):
+        posts.append({"site": "s", "row": {"Id": str(q), "PostTypeId": "1", "Title": "t", "Body": "q" * rng.randint(1, 50),
+                                            "Unused": "dropped"}})
+    for a in range(1000):
+        posts.append({"site": "s", "row": {"Id": str(1000 + a), "PostTypeId": "2", "ParentId": str(rng.randrange(300)),
+                                            "Body": "a" * rng.randint(1, 50), "Score": str(rng.randint(-3, 9))}})
+    rng.shuffle(posts)
+
+    def grouped(spill_bytes):
+        g = se.PostGroups(spill_bytes)
+        for p in posts:
+            g.add(p)
+        spilled = bool(g.files)
+        folder = g.folder.name if g.folder else None
+        out = [(k, rows) for k, rows in g]
+        assert folder is None or not os.path.exists(folder)
+        return spilled, out
+
+    in_memory, a = grouped(1 << 30)
+    spilled, b = grouped(10_000)
+    assert not in_memory and spilled
+    assert a == b and len(a) == 300
+    assert all("Unused" not in r for _, rows in a for r in rows)
+    assert [k for k, _ in a] == sorted((k for k, _ in a), key=lambda k: (se.bucket_of(k), k))
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("corral-se-")]

@@ -39,6 +39,7 @@ ERROR_BUDGET = 0.02           # weighted FP/FN area accepted when deriving num_p
 FN_WEIGHT_VERIFIED = 0.98     # with exact verification, a missed pair costs far more than a checked one:
                               # at 0.8 this gives a candidate probability of about 0.98 at the threshold
 BLOCK = 4096                  # shingles per vectorised block (bounds the P × BLOCK matrix)
+BATCH_BLOCK = 1024            # shingles of several documents signed together (P × 1024 × 8 B stays in L2 cache)
 _SPACE = re.compile(r"\s+")
 
 
@@ -98,7 +99,18 @@ def shingles(text: str, ngram: int = DEFAULT_NGRAM, unique: bool = True) -> np.n
         for k in range(1, n):
             acc = acc * _K + w[k: k + m]
         h = _fmix64(acc)
-    return np.unique(h) if unique else h
+    return distinct(h) if unique else h
+
+
+def distinct(hashes: np.ndarray) -> np.ndarray:
+    """The sorted distinct values (np.unique's result; a sort and a mask are faster on short arrays)."""
+    s = np.sort(hashes)
+    if len(s) < 2:
+        return s
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
 
 
 @lru_cache(maxsize=16)
@@ -127,6 +139,37 @@ def signature(shingle_hashes: np.ndarray, num_perm: int, seed: int = SEED) -> np
     # The top 32 bits are monotone in the 64-bit value: the top bits of the minimum are the minimum
     # of the top bits, so one shift at the end gives h_i = (a·x + b) >> 32 minimised.
     return (sig >> np.uint64(32)).astype(np.uint32)
+
+
+def signatures(shingle_sets: list[np.ndarray], num_perm: int, seed: int = SEED) -> np.ndarray:
+    """The signatures of many documents at once (n × num_perm, uint32; row i is
+    signature(shingle_sets[i])): short documents' shingles are concatenated into blocks of up to
+    BATCH_BLOCK, so that they share each vectorised step, and each block's minima are taken per
+    document with one minimum.reduceat; a longer document is signed alone."""
+    a, b = permutations(num_perm, seed)
+    out = np.full((len(shingle_sets), num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    sizes = np.fromiter((len(x) for x in shingle_sets), dtype=np.int64, count=len(shingle_sets))
+    i, n = 0, len(shingle_sets)
+    with np.errstate(over="ignore"):
+        while i < n:
+            if sizes[i] == 0:
+                i += 1
+                continue
+            if sizes[i] > BATCH_BLOCK:
+                out[i] = signature(shingle_sets[i], num_perm, seed)
+                i += 1
+                continue
+            j, total = i, 0
+            while j < n and 0 < sizes[j] <= BATCH_BLOCK - total:
+                total += sizes[j]
+                j += 1
+            x = np.concatenate(shingle_sets[i:j])
+            view = a[:, None] * x[None, :]
+            np.add(view, b[:, None], out=view)
+            starts = np.concatenate(([0], np.cumsum(sizes[i:j - 1])))
+            out[i:j] = (np.minimum.reduceat(view, starts, axis=1) >> np.uint64(32)).T
+            i = j
+    return out
 
 
 def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:

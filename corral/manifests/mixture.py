@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from corral.manifests.options import TOP_SECTIONS, Option, defaults, source_stages
-from corral.schema import SOURCES
+from corral.source_specs import SOURCES
 
 WEIGHT_SUM_TOLERANCE = 1e-6  # weights must sum to 1 within this
 _TOP_KEYS = ("name", "description", "target_tokens", "seed", "sources", *TOP_SECTIONS)

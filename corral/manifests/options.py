@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from corral.source_specs import BY_NAME, SOURCES
+
 
 @dataclass(frozen=True)
 class Option:
@@ -178,12 +180,7 @@ STAGES: dict[str, dict[str, dict[str, Option]]] = {
     },
 }
 
-# Per-source defaults of the common stages that differ from COMMON_STAGES.
-COMMON_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
-    "github": {"exact_dedup": {"enabled": True}},               # RECIPE.md §4: exact file-level dedup
-    "books": {"minhash": {"enabled": True, "threshold": 0.9}},  # RECIPE.md §6: ">90% content overlap"
-    "c4": {"exact_dedup": {"enabled": False}},
-}
+assert set(STAGES) == set(SOURCES), "every source of corral.source_specs has its stage options here"
 
 # Top-level sections that are not sources.
 TOP_SECTIONS: dict[str, dict[str, Option]] = {
@@ -208,7 +205,7 @@ def source_stages(source: str) -> dict[str, dict[str, Option]]:
     stages = {name: dict(opts) for name, opts in STAGES[source].items()}
     for stage, opts in COMMON_STAGES.items():
         merged = dict(opts)
-        for key, value in COMMON_OVERRIDES.get(source, {}).get(stage, {}).items():
+        for key, value in BY_NAME[source].common_defaults.get(stage, {}).items():
             merged[key] = Option(**{**merged[key].__dict__, "default": value})
         stages[stage] = merged
     return stages

@@ -9,10 +9,8 @@ from typing import Any
 from corral.manifests.build import BuildManifest, load_build
 from corral.manifests.mixture import Mixture, load_mixture
 from corral.manifests.mixture_math import epochs, seen_tokens
-from corral.schema import SOURCES
+from corral.source_specs import display, table_order
 
-DISPLAY = {"commoncrawl": "CommonCrawl", "c4": "C4", "github": "Github", "wikipedia": "Wikipedia",
-           "books": "Books", "arxiv": "ArXiv", "stackexchange": "StackExchange"}  # Table 1's row names
 
 
 def inspect_data(path: str) -> dict[str, Any]:
@@ -22,13 +20,9 @@ def inspect_data(path: str) -> dict[str, Any]:
     return _from_build(load_build(path), path)
 
 
-def _ordered(names):
-    return sorted(names, key=lambda n: SOURCES.index(n) if n in SOURCES else len(SOURCES))
-
-
 def _from_mixture(m: Mixture) -> dict[str, Any]:
     sources = {}
-    for name in _ordered(m.sources):
+    for name in table_order(m.sources):
         s = m.sources[name]
         sources[name] = {"weight": s.weight, "epochs": None, "disk_bytes": None, "documents": None,
                          "tokens": None, "seen_tokens": seen_tokens(s.weight, m.target_tokens), "funnel": None}
@@ -38,7 +32,7 @@ def _from_mixture(m: Mixture) -> dict[str, Any]:
 def _from_build(b: BuildManifest, path: str) -> dict[str, Any]:
     target = b.target_tokens
     sources = {}
-    for name in _ordered(b.sources):
+    for name in table_order(b.sources):
         s = b.sources[name]
         sources[name] = {"weight": s.weight, "epochs": epochs(s.weight, target, s.tokens),
                          "disk_bytes": s.bytes, "documents": s.documents, "tokens": s.tokens,
@@ -70,7 +64,7 @@ def render_table(data: dict[str, Any]) -> str:
     rows = [head]
     for name, s in data["sources"].items():
         rows.append([
-            DISPLAY.get(name, name),
+            display(name),
             f"{s['weight'] * 100:.1f}%",
             "" if s["epochs"] is None else f"{s['epochs']:.2f}",
             human_bytes(s["disk_bytes"]),
@@ -89,7 +83,7 @@ def render_table(data: dict[str, Any]) -> str:
     if funnels:
         lines += ["", "Funnel (records read from the raw inputs → kept; dropped and errors by reason)"]
         for name, f in funnels:
-            lines.append(f"  {DISPLAY.get(name, name)}: input {f['input']:,} → kept {f['kept']:,}")
+            lines.append(f"  {display(name)}: input {f['input']:,} → kept {f['kept']:,}")
             for label, key in (("dropped", "dropped"), ("errors", "errors")):
                 if f[key]:
                     parts = ", ".join(f"{r} {n:,}" for r, n in sorted(f[key].items(), key=lambda kv: -kv[1]))

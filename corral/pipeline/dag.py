@@ -1,10 +1,11 @@
-"""`corral build`: a mixture manifest → one Beam pipeline of phases over files → OUT/manifest.json.
+"""`corral build`: a mixture manifest → a graph of phases over files → OUT/manifest.json.
 
 Per source (corral.pipeline.plans): per-file tasks read, clean and tag each input file and stage its
 documents with compact key files; dedup rounds decide from the keys which documents go; a select
 pass per group of staged files writes OUT/docs/<source>/part-*.arrow. CommonCrawl runs cc_net's two
 passes with side models trained on the build's Wikipedia in between. Texts never cross a shuffle:
-the pipeline's elements are work items and summaries (docs/design.md).
+only work items and summaries pass between tasks (docs/design.md). The graph runs on this
+machine (corral.pipeline.pool) or, given a Beam runner, as Beam pipelines (corral.pipeline.on_beam).
 
 The driver then reads the completion records back — counts, shards, models — merges the dead
 letters into OUT/errors/<source>/errors.jsonl and writes OUT/manifest.json. Nothing passes from
@@ -19,18 +20,17 @@ import os
 import time
 from typing import Any
 
-from apache_beam.metrics import Metrics
-
 from corral import fs
 from corral.manifests.build import BuildManifest, SourceBuild, relative_shard
 from corral.manifests.mixture import Mixture, load_mixture
-from corral.outcome import funnel_from_counts, funnel_key
-from corral.pipeline import resume
+from corral.outcome import funnel_from_counts
+from corral.pipeline import on_beam, pool, resume
 from corral.pipeline.inputs import InputError, match_inputs
-from corral.pipeline.phases import Graph, execute, recorded_summaries, work_dir
+from corral.pipeline.phases import Graph, recorded_summaries, work_dir
 from corral.pipeline.plans import SourcePlan, add_phases, source_module
 from corral.pipeline.progress import Progress
 from corral.shards import ShardInfo
+from corral.source_specs import build_order
 
 BUILD_LOG = logging.getLogger("corral.build")
 STAGED_FOLDERS = ("stage", "read", "clean", "keys", "shingles", "ccread-keys", "c4read-keys", "clean-keys", "lines",
@@ -39,15 +39,6 @@ STAGED_FOLDERS = ("stage", "read", "clean", "keys", "shingles", "ccread-keys", "
 
 class BuildError(RuntimeError):
     """The build cannot start: a configuration problem, named with its file and field."""
-
-
-def _count_metric(outcome: dict[str, Any]):
-    """Beam counters beside the as-data funnel, for runners and UIs that show metrics."""
-    reason = outcome["reason"]
-    name = outcome["status"] if reason is None else f"{outcome['status']}:{reason}"
-    Metrics.counter(f"corral.{outcome['source']}", name).inc()
-    Metrics.counter(f"corral.{outcome['source']}", "input").inc()
-    return (funnel_key(outcome), 1)
 
 
 def _needs_wikipedia(mixture: Mixture) -> list[str]:
@@ -77,14 +68,10 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
             inputs[source] = match_inputs(mixture.resolved_inputs(source), f"{manifest_path}: sources.{source}.inputs")
         except InputError as e:
             raise BuildError(str(e)) from e
-    if runner is None:
-        from corral.pipeline.runners import local_runner
-
-        runner, options = local_runner(workers)
     if not fs.is_remote(out):
         os.makedirs(out, exist_ok=True)
     output = mixture.sections["output"]
-    order = sorted(inputs, key=lambda s: s != "wikipedia")  # Wikipedia first: CommonCrawl may learn from it
+    order = build_order(inputs)  # Wikipedia first: CommonCrawl may learn from it
     prints: dict[str, str] = {}
     for source in order:
         depends = prints.get("wikipedia") if source == "commoncrawl" and needs else None
@@ -107,8 +94,12 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
             last = add_phases(graph, plan)
             if source == "wikipedia":
                 wiki_done = last
-        with watch:
-            execute(graph, runner, options, waves=type(runner).__name__ == "DaskRunner")
+        if runner is None:
+            with pool.LocalPool(workers or 1) as local, watch:
+                local.run(graph)
+        else:
+            with watch:
+                on_beam.execute(graph, runner, options)
     BUILD_LOG.info("build %s: %d source(s) built, %d reused (%s)", out, len(todo), len(reused),
                    ", ".join(reused) or "none")
     if resumed:

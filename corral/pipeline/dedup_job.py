@@ -29,7 +29,8 @@ from corral.dedup import minhash as mh
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.outcome import KEPT, error, funnel_from_counts
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
-from corral.pipeline.phases import BUILD_DIR, Graph, Task, execute, recorded_summaries, run_phase, work_dir
+from corral.pipeline import pool
+from corral.pipeline.phases import BUILD_DIR, Graph, Task, recorded_summaries, run_phase, work_dir
 from corral.pipeline.plans import SourcePlan, dedup_and_select
 from corral.pipeline.stage import stage_outcomes
 from corral.schema import DOC_SCHEMA, SIGNALS
@@ -160,11 +161,8 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     dropped. The pipeline carries work items and summaries only; the working files under
     OUT/_build are removed at the end.
     """
-    from corral.pipeline.runners import local_runner
-
     files = input_files(spec)
     params = mh.derive_lsh(threshold, num_perm, verify)
-    runner, options = local_runner(workers)
     if not is_remote(out):
         os.makedirs(out, exist_ok=True)
     stages = {"exact_dedup": {"enabled": False},
@@ -181,7 +179,7 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     plan.count_phases = ["stage"]
     dedup_and_select(graph, plan, staged, unique=False, cluster_rows=join(out, "clusters.arrow"),
                      docs_dir=join(out, "docs"))
-    execute(graph, runner, options)
+    pool.execute(graph, workers or 1)
 
     counts: dict[tuple[str, str, str | None], int] = {}
     for phase in plan.count_phases:

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, Callable
 
 from corral.dedup.exact import text_md5
+from corral.source_specs import BY_NAME
 from corral.pipeline.decide import RoundTask, round_items
 from corral.pipeline.near import ClustersTask, LshTask, near_items
 from corral.pipeline.phases import Graph, Task, run_phase
@@ -23,19 +24,9 @@ from corral.pipeline.select import SelectTask, select_items
 from corral.pipeline.stage import file_key, stage_outcomes
 
 # The module of each source; each defines `read_file(path, stages)` (one input's outcomes).
-SOURCE_MODULES = {
-    "commoncrawl": "corral.pipeline.sources.commoncrawl",
-    "c4": "corral.pipeline.sources.c4",
-    "github": "corral.pipeline.sources.github",
-    "wikipedia": "corral.pipeline.sources.wikipedia",
-    "books": "corral.pipeline.sources.books",
-    "arxiv": "corral.pipeline.sources.arxiv",
-    "stackexchange": "corral.pipeline.sources.stackexchange",
-}
-
-
 def source_module(source: str):
-    return importlib.import_module(SOURCE_MODULES[source])
+    """The pipeline module of a source (corral.source_specs names it)."""
+    return importlib.import_module(BY_NAME[source].module)
 
 
 @dataclass
@@ -145,7 +136,7 @@ def dedup_and_select(p: Graph, plan: SourcePlan, staged, rule=None, unique: bool
         clusters = run_phase(p, f"{name}/near-clusters", ClustersTask(out), out,
                              plan=partial(_plan_clusters, name, fp, sp, cluster_rows=cluster_rows), earlier=[lsh])
         ends.append(clusters)
-    excluded = getattr(source_module(name), "excluded_groups", None) if name in SOURCE_MODULES else None
+    excluded = getattr(source_module(name), "excluded_groups", None) if name in BY_NAME else None
     info = {"source": name, "fingerprint": fp, "shard_bytes": plan.output["shard_max_bytes"], "near": near,
             "stage_phase": sp, "exclude": partial(excluded, st) if excluded else None}
     selected = run_phase(p, f"{name}/select", SelectTask(out, plan.output, rule, docs_dir), out,

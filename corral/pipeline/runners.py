@@ -1,7 +1,9 @@
 """Runner profiles: the pipeline options each named runner gets.
 
-`local` is Beam's FnApiRunner named explicitly (the DirectRunner would first try to download the
-Prism binary, which fails offline), multi-process when more than one worker is asked for.
+`local_runner` is Beam's FnApiRunner named explicitly (the DirectRunner would first try to download
+the Prism binary, which fails offline), multi-process when more than one worker is asked for: the
+build's `--runner direct` and the tokenizing pipeline. (`corral build --runner local` needs no Beam
+runner: corral.pipeline.pool.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 
 def local_runner(workers: int | None = None):
-    """(runner, options) for the embedded local runner."""
+    """(runner, options) for Beam's embedded FnApiRunner."""
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     workers = workers or 1

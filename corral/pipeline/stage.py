@@ -33,6 +33,7 @@ from corral.schema import DOC_SCHEMA
 from corral.shards import MAX_SHARD_BYTES, ShardWriter, open_shard
 
 STAGE_ROWS = 1 << 31  # rows of one staged part: effectively unbounded (parts roll over by bytes)
+SIGN_BATCH = 256  # documents whose MinHash signatures are computed together (corral.dedup.minhash.signatures)
 
 
 def file_key(index: int) -> str:
@@ -126,6 +127,12 @@ class KeyCollector:
             self.ngram, self.verify = m["ngram"], m["verify"]
         self.id_key, self.ts, self.md5, self.exact_key, self.sigs, self.docs = [], [], [], [], [], []
         self.shingle_sets: list[np.ndarray] = []  # when verifying: each document's distinct shingles
+        self.unsigned: list[np.ndarray] = []      # shingles of the documents not yet signed
+
+    def _sign(self) -> None:
+        if self.unsigned:
+            self.sigs.append(mh.signatures(self.unsigned, self.params.num_perm))
+            self.unsigned = []
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.id_key.append(K.key64(record["id"]))
@@ -135,10 +142,12 @@ class KeyCollector:
         if self.exact:
             self.exact_key.append(K.key64(self.content_key(record)))
         if self.minhash:
-            sh = mh.shingles(record["text"], self.ngram, unique=False)
-            self.sigs.append(mh.signature(sh, self.params.num_perm))
+            sh = mh.shingles(record["text"], self.ngram, unique=self.verify)
             if self.verify:
-                self.shingle_sets.append(np.unique(sh))
+                self.shingle_sets.append(sh)
+            self.unsigned.append(sh)
+            if len(self.unsigned) >= SIGN_BATCH:
+                self._sign()
             self.docs.append(doc_key(record["id"]))
 
     def shingle_arrays(self) -> dict[str, np.ndarray] | None:
@@ -156,8 +165,9 @@ class KeyCollector:
         if self.exact:
             out["exact"] = np.array(self.exact_key, dtype=np.uint64)
         if self.minhash:
+            self._sign()
             bands = self.params.bands
-            out["bands"] = (mh.band_keys_many(np.stack(self.sigs), self.params).astype(np.uint64) if self.sigs
+            out["bands"] = (mh.band_keys_many(np.concatenate(self.sigs), self.params).astype(np.uint64) if self.sigs
                             else np.empty((0, bands), dtype=np.uint64))
             out["doc"] = np.array(self.docs, dtype=np.int64)
         return out

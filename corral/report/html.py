@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from corral.manifests.build import BuildManifest, join, load_build
 from corral.manifests.mixture import load_mixture, shipped_manifest
-from corral.manifests.render import DISPLAY
+from corral.source_specs import display
 from corral.shards import atomic_write_bytes, iter_batches
 
 MAX_DOCS_PER_SOURCE = 200_000  # documents read per source for the distributions (bounded memory)
@@ -103,7 +103,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         rows += [(f"dropped: {r}", c, "#e9c46a") for r, c in sorted(f.dropped.items(), key=lambda x: -x[1])]
         rows += [(f"error: {r}", c, "#e76f51") for r, c in sorted(f.errors.items(), key=lambda x: -x[1])]
         ax.barh([r[0] for r in rows][::-1], [r[1] for r in rows][::-1], color=[r[2] for r in rows][::-1])
-        ax.set_title(f"{DISPLAY.get(name, name)}: input {f.input:,} → kept {f.kept:,}", fontsize=10, loc="left")
+        ax.set_title(f"{display(name)}: input {f.input:,} → kept {f.kept:,}", fontsize=10, loc="left")
         ax.tick_params(labelsize=8)
     fig.tight_layout()
     charts.append(("funnel", "Funnel per source", _png(fig)))
@@ -118,7 +118,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
     for name in names:
         vals = [stats["lang"][name].get(lang, 0) for lang in top]
         if any(vals):
-            ax.bar(top, vals, bottom=bottom, label=DISPLAY.get(name, name))
+            ax.bar(top, vals, bottom=bottom, label=display(name))
             bottom = [b + v for b, v in zip(bottom, vals)]
     if top:
         ax.legend(fontsize=8)
@@ -180,7 +180,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
 
     # 6. document lengths
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    data = [(DISPLAY.get(n, n), [math.log10(max(1, x)) for x in stats["length"][n]])
+    data = [(display(n), [math.log10(max(1, x)) for x in stats["length"][n]])
             for n in names if stats["length"][n]]
     if data:
         ax.boxplot([d for _, d in data], tick_labels=[n for n, _ in data], vert=True)
@@ -194,7 +194,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
     xs = range(len(names))
     ax.bar([x - 0.2 for x in xs], [manifest.sources[n].weight * 100 for n in names], width=0.4, label="this build")
     ax.bar([x + 0.2 for x in xs], [paper.get(n, 0) * 100 for n in names], width=0.4, label="LLaMA Table 1")
-    ax.set_xticks(list(xs), [DISPLAY.get(n, n) for n in names], fontsize=8)
+    ax.set_xticks(list(xs), [display(n) for n in names], fontsize=8)
     ax.set_ylabel("sampling proportion (%)")
     ax.legend(fontsize=8)
     charts.append(("mixture", "Mixture against the paper's Table 1", _png(fig)))
@@ -207,7 +207,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         val = [(r["step"], r["val_loss"]) for r in metrics if r.get("val_loss")]
         for src in sorted({k for _, v in val for k in v}):
             ax.plot([s for s, v in val if src in v], [v[src] for _, v in val if src in v], marker="o",
-                    markersize=3, label=f"val {DISPLAY.get(src, src)}")
+                    markersize=3, label=f"val {display(src)}")
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats/token)")
         ax.legend(fontsize=7, ncol=2)
@@ -235,7 +235,7 @@ def _table(manifest: BuildManifest, paper: dict[str, float]) -> str:
     rows = []
     for name, sb in manifest.sources.items():
         f = sb.funnel
-        rows.append(f"<tr><td>{html.escape(DISPLAY.get(name, name))}</td><td>{sb.weight * 100:.1f}%</td>"
+        rows.append(f"<tr><td>{html.escape(display(name))}</td><td>{sb.weight * 100:.1f}%</td>"
                     f"<td>{paper.get(name, 0) * 100:.1f}%</td><td>{f.input:,}</td><td>{f.kept:,}</td>"
                     f"<td>{sum(f.dropped.values()):,}</td><td>{sum(f.errors.values()):,}</td>"
                     f"<td>{sb.bytes:,}</td><td>{'' if sb.tokens is None else f'{sb.tokens:,}'}</td></tr>")

@@ -24,7 +24,10 @@ Rules:
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import tempfile
+import zlib
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
@@ -153,15 +156,9 @@ def group_key(post: dict[str, Any]) -> tuple[str, str]:
     return (post["site"], f"other:{row.get('Id', '')}")
 
 
-def assemble(key: tuple[str, str], posts: Iterable[dict[str, Any]], top_sites: list[str],
-             read: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One question's group → its document (or drop) plus one outcome per merged answer."""
+def assemble(key: tuple[str, str], rows: list[dict[str, str]], read: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One question's group of rows → its document (or drop) plus one outcome per merged answer."""
     site, qid = key
-    rows = [p["row"] for p in posts]
-    if top_sites is not None and site not in top_sites:
-        for _ in rows:
-            yield dropped(SOURCE, "not_top_site")
-        return
     questions = [r for r in rows if r.get("PostTypeId") == QUESTION]
     answers = [r for r in rows if r.get("PostTypeId") == ANSWER]
     for _ in range(len(rows) - len(questions) - len(answers)):
@@ -191,20 +188,89 @@ def top_site_names(site_counts: Iterable[tuple[str, int]], n: int) -> list[str]:
     return [s for s, _ in sorted(site_counts, key=lambda sc: (-sc[1], sc[0]))[:n]]
 
 
+# The fields of a row that assembling a question reads; nothing else of a post is kept.
+KEPT_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "CreationDate", "Tags")
+BUCKETS = 256             # hash buckets of a site's posts, assembled one after another
+SPILL_BYTES = 256 << 20   # post text held in memory before a site's buckets go to disk
+ROW_OVERHEAD = 800        # bytes of a held row besides its text (its dict and strings, measured in CPython 3.11)
+
+
+def bucket_of(key: tuple[str, str]) -> int:
+    return zlib.crc32(f"{key[0]}\0{key[1]}".encode("utf-8", "surrogatepass")) % BUCKETS
+
+
+class PostGroups:
+    """A site's posts grouped by question, in memory up to SPILL_BYTES of text and then in BUCKETS
+    temporary files (appended pickles), so that a task holds at most one bucket of a large site
+    (stackoverflow.com's Posts.xml is about 100 GB). Groups come out in (bucket, key) order, the
+    same whether they spilled or not."""
+
+    def __init__(self, spill_bytes: int = SPILL_BYTES):
+        self.spill_bytes = spill_bytes
+        self.buckets: list[dict[tuple[str, str], list[dict[str, Any]]]] = [{} for _ in range(BUCKETS)]
+        self.held = 0
+        self.folder: tempfile.TemporaryDirectory | None = None
+        self.files: list[Any] = []
+
+    def add(self, post: dict[str, Any]) -> None:
+        key = group_key(post)
+        row = {k: post["row"][k] for k in KEPT_FIELDS if k in post["row"]}
+        if self.files:
+            pickle.dump((key, row), self.files[bucket_of(key)], protocol=pickle.HIGHEST_PROTOCOL)
+            return
+        self.buckets[bucket_of(key)].setdefault(key, []).append(row)
+        self.held += len(row.get("Body", "")) + len(row.get("Title", "")) + ROW_OVERHEAD
+        if self.held > self.spill_bytes:
+            self._spill()
+
+    def _spill(self) -> None:
+        self.folder = tempfile.TemporaryDirectory(prefix="corral-se-")
+        self.files = [open(os.path.join(self.folder.name, f"{b:03d}.pickle"), "wb") for b in range(BUCKETS)]
+        for b, groups in enumerate(self.buckets):
+            for key, rows in groups.items():
+                for row in rows:
+                    pickle.dump((key, row), self.files[b], protocol=pickle.HIGHEST_PROTOCOL)
+        self.buckets = []
+
+    def __iter__(self) -> Iterator[tuple[tuple[str, str], list[dict[str, Any]]]]:
+        if not self.files:
+            for groups in self.buckets:
+                for key in sorted(groups):
+                    yield key, groups[key]
+            return
+        try:
+            for f in self.files:
+                f.close()
+            for f in self.files:
+                groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+                with open(f.name, "rb") as r:
+                    while True:
+                        try:
+                            key, row = pickle.load(r)
+                        except EOFError:
+                            break
+                        groups.setdefault(key, []).append(row)
+                os.unlink(f.name)
+                for key in sorted(groups):
+                    yield key, groups[key]
+        finally:
+            self.folder.cleanup()
+
+
 def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One Posts.xml (one site) → its outcomes: a document per question with its answers, and one
     outcome per other row, each tagged with its `group` (the site), so that the build can count a
     site's rows and drop the sites outside the top `read.top_sites` as a whole. A site's posts are
-    grouped by question in memory: one file at a time."""
+    grouped by question in bounded memory (PostGroups)."""
     read = stages["read"]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups = PostGroups()
     for item in guarded(SOURCE, path, read_posts(path)):
         if "status" in item:
             yield item
             continue
-        groups.setdefault(group_key(item), []).append(item)
-    for key in sorted(groups):
-        for o in assemble(key, groups.pop(key), None, read):
+        groups.add(item)
+    for key, rows in groups:
+        for o in assemble(key, rows, read):
             yield {**o, "group": key[0]}
 
 
