@@ -46,9 +46,13 @@ def save_sorted(path: str, values: np.ndarray) -> None:
     fs.atomic_write_bytes(path, buf.getvalue(), durable=False)
 
 
-def load_sorted(path: str) -> np.ndarray:
+def load_sorted(path: str, mapped: bool = False) -> np.ndarray:
+    """A saved array; with `mapped`, memory-mapped where the path is local (read when a slice of
+    it is used), else read whole."""
     import io
 
+    if mapped and not fs.is_remote(path):
+        return np.load(fs.local_path(path), mmap_mode="r")
     return np.load(io.BytesIO(fs.read_bytes(path)))
 
 
@@ -64,10 +68,15 @@ def losers_of(out: str, source: str, rounds: list[tuple[str, int]]) -> np.ndarra
 
 
 def losers_between(out: str, source: str, name: str, partitions: int, first: int, last: int) -> np.ndarray:
-    """The locators a round decided against among files first..last, sorted."""
-    lost = losers(out, source, name, partitions)
-    a, b = np.searchsorted(lost, [K.loc(first, 0), K.loc(last + 1, 0)])
-    return lost[a:b]
+    """The locators a round decided against among files first..last, sorted: from each partition's
+    sorted decision only that range is read (memory-mapped on a local filesystem), so a task's
+    cost is its own files' share, not the whole source's."""
+    found = []
+    for p in range(partitions):
+        lost = load_sorted(decision_path(out, source, name, p), mapped=True)
+        a, b = np.searchsorted(lost, [K.loc(first, 0), K.loc(last + 1, 0)])
+        found.append(np.array(lost[a:b]))
+    return np.sort(K.concat(found, np.int64))
 
 
 def iter_keys(out: str, source: str, files: int, name: str = "keys") -> Iterable[tuple[int, dict[str, np.ndarray]]]:
