@@ -23,3 +23,39 @@ def test_losers_between_reads_each_partition_s_range(tmp_path):
     assert len(losers_between(out, "s", "empty", 1, 0, 10)) == 0
     mapped = load_sorted(decision_path(out, "s", "unique", 0), mapped=True)
     assert isinstance(mapped, np.memmap) and np.array_equal(mapped, parts[0])
+
+
+def test_round_tables_give_each_partition_exactly_its_range(tmp_path):
+    from corral.pipeline import keytables as T
+
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 2**64 - 1, size=5000, dtype=np.uint64)
+    ids[:10] = ids[10]                         # shared keys stay together, in row order
+    ids[20] = 0
+    ids[21] = np.uint64(2**64 - 1)
+    ts = rng.integers(0, 10**9, size=5000).astype(np.int64)
+    md5 = rng.integers(0, 2**64 - 1, size=5000, dtype=np.uint64)
+    key_file = str(tmp_path / "keys" / "000003.npz")
+    written = T.save_tables(key_file, {"id_key": ids, "ts": ts, "md5": md5})
+    assert written > 0 and (tmp_path / "keys" / "000003.unique.npy").exists()
+    assert not (tmp_path / "keys" / "000003.exact.npy").exists()  # no content keys given
+    for n in (1, 2, 7):
+        seen = []
+        for p in range(n):
+            t = T.read_partition(T.table_path(key_file, "unique"), p, n)
+            assert np.all(np.diff(t["key"].astype(np.float64)) >= 0)
+            assert (T.partition_of(t["key"], n) == p).all()
+            assert np.array_equal(t["ts"], ts[t["row"]]) and np.array_equal(t["md5"], md5[t["row"]])
+            seen += t["row"].tolist()
+        assert sorted(seen) == list(range(5000))
+    same = T.read_partition(T.table_path(key_file, "unique"), 0, 1)
+    assert same["row"][same["key"] == ids[10]].tolist() == list(range(11))
+
+
+def test_partition_bounds_split_the_key_space_evenly():
+    from corral.pipeline.keytables import bounds
+
+    assert bounds(0, 1) == (0, None)
+    assert bounds(0, 2) == (0, 2**63) and bounds(1, 2) == (2**63, None)
+    edges = [bounds(p, 3) for p in range(3)]
+    assert all(edges[p][1] == edges[p + 1][0] for p in range(2))

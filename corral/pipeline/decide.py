@@ -4,8 +4,9 @@ Rounds, in order (each sees only the documents the rounds before it kept):
   unique  one document per id: the latest timestamp, then the larger text md5   → duplicate_id
   exact   one document per content key: the smallest id                         → duplicate_exact
   near    MinHash LSH buckets → verified edges → components (corral.pipeline.near) → near_duplicate
-A round's partition p of P reads the keys whose hash ≡ p (mod P) from every key file of the source
-and writes the locators that go, sorted, to decide/<round>-<p>.npy. The select pass reads them.
+A round's partition p of P reads the keys in its range of the key space from every file's round
+table (corral.pipeline.keytables: only that slice) and writes the locators that go, sorted, to
+decide/<round>-<p>.npy. The select pass reads them.
 """
 
 from __future__ import annotations
@@ -18,16 +19,12 @@ import numpy as np
 from corral import fs
 from corral.dedup import keys as K
 from corral.dedup.exact import DUPLICATE, DUPLICATE_ID
+from corral.pipeline.keytables import ROUND_TABLES, read_partition, table_path
 from corral.pipeline.phases import Task, read_done, work_dir
 from corral.pipeline.stage import StagedRows, file_key, key_path, load_arrays
 
 KEYS_PER_PARTITION = 1 << 22  # keys one partition task holds (about 100 MB of arrays at most)
 REASONS = {"unique": DUPLICATE_ID, "exact": DUPLICATE, "url": "duplicate_url_digest", "c4url": "duplicate_url"}
-# The key file each round reads, and its key array: `url` is CommonCrawl's URL + digest (= its id)
-# among the records its first pass read; a record's first occurrence stays.
-# C4's `c4url` is its normalised URL among the pages its first pass read; the largest text md5 stays.
-ROUND_KEYS = {"unique": ("keys", "id_key"), "exact": ("keys", "exact"), "url": ("ccread-keys", "id_key"),
-              "c4url": ("c4read-keys", "url_key")}
 
 
 def partitions_for(rows: int) -> int:
@@ -105,21 +102,14 @@ class RoundTask(Task):
     def run(self, item, *earlier):
         source, name, p, n = item["source"], item["round"], item["p"], item["partitions"]
         gone = losers_of(self.out, source, item["before"])
-        folder, key_name = ROUND_KEYS[name]
+        folder = ROUND_TABLES[name][0]
         keys, locators, ranks = [], [], []
-        for i, arrays in iter_keys(self.out, source, item["files"], folder):
-            k = arrays[key_name]
-            mine = (k % np.uint64(n)) == p
-            loc = K.locs(i, len(k))[mine]
-            k = k[mine]
-            if name == "unique":
-                rank = [K.descending(arrays["ts"][mine]), K.descending(arrays["md5"][mine])]
-            elif name == "c4url":
-                rank = [K.descending(arrays["md5"][mine])]
-            elif name == "exact":
-                rank = [arrays["id_key"][mine]]  # replaced below by the id order
-            else:
-                rank = []
+        for i in range(item["files"]):
+            t = read_partition(table_path(key_path(self.out, source, i, folder), name), p, n)
+            k = t["key"]
+            loc = K.loc(i, 0) + t["row"]
+            # Larger timestamps and md5s rank first; exact's rank, the id order, is made below.
+            rank = [K.descending(t[r]) for r in ROUND_TABLES[name][2]]
             keep = ~K.member_of(gone, loc)
             keys.append(k[keep])
             locators.append(loc[keep])
@@ -127,7 +117,7 @@ class RoundTask(Task):
         if keys:
             k = np.concatenate(keys)
             loc = np.concatenate(locators)
-            rank = [np.concatenate([r[j] for r in ranks]) for j in range(len(ranks[0]))] if ranks[0] else []
+            rank = [np.concatenate([r[j] for r in ranks]) for j in range(len(ranks[0]))]
         else:
             k, loc, rank = np.empty(0, np.uint64), np.empty(0, np.int64), []
         if name == "exact":

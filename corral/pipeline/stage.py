@@ -28,6 +28,7 @@ from corral.dedup import minhash as mh
 from corral.dedup.exact import text_md5, timestamp_rank
 from corral.dedup.near import doc_key
 from corral.outcome import ERROR, KEPT
+from corral.pipeline.keytables import save_tables
 from corral.pipeline.phases import work_dir
 from corral.schema import DOC_SCHEMA
 from corral.shards import MAX_SHARD_BYTES, ShardWriter, open_shard
@@ -54,6 +55,12 @@ def save_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> int:
     data = buf.getvalue()
     fs.atomic_write_bytes(path, data, durable=False)
     return len(data)
+
+
+def save_keys(path: str, arrays: Mapping[str, np.ndarray]) -> int:
+    """A file's key file and the round tables its arrays feed (corral.pipeline.keytables); the
+    bytes written."""
+    return save_arrays(path, arrays) + save_tables(path, arrays)
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray]:
@@ -222,7 +229,7 @@ def stage_outcomes(out: str, source: str, index: int, outcomes: Iterable[Mapping
         writer.abort()
         raise
     parts = writer.close()
-    key_bytes = save_arrays(key_path(out, source, index), keys.arrays())
+    key_bytes = save_keys(key_path(out, source, index), keys.arrays())
     shingles = keys.shingle_arrays()
     if shingles is not None:
         save_arrays(key_path(out, source, index, "shingles"), shingles)

@@ -36,7 +36,7 @@ from corral.outcome import DROPPED, KEPT, apply_rule, dropped, error, kept
 from corral.pipeline.inputs import guarded, iter_jsonl, open_input
 from corral.pipeline.phases import Task, work_dir
 from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
-                                   save_arrays, stage_folder)
+                                   save_arrays, save_keys, stage_folder)
 from corral.schema import make_record
 
 SOURCE = "c4"
@@ -271,7 +271,7 @@ class _ReadTask(Task):
             urls.append(K.key64(normalize_url(r["url"] or r["id"])))
             md5s.append(K.hex64(hashlib.md5(r["text"].encode("utf-8")).hexdigest()))
         parts = writer.close()
-        key_bytes = save_arrays(key_path(self.out, SOURCE, index, "c4read-keys"),
+        key_bytes = save_keys(key_path(self.out, SOURCE, index, "c4read-keys"),
                                 {"url_key": np.array(urls, np.uint64), "md5": np.array(md5s, np.uint64)})
         tally.save_errors(self.out, SOURCE, index)
         return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes}
@@ -396,7 +396,7 @@ class _FinalTask(Task):
                 writer.write(r)
                 collector.add(r)
         parts = writer.close()
-        key_bytes = save_arrays(key_path(self.out, SOURCE, index), collector.arrays())
+        key_bytes = save_keys(key_path(self.out, SOURCE, index), collector.arrays())
         return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes}
 
 

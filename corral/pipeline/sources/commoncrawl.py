@@ -40,7 +40,7 @@ from corral.pipeline.quality.side_models import lead_section, train_perplexity_m
 from corral.pipeline.quality.taggers import LanguageId, Perplexity, QualityScorer
 from corral.pipeline.sources.cc_read import SOURCE, read_warc_html, read_wet
 from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
-                                   save_arrays, stage_folder)
+                                   save_keys, stage_folder)
 from corral.schema import records_to_batch
 
 LID_BATCH = 256  # documents per fastText predict call
@@ -111,7 +111,7 @@ class ReadTask(Task):
             # each (twins count once), per record otherwise (as cc_net, which has no URL dedup).
             owners = ids if st["url_dedup"]["enabled"] else K.locs(index, len(ids)).astype(np.uint64)
             arrays.update(file_line_keys(arrays["hashes"], arrays["offsets"], owners))
-        key_bytes = save_arrays(key_path(self.out, SOURCE, index, "ccread-keys"), arrays)
+        key_bytes = save_keys(key_path(self.out, SOURCE, index, "ccread-keys"), arrays)
         tally.save_errors(self.out, SOURCE, index)
         return {"index": index, "group": item["group"], "rows": writer.rows, "parts": parts, "counts": tally.rows(),
                 "line_keys": int(len(arrays.get("lh", ()))), "key_bytes": key_bytes}
@@ -324,7 +324,7 @@ class TagTask(Task):
             raise
         parts = writer.close()
         arrays = {**collector.arrays(), "neg": np.array(neg, dtype=np.uint64), "neg_row": np.array(neg_rows, np.int64)}
-        key_bytes = save_arrays(key_path(self.out, SOURCE, index), arrays)
+        key_bytes = save_keys(key_path(self.out, SOURCE, index), arrays)
         return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes,
                 "sketch": {lang: sketch(v) for lang, v in sorted(scored.items())}}
 
