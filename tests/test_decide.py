@@ -59,3 +59,30 @@ def test_partition_bounds_split_the_key_space_evenly():
     assert bounds(0, 2) == (0, 2**63) and bounds(1, 2) == (2**63, None)
     edges = [bounds(p, 3) for p in range(3)]
     assert all(edges[p][1] == edges[p + 1][0] for p in range(2))
+
+
+def test_band_and_line_tables_hold_every_key_once_with_its_document(tmp_path):
+    """A row of band keys per document (`near`) and a run of line keys per document (`c4lines`):
+    every key lands once, in its partition, with its document's row and column."""
+    from corral.dedup import minhash as mh
+    from corral.pipeline import keytables as T
+
+    p = mh.derive_lsh(0.8, 64)
+    sigs = [mh.signature(mh.shingles(f"doc {k} " + "word " * k), 64) for k in range(1, 30)]
+    bands = np.stack([mh.band_keys(sig, p) for sig in sigs]).astype(np.uint64)
+    docs = np.arange(100, 129, dtype=np.int64)
+    key_file = str(tmp_path / "keys" / "000000.npz")
+    T.save_tables(key_file, {"bands": bands, "doc": docs})
+    got = []
+    for part in range(4):
+        t = T.read_partition(T.table_path(key_file, "near"), part, 4)
+        assert (T.partition_of(t["key"], 4) == part).all() and (t["doc"] == docs[t["row"]]).all()
+        got += list(zip(t["key"].tolist(), t["row"].tolist()))
+    assert sorted(got) == sorted((int(b), r) for r in range(len(sigs)) for b in bands[r])
+
+    lines = np.array([5, 9, 2, 2, 7], dtype=np.uint64)       # doc 0: 5, 9; doc 1: none; doc 2: 2, 2, 7
+    clean_file = str(tmp_path / "clean-keys" / "000001.npz")
+    T.save_tables(clean_file, {"lines": lines, "offsets": np.array([0, 2, 2, 5]), "rank": np.array([10, 11, 12], np.uint64)})
+    t = T.read_partition(T.table_path(clean_file, "c4lines"), 0, 1)
+    assert list(zip(t["key"].tolist(), t["row"].tolist(), t["rank"].tolist())) == [
+        (2, 2, 12), (2, 2, 12), (5, 0, 10), (7, 2, 12), (9, 0, 10)]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from corral.dedup import minhash as mh
-from corral.dedup.near import bucket_edges, component_table, components, partition_pairs
+from corral.dedup.near import bucket_edges, component_table, components
 
 
 def test_normalize_and_shingles():
@@ -150,15 +150,3 @@ def test_bucket_edges_join_each_member_to_its_buckets_smallest_key():
     pairs = np.array([[7, 30], [7, 10], [7, 20], [9, 20], [9, 5], [11, 40], [7, 10]], dtype=np.int64)
     assert bucket_edges(pairs).tolist() == [[20, 5], [20, 10], [30, 10]]  # bucket 11 has one member
     assert bucket_edges(np.empty((0, 2), dtype=np.int64)).shape == (0, 2)
-
-
-def test_partitioned_band_keys_cover_every_band_once_in_its_partition():
-    p = mh.derive_lsh(0.8, 64)
-    sigs = {k: mh.signature(mh.shingles(f"doc {k} " + "word " * k), 64) for k in range(1, 30)}
-    bands = np.stack([mh.band_keys(sig, p) for sig in sigs.values()]).astype(np.uint64)
-    got = []
-    for part, pairs in enumerate(partition_pairs(bands, np.array(list(sigs)), 4)):
-        assert (pairs[:, 0].view(np.uint64) % 4 == part).all()
-        got += [(int(np.int64(b).view(np.uint64)), int(d)) for b, d in pairs.tolist()]
-    want = [(int(b), k) for k, sig in sigs.items() for b in mh.band_keys(sig, p)]
-    assert sorted(got) == sorted(want)

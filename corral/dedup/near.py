@@ -1,8 +1,8 @@
 """Near-duplicate removal, the algorithms: LSH buckets → candidate edges → connected components.
 
 Over the MinHash band keys of every document (corral.dedup.minhash):
-  ─► the (band key, document) pairs are split into partitions by band key, so that each partition
-     is decided on its own (`partition_pairs`)
+  ─► the (band key, document) pairs are split into partitions by ranges of the band key, so that
+     each partition is decided on its own (the pipeline's round tables, corral.pipeline.keytables)
   ─► each bucket (within a partition, by sorting): an edge from every member to its smallest
      document (`bucket_edges`); verification by exact Jaccard happens where the texts are
   ─► connected components in one native step: the edge list, held as numpy arrays (16 bytes an
@@ -30,18 +30,6 @@ def doc_key(doc_id: str) -> int:
         import hashlib
 
         return int(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).hexdigest()[:15], 16)
-
-
-def partition_pairs(band_keys: np.ndarray, docs: np.ndarray, partitions: int) -> list[np.ndarray]:
-    """(n, bands) uint64 band keys of n documents → per partition, its (band key, document) int64
-    pairs: every band of every document exactly once, in the partition of its key."""
-    if band_keys.size == 0:
-        return [np.empty((0, 2), dtype=np.int64) for _ in range(partitions)]
-    flat = band_keys.reshape(-1)
-    owners = np.repeat(np.asarray(docs, dtype=np.int64), band_keys.shape[1])
-    parts = (flat % np.uint64(partitions)).astype(np.int64)
-    keys = flat.view(np.int64)
-    return [np.stack([keys[parts == p], owners[parts == p]], axis=1) for p in range(partitions)]
 
 
 def bucket_edges(pairs: np.ndarray) -> np.ndarray:

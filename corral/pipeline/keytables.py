@@ -18,15 +18,23 @@ import numpy as np
 
 from corral import fs
 
-# The rounds that decide from per-document keys: (key file folder, key array, rank columns).
-# `url` is CommonCrawl's URL + digest among the records its first pass read (first occurrence stays);
-# `c4url` is C4's normalised URL (largest text md5 stays); `unique` is the id (latest timestamp,
-# then larger md5); `exact` is the content key (smallest id, read from the staged texts).
-ROUND_TABLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "unique": ("keys", "id_key", ("ts", "md5")),
-    "exact": ("keys", "exact", ()),
-    "url": ("ccread-keys", "id_key", ()),
-    "c4url": ("c4read-keys", "url_key", ("md5",)),
+# The rounds whose partitions read round tables: (key file folder, key array, the columns kept
+# beside each key, the array's shape): `one` key per document, a `row` of keys per document (n × b
+# MinHash band keys), or a `run` of keys per document (delimited by the key file's `offsets`).
+# `url` is CommonCrawl's URL + digest among the records its first pass read (first occurrence
+# stays); `c4url` is C4's normalised URL (largest text md5 stays); `unique` is the id (latest
+# timestamp, then larger md5); `exact` is the content key (smallest id, read from the staged texts);
+# `near` the band keys (each with its document's key); `c4lines` C4's line keys (each with its
+# page's URL md5, the smallest of which owns the line); `cclines` a CommonCrawl file's distinct line
+# hashes (each with its owner and whether the file repeats it), for its hash group's duplicates.
+ROUND_TABLES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "unique": ("keys", "id_key", ("ts", "md5"), "one"),
+    "exact": ("keys", "exact", (), "one"),
+    "url": ("ccread-keys", "id_key", (), "one"),
+    "c4url": ("c4read-keys", "url_key", ("md5",), "one"),
+    "near": ("keys", "bands", ("doc",), "row"),
+    "c4lines": ("clean-keys", "lines", ("rank",), "run"),
+    "cclines": ("ccread-keys", "lh", ("lo", "lr"), "one"),
 }
 
 
@@ -40,23 +48,34 @@ def save_tables(key_file: str, arrays: Mapping[str, np.ndarray]) -> int:
     bytes written."""
     folder = key_file.rstrip("/").split("/")[-2]
     written = 0
-    for round_, (f, key, ranks) in ROUND_TABLES.items():
+    for round_, (f, key, ranks, shape) in ROUND_TABLES.items():
         if f != folder or key not in arrays:
             continue
-        keys = np.asarray(arrays[key], dtype=np.uint64)
+        keys, rows = _keys_and_rows(arrays, key, shape)
         order = np.argsort(keys, kind="stable")
         dtype = [("key", np.uint64), ("row", np.int64)] + [(r, arrays[r].dtype) for r in ranks]
         table = np.empty(len(keys), dtype=dtype)
         table["key"] = keys[order]
-        table["row"] = order
+        table["row"] = rows[order]
         for r in ranks:
-            table[r] = arrays[r][order]
+            table[r] = arrays[r][table["row"]]
         buf = io.BytesIO()
         np.save(buf, table)
         data = buf.getvalue()
         fs.atomic_write_bytes(table_path(key_file, round_), data, durable=False)
         written += len(data)
     return written
+
+
+def _keys_and_rows(arrays: Mapping[str, np.ndarray], key: str, shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """A key array flattened to one key per entry, with the document row of each."""
+    keys = np.asarray(arrays[key], dtype=np.uint64)
+    if shape == "row":
+        return keys.reshape(-1), np.repeat(np.arange(len(keys), dtype=np.int64), keys.shape[1] if keys.ndim == 2 else 0)
+    if shape == "run":
+        counts = np.diff(arrays["offsets"])
+        return keys, np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return keys, np.arange(len(keys), dtype=np.int64)
 
 
 def bounds(p: int, n: int) -> tuple[int, int | None]:

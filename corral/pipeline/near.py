@@ -23,8 +23,9 @@ import numpy as np
 from corral import fs
 from corral.dedup import keys as K
 from corral.dedup import minhash as mh
-from corral.dedup.near import bucket_edges, component_table, partition_pairs
-from corral.pipeline.decide import iter_keys, losers_of, parts_by_file
+from corral.dedup.near import bucket_edges, component_table
+from corral.pipeline.decide import losers_of, parts_by_file
+from corral.pipeline.keytables import read_partition, table_path
 from corral.pipeline.phases import Task, work_dir
 from corral.pipeline.stage import StagedRows, key_path, load_arrays, save_arrays
 
@@ -64,11 +65,12 @@ class LshTask(Task):
         source, p, n = item["source"], item["p"], item["partitions"]
         gone = losers_of(self.out, source, item["before"])
         pairs, docs, locs = [], [], []
-        for i, arrays in iter_keys(self.out, source, item["files"]):
-            loc = K.locs(i, len(arrays["doc"]))
+        for i in range(item["files"]):
+            t = read_partition(table_path(key_path(self.out, source, i), "near"), p, n)
+            loc = K.loc(i, 0) + t["row"]
             keep = ~K.member_of(gone, loc)
-            pairs.append(partition_pairs(arrays["bands"][keep], arrays["doc"][keep], n)[p])
-            docs.append(arrays["doc"][keep])
+            pairs.append(np.stack([t["key"][keep].view(np.int64), t["doc"][keep]], axis=1))
+            docs.append(t["doc"][keep])
             locs.append(loc[keep])
         pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
         edges = bucket_edges(pairs)

@@ -34,9 +34,11 @@ import numpy as np
 from corral import fs
 from corral.outcome import DROPPED, KEPT, apply_rule, dropped, error, kept
 from corral.pipeline.inputs import guarded, iter_jsonl, open_input
+from corral.pipeline.decide import load_sorted, losers_between, save_sorted
+from corral.pipeline.keytables import partition_of, read_partition, table_path
 from corral.pipeline.phases import Task, work_dir
 from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
-                                   save_arrays, save_keys, stage_folder)
+                                   save_keys, stage_folder)
 from corral.schema import make_record
 
 SOURCE = "c4"
@@ -285,7 +287,6 @@ class _CleanTask(Task):
 
     def run(self, item, summaries):
         from corral.dedup import keys as K
-        from corral.pipeline.decide import losers_between
 
         opts, index = self.stages["clean"], item["index"]
         lost = losers_between(self.out, SOURCE, "c4url", _partitions(summaries, "decide"), index, index)
@@ -312,15 +313,16 @@ class _CleanTask(Task):
                     offsets.append(offsets[-1] + len(ks))
                     rank.append(K.hex64(url_key(r["url"])))
         parts = writer.close()
-        key_bytes = save_arrays(key_path(self.out, SOURCE, index, "clean-keys"),
+        key_bytes = save_keys(key_path(self.out, SOURCE, index, "clean-keys"),
                                 {"lines": np.array(line_keys, np.uint64), "offsets": np.array(offsets, np.int64),
                                  "rank": np.array(rank, np.uint64)})
         return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(),
                 "line_keys": len(line_keys), "key_bytes": key_bytes}
 
 
-def owners_path(out: str, p: int) -> str:
-    return fs.join(work_dir(out, SOURCE), f"lines/owners-{p:04d}.npz")
+def owners_path(out: str, p: int, part: str) -> str:
+    """Partition p's sorted line keys (`keys`) or their owners (`owner`), as mmap-able arrays."""
+    return fs.join(work_dir(out, SOURCE), f"lines/owners-{p:04d}.{part}.npy")
 
 
 class _LinesTask(Task):
@@ -335,14 +337,13 @@ class _LinesTask(Task):
         p, n = item["p"], item["partitions"]
         keys, ranks, locs = [], [], []
         for i in range(item["files"]):
-            a = load_arrays(key_path(self.out, SOURCE, i, "clean-keys"))
-            doc = np.repeat(np.arange(len(a["rank"])), np.diff(a["offsets"]))
-            mine = (a["lines"] % np.uint64(n)) == p
-            keys.append(a["lines"][mine])
-            ranks.append(a["rank"][doc[mine]])
-            locs.append(K.locs(i, len(a["rank"]))[doc[mine]])
+            t = read_partition(table_path(key_path(self.out, SOURCE, i, "clean-keys"), "c4lines"), p, n)
+            keys.append(t["key"])
+            ranks.append(t["rank"])
+            locs.append(K.loc(i, 0) + t["row"])
         k, owner = K.line_owners(K.concat(keys, np.uint64), K.concat(ranks, np.uint64), K.concat(locs, np.int64))
-        save_arrays(owners_path(self.out, p), {"keys": k, "owner": owner})
+        save_sorted(owners_path(self.out, p, "keys"), k)
+        save_sorted(owners_path(self.out, p, "owner"), owner)
         return {"p": p, "partitions": n, "lines": int(len(k))}
 
 
@@ -360,15 +361,18 @@ class _FinalTask(Task):
         opts, index = self.stages["clean"], item["index"]
         if opts["badwords"] and self.badwords is None:
             self.badwords = badwords_regex(load_badwords(opts["badwords"]))
-        tables = []
         if opts["line_dedup"]:
-            tables = [load_arrays(owners_path(self.out, p)) for p in range(_partitions(summaries, "c4-lines"))]
+            # Each of this file's line keys is looked up in its partition's owners only (mapped:
+            # the lookups read the pages they touch, not every partition whole).
+            n = _partitions(summaries, "c4-lines")
             a = load_arrays(key_path(self.out, SOURCE, index, "clean-keys"))
             owner = np.full(len(a["lines"]), -1, np.int64)
-            part = (a["lines"] % np.uint64(max(len(tables), 1))).astype(np.int64)
-            for p, t in enumerate(tables):
+            part = partition_of(a["lines"], max(n, 1))
+            for p in range(n):
                 m = part == p
-                owner[m] = K.lookup(t["keys"], t["owner"], a["lines"][m], -1)
+                if m.any():
+                    owner[m] = K.lookup(load_sorted(owners_path(self.out, p, "keys"), mapped=True),
+                                        load_sorted(owners_path(self.out, p, "owner"), mapped=True), a["lines"][m], -1)
             offsets = a["offsets"]
         tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE), index)
         collector = KeyCollector(self.stages)

@@ -34,6 +34,7 @@ from corral.outcome import DROPPED, KEPT
 from corral.pipeline.decide import (REASONS, RoundTask, load_sorted, losers_between, partitions_for, round_items,
                                     save_sorted)
 from corral.pipeline.inputs import guarded, match_inputs
+from corral.pipeline.keytables import partition_of, read_partition, table_path
 from corral.pipeline.phases import Task, merged, of_phase, run_phase, work_dir
 from corral.pipeline.quality import ccnet_rules as rules
 from corral.pipeline.quality.side_models import lead_section, train_perplexity_models, train_quality_model
@@ -129,11 +130,10 @@ class LinesTask(Task):
         g, p, n = item["group"], item["p"], item["partitions"]
         hs, owners, repeated = [], [], []
         for i in item["files"]:
-            a = load_arrays(key_path(self.out, SOURCE, i, "ccread-keys"))
-            mine = (a["lh"] % np.uint64(n)) == p
-            hs.append(a["lh"][mine])
-            owners.append(a["lo"][mine])
-            repeated.append(a["lr"][mine])
+            t = read_partition(table_path(key_path(self.out, SOURCE, i, "ccread-keys"), "cclines"), p, n)
+            hs.append(t["key"])
+            owners.append(t["lo"])
+            repeated.append(t["lr"])
         dups = K.duplicate_lines(K.concat(hs, np.uint64), K.concat(owners, np.uint64), K.concat(repeated, bool))
         save_sorted(lines_path(self.out, g, p), dups)
         return {"group": g, "p": p, "partitions": n, "duplicates": int(len(dups))}
@@ -277,10 +277,16 @@ class TagTask(Task):
         if ld["enabled"]:
             parts = max((s["partitions"] for s in of_phase(summaries, "cc-lines") if s["group"] == item["group"]),
                         default=0)
-            dups = [load_sorted(lines_path(self.out, item["group"], p)) for p in range(parts)]
-            dups = np.sort(np.concatenate(dups)) if dups else np.empty(0, np.uint64)
+            # This file's duplicated lines only: each hash looked up in its partition's duplicates
+            # (mapped: the lookups read the pages they touch, not the group's whole set).
             hashes = keys["hashes"]
-            dupset = set(hashes[K.member_of(dups, hashes)].tolist())  # this file's duplicated lines only
+            part = partition_of(hashes, max(parts, 1))
+            dup = np.zeros(len(hashes), dtype=bool)
+            for p in range(parts):
+                m = part == p
+                if m.any():
+                    dup[m] = K.member_of(load_sorted(lines_path(self.out, item["group"], p), mapped=True), hashes[m])
+            dupset = set(hashes[dup].tolist())
         offsets = keys["offsets"]
         tally = Tally()
         writer = StagedWriter(stage_folder(self.out, SOURCE, "stage"), index)
