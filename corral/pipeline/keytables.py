@@ -12,7 +12,7 @@ that slice; on a local filesystem the table is memory-mapped, so a partition rea
 from __future__ import annotations
 
 import io
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -43,13 +43,14 @@ def table_path(key_file: str, round_: str) -> str:
     return key_file[: -len(".npz")] + f".{round_}.npy"
 
 
-def save_tables(key_file: str, arrays: Mapping[str, np.ndarray]) -> int:
-    """Write the round tables that a key file's arrays feed (by the key file's folder); returns the
-    bytes written."""
+def save_tables(key_file: str, arrays: Mapping[str, np.ndarray], rounds: Iterable[str] | None = None) -> int:
+    """Write the round tables that a key file's arrays feed (by the key file's folder), or only
+    those of `rounds`; returns the bytes written."""
     folder = key_file.rstrip("/").split("/")[-2]
+    wanted = None if rounds is None else set(rounds)
     written = 0
     for round_, (f, key, ranks, shape) in ROUND_TABLES.items():
-        if f != folder or key not in arrays:
+        if f != folder or key not in arrays or (wanted is not None and round_ not in wanted):
             continue
         keys, rows = _keys_and_rows(arrays, key, shape)
         order = np.argsort(keys, kind="stable")

@@ -57,10 +57,10 @@ def save_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> int:
     return len(data)
 
 
-def save_keys(path: str, arrays: Mapping[str, np.ndarray]) -> int:
-    """A file's key file and the round tables its arrays feed (corral.pipeline.keytables); the
-    bytes written."""
-    return save_arrays(path, arrays) + save_tables(path, arrays)
+def save_keys(path: str, arrays: Mapping[str, np.ndarray], rounds=None) -> int:
+    """A file's key file and the round tables its arrays feed, or those of `rounds`
+    (corral.pipeline.keytables); the bytes written."""
+    return save_arrays(path, arrays) + save_tables(path, arrays, rounds)
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray]:

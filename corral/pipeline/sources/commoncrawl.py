@@ -112,7 +112,8 @@ class ReadTask(Task):
             # each (twins count once), per record otherwise (as cc_net, which has no URL dedup).
             owners = ids if st["url_dedup"]["enabled"] else K.locs(index, len(ids)).astype(np.uint64)
             arrays.update(file_line_keys(arrays["hashes"], arrays["offsets"], owners))
-        key_bytes = save_keys(key_path(self.out, SOURCE, index, "ccread-keys"), arrays)
+        rounds = [r for r, on in (("url", st["url_dedup"]["enabled"]), ("cclines", ld["enabled"])) if on]
+        key_bytes = save_keys(key_path(self.out, SOURCE, index, "ccread-keys"), arrays, rounds)
         tally.save_errors(self.out, SOURCE, index)
         return {"index": index, "group": item["group"], "rows": writer.rows, "parts": parts, "counts": tally.rows(),
                 "line_keys": int(len(arrays.get("lh", ()))), "key_bytes": key_bytes}
