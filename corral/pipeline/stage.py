@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from corral import fs
 from corral.dedup import keys as K
@@ -94,9 +95,11 @@ class StagedWriter:
 
 
 def iter_staged(parts: Iterable[Mapping[str, Any]], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """The record batches of a file's staged parts, in order (memory-mapped)."""
+    """The record batches of a file's staged parts, in order. A local part is read a batch at a time
+    (not memory-mapped: the mapped pages of a whole part would stay resident while it is read)."""
     for part in parts:
-        reader = open_shard(part["path"])
+        path = part["path"]
+        reader = open_shard(path) if fs.is_remote(path) else ipc.open_file(pa.OSFile(fs.local_path(path)))
         for i in range(reader.num_record_batches):
             batch = reader.get_batch(i)
             yield batch.select(columns) if columns else batch
