@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from corral import fs
 from corral.dedup import keys as K
@@ -42,7 +43,6 @@ from corral.pipeline.quality.taggers import LanguageId, Perplexity, QualityScore
 from corral.pipeline.sources.cc_read import SOURCE, read_warc_html, read_wet
 from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
                                    save_keys, stage_folder)
-from corral.schema import records_to_batch
 
 LID_BATCH = 256  # documents per fastText predict call
 CUTOFFS_FILE = "perplexity_cutoffs.json"  # OUT/models/: the head/tail cutoffs per language the buckets used
@@ -462,21 +462,34 @@ class SelectRule:
             self.quality = QualityScorer(path if self.stages["quality"]["enabled"] and fs.exists(path) else None)
 
     def select(self, batch):
+        """(the kept rows with their bucket and quality set, the reasons of the others). Only the
+        columns the rules read become Python values; texts only when the classifier scores them."""
         self._load()
         lid, ppl, q = self.stages["langid"], self.stages["perplexity"], self.stages["quality"]
-        records = batch.to_pylist()
-        kept, reasons = [], []
-        for r, score in zip(records, self.quality.score([r["text"] for r in records])):
-            reason = rules.lid_keep(r.get("lang") or "", r.get("lang_score") or 0.0, lid["threshold"], lid["languages"])
+        langs = batch.column("lang").to_pylist()
+        lang_scores = batch.column("lang_score").to_pylist()
+        perplexities = batch.column("perplexity").to_pylist()
+        texts = batch.column("text").to_pylist() if self.quality.model_path else [""] * batch.num_rows
+        buckets, qualities, keep, reasons = [], [], np.zeros(batch.num_rows, dtype=bool), []
+        for i, score in enumerate(self.quality.score(texts)):
+            lang = langs[i]
+            reason = rules.lid_keep(lang or "", lang_scores[i] or 0.0, lid["threshold"], lid["languages"])
+            bucket = None
             if reason is None:
-                r["bucket"] = rules.bucket(r.get("perplexity"), self.cutoffs.get(r.get("lang")))
-                r["quality"] = score
-                reason = rules.select_reason(r, ppl["keep_buckets"], q["threshold"] if q["enabled"] else None)
+                bucket = rules.bucket(perplexities[i], self.cutoffs.get(lang))
+                reason = rules.select_reason({"bucket": bucket, "quality": score}, ppl["keep_buckets"],
+                                             q["threshold"] if q["enabled"] else None)
             if reason is None:
-                kept.append(r)
+                keep[i] = True
+                buckets.append(bucket)
+                qualities.append(score)
             else:
                 reasons.append(reason)
-        return records_to_batch(kept, batch.schema), reasons
+        kept = batch.filter(pa.array(keep))
+        cols = [kept.column(n) for n in batch.schema.names]
+        cols[batch.schema.get_field_index("bucket")] = pa.array(buckets, batch.schema.field("bucket").type)
+        cols[batch.schema.get_field_index("quality")] = pa.array(qualities, batch.schema.field("quality").type)
+        return pa.RecordBatch.from_arrays(cols, schema=batch.schema), reasons
 
 
 # --- the phases ---------------------------------------------------------------------------------------
