@@ -17,6 +17,31 @@ class _QuietBeam(logging.Filter):
 # Subcommands whose capability lands in a later issue: they refuse clearly until then.
 
 
+def _count(minimum: int):
+    """An argparse type: an integer of at least `minimum`, else one line naming the value."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+    return parse
+
+
+POSITIVE, NONNEGATIVE = _count(1), _count(0)
+
+
+def _folder_problem(flag: str, path: str | None) -> str | None:
+    """Why `path` cannot be an output folder (it is a file), or None."""
+    import os
+
+    if path and "://" not in path and os.path.isfile(path):
+        return f"{flag} {path}: is a file, not a folder"
+    return None
+
+
 def cmd_inspect(args) -> int:
     from corral.manifests.build import BuildManifestError
     from corral.manifests.mixture import ManifestError
@@ -91,6 +116,10 @@ def cmd_build(args) -> int:
     from corral.pipeline.dag import BuildError, build
 
     logging.getLogger("corral.build").setLevel(logging.INFO)  # which sources were built and which reused
+    problem = _folder_problem("--out", args.out)
+    if problem:
+        print(f"corral build: {problem}", file=sys.stderr)
+        return 1
     try:
         if args.runner == "dask":
             from corral.pipeline.runners import dask_runner
@@ -127,6 +156,10 @@ def cmd_dedup(args) -> int:
     from corral.dedup import minhash
     from corral.pipeline.dedup_job import DedupInputError, dedup
 
+    problem = _folder_problem("--out", args.out)
+    if problem:
+        print(f"corral dedup: {problem}", file=sys.stderr)
+        return 1
     try:
         params = minhash.derive_lsh(args.threshold, args.num_perm, not args.no_verify)
     except ValueError as e:
@@ -199,6 +232,10 @@ def cmd_train(args) -> int:
     from corral.train.config import ConfigError, load_config, save_config
     from corral.train.launch import torchrun_command, worker_env
 
+    problem = _folder_problem("--run-dir", args.run_dir)
+    if problem:
+        print(f"corral train: {problem}", file=sys.stderr)
+        return 1
     overrides = {"out": args.out, "model": args.model, "run_dir": args.run_dir, "steps": args.steps,
                  "seq_len": args.seq_len, "batch_tokens": args.batch_tokens, "micro_batch": args.micro_batch,
                  "attn": args.attn, "ac": args.ac, "compile": True if args.compile else None,
@@ -251,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
                         "document shards and OUT/manifest.json.")
     sp.add_argument("manifest", help="mixture manifest (.yaml)")
     sp.add_argument("--out", required=True, help="build folder (local path or any Beam filesystem)")
-    sp.add_argument("--workers", type=int, default=None, help="local or direct runner worker processes (default 1)")
+    sp.add_argument("--workers", type=POSITIVE, default=None, help="local or direct runner worker processes (default 1)")
     sp.add_argument("--runner", default="local", choices=["local", "direct", "dask", "flink", "spark", "dataflow"],
                     help="local: the build's phases on a pool of worker processes on this machine; direct: the "
                     "same phases as one Beam pipeline on Beam's FnApiRunner (never the Prism download); dask: "
@@ -262,12 +299,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--project", default=None, help="with --runner dataflow: the Google Cloud project")
     sp.add_argument("--region", default=None, help="with --runner dataflow: the region, e.g. us-central1")
     sp.add_argument("--temp-location", default=None, help="with --runner dataflow: a gs:// staging folder")
-    sp.add_argument("--parallelism", type=int, default=None,
+    sp.add_argument("--parallelism", type=POSITIVE, default=None,
                     help="flink: --parallelism; dataflow: --max_num_workers")
     sp.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
                     help="any other Beam pipeline option, passed through (repeat; write it as --beam-arg=--x=y)")
     sp.add_argument("--dask-scheduler", default=None, help="with --runner dask: the scheduler, tcp://HOST:PORT")
-    sp.add_argument("--dask-local", type=int, default=None,
+    sp.add_argument("--dask-local", type=POSITIVE, default=None,
                     help="with --runner dask and no scheduler: start a LocalCluster of N worker processes")
     sp.set_defaults(func=cmd_build)
 
@@ -290,10 +327,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("input", help="a file, folder or glob")
     sp.add_argument("--out", required=True, help="output folder: docs/, clusters.arrow, manifest.json")
     sp.add_argument("--threshold", type=float, default=0.8, help="target Jaccard similarity (default 0.8)")
-    sp.add_argument("--ngram", type=int, default=5, help="word n-gram shingles (default 5)")
-    sp.add_argument("--num-perm", type=int, default=None, help="permutations (default: derived from the threshold)")
+    sp.add_argument("--ngram", type=POSITIVE, default=5, help="word n-gram shingles (default 5)")
+    sp.add_argument("--num-perm", type=POSITIVE, default=None, help="permutations (default: derived from the threshold)")
     sp.add_argument("--no-verify", action="store_true", help="skip exact-Jaccard verification of candidates")
-    sp.add_argument("--workers", type=int, default=None, help="local runner worker processes (default 1)")
+    sp.add_argument("--workers", type=POSITIVE, default=None, help="local runner worker processes (default 1)")
     sp.set_defaults(func=cmd_dedup)
 
     sp = sub.add_parser("tokenizer", help="`tokenizer train OUT`: SentencePiece BPE with LLaMA's exact trainer spec")
@@ -303,13 +340,13 @@ def parser() -> argparse.ArgumentParser:
                          "mixture-weighted sample of OUT's documents; write OUT/tokenizer/tokenizer.model, "
                          "record it in the build manifest, and export the Hugging Face files to OUT/tokenizer/hf.")
     tp.add_argument("out", help="the build folder")
-    tp.add_argument("--vocab-size", type=int, default=None,
+    tp.add_argument("--vocab-size", type=POSITIVE, default=None,
                     help="pieces (default: the manifest's tokenizer.vocab_size, 32000 for LLaMA)")
     tp.add_argument("--sample-bytes", default=None,
                     help="bytes of text to sample, e.g. 2GB (default: the manifest's tokenizer.sample_bytes; all)")
     tp.add_argument("--tokenizer", default=None,
                     help="use this existing SentencePiece model instead of training (e.g. LLaMA's tokenizer.model)")
-    tp.add_argument("--threads", type=int, default=None, help="trainer threads (default: all cores)")
+    tp.add_argument("--threads", type=POSITIVE, default=None, help="trainer threads (default: all cores)")
     tp.set_defaults(func=cmd_tokenizer_train)
     tp = tsub.add_parser("export", help="write the Hugging Face LLaMA tokenizer files for OUT's tokenizer")
     tp.add_argument("out", help="the build folder")
@@ -321,8 +358,8 @@ def parser() -> argparse.ArgumentParser:
                         "OUT/tokens/<source>/part-*.arrow (uint16 ids, BOS/EOS per the manifest); resumable "
                         "per shard; records token counts in the build manifest.")
     sp.add_argument("out", help="the build folder")
-    sp.add_argument("--workers", type=int, default=None, help="local runner worker processes (default 1)")
-    sp.add_argument("--threads", type=int, default=None, help="encoding threads per worker (default: cores / workers)")
+    sp.add_argument("--workers", type=POSITIVE, default=None, help="local runner worker processes (default 1)")
+    sp.add_argument("--threads", type=POSITIVE, default=None, help="encoding threads per worker (default: cores / workers)")
     sp.set_defaults(func=cmd_tokenize)
 
     sp = sub.add_parser("train", help="train a LLaMA model on a build's token shards (torchrun, FSDP2)",
@@ -332,15 +369,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("out", help="the build folder")
     sp.add_argument("--model", default=None, help="7B, 13B, 33B, 65B (Table 2) or tiny, small, base")
     sp.add_argument("--run-dir", default=None, help="where checkpoints, metrics.jsonl and export/ go")
-    sp.add_argument("--steps", type=int, default=None, help="optimizer steps")
-    sp.add_argument("--seq-len", type=int, default=None, help="tokens per sequence")
-    sp.add_argument("--batch-tokens", type=int, default=None, help="tokens per optimizer step (4M for paper sizes)")
-    sp.add_argument("--micro-batch", type=int, default=None, help="sequences per forward on each rank")
+    sp.add_argument("--steps", type=POSITIVE, default=None, help="optimizer steps")
+    sp.add_argument("--seq-len", type=POSITIVE, default=None, help="tokens per sequence")
+    sp.add_argument("--batch-tokens", type=POSITIVE, default=None, help="tokens per optimizer step (4M for paper sizes)")
+    sp.add_argument("--micro-batch", type=POSITIVE, default=None, help="sequences per forward on each rank")
     sp.add_argument("--lr", type=float, default=None, help="peak learning rate (Table 2 for paper sizes)")
     sp.add_argument("--seed", type=int, default=None)
-    sp.add_argument("--nproc", type=int, default=1, help="processes per node")
-    sp.add_argument("--nnodes", type=int, default=1)
-    sp.add_argument("--node-rank", type=int, default=0)
+    sp.add_argument("--nproc", type=POSITIVE, default=1, help="processes per node")
+    sp.add_argument("--nnodes", type=POSITIVE, default=1)
+    sp.add_argument("--node-rank", type=NONNEGATIVE, default=0)
     sp.add_argument("--master-addr", default="127.0.0.1")
     sp.add_argument("--master-port", type=int, default=29500)
     sp.add_argument("--attn", default=None, choices=["sdpa", "xformers", "reference"])
@@ -348,7 +385,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--ac", default=None, choices=["none", "full", "selective"], help="activation checkpointing")
     sp.add_argument("--compile", action="store_true", help="torch.compile each block")
     sp.add_argument("--resume", action="store_true", help="continue from RUN's latest checkpoint")
-    sp.add_argument("--stop-at", type=int, default=None, help="leave after this step, checkpointed (resume later)")
+    sp.add_argument("--stop-at", type=POSITIVE, default=None, help="leave after this step, checkpointed (resume later)")
     sp.add_argument("--config", default=None, help="a YAML/JSON file of training settings (flags override it)")
     sp.set_defaults(func=cmd_train)
 
@@ -362,9 +399,9 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="sample → build → tokenizer → tokenize → inspect → train → report",
                         description="The whole recipe on the embedded sample, on this machine's CPU.")
     sp.add_argument("--out", default="demo", help="folder for sample/, build/ and run/ (default ./demo)")
-    sp.add_argument("--steps", type=int, default=DEMO_STEPS,
+    sp.add_argument("--steps", type=POSITIVE, default=DEMO_STEPS,
                     help=f"training steps of the tiny model (default {DEMO_STEPS})")
-    sp.add_argument("--nproc", type=int, default=1, help="training processes (default 1)")
+    sp.add_argument("--nproc", type=POSITIVE, default=1, help="training processes (default 1)")
     sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser("report", help="write OUT/report.html for a build (and its training run)",
