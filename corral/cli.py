@@ -127,7 +127,7 @@ def cmd_build(args) -> int:
             with dask_runner(args.dask_scheduler, args.dask_local) as (runner, options):
                 manifest = build(args.manifest, args.out, runner=runner, options=options)
         elif args.runner == "direct":
-            from corral.pipeline.runners import local_runner
+            from corral.beam_local import local_runner
 
             runner, options = local_runner(args.workers)
             manifest = build(args.manifest, args.out, runner=runner, options=options)

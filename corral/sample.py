@@ -214,7 +214,7 @@ def dist_info(dist: str) -> str | None:
 def license_files(info: str) -> list[str]:
     """A dist-info's license files (under licenses/, or LICENSE*/COPYING* beside METADATA), as the
     GitHub rules name license files."""
-    from corral.pipeline.sources.github import is_license_file
+    from corral.licenses import is_license_file
 
     found = glob.glob(os.path.join(info, "licenses", "**", "*"), recursive=True)
     found += glob.glob(os.path.join(info, "LICEN[CS]E*")) + glob.glob(os.path.join(info, "COPYING*"))

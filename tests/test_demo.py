@@ -14,7 +14,8 @@ import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from corral.cli import main
-from corral.pipeline.runners import RunnerProfileError, local_runner, profile_flags
+from corral.beam_local import local_runner
+from corral.pipeline.runners import RunnerProfileError, profile_flags
 from corral.sample import write_sample
 
 ARTIFACTS = Path(os.environ.get("CORRAL_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))

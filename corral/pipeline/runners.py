@@ -1,9 +1,7 @@
 """Runner profiles: the pipeline options each named runner gets.
 
-`local_runner` is Beam's FnApiRunner named explicitly (the DirectRunner would first try to download
-the Prism binary, which fails offline), multi-process when more than one worker is asked for: the
-build's `--runner direct` and the tokenizing pipeline. (`corral build --runner local` needs no Beam
-runner: corral.pipeline.pool.)
+Beam's embedded FnApiRunner (`--runner direct`, and the tokenizing pipeline) is corral.beam_local;
+`corral build --runner local` needs no Beam runner (corral.pipeline.pool).
 """
 
 from __future__ import annotations
@@ -12,18 +10,6 @@ import contextlib
 import os
 
 from apache_beam.options.pipeline_options import PipelineOptions
-
-
-def local_runner(workers: int | None = None):
-    """(runner, options) for Beam's embedded FnApiRunner."""
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-    workers = workers or 1
-    # No type check: corral's transforms carry no type hints, and Beam's inference costs ~0.3 s a build.
-    flags = [f"--direct_num_workers={workers}", "--default_sdk_harness_log_level=WARNING", "--no_pipeline_type_check"]
-    if workers > 1:
-        flags.append("--direct_running_mode=multi_processing")
-    return FnApiRunner(), PipelineOptions(flags)
 
 
 def default_workers() -> int:

@@ -177,7 +177,7 @@ def tokenize_build(out: str, workers: int | None = None,
                    threads: int | None = None) -> tuple[BuildManifest, dict[str, int]]:
     """Tokenize every document shard of OUT; update the build manifest; return it and the counts
     of shards tokenized and resumed."""
-    from corral.pipeline.runners import local_runner
+    from corral.beam_local import local_runner
 
     manifest = load_build(out)
     check_tokenizer(out, manifest)

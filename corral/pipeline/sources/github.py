@@ -43,6 +43,7 @@ from typing import Any, Iterator
 import apache_beam as beam
 import regex
 
+from corral.licenses import is_license_file
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, strip_compression_suffix
 from corral.outcome import dropped, error, kept
 from corral.schema import make_record
@@ -52,7 +53,6 @@ MAX_FILE_BYTES = 1 << 20  # BigQuery github_repos.contents holds content only fo
 BINARY_SNIFF = 8192  # bytes searched for a NUL
 _BLOCK = re.compile(r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/")  # RECIPE.md §4: RP clean_copyright_comments PAT
 _GPT2_PIECES = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
-_LICENSE_NAME = re.compile(r"^(?:un)?licen[cs]e|^copying|^copyright$|^notice$", re.IGNORECASE)
 
 # License text fingerprints (checked in this order; the first match names a file's license).
 # Spaces match any run of whitespace: license texts wrap their lines anywhere.
@@ -102,10 +102,6 @@ def license_decision(licenses: set[str], allowed: list[str]) -> str | None:
     if not licenses <= set(allowed):
         return "license_not_allowed"
     return None
-
-
-def is_license_file(name: str) -> bool:
-    return bool(_LICENSE_NAME.match(os.path.basename(name)))
 
 
 def clean_copyright_comments(content: str) -> str:
