@@ -86,3 +86,13 @@ def test_band_and_line_tables_hold_every_key_once_with_its_document(tmp_path):
     t = T.read_partition(T.table_path(clean_file, "c4lines"), 0, 1)
     assert list(zip(t["key"].tolist(), t["row"].tolist(), t["rank"].tolist())) == [
         (2, 2, 12), (2, 2, 12), (5, 0, 10), (7, 2, 12), (9, 0, 10)]
+
+
+def test_by_partition_puts_each_partition_s_answer_back_in_order():
+    from corral.pipeline.keytables import by_partition, partition_of
+
+    values = np.array([2**63 + 5, 3, 2**64 - 1, 7, 2**62], dtype=np.uint64)
+    seen = []
+    got = by_partition(values, 2, lambda p, v: (seen.append(p), v.astype(np.float64) * 0 + p)[1], -1.0)
+    assert got.tolist() == partition_of(values, 2).tolist() == [1, 0, 1, 0, 0] and seen == [0, 1]
+    assert by_partition(values, 0, lambda p, v: v, False).tolist() == [False] * 5

@@ -21,7 +21,7 @@ from corral.dedup import keys as K
 from corral.dedup.exact import DUPLICATE, DUPLICATE_ID
 from corral.pipeline.keytables import ROUND_TABLES, read_partition, table_path
 from corral.pipeline.phases import Task, read_done, work_dir
-from corral.pipeline.stage import StagedRows, file_key, key_path, load_arrays
+from corral.pipeline.stage import StagedRows, file_key, key_path
 
 KEYS_PER_PARTITION = 1 << 22  # keys one partition task holds (about 100 MB of arrays at most)
 REASONS = {"unique": DUPLICATE_ID, "exact": DUPLICATE, "url": "duplicate_url_digest", "c4url": "duplicate_url"}
@@ -74,11 +74,6 @@ def losers_between(out: str, source: str, name: str, partitions: int, first: int
         a, b = np.searchsorted(lost, [K.loc(first, 0), K.loc(last + 1, 0)])
         found.append(np.array(lost[a:b]))
     return np.sort(K.concat(found, np.int64))
-
-
-def iter_keys(out: str, source: str, files: int, name: str = "keys") -> Iterable[tuple[int, dict[str, np.ndarray]]]:
-    for i in range(files):
-        yield i, load_arrays(key_path(out, source, i, name))
 
 
 def round_items(source: str, fingerprint: str, name: str, rows: int, files: int, before: list[tuple[str, int]],

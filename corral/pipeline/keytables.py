@@ -91,6 +91,19 @@ def partition_of(keys: np.ndarray, n: int) -> np.ndarray:
     return np.searchsorted(edges, keys, side="right")
 
 
+def by_partition(values: np.ndarray, n: int, fn, missing) -> np.ndarray:
+    """fn(p, the values in partition p) for each of n partitions holding some of `values`, put back
+    in the values' order (`missing` where n is 0). Lets a task look its keys up in one partition's
+    decision each, memory-mapped, instead of reading every partition whole."""
+    out = np.full(len(values), missing)
+    part = partition_of(values, max(n, 1))
+    for p in range(n):
+        m = part == p
+        if m.any():
+            out[m] = fn(p, values[m])
+    return out
+
+
 def read_partition(path: str, p: int, n: int) -> np.ndarray:
     """The rows of a round table whose key falls in partition p of n (a copy, sorted by key)."""
     if fs.is_remote(path):

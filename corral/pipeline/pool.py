@@ -133,13 +133,10 @@ class LocalPool:
             for fut in finished:
                 ph, item, i = running.pop(fut)
                 try:
-                    slots[id(ph)][i] = fut.result()
+                    slots[id(ph)][i] = _noted(ph, item, fut.result)
                 except BrokenProcessPool as e:
                     raise WorkerDied(f"a worker process died while running phase {ph.label}, item {item['key']} "
                                      "(killed, or out of memory?); run the build again to resume from what finished") from e
-                except Exception as e:
-                    e.add_note(f"in phase {ph.label}, item {item['key']}")
-                    raise
                 left[id(ph)] -= 1
                 if not left[id(ph)]:
                     done[id(ph)] = slots.pop(id(ph))

@@ -35,7 +35,7 @@ from corral import fs
 from corral.outcome import DROPPED, KEPT, apply_rule, dropped, error, kept
 from corral.pipeline.inputs import guarded, iter_jsonl, open_input
 from corral.pipeline.decide import load_sorted, losers_between, save_sorted
-from corral.pipeline.keytables import partition_of, read_partition, table_path
+from corral.pipeline.keytables import by_partition, read_partition, table_path
 from corral.pipeline.phases import Task, work_dir
 from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
                                    save_keys, stage_folder)
@@ -366,13 +366,9 @@ class _FinalTask(Task):
             # the lookups read the pages they touch, not every partition whole).
             n = _partitions(summaries, "c4-lines")
             a = load_arrays(key_path(self.out, SOURCE, index, "clean-keys"))
-            owner = np.full(len(a["lines"]), -1, np.int64)
-            part = partition_of(a["lines"], max(n, 1))
-            for p in range(n):
-                m = part == p
-                if m.any():
-                    owner[m] = K.lookup(load_sorted(owners_path(self.out, p, "keys"), mapped=True),
-                                        load_sorted(owners_path(self.out, p, "owner"), mapped=True), a["lines"][m], -1)
+            owner = by_partition(a["lines"], n, lambda p, v: K.lookup(
+                load_sorted(owners_path(self.out, p, "keys"), mapped=True),
+                load_sorted(owners_path(self.out, p, "owner"), mapped=True), v, -1), np.int64(-1))
             offsets = a["offsets"]
         tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE), index)
         collector = KeyCollector(self.stages)

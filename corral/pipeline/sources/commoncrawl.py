@@ -35,7 +35,7 @@ from corral.outcome import DROPPED, KEPT
 from corral.pipeline.decide import (REASONS, RoundTask, load_sorted, losers_between, partitions_for, round_items,
                                     save_sorted)
 from corral.pipeline.inputs import guarded, match_inputs
-from corral.pipeline.keytables import partition_of, read_partition, table_path
+from corral.pipeline.keytables import by_partition, read_partition, table_path
 from corral.pipeline.phases import Task, merged, of_phase, run_phase, work_dir
 from corral.pipeline.quality import ccnet_rules as rules
 from corral.pipeline.quality.side_models import lead_section, train_perplexity_models, train_quality_model
@@ -281,12 +281,8 @@ class TagTask(Task):
             # This file's duplicated lines only: each hash looked up in its partition's duplicates
             # (mapped: the lookups read the pages they touch, not the group's whole set).
             hashes = keys["hashes"]
-            part = partition_of(hashes, max(parts, 1))
-            dup = np.zeros(len(hashes), dtype=bool)
-            for p in range(parts):
-                m = part == p
-                if m.any():
-                    dup[m] = K.member_of(load_sorted(lines_path(self.out, item["group"], p), mapped=True), hashes[m])
+            dup = by_partition(hashes, parts, lambda p, v: K.member_of(
+                load_sorted(lines_path(self.out, item["group"], p), mapped=True), v), False)
             dupset = set(hashes[dup].tolist())
         offsets = keys["offsets"]
         tally = Tally()
