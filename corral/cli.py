@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 
 
@@ -14,7 +16,15 @@ class _QuietBeam(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "apitools not found" not in record.getMessage()
 
-# Subcommands whose capability lands in a later issue: they refuse clearly until then.
+USAGE, FAILED = 2, 1  # exit codes: a usage or configuration mistake; a failure while running
+# What each command has kept when Ctrl-C stops it, and how to go on.
+ON_INTERRUPT = {
+    "build": "finished work items are kept: run the same command again to resume",
+    "dedup": "run the same command again to redo the job",
+    "tokenize": "finished shards are kept: run the same command again to resume",
+    "tokenizer": "nothing was recorded: run the same command again",
+    "demo": "run the same command again (each stage resumes or redoes its part)",
+}
 
 
 def _count(minimum: int):
@@ -35,7 +45,6 @@ POSITIVE, NONNEGATIVE = _count(1), _count(0)
 
 def _folder_problem(flag: str, path: str | None) -> str | None:
     """Why `path` cannot be an output folder (it is a file), or None."""
-    import os
 
     if path and "://" not in path and os.path.isfile(path):
         return f"{flag} {path}: is a file, not a folder"
@@ -51,7 +60,7 @@ def cmd_inspect(args) -> int:
         data = inspect_data(args.path)
     except (ManifestError, BuildManifestError) as e:
         print(f"corral inspect: {e}", file=sys.stderr)
-        return 1
+        return USAGE
     if args.json:
         print(json.dumps(inspect_json(data), indent=2))
     else:
@@ -88,7 +97,7 @@ def cmd_report(args) -> int:
         print(write_report(args.out, run_dir=args.run_dir))
     except BuildManifestError as e:
         print(f"corral report: {e}", file=sys.stderr)
-        return 1
+        return USAGE
     return 0
 
 
@@ -114,23 +123,25 @@ def cmd_models(args) -> int:
 def cmd_build(args) -> int:
     from corral.manifests.mixture import ManifestError
     from corral.pipeline.dag import BuildError, build
+    from corral.pipeline.runners import RunnerProfileError
 
     logging.getLogger("corral.build").setLevel(logging.INFO)  # which sources were built and which reused
     problem = _folder_problem("--out", args.out)
     if problem:
         print(f"corral build: {problem}", file=sys.stderr)
-        return 1
+        return USAGE
+    kw = {"overwrite": args.overwrite}
     try:
         if args.runner == "dask":
             from corral.pipeline.runners import dask_runner
 
             with dask_runner(args.dask_scheduler, args.dask_local) as (runner, options):
-                manifest = build(args.manifest, args.out, runner=runner, options=options)
+                manifest = build(args.manifest, args.out, runner=runner, options=options, **kw)
         elif args.runner == "direct":
             from corral.beam_local import local_runner
 
             runner, options = local_runner(args.workers)
-            manifest = build(args.manifest, args.out, runner=runner, options=options)
+            manifest = build(args.manifest, args.out, runner=runner, options=options, **kw)
         elif args.runner != "local":
             from corral.pipeline.runners import cluster_runner
 
@@ -138,12 +149,15 @@ def cmd_build(args) -> int:
                                              spark_master=args.spark_master, project=args.project,
                                              region=args.region, temp_location=args.temp_location,
                                              parallelism=args.parallelism, extra=args.beam_arg)
-            manifest = build(args.manifest, args.out, runner=runner, options=options)
+            manifest = build(args.manifest, args.out, runner=runner, options=options, **kw)
         else:
-            manifest = build(args.manifest, args.out, workers=args.workers)
-    except (ManifestError, BuildError, RuntimeError, ValueError) as e:
+            manifest = build(args.manifest, args.out, workers=args.workers, **kw)
+    except (ManifestError, BuildError, RunnerProfileError) as e:
         print(f"corral build: {e}", file=sys.stderr)
-        return 1
+        return USAGE
+    except (RuntimeError, ValueError) as e:
+        print(f"corral build: {e}", file=sys.stderr)
+        return FAILED
     for name, s in manifest.sources.items():
         f = s.funnel
         print(f"{name}: input {f.input:,} → kept {f.kept:,} in {len(s.shards)} shard(s); "
@@ -159,46 +173,47 @@ def cmd_dedup(args) -> int:
     problem = _folder_problem("--out", args.out)
     if problem:
         print(f"corral dedup: {problem}", file=sys.stderr)
-        return 1
+        return USAGE
     try:
         params = minhash.derive_lsh(args.threshold, args.num_perm, not args.no_verify)
     except ValueError as e:
         print(f"corral dedup: {e}", file=sys.stderr)
-        return 1
+        return USAGE
     print(params.describe())
     try:
         manifest = dedup(args.input, args.out, args.threshold, args.ngram, args.num_perm, not args.no_verify,
-                         args.workers)
+                         args.workers, overwrite=args.overwrite)
     except DedupInputError as e:
         print(f"corral dedup: {e}", file=sys.stderr)
-        return 1
+        return USAGE
     f = next(iter(manifest.sources.values())).funnel
     print(f"input {f.input:,} → kept {f.kept:,}; near duplicates {f.dropped.get('near_duplicate', 0):,}; "
           f"errors {sum(f.errors.values()):,}")
-    print(f"kept documents: {args.out.rstrip('/')}/docs; clusters: {args.out.rstrip('/')}/clusters.arrow")
+    root = args.out.rstrip("/")
+    print(f"kept documents: {root}/docs; clusters: {root}/clusters.arrow; removed ids: {root}/removed.jsonl"
+          + (f"; dead letters: {root}/errors.jsonl" if sum(f.errors.values()) else ""))
     return 0
 
 
 def cmd_tokenizer_train(args) -> int:
-    from corral.manifests.build import BuildManifestError, join
+    from corral.manifests.build import BuildManifestError
     from corral.manifests.mixture import ManifestError, parse_quantity
-    from corral.tokenize.hf_export import HF_DIR, export_hf
+    from corral.tokenize.hf_export import HF_DIR
     from corral.tokenize.train import TokenizerError, adopt_tokenizer, train_tokenizer
 
     try:
         sample = parse_quantity(args.sample_bytes) if args.sample_bytes is not None else None
     except (ValueError, ManifestError) as e:
         print(f"corral tokenizer train: --sample-bytes {args.sample_bytes!r}: {e}", file=sys.stderr)
-        return 1
+        return USAGE
     try:
         if args.tokenizer:
             entry = adopt_tokenizer(args.out, args.tokenizer)
         else:
             entry = train_tokenizer(args.out, args.vocab_size, sample, args.threads)
-        export_hf(join(args.out, entry["path"]), join(args.out, HF_DIR))
     except (TokenizerError, BuildManifestError) as e:
         print(f"corral tokenizer train: {e}", file=sys.stderr)
-        return 1
+        return USAGE
     print(f"tokenizer: {args.out.rstrip('/')}/{entry['path']} ({entry['vocab_size']:,} pieces, "
           f"sha256 {entry['sha256'][:16]}…, {entry['origin']})")
     if "sample" in entry:
@@ -220,40 +235,87 @@ def cmd_tokenizer_export(args) -> int:
         paths = export_hf(tokenizer_path(args.out), args.to or join(args.out, HF_DIR))
     except (TokenizerError, BuildManifestError, ValueError) as e:
         print(f"corral tokenizer export: {e}", file=sys.stderr)
-        return 1
+        return USAGE
     print("\n".join(paths))
     return 0
 
 
 def cmd_train(args) -> int:
-    import os
+    """Check everything a run needs (corral.train.preflight), settle the run folder, then launch
+    torchrun through corral.train.agent and pass SIGINT/SIGTERM on to it."""
+    import signal
     import subprocess
+    import tempfile
 
+    import torch
+
+    from corral.train import preflight
     from corral.train.config import ConfigError, load_config, save_config
     from corral.train.launch import torchrun_command, worker_env
 
     problem = _folder_problem("--run-dir", args.run_dir)
     if problem:
         print(f"corral train: {problem}", file=sys.stderr)
-        return 1
+        return USAGE
+    if args.overwrite and args.resume:
+        print("corral train: --overwrite clears the run that --resume would continue: give one of them",
+              file=sys.stderr)
+        return USAGE
     overrides = {"out": args.out, "model": args.model, "run_dir": args.run_dir, "steps": args.steps,
                  "seq_len": args.seq_len, "batch_tokens": args.batch_tokens, "micro_batch": args.micro_batch,
                  "attn": args.attn, "ac": args.ac, "compile": True if args.compile else None,
                  "resume": True if args.resume else None, "lr": args.lr, "seed": args.seed,
-                 "doc_mask": True if args.doc_mask else None, "stop_at": args.stop_at}
+                 "doc_mask": True if args.doc_mask else None, "stop_at": args.stop_at,
+                 "ckpt_every": args.ckpt_every}
+    world = args.nproc * args.nnodes
     try:
-        cfg = load_config(args.config, overrides)
-        world = args.nproc * args.nnodes
-        cfg.resolved(world)  # fail fast, before any process starts
-    except (ConfigError, TypeError) as e:
+        cfg = load_config(args.config, overrides).resolved(world)
+        manifest = preflight.check_build(cfg)
+        cuda = torch.cuda.is_available()
+        preflight.check_backend(cfg, cuda)
+        estimate = None
+        if not args.skip_memory_check:
+            vocab = int(manifest.models["tokenizer"]["vocab_size"])
+            estimate = preflight.check_memory(cfg, vocab, args.nproc, args.nnodes, cuda)
+        # node 0 decides what the run folder holds; the other nodes launch what it decided
+        plan = preflight.plan_run_dir(cfg, world, args.overwrite, args.reschedule) if args.node_rank == 0 \
+            else preflight.RunPlan()
+    except (ConfigError, preflight.PreflightError, TypeError) as e:
         print(f"corral train: {e}", file=sys.stderr)
-        return 1
-    if not os.path.exists(os.path.join(cfg.out, "manifest.json")):
-        print(f"corral train: {cfg.out}: no build manifest (manifest.json) there", file=sys.stderr)
-        return 1
-    path = save_config(cfg, cfg.run_dir)
+        return USAGE
+    for note in plan.notes:
+        print(f"corral train: {note}", file=sys.stderr)
+    if plan.finished:
+        return 0
+    if estimate:
+        print(f"corral train: {estimate}", file=sys.stderr)
+    if args.node_rank == 0:
+        preflight.prepare_run_dir(cfg.run_dir, plan)
+        path = save_config(cfg, cfg.run_dir)
+    else:
+        path = save_config(cfg, tempfile.mkdtemp(prefix="corral-train-"))
     cmd = torchrun_command(path, args.nproc, args.nnodes, args.node_rank, args.master_addr, args.master_port)
-    return subprocess.call(cmd, env=worker_env())
+    received: list[int] = []
+    agent = subprocess.Popen(cmd, env=worker_env())
+
+    def forward(signum, frame) -> None:
+        received.append(signum)
+        try:
+            agent.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = agent.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        name = signal.Signals(received[0]).name
+        print(f"corral train: stopped by {name}; continue with the same command and --resume", file=sys.stderr)
+        return 128 + received[0]
+    return code
 
 
 def cmd_tokenize(args) -> int:
@@ -264,9 +326,12 @@ def cmd_tokenize(args) -> int:
 
     try:
         manifest, counts = tokenize_build(args.out, args.workers, args.threads)
-    except (TokenizerError, BuildManifestError, ShardError) as e:
+    except (TokenizerError, BuildManifestError) as e:
         print(f"corral tokenize: {e}", file=sys.stderr)
-        return 1
+        return USAGE
+    except ShardError as e:
+        print(f"corral tokenize: {e}", file=sys.stderr)
+        return FAILED
     for name, s in manifest.sources.items():
         print(f"{name}: {s.documents:,} documents → {s.tokens:,} tokens in {len(s.token_shards)} token shard(s)")
     print(f"{counts['tokenized']} shard(s) tokenized, {counts['resumed']} already done")
@@ -306,6 +371,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dask-scheduler", default=None, help="with --runner dask: the scheduler, tcp://HOST:PORT")
     sp.add_argument("--dask-local", type=POSITIVE, default=None,
                     help="with --runner dask and no scheduler: start a LocalCluster of N worker processes")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="clear OUT of another build first (without it, a folder of another mixture is refused)")
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("inspect", help="print Table 1 and the funnels of a mixture manifest or a build",
@@ -331,6 +398,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--num-perm", type=POSITIVE, default=None, help="permutations (default: derived from the threshold)")
     sp.add_argument("--no-verify", action="store_true", help="skip exact-Jaccard verification of candidates")
     sp.add_argument("--workers", type=POSITIVE, default=None, help="local runner worker processes (default 1)")
+    sp.add_argument("--overwrite", action="store_true", help="clear OUT of another job or build first")
     sp.set_defaults(func=cmd_dedup)
 
     sp = sub.add_parser("tokenizer", help="`tokenizer train OUT`: SentencePiece BPE with LLaMA's exact trainer spec")
@@ -385,6 +453,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--ac", default=None, choices=["none", "full", "selective"], help="activation checkpointing")
     sp.add_argument("--compile", action="store_true", help="torch.compile each block")
     sp.add_argument("--resume", action="store_true", help="continue from RUN's latest checkpoint")
+    sp.add_argument("--overwrite", action="store_true", help="clear RUN of another run first (its checkpoints too)")
+    sp.add_argument("--reschedule", action="store_true",
+                    help="with --resume: accept a changed --steps, --lr or warm-up (the schedule bends mid-run)")
+    sp.add_argument("--ckpt-every", type=POSITIVE, default=None,
+                    help="steps between checkpoints (default: a tenth of the run, at most 200); SIGINT and "
+                    "SIGTERM also save one")
+    sp.add_argument("--skip-memory-check", action="store_true",
+                    help="launch even when the estimated memory exceeds what the host or GPU has")
     sp.add_argument("--stop-at", type=POSITIVE, default=None, help="leave after this step, checkpointed (resume later)")
     sp.add_argument("--config", default=None, help="a YAML/JSON file of training settings (flags override it)")
     sp.set_defaults(func=cmd_train)
@@ -425,7 +501,29 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietBeam())
     args = parser().parse_args(argv)
-    return args.func(args)
+    if args.command == "tokenize" or (args.command == "build" and args.runner != "local"):
+        # Beam's runners wait in places a KeyboardInterrupt does not reach: leave from the handler
+        signal.signal(signal.SIGINT, lambda signum, frame: _interrupted(args.command))
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept, not where Python was
+        if argv is not None:  # called as a function (tests): return to the caller
+            print(f"\ncorral {args.command}: interrupted; {ON_INTERRUPT.get(args.command, '')}", file=sys.stderr)
+            return 130
+        _interrupted(args.command)
+
+
+def _interrupted(command: str) -> None:
+    """Say what Ctrl-C kept and leave with 130 at once: Beam's runner threads would otherwise keep
+    the interpreter from exiting. Everything finished is already renamed into place."""
+    from corral.procs import kill_descendants
+
+    kill_descendants()
+    print(f"\ncorral {command}: interrupted; {ON_INTERRUPT.get(command, 'run the same command again')}",
+          file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 if __name__ == "__main__":

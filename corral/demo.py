@@ -78,7 +78,7 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     t = p.start("train", f"a tiny LLaMA for {steps} steps on CPU (torchrun, {nproc} process(es))")
     cmd = [sys.executable, "-m", "corral.cli", "train", str(build_out), "--model", "tiny", "--run-dir", str(run),
            "--steps", str(steps), "--seq-len", str(DEMO_SEQ_LEN), "--micro-batch", str(DEMO_MICRO_BATCH),
-           "--lr", str(DEMO_LR), "--nproc", str(nproc)]
+           "--lr", str(DEMO_LR), "--nproc", str(nproc), "--overwrite"]  # a rerun of the demo trains afresh
     res = subprocess.run(cmd)
     if res.returncode != 0:
         raise RuntimeError(f"corral train exited with {res.returncode}")
@@ -90,7 +90,8 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     p.done("report", t, report)
 
     paths = {"sample": str(sample), "build": str(build_out), "checkpoint": str(checkpoints[-1]) if checkpoints else "",
-             "run": str(run), "report": report}
+             "run": str(run), "export": str(run / "export" / "hf"), "report": report}
     print("\nDone. The build:      " + paths["build"] + "\n      the checkpoint: " + paths["checkpoint"]
+          + "\n      the export:     " + paths["export"] + " (AutoTokenizer, AutoModelForCausalLM)"
           + "\n      the report:     " + paths["report"], flush=True)
     return paths

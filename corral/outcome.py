@@ -18,8 +18,13 @@ def kept(record: Mapping[str, Any]) -> dict[str, Any]:
     return {"source": record["source"], "status": KEPT, "reason": None, "record": dict(record), "where": None}
 
 
-def dropped(source: str, reason: str, where: str | None = None) -> dict[str, Any]:
-    return {"source": source, "status": DROPPED, "reason": reason, "record": None, "where": where}
+def dropped(source: str, reason: str, where: str | None = None,
+            example: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A dropped record; `example` (the record) lets the report show what the rule removed."""
+    out = {"source": source, "status": DROPPED, "reason": reason, "record": None, "where": where}
+    if example is not None and example.get("text"):
+        out["example"] = (example.get("id") or where or "", example["text"])
+    return out
 
 
 def error(source: str, reason: str, where: str, detail: str | None = None) -> dict[str, Any]:
@@ -37,7 +42,7 @@ def apply_rule(outcome: dict[str, Any], rule: Callable[[dict], Any]) -> dict[str
         return outcome
     result = rule(outcome["record"])
     if isinstance(result, str):
-        return dropped(outcome["source"], result, outcome.get("where"))
+        return dropped(outcome["source"], result, outcome.get("where"), example=outcome["record"])
     return {**outcome, "record": result}
 
 

@@ -62,6 +62,18 @@ def tiny_build(tmp_path) -> Path:
     return make_build(tmp_path / "out")
 
 
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory) -> Path:
+    """A small build with a trained 300-piece tokenizer and its token shards (for training tests)."""
+    from corral.tokenize.encode import tokenize_build
+    from corral.tokenize.train import train_tokenizer
+
+    out = make_build(tmp_path_factory.mktemp("tok") / "b", n_docs={"c4": 60, "books": 20}, tokenize=False)
+    train_tokenizer(str(out), vocab_size=300, threads=1)
+    tokenize_build(str(out))
+    return out
+
+
 REAL_VOCAB = 8000  # enough pieces for the Chinese Wikipedia sample's characters at coverage 0.99995
 
 

@@ -55,7 +55,7 @@ def test_a_pattern_matching_nothing_fails_fast(tmp_path, capsys):
     m = write_manifest(tmp_path / "m.yaml", {"books": {"inputs": [str(tmp_path / "nothing" / "*.txt")]}})
     with pytest.raises(BuildError, match=r"m.yaml: sources.books.inputs\[0\]: .* matches no file"):
         build(m, str(tmp_path / "out"))
-    assert main(["build", m, "--out", str(tmp_path / "out")]) == 1
+    assert main(["build", m, "--out", str(tmp_path / "out")]) == 2
     assert "matches no file" in capsys.readouterr().err
 
 

@@ -16,7 +16,7 @@ def test_help_lists_every_subcommand():
 
 
 def test_report_of_a_missing_build_fails_clearly(tmp_path, capsys):
-    assert main(["report", str(tmp_path / "nothing")]) == 1
+    assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "corral report:" in capsys.readouterr().err
 
 
@@ -43,5 +43,5 @@ def test_counts_below_one_and_file_outputs_are_one_line_errors(tmp_path, capsys)
     f.write_text("x")
     for argv, flag in ((["build", "m.yaml", "--out", str(f)], "--out"), (["dedup", "x", "--out", str(f)], "--out"),
                        (["train", str(tmp_path), "--run-dir", str(f)], "--run-dir")):
-        assert main(argv) == 1
+        assert main(argv) == 2
         assert f"{flag} {f}: is a file, not a folder" in capsys.readouterr().err

@@ -89,6 +89,20 @@ def test_demo_sample_exercises_the_rules(demo):
     assert {r["bucket"] for r in docs} == {"head", "middle"}
 
 
+def test_demo_export_loads_in_transformers_and_generates(demo):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, stdout = demo
+    export = out / "run" / "export" / "hf"
+    assert f"export {export}" in stdout  # the run's last line names it
+    tok = AutoTokenizer.from_pretrained(str(export))
+    model = AutoModelForCausalLM.from_pretrained(str(export))
+    ids = tok("The history of", return_tensors="pt")
+    generated = model.generate(**ids, max_new_tokens=8, do_sample=False)
+    assert generated.shape[1] == ids["input_ids"].shape[1] + 8
+    assert tok.decode(generated[0], skip_special_tokens=True).startswith("The history of")
+
+
 def test_inspect_prints_table_1_of_the_demo_build(demo, capsys):
     out, _ = demo
     assert main(["inspect", str(out / "build")]) == 0
@@ -110,7 +124,12 @@ def test_report_renders_every_chart_in_headless_chromium(demo):
     charts = re.search(r'data-charts="(\d+)/(\d+)"', dom)
     assert charts, dom[:500]
     ok, total = map(int, charts.groups())
-    assert total == 8 and ok == total  # funnel, languages, perplexity, quality, duplicates, lengths, mixture, training
+    # funnel, languages, perplexity, quality, duplicates, lengths, mixture, epochs, stages, training
+    assert total == 10 and ok == total
+    for key in ("mixture", "epochs", "stages", "quality"):
+        assert f"data-chart='{key}'" in html
+    assert "What each drop reason removed" in html and "Dead letters" in html and "Stage times and throughput" in html
+    assert "language_not_selected" in html and "records / task second" in html
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report.png"
     subprocess.run([*flags, "--window-size=1100,6000", f"--screenshot={shot}", report.as_uri()],
@@ -154,7 +173,7 @@ def test_profiles_name_what_is_missing(name, kwargs, missing):
 
 def test_build_cli_refuses_a_profile_without_its_options(tmp_path, capsys):
     manifest = Path(__file__).resolve().parent.parent / "manifests" / "sample.yaml"
-    assert main(["build", str(manifest), "--out", str(tmp_path / "o"), "--runner", "flink"]) == 1
+    assert main(["build", str(manifest), "--out", str(tmp_path / "o"), "--runner", "flink"]) == 2
     assert "--flink-master" in capsys.readouterr().err
 
 

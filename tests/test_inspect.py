@@ -40,9 +40,9 @@ def test_inspect_build_table_and_funnel(tiny_build, capsys):
 def test_inspect_errors_are_clear(tmp_path, capsys):
     bad = tmp_path / "m.yaml"
     bad.write_text("name: x\ntarget_tokens: 1\nsources: {c4: {weight: 1, inputs: []}}\n")
-    assert main(["inspect", str(bad)]) == 1
+    assert main(["inspect", str(bad)]) == 2
     assert f"{bad}: sources.c4.inputs (line 3): required" in capsys.readouterr().err
-    assert main(["inspect", str(tmp_path / "nobuild")]) == 1
+    assert main(["inspect", str(tmp_path / "nobuild")]) == 2
 
 
 def test_human_units():

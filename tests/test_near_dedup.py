@@ -124,7 +124,7 @@ def test_cli(tmp_path, capsys):
     assert main(["dedup", str(p), "--out", str(tmp_path / "out"), "--threshold", "0.8", "--ngram", "5"]) == 0
     out = capsys.readouterr().out
     assert "bands" in out and "false-positive area" in out and f"near duplicates {len(near)}" in out
-    assert main(["dedup", str(tmp_path / "nothing-*.jsonl"), "--out", str(tmp_path / "o2")]) == 1
+    assert main(["dedup", str(tmp_path / "nothing-*.jsonl"), "--out", str(tmp_path / "o2")]) == 2
     with pytest.raises(DedupInputError):
         dedup(str(tmp_path / "nothing"), str(tmp_path / "o3"))
 

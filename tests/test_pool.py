@@ -67,8 +67,26 @@ def test_phases_run_in_order_with_their_earlier_summaries(tmp_path, workers):
     out = str(tmp_path / "out")
     pool.execute(_graph(out), workers)
     total = recorded_summaries(out, "s", "total")
+    assert total[0].pop("seconds") >= 0  # each record carries its task's time (the report's stage times)
     assert total == [{"total": sum(n * n for n in range(9)), "seen": list(range(9)), "phase": "total"}]
     assert len(recorded_summaries(out, "s", "square")) == 10
+
+
+class Drops(Task):
+    phase = "drops"
+
+    def run(self, item, *earlier):
+        return {"counts": [], "examples": {"too_short": [["doc-1", "a short text"]]}}
+
+
+def test_dropped_examples_go_to_a_file_not_through_the_summaries(tmp_path):
+    out = tmp_path / "out"
+    g = Graph()
+    run_phase(g, "s/drops", Drops(), str(out), items=_items(["a"]))
+    pool.execute(g, 1)
+    assert "examples" not in recorded_summaries(str(out), "s", "drops")[0]
+    saved = json.loads((out / "_build" / "s" / "examples" / "drops--a.json").read_text())
+    assert saved == {"too_short": [["doc-1", "a short text"]]}
 
 
 def test_a_rerun_reuses_the_completion_records(tmp_path):

@@ -241,7 +241,7 @@ def test_tokenize_refuses_a_vocabulary_beyond_uint16(tmp_path):
 
 def test_cli_tokenizer_and_tokenize(tmp_path, capsys):
     out = make_build(tmp_path / "a", tokenize=False)
-    assert main(["tokenize", str(out)]) == 1
+    assert main(["tokenize", str(out)]) == 2
     assert "corral tokenizer train" in capsys.readouterr().err
     assert main(["tokenizer", "train", str(out), "--vocab-size", "300", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
@@ -250,7 +250,7 @@ def test_cli_tokenizer_and_tokenize(tmp_path, capsys):
     assert main(["tokenize", str(out)]) == 0
     assert "4 shard(s) tokenized" in capsys.readouterr().out
     assert tokenizer_path(str(out)).endswith("tokenizer/tokenizer.model")
-    assert main(["tokenizer", "train", str(out), "--tokenizer", str(tmp_path / "missing.model")]) == 1
-    assert main(["tokenizer", "train", str(out), "--sample-bytes", "lots"]) == 1
+    assert main(["tokenizer", "train", str(out), "--tokenizer", str(tmp_path / "missing.model")]) == 2
+    assert main(["tokenizer", "train", str(out), "--sample-bytes", "lots"]) == 2
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sources"]["c4"]["tokens"] > 0

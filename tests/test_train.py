@@ -254,17 +254,6 @@ def test_config_errors_name_the_field(tmp_path):
 # --- the trainer ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tokenized(tmp_path_factory) -> Path:
-    from corral.tokenize.encode import tokenize_build
-    from corral.tokenize.train import train_tokenizer
-
-    out = make_build(tmp_path_factory.mktemp("tok") / "b", n_docs={"c4": 60, "books": 20}, tokenize=False)
-    train_tokenizer(str(out), vocab_size=300, threads=1)
-    tokenize_build(str(out))
-    return out
-
-
 def _losses(run: Path) -> list[tuple[int, float]]:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return [(r["step"], r["loss"], r["tokens_seen"]) for r in rows]
@@ -355,7 +344,8 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(tmp_path, tokenized):
     newest = run / "checkpoints" / "step-00000006"
     for f in newest.glob("*.distcp"):
         f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])  # truncated
-    res = subprocess.run([*base, "--steps", "8", "--resume"], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([*base, "--steps", "8", "--resume", "--reschedule"], capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "cannot be loaded" in res.stderr and "step-00000003 (step 3)" in res.stderr
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -64,7 +64,7 @@ def _check_shard(out: str, source: str, kind: str, entry: dict, report: VerifyRe
                                f"{str(entry.get('sha256'))[:16]}…")
     try:
         rows = count_rows(path)
-    except ShardError as e:
+    except (ShardError, OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
         report.problems.append(f"{where}: unreadable ({e})")
         return None
     if rows != entry.get("documents"):
@@ -101,8 +101,8 @@ def verify_build(out: str) -> VerifyReport:
             if _check_shard(out, name, "token", entry, report) is not None and src.tokens is not None:
                 try:
                     token_total += int(read_token_shard(join(out, entry["path"])).offsets[-1])
-                except ShardError as e:
-                    report.problems.append(f"{name} token shard {entry['path']}: {e}")
+                except (ShardError, OSError, ValueError) as e:  # a damaged zstd body fails only here
+                    report.problems.append(f"{name} token shard {entry['path']}: unreadable ({e})")
         if src.token_shards:
             tok_docs = sum(int(s.get("documents", 0)) for s in src.token_shards)
             if tok_docs != src.documents:

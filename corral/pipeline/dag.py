@@ -24,9 +24,10 @@ from corral import fs
 from corral.manifests.build import BuildManifest, SourceBuild, relative_shard
 from corral.manifests.mixture import Mixture, load_mixture
 from corral.outcome import funnel_from_counts
-from corral.pipeline import on_beam, pool, resume
+from corral.pipeline import folders, on_beam, pool, resume
 from corral.pipeline.inputs import InputError, match_inputs
-from corral.pipeline.phases import Graph, recorded_summaries, work_dir
+from corral.pipeline.phases import BUILD_DIR, EXAMPLES, Graph, recorded_summaries, work_dir
+from corral.pipeline.stage import EXAMPLES_PER_REASON
 from corral.pipeline.plans import SourcePlan, add_phases, source_module
 from corral.pipeline.progress import Progress
 from corral.shards import ShardInfo
@@ -34,7 +35,7 @@ from corral.source_specs import build_order
 
 BUILD_LOG = logging.getLogger("corral.build")
 STAGED_FOLDERS = ("stage", "read", "clean", "keys", "shingles", "ccread-keys", "c4read-keys", "clean-keys", "lines",
-                  "decide")
+                  "decide", EXAMPLES)
 
 
 class BuildError(RuntimeError):
@@ -55,8 +56,10 @@ def _needs_wikipedia(mixture: Mixture) -> list[str]:
 
 
 def build(manifest_path: str, out: str, runner=None, options=None, workers: int | None = None,
-          progress: bool | None = None) -> BuildManifest:
-    """Build every source of the mixture manifest into OUT; return the written build manifest."""
+          progress: bool | None = None, overwrite: bool = False) -> BuildManifest:
+    """Build every source of the mixture manifest into OUT; return the written build manifest.
+    OUT must be new, empty or a build of the same mixture name (corral.pipeline.folders), unless
+    `overwrite` clears another build from it first."""
     mixture = load_mixture(manifest_path)
     needs = _needs_wikipedia(mixture)
     if needs and "wikipedia" not in mixture.sources:
@@ -68,8 +71,12 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
             inputs[source] = match_inputs(mixture.resolved_inputs(source), f"{manifest_path}: sources.{source}.inputs")
         except InputError as e:
             raise BuildError(str(e)) from e
-    if not fs.is_remote(out):
-        os.makedirs(out, exist_ok=True)
+    try:
+        folders.claim(out, "build", mixture.name, "--out", overwrite, f"build {mixture.name!r}",
+                      "rebuild it with its own manifest to resume")
+    except folders.FolderInUse as e:
+        raise BuildError(str(e)) from e
+    _drop_other_sources(out, set(mixture.sources))
     output = mixture.sections["output"]
     order = build_order(inputs)  # Wikipedia first: CommonCrawl may learn from it
     prints: dict[str, str] = {}
@@ -128,6 +135,18 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
     return manifest
 
 
+def _drop_other_sources(out: str, keep: set[str]) -> None:
+    """Remove what an earlier build of this folder left for sources the manifest no longer has, so
+    no stale shards stay beside the new manifest."""
+    if fs.is_remote(out):
+        return
+    for top in ("docs", "tokens", "errors", BUILD_DIR, "_tokenize"):
+        folder = os.path.join(out, top)
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name not in keep and os.path.isdir(os.path.join(folder, name)):
+                fs.remove([os.path.join(folder, name)])
+
+
 def _collect(out: str, source: str, plan: SourcePlan, weight: float) -> dict[str, Any]:
     """A built source's record, from its completion records: funnel counts, shards, text bytes,
     models, dead letters (merged into OUT/errors/<source>/errors.jsonl) and shuffle sizes."""
@@ -150,6 +169,7 @@ def _collect(out: str, source: str, plan: SourcePlan, weight: float) -> dict[str
     shards = sorted((relative_shard(ShardInfo(**d), out) for s in selected for d in s["shards"]),
                     key=lambda d: d["path"])
     _merge_errors(out, source)
+    _merge_examples(out, source)
     models = {}
     for s in (s for phase in plan.model_phases for s in recorded_summaries(out, source, phase)):
         for name, info in s.get("models", {}).items():
@@ -165,18 +185,35 @@ def _shuffle_stats(out: str, source: str, records: int) -> dict[str, Any]:
     recorded) and what went through key files, per input record."""
     folder = fs.join(work_dir(out, source), "done")
     shuffled = key_bytes = 0
-    phases = {}
+    phases, seconds = {}, {}
     for phase_dir in sorted(os.listdir(folder)) if not fs.is_remote(folder) and os.path.isdir(folder) else []:
-        n = 0
+        n, took = 0, 0.0
         for path in fs.list_files(fs.join(folder, phase_dir)):
             rec = json.loads(fs.read_bytes(path))
             n += 1
             shuffled += len(json.dumps(rec["item"])) + len(json.dumps(rec["summary"]))
             key_bytes += int(rec["summary"].get("key_bytes", 0))
-        phases[phase_dir] = n
+            took += float(rec["summary"].get("seconds", 0.0))
+        phases[phase_dir], seconds[phase_dir] = n, round(took, 3)
     per = max(records, 1)
-    return {"tasks": phases, "shuffle_bytes": shuffled, "shuffle_bytes_per_record": round(shuffled / per, 1),
-            "key_file_bytes_per_record": round(key_bytes / per, 1)}
+    return {"tasks": phases, "task_seconds": seconds, "shuffle_bytes": shuffled,
+            "shuffle_bytes_per_record": round(shuffled / per, 1), "key_file_bytes_per_record": round(key_bytes / per, 1)}
+
+
+def _merge_examples(out: str, source: str) -> None:
+    """OUT/examples/<source>.json: up to EXAMPLES_PER_REASON dropped documents per reason, {reason:
+    [[id, start of text], …]}, from the tasks' example files in phase and item order."""
+    merged: dict[str, list] = {}
+    for path in sorted(fs.list_files(fs.join(work_dir(out, source), EXAMPLES))):
+        if fs.TMP_MARK in path:
+            continue
+        for reason, rows in json.loads(fs.read_bytes(path)).items():
+            room = EXAMPLES_PER_REASON - len(merged.setdefault(reason, []))
+            merged[reason] += rows[:max(0, room)]
+    fs.remove([fs.join(out, f"examples/{source}.json")])
+    if merged:
+        fs.atomic_write_bytes(fs.join(out, f"examples/{source}.json"),
+                              json.dumps(merged, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
 def _merge_errors(out: str, source: str) -> None:

@@ -7,11 +7,16 @@ the same phases as a build source's near dedup (see `dedup`): texts stay in per-
 memory does not grow with them. It writes:
   OUT/docs/part-*.arrow   the kept documents in input order, shards named by input file (corral's
                           document schema, dup_cluster and dup_count set)
-  OUT/clusters.arrow      id, cluster (its representative's id), representative — one row per member
-                          of a cluster of two or more
+  OUT/clusters.arrow      one row per member of a cluster of two or more: id (string), cluster (string,
+                          its representative's id), representative (bool, the member kept)
+  OUT/removed.jsonl       {"id", "duplicate_of"} per dropped near duplicate (clusters.arrow's
+                          non-representatives, as lines a shell tool can read)
+  OUT/errors.jsonl        the dead letters: each unreadable line or record with its file, position
+                          and reason (only when there were some)
   OUT/manifest.json       the funnel (records read, kept, near duplicates dropped, errors), the shards
-                          and the settings (threshold, n-gram, permutations, bands × rows)
-The same input gives the same output.
+                          and the settings (threshold, n-gram, permutations, bands × rows, fingerprint)
+The same input gives the same output. An OUT that holds another job (other inputs or settings)
+or a build is refused unless --overwrite (corral.pipeline.folders).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from corral.dedup import minhash as mh
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.outcome import KEPT, error, funnel_from_counts
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
-from corral.pipeline import pool
+from corral.pipeline import folders, pool
 from corral.pipeline.phases import BUILD_DIR, Graph, Task, recorded_summaries, run_phase, work_dir
 from corral.pipeline.plans import SourcePlan, dedup_and_select
 from corral.pipeline.stage import stage_outcomes
@@ -37,7 +42,8 @@ from corral.schema import DOC_SCHEMA, SIGNALS
 from corral.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, ShardInfo, atomic_write_bytes, iter_batches
 
 LABEL = "input"  # the funnel's source name for a standalone job
-SUMMARY = "_dedup"  # OUT/_dedup/errors.json: the dead letters
+ERRORS = "errors.jsonl"    # OUT/errors.jsonl: the dead letters, one JSON object a line
+REMOVED = "removed.jsonl"  # OUT/removed.jsonl: each dropped near duplicate and its cluster's representative
 CLUSTER_SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False),
                             pa.field("cluster", pa.string(), nullable=False),
                             pa.field("representative", pa.bool_(), nullable=False)])
@@ -120,8 +126,22 @@ def _row_outcomes(path: str, rows: Iterator[dict[str, Any]]) -> Iterator[dict[st
             yield _outcome(_record(row, path, n))
 
 
-def _save(out: str, name: str, value: Any) -> None:
-    atomic_write_bytes(join(out, f"{SUMMARY}/{name}"), json.dumps(value).encode("utf-8"))
+def write_removed(clusters: str, dest: str) -> int:
+    """OUT/removed.jsonl: {"id", "duplicate_of"} for every member of a cluster that is not its
+    representative, read from clusters.arrow a batch at a time; returns how many."""
+    target, n = fs.AtomicFile(dest), 0
+    try:
+        for batch in iter_batches(clusters):
+            ids, cluster, rep = (batch.column(c).to_pylist() for c in ("id", "cluster", "representative"))
+            lines = [json.dumps({"id": i, "duplicate_of": c}, ensure_ascii=False)
+                     for i, c, r in zip(ids, cluster, rep) if not r]
+            target.raw.write("".join(ln + "\n" for ln in lines).encode("utf-8"))
+            n += len(lines)
+        target.commit()
+    except BaseException:
+        target.abort()
+        raise
+    return n
 
 
 def write_clusters(path: str, rows: list[tuple[str, str, bool]]) -> None:
@@ -152,7 +172,8 @@ class _StageTask(Task):
 
 
 def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: int = mh.DEFAULT_NGRAM,
-          num_perm: int | None = None, verify: bool = True, workers: int | None = None) -> BuildManifest:
+          num_perm: int | None = None, verify: bool = True, workers: int | None = None,
+          overwrite: bool = False) -> BuildManifest:
     """Run the near-duplicate job over the input files; return the written manifest.
 
     The phases of a build source's near dedup (corral.pipeline.near): each file staged with its
@@ -163,14 +184,18 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     """
     files = input_files(spec)
     params = mh.derive_lsh(threshold, num_perm, verify)
-    if not is_remote(out):
-        os.makedirs(out, exist_ok=True)
     stages = {"exact_dedup": {"enabled": False},
               "minhash": {"enabled": True, "threshold": threshold, "ngram": ngram, "num_perm": params.num_perm,
                           "verify": verify}}
     settings = {"dedup": {"threshold": threshold, "ngram": ngram, "num_perm": params.num_perm, "bands": params.bands,
                           "rows": params.rows, "verify": verify, "seed": mh.SEED}}
     print_ = hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode("utf-8")).hexdigest()
+    try:  # the same inputs and settings redo the job; other ones are refused (corral.pipeline.folders)
+        folders.claim(out, "dedup", print_, "--out", overwrite, "this dedup job",
+                      "rerun it with its own input and settings")
+    except folders.FolderInUse as e:
+        raise DedupInputError(str(e)) from e
+    settings["dedup"]["fingerprint"] = print_
     fs.remove([work_dir(out, LABEL), join(out, "docs")])
     plan = SourcePlan(LABEL, stages, {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS,
                                       "shard_max_bytes": DEFAULT_MAX_BYTES}, out, files, print_)
@@ -189,11 +214,13 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     selected = recorded_summaries(out, LABEL, "select")
     errors = []
     for path in fs.list_files(join(work_dir(out, LABEL), "errors")):
-        errors += [json.loads(ln) for ln in fs.read_bytes(path).decode("utf-8").splitlines() if ln]
+        errors += [ln for ln in fs.read_bytes(path).decode("utf-8").splitlines() if ln]
+    fs.remove([join(out, ERRORS)])
     if errors:
-        _save(out, "errors.json", errors)
+        atomic_write_bytes(join(out, ERRORS), ("\n".join(sorted(errors)) + "\n").encode("utf-8"))
     if not fs.exists(join(out, "clusters.arrow")):
         write_clusters(join(out, "clusters.arrow"), [])
+    write_removed(join(out, "clusters.arrow"), join(out, REMOVED))
     fs.remove([join(out, BUILD_DIR)])
     funnel = funnel_from_counts(counts.items()).get(LABEL)
     shards = [relative_shard(ShardInfo(**d), out) for d in sorted((d for s_ in selected for d in s_["shards"]),

@@ -15,12 +15,14 @@ through `run_item`, so they write the same files.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from corral import fs
 
 BUILD_DIR = "_build"
+EXAMPLES = "examples"  # OUT/_build/<source>/examples/<phase>--<key>.json: a task's dropped examples
 
 
 def work_dir(out: str, source: str) -> str:
@@ -75,7 +77,13 @@ def run_item(task: Task, out: str, item: dict[str, Any], earlier: tuple | list) 
     done = read_done(out, src, phase, key)
     if done is not None and done.get("fingerprint") == item["fingerprint"]:
         return {**done["summary"], "reused": True}
+    t0 = time.perf_counter()
     summary = {**task.run(item, *earlier), "phase": phase}
+    summary["seconds"] = round(time.perf_counter() - t0, 4)
+    examples = summary.pop("examples", None)
+    if examples:  # texts never cross a shuffle: the dropped examples go to a file of their own
+        fs.atomic_write_bytes(fs.join(work_dir(out, src), f"{EXAMPLES}/{phase}--{key}.json"),
+                              json.dumps(examples, ensure_ascii=False).encode("utf-8"), durable=False)
     record = {"fingerprint": item["fingerprint"], "item": item, "summary": summary}
     fs.atomic_write_bytes(done_path(out, src, phase, key), json.dumps(record, ensure_ascii=False).encode("utf-8"),
                           durable=False)

@@ -22,7 +22,7 @@ from corral.dedup.near import NEAR_DUPLICATE
 from corral.outcome import DROPPED, KEPT
 from corral.pipeline.decide import REASONS, losers_between, parts_by_file
 from corral.pipeline.phases import Task
-from corral.pipeline.stage import Tally, iter_staged
+from corral.pipeline.stage import EXAMPLES_PER_REASON, Tally, iter_staged
 from corral.shards import ShardWriter, shard_name
 
 def select_items(source: str, fingerprint: str, summaries: list[Mapping[str, Any]], shard_bytes: int,
@@ -82,25 +82,38 @@ class SelectTask(Task):
                     for reason, lost in gone:
                         hit = K.member_of(lost, loc) & keep
                         tally.reason(DROPPED, reason, int(hit.sum()))
+                        _examples(tally, reason, batch, hit)
                         keep &= ~hit
                     sizes = None
                     if clusters is not None:
                         dropped, sizes = clusters.tags(loc)
                         hit = dropped & keep
                         tally.reason(DROPPED, NEAR_DUPLICATE, int(hit.sum()))
+                        _examples(tally, NEAR_DUPLICATE, batch, hit)
                         keep &= ~hit
                     batch = _with_near_tags(batch, sizes) if sizes is not None else batch
                     batch = batch.filter(pa.array(keep))
                     if self.rule is not None and batch.num_rows:
+                        before = batch
                         batch, reasons = self.rule.select(batch)
-                        for r in reasons:
+                        for r, i in reasons:
                             tally.reason(DROPPED, r)
+                            if tally.wants_example(r):
+                                tally.example(r, before.column("id")[i].as_py(), before.column("text")[i].as_py())
                     if batch.num_rows:
                         writer.write_batch(batch)
                         text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
                         tally.reason(KEPT, None, batch.num_rows)
         return {"source": source, "files": files, "shards": [s.to_dict() for s in writer.shards],
-                "counts": tally.rows(), "bytes": text_bytes}
+                "counts": tally.rows(), "bytes": text_bytes, "examples": tally.examples}
+
+
+def _examples(tally: Tally, reason: str, batch: pa.RecordBatch, hit: np.ndarray) -> None:
+    """The first rows of `batch` that `hit` drops, as the reason's examples (while it wants some)."""
+    if not tally.wants_example(reason) or not hit.any():
+        return
+    for i in np.flatnonzero(hit)[:EXAMPLES_PER_REASON].tolist():
+        tally.example(reason, batch.column("id")[i].as_py(), batch.column("text")[i].as_py())
 
 
 def _with_near_tags(batch: pa.RecordBatch, sizes: np.ndarray) -> pa.RecordBatch:

@@ -35,6 +35,8 @@ from corral.schema import DOC_SCHEMA
 from corral.shards import MAX_SHARD_BYTES, ShardWriter, open_shard
 
 STAGE_ROWS = 1 << 31  # rows of one staged part: effectively unbounded (parts roll over by bytes)
+EXAMPLES_PER_REASON = 3  # dropped documents a task keeps per reason for the report (corral's choice)
+EXAMPLE_CHARS = 400      # characters of each example's text
 SIGN_BATCH = 256  # documents whose MinHash signatures are computed together (corral.dedup.minhash.signatures)
 
 
@@ -184,11 +186,13 @@ class KeyCollector:
 
 
 class Tally:
-    """Counts per (status, reason, group) and the dead letters of one task."""
+    """Counts per (status, reason, group), the dead letters of one task, and the first few dropped
+    documents of each reason (their id and the start of their text, for the report)."""
 
     def __init__(self):
         self.counts: dict[tuple[str, str | None, str], int] = {}
         self.errors: list[str] = []
+        self.examples: dict[str, list[list[str]]] = {}
 
     def add(self, outcome: Mapping[str, Any], n: int = 1) -> None:
         k = (outcome["status"], outcome["reason"], outcome.get("group") or "")
@@ -196,10 +200,22 @@ class Tally:
         if outcome["status"] == ERROR:
             self.errors.append(json.dumps({k2: outcome.get(k2) for k2 in ("reason", "where", "detail")},
                                           ensure_ascii=False))
+        elif outcome.get("example"):
+            self.example(outcome["reason"], *outcome["example"])
 
-    def reason(self, status: str, reason: str | None, n: int = 1) -> None:
+    def reason(self, status: str, reason: str | None, n: int = 1, example: tuple[str, str] | None = None) -> None:
         if n:
             self.counts[(status, reason, "")] = self.counts.get((status, reason, ""), 0) + n
+            if example is not None:
+                self.example(reason, *example)
+
+    def example(self, reason: str | None, doc_id: str, text: str) -> None:
+        kept = self.examples.setdefault(reason or "", [])
+        if len(kept) < EXAMPLES_PER_REASON:
+            kept.append([str(doc_id), text[:EXAMPLE_CHARS]])
+
+    def wants_example(self, reason: str) -> bool:
+        return len(self.examples.get(reason, ())) < EXAMPLES_PER_REASON
 
     def rows(self) -> list[list[Any]]:
         return [[s, r, g, n] for (s, r, g), n in sorted(self.counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2]))]
@@ -238,4 +254,4 @@ def stage_outcomes(out: str, source: str, index: int, outcomes: Iterable[Mapping
         save_arrays(key_path(out, source, index, "shingles"), shingles)
     tally.save_errors(out, source, index)
     return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "groups": groups,
-            "key_bytes": key_bytes}
+            "key_bytes": key_bytes, "examples": tally.examples}

@@ -4,9 +4,12 @@ Charts (matplotlib, Agg backend; each embedded as a base64 PNG, so the file stan
 the funnel per source (kept and each drop/error reason as bars), the language distribution of the
 kept documents, CommonCrawl's perplexity histogram with the bucket cutoffs the build recorded
 (OUT/models/perplexity_cutoffs.json), the quality-score
-distribution, near-duplicate cluster sizes, document lengths per source, this build's mixture
-against the paper's Table 1, and training curves (loss, validation loss per source) when a run
-directory with `metrics.jsonl` is given or found at OUT/../run. Each chart's <img> carries
+distribution with the classifier's threshold, near-duplicate cluster sizes, document lengths per
+source, the mixture realised (the build's tokens and the run's tokens seen per source against
+Table 1), epochs per source in training (flagging heavy repetition), stage times, and training
+curves (loss, validation loss per source) when a run directory with `metrics.jsonl` is given or
+found at OUT/../run. Tables give the stage throughput, a few documents each drop reason removed
+(OUT/examples/<source>.json) and the dead letters (OUT/errors/<source>/errors.jsonl). Each chart's <img> carries
 `data-chart`; an inline script records in `document.body.dataset.charts` how many images decoded,
 which the headless-browser test reads.
 """
@@ -27,9 +30,12 @@ import pyarrow.compute as pc
 from corral.manifests.build import BuildManifest, join, load_build
 from corral.manifests.mixture import load_mixture, shipped_manifest
 from corral.source_specs import display
-from corral.shards import atomic_write_bytes, iter_batches
+from corral.shards import atomic_write_bytes, iter_batches, read_bytes
 
 MAX_DOCS_PER_SOURCE = 200_000  # documents read per source for the distributions (bounded memory)
+HEAVY_EPOCHS = 4               # Muennighoff et al. 2023 (Scaling Data-Constrained LMs): up to ~4 epochs cost little
+DEAD_LETTERS_SHOWN = 5         # dead letters listed per source (all are in OUT/errors/<source>/errors.jsonl)
+EXAMPLE_SHOWN = 240            # characters of a dropped example shown
 COLUMNS = ["lang", "perplexity", "bucket", "quality", "dup_count"]  # read as Python values; text only as lengths
 
 
@@ -78,6 +84,13 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _integer_axis(axis) -> None:
+    """Counts are whole numbers: ticks only at integers."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _empty(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in this build", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
@@ -105,6 +118,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         ax.barh([r[0] for r in rows][::-1], [r[1] for r in rows][::-1], color=[r[2] for r in rows][::-1])
         ax.set_title(f"{display(name)}: input {f.input:,} → kept {f.kept:,}", fontsize=10, loc="left")
         ax.tick_params(labelsize=8)
+        _integer_axis(ax.xaxis)
     fig.tight_layout()
     charts.append(("funnel", "Funnel per source", _png(fig)))
 
@@ -123,6 +137,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
     if top:
         ax.legend(fontsize=8)
         ax.set_ylabel("kept documents")
+        _integer_axis(ax.yaxis)
     else:
         _empty(ax, "documents")
     charts.append(("languages", "Language distribution (kept documents)", _png(fig)))
@@ -143,17 +158,17 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         if recorded:  # the cutoffs the build bucketed with (OUT/models/perplexity_cutoffs.json)
             head_pct, tail_pct = recorded.get("percentiles", [30, 60])
             for lang, (head_cut, tail_cut) in sorted(recorded.get("cutoffs", {}).items()):
-                for x, label in ((head_cut, f"{lang} head < p{head_pct}"), (tail_cut, f"{lang} tail ≥ p{tail_pct}")):
-                    ax.axvline(x, color="k", linestyle="--", linewidth=1)
-                    ax.text(x, ax.get_ylim()[1] * 0.9, f" {label} = {x:,.1f}", fontsize=8)
+                for x, label, style in ((head_cut, f"{lang} head < p{head_pct}", "--"),
+                                        (tail_cut, f"{lang} tail ≥ p{tail_pct}", ":")):
+                    ax.axvline(x, color="k", linestyle=style, linewidth=1, label=f"{label} = {x:,.1f}")
         else:  # a build from before the cutoffs were recorded: the observed upper edges of head and middle
             for b in ("head", "middle"):
                 if by.get(b):
                     edge = max(by[b])
-                    ax.axvline(edge, color="k", linestyle=":", linewidth=1)
-                    ax.text(edge, ax.get_ylim()[1] * 0.9, f" {b} ≤ {edge:,.0f} (observed)", fontsize=8)
+                    ax.axvline(edge, color="k", linestyle=":", linewidth=1, label=f"{b} ≤ {edge:,.0f} (observed)")
+        _integer_axis(ax.yaxis)
         ax.set_xlabel("KenLM perplexity (kept CommonCrawl documents; tail documents are dropped)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: never clipped
     else:
         _empty(ax, "perplexity scores")
     charts.append(("perplexity", "Perplexity histogram and bucket cutoffs", _png(fig)))
@@ -163,6 +178,12 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
     if stats["quality"]:
         ax.hist(stats["quality"], bins=20, range=(0, 1), color="#264653")
         ax.set_xlabel("P(Wikipedia reference) from the quality classifier")
+        ax.set_ylabel("kept documents")
+        _integer_axis(ax.yaxis)
+        threshold = _quality_threshold(manifest)
+        if threshold is not None:
+            ax.axvline(threshold, color="#e76f51", linewidth=1.5, label=f"threshold {threshold:g}: below it is dropped")
+            ax.legend(fontsize=8)
     else:
         _empty(ax, "quality scores")
     charts.append(("quality", "Quality score distribution", _png(fig)))
@@ -174,6 +195,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         ax.bar([str(s) for s in sizes], [stats["dup"][s] for s in sizes], color="#8d99ae")
         ax.set_xlabel("near-duplicate cluster size (of the kept representative)")
         ax.set_ylabel("clusters")
+        _integer_axis(ax.yaxis)
     else:
         _empty(ax, "near-duplicate clusters")
     charts.append(("duplicates", "Duplicate cluster sizes", _png(fig)))
@@ -189,17 +211,54 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         _empty(ax, "documents")
     charts.append(("lengths", "Document length distributions", _png(fig)))
 
-    # 7. mixture against Table 1
+    # 7. the mixture realised: the build's tokens (or text bytes) and, with a run, the tokens seen
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [manifest.sources[n].weight * 100 for n in names], width=0.4, label="this build")
-    ax.bar([x + 0.2 for x in xs], [paper.get(n, 0) * 100 for n in names], width=0.4, label="LLaMA Table 1")
-    ax.set_xticks(list(xs), [display(n) for n in names], fontsize=8)
-    ax.set_ylabel("sampling proportion (%)")
+    xs = list(range(len(names)))
+    tokens = {n: manifest.sources[n].tokens or 0 for n in names}
+    have = tokens if sum(tokens.values()) else {n: manifest.sources[n].bytes for n in names}
+    bars = [("LLaMA Table 1", [paper.get(n, 0) for n in names]),
+            ("this build: " + ("tokens" if sum(tokens.values()) else "text bytes"), _shares([have[n] for n in names]))]
+    seen = _seen(metrics)
+    if seen:
+        bars.append(("training: tokens seen", _shares([seen.get(n, 0) for n in names])))
+    width = 0.8 / len(bars)
+    for i, (label, values) in enumerate(bars):
+        ax.bar([x - 0.4 + width * (i + 0.5) for x in xs], [v * 100 for v in values], width=width, label=label)
+    ax.set_xticks(xs, [display(n) for n in names], fontsize=8)
+    ax.set_ylabel("share (%)")
     ax.legend(fontsize=8)
-    charts.append(("mixture", "Mixture against the paper's Table 1", _png(fig)))
+    charts.append(("mixture", "The mixture realised, against the paper's Table 1", _png(fig)))
 
-    # 8. training curves
+    # 8. epochs per source: tokens seen over the tokens the build has (a run only)
+    if seen and sum(tokens.values()):
+        fig, ax = plt.subplots(figsize=(9, 3))
+        epochs = [seen.get(n, 0) / tokens[n] if tokens[n] else 0 for n in names]
+        ax.bar([display(n) for n in names], epochs,
+               color=["#e76f51" if e > HEAVY_EPOCHS else "#2a9d8f" for e in epochs])
+        ax.axhline(HEAVY_EPOCHS, color="k", linestyle="--", linewidth=1,
+                   label=f"{HEAVY_EPOCHS} epochs: beyond it, repetition starts to cost (Muennighoff et al. 2023)")
+        ax.set_ylabel("epochs")
+        ax.tick_params(axis="x", labelsize=8)
+        ax.legend(fontsize=8)
+        charts.append(("epochs", "Epochs per source in training (red: heavy repetition)", _png(fig)))
+
+    # 9. stage times: the seconds the build's tasks ran, per source and phase
+    times = {n: (manifest.stats.get("sources", {}).get(n) or {}).get("task_seconds") or {} for n in names}
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * max(1, len(names))))
+    if any(times.values()):
+        phases = sorted({p for t in times.values() for p in t})
+        left = [0.0] * len(names)
+        for phase in phases:
+            vals = [times[n].get(phase, 0.0) for n in names]
+            ax.barh([display(n) for n in names], vals, left=left, label=phase)
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_xlabel("task seconds (summed over workers)")
+        ax.legend(fontsize=7, ncol=4, loc="upper left", bbox_to_anchor=(0, -0.35))
+    else:
+        _empty(ax, "recorded stage times")
+    charts.append(("stages", "Stage times per source", _png(fig)))
+
+    # 10. training curves
     if metrics:
         fig, ax = plt.subplots(figsize=(9, 3.5))
         steps = [r["step"] for r in metrics if "loss" in r]
@@ -213,6 +272,22 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         ax.legend(fontsize=7, ncol=2)
         charts.append(("training", "Training curves", _png(fig)))
     return charts
+
+
+def _shares(values: list[float]) -> list[float]:
+    total = sum(values)
+    return [v / total if total else 0.0 for v in values]
+
+
+def _seen(metrics: list[dict] | None) -> dict[str, int]:
+    """Tokens seen per source by the run's last logged step."""
+    rows = [r for r in metrics or [] if r.get("tokens_seen")]
+    return dict(rows[-1]["tokens_seen"]) if rows else {}
+
+
+def _quality_threshold(manifest: BuildManifest) -> float | None:
+    q = manifest.settings.get("sources", {}).get("commoncrawl", {}).get("quality", {})
+    return q.get("threshold") if q.get("enabled") else None
 
 
 def _metrics(run_dir: str | None) -> list[dict] | None:
@@ -243,9 +318,63 @@ def _table(manifest: BuildManifest, paper: dict[str, float]) -> str:
             "<th>errors</th><th>bytes</th><th>tokens</th></tr>" + "".join(rows) + "</table>")
 
 
+def _stage_table(manifest: BuildManifest) -> str:
+    rows = []
+    for name, sb in manifest.sources.items():
+        took = sum(((manifest.stats.get("sources", {}).get(name) or {}).get("task_seconds") or {}).values())
+        rate = f"{sb.funnel.input / took:,.0f}" if took else ""
+        rows.append(f"<tr><td>{html.escape(display(name))}</td><td>{took:,.1f}</td><td>{sb.funnel.input:,}</td>"
+                    f"<td>{rate}</td><td>{sb.bytes / took / 1e6:,.2f}</td></tr>" if took else
+                    f"<tr><td>{html.escape(display(name))}</td><td></td><td>{sb.funnel.input:,}</td><td></td><td></td></tr>")
+    wall = manifest.stats.get("seconds")
+    return ("<table><tr><th>source</th><th>task seconds</th><th>input records</th><th>records / task second</th>"
+            "<th>kept MB / task second</th></tr>" + "".join(rows) + "</table>"
+            + (f"<p>Build wall time {wall:,.1f} s (sources reused from an earlier run count 0).</p>" if wall else ""))
+
+
+def _examples_section(out: str, manifest: BuildManifest) -> str:
+    """A few documents each drop reason removed (OUT/examples/<source>.json), escaped."""
+    parts = []
+    for name, sb in manifest.sources.items():
+        path = join(out, f"examples/{name}.json")
+        try:
+            examples = json.loads(read_bytes(path))
+        except (OSError, ValueError):
+            examples = {}
+        rows = []
+        for reason, n in sorted(sb.funnel.dropped.items(), key=lambda kv: -kv[1]):
+            shown = examples.get(reason) or []
+            cell = "".join(f"<div class='ex'><b>{html.escape(str(i))}</b>: {html.escape(t[:EXAMPLE_SHOWN])}"
+                           f"{'…' if len(t) > EXAMPLE_SHOWN else ''}</div>" for i, t in shown) or \
+                "<i>no example recorded for this reason</i>"
+            rows.append(f"<tr><td>{html.escape(reason)}</td><td>{n:,}</td><td class='l'>{cell}</td></tr>")
+        if rows:
+            parts.append(f"<h3>{html.escape(display(name))}</h3><table><tr><th>reason</th><th>dropped</th>"
+                         f"<th>examples</th></tr>{''.join(rows)}</table>")
+    return "<h2 id='examples'>What each drop reason removed</h2>" + ("".join(parts) or "<p>Nothing was dropped.</p>")
+
+
+def _dead_letters(out: str, manifest: BuildManifest) -> str:
+    parts = []
+    for name, sb in manifest.sources.items():
+        if not sum(sb.funnel.errors.values()):
+            continue
+        path = join(out, f"errors/{name}/errors.jsonl")
+        try:
+            lines = read_bytes(path).decode("utf-8").splitlines()[:DEAD_LETTERS_SHOWN]
+        except OSError:
+            lines = []
+        counts = ", ".join(f"{r} {n:,}" for r, n in sorted(sb.funnel.errors.items()))
+        items = "".join(f"<li><code>{html.escape(ln[:300])}</code></li>" for ln in lines)
+        parts.append(f"<h3>{html.escape(display(name))}: {html.escape(counts)}</h3><ul>{items}</ul>"
+                     f"<p>All of them: <code>{html.escape(path)}</code></p>")
+    return "<h2 id='dead-letters'>Dead letters</h2>" + ("".join(parts) or "<p>No input failed to read.</p>")
+
+
 CSS = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-       "td:first-child{text-align:left}img{max-width:100%;display:block;margin:0.5em 0 1.5em}")
+       "td:first-child{text-align:left}td.l{text-align:left;font-size:12px}.ex{margin:2px 0}"
+       "img{max-width:100%;display:block;margin:0.5em 0 1.5em}")
 SCRIPT = ("window.addEventListener('load',function(){var imgs=document.querySelectorAll('img[data-chart]');"
           "var ok=0;imgs.forEach(function(i){if(i.complete&&i.naturalWidth>0)ok++;});"
           "document.body.dataset.charts=ok+'/'+imgs.length;});")
@@ -268,6 +397,9 @@ def write_report(out: str, run_dir: str | None = None, path: str | None = None) 
     for key, title, data in charts:
         parts.append(f"<h2>{html.escape(title)}</h2><img data-chart='{key}' alt='{html.escape(title)}' "
                      f"src='data:image/png;base64,{data}'>")
+    parts.append("<h2 id='stage-times'>Stage times and throughput</h2>" + _stage_table(manifest))
+    parts.append(_examples_section(out, manifest))
+    parts.append(_dead_letters(out, manifest))
     parts.append(f"<script>{SCRIPT}</script></body></html>\n")
     path = path or join(out, "report.html")
     atomic_write_bytes(path, "".join(parts).encode("utf-8"))

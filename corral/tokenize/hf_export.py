@@ -10,7 +10,13 @@ normalizer prepends "▁" (SentencePiece's dummy prefix) and turns spaces into "
 pre-tokenizer; the decoder undoes both and reassembles fallback bytes. The merges are recovered
 from the vocabulary: every split of a normal piece into two pieces of the vocabulary is a merge,
 ranked by the merged piece's score (SentencePiece merges the best-scoring pair first), ties by
-the pair's ids. A test encodes the real samples both ways and compares the ids.
+the pair's ids. A test encodes the real samples and runs of spaces, tabs and newlines both ways
+and compares the ids.
+
+tokenizer_config.json names `PreTrainedTokenizerFast`, which loads tokenizer.json as written.
+transformers' `LlamaTokenizer` would rebuild the pipeline with a Metaspace pre-tokenizer, which
+adds the dummy prefix only when the text does not already start with a space: on `'   '` it gives
+`▁▁▁` where SentencePiece gives `▁▁▁▁`, so every text with leading whitespace would get other ids.
 """
 
 from __future__ import annotations
@@ -84,10 +90,9 @@ def export_hf(model_path: str, dest: str) -> list[str]:
     put("tokenizer.json", build_fast_tokenizer(data).to_str(pretty=True).encode("utf-8"))
     special = {"bos_token": ts.bos_piece, "eos_token": ts.eos_piece, "unk_token": ts.unk_piece}
     config: dict[str, Any] = {
-        "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None,
-        "add_bos_token": True, "add_eos_token": False, "add_prefix_space": None, "legacy": True,
+        "tokenizer_class": "PreTrainedTokenizerFast", **special, "pad_token": None,
+        "add_bos_token": True, "add_eos_token": False,
         "clean_up_tokenization_spaces": False, "model_max_length": MODEL_MAX_LENGTH,
-        "sp_model_kwargs": {},
     }
     put("tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False).encode("utf-8"))
     put("special_tokens_map.json", json.dumps(special, indent=2, ensure_ascii=False).encode("utf-8"))

@@ -133,9 +133,16 @@ def _record(out: str, manifest: BuildManifest, data: bytes, info: dict[str, Any]
     if sp.get_piece_size() > spec.UINT16_VOCAB:
         raise TokenizerError(f"the tokenizer has {sp.get_piece_size():,} pieces: token shards hold uint16 ids "
                              f"(at most {spec.UINT16_VOCAB:,})")
-    entry = {"path": TOKENIZER_PATH, "sha256": atomic_write_bytes(join(out, TOKENIZER_PATH), data),
+    from corral.tokenize.hf_export import HF_DIR, export_hf
+
+    model_path = join(out, TOKENIZER_PATH)
+    entry = {"path": TOKENIZER_PATH, "sha256": atomic_write_bytes(model_path, data),
              "bytes": len(data), "kind": "sentencepiece", "vocab_size": sp.get_piece_size(),
              "spec_differences": spec.spec_differences(data, sp.get_piece_size()), **info}
+    try:  # the Hugging Face files beside it, so every export of this build can carry them
+        export_hf(model_path, join(out, HF_DIR))
+    except ValueError as e:
+        raise TokenizerError(f"{model_path}: {e}") from e
     manifest.models[MODEL_KEY] = entry
     manifest.save(out)
     return entry
@@ -143,7 +150,8 @@ def _record(out: str, manifest: BuildManifest, data: bytes, info: dict[str, Any]
 
 def train_tokenizer(out: str, vocab_size: int | None = None, sample_bytes: int | None = None,
                     threads: int | None = None) -> dict[str, Any]:
-    """Train OUT's tokenizer from its documents; write OUT/tokenizer/tokenizer.model and record it."""
+    """Train OUT's tokenizer from its documents; write OUT/tokenizer/tokenizer.model with its
+    Hugging Face files in OUT/tokenizer/hf, and record it."""
     manifest = load_build(out)
     section = manifest.settings.get("tokenizer", {})
     vocab_size = int(vocab_size or section.get("vocab_size") or spec.LLAMA_TRAINER_SPEC["vocab_size"])

@@ -163,9 +163,12 @@ def hf_config(args, dtype: str = "float32") -> dict[str, Any]:
             "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": dtype}
 
 
-def export(sd: dict[str, torch.Tensor], args, dest: str, tokenizer_dir: str | None = None) -> list[str]:
+def export(sd: dict[str, torch.Tensor], args, dest: str, tokenizer_model: str | None = None) -> list[str]:
     """Write DEST/meta/{consolidated.safetensors, params.json} and DEST/hf/{model.safetensors,
-    config.json} (plus the build's HF tokenizer files when given) from a full state dict."""
+    config.json} from a full state dict; with the build's SentencePiece model, its tokenizer.model
+    goes to DEST/meta and its Hugging Face tokenizer files to DEST/hf, so `AutoTokenizer` loads
+    the same folder as `AutoModelForCausalLM`."""
+    from corral.tokenize.hf_export import export_hf
     from safetensors.torch import save_file
 
     meta_dir, hf_dir = os.path.join(dest, "meta"), os.path.join(dest, "hf")
@@ -179,7 +182,7 @@ def export(sd: dict[str, torch.Tensor], args, dest: str, tokenizer_dir: str | No
               os.path.join(hf_dir, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(hf_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_config(args, str(next(iter(sd.values())).dtype).replace("torch.", "")), f, indent=2)
-    if tokenizer_dir and os.path.isdir(tokenizer_dir):
-        for name in os.listdir(tokenizer_dir):
-            shutil.copy(os.path.join(tokenizer_dir, name), os.path.join(hf_dir, name))
+    if tokenizer_model:
+        shutil.copy(tokenizer_model, os.path.join(meta_dir, "tokenizer.model"))
+        export_hf(tokenizer_model, hf_dir)
     return [meta_dir, hf_dir]

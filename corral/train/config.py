@@ -18,6 +18,7 @@ from corral.train.parallel import AC_MODES
 PAPER_LR = {"7B": 3.0e-4, "13B": 3.0e-4, "33B": 1.5e-4, "65B": 1.5e-4}
 PAPER_BATCH_TOKENS = 4 * 1024 * 1024
 PAPER_SEQ_LEN = 2048   # LLaMA-1's released context (RECIPE.md §1.2: not stated in the paper)
+CKPT_EVERY = 200       # corral's choice: the most steps between checkpoints (short runs save every tenth)
 
 
 class ConfigError(ValueError):
@@ -48,7 +49,7 @@ class TrainConfig:
     val_every: int = 50
     val_windows: int = 8
     log_every: int = 10
-    ckpt_every: int = 200
+    ckpt_every: int | None = None       # default: every tenth of the run, at most every 200 steps
     keep: int = 2
     nonfinite: str = "skip"             # skip | stop: a non-finite loss or gradient norm
     resume: bool = False
@@ -65,6 +66,7 @@ class TrainConfig:
         c.batch_tokens = c.batch_tokens or (PAPER_BATCH_TOKENS if paper else c.micro_batch * c.seq_len * world)
         c.lr = c.lr or PAPER_LR.get(c.model, 3e-3 if c.model == "tiny" else 1e-3)
         c.warmup = c.warmup if c.warmup is not None else min(2000, max(1, c.steps // 10))
+        c.ckpt_every = c.ckpt_every if c.ckpt_every is not None else min(CKPT_EVERY, max(1, c.steps // 10))
         per_micro = world * c.micro_batch * c.seq_len
         if c.batch_tokens % per_micro:
             raise ConfigError(f"batch_tokens: {c.batch_tokens} is not a multiple of ranks × micro_batch × seq_len "
@@ -75,6 +77,7 @@ class TrainConfig:
                   ("dtype", c.dtype in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
                   ("steps", c.steps >= 1, "≥ 1"), ("micro_batch", c.micro_batch >= 1, "≥ 1"),
                   ("seq_len", c.seq_len >= 8, "≥ 8"), ("keep", c.keep >= 1, "≥ 1"),
+                  ("ckpt_every", c.ckpt_every >= 1, "≥ 1"),
                   ("val_fraction", 0 <= c.val_fraction < 1, "in [0, 1)")]
         for name, ok, want in checks:
             if not ok:

@@ -1,4 +1,5 @@
-"""How `corral train` starts its workers: the torchrun command line and the workers' environment.
+"""How `corral train` starts its workers: the torchrun command line (through corral.train.agent) and
+the workers' environment.
 
 CPU training allocates and frees the same large activation buffers every step. glibc serves
 buffers that large with fresh `mmap`s, so each step page-faults them in again, 4 KB at a time (in
@@ -29,8 +30,9 @@ def worker_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def torchrun_command(config_path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
                      master_addr: str = "127.0.0.1", master_port: int = 29500) -> list[str]:
-    """`python -m torch.distributed.run … -m corral.train.trainer CONFIG`, standalone on one node."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    """`python -m corral.train.agent … -m corral.train.trainer CONFIG` (torchrun's arguments; standalone
+    on one node)."""
+    cmd = [sys.executable, "-m", "corral.train.agent", f"--nproc-per-node={nproc}"]
     if nnodes > 1:
         cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={master_addr}",
                 f"--master-port={master_port}"]

@@ -5,6 +5,12 @@ is the sum of its token losses divided by the step's global token count (times t
 which FSDP's gradient averaging divides away), so the gradient is that of the mean over every
 token of the step. Then the gradient norm is clipped at 1.0; a non-finite loss or norm skips the
 update (counted) or stops the run, as configured; AdamW steps and the schedule advances.
+
+SIGINT and SIGTERM (Ctrl-C, a scheduler's preemption) only set a flag. The flag rides on the
+step's loss all-reduce, so every rank sees the same answer at the same step; then the run saves a
+checkpoint and leaves with 128 + the signal's number, and `--resume` continues it exactly.
+Expected failures (a checkpoint of another run, a non-finite loss with `nonfinite: stop`, the
+data) end in one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import math
 import os
 import resource
+import signal
 import sys
 import time
 
@@ -25,7 +32,7 @@ from corral.manifests.build import build_dir, load_build, manifest_sha256
 from corral.train import checkpoint as ckpt
 from corral.train import parallel as par
 from corral.train.config import TrainConfig, save_config
-from corral.train.data import Batch, MixtureLoader
+from corral.train.data import Batch, DataError, MixtureLoader
 from corral.train.metrics import MetricsFile, flops_per_token, mfu, peak_flops
 from corral.train.model import CONFIGS, Transformer, model_args
 from corral.train.optim import make_optimizer, make_scheduler
@@ -35,6 +42,30 @@ log = logging.getLogger("corral.train")
 
 class NonFiniteError(RuntimeError):
     """A non-finite loss or gradient with `nonfinite: stop`."""
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set `signum`; the training loop checks it between steps."""
+
+    def __init__(self):
+        self.signum = 0
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum, frame) -> None:
+        self.signum = self.signum or signum
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _count(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
 
 
 def _tensor(a: np.ndarray, device) -> torch.Tensor:
@@ -56,6 +87,8 @@ class Trainer:
         self.out = build_dir(cfg.out)
         manifest = load_build(self.out)
         self.manifest_sha = manifest_sha256(self.out)
+        self.tokenizer_model = os.path.join(self.out, manifest.models["tokenizer"]["path"]) \
+            if "tokenizer" in manifest.models else None
         bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and self.device.type == "cuda")
         self.args = model_args(cfg.model, vocab_size=vocab_size_of(manifest), attn=cfg.attn,
                                max_seq_len=max(cfg.seq_len, CONFIGS[cfg.model].get("max_seq_len", 2048)))
@@ -77,6 +110,7 @@ class Trainer:
         self.accum = cfg.accum(self.world)
         self.metrics = MetricsFile(os.path.join(cfg.run_dir, "metrics.jsonl"), self.rank == 0)
         self.step, self.skipped = 0, 0
+        self.stop, self.stop_at_step, self.stop_signum = StopSignal(), 0, 0
         self.per_token = flops_per_token(self.n_params_no_emb, self.args.n_layers, self.args.dim, cfg.seq_len)
         self.peak = peak_flops(self.device)
         self.val = self.loader.validation(cfg.val_windows)
@@ -126,11 +160,14 @@ class Trainer:
             loss = self._loss(b, global_tokens / self.world)
             loss.backward()
             total += loss.detach()
+        total = torch.stack([total, torch.tensor(float(self.stop.signum), device=self.device)])
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
         if hasattr(grad_norm, "full_tensor"):
             grad_norm = grad_norm.full_tensor()
         dist.all_reduce(total)
-        loss_value, norm_value = float(total) / self.world, float(grad_norm)
+        loss_value, norm_value = float(total[0]) / self.world, float(grad_norm)
+        if float(total[1]) and not self.stop_at_step:  # some rank was signalled: all stop after this step
+            self.stop_at_step, self.stop_signum = self.step + 1, self.stop.signum or int(signal.SIGTERM)
         finite = math.isfinite(loss_value) and math.isfinite(norm_value)
         if finite:
             self.opt.step()
@@ -182,51 +219,100 @@ class Trainer:
                 "model_args": self.args.to_dict(), "build": self.out}
         ckpt.save(self.cfg.run_dir, self.step, self.model, self.opt, self.sched, self.loader, meta, self.cfg.keep)
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """Train to the last step (or --stop-at, or a signal); returns the exit code."""
         cfg = self.cfg
-        last_saved = self.step
+        last_saved, first = self.step, self.step
         end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
-        while self.step < end:
+        t_start, t_second = time.perf_counter(), None
+        while self.step < end and not self.stop_at_step:
             row = self.train_step()
+            if self.step == first + 1:
+                t_second = time.perf_counter()  # the first step pays for warm-up and compilation
             if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                 row["val_loss"] = self.validate()
             self.metrics.write(row)
             if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.steps or self.step == 1):
-                val = row.get("val_loss")
-                m = f"  mfu {row['mfu']:.1%}" if row["mfu"] is not None else ""
-                print(f"step {self.step}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
-                      f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}"
-                      + (f"  val {sum(val.values()) / len(val):.4f}" if val else ""), flush=True)
+                self._print_progress(row, first, t_second)
             if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                 self.save()
                 last_saved = self.step
         if last_saved != self.step:
             self.save()
-        if cfg.export and self.step == cfg.steps:
+        ckpt_path = os.path.join(cfg.run_dir, ckpt.CKPT_DIR, ckpt._name(self.step))
+        export_dir = os.path.join(cfg.run_dir, "export")
+        if cfg.export and self.step == cfg.steps and not self.stop_at_step:
             sd = par.full_state_dict(self.model)
             if self.rank == 0:
-                tok = os.path.join(self.out, "tokenizer", "hf")
-                ckpt.export(sd, self.args, os.path.join(cfg.run_dir, "export"), tok)
+                ckpt.export(sd, self.args, export_dir, self.tokenizer_model)
         dist.barrier()
+        if self.rank == 0:
+            took = _duration(time.perf_counter() - t_start)
+            if self.stop_at_step:
+                name = signal.Signals(self.stop_signum).name
+                print(f"{name} at step {self.step} of {cfg.steps}: checkpoint {ckpt_path} ({took}); "
+                      "continue with --resume", flush=True)
+            elif self.step < cfg.steps:
+                print(f"stopped at step {self.step} of {cfg.steps} (--stop-at): checkpoint {ckpt_path} ({took}); "
+                      "continue with --resume", flush=True)
+            else:
+                print(f"finished: step {self.step} of {cfg.steps} in {took}; checkpoint {ckpt_path}"
+                      + (f"; export {export_dir}/hf (transformers' AutoModelForCausalLM and AutoTokenizer) and "
+                         f"{export_dir}/meta (Meta's layout)" if cfg.export else ""), flush=True)
+        return 128 + self.stop_signum if self.stop_at_step else 0
+
+    def _print_progress(self, row: dict, first: int, t_second: float | None) -> None:
+        cfg = self.cfg
+        val = row.get("val_loss")
+        m = f"  mfu {row['mfu']:.1%}" if row["mfu"] is not None else ""
+        seen = self.step * self.world * self.accum * cfg.micro_batch * cfg.seq_len
+        eta = ""
+        done_since = self.step - first - 1
+        if t_second is not None and done_since > 0:
+            per_step = (time.perf_counter() - t_second) / done_since
+            eta = f"  ETA {_duration(per_step * (cfg.steps - self.step))}"
+        print(f"step {self.step}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
+              f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}  {_count(seen)} tokens seen"
+              + (f"  val {sum(val.values()) / len(val):.4f}" if val else "") + eta, flush=True)
+
+
+def _die_with_launcher() -> None:
+    """Linux: the kernel kills this rank when torchrun's agent dies, even by SIGKILL (torchrun starts
+    each rank in a session of its own, so a signal to the launcher's process group misses it)."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1  # prctl(2)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     import json
 
+    from corral.manifests.build import BuildManifestError
+    from corral.train.config import ConfigError
+
+    _die_with_launcher()
     argv = argv if argv is not None else sys.argv[1:]
     logging.basicConfig(level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     with open(argv[0], encoding="utf-8") as f:
         cfg = TrainConfig(**json.load(f))
-    Trainer(cfg).run()
-    dist.barrier()
-    dist.destroy_process_group()
+    try:
+        code = Trainer(cfg).run()
+        dist.barrier()
+        dist.destroy_process_group()
+    except (ckpt.CheckpointError, NonFiniteError, DataError, ConfigError, BuildManifestError) as e:
+        print(f"corral train: {e}", file=sys.stderr, flush=True)
+        code = 1
     # Leave without interpreter finalisation: gloo's worker threads can still hold tensors whose
     # destruction needs the GIL while the interpreter is torn down, which aborts the process now
     # and then (SIGABRT, "terminate called without an active exception"). Everything is written.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -276,7 +276,7 @@ class _ReadTask(Task):
         key_bytes = save_keys(key_path(self.out, SOURCE, index, "c4read-keys"),
                                 {"url_key": np.array(urls, np.uint64), "md5": np.array(md5s, np.uint64)})
         tally.save_errors(self.out, SOURCE, index)
-        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes}
+        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples, "key_bytes": key_bytes}
 
 
 class _CleanTask(Task):
@@ -316,7 +316,7 @@ class _CleanTask(Task):
         key_bytes = save_keys(key_path(self.out, SOURCE, index, "clean-keys"),
                                 {"lines": np.array(line_keys, np.uint64), "offsets": np.array(offsets, np.int64),
                                  "rank": np.array(rank, np.uint64)})
-        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(),
+        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples,
                 "line_keys": len(line_keys), "key_bytes": key_bytes}
 
 
@@ -381,23 +381,23 @@ class _FinalTask(Task):
                     mine = a["lines"][lo:hi][owner[lo:hi] == K.loc(index, i)]
                     text = keep_owned_lines_by_key(r["text"], set(mine.tolist()))
                     if not text:
-                        tally.reason(DROPPED, "empty_after_line_dedup")
+                        tally.reason(DROPPED, "empty_after_line_dedup", example=(r["id"], r["text"]))
                         continue
                     if count_sentences(text) < opts["min_sentences"]:
-                        tally.reason(DROPPED, "too_few_sentences_after_line_dedup")
+                        tally.reason(DROPPED, "too_few_sentences_after_line_dedup", example=(r["id"], r["text"]))
                         continue
                     r = {**r, "text": text}
                 if not self.english(r["text"]):
-                    tally.reason(DROPPED, "not_english")
+                    tally.reason(DROPPED, "not_english", example=(r["id"], r["text"]))
                     continue
                 if self.badwords is not None and has_badword(r["text"], self.badwords):
-                    tally.reason(DROPPED, "badword")
+                    tally.reason(DROPPED, "badword", example=(r["id"], r["text"]))
                     continue
                 writer.write(r)
                 collector.add(r)
         parts = writer.close()
         key_bytes = save_keys(key_path(self.out, SOURCE, index), collector.arrays())
-        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes}
+        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples, "key_bytes": key_bytes}
 
 
 def keep_owned_lines_by_key(text: str, owned: set[int]) -> str:

@@ -115,7 +115,7 @@ class ReadTask(Task):
         rounds = [r for r, on in (("url", st["url_dedup"]["enabled"]), ("cclines", ld["enabled"])) if on]
         key_bytes = save_keys(key_path(self.out, SOURCE, index, "ccread-keys"), arrays, rounds)
         tally.save_errors(self.out, SOURCE, index)
-        return {"index": index, "group": item["group"], "rows": writer.rows, "parts": parts, "counts": tally.rows(),
+        return {"index": index, "group": item["group"], "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples,
                 "line_keys": int(len(arrays.get("lh", ()))), "key_bytes": key_bytes}
 
 
@@ -311,13 +311,14 @@ class TagTask(Task):
                 for r in batch.to_pylist():
                     i, row = row, row + 1
                     if i in lost:
-                        tally.reason(DROPPED, REASONS["url"])
+                        tally.reason(DROPPED, REASONS["url"], example=(r["id"], r["text"]))
                         continue
                     if ld["enabled"]:
-                        r = dedup_record(r, dupset, keys["hashes"][offsets[i]:offsets[i + 1]].tolist())
-                        if r is None:
-                            tally.reason(DROPPED, "empty_after_line_dedup")
+                        deduped = dedup_record(r, dupset, keys["hashes"][offsets[i]:offsets[i + 1]].tolist())
+                        if deduped is None:
+                            tally.reason(DROPPED, "empty_after_line_dedup", example=(r["id"], r["text"]))
                             continue
+                        r = deduped
                     pending.append(r)
                     if len(pending) >= LID_BATCH:
                         flush()
@@ -328,7 +329,7 @@ class TagTask(Task):
         parts = writer.close()
         arrays = {**collector.arrays(), "neg": np.array(neg, dtype=np.uint64), "neg_row": np.array(neg_rows, np.int64)}
         key_bytes = save_keys(key_path(self.out, SOURCE, index), arrays)
-        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "key_bytes": key_bytes,
+        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples, "key_bytes": key_bytes,
                 "sketch": {lang: sketch(v) for lang, v in sorted(scored.items())}}
 
 
@@ -458,7 +459,7 @@ class SelectRule:
             self.quality = QualityScorer(path if self.stages["quality"]["enabled"] and fs.exists(path) else None)
 
     def select(self, batch):
-        """(the kept rows with their bucket and quality set, the reasons of the others). Only the
+        """(the kept rows with their bucket and quality set, (reason, row) of the others). Only the
         columns the rules read become Python values; texts only when the classifier scores them."""
         self._load()
         lid, ppl, q = self.stages["langid"], self.stages["perplexity"], self.stages["quality"]
@@ -480,7 +481,7 @@ class SelectRule:
                 buckets.append(bucket)
                 qualities.append(score)
             else:
-                reasons.append(reason)
+                reasons.append((reason, i))
         kept = batch.filter(pa.array(keep))
         cols = [kept.column(n) for n in batch.schema.names]
         cols[batch.schema.get_field_index("bucket")] = pa.array(buckets, batch.schema.field("bucket").type)

@@ -1,0 +1,69 @@
+"""`python -m corral.train.agent TORCHRUN-ARGS…`: torchrun's launcher, run in-process, with corral's
+handling of signals and failures.
+
+- SIGINT and SIGTERM are passed on to the ranks, once each, and the agent waits for them: each rank
+  finishes its step, the run saves a checkpoint, and the ranks leave with 128 + the signal. (torchrun
+  itself would send the signal and SIGKILL the ranks 30 s later, mid-checkpoint if need be.)
+- A rank that fails has already printed why (one line for an expected failure, a traceback for a
+  bug); the agent leaves with that rank's exit code instead of adding torchrun's ChildFailedError
+  report to it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from corral.procs import children
+
+# torchrun still handles these itself (a hung-up terminal, a quit request)
+AGENT_SIGNALS = "SIGHUP,SIGQUIT"
+
+
+class _QuietInterrupt:
+    """Drop torchrun's "failed (exitcode: 130)" line for ranks that left because of a signal."""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        return not any(f"exitcode: {128 + s}" in message for s in (signal.SIGINT, signal.SIGTERM))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_QuietInterrupt())
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    args.signals_to_handle = AGENT_SIGNALS
+    received: list[int] = []
+
+    def forward(signum, frame) -> None:
+        received.append(signum)
+        ranks = children()
+        if not ranks:  # no rank started yet: stop the launch itself
+            raise KeyboardInterrupt
+        for pid in ranks:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        run(args)
+    except ChildFailedError as e:
+        codes = [f.exitcode for f in e.failures.values()]
+        if received:
+            return 128 + received[0]
+        return next((c for c in codes if c > 0), 1)
+    except KeyboardInterrupt:
+        return 128 + (received[0] if received else signal.SIGINT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
