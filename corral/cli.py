@@ -315,6 +315,10 @@ def cmd_train(args) -> int:
         name = signal.Signals(received[0]).name
         print(f"corral train: stopped by {name}; continue with the same command and --resume", file=sys.stderr)
         return 128 + received[0]
+    if code < 0:  # the launcher itself was killed; its ranks die with it (PR_SET_PDEATHSIG)
+        print(f"corral train: the launcher was killed by {signal.Signals(-code).name}; resume from the last "
+              "checkpoint with --resume", file=sys.stderr)
+        return 128 - code
     return code
 
 

@@ -79,9 +79,14 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     cmd = [sys.executable, "-m", "corral.cli", "train", str(build_out), "--model", "tiny", "--run-dir", str(run),
            "--steps", str(steps), "--seq-len", str(DEMO_SEQ_LEN), "--micro-batch", str(DEMO_MICRO_BATCH),
            "--lr", str(DEMO_LR), "--nproc", str(nproc), "--overwrite"]  # a rerun of the demo trains afresh
-    res = subprocess.run(cmd)
-    if res.returncode != 0:
-        raise RuntimeError(f"corral train exited with {res.returncode}")
+    train = subprocess.Popen(cmd)
+    try:
+        code = train.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached `corral train` too: let it save its checkpoint first
+        train.wait()
+        raise
+    if code != 0:
+        raise RuntimeError(f"corral train exited with {code}")
     checkpoints = sorted((run / "checkpoints").glob("step-*"), key=lambda x: int(x.name.split("-")[1]))
     p.done("train", t, f"last checkpoint {checkpoints[-1] if checkpoints else 'none'}")
 

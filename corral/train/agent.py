@@ -21,12 +21,14 @@ from corral.procs import children
 AGENT_SIGNALS = "SIGHUP,SIGQUIT"
 
 
-class _QuietInterrupt:
-    """Drop torchrun's "failed (exitcode: 130)" line for ranks that left because of a signal."""
+class _QuietExit:
+    """Drop torchrun's "failed (exitcode: N)" line for ranks that left on their own: they said why
+    themselves (one line, or a traceback). A rank killed by a signal (a negative code) said nothing,
+    so that line stays, and main() names the signal."""
 
     def filter(self, record) -> bool:
         message = record.getMessage()
-        return not any(f"exitcode: {128 + s}" in message for s in (signal.SIGINT, signal.SIGTERM))
+        return "failed (exitcode: -" in message or "failed (exitcode: " not in message
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_QuietInterrupt())
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_QuietExit())
     args = parse_args(argv if argv is not None else sys.argv[1:])
     args.signals_to_handle = AGENT_SIGNALS
     received: list[int] = []
@@ -56,10 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except ChildFailedError as e:
-        codes = [f.exitcode for f in e.failures.values()]
         if received:
             return 128 + received[0]
-        return next((c for c in codes if c > 0), 1)
+        for rank, failure in sorted(e.failures.items()):
+            if failure.exitcode < 0:
+                name = signal.Signals(-failure.exitcode).name
+                print(f"corral train: rank {rank} was killed by {name} (out of memory, or from outside); "
+                      "resume from its last checkpoint with --resume", file=sys.stderr, flush=True)
+                return 128 - failure.exitcode
+        return next((f.exitcode for f in e.failures.values() if f.exitcode > 0), 1)
     except KeyboardInterrupt:
         return 128 + (received[0] if received else signal.SIGINT)
     return 0

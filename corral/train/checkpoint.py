@@ -36,6 +36,10 @@ def _name(step: int) -> str:
     return f"{PREFIX}{step:08d}"
 
 
+def checkpoint_path(run_dir: str, step: int) -> str:
+    return os.path.join(run_dir, CKPT_DIR, _name(step))
+
+
 def complete_checkpoints(run_dir: str) -> list[tuple[int, str]]:
     root = os.path.join(run_dir, CKPT_DIR)
     if not os.path.isdir(root):
@@ -75,8 +79,7 @@ def save(run_dir: str, step: int, model, optimizer, scheduler, loader, meta: dic
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     rank = dist.get_rank()
-    root = os.path.join(run_dir, CKPT_DIR)
-    final = os.path.join(root, _name(step))
+    final = checkpoint_path(run_dir, step)
     tmp = final + ".tmp"
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -30,6 +30,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 
 from corral.manifests.build import build_dir, load_build, manifest_sha256
 from corral.train import checkpoint as ckpt
+from corral.train import memory
 from corral.train import parallel as par
 from corral.train.config import TrainConfig, save_config
 from corral.train.data import Batch, DataError, MixtureLoader
@@ -45,12 +46,15 @@ class NonFiniteError(RuntimeError):
 
 
 class StopSignal:
-    """SIGINT/SIGTERM set `signum`; the training loop checks it between steps."""
+    """Once installed, SIGINT/SIGTERM set `signum`; the training loop checks it between steps."""
 
     def __init__(self):
         self.signum = 0
+
+    def install(self) -> "StopSignal":
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._set)
+        return self
 
     def _set(self, signum, frame) -> None:
         self.signum = self.signum or signum
@@ -59,13 +63,6 @@ class StopSignal:
 def _duration(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def _count(n: float) -> str:
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{n:.0f}"
 
 
 def _tensor(a: np.ndarray, device) -> torch.Tensor:
@@ -81,7 +78,7 @@ def vocab_size_of(manifest) -> int:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, stop: StopSignal | None = None):
         self.rank, self.world, self.device = par.init_distributed()
         self.cfg = cfg = cfg.resolved(self.world)
         self.out = build_dir(cfg.out)
@@ -110,7 +107,7 @@ class Trainer:
         self.accum = cfg.accum(self.world)
         self.metrics = MetricsFile(os.path.join(cfg.run_dir, "metrics.jsonl"), self.rank == 0)
         self.step, self.skipped = 0, 0
-        self.stop, self.stop_at_step, self.stop_signum = StopSignal(), 0, 0
+        self.stop, self.stop_at_step, self.stop_signum = stop or StopSignal(), 0, 0
         self.per_token = flops_per_token(self.n_params_no_emb, self.args.n_layers, self.args.dim, cfg.seq_len)
         self.peak = peak_flops(self.device)
         self.val = self.loader.validation(cfg.val_windows)
@@ -239,7 +236,7 @@ class Trainer:
                 last_saved = self.step
         if last_saved != self.step:
             self.save()
-        ckpt_path = os.path.join(cfg.run_dir, ckpt.CKPT_DIR, ckpt._name(self.step))
+        ckpt_path = ckpt.checkpoint_path(cfg.run_dir, self.step)
         export_dir = os.path.join(cfg.run_dir, "export")
         if cfg.export and self.step == cfg.steps and not self.stop_at_step:
             sd = par.full_state_dict(self.model)
@@ -272,7 +269,7 @@ class Trainer:
             per_step = (time.perf_counter() - t_second) / done_since
             eta = f"  ETA {_duration(per_step * (cfg.steps - self.step))}"
         print(f"step {self.step}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
-              f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}  {_count(seen)} tokens seen"
+              f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}  {memory.count(seen)} tokens seen"
               + (f"  val {sum(val.values()) / len(val):.4f}" if val else "") + eta, flush=True)
 
 
@@ -300,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     with open(argv[0], encoding="utf-8") as f:
         cfg = TrainConfig(**json.load(f))
+    stop = StopSignal().install()  # before the model is built: a signal during start-up waits for step 1
     try:
-        code = Trainer(cfg).run()
+        code = Trainer(cfg, stop).run()
         dist.barrier()
         dist.destroy_process_group()
     except (ckpt.CheckpointError, NonFiniteError, DataError, ConfigError, BuildManifestError) as e:
