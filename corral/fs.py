@@ -30,9 +30,15 @@ def join(folder: str, rel: str) -> str:
 
 
 def _beam_fs():
+    """Beam's FileSystems, with corral's http(s):// filesystem registered (by its import)."""
     from apache_beam.io.filesystems import FileSystems
 
+    import corral.http_fs  # noqa: F401
+
     return FileSystems
+
+
+beam_filesystems = _beam_fs
 
 
 def open_read(path: str):

@@ -55,9 +55,7 @@ class DedupInputError(ValueError):
 
 def input_files(spec: str) -> list[str]:
     if is_remote(spec):
-        from apache_beam.io.filesystems import FileSystems
-
-        files = [m.path for m in FileSystems.match([spec])[0].metadata_list]
+        files = [m.path for m in fs.beam_filesystems().match([spec])[0].metadata_list]
     elif os.path.isdir(spec):
         files = [p for p in glob.glob(os.path.join(spec, "**", "*"), recursive=True) if os.path.isfile(p)]
     else:

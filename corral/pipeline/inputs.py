@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import py7zr.exceptions
 
-from corral.fs import is_remote, open_read
+from corral.fs import beam_filesystems, is_remote, open_read
 from corral.outcome import error
 
 # What reading a damaged compressed file or archive raises; each becomes an error outcome, never a crash.
@@ -46,9 +46,7 @@ def match_inputs(patterns: Iterable[str], field: str = "inputs") -> list[tuple[s
     out: dict[str, int] = {}
     for i, pattern in enumerate(patterns):
         if is_remote(pattern):
-            from apache_beam.io.filesystems import FileSystems
-
-            found = {m.path: m.size_in_bytes for m in FileSystems.match([pattern])[0].metadata_list}
+            found = {m.path: m.size_in_bytes for m in beam_filesystems().match([pattern])[0].metadata_list}
         else:
             found = {p: _local_size(p) for p in glob.glob(pattern, recursive=True)}
         if not found:

@@ -1,0 +1,125 @@
+"""http(s):// inputs (corral.http_fs) against a loopback server with faults: resumed reads, retries,
+truncation and change detection, globs refused, and a build over HTTP equal to one over local files."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from http_server import LoopbackServer
+
+from corral import fs, http_fs
+from corral.pipeline.inputs import InputError, match_inputs
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(http_fs, "BACKOFF_S", 0.01)
+
+
+@pytest.fixture
+def served(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    data = bytes(range(256)) * 4000 + b"tail"  # ~1 MB, not a multiple of the read size
+    (root / "blob.bin").write_bytes(data)
+    with LoopbackServer(str(root)) as url:
+        yield url, data
+
+
+@pytest.mark.parametrize("fault", ["ok", "drop", "flaky", "norange"])
+def test_a_url_reads_whole_through_drops_503s_and_servers_without_range(served, fault):
+    url, data = served
+    assert fs.read_bytes(f"{url}/{fault}/blob.bin") == data
+    assert fs.size(f"{url}/{fault}/blob.bin") == len(data)
+    assert fs.exists(f"{url}/{fault}/blob.bin")
+
+
+def test_a_body_shorter_than_its_content_length_is_an_error(served):
+    url, _ = served
+    with pytest.raises(http_fs.HttpInputError, match="truncated at byte"):
+        fs.read_bytes(f"{url}/short/blob.bin")
+
+
+def test_a_file_that_changes_while_it_is_read_is_an_error(served):
+    url, _ = served
+    with pytest.raises(http_fs.HttpInputError, match="changed while it was read"):
+        fs.read_bytes(f"{url}/changing/blob.bin")
+
+
+def test_missing_urls_and_globs_are_configuration_errors(served):
+    url, _ = served
+    assert not fs.exists(f"{url}/ok/nothing.bin")
+    with pytest.raises(InputError, match="matches no file"):
+        match_inputs([f"{url}/ok/nothing.bin"], "m.yaml: sources.c4.inputs")
+    with pytest.raises(Exception, match="globs cannot be listed over HTTP"):
+        match_inputs([f"{url}/ok/*.bin"])
+    assert match_inputs([f"{url}/ok/blob.bin"]) == [(f"{url}/ok/blob.bin", 1024004)]
+
+
+def test_http_inputs_are_read_only(served):
+    url, _ = served
+    with pytest.raises(Exception, match="read-only"):
+        fs.atomic_write_bytes(f"{url}/ok/new.bin", b"x")
+
+
+def _docs(out: Path) -> dict:
+    from corral.shards import iter_records
+
+    return {s.name: [(r["id"], r["text"]) for f in sorted(s.glob("*.arrow")) for r in iter_records(str(f))]
+            for s in sorted((out / "docs").iterdir())}
+
+
+def test_a_build_over_http_with_faults_equals_a_build_over_local_files(tmp_path):
+    from corral.pipeline.dag import build
+    from corral.sample import write_sample
+
+    sample = tmp_path / "sample"
+    write_sample(str(sample))
+    www = tmp_path / "www"
+    for sub in ("c4", "books", "wikipedia"):
+        shutil.copytree(sample / sub, www / sub)
+    c4 = sorted(p.name for p in (www / "c4").iterdir())
+    books = sorted(p.name for p in (www / "books").iterdir())
+
+    def manifest(path: Path, c4_inputs, books_inputs, wiki_inputs) -> str:
+        path.write_text(json.dumps({
+            "name": "http", "target_tokens": "1M",
+            "sources": {"c4": {"weight": 0.5, "inputs": c4_inputs},
+                        "books": {"weight": 0.25, "inputs": books_inputs, "exact_dedup": {"enabled": True}},
+                        "wikipedia": {"weight": 0.25, "inputs": wiki_inputs}}}))
+        return str(path)
+
+    local = manifest(tmp_path / "local.yaml", [str(www / "c4" / n) for n in c4], [str(www / "books" / n) for n in books],
+                     [str(www / "wikipedia" / "enwiki-20261101-pages-articles.xml.bz2")])
+    build(local, str(tmp_path / "local"))
+    with LoopbackServer(str(www)) as url:
+        # one fault per source, so the inputs sort as the local paths do (dedup keeps the first)
+        remote = manifest(tmp_path / "remote.yaml", [f"{url}/drop/c4/{n}" for n in c4],
+                          [f"{url}/norange/books/{n}" for n in books],
+                          [f"{url}/flaky/wikipedia/enwiki-20261101-pages-articles.xml.bz2"])
+        built = build(remote, str(tmp_path / "remote"), workers=2)
+    before = json.loads((tmp_path / "local" / "manifest.json").read_text())
+    assert _docs(tmp_path / "remote") == _docs(tmp_path / "local")
+    for name, sb in built.sources.items():
+        assert sb.funnel.to_dict() == before["sources"][name]["funnel"], name
+        assert sb.funnel.kept > 0 and not sb.funnel.errors, name
+
+
+def test_a_url_that_fails_mid_build_is_one_counted_error_and_the_rest_goes_on(tmp_path):
+    from corral.pipeline.dag import build
+    from corral.sample import write_sample
+
+    sample = tmp_path / "sample"
+    write_sample(str(sample))
+    books = sorted(p.name for p in (sample / "books").iterdir())
+    m = tmp_path / "m.yaml"
+    with LoopbackServer(str(sample)) as url:
+        inputs = [f"{url}/{'short' if i == 0 else 'ok'}/books/{n}" for i, n in enumerate(books)]
+        m.write_text(json.dumps({"name": "h", "target_tokens": "1M",
+                                 "sources": {"books": {"weight": 1.0, "inputs": inputs}}}))
+        manifest = build(str(m), str(tmp_path / "out"))
+    f = manifest.sources["books"].funnel
+    assert f.errors == {"truncated_or_corrupt": 1} and f.kept >= 1 and f.balanced()
+    letters = (tmp_path / "out" / "errors" / "books" / "errors.jsonl").read_text().splitlines()
+    assert len(letters) == 1 and inputs[0] in letters[0] and "truncated at byte" in letters[0]
