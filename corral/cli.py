@@ -57,7 +57,7 @@ def cmd_inspect(args) -> int:
     from corral.manifests.render import inspect_data, inspect_json, render_table
 
     try:
-        data = inspect_data(args.path)
+        data = inspect_data(args.path, files=args.files)
     except (ManifestError, BuildManifestError) as e:
         print(f"corral inspect: {e}", file=sys.stderr)
         return USAGE
@@ -384,6 +384,8 @@ def parser() -> argparse.ArgumentParser:
                         "tokens) and each source's funnel for a mixture manifest (.yaml) or a build folder.")
     sp.add_argument("path", help="a mixture manifest (.yaml) or a build folder (or its manifest.json)")
     sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.add_argument("--files", action="store_true",
+                    help="for a mixture manifest: how many files each input expands to (reads paths lists)")
     sp.set_defaults(func=cmd_inspect)
 
     sp = sub.add_parser("verify", help="recheck a build's shards, checksums, row counts and funnels",

@@ -123,3 +123,48 @@ def test_a_url_that_fails_mid_build_is_one_counted_error_and_the_rest_goes_on(tm
     assert f.errors == {"truncated_or_corrupt": 1} and f.kept >= 1 and f.balanced()
     letters = (tmp_path / "out" / "errors" / "books" / "errors.jsonl").read_text().splitlines()
     assert len(letters) == 1 and inputs[0] in letters[0] and "truncated at byte" in letters[0]
+
+
+def test_a_paths_list_expands_to_its_files_and_a_404_among_them_is_one_counted_error(tmp_path, capsys):
+    import gzip
+
+    from corral.cli import main
+    from corral.manifests.mixture import ManifestError, load_mixture
+    from corral.pipeline.dag import build
+    from corral.pipeline.inputs import read_paths_list
+    from corral.sample import write_sample
+
+    sample = tmp_path / "sample"
+    write_sample(str(sample))
+    www = tmp_path / "www"
+    shutil.copytree(sample / "c4", www / "crawl" / "c4")
+    names = sorted(p.name for p in (www / "crawl" / "c4").iterdir())
+    listed = [f"c4/{n}" for n in names] + ["c4/c4-train.99999-of-00002.json.gz"]  # the last one is not there
+    (www / "crawl" / "c4.paths.gz").write_bytes(gzip.compress(("\n".join(listed) + "\n").encode()))
+    with LoopbackServer(str(www)) as url:
+        spec = {"paths": f"{url}/ok/crawl/c4.paths.gz"}
+        assert read_paths_list(spec) == [f"{url}/ok/crawl/{p}" for p in listed]
+        assert read_paths_list({**spec, "every": 2, "limit": 1}) == [f"{url}/ok/crawl/{listed[0]}"]
+        assert read_paths_list({**spec, "base": "https://data.example/x/"})[0] == f"https://data.example/x/{listed[0]}"
+        m = tmp_path / "m.yaml"
+        m.write_text(f"name: p\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n"
+                     f"    inputs: [{{paths: '{url}/flaky/crawl/c4.paths.gz', base: '{url}/drop/crawl'}}]\n")
+        assert main(["inspect", str(m), "--files"]) == 0
+        printed = capsys.readouterr().out
+        assert f"paths list {url}/flaky/crawl/c4.paths.gz: 3 file(s)" in printed, printed
+        manifest = build(str(m), str(tmp_path / "out"))
+    local = tmp_path / "l.yaml"
+    local.write_text("name: l\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n"
+                     f"    inputs: ['{www}/crawl/c4/*.json.gz']\n")
+    expected = build(str(local), str(tmp_path / "local")).sources["c4"].funnel
+    f = manifest.sources["c4"].funnel
+    assert f.errors == {"missing_input": 1} and f.kept == expected.kept and f.dropped == expected.dropped
+    assert _docs(tmp_path / "out") == _docs(tmp_path / "local")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n"
+                   "    inputs: [{paths: '', limit: 0, every: x, depth: 2}]\n")
+    with pytest.raises(ManifestError) as e:
+        load_mixture(str(bad))
+    text = str(e.value)
+    for field in ("inputs[0].paths", "inputs[0].limit", "inputs[0].every", "depth"):
+        assert field in text, text

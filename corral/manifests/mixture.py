@@ -36,6 +36,9 @@ from corral.source_specs import SOURCES
 WEIGHT_SUM_TOLERANCE = 1e-6  # weights must sum to 1 within this
 _TOP_KEYS = ("name", "description", "target_tokens", "seed", "sources", *TOP_SECTIONS)
 _SOURCE_KEYS = ("weight", "inputs")
+# An input given as a list of files (a crawl's wet.paths.gz): the list, the prefix its relative
+# lines join to (default: the list's folder), the first N files, every K-th file (a spread sample).
+PATHS_LIST_KEYS = ("paths", "base", "limit", "every")
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "KB": 10**3, "MB": 10**6, "GB": 10**9,
@@ -71,7 +74,7 @@ def parse_quantity(value: Any) -> int:
 class SourceSpec:
     name: str
     weight: float
-    inputs: list[str]
+    inputs: list[str | dict]   # paths, globs, URLs, or paths lists ({paths, base, limit, every})
     stages: dict[str, dict[str, Any]]  # stage -> option -> value, defaults filled in
 
 
@@ -109,21 +112,27 @@ class Mixture:
             "sources": {n: {"weight": s.weight, "inputs": list(s.inputs)} for n, s in self.sources.items()},
         }
 
-    def resolved_inputs(self, source: str) -> list[str]:
-        """The source's inputs with ${VAR} expanded and relative local paths made absolute."""
+    def resolved_inputs(self, source: str) -> list[str | dict]:
+        """The source's inputs with ${VAR} expanded and relative local paths made absolute (in a
+        paths list: its `paths` and `base`)."""
         base = Path(self.path).resolve().parent if self.path else Path.cwd()
-        out = []
-        for i, pattern in enumerate(self.sources[source].inputs):
+
+        def resolve(pattern: str, field: str) -> str:
             missing = [v for v in re.findall(r"\$\{(\w+)\}", pattern) if v not in os.environ]
             if missing:
                 raise ManifestError(self.path or "<mixture>", [(
-                    f"sources.{source}.inputs[{i}]",
-                    f"environment variable(s) {', '.join(missing)} not set",
-                )])
+                    field, f"environment variable(s) {', '.join(missing)} not set")])
             p = os.path.expandvars(pattern)
-            if "://" not in p and not os.path.isabs(p):
-                p = str(base / p)
-            out.append(p)
+            return p if "://" in p or os.path.isabs(p) else str(base / p)
+
+        out: list[str | dict] = []
+        for i, item in enumerate(self.sources[source].inputs):
+            field = f"sources.{source}.inputs[{i}]"
+            if isinstance(item, dict):
+                out.append({**item, "paths": resolve(item["paths"], f"{field}.paths"),
+                            **({"base": resolve(item["base"], f"{field}.base")} if item.get("base") else {})})
+            else:
+                out.append(resolve(item, field))
         return out
 
 
@@ -284,11 +293,27 @@ class _Validator:
             inputs = []
         else:
             for i, p in enumerate(inputs):
-                if not isinstance(p, str) or not p.strip():
-                    self.bad(f"{where}.inputs[{i}]", f"must be a non-empty path or glob, got {p!r}")
+                if isinstance(p, dict):
+                    self.paths_list(f"{where}.inputs[{i}]", p)
+                elif not isinstance(p, str) or not p.strip():
+                    self.bad(f"{where}.inputs[{i}]", f"must be a non-empty path, glob, URL or "
+                             f"{{paths: LIST, base: PREFIX}}, got {p!r}")
         stages = {stage: self.section(f"{where}.{stage}", sdata.get(stage), opts)
                   for stage, opts in stage_specs.items()}
-        return SourceSpec(name=sname, weight=weight, inputs=[str(p) for p in inputs], stages=stages)
+        return SourceSpec(name=sname, weight=weight, inputs=[p if isinstance(p, dict) else str(p) for p in inputs],
+                          stages=stages)
+
+    def paths_list(self, where: str, spec: dict) -> None:
+        """An input named by a list of files: {paths: LIST, base: PREFIX, limit: N, every: K}."""
+        self.unknown(where, spec.keys(), PATHS_LIST_KEYS)
+        if not isinstance(spec.get("paths"), str) or not spec["paths"].strip():
+            self.bad(f"{where}.paths", "required: the list file (a path or URL; .gz allowed), one path a line")
+        if "base" in spec and (not isinstance(spec["base"], str) or not spec["base"].strip()):
+            self.bad(f"{where}.base", f"must be a path or URL prefix, got {spec['base']!r}")
+        for key in ("limit", "every"):
+            v = spec.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                self.bad(f"{where}.{key}", f"must be a whole number ≥ 1, got {v!r}")
 
     def section(self, where: str, data: Any, opts: dict[str, Option]) -> dict[str, Any]:
         values = defaults(opts)

@@ -13,11 +13,31 @@ from corral.source_specs import display, table_order
 
 
 
-def inspect_data(path: str) -> dict[str, Any]:
-    """The inspect result as data: {"kind", "name", "target_tokens", "sources": {name: {...}}}."""
+def inspect_data(path: str, files: bool = False) -> dict[str, Any]:
+    """The inspect result as data: {"kind", "name", "target_tokens", "sources": {name: {...}}}; for a
+    mixture with `files`, each source's inputs with the number of files each expands to."""
     if path.endswith((".yaml", ".yml")) or (os.path.isfile(path) and not path.endswith(".json")):
-        return _from_mixture(load_mixture(path))
+        m = load_mixture(path)
+        data = _from_mixture(m)
+        if files:
+            for name in data["sources"]:
+                data["sources"][name]["inputs"] = input_counts(m, name)
+        return data
     return _from_build(load_build(path), path)
+
+
+def input_counts(m: Mixture, source: str) -> list[dict[str, Any]]:
+    """Per input of a source: what it is, and how many files it expands to (or why it cannot)."""
+    from corral.pipeline.inputs import InputError, match_inputs
+
+    out = []
+    for i, item in enumerate(m.resolved_inputs(source)):
+        shown = item if isinstance(item, str) else f"paths list {item['paths']}"
+        try:
+            out.append({"input": shown, "files": len(match_inputs([item], f"sources.{source}.inputs[{i}]"))})
+        except (InputError, OSError, ValueError) as e:  # a glob matching nothing, an unreachable list
+            out.append({"input": shown, "files": None, "problem": str(e)})
+    return out
 
 
 def _from_mixture(m: Mixture) -> dict[str, Any]:
@@ -79,6 +99,13 @@ def render_table(data: dict[str, Any]) -> str:
         lines.append("  ".join(cells).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
+    listed = [(n, s["inputs"]) for n, s in data["sources"].items() if s.get("inputs")]
+    if listed:
+        lines += ["", "Inputs (files each expands to)"]
+        for name, inputs in listed:
+            for entry in inputs:
+                count = f"{entry['files']:,} file(s)" if entry["files"] is not None else f"unusable: {entry['problem']}"
+                lines.append(f"  {display(name)}: {entry['input']}: {count}")
     funnels = [(n, s["funnel"]) for n, s in data["sources"].items() if s["funnel"]]
     if funnels:
         lines += ["", "Funnel (records read from the raw inputs → kept; dropped and errors by reason)"]
@@ -97,4 +124,4 @@ def render_table(data: dict[str, Any]) -> str:
 def inspect_json(data: dict[str, Any]) -> dict[str, Any]:
     keys = ("weight", "epochs", "disk_bytes", "documents", "tokens", "funnel", "seen_tokens")
     return {"kind": data["kind"], "name": data["name"], "target_tokens": data["target_tokens"],
-            "sources": {n: {k: s[k] for k in keys} for n, s in data["sources"].items()}}
+            "sources": {n: {k: s[k] for k in (*keys, "inputs") if k in s} for n, s in data["sources"].items()}}

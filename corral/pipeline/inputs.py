@@ -40,11 +40,37 @@ def _local_size(path: str) -> int:
     return os.path.getsize(path)
 
 
-def match_inputs(patterns: Iterable[str], field: str = "inputs") -> list[tuple[str, int]]:
+def read_paths_list(spec: dict, field: str = "inputs[0]") -> list[str]:
+    """The files a paths list names: its lines (blank lines and `#` comments skipped), every
+    `every`-th of them, the first `limit`, each joined to `base` (default: the list's folder)
+    unless it is already absolute or a URL. The list is read whole: a crawl's holds ~90,000 lines."""
+    where = spec["paths"]
+    try:
+        with open_input(where) as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError as e:
+        raise InputError(f"{field}.paths: {where!r}: no such paths list ({e})") from e
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise InputError(f"{field}.paths: {where!r} cannot be read ({type(e).__name__}: {e})") from e
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    chosen = lines[::spec.get("every") or 1][:spec.get("limit")]
+    base = spec.get("base") or where.rsplit("/", 1)[0]
+    return [ln if "://" in ln or os.path.isabs(ln) else f"{base.rstrip('/')}/{ln.lstrip('/')}" for ln in chosen]
+
+
+def match_inputs(patterns: Iterable[str | dict], field: str = "inputs") -> list[tuple[str, int]]:
     """(path, bytes) of everything the patterns match (files, and folders for sources that take
-    folders), sorted; a pattern that matches nothing is a configuration error."""
+    folders), sorted; a pattern that matches nothing is a configuration error. A paths list's files
+    are taken as listed, unchecked (size 0 where unknown without a request each): one that is
+    missing is that file's counted error when it is read."""
     out: dict[str, int] = {}
     for i, pattern in enumerate(patterns):
+        if isinstance(pattern, dict):
+            files = read_paths_list(pattern, f"{field}[{i}]")
+            if not files:
+                raise InputError(f"{field}[{i}].paths: {pattern['paths']!r} lists no file")
+            out.update({p: (os.path.getsize(p) if not is_remote(p) and os.path.isfile(p) else 0) for p in files})
+            continue
         if is_remote(pattern):
             found = {m.path: m.size_in_bytes for m in beam_filesystems().match([pattern])[0].metadata_list}
         else:
@@ -270,6 +296,9 @@ def guarded(source: str, path: str, outcomes: Iterable[dict[str, Any]]) -> Itera
         try:
             o = next(it)
         except StopIteration:
+            return
+        except FileNotFoundError as e:  # a file a paths list names that is not there (an HTTP 404)
+            yield error(source, "missing_input", f"{path} after record {n}", f"{type(e).__name__}: {e}")
             return
         except READ_ERRORS as e:
             yield error(source, "truncated_or_corrupt", f"{path} after record {n}", f"{type(e).__name__}: {e}")
