@@ -72,7 +72,7 @@ def _retrying(what: str, url: str, call):
             resp = call()
         except RETRYABLE as e:
             if attempt == RETRIES:
-                raise HttpInputError(f"{url}: {what} failed after {RETRIES + 1} attempts ({type(e).__name__}: {e})") from e
+                raise HttpInputError(f"{url}: {what} failed after {RETRIES + 1} attempts: {_why(e)}") from e
         else:
             if resp.status_code < 500:
                 return resp
@@ -82,6 +82,21 @@ def _retrying(what: str, url: str, call):
         time.sleep(wait)
         wait *= 2
     raise AssertionError("unreachable")
+
+
+def _why(e: Exception) -> str:
+    """A connection failure in a few words (requests nests urllib3's reasons several levels deep)."""
+    from urllib.parse import urlsplit
+
+    text = str(e)
+    host = urlsplit(getattr(getattr(e, "request", None), "url", "") or "").hostname or "the host"
+    if "NameResolution" in text or "Name or service not known" in text or "nodename nor servname" in text:
+        return f"{host} cannot be resolved (no network, or a proxy to set in HTTPS_PROXY)"
+    if "Connection refused" in text:
+        return f"{host} refused the connection"
+    if isinstance(e, requests.Timeout):
+        return f"{host} did not answer within {TIMEOUT_S[0]} s (connect) / {TIMEOUT_S[1]} s (read)"
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}"
 
 
 def head(url: str) -> dict[str, Any]:

@@ -168,3 +168,23 @@ def test_a_paths_list_expands_to_its_files_and_a_404_among_them_is_one_counted_e
     text = str(e.value)
     for field in ("inputs[0].paths", "inputs[0].limit", "inputs[0].every", "depth"):
         assert field in text, text
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("s3://commoncrawl/crawl-data/CC-MAIN-2019-30/x/*.warc.wet.gz", "aws extra"),
+    ("http://127.0.0.1:9/nothing-listens-here.json.gz", "refused the connection"),
+])
+def test_an_input_that_cannot_be_reached_is_one_line_naming_the_field(tmp_path, url, needle):
+    import subprocess
+    import sys
+
+    m = tmp_path / "m.yaml"
+    m.write_text(f"name: x\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n    inputs: ['{url}']\n")
+    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", str(m), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    err = res.stderr.strip()
+    assert res.returncode == 2 and "Traceback" not in err, err[-2000:]
+    line = [ln for ln in err.splitlines() if ln.startswith("corral build:")]
+    assert len(line) == 1 and f"{m}: sources.c4.inputs[0]" in line[0] and needle in line[0], err
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -40,6 +40,28 @@ def _local_size(path: str) -> int:
     return os.path.getsize(path)
 
 
+# What a scheme needs beyond corral's own dependencies, said when reading it fails.
+SCHEME_NEEDS = {
+    "s3": "s3:// needs the aws extra (pip install -e '.[aws]') and AWS credentials (AWS_ACCESS_KEY_ID and "
+          "AWS_SECRET_ACCESS_KEY, or a profile); CommonCrawl is served over HTTPS too: "
+          "https://data.commoncrawl.org/crawl-data/…",
+    "gs": "gs:// needs apache-beam[gcp] (pip install 'apache-beam[gcp]==2.77.*') and Google credentials "
+          "(gcloud auth application-default login)",
+    "hdfs": "hdfs:// needs Beam's HDFS options (--hdfs_host, --hdfs_port) and the hdfs package",
+}
+
+
+def remote_problem(pattern: str, e: Exception) -> str:
+    """One line on why a remote input cannot be matched or read, with what to install or set."""
+    scheme = pattern.split("://", 1)[0].lower()
+    detail = getattr(e, "exception_details", None)  # BeamIOError: {pattern: the filesystem's exception}
+    cause = next(iter(detail.values())) if isinstance(detail, dict) and detail else e
+    text = f"{type(cause).__name__}: {cause}".splitlines()[0][:300]
+    if scheme in SCHEME_NEEDS and scheme not in ("http", "https"):
+        return f"{SCHEME_NEEDS[scheme]} ({text})"
+    return text
+
+
 def read_paths_list(spec: dict, field: str = "inputs[0]") -> list[str]:
     """The files a paths list names: its lines (blank lines and `#` comments skipped), every
     `every`-th of them, the first `limit`, each joined to `base` (default: the list's folder)
@@ -72,7 +94,10 @@ def match_inputs(patterns: Iterable[str | dict], field: str = "inputs") -> list[
             out.update({p: (os.path.getsize(p) if not is_remote(p) and os.path.isfile(p) else 0) for p in files})
             continue
         if is_remote(pattern):
-            found = {m.path: m.size_in_bytes for m in beam_filesystems().match([pattern])[0].metadata_list}
+            try:
+                found = {m.path: m.size_in_bytes for m in beam_filesystems().match([pattern])[0].metadata_list}
+            except Exception as e:  # Beam wraps every filesystem's failure differently: name the input
+                raise InputError(f"{field}[{i}]: {pattern!r}: {remote_problem(pattern, e)}") from e
         else:
             found = {p: _local_size(p) for p in glob.glob(pattern, recursive=True)}
         if not found:
