@@ -90,6 +90,8 @@ def _why(e: Exception) -> str:
 
     text = str(e)
     host = urlsplit(getattr(getattr(e, "request", None), "url", "") or "").hostname or "the host"
+    if isinstance(e, requests.exceptions.ProxyError):
+        return "the proxy (HTTPS_PROXY / HTTP_PROXY) cannot be reached"
     if "NameResolution" in text or "Name or service not known" in text or "nodename nor servname" in text:
         return f"{host} cannot be resolved (no network, or a proxy to set in HTTPS_PROXY)"
     if "Connection refused" in text:

@@ -188,3 +188,26 @@ def test_an_input_that_cannot_be_reached_is_one_line_naming_the_field(tmp_path, 
     line = [ln for ln in err.splitlines() if ln.startswith("corral build:")]
     assert len(line) == 1 and f"{m}: sources.c4.inputs[0]" in line[0] and needle in line[0], err
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_the_papers_manifest_without_network_fails_fast_in_one_line(tmp_path):
+    """No network, simulated on loopback only: every request goes to a proxy on 127.0.0.1 that
+    refuses it (requests honours HTTPS_PROXY), so nothing leaves this machine."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
+           "CORRAL_RAW": str(tmp_path / "raw")}
+    t0 = time.time()
+    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", str(root / "manifests" / "llama1.yaml"),
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120, env=env)
+    took = time.time() - t0
+    err = res.stderr.strip()
+    assert res.returncode == 2 and "Traceback" not in err and took < 45, (took, err[-2000:])
+    line = [ln for ln in err.splitlines() if ln.startswith("corral build:")]
+    assert len(line) == 1, err
+    assert "sources.commoncrawl.inputs[0].paths" in line[0] and "CC-MAIN-2017-51/wet.paths.gz" in line[0]
+    assert "proxy" in line[0]
