@@ -24,6 +24,7 @@ ON_INTERRUPT = {
     "tokenize": "finished shards are kept: run the same command again to resume",
     "tokenizer": "nothing was recorded: run the same command again",
     "demo": "run the same command again (each stage resumes or redoes its part)",
+    "fetch": "finished files are kept and partial ones resume: run the same command again",
 }
 
 
@@ -43,6 +44,12 @@ def _count(minimum: int):
 POSITIVE, NONNEGATIVE = _count(1), _count(0)
 
 
+def _say(command: str, problem: object, code: int = USAGE) -> int:
+    """Print `corral COMMAND: problem` on stderr; return the exit code."""
+    print(f"corral {command}: {problem}", file=sys.stderr)
+    return code
+
+
 def _folder_problem(flag: str, path: str | None) -> str | None:
     """Why `path` cannot be an output folder (it is a file), or None."""
 
@@ -59,8 +66,7 @@ def cmd_inspect(args) -> int:
     try:
         data = inspect_data(args.path, files=args.files)
     except (ManifestError, BuildManifestError) as e:
-        print(f"corral inspect: {e}", file=sys.stderr)
-        return USAGE
+        return _say("inspect", e)
     if args.json:
         print(json.dumps(inspect_json(data), indent=2))
     else:
@@ -84,8 +90,7 @@ def cmd_demo(args) -> int:
     try:
         run_demo(args.out, steps=args.steps, nproc=args.nproc)
     except (RuntimeError, FileNotFoundError) as e:
-        print(f"corral demo: {e}", file=sys.stderr)
-        return 1
+        return _say("demo", e, FAILED)
     return 0
 
 
@@ -96,8 +101,7 @@ def cmd_report(args) -> int:
     try:
         print(write_report(args.out, run_dir=args.run_dir))
     except BuildManifestError as e:
-        print(f"corral report: {e}", file=sys.stderr)
-        return USAGE
+        return _say("report", e)
     return 0
 
 
@@ -128,8 +132,7 @@ def cmd_build(args) -> int:
     logging.getLogger("corral.build").setLevel(logging.INFO)  # which sources were built and which reused
     problem = _folder_problem("--out", args.out)
     if problem:
-        print(f"corral build: {problem}", file=sys.stderr)
-        return USAGE
+        return _say("build", problem)
     kw = {"overwrite": args.overwrite}
     try:
         if args.runner == "dask":
@@ -153,11 +156,9 @@ def cmd_build(args) -> int:
         else:
             manifest = build(args.manifest, args.out, workers=args.workers, **kw)
     except (ManifestError, BuildError, RunnerProfileError) as e:
-        print(f"corral build: {e}", file=sys.stderr)
-        return USAGE
+        return _say("build", e)
     except (RuntimeError, ValueError) as e:
-        print(f"corral build: {e}", file=sys.stderr)
-        return FAILED
+        return _say("build", e, FAILED)
     for name, s in manifest.sources.items():
         f = s.funnel
         print(f"{name}: input {f.input:,} → kept {f.kept:,} in {len(s.shards)} shard(s); "
@@ -172,20 +173,17 @@ def cmd_dedup(args) -> int:
 
     problem = _folder_problem("--out", args.out)
     if problem:
-        print(f"corral dedup: {problem}", file=sys.stderr)
-        return USAGE
+        return _say("dedup", problem)
     try:
         params = minhash.derive_lsh(args.threshold, args.num_perm, not args.no_verify)
     except ValueError as e:
-        print(f"corral dedup: {e}", file=sys.stderr)
-        return USAGE
+        return _say("dedup", e)
     print(params.describe())
     try:
         manifest = dedup(args.input, args.out, args.threshold, args.ngram, args.num_perm, not args.no_verify,
                          args.workers, overwrite=args.overwrite)
     except DedupInputError as e:
-        print(f"corral dedup: {e}", file=sys.stderr)
-        return USAGE
+        return _say("dedup", e)
     f = next(iter(manifest.sources.values())).funnel
     print(f"input {f.input:,} → kept {f.kept:,}; near duplicates {f.dropped.get('near_duplicate', 0):,}; "
           f"errors {sum(f.errors.values()):,}")
@@ -193,6 +191,27 @@ def cmd_dedup(args) -> int:
     print(f"kept documents: {root}/docs; clusters: {root}/clusters.arrow; removed ids: {root}/removed.jsonl"
           + (f"; dead letters: {root}/errors.jsonl" if sum(f.errors.values()) else ""))
     return 0
+
+
+def cmd_fetch(args) -> int:
+    from corral.manifests.mixture import ManifestError
+    from corral.pipeline.fetch import FetchError, fetch
+
+    problem = _folder_problem("--to", args.to)
+    if problem:
+        return _say("fetch", problem)
+    try:
+        report, copy = fetch(args.manifest, args.to, args.only, args.limit, args.parallel)
+    except (ManifestError, FetchError) as e:
+        return _say("fetch", e)
+    print(f"{len(report.done)} file(s) downloaded ({report.bytes / 1e6:,.1f} MB), {len(report.complete)} already "
+          f"complete, {len(report.missing)} missing at the publisher, {len(report.failed)} failed")
+    for line in report.failed[:10]:
+        print(f"  failed: {line}", file=sys.stderr)
+    for url in report.missing[:10]:
+        print(f"  missing (404): {url}", file=sys.stderr)
+    print(f"local manifest: {copy} (corral build {copy} --out OUT)")
+    return FAILED if report.failed else 0
 
 
 def cmd_tokenizer_train(args) -> int:
@@ -212,8 +231,7 @@ def cmd_tokenizer_train(args) -> int:
         else:
             entry = train_tokenizer(args.out, args.vocab_size, sample, args.threads)
     except (TokenizerError, BuildManifestError) as e:
-        print(f"corral tokenizer train: {e}", file=sys.stderr)
-        return USAGE
+        return _say("tokenizer train", e)
     print(f"tokenizer: {args.out.rstrip('/')}/{entry['path']} ({entry['vocab_size']:,} pieces, "
           f"sha256 {entry['sha256'][:16]}…, {entry['origin']})")
     if "sample" in entry:
@@ -234,8 +252,7 @@ def cmd_tokenizer_export(args) -> int:
     try:
         paths = export_hf(tokenizer_path(args.out), args.to or join(args.out, HF_DIR))
     except (TokenizerError, BuildManifestError, ValueError) as e:
-        print(f"corral tokenizer export: {e}", file=sys.stderr)
-        return USAGE
+        return _say("tokenizer export", e)
     print("\n".join(paths))
     return 0
 
@@ -255,8 +272,7 @@ def cmd_train(args) -> int:
 
     problem = _folder_problem("--run-dir", args.run_dir)
     if problem:
-        print(f"corral train: {problem}", file=sys.stderr)
-        return USAGE
+        return _say("train", problem)
     if args.overwrite and args.resume:
         print("corral train: --overwrite clears the run that --resume would continue: give one of them",
               file=sys.stderr)
@@ -281,8 +297,7 @@ def cmd_train(args) -> int:
         plan = preflight.plan_run_dir(cfg, world, args.overwrite, args.reschedule) if args.node_rank == 0 \
             else preflight.RunPlan()
     except (ConfigError, preflight.PreflightError, TypeError) as e:
-        print(f"corral train: {e}", file=sys.stderr)
-        return USAGE
+        return _say("train", e)
     for note in plan.notes:
         print(f"corral train: {note}", file=sys.stderr)
     if plan.finished:
@@ -331,11 +346,9 @@ def cmd_tokenize(args) -> int:
     try:
         manifest, counts = tokenize_build(args.out, args.workers, args.threads)
     except (TokenizerError, BuildManifestError) as e:
-        print(f"corral tokenize: {e}", file=sys.stderr)
-        return USAGE
+        return _say("tokenize", e)
     except ShardError as e:
-        print(f"corral tokenize: {e}", file=sys.stderr)
-        return FAILED
+        return _say("tokenize", e, FAILED)
     for name, s in manifest.sources.items():
         print(f"{name}: {s.documents:,} documents → {s.tokens:,} tokens in {len(s.token_shards)} token shard(s)")
     print(f"{counts['tokenized']} shard(s) tokenized, {counts['resumed']} already done")
@@ -378,6 +391,17 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true",
                     help="clear OUT of another build first (without it, a folder of another mixture is refused)")
     sp.set_defaults(func=cmd_build)
+
+    sp = sub.add_parser("fetch", help="mirror a manifest's remote inputs into a folder, with a local manifest",
+                        description="Download every remote input of MANIFEST (URLs, paths lists' files, bucket "
+                        "paths) into DIR/<host>/<path>, resuming partial files and checking sizes and the "
+                        "publisher's checksums; write DIR/<manifest>.yaml reading the local copies.")
+    sp.add_argument("manifest", help="mixture manifest (.yaml)")
+    sp.add_argument("--to", required=True, help="destination folder")
+    sp.add_argument("--only", default=None, help="fetch this source only")
+    sp.add_argument("--limit", type=POSITIVE, default=None, help="at most N files per input")
+    sp.add_argument("--parallel", type=POSITIVE, default=4, help="downloads at once (default 4)")
+    sp.set_defaults(func=cmd_fetch)
 
     sp = sub.add_parser("inspect", help="print Table 1 and the funnels of a mixture manifest or a build",
                         description="Print Table 1 (sampling proportion, epochs, disk size, documents, "
@@ -507,8 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietBeam())
     args = parser().parse_args(argv)
-    if args.command == "tokenize" or (args.command == "build" and args.runner != "local"):
-        # Beam's runners wait in places a KeyboardInterrupt does not reach: leave from the handler
+    if args.command in ("tokenize", "fetch") or (args.command == "build" and args.runner != "local"):
+        # Beam's runners and fetch's download threads wait where a KeyboardInterrupt does not reach:
+        # leave from the handler
         signal.signal(signal.SIGINT, lambda signum, frame: _interrupted(args.command))
     try:
         return args.func(args)

@@ -20,6 +20,7 @@ settings from the environment): a well-kept client, where urllib would need all 
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from typing import Any
@@ -49,11 +50,13 @@ class HttpInputError(OSError):
 
 
 def session() -> requests.Session:
-    """One session (connection pool) per thread. `Accept-Encoding: identity`: the bytes as published
-    (a server may otherwise gzip a text file on the wire), so sizes and checksums are the file's."""
-    s = getattr(_local, "session", None)
-    if s is None:
+    """One session (connection pool) per thread and process: a worker forked from the driver must
+    not share the driver's open connections. `Accept-Encoding: identity`: the bytes as published (a
+    server may otherwise gzip a text file on the wire), so sizes and checksums are the file's."""
+    pid, s = getattr(_local, "owner", None), getattr(_local, "session", None)
+    if s is None or pid != os.getpid():
         s = _local.session = requests.Session()
+        _local.owner = os.getpid()
         s.headers.update({"User-Agent": "corral", "Accept-Encoding": "identity"})
     return s
 
@@ -118,20 +121,22 @@ def head(url: str) -> dict[str, Any]:
 
 
 class HttpReader(io.RawIOBase):
-    """The body of one URL as a stream, resumed across dropped connections."""
+    """The body of one URL as a stream, resumed across dropped connections. With `start`, it asks
+    for the body from that byte (a partial download's resume); `pos` says where it really starts
+    (0 when the server ignores the Range), `size` is the whole file's."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, start: int = 0):
         self.url, self.pos, self.resumes = url, 0, 0
         self.size = self.etag = None
         self.ranges = False
         self._resp = None
-        self._open(first=True)
+        self._open(first=True, start=start)
 
     def readable(self) -> bool:
         return True
 
-    def _open(self, first: bool = False) -> None:
-        headers = {}
+    def _open(self, first: bool = False, start: int = 0) -> None:
+        headers = {"Range": f"bytes={start}-"} if first and start else {}
         if not first and self.ranges and self.pos:
             headers["Range"] = f"bytes={self.pos}-"
             if self.etag:
@@ -149,6 +154,10 @@ class HttpReader(io.RawIOBase):
             length = resp.headers.get("Content-Length")
             self.size = int(length) if length and length.isdigit() else None
             self.etag, self.ranges = etag, resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+            if start and resp.status_code == 206:
+                self.pos, self.ranges = start, True
+                total = resp.headers.get("Content-Range", "").rsplit("/", 1)[-1]
+                self.size = int(total) if total.isdigit() else None
         elif self.etag and etag and etag != self.etag:
             resp.close()
             raise HttpInputError(f"{self.url}: changed while it was read (ETag {self.etag} → {etag})")

@@ -7,6 +7,7 @@ with Range support and ETags, and with faults chosen by the first path segment:
   /short/<file>     every answer advertises 1,000 bytes more than it sends
   /norange/<file>   no Range support, and the first GET stops half-way
   /changing/<file>  the first GET stops half-way; later answers carry another ETag
+  /slow/<file>      the body in 64 KB pieces, 50 ms apart (something to interrupt)
   anything missing  404
 """
 
@@ -17,7 +18,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("ok", "drop", "flaky", "short", "norange", "changing")
+FAULTS = ("ok", "drop", "flaky", "short", "norange", "changing", "slow")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -39,6 +40,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _count(self) -> int:
         with self.lock:
             self.counts[self.path] = self.counts.get(self.path, 0) + 1
+            if self.headers.get("Range"):
+                self.ranged.append(self.path)
             return self.counts[self.path]
 
     def do_HEAD(self):
@@ -86,17 +89,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if fault == "slow":
+            import time
+
+            for i in range(0, len(chunk), 1 << 16):
+                self.wfile.write(chunk[i:i + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
         self.wfile.write(chunk)
         if fault == "short":
             self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):  # a client that hung up mid-body: expected here
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 class LoopbackServer:
     """`with LoopbackServer(folder) as url:` → "http://127.0.0.1:PORT"."""
 
     def __init__(self, root: str):
-        handler = type("Handler", (_Handler,), {"root": root, "counts": {}, "lock": threading.Lock()})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        handler = type("Handler", (_Handler,), {"root": root, "counts": {}, "ranged": [], "lock": threading.Lock()})
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.handler = handler
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
