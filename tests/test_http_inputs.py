@@ -211,3 +211,50 @@ def test_the_papers_manifest_without_network_fails_fast_in_one_line(tmp_path):
     assert len(line) == 1, err
     assert "sources.commoncrawl.inputs[0].paths" in line[0] and "CC-MAIN-2017-51/wet.paths.gz" in line[0]
     assert "proxy" in line[0]
+
+
+def test_commoncrawl_by_paths_list_and_wikipedia_by_dump_urls_over_faults_equal_local(tmp_path):
+    """The Done-when build: CommonCrawl named by a gzipped paths list (one listed file missing),
+    Wikipedia by dump URLs, through dropped bodies, 503s and a server without Range support."""
+    import gzip
+
+    import yaml
+
+    from corral.pipeline.dag import build
+    from corral.sample import write_sample
+
+    sample = tmp_path / "sample"
+    write_sample(str(sample))
+    www = tmp_path / "www"
+    crawl = www / "crawl-data" / "CC-MAIN-X"
+    wets = sorted((sample / "commoncrawl").iterdir())
+    for p in wets:
+        (crawl / "segments" / "s1" / "wet").mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, crawl / "segments" / "s1" / "wet" / p.name)
+    listed = [f"crawl-data/CC-MAIN-X/segments/s1/wet/{p.name}" for p in wets] + \
+        ["crawl-data/CC-MAIN-X/segments/s1/wet/CC-MAIN-missing.warc.wet.gz"]
+    (crawl / "wet.paths.gz").write_bytes(gzip.compress(("\n".join(listed) + "\n").encode()))
+    shutil.copytree(sample / "wikipedia", www / "wikipedia")
+    dumps = sorted(p.name for p in (www / "wikipedia").iterdir())
+    spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "manifests" / "sample.yaml").read_text())
+
+    def manifest(path: Path, cc_inputs, wiki_inputs) -> str:
+        m = {**spec, "name": path.stem, "sources": {"commoncrawl": {**spec["sources"]["commoncrawl"], "weight": 0.9,
+                                                                    "inputs": cc_inputs},
+                                                    "wikipedia": {**spec["sources"]["wikipedia"], "weight": 0.1,
+                                                                  "inputs": wiki_inputs}}}
+        path.write_text(yaml.safe_dump(m))
+        return str(path)
+
+    local = build(manifest(tmp_path / "local.yaml", [str(crawl / "segments" / "s1" / "wet" / p.name) for p in wets],
+                           [str(www / "wikipedia" / n) for n in dumps]), str(tmp_path / "local"))
+    with LoopbackServer(str(www)) as url:
+        remote = build(manifest(tmp_path / "remote.yaml",
+                                [{"paths": f"{url}/flaky/crawl-data/CC-MAIN-X/wet.paths.gz", "base": f"{url}/drop"}],
+                                [f"{url}/norange/wikipedia/{n}" for n in dumps]), str(tmp_path / "remote"), workers=2)
+    assert _docs(tmp_path / "remote") == _docs(tmp_path / "local")
+    assert remote.sources["wikipedia"].funnel == local.sources["wikipedia"].funnel
+    cc, cc_local = remote.sources["commoncrawl"].funnel, local.sources["commoncrawl"].funnel
+    assert cc.errors == {"missing_input": 1} and not cc_local.errors  # the 404, one counted error
+    assert (cc.input, cc.kept, cc.dropped) == (cc_local.input + 1, cc_local.kept, cc_local.dropped)
+    assert cc.kept > 0
