@@ -61,10 +61,17 @@ def _folder_problem(flag: str, path: str | None) -> str | None:
 def cmd_inspect(args) -> int:
     from corral.manifests.build import BuildManifestError
     from corral.manifests.mixture import ManifestError
-    from corral.manifests.render import inspect_data, inspect_json, render_table
+    from corral.manifests.mixture import load_mixture
+    from corral.manifests.render import inspect_data, inspect_json, is_mixture_path, render_table
 
     try:
-        data = inspect_data(args.path, files=args.files)
+        data = inspect_data(args.path)
+        if args.files and is_mixture_path(args.path):
+            from corral.pipeline.inputs import input_counts
+
+            mixture = load_mixture(args.path)
+            for name, row in data["sources"].items():
+                row["inputs"] = input_counts(mixture.resolved_inputs(name), f"sources.{name}.inputs")
     except (ManifestError, BuildManifestError) as e:
         return _say("inspect", e)
     if args.json:

@@ -13,31 +13,17 @@ from corral.source_specs import display, table_order
 
 
 
-def inspect_data(path: str, files: bool = False) -> dict[str, Any]:
-    """The inspect result as data: {"kind", "name", "target_tokens", "sources": {name: {...}}}; for a
-    mixture with `files`, each source's inputs with the number of files each expands to."""
-    if path.endswith((".yaml", ".yml")) or (os.path.isfile(path) and not path.endswith(".json")):
-        m = load_mixture(path)
-        data = _from_mixture(m)
-        if files:
-            for name in data["sources"]:
-                data["sources"][name]["inputs"] = input_counts(m, name)
-        return data
+def is_mixture_path(path: str) -> bool:
+    return path.endswith((".yaml", ".yml")) or (os.path.isfile(path) and not path.endswith(".json"))
+
+
+def inspect_data(path: str) -> dict[str, Any]:
+    """The inspect result as data: {"kind", "name", "target_tokens", "sources": {name: {...}}}. A
+    source may also carry "inputs" ({"input", "files", "problem"} each; the CLI's `--files` adds
+    them, since expanding inputs is the pipeline layer's job), which the table and JSON show."""
+    if is_mixture_path(path):
+        return _from_mixture(load_mixture(path))
     return _from_build(load_build(path), path)
-
-
-def input_counts(m: Mixture, source: str) -> list[dict[str, Any]]:
-    """Per input of a source: what it is, and how many files it expands to (or why it cannot)."""
-    from corral.pipeline.inputs import InputError, match_inputs
-
-    out = []
-    for i, item in enumerate(m.resolved_inputs(source)):
-        shown = item if isinstance(item, str) else f"paths list {item['paths']}"
-        try:
-            out.append({"input": shown, "files": len(match_inputs([item], f"sources.{source}.inputs[{i}]"))})
-        except (InputError, OSError, ValueError) as e:  # a glob matching nothing, an unreachable list
-            out.append({"input": shown, "files": None, "problem": str(e)})
-    return out
 
 
 def _from_mixture(m: Mixture) -> dict[str, Any]:

@@ -57,9 +57,7 @@ def remote_problem(pattern: str, e: Exception) -> str:
     detail = getattr(e, "exception_details", None)  # BeamIOError: {pattern: the filesystem's exception}
     cause = next(iter(detail.values())) if isinstance(detail, dict) and detail else e
     text = f"{type(cause).__name__}: {cause}".splitlines()[0][:300]
-    if scheme in SCHEME_NEEDS and scheme not in ("http", "https"):
-        return f"{SCHEME_NEEDS[scheme]} ({text})"
-    return text
+    return f"{SCHEME_NEEDS[scheme]} ({text})" if scheme in SCHEME_NEEDS else text
 
 
 def read_paths_list(spec: dict, field: str = "inputs[0]") -> list[str]:
@@ -104,6 +102,18 @@ def match_inputs(patterns: Iterable[str | dict], field: str = "inputs") -> list[
             raise InputError(f"{field}[{i}]: {pattern!r} matches no file")
         out.update(found)
     return sorted(out.items())
+
+
+def input_counts(resolved: list[str | dict], field: str) -> list[dict[str, Any]]:
+    """Per resolved input: what it is, and how many files it expands to (or why it cannot)."""
+    out = []
+    for i, item in enumerate(resolved):
+        shown = item if isinstance(item, str) else f"paths list {item['paths']}"
+        try:
+            out.append({"input": shown, "files": len(match_inputs([item], f"{field}[{i}]"))})
+        except (InputError, OSError, ValueError) as e:  # a glob matching nothing, an unreachable list
+            out.append({"input": shown, "files": None, "problem": str(e)})
+    return out
 
 
 def open_raw(path: str):
