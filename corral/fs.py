@@ -70,13 +70,18 @@ def size(path: str) -> int:
     return os.path.getsize(local_path(path))
 
 
-def sha256_of(path: str, chunk: int = 4 << 20) -> str:
-    """sha256 of a file's raw bytes, streamed."""
-    h = hashlib.sha256()
+def digest_of(path: str, algorithm: str = "sha256", chunk: int = 4 << 20) -> str:
+    """A hashlib digest (sha256, sha1, md5, …) of a file's raw bytes, streamed."""
+    h = hashlib.new(algorithm)
     with open_read(path) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_of(path: str, chunk: int = 4 << 20) -> str:
+    """sha256 of a file's raw bytes, streamed."""
+    return digest_of(path, "sha256", chunk)
 
 
 def list_files(folder: str) -> list[str]:

@@ -17,7 +17,6 @@ the manifest that reads the local files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Any
 
 from corral import fs
 from corral.manifests.mixture import ManifestError, load_mixture
-from corral.pipeline.inputs import InputError, match_inputs, read_paths_list
+from corral.pipeline.inputs import InputError, match_inputs, paths_list_problem, read_paths_list
 
 PARALLEL = 4            # downloads at once (corral's choice: polite to one publisher)
 PART = ".part"          # a download in progress
@@ -137,8 +136,6 @@ def _download(job: Job, progress: _Progress, sums: dict, lock: threading.Lock) -
     else:
         src, size, mode, have = fs.open_read(job.url), None, "wb", 0
     with src, open(part, mode) as out:
-        if mode == "wb":
-            out.truncate(0)
         while True:
             chunk = src.read(1 << 20)
             if not chunk:
@@ -150,15 +147,12 @@ def _download(job: Job, progress: _Progress, sums: dict, lock: threading.Lock) -
     got = os.path.getsize(part)
     if size is not None and got != size:
         raise OSError(f"{job.url}: {got} bytes on disk, the server says {size}")
-    if expected:
+    if expected:  # over the whole file: a resumed .part holds bytes of an earlier run
         algo, digest = expected
-        h = hashlib.new(algo)
-        with open(part, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != digest:
+        got_digest = fs.digest_of(part, algo)
+        if got_digest != digest:
             os.remove(part)
-            raise OSError(f"{job.url}: {algo} {h.hexdigest()} differs from the publisher's {digest}")
+            raise OSError(f"{job.url}: {algo} {got_digest} differs from the publisher's {digest}")
     os.replace(part, job.dest)
     return "done"
 
@@ -186,16 +180,19 @@ def plan(manifest_path: str, to: str, only: str | None, limit: int | None) -> tu
             field_ = f"{manifest_path}: sources.{name}.inputs[{i}]"
             if isinstance(item, dict):
                 limits = [x for x in (item.get("limit"), limit) if x]
-                spec = {**item, "limit": min(limits) if limits else None}
+                base = item.get("base") or item["paths"].rsplit("/", 1)[0]
+                spec = {**item, "base": base, "limit": min(limits) if limits else None}
+                list_dest = item["paths"]
                 try:
-                    files = read_paths_list(spec, field_)
+                    if fs.is_remote(item["paths"]):  # copied once, then read from the copy
+                        list_dest = local_path_of(item["paths"], to)
+                        try:
+                            fs.atomic_write_bytes(list_dest, fs.read_bytes(item["paths"]))
+                        except OSError as e:
+                            raise paths_list_problem(field_, item["paths"], e) from e
+                    files = read_paths_list({**spec, "paths": list_dest}, field_)
                 except InputError as e:
                     raise FetchError(str(e)) from e
-                list_dest = local_path_of(item["paths"], to) if fs.is_remote(item["paths"]) else item["paths"]
-                if fs.is_remote(item["paths"]):
-                    os.makedirs(os.path.dirname(list_dest), exist_ok=True)
-                    fs.atomic_write_bytes(list_dest, fs.read_bytes(item["paths"]))
-                base = item.get("base") or item["paths"].rsplit("/", 1)[0]
                 copy = {"paths": list_dest, "base": local_path_of(base, to) if fs.is_remote(base) else base}
                 for key in ("every", "limit"):
                     if spec.get(key):
@@ -247,7 +244,7 @@ def fetch(manifest_path: str, to: str, only: str | None = None, limit: int | Non
     raw["description"] = (f"{raw['description']} " if raw["description"] else "") + \
         f"(local copy by corral fetch of {os.path.abspath(manifest_path)})"
     fs.atomic_write_bytes(copy, yaml.safe_dump(raw, sort_keys=False, allow_unicode=True).encode("utf-8"))
-    with open(os.path.join(to, "fetch.json"), "w", encoding="utf-8") as f:
-        json.dump({"manifest": os.path.abspath(manifest_path), "done": report.done, "complete": report.complete,
-                   "missing": report.missing, "failed": report.failed}, f, indent=1)
+    record = {"manifest": os.path.abspath(manifest_path), "done": report.done, "complete": report.complete,
+              "missing": report.missing, "failed": report.failed}
+    fs.atomic_write_bytes(os.path.join(to, "fetch.json"), json.dumps(record, indent=1).encode("utf-8"))
     return report, copy

@@ -60,6 +60,13 @@ def remote_problem(pattern: str, e: Exception) -> str:
     return f"{SCHEME_NEEDS[scheme]} ({text})" if scheme in SCHEME_NEEDS else text
 
 
+def paths_list_problem(field: str, where: str, e: Exception) -> InputError:
+    """The one-line error for a paths list that cannot be read."""
+    if isinstance(e, FileNotFoundError):
+        return InputError(f"{field}.paths: {where!r}: no such paths list ({e})")
+    return InputError(f"{field}.paths: {where!r} cannot be read ({type(e).__name__}: {e})")
+
+
 def read_paths_list(spec: dict, field: str = "inputs[0]") -> list[str]:
     """The files a paths list names: its lines (blank lines and `#` comments skipped), every
     `every`-th of them, the first `limit`, each joined to `base` (default: the list's folder)
@@ -68,10 +75,8 @@ def read_paths_list(spec: dict, field: str = "inputs[0]") -> list[str]:
     try:
         with open_input(where) as f:
             text = f.read().decode("utf-8")
-    except FileNotFoundError as e:
-        raise InputError(f"{field}.paths: {where!r}: no such paths list ({e})") from e
     except (OSError, UnicodeDecodeError, EOFError) as e:
-        raise InputError(f"{field}.paths: {where!r} cannot be read ({type(e).__name__}: {e})") from e
+        raise paths_list_problem(field, where, e) from e
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     chosen = lines[::spec.get("every") or 1][:spec.get("limit")]
     base = spec.get("base") or where.rsplit("/", 1)[0]
