@@ -104,19 +104,33 @@ def _why(e: Exception) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0][:200]}"
 
 
+def _refuse_4xx(url: str, resp: requests.Response) -> None:
+    """A 4xx answer is the file's answer: 404 is FileNotFoundError, others HttpInputError."""
+    if resp.status_code < 400:
+        return
+    resp.close()
+    if resp.status_code == 404:
+        raise FileNotFoundError(f"{url}: HTTP 404 (not found)")
+    raise HttpInputError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+
+
+def _length(resp: requests.Response) -> int | None:
+    length = resp.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
+
+
+def _ranges(resp: requests.Response) -> bool:
+    return resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+
+
 def head(url: str) -> dict[str, Any]:
     """Size, ETag and Range support of a URL (HEAD, or a GET's headers where HEAD is refused)."""
     resp = _retrying("HEAD", url, lambda: session().head(url, allow_redirects=True, timeout=TIMEOUT_S))
     if resp.status_code in (405, 501):
         resp = _retrying("GET", url, lambda: session().get(url, stream=True, timeout=TIMEOUT_S))
         resp.close()
-    if resp.status_code == 404:
-        raise FileNotFoundError(f"{url}: HTTP 404 (not found)")
-    if resp.status_code >= 400:
-        raise HttpInputError(f"{url}: HTTP {resp.status_code} {resp.reason}")
-    length = resp.headers.get("Content-Length")
-    return {"size": int(length) if length and length.isdigit() else None, "etag": resp.headers.get("ETag"),
-            "ranges": resp.headers.get("Accept-Ranges", "").lower() == "bytes",
+    _refuse_4xx(url, resp)
+    return {"size": _length(resp), "etag": resp.headers.get("ETag"), "ranges": _ranges(resp),
             "modified": resp.headers.get("Last-Modified")}
 
 
@@ -143,17 +157,10 @@ class HttpReader(io.RawIOBase):
                 headers["If-Range"] = self.etag
         resp = _retrying("GET", self.url, lambda: session().get(self.url, stream=True, headers=headers,
                                                                timeout=TIMEOUT_S))
-        if resp.status_code == 404:
-            resp.close()
-            raise FileNotFoundError(f"{self.url}: HTTP 404 (not found)")
-        if resp.status_code >= 400:
-            resp.close()
-            raise HttpInputError(f"{self.url}: HTTP {resp.status_code} {resp.reason}")
+        _refuse_4xx(self.url, resp)
         etag = resp.headers.get("ETag")
         if first:
-            length = resp.headers.get("Content-Length")
-            self.size = int(length) if length and length.isdigit() else None
-            self.etag, self.ranges = etag, resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+            self.size, self.etag, self.ranges = _length(resp), etag, _ranges(resp)
             if start and resp.status_code == 206:
                 self.pos, self.ranges = start, True
                 total = resp.headers.get("Content-Range", "").rsplit("/", 1)[-1]
@@ -169,8 +176,8 @@ class HttpReader(io.RawIOBase):
                     resp.close()
                     raise HttpInputError(f"{self.url}: resumed at byte {start}, not {self.pos}")
             else:  # no Range support (or the file changed and If-Range gave it whole): read to where we were
-                length = resp.headers.get("Content-Length")
-                if self.size is not None and length and length.isdigit() and int(length) != self.size:
+                length = _length(resp)
+                if self.size is not None and length is not None and length != self.size:
                     resp.close()
                     raise HttpInputError(f"{self.url}: changed while it was read ({self.size} → {length} bytes)")
                 skip = self.pos
