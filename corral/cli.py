@@ -281,9 +281,7 @@ def cmd_train(args) -> int:
     if problem:
         return _say("train", problem)
     if args.overwrite and args.resume:
-        print("corral train: --overwrite clears the run that --resume would continue: give one of them",
-              file=sys.stderr)
-        return USAGE
+        return _say("train", "--overwrite clears the run that --resume would continue: give one of them")
     overrides = {"out": args.out, "model": args.model, "run_dir": args.run_dir, "steps": args.steps,
                  "seq_len": args.seq_len, "batch_tokens": args.batch_tokens, "micro_batch": args.micro_batch,
                  "attn": args.attn, "ac": args.ac, "compile": True if args.compile else None,
@@ -334,13 +332,11 @@ def cmd_train(args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:
-        name = signal.Signals(received[0]).name
-        print(f"corral train: stopped by {name}; continue with the same command and --resume", file=sys.stderr)
-        return 128 + received[0]
+        return _say("train", f"stopped by {signal.Signals(received[0]).name}; continue with the same command and "
+                    "--resume", 128 + received[0])
     if code < 0:  # the launcher itself was killed; its ranks die with it (PR_SET_PDEATHSIG)
-        print(f"corral train: the launcher was killed by {signal.Signals(-code).name}; resume from the last "
-              "checkpoint with --resume", file=sys.stderr)
-        return 128 - code
+        return _say("train", f"the launcher was killed by {signal.Signals(-code).name}; resume from the last "
+                    "checkpoint with --resume", 128 - code)
     return code
 
 

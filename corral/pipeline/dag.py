@@ -210,10 +210,11 @@ def _merge_examples(out: str, source: str) -> None:
         for reason, rows in json.loads(fs.read_bytes(path)).items():
             room = EXAMPLES_PER_REASON - len(merged.setdefault(reason, []))
             merged[reason] += rows[:max(0, room)]
-    fs.remove([fs.join(out, f"examples/{source}.json")])
+    dest = fs.join(out, f"examples/{source}.json")
     if merged:
-        fs.atomic_write_bytes(fs.join(out, f"examples/{source}.json"),
-                              json.dumps(merged, ensure_ascii=False, indent=1).encode("utf-8"))
+        fs.atomic_write_bytes(dest, json.dumps(merged, ensure_ascii=False, indent=1).encode("utf-8"))
+    else:  # none this time: no stale file from an earlier build
+        fs.remove([dest])
 
 
 def _merge_errors(out: str, source: str) -> None:

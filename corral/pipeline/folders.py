@@ -16,7 +16,7 @@ import os
 from corral import fs
 from corral.pipeline.phases import BUILD_DIR
 
-OWNER = "owner.json"  # OUT/_build/owner.json: {"kind": "build" | "dedup", "name": …, "manifest": …}
+OWNER = "owner.json"  # OUT/_build/owner.json: {"kind": "build" | "dedup", "name": …}
 # Top-level entries corral writes into a build or dedup folder (and `--overwrite` may clear).
 ENTRIES = {"manifest.json", "docs", "tokens", "errors", "models", "tokenizer", "report.html", "clusters.arrow",
            "removed.jsonl", "errors.jsonl", "examples", BUILD_DIR, "_tokenize"}
@@ -26,9 +26,14 @@ class FolderInUse(ValueError):
     """The output folder holds another build or job, or files corral did not write."""
 
 
+def _owner_path(out: str) -> str:
+    return fs.join(out, f"{BUILD_DIR}/{OWNER}")
+
+
 def owner(out: str) -> dict | None:
-    """Who the folder belongs to: its owner record, or what its finished manifest names."""
-    for path, pick in ((fs.join(out, f"{BUILD_DIR}/{OWNER}"), lambda d: d),
+    """Who the folder belongs to ({"kind", "name"}): its owner record, or what its finished
+    manifest names."""
+    for path, pick in ((_owner_path(out), lambda d: d),
                        (fs.join(out, "manifest.json"), _from_manifest)):
         try:
             return pick(json.loads(fs.read_bytes(path)))
@@ -40,14 +45,13 @@ def owner(out: str) -> dict | None:
 def _from_manifest(data: dict) -> dict:
     mixture = data["mixture"]
     kind = "dedup" if mixture.get("name") == "dedup" and "dedup" in data.get("settings", {}) else "build"
-    return {"kind": kind, "name": mixture["name"] if kind == "build" else data["settings"]["dedup"].get("fingerprint"),
-            "manifest": mixture.get("path")}
+    return {"kind": kind, "name": mixture["name"] if kind == "build" else data["settings"]["dedup"].get("fingerprint")}
 
 
 def claim(out: str, kind: str, name: str, flag: str, overwrite: bool, what: str, redo: str) -> None:
     """Refuse `out` unless it is new, empty, or already this `kind` and `name`; with `overwrite`,
-    clear corral's entries of another one. Then record the claim. `what` names the current owner in
-    messages; `redo` says how to continue the folder's own build."""
+    clear corral's entries of another one. Then record the claim. `what` names the claimant in
+    messages; `redo` says how to continue the folder's own build or job."""
     if not fs.is_remote(out) and os.path.isdir(out):
         foreign = sorted(n for n in os.listdir(out) if n not in ENTRIES)
         if foreign:
@@ -61,7 +65,7 @@ def claim(out: str, kind: str, name: str, flag: str, overwrite: bool, what: str,
             raise FolderInUse(f"{flag} {out} holds {mine}, not {what}: {redo}, "
                               f"choose a new {flag}, or pass --overwrite to clear it")
         clear(out)
-    fs.atomic_write_bytes(fs.join(out, f"{BUILD_DIR}/{OWNER}"), json.dumps({"kind": kind, "name": name}).encode("utf-8"))
+    fs.atomic_write_bytes(_owner_path(out), json.dumps({"kind": kind, "name": name}).encode("utf-8"))
 
 
 def clear(out: str) -> None:

@@ -243,7 +243,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         charts.append(("epochs", "Epochs per source in training (red: heavy repetition)", _png(fig)))
 
     # 9. stage times: the seconds the build's tasks ran, per source and phase
-    times = {n: (manifest.stats.get("sources", {}).get(n) or {}).get("task_seconds") or {} for n in names}
+    times = {n: _task_seconds(manifest, n) for n in names}
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * max(1, len(names))))
     if any(times.values()):
         phases = sorted({p for t in times.values() for p in t})
@@ -318,14 +318,18 @@ def _table(manifest: BuildManifest, paper: dict[str, float]) -> str:
             "<th>errors</th><th>bytes</th><th>tokens</th></tr>" + "".join(rows) + "</table>")
 
 
+def _task_seconds(manifest: BuildManifest, source: str) -> dict[str, float]:
+    """Seconds the source's tasks ran, per phase (summed over workers), as the build recorded them."""
+    return (manifest.stats.get("sources", {}).get(source) or {}).get("task_seconds") or {}
+
+
 def _stage_table(manifest: BuildManifest) -> str:
     rows = []
     for name, sb in manifest.sources.items():
-        took = sum(((manifest.stats.get("sources", {}).get(name) or {}).get("task_seconds") or {}).values())
-        rate = f"{sb.funnel.input / took:,.0f}" if took else ""
-        rows.append(f"<tr><td>{html.escape(display(name))}</td><td>{took:,.1f}</td><td>{sb.funnel.input:,}</td>"
-                    f"<td>{rate}</td><td>{sb.bytes / took / 1e6:,.2f}</td></tr>" if took else
-                    f"<tr><td>{html.escape(display(name))}</td><td></td><td>{sb.funnel.input:,}</td><td></td><td></td></tr>")
+        took = sum(_task_seconds(manifest, name).values())
+        cells = [f"{took:,.1f}", f"{sb.funnel.input:,}", f"{sb.funnel.input / took:,.0f}",
+                 f"{sb.bytes / took / 1e6:,.2f}"] if took else ["", f"{sb.funnel.input:,}", "", ""]
+        rows.append(f"<tr><td>{html.escape(display(name))}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     wall = manifest.stats.get("seconds")
     return ("<table><tr><th>source</th><th>task seconds</th><th>input records</th><th>records / task second</th>"
             "<th>kept MB / task second</th></tr>" + "".join(rows) + "</table>"

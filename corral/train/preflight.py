@@ -19,7 +19,7 @@ from corral.shards import file_exists
 from corral.train import memory
 from corral.train.checkpoint import CKPT_DIR, complete_checkpoints
 from corral.train.config import TrainConfig
-from corral.train.model import CONFIGS, model_args
+from corral.train.model import model_args
 
 # Fields a resumed run must share with its checkpoint (the shapes and the data order) …
 SAME_RUN = ("model", "seq_len", "micro_batch", "batch_tokens", "seed", "val_fraction", "doc_mask")
@@ -37,8 +37,6 @@ class PreflightError(ValueError):
 class RunPlan:
     """What the launch will do with the run folder."""
 
-    resume_from: str | None = None     # the checkpoint folder a --resume continues
-    resume_step: int = 0
     finished: bool = False             # --resume of a run already at its last step, export written
     clear: bool = False                # --overwrite of a used folder
     notes: list[str] = field(default_factory=list)
@@ -145,10 +143,10 @@ def plan_run_dir(cfg: TrainConfig, world: int, overwrite: bool, reschedule: bool
                              f"{world}: resume with the same --nproc × --nnodes")
     then = meta.get("config", {})
     shape = {k: v for k, v in meta.get("model_args", {}).items() if k in SHAPE}
-    now = {k: getattr(model_args(cfg.model, vocab_size=shape.get("vocab_size", 32000)), k) for k in shape} \
-        if cfg.model in CONFIGS else {}
+    args = model_args(cfg.model, vocab_size=shape.get("vocab_size", 32000))  # cfg is resolved: a known model
+    now = {k: getattr(args, k) for k in shape}
     changed = [f"{k} {then.get(k)!r} → {getattr(cfg, k)!r}" for k in SAME_RUN if k in then and then[k] != getattr(cfg, k)]
-    changed += [f"{k} {shape[k]} → {now[k]}" for k in shape if now and shape[k] != now[k]]
+    changed += [f"{k} {shape[k]} → {now[k]}" for k in shape if shape[k] != now[k]]
     if changed:
         raise PreflightError(f"--resume: {path} is another run's shape or data order ({'; '.join(changed)}): "
                              "resume with its settings (RUN/config.json), or start a new --run-dir")
@@ -164,7 +162,7 @@ def plan_run_dir(cfg: TrainConfig, world: int, overwrite: bool, reschedule: bool
     if finished:
         notes = [f"{run} finished at step {step} of {cfg.steps}: nothing to train (a larger --steps with "
                  "--reschedule trains on)"]
-    return RunPlan(resume_from=path, resume_step=step, finished=finished, notes=notes)
+    return RunPlan(finished=finished, notes=notes)
 
 
 def prepare_run_dir(run_dir: str, plan: RunPlan) -> None:

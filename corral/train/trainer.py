@@ -107,7 +107,8 @@ class Trainer:
         self.accum = cfg.accum(self.world)
         self.metrics = MetricsFile(os.path.join(cfg.run_dir, "metrics.jsonl"), self.rank == 0)
         self.step, self.skipped = 0, 0
-        self.stop, self.stop_at_step, self.stop_signum = stop or StopSignal(), 0, 0
+        self.stop = stop or StopSignal()
+        self.stop_signum = 0  # the signal every rank agreed to stop on (0: none)
         self.per_token = flops_per_token(self.n_params_no_emb, self.args.n_layers, self.args.dim, cfg.seq_len)
         self.peak = peak_flops(self.device)
         self.val = self.loader.validation(cfg.val_windows)
@@ -163,8 +164,8 @@ class Trainer:
             grad_norm = grad_norm.full_tensor()
         dist.all_reduce(total)
         loss_value, norm_value = float(total[0]) / self.world, float(grad_norm)
-        if float(total[1]) and not self.stop_at_step:  # some rank was signalled: all stop after this step
-            self.stop_at_step, self.stop_signum = self.step + 1, self.stop.signum or int(signal.SIGTERM)
+        if float(total[1]) and not self.stop_signum:  # some rank was signalled: all stop after this step
+            self.stop_signum = self.stop.signum or int(signal.SIGTERM)
         finite = math.isfinite(loss_value) and math.isfinite(norm_value)
         if finite:
             self.opt.step()
@@ -222,7 +223,7 @@ class Trainer:
         last_saved, first = self.step, self.step
         end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
         t_start, t_second = time.perf_counter(), None
-        while self.step < end and not self.stop_at_step:
+        while self.step < end and not self.stop_signum:
             row = self.train_step()
             if self.step == first + 1:
                 t_second = time.perf_counter()  # the first step pays for warm-up and compilation
@@ -238,14 +239,14 @@ class Trainer:
             self.save()
         ckpt_path = ckpt.checkpoint_path(cfg.run_dir, self.step)
         export_dir = os.path.join(cfg.run_dir, "export")
-        if cfg.export and self.step == cfg.steps and not self.stop_at_step:
+        if cfg.export and self.step == cfg.steps and not self.stop_signum:
             sd = par.full_state_dict(self.model)
             if self.rank == 0:
                 ckpt.export(sd, self.args, export_dir, self.tokenizer_model)
         dist.barrier()
         if self.rank == 0:
             took = _duration(time.perf_counter() - t_start)
-            if self.stop_at_step:
+            if self.stop_signum:
                 name = signal.Signals(self.stop_signum).name
                 print(f"{name} at step {self.step} of {cfg.steps}: checkpoint {ckpt_path} ({took}); "
                       "continue with --resume", flush=True)
@@ -256,13 +257,13 @@ class Trainer:
                 print(f"finished: step {self.step} of {cfg.steps} in {took}; checkpoint {ckpt_path}"
                       + (f"; export {export_dir}/hf (transformers' AutoModelForCausalLM and AutoTokenizer) and "
                          f"{export_dir}/meta (Meta's layout)" if cfg.export else ""), flush=True)
-        return 128 + self.stop_signum if self.stop_at_step else 0
+        return 128 + self.stop_signum if self.stop_signum else 0
 
     def _print_progress(self, row: dict, first: int, t_second: float | None) -> None:
         cfg = self.cfg
         val = row.get("val_loss")
         m = f"  mfu {row['mfu']:.1%}" if row["mfu"] is not None else ""
-        seen = self.step * self.world * self.accum * cfg.micro_batch * cfg.seq_len
+        seen = self.step * cfg.batch_tokens  # batch_tokens = ranks × accumulation × micro-batch × seq_len
         eta = ""
         done_since = self.step - first - 1
         if t_second is not None and done_since > 0:
