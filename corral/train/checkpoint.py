@@ -73,32 +73,62 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def save(run_dir: str, step: int, model, optimizer, scheduler, loader, meta: dict[str, Any], keep: int) -> str:
-    """Write checkpoint `step` (collective: every rank calls it); return its folder."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
+class Checkpointer:
+    """Writes checkpoints, with `dcp.async_save` when `asynchronous`: the state is staged to host
+    memory while training waits, then written by a background thread over a gloo process group of
+    its own (so its collectives never interleave with training's), while training goes on. A
+    checkpoint becomes complete (meta.json, rename, pruning) when its writes have finished: at the
+    next save, or at `wait()`, which the trainer calls before it exits."""
 
-    rank = dist.get_rank()
-    final = checkpoint_path(run_dir, step)
-    tmp = final + ".tmp"
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp, exist_ok=True)
-    dist.barrier()
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
-    torch.save({"rng": _rng_state(), "loader": loader.state_dict()}, os.path.join(tmp, f"rank-{rank}.pt"))
-    dist.barrier()
-    if rank == 0:
-        with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-            json.dump({**meta, "step": step, "scheduler": scheduler.state_dict(),
-                       "world_size": dist.get_world_size()}, f, indent=2, default=str)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for _, old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-    dist.barrier()
-    return final
+    def __init__(self, run_dir: str, keep: int, asynchronous: bool):
+        self.run_dir, self.keep, self.asynchronous = run_dir, keep, asynchronous
+        self._group = dist.new_group(backend="gloo") if asynchronous else None
+        self._pending: tuple[Any, str, str, dict[str, Any]] | None = None
+
+    def save(self, step: int, model, optimizer, scheduler, loader_state: dict[str, Any], meta: dict[str, Any]) -> str:
+        """Start checkpoint `step` (collective: every rank calls it); return its final folder."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        self.wait()
+        rank = dist.get_rank()
+        final = checkpoint_path(self.run_dir, step)
+        tmp = final + ".tmp"
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp, exist_ok=True)
+        dist.barrier()
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        if self.asynchronous:
+            future = dcp.async_save(state, checkpoint_id=tmp, process_group=self._group)
+        else:
+            dcp.save(state, checkpoint_id=tmp)
+            future = None
+        torch.save({"rng": _rng_state(), "loader": loader_state}, os.path.join(tmp, f"rank-{rank}.pt"))
+        full_meta = {**meta, "step": step, "scheduler": scheduler.state_dict(), "world_size": dist.get_world_size()}
+        self._pending = (future, tmp, final, full_meta)
+        if not self.asynchronous:
+            self.wait()
+        return final
+
+    def wait(self) -> None:
+        """Finish the checkpoint in flight, if any (collective)."""
+        if self._pending is None:
+            return
+        future, tmp, final, meta = self._pending
+        self._pending = None
+        if future is not None:
+            future.result()
+        dist.barrier()
+        if dist.get_rank() == 0:
+            with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=2, default=str)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for _, old in complete_checkpoints(self.run_dir)[:-self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        dist.barrier()
 
 
 def load(path: str, model, optimizer, scheduler, loader, manifest_sha256: str) -> dict[str, Any]:

@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from corral.train.attention import BACKENDS
-from corral.train.model import CONFIGS
+from corral.train.model import CONFIGS, model_args
 from corral.train.parallel import AC_MODES
 
 # RECIPE.md §1.3, Table 2: peak learning rate; batch 4M tokens for every paper size.
 PAPER_LR = {"7B": 3.0e-4, "13B": 3.0e-4, "33B": 1.5e-4, "65B": 1.5e-4}
 PAPER_BATCH_TOKENS = 4 * 1024 * 1024
 PAPER_SEQ_LEN = 2048   # LLaMA-1's released context (RECIPE.md §1.2: not stated in the paper)
+DEFAULT_MICRO_BATCH = 8  # corral's choice off GPUs and for the small shapes
 CKPT_EVERY = 200       # corral's choice: the most steps between checkpoints (short runs save every tenth)
 
 
@@ -32,7 +33,7 @@ class TrainConfig:
     run_dir: str = "run"
     steps: int = 1000
     seq_len: int | None = None          # default: 2048 for paper sizes, the model's max_seq_len otherwise
-    micro_batch: int = 8                # sequences per forward/backward on each rank
+    micro_batch: int | None = None      # sequences per forward/backward on each rank (default: see resolved)
     batch_tokens: int | None = None     # tokens per optimizer step (all ranks, all micro-batches)
     lr: float | None = None
     warmup: int | None = None           # default: LLaMA's 2,000, capped at a tenth of the steps
@@ -41,8 +42,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     attn: str = "sdpa"
     doc_mask: bool = False              # mask attention across packed documents
-    ac: str = "none"
-    compile: bool = False
+    ac: str | None = None               # activation checkpointing: none | full | selective
+    compile: bool | None = None         # torch.compile each block
+    replicas: int | None = None         # HSDP replica groups (default: one per node; 1 is plain FSDP)
+    async_checkpoint: bool = True       # dcp.async_save: training goes on while a checkpoint is written
     dtype: str = "auto"                 # auto: bf16 parameters with fp32 reductions on CUDA, fp32 on CPU
     seed: int = 0
     val_fraction: float = 0.01
@@ -56,13 +59,27 @@ class TrainConfig:
     stop_at: int | None = None          # leave after this step with a checkpoint (time-limited jobs; resume later)
     export: bool = True
 
-    def resolved(self, world: int) -> "TrainConfig":
-        """Fill the defaults that depend on the model and world size; check every field."""
+    def resolved(self, world: int, gpu_bytes: int | None = None) -> "TrainConfig":
+        """Fill the defaults that depend on the model, the world size and (on CUDA) the GPU's memory;
+        check every field. A paper size on GPUs gets the named configuration that fits
+        (`corral.train.plan.fit`: micro-batch, activation checkpointing, compile); anything else
+        micro-batch 8, no checkpointing, eager."""
         c = TrainConfig(**asdict(self))
         if c.model not in CONFIGS:
             raise ConfigError(f"model: {c.model!r} is not one of {', '.join(CONFIGS)}")
         paper = c.model in PAPER_LR
         c.seq_len = c.seq_len or (PAPER_SEQ_LEN if paper else CONFIGS[c.model].get("max_seq_len", 2048))
+        if paper and gpu_bytes and None in (c.micro_batch, c.ac, c.compile):
+            from corral.train.plan import fit
+
+            shape = model_args(c.model, max_seq_len=c.seq_len)
+            f = fit(shape, c.seq_len, world, gpu_bytes, c.batch_tokens or PAPER_BATCH_TOKENS)
+            c.micro_batch = c.micro_batch or f.micro_batch
+            c.ac = c.ac or f.ac
+            c.compile = f.compile if c.compile is None else c.compile
+        c.micro_batch = c.micro_batch or DEFAULT_MICRO_BATCH
+        c.ac = c.ac or "none"
+        c.compile = bool(c.compile)
         c.batch_tokens = c.batch_tokens or (PAPER_BATCH_TOKENS if paper else c.micro_batch * c.seq_len * world)
         c.lr = c.lr or PAPER_LR.get(c.model, 3e-3 if c.model == "tiny" else 1e-3)
         c.warmup = c.warmup if c.warmup is not None else min(2000, max(1, c.steps // 10))
@@ -78,6 +95,8 @@ class TrainConfig:
                   ("steps", c.steps >= 1, "≥ 1"), ("micro_batch", c.micro_batch >= 1, "≥ 1"),
                   ("seq_len", c.seq_len >= 8, "≥ 8"), ("keep", c.keep >= 1, "≥ 1"),
                   ("ckpt_every", c.ckpt_every >= 1, "≥ 1"),
+                  ("replicas", c.replicas is None or (c.replicas >= 1 and world % c.replicas == 0),
+                   f"≥ 1 and divide the {world} ranks"),
                   ("val_fraction", 0 <= c.val_fraction < 1, "in [0, 1)")]
         for name, ok, want in checks:
             if not ok:

@@ -7,7 +7,9 @@ a profile of a 768-dim model, a 16 MB SwiGLU product took 12 ms, almost all of i
 PyTorch's CPU allocator can ask for transparent huge pages for buffers of 2 MB and more
 (`THP_MEM_ALLOC_ENABLE`, read once when torch loads), which cuts those faults 512-fold; the
 workers get it unless the caller's environment says otherwise. It changes no numbers, and CUDA
-memory does not go through that allocator.
+memory does not go through that allocator. On CUDA the caching allocator gets expandable segments,
+so memory freed between micro-batches of different shapes is reused rather than fragmented
+(torchtitan's default).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import sys
 from collections.abc import Mapping
 
 # PyTorch c10 alloc_cpu: madvise(MADV_HUGEPAGE) on CPU buffers ≥ 2 MB when this is "1"
-WORKER_ENV_DEFAULTS = {"THP_MEM_ALLOC_ENABLE": "1"}
+WORKER_ENV_DEFAULTS = {"THP_MEM_ALLOC_ENABLE": "1",
+                       # PyTorch CUDA caching allocator: grow segments in place instead of new blocks
+                       "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
 
 
 def worker_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -7,8 +7,12 @@ layer is that of Korthikanti et al. 2022 ("Reducing Activation Recomputation in 
 Models", §4.1) adapted to LLaMA's block: the inputs of the two norms and four projections, q, k,
 v, the attention output, and the three SwiGLU tensors of width ffn_hidden (plus the seq² attention
 probabilities where the kernel keeps them, the CPU math path). Full activation checkpointing keeps
-only each block's input; selective keeps the matmul outputs. It is an estimate meant to catch a run
-that cannot fit (a 7B model on a laptop), not to place the last gigabyte.
+only each block's input; selective keeps every other matmul output and the attention output
+(torchtitan's policy, `corral.train.parallel`). With bf16 compute, FSDP also holds gathered bf16
+copies of two blocks (the one computing and the one prefetched) and of the root's embedding and
+output matrices; the fused loss holds one chunk of logits and an fp32 output-weight gradient.
+It is an estimate meant to catch a run that cannot fit (a 7B model on a laptop) and to size a GPU
+run (`corral train --plan`), not to place the last gigabyte.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from corral.train.loss import CHUNK_ELEMENTS
+from corral.train.loss import chunk_elements
 from corral.train.model import ModelArgs, ffn_hidden_dim
 
 STATE_BYTES_PER_PARAM = 16   # fp32 weight + fp32 gradient + AdamW exp_avg + exp_avg_sq (4 bytes each)
@@ -36,14 +40,15 @@ class Estimate:
     state_bytes: int        # per rank
     activation_bytes: int   # per rank
     logits_bytes: int       # per rank
+    gathered_bytes: int = 0  # per rank: FSDP's unsharded bf16 blocks and root
 
     @property
     def per_rank(self) -> int:
-        return int((self.state_bytes + self.activation_bytes + self.logits_bytes) * OVERHEAD)
+        return int((self.state_bytes + self.activation_bytes + self.logits_bytes + self.gathered_bytes) * OVERHEAD)
 
 
 def estimate(a: ModelArgs, micro_batch: int, seq_len: int, world: int, ac: str, act_bytes: int,
-             attention_probs: bool) -> Estimate:
+             attention_probs: bool, cuda: bool = False) -> Estimate:
     """Memory per rank for one micro-batch's forward and backward with FSDP over `world` ranks."""
     p = num_params(a)
     tokens = micro_batch * seq_len
@@ -54,11 +59,14 @@ def estimate(a: ModelArgs, micro_batch: int, seq_len: int, world: int, ac: str, 
     if ac == "full":
         acts = a.n_layers * tokens * a.dim * act_bytes + per_layer
     elif ac == "selective":
-        acts = a.n_layers * tokens * (7 * a.dim + 2 * f) * act_bytes + tokens * probs
+        acts = a.n_layers * tokens * (4 * a.dim + f) * act_bytes + tokens * probs
     else:
         acts = a.n_layers * per_layer
-    logits = CHUNK_ELEMENTS * 4 * 2  # one chunk of fp32 logits and its gradient (corral.train.loss)
-    return Estimate(p, STATE_BYTES_PER_PARAM * p // world, acts, logits)
+    # one chunk of fp32 logits and its gradient, and the fp32 output-weight gradient (corral.train.loss)
+    logits = chunk_elements(cuda) * 4 * 2 + a.vocab_size * a.dim * 4
+    block = 4 * a.dim * a.dim + 3 * a.dim * f
+    gathered = (2 * block + 2 * a.vocab_size * a.dim) * act_bytes if act_bytes < 4 or world > 1 else 0
+    return Estimate(p, STATE_BYTES_PER_PARAM * p // world, acts, logits, gathered)
 
 
 def host_available() -> int | None:
@@ -91,7 +99,7 @@ def gpu_total() -> int | None:
 
 def count(n: int) -> str:
     """A parameter count the way papers write it: 6.7B, 125M, 619K."""
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
             return f"{n / size:.{1 if n < 100 * size else 0}f}{unit}"
     return str(n)

@@ -13,27 +13,47 @@ from typing import Any
 
 import torch
 
-# Dense bf16 peak FLOP/s per device, from the vendors' datasheets (no sparsity).
+# Dense bf16 peak FLOP/s per device, from the vendors' datasheets (no sparsity). Names are matched
+# longest prefix first, so "NVIDIA H200 NVL" is not taken for the SXM "NVIDIA H200".
 PEAK_FLOPS: dict[str, float] = {
+    "NVIDIA B200": 2250e12,
+    "NVIDIA B100": 1750e12,
+    "NVIDIA GB200": 2500e12,
+    "NVIDIA GH200": 989e12,
+    "NVIDIA H200 NVL": 835e12,
+    "NVIDIA H200": 989e12,             # H200 SXM
     "NVIDIA H100 80GB HBM3": 989e12,   # H100 SXM
     "NVIDIA H100 PCIe": 756e12,
     "NVIDIA H100 NVL": 835e12,
-    "NVIDIA H200": 989e12,
-    "NVIDIA A100-SXM4-80GB": 312e12,
-    "NVIDIA A100-SXM4-40GB": 312e12,
-    "NVIDIA A100 80GB PCIe": 312e12,
-    "NVIDIA A100-PCIE-40GB": 312e12,
+    "NVIDIA H100": 989e12,
+    "NVIDIA H800 PCIe": 756e12,
+    "NVIDIA H800": 989e12,             # H800 SXM
+    "NVIDIA H20": 148e12,
+    "NVIDIA A100": 312e12,             # every A100 (SXM4/PCIe, 40/80 GB)
+    "NVIDIA A800": 312e12,
     "NVIDIA L40S": 362e12,
+    "NVIDIA L40": 181e12,
+    "NVIDIA L4": 121e12,
     "NVIDIA A10G": 125e12,
+    "NVIDIA A10": 125e12,
+    "NVIDIA RTX 6000 Ada Generation": 364e12,
+    "NVIDIA RTX A6000": 155e12,
 }
+
+
+def peak_of(name: str) -> float | None:
+    """The bf16 peak of a device name (as torch.cuda.get_device_name spells it), longest prefix first."""
+    for key in sorted(PEAK_FLOPS, key=len, reverse=True):
+        if name.startswith(key):
+            return PEAK_FLOPS[key]
+    return None
 
 
 def peak_flops(device: torch.device) -> float | None:
     """The device's bf16 peak, or None for an unknown device (and for CPUs)."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return PEAK_FLOPS.get(name) or next((v for k, v in PEAK_FLOPS.items() if name.startswith(k)), None)
+    return peak_of(torch.cuda.get_device_name(device))
 
 
 def flops_per_token(n_params_no_embedding: int, n_layers: int, dim: int, seq_len: int) -> float:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from corral.train.attention import attend
+from corral.train.attention import Documents, attend, documents
 from corral.train.loss import linear_cross_entropy
 
 ROPE_THETA = 10000.0  # RoPE base (Su et al.; Meta's reference code)
@@ -33,7 +33,7 @@ class ModelArgs:
     multiple_of: int = 256   # SwiGLU hidden size is rounded up to a multiple of this
     norm_eps: float = 1e-6
     max_seq_len: int = 2048
-    attn: str = "sdpa"       # attention backend: sdpa | xformers | reference
+    attn: str = "sdpa"       # attention backend: sdpa | flex | varlen | xformers | reference
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,13 +105,13 @@ class Attention(nn.Module):
         self.wv = nn.Linear(args.dim, args.n_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * self.head_dim, args.dim, bias=False)
 
-    def forward(self, x: torch.Tensor, freqs_cis: torch.Tensor, doc_ids: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, freqs_cis: torch.Tensor, docs: Documents | None = None):
         bsz, seqlen, _ = x.shape
         xq = self.wq(x).view(bsz, seqlen, self.n_heads, self.head_dim)
         xk = self.wk(x).view(bsz, seqlen, self.n_heads, self.head_dim)
         xv = self.wv(x).view(bsz, seqlen, self.n_heads, self.head_dim)
         xq, xk = apply_rotary_emb(xq, xk, freqs_cis)
-        out = attend(self.attn, xq, xk, xv, doc_ids)
+        out = attend(self.attn, xq, xk, xv, docs)
         return self.wo(out.reshape(bsz, seqlen, -1))
 
 
@@ -135,8 +135,8 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, eps=args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, eps=args.norm_eps)
 
-    def forward(self, x: torch.Tensor, freqs_cis: torch.Tensor, doc_ids: torch.Tensor | None = None):
-        h = x + self.attention(self.attention_norm(x), freqs_cis, doc_ids)
+    def forward(self, x: torch.Tensor, freqs_cis: torch.Tensor, docs: Documents | None = None):
+        h = x + self.attention(self.attention_norm(x), freqs_cis, docs)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -156,18 +156,22 @@ class Transformer(nn.Module):
     def _freqs(self) -> torch.Tensor:
         return precompute_freqs_cis(self.params.dim // self.params.n_heads, self.params.max_seq_len * 2)
 
-    def forward(self, tokens: torch.Tensor, doc_ids: torch.Tensor | None = None,
+    def forward(self, tokens: torch.Tensor, docs: Documents | torch.Tensor | None = None,
                 targets: torch.Tensor | None = None) -> torch.Tensor:
-        """int64 tokens (batch, seq) → logits (batch, seq, vocab); `doc_ids` masks across documents.
+        """int64 tokens (batch, seq) → logits (batch, seq, vocab). `docs` masks attention across packed
+        documents: their structure (`attention.documents`), or the (batch, seq) document ids, from
+        which it is built here, once for every layer.
 
         With `targets` (batch, seq) it returns instead the summed next-token cross-entropy, fused
         with the output projection so that no (batch·seq, vocab) tensor is ever held
         (`corral.train.loss`); the logits are the same either way."""
         seqlen = tokens.shape[1]
+        if docs is not None and not isinstance(docs, Documents):
+            docs = documents(self.params.attn, docs, tokens.device)
         h = self.tok_embeddings(tokens)
         freqs_cis = self.freqs_cis[:seqlen]
         for layer in self.layers:
-            h = layer(h, freqs_cis, doc_ids)
+            h = layer(h, freqs_cis, docs)
         h = self.norm(h)
         if targets is not None:
             return linear_cross_entropy(h, self.output.weight, targets)

@@ -1,6 +1,6 @@
 """Parallelism for the model, kept out of the model: process group, activation checkpointing,
-per-block `torch.compile`, FSDP2 `fully_shard` per block and at the root, and initialisation
-after sharding.
+per-block `torch.compile`, FSDP2 `fully_shard` per block and at the root (HSDP over a
+(replicas, shards) mesh on several nodes), and initialisation after sharding.
 
 The model is built on the meta device, wrapped, then materialised with `to_empty` and
 initialised parameter by parameter: each full initial value comes from a generator seeded by the
@@ -41,12 +41,12 @@ def init_distributed(backend: str | None = None) -> tuple[int, int, torch.device
 
 # --- activation checkpointing -------------------------------------------------------------------
 
-# Selective: keep the outputs of matmuls and attention, recompute the cheap element-wise ops
-# (norms, RoPE, SiLU, products) in the backward pass — LLaMA §2.4's "checkpointing of expensive
-# activations", in op-level form.
+# Selective (torchtitan's op-level policy): keep the attention kernels' outputs and every other
+# matmul output, recompute the rest (norms, RoPE, SiLU, products and the other matmuls) in the
+# backward pass: LLaMA §2.4's "checkpointing of expensive activations" at about half the memory of
+# keeping every matmul, for about one matmul in four recomputed.
 def _save_list():
-    ops = [torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
-           torch.ops.aten._scaled_dot_product_flash_attention.default,
+    ops = [torch.ops.aten._scaled_dot_product_flash_attention.default,
            torch.ops.aten._scaled_dot_product_efficient_attention.default]
     for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_cudnn_attention"):
         if hasattr(torch.ops.aten, name):
@@ -54,13 +54,24 @@ def _save_list():
     return set(ops)
 
 
+MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+
+
 def _selective_context():
     from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
 
     save = _save_list()
+    counts = {"forward": 0, "recompute": 0}
 
     def policy(ctx, op, *args, **kwargs):
-        return CheckpointPolicy.MUST_SAVE if op in save else CheckpointPolicy.PREFER_RECOMPUTE
+        if op in save:
+            return CheckpointPolicy.MUST_SAVE
+        if op in MATMULS:
+            key = "recompute" if ctx.is_recompute else "forward"
+            counts[key] += 1
+            # the same matmuls are saved in forward and skipped in recompute: count each pass alike
+            return CheckpointPolicy.MUST_SAVE if counts[key] % 2 == 1 else CheckpointPolicy.PREFER_RECOMPUTE
+        return CheckpointPolicy.PREFER_RECOMPUTE
 
     return create_selective_checkpoint_contexts(policy)
 
@@ -88,11 +99,31 @@ def apply_compile(model: nn.Module) -> None:
 # --- FSDP2 ----------------------------------------------------------------------------------------
 
 
-def apply_fsdp(model: nn.Module, device: torch.device, bf16: bool) -> None:
+def replica_groups(world: int, replicas: int | None) -> int:
+    """How many HSDP replicas: as asked, else one per node (torchrun's LOCAL_WORLD_SIZE ranks a node)."""
+    if replicas is None:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        replicas = world // local if local and world % local == 0 else 1
+    if replicas < 1 or world % replicas:
+        raise ValueError(f"replicas: {replicas} does not divide the {world} ranks")
+    return replicas
+
+
+def device_mesh(device: torch.device, replicas: int):
+    """FSDP over every rank (replicas 1), or HSDP: parameters sharded within each group of
+    world/replicas ranks (a node), gradients all-reduced across the groups."""
     from torch.distributed.device_mesh import init_device_mesh
+
+    world = dist.get_world_size()
+    if replicas == 1:
+        return init_device_mesh(device.type, (world,), mesh_dim_names=("shard",))
+    return init_device_mesh(device.type, (replicas, world // replicas), mesh_dim_names=("replicate", "shard"))
+
+
+def apply_fsdp(model: nn.Module, device: torch.device, bf16: bool, replicas: int = 1) -> None:
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    mesh = device_mesh(device, replicas)
     mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16
           else MixedPrecisionPolicy())
     n = len(model.layers)

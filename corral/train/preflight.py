@@ -91,7 +91,7 @@ def check_memory(cfg: TrainConfig, vocab_size: int, nproc: int, nnodes: int, cud
     args = model_args(cfg.model, vocab_size=vocab_size)
     bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and cuda)
     est = memory.estimate(args, cfg.micro_batch, cfg.seq_len, world, cfg.ac, 2 if bf16 else 4,
-                          attention_probs=not cuda)
+                          attention_probs=not cuda, cuda=cuda)
     if cuda:
         have, need, where = memory.gpu_total(), est.per_rank, "each GPU"
     else:

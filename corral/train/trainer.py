@@ -34,9 +34,11 @@ from corral.train import memory
 from corral.train import parallel as par
 from corral.train.config import TrainConfig, save_config
 from corral.train.data import Batch, DataError, MixtureLoader
+from corral.train.attention import documents
 from corral.train.metrics import MetricsFile, flops_per_token, mfu, peak_flops
 from corral.train.model import CONFIGS, Transformer, model_args
 from corral.train.optim import make_optimizer, make_scheduler
+from corral.train.prefetch import HostBatch, Prefetcher
 
 log = logging.getLogger("corral.train")
 
@@ -65,8 +67,9 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _tensor(a: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype=torch.long, non_blocking=True)
+def _tensor(a: np.ndarray | torch.Tensor, device) -> torch.Tensor:
+    t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+    return t.to(device, dtype=torch.long, non_blocking=True)
 
 
 def vocab_size_of(manifest) -> int:
@@ -80,7 +83,8 @@ def vocab_size_of(manifest) -> int:
 class Trainer:
     def __init__(self, cfg: TrainConfig, stop: StopSignal | None = None):
         self.rank, self.world, self.device = par.init_distributed()
-        self.cfg = cfg = cfg.resolved(self.world)
+        gpu_bytes = torch.cuda.get_device_properties(self.device).total_memory if self.device.type == "cuda" else None
+        self.cfg = cfg = cfg.resolved(self.world, gpu_bytes)
         self.out = build_dir(cfg.out)
         manifest = load_build(self.out)
         self.manifest_sha = manifest_sha256(self.out)
@@ -97,7 +101,8 @@ class Trainer:
         par.apply_activation_checkpointing(model, cfg.ac)
         if cfg.compile:
             par.apply_compile(model)
-        par.apply_fsdp(model, self.device, bf16)
+        self.replicas = par.replica_groups(self.world, cfg.replicas)
+        par.apply_fsdp(model, self.device, bf16, self.replicas)
         par.materialize(model, self.device, cfg.seed)
         self.model = model
         self.opt = make_optimizer(model, cfg.lr, cfg.adam_eps, cfg.weight_decay)
@@ -105,6 +110,9 @@ class Trainer:
         self.loader = MixtureLoader(self.out, cfg.seq_len, cfg.micro_batch, self.rank, self.world, cfg.seed,
                                     cfg.val_fraction, manifest)
         self.accum = cfg.accum(self.world)
+        self.checkpointer = ckpt.Checkpointer(cfg.run_dir, cfg.keep, cfg.async_checkpoint)
+        self.prefetch: Prefetcher | None = None  # started at the first step, after any resume
+        self.loader_state = self.loader.state_dict()  # the data consumed so far
         self.metrics = MetricsFile(os.path.join(cfg.run_dir, "metrics.jsonl"), self.rank == 0)
         self.step, self.skipped = 0, 0
         self.stop = stop or StopSignal()
@@ -114,9 +122,11 @@ class Trainer:
         self.val = self.loader.validation(cfg.val_windows)
         if self.rank == 0:
             save_config(cfg, cfg.run_dir)
-            log.info("model %s: %s parameters; %d ranks on %s; %d micro-batches of %d × %d per step; attention %s",
-                     cfg.model, f"{self.n_params:,}", self.world, self.device, self.accum, cfg.micro_batch,
-                     cfg.seq_len, cfg.attn)
+            mesh = f"HSDP {self.replicas} × {self.world // self.replicas}" if self.replicas > 1 else "FSDP"
+            log.info("model %s: %s parameters; %d ranks on %s (%s); %d micro-batches of %d × %d per step; "
+                     "attention %s; activation checkpointing %s; compile %s", cfg.model, f"{self.n_params:,}",
+                     self.world, self.device, mesh, self.accum, cfg.micro_batch, cfg.seq_len, cfg.attn, cfg.ac,
+                     cfg.compile)
         if cfg.resume:
             self._resume()
 
@@ -134,6 +144,7 @@ class Trainer:
                             type(e).__name__, e)
                 continue
             self.step, self.skipped = int(meta["step"]), int(meta.get("skipped", 0))
+            self.loader_state = self.loader.state_dict()
             self.metrics.truncate_after(self.step)
             if self.rank == 0:
                 log.info("resumed from %s (step %d)", path, self.step)
@@ -143,15 +154,19 @@ class Trainer:
                                        f"({', '.join(p for _, p in found)})")
 
     # --- one step --------------------------------------------------------------------------------
-    def _loss(self, b: Batch, normaliser: float) -> torch.Tensor:
+    def _loss(self, b: Batch | HostBatch, normaliser: float) -> torch.Tensor:
         x, y = _tensor(b.inputs, self.device), _tensor(b.targets, self.device)
-        doc = _tensor(b.doc_ids, self.device) if self.cfg.doc_mask else None
-        return self.model(x, doc, targets=y) / normaliser
+        # the document structure, built once for every layer of this micro-batch from the host's ids
+        docs = documents(self.cfg.attn, b.doc_ids, self.device) if self.cfg.doc_mask else None
+        return self.model(x, docs, targets=y) / normaliser
 
     def train_step(self) -> dict:
         cfg = self.cfg
         t0 = time.perf_counter()
-        batches = self.loader.next_step(self.accum)
+        if self.prefetch is None:
+            self.prefetch = Prefetcher(self.loader, self.accum, pin=self.device.type == "cuda")
+        ready = self.prefetch.get()
+        batches, self.loader_state = ready.batches, ready.state
         global_tokens = self.world * self.accum * cfg.micro_batch * cfg.seq_len
         total = torch.zeros((), device=self.device)
         for b in batches:
@@ -183,7 +198,7 @@ class Trainer:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         tps = global_tokens / dt
-        taken = dict(zip(self.loader.names, (self.loader.taken * cfg.seq_len).tolist()))
+        taken = {n: t * cfg.seq_len for n, t in zip(self.loader.names, self.loader_state["taken"])}
         row = {"step": self.step, "loss": loss_value, "lr": lr, "grad_norm": norm_value, "tokens_per_s": tps,
                "mfu": mfu(tps, self.per_token, self.peak, self.world), "skipped": self.skipped,
                "tokens_seen": taken, "memory_mb": self._memory_mb(), "seconds": dt}
@@ -215,7 +230,7 @@ class Trainer:
     def save(self) -> None:
         meta = {"manifest_sha256": self.manifest_sha, "config": self.cfg.to_dict(), "skipped": self.skipped,
                 "model_args": self.args.to_dict(), "build": self.out}
-        ckpt.save(self.cfg.run_dir, self.step, self.model, self.opt, self.sched, self.loader, meta, self.cfg.keep)
+        self.checkpointer.save(self.step, self.model, self.opt, self.sched, self.loader_state, meta)
 
     def run(self) -> int:
         """Train to the last step (or --stop-at, or a signal); returns the exit code."""
@@ -237,6 +252,9 @@ class Trainer:
                 last_saved = self.step
         if last_saved != self.step:
             self.save()
+        if self.prefetch is not None:
+            self.prefetch.close()
+        self.checkpointer.wait()
         ckpt_path = ckpt.checkpoint_path(cfg.run_dir, self.step)
         export_dir = os.path.join(cfg.run_dir, "export")
         if cfg.export and self.step == cfg.steps and not self.stop_signum:
