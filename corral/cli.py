@@ -277,6 +277,22 @@ def cmd_train(args) -> int:
     from corral.train.config import ConfigError, load_config, save_config
     from corral.train.launch import torchrun_command, worker_env
 
+    if args.plan:
+        from corral.train.plan import DEFAULT_MFU, PAPER_SIZES, plan_lines
+
+        models = [args.model] if args.model else list(PAPER_SIZES)
+        mfu = args.mfu if args.mfu is not None else DEFAULT_MFU
+        if not 0 < mfu <= 1:
+            return _say("train", f"--mfu {mfu}: give a fraction in (0, 1]")
+        try:
+            lines = plan_lines(models, args.gpus, int(args.gpu_memory * 10**9), mfu, args.peak_tflops * 1e12,
+                               args.seq_len or 2048, args.batch_tokens or 4 * 1024 * 1024)
+        except ValueError as e:
+            return _say("train", e)
+        print("\n".join(lines))
+        return 0
+    if not args.out:
+        return _say("train", "give the build folder (or --plan)", USAGE)
     problem = _folder_problem("--run-dir", args.run_dir)
     if problem:
         return _say("train", problem)
@@ -287,10 +303,13 @@ def cmd_train(args) -> int:
                  "attn": args.attn, "ac": args.ac, "compile": True if args.compile else None,
                  "resume": True if args.resume else None, "lr": args.lr, "seed": args.seed,
                  "doc_mask": True if args.doc_mask else None, "stop_at": args.stop_at,
-                 "ckpt_every": args.ckpt_every}
+                 "ckpt_every": args.ckpt_every, "replicas": args.replicas}
     world = args.nproc * args.nnodes
     try:
-        cfg = load_config(args.config, overrides).resolved(world)
+        from corral.train import memory
+
+        gpu = memory.gpu_total() if torch.cuda.is_available() else None
+        cfg = load_config(args.config, overrides).resolved(world, gpu)
         manifest = preflight.check_build(cfg)
         cuda = torch.cuda.is_available()
         preflight.check_backend(cfg, cuda)
@@ -467,8 +486,18 @@ def parser() -> argparse.ArgumentParser:
                         description="Launch torchrun (one or many nodes) to train a LLaMA-1 model with FSDP2 on "
                         "OUT's token shards, sampled by the mixture's weights; checkpoints, metrics.jsonl and the "
                         "exported weights go to RUN.")
-    sp.add_argument("out", help="the build folder")
+    sp.add_argument("out", nargs="?", help="the build folder (not needed with --plan)")
     sp.add_argument("--model", default=None, help="7B, 13B, 33B, 65B (Table 2) or tiny, small, base")
+    sp.add_argument("--plan", action="store_true",
+                    help="print memory per GPU, tokens per step and days for the paper's token counts (the "
+                    "paper's four sizes unless --model), then exit; see --gpus, --gpu-memory, --mfu, --peak-tflops")
+    sp.add_argument("--gpus", type=POSITIVE, default=8, help="with --plan: GPUs in all (default 8)")
+    sp.add_argument("--gpu-memory", type=float, default=80, help="with --plan: GB per GPU (default 80)")
+    sp.add_argument("--mfu", type=float, default=None, help="with --plan: model-flops utilisation (default 0.40)")
+    sp.add_argument("--peak-tflops", type=float, default=989,
+                    help="with --plan: dense bf16 peak per GPU (default 989, H100/H200 SXM; A100 312)")
+    sp.add_argument("--replicas", type=POSITIVE, default=None,
+                    help="HSDP replica groups (default: one per node; 1 shards over every rank)")
     sp.add_argument("--run-dir", default=None, help="where checkpoints, metrics.jsonl and export/ go")
     sp.add_argument("--steps", type=POSITIVE, default=None, help="optimizer steps")
     sp.add_argument("--seq-len", type=POSITIVE, default=None, help="tokens per sequence")
@@ -481,7 +510,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--node-rank", type=NONNEGATIVE, default=0)
     sp.add_argument("--master-addr", default="127.0.0.1")
     sp.add_argument("--master-port", type=int, default=29500)
-    sp.add_argument("--attn", default=None, choices=["sdpa", "xformers", "reference"])
+    sp.add_argument("--attn", default=None, choices=["sdpa", "flex", "varlen", "xformers", "reference"],
+                    help="attention kernel (flex, varlen and xformers train on CUDA)")
     sp.add_argument("--doc-mask", action="store_true", help="mask attention across packed documents")
     sp.add_argument("--ac", default=None, choices=["none", "full", "selective"], help="activation checkpointing")
     sp.add_argument("--compile", action="store_true", help="torch.compile each block")

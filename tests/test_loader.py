@@ -9,8 +9,7 @@ import pytest
 from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
 from corral.manifests.mixture import parse_mixture
 from corral.shards import TokenShard, write_token_shard
-from corral.train.attention import doc_lengths
-from corral.train.data import MixtureLoader, held_out_counts, permute
+from corral.train.data import MixtureLoader, held_out_counts, lengths_of, permute
 
 
 def unique_build(out: Path, shards: list[int], eos: bool = True, length=(3, 40), seed=0) -> Path:
@@ -91,7 +90,7 @@ def test_document_numbers_follow_document_boundaries(tmp_path):
             same_doc = row[:, None] == row[None, :]
             same_id = ids[:, None] == ids[None, :]
             assert (same_doc[np.ix_(body, body)] == same_id[np.ix_(body, body)]).all()
-        assert sum(doc_lengths(b.doc_ids)) == b.doc_ids.size
+        assert all(n.sum() == b.inputs.shape[1] for n in b.doc_lengths)
 
 
 def test_a_source_shorter_than_a_window_is_read_cyclically(tmp_path):
@@ -124,6 +123,26 @@ def test_the_loader_holds_nothing_per_document(tmp_path):
     assert biggest <= 8, biggest  # O(shards) and O(sources), not 12,000 documents
 
 
-def test_doc_lengths_split_rows():
-    ids = np.array([[0, 0, 1, 1, 1], [0, 1, 2, 2, 2]], dtype=np.int32)
-    assert doc_lengths(ids) == [2, 3, 1, 1, 3]
+def test_lengths_of_a_row_of_document_numbers():
+    assert lengths_of(np.array([0, 0, 1, 1, 1])).tolist() == [2, 3]
+    assert lengths_of(np.array([4, 5, 6, 6, 6])).tolist() == [1, 1, 3]
+
+
+def test_the_vectorised_read_equals_window_by_window(tmp_path):
+    out = unique_build(tmp_path / "b", [50, 3, 40], eos=True, length=(1, 30))
+    loader = MixtureLoader(str(out), seq_len=47, micro_batch=1, seed=2, val_fraction=0.05)
+    src = loader.sources[0]
+    ks = list(range(3 * src.windows_per_epoch(48)))
+    toks, lengths = np.zeros((len(ks), 48), np.int64), [None] * len(ks)
+    src.windows(2, 0, ks, 48, toks, lengths, list(range(len(ks))))
+    for r, k in enumerate(ks):
+        t, d = src.window(2, 0, k, 48)
+        assert np.array_equal(toks[r], t) and np.array_equal(lengths[r], lengths_of(d[:-1])), k
+
+
+def test_a_loader_asked_for_no_document_numbers_gives_the_same_tokens(tmp_path):
+    out = unique_build(tmp_path / "b", [30, 30])
+    a = MixtureLoader(str(out), seq_len=31, micro_batch=2, seed=4)
+    b = MixtureLoader(str(out), seq_len=31, micro_batch=2, seed=4, doc_ids=False)
+    for x, y in zip(a.next_step(3), b.next_step(3)):
+        assert np.array_equal(x.inputs, y.inputs) and y.doc_lengths is None

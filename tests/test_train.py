@@ -131,6 +131,8 @@ def test_fsdp_gradients_on_two_ranks_equal_one_process(tmp_path):
         diff = max((one[ac][k] - two[ac][k]).abs().max().item() for k in one[ac])
         assert diff < 1e-6, (ac, diff)
         assert max((one[ac][k] - one["none"][k]).abs().max().item() for k in one[ac]) < 1e-6
+    # HSDP: a (2 replicas, 1 shard) mesh gives FSDP's gradients
+    assert max((two["hsdp"][k] - one["none"][k]).abs().max().item() for k in one["none"]) < 1e-6
 
 
 # --- data -----------------------------------------------------------------------------------------

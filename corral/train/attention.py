@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from corral.train.data import lengths_of
+
 log = logging.getLogger(__name__)
 BACKENDS = ("sdpa", "flex", "varlen", "xformers", "reference")
 CUDA_ONLY = ("varlen", "xformers")   # no CPU kernel at all
@@ -50,19 +52,12 @@ def _once(name: str, detail: str) -> None:
 class Documents:
     """The packed-document structure of one micro-batch, in the form its backend needs."""
 
-    doc_ids: torch.Tensor                 # (batch, seq) int, non-decreasing along seq, on the device
+    doc_ids: torch.Tensor | None          # (batch, seq) int, non-decreasing along seq, on the device
     dense: torch.Tensor | None = None     # sdpa/reference: (batch, 1, seq, seq) bool
     block_mask: Any = None                # flex: BlockMask
     cu_seqlens: torch.Tensor | None = None  # varlen: int32 (documents + 1,)
     max_seqlen: int = 0                   # varlen
     bias: Any = None                      # xformers: BlockDiagonalCausalMask
-
-
-def doc_lengths(doc_ids: np.ndarray) -> list[int]:
-    """The documents' lengths, row after row, from host doc ids (batch, seq)."""
-    starts = np.ones(doc_ids.shape, dtype=bool)
-    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
-    return np.diff(np.append(np.flatnonzero(starts.reshape(-1)), doc_ids.size)).tolist()
 
 
 def doc_mask(doc_ids: torch.Tensor) -> torch.Tensor:
@@ -105,22 +100,31 @@ def doc_block_mask(doc_ids: torch.Tensor, block: int = FLEX_BLOCK):
                                     seq_lengths=(seq, seq))
 
 
-def documents(impl: str, doc_ids: np.ndarray | torch.Tensor, device: torch.device | str) -> Documents:
-    """Build the structure `impl` needs for these packed documents, once per micro-batch."""
-    host = doc_ids if isinstance(doc_ids, np.ndarray) else doc_ids.cpu().numpy()
-    ids = torch.as_tensor(doc_ids).to(device, dtype=torch.long, non_blocking=True)
-    if impl in ("sdpa", "reference"):
+def documents(impl: str, docs: list[np.ndarray] | np.ndarray | torch.Tensor, device: torch.device | str) -> Documents:
+    """Build the structure `impl` needs for a micro-batch's packed documents, once for every layer.
+    `docs` is what the loader gives, each row's document lengths (host arrays summing to the
+    sequence length), or a (batch, seq) tensor or array of non-decreasing document ids. Document ids
+    are made on the device from the lengths (numbered across the whole batch); varlen and xformers
+    take the host lengths as they are."""
+    if isinstance(docs, (np.ndarray, torch.Tensor)):
+        host = docs if isinstance(docs, np.ndarray) else docs.cpu().numpy()
+        docs = [lengths_of(row) for row in host]
+    b, seq = len(docs), int(docs[0].sum())
+    flat = np.concatenate(docs).astype(np.int64)
+    if impl in ("sdpa", "reference", "flex"):
+        lengths = torch.from_numpy(flat).to(device, non_blocking=True)
+        ids = torch.repeat_interleave(torch.arange(len(flat), device=device), lengths, output_size=b * seq)
+        ids = ids.view(b, seq)
+        if impl == "flex":
+            return Documents(ids, block_mask=doc_block_mask(ids))
         return Documents(ids, dense=doc_mask(ids))
-    if impl == "flex":
-        return Documents(ids, block_mask=doc_block_mask(ids))
-    lengths = doc_lengths(host)
     if impl == "varlen":
-        cu = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int32)
-        return Documents(ids, cu_seqlens=cu.to(device, non_blocking=True), max_seqlen=max(lengths))
+        cu = torch.from_numpy(np.concatenate([[0], np.cumsum(flat)]).astype(np.int32))
+        return Documents(None, cu_seqlens=cu.to(device, non_blocking=True), max_seqlen=int(flat.max()))
     if impl == "xformers":
         from xformers.ops import fmha
 
-        return Documents(ids, bias=fmha.attn_bias.BlockDiagonalCausalMask.from_seqlens(lengths))
+        return Documents(None, bias=fmha.attn_bias.BlockDiagonalCausalMask.from_seqlens(flat.tolist()))
     raise ValueError(f"attention backend {impl!r}: choose one of {', '.join(BACKENDS)}")
 
 

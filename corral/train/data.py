@@ -26,7 +26,7 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,8 @@ from corral.shards import TokenShard, read_token_shard
 
 EOS_ID = 2  # RECIPE.md §1.2: </s>
 _MASK64 = (1 << 64) - 1
-_ROUNDS = 4  # Feistel rounds: 4 make a pseudo-random permutation (Luby and Rackoff 1988)
+START_CHUNK = 4096  # training windows whose stream offsets are computed together (32 KB)
+_ROUNDS = 4  # Feistel rounds, two on each half (Luby and Rackoff 1988: 4 make a pseudo-random permutation)
 
 
 class DataError(ValueError):
@@ -47,8 +48,24 @@ class DataError(ValueError):
 class Batch:
     inputs: np.ndarray    # (B, L) int64
     targets: np.ndarray   # (B, L) int64
-    doc_ids: np.ndarray   # (B, L) int32: which packed document each input token belongs to (non-decreasing)
+    doc_lengths: list[np.ndarray] | None  # per row, the lengths of the packed documents its inputs hold
+                                          # (int32, summing to L); None from a loader asked for none
     sources: list[str]    # the source of each row
+
+    @property
+    def doc_ids(self) -> np.ndarray:
+        """(B, L) int32: each input token's document, numbered 0, 1, … along each row (host side)."""
+        return np.stack([np.repeat(np.arange(len(n), dtype=np.int32), n) for n in self.doc_lengths])
+
+    def rows(self, i: int, j: int) -> "Batch":
+        lengths = self.doc_lengths[i:j] if self.doc_lengths is not None else None
+        return Batch(self.inputs[i:j], self.targets[i:j], lengths, self.sources[i:j])
+
+
+def lengths_of(ids: np.ndarray) -> np.ndarray:
+    """The run lengths of a row of non-decreasing document numbers (int32)."""
+    change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    return np.diff(np.concatenate(([0], change, [len(ids)]))).astype(np.int32)
 
 
 def _mix(x: int) -> int:
@@ -59,22 +76,43 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def permute(i: int, n: int, key: int) -> int:
-    """Position of i (0 ≤ i < n) in a seeded permutation of range(n), without building it: a
-    balanced Feistel network on the smallest even number of bits covering n, cycle-walked back into
-    range (each walk step lands in range with probability > 1/4)."""
+def permute_many(i: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+    """Positions of each i (0 ≤ i < n) in the seeded permutation of range(n) named by its key,
+    without building the permutation: an alternating Feistel network (as format-preserving
+    encryption's FFX uses) on the bit_length(n − 1) bits of the index, its high and low halves
+    xored in turn with a keyed hash of the other (multiply by an odd constant, fold the high bits
+    down), cycle-walked back into range (each walk lands in range with probability > 1/2). numpy's
+    uint64 arithmetic wraps modulo 2⁶⁴, as the hash wants."""
+    i = np.asarray(i, dtype=np.uint64)
     if n <= 1:
-        return 0
-    half = max(1, ((n - 1).bit_length() + 1) // 2)
-    mask = (1 << half) - 1
-    x = i
-    while True:
-        left, right = x >> half, x & mask
+        return np.zeros(i.shape, dtype=np.int64)
+    bits = (n - 1).bit_length()
+    lo_bits = np.uint64(bits - bits // 2)
+    masks = (np.uint64((1 << (bits - bits // 2)) - 1), np.uint64((1 << (bits // 2)) - 1))  # low, high half
+    keys = np.broadcast_to(np.asarray(keys, dtype=np.uint64), i.shape)
+    salts = [keys + np.uint64(r * 0x632BE59BD9B4E019 & _MASK64) for r in range(_ROUNDS)]
+    mult, fold = np.uint64(0xBF58476D1CE4E5B9), np.uint64(31)
+    x, out, todo = i.copy(), np.empty(i.shape, dtype=np.int64), np.arange(len(i))
+    while len(todo):
+        high, low = x[todo] >> lo_bits, x[todo] & masks[0]
         for r in range(_ROUNDS):
-            left, right = right, left ^ (_mix(right ^ (key + r * 0x632BE59BD9B4E019) & _MASK64) & mask)
-        x = (left << half) | right
-        if x < n:
-            return x
+            if r % 2 == 0:
+                f = (high ^ salts[r][todo]) * mult
+                low = low ^ ((f ^ (f >> fold)) & masks[0])
+            else:
+                f = (low ^ salts[r][todo]) * mult
+                high = high ^ ((f ^ (f >> fold)) & masks[1])
+        y = (high << lo_bits) | low
+        done = y < np.uint64(n)
+        out[todo[done]] = y[done].astype(np.int64)
+        x[todo[~done]] = y[~done]
+        todo = todo[~done]
+    return out
+
+
+def permute(i: int, n: int, key: int) -> int:
+    """`permute_many` for one position."""
+    return int(permute_many(np.array([i]), n, np.array([key], dtype=np.uint64))[0])
 
 
 class _Shard:
@@ -151,6 +189,38 @@ class _Stream:
         return np.concatenate(out), np.concatenate(ids)
 
 
+def _starts_inside(offsets: np.ndarray, pos: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """For windows [pos, pos + length) of one shard's tokens: how many documents start strictly
+    inside each, and where (relative to its window, rows one after another), by binary search in
+    the mapped offsets: O(documents), not O(tokens)."""
+    # searched in the offsets' own dtype: a wider needle would make numpy convert the whole array
+    first = np.searchsorted(offsets, pos.astype(offsets.dtype), side="right")     # first start after pos
+    last = np.searchsorted(offsets, (pos + length - 1).astype(offsets.dtype), side="right")
+    count = last - first
+    within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    rel = np.asarray(offsets[np.repeat(first, count) + within], dtype=np.int64) - np.repeat(pos, count)
+    return count, rel
+
+
+def _doc_lengths(count: np.ndarray, rel: np.ndarray, length: int) -> list[np.ndarray]:
+    """Each row's document lengths (int32) from the starts inside it (`_starts_inside`), all rows at once."""
+    per = count + 2                                        # each row's edges: 0, those starts, length
+    row_start = np.cumsum(per) - per
+    edges = np.empty(int(per.sum()), dtype=np.int64)
+    edges[row_start] = 0
+    edges[row_start + per - 1] = length
+    if len(rel):
+        row = np.repeat(np.arange(len(count)), count)
+        edges[row_start[row] + 1 + (np.arange(len(rel)) - np.repeat(np.cumsum(count) - count, count))] = rel
+    diffs = np.diff(edges).astype(np.int32)
+    keep = np.ones(len(diffs), dtype=bool)
+    keep[row_start[1:] - 1] = False                        # the step from one row's end to the next's 0
+    diffs = diffs[keep]
+    bounds = np.concatenate(([0], np.cumsum(per - 1))).tolist()
+    rows = [diffs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return rows if diffs.all() else [p[p > 0] for p in rows]  # empty documents hold no tokens
+
+
 @dataclass
 class _Source:
     name: str
@@ -158,6 +228,7 @@ class _Source:
     train: _Stream
     val: _Stream
     held_out: int                # documents held out
+    _start_chunks: dict = field(default_factory=dict)  # (seed, index, length, chunk) → window offsets
 
     @property
     def train_tokens(self) -> int:
@@ -166,14 +237,105 @@ class _Source:
     def windows_per_epoch(self, length: int) -> int:
         return max(1, self.train.total // length)
 
+    def _starts(self, seed: int, index: int, ks: np.ndarray, length: int) -> np.ndarray:
+        """Stream offsets of training windows ks, computed START_CHUNK windows at a time (a source's
+        window numbers only grow, so the current chunk serves many steps; two are kept)."""
+        chunks = ks // START_CHUNK
+        if len(ks) and chunks[0] == chunks[-1]:
+            return self._chunk(seed, index, int(chunks[0]), length)[ks - chunks[0] * START_CHUNK]
+        out = np.empty(len(ks), dtype=np.int64)
+        for c in np.unique(chunks).tolist():
+            sel = chunks == c
+            out[sel] = self._chunk(seed, index, c, length)[ks[sel] - c * START_CHUNK]
+        return out
+
+    def _chunk(self, seed: int, index: int, c: int, length: int) -> np.ndarray:
+        key = (seed, index, length, c)
+        if key not in self._start_chunks:
+            if len(self._start_chunks) >= 2:
+                self._start_chunks.pop(next(iter(self._start_chunks)))
+            ks = np.arange(c * START_CHUNK, (c + 1) * START_CHUNK, dtype=np.int64)
+            self._start_chunks[key] = self._compute_starts(seed, index, ks, length)
+        return self._start_chunks[key]
+
+    def _compute_starts(self, seed: int, index: int, ks: np.ndarray, length: int) -> np.ndarray:
+        """Stream offsets of training windows ks: window j of epoch e is the permuted j-th."""
+        n = self.windows_per_epoch(length)
+        epochs, j = np.divmod(ks, n)
+        uniq, which = np.unique(epochs, return_inverse=True)   # a step spans one epoch, or two
+        keys = np.array([_mix((seed << 32) ^ (index << 16) ^ int(e)) for e in uniq], dtype=np.uint64)[which]
+        return permute_many(j, n, keys) * length
+
     def window(self, seed: int, index: int, k: int, length: int) -> tuple[np.ndarray, np.ndarray]:
         """The k-th training window of `length` tokens of this source, and its document numbering."""
-        n = self.windows_per_epoch(length)
-        e, j = divmod(k, n)
-        w = permute(j, n, _mix((seed << 32) ^ (index << 16) ^ e))
-        if self.train.total >= length:
-            return self.train.read(w * length, (w + 1) * length)
-        return self.train.cyclic(k * length, length)
+        if self.train.total < length:
+            return self.train.cyclic(k * length, length)
+        a = int(self._starts(seed, index, np.array([k]), length)[0])
+        return self.train.read(a, a + length)
+
+    def windows(self, seed: int, index: int, ks: list[int], length: int, toks: np.ndarray,
+                lengths: list | None, rows: list[int]) -> None:
+        """Write windows ks into rows `rows` of toks and, unless None, the lengths of the documents
+        in each row's first length − 1 tokens (the inputs) into lengths[row]: one converting copy a
+        window and vectorised boundaries per shard when documents carry their own EOS and a window
+        lies in one shard, `window` otherwise."""
+        rows_arr = np.asarray(rows)
+
+        def one(r: int, t: np.ndarray, d: np.ndarray) -> None:
+            toks[r] = t
+            if lengths is not None:
+                lengths[r] = lengths_of(d[:-1])
+
+        if self.train.total < length:
+            for r, k in zip(rows, ks):
+                one(r, *self.window(seed, index, k, length))
+            return
+        starts = self._starts(seed, index, np.asarray(ks, dtype=np.int64), length)
+        ends = np.asarray(self.train.ends, dtype=np.int64)
+        part = np.searchsorted(ends, starts, side="right")
+        slow = starts + length > ends[part]                             # windows across two shards
+        order = np.argsort(part, kind="stable")
+        cuts = np.searchsorted(part[order], np.arange(len(ends) + 1)).tolist()
+        done_rows, counts, rels = [], [], []
+        for i in np.unique(part).tolist():
+            shard, lo, hi = self.train.parts[i]
+            group = order[cuts[i]:cuts[i + 1]]
+            mine = group[~slow[group]]
+            if not len(mine):
+                continue
+            if shard.extra:
+                slow[mine] = True
+                continue
+            pos = starts[mine] - (int(ends[i]) - (shard.start(hi) - shard.start(lo))) + shard.start(lo)
+            tokens = shard.shard.tokens
+            where = rows_arr[mine].tolist()
+            for r, p in zip(where, pos.tolist()):
+                toks[r] = tokens[p:p + length]
+            if lengths is not None:
+                count, rel = _starts_inside(shard.shard.offsets, pos, length - 1)
+                done_rows += where
+                counts.append(count)
+                rels.append(rel)
+        if done_rows:
+            for r, n in zip(done_rows, _doc_lengths(np.concatenate(counts), np.concatenate(rels), length - 1)):
+                lengths[r] = n
+        for j in np.flatnonzero(slow).tolist():
+            a = int(starts[j])
+            one(rows[j], *self.train.read(a, a + length))
+
+    def window_spans(self, seed: int, index: int, k: int, length: int) -> list[tuple[np.ndarray, int, int]]:
+        """Where window k lies in the shards' mapped token arrays: (tokens, start, end) pieces (for
+        benchmarks/loader.py's raw copy of the same windows; documents carrying their own EOS)."""
+        a = int(self._starts(seed, index, np.array([k]), length)[0]) if self.train.total >= length else 0
+        b, out = a + length, []
+        i = bisect.bisect_right(self.train.ends, a)
+        while a < b:
+            shard, lo, hi = self.train.parts[i]
+            begin = self.train.ends[i] - (shard.start(hi) - shard.start(lo))
+            stop = min(b, self.train.ends[i])
+            out.append((shard.shard.tokens, a - begin + shard.start(lo), stop - begin + shard.start(lo)))
+            a, i = stop, i + 1
+        return out
 
     def val_stream(self, length: int, n_windows: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """The first n windows of the held-out documents in order (cycled when short): only as many
@@ -213,7 +375,7 @@ class MixtureLoader:
     """Batches of windows from a build's token shards, in the mixture's proportions."""
 
     def __init__(self, out: str, seq_len: int, micro_batch: int, rank: int = 0, world: int = 1, seed: int = 0,
-                 val_fraction: float = 0.01, manifest: BuildManifest | None = None):
+                 val_fraction: float = 0.01, manifest: BuildManifest | None = None, doc_ids: bool = True):
         manifest = manifest or load_build(out)
         sources = {n: sb for n, sb in manifest.sources.items() if sb.weight > 0}
         if not any(sb.token_shards for sb in sources.values()):
@@ -225,6 +387,7 @@ class MixtureLoader:
         self.weights = [s.weight / total for s in self.sources]
         self.names = [s.name for s in self.sources]
         self.seq_len, self.micro_batch, self.rank, self.world, self.seed = seq_len, micro_batch, rank, world, seed
+        self.doc_ids = doc_ids                         # whether batches carry their documents' lengths
         self.window = 0                                # next global window
         self.taken = [0] * len(self.sources)           # windows given to each source so far
 
@@ -240,32 +403,42 @@ class MixtureLoader:
         self.window, self.taken = int(state["window"]), [int(t) for t in state["taken"]]
 
     # --- schedule ---------------------------------------------------------------------------------
-    def _next_source(self) -> tuple[int, int]:
-        """(source, its window number) of the next global window: the largest deficit goes first."""
-        g = self.window + 1
-        s = max(range(len(self.weights)), key=lambda i: (g * self.weights[i] - self.taken[i], -i))
-        k = self.taken[s]
-        self.taken[s] += 1
+    def _schedule(self, count: int) -> list[tuple[int, int]]:
+        """The next `count` global windows as (source, its window number): each goes to the source
+        with the largest deficit (g + 1)·w − taken, ties to the first."""
+        weights, taken, g = self.weights, self.taken, self.window
+        order = range(len(weights))
+        out = []
+        for _ in range(count):
+            g += 1
+            best, s = -1e300, 0
+            for i in order:
+                d = g * weights[i] - taken[i]
+                if d > best:
+                    best, s = d, i
+            out.append((s, taken[s]))
+            taken[s] += 1
         self.window = g
-        return s, k
+        return out
 
     def next_step(self, accum: int) -> list[Batch]:
         """The micro-batches of one optimizer step for this rank (every rank advances alike: the
         schedule costs a few operations per global window, the reads are this rank's only)."""
         length = self.seq_len + 1
+        glob = self._schedule(accum * self.micro_batch * self.world)
+        mine = glob[self.rank::self.world]                   # rank r takes every world-th window
+        x = np.empty((len(mine), length), dtype=np.int64)
+        docs = [None] * len(mine) if self.doc_ids else None
+        by_source: dict[int, list[int]] = {}
+        for i, (s, _) in enumerate(mine):
+            by_source.setdefault(s, []).append(i)
+        for s, rows in by_source.items():                    # each source's windows read together
+            self.sources[s].windows(self.seed, s, [mine[i][1] for i in rows], length, x, docs, rows)
         batches = []
-        for _ in range(accum):
-            rows, docs, names = [], [], []
-            for _ in range(self.micro_batch):
-                for r in range(self.world):
-                    s, k = self._next_source()
-                    if r == self.rank:
-                        toks, doc = self.sources[s].window(self.seed, s, k, length)
-                        rows.append(toks)
-                        docs.append(doc)
-                        names.append(self.names[s])
-            x = np.stack(rows)
-            batches.append(Batch(x[:, :-1], x[:, 1:], np.stack(docs)[:, :-1], names))
+        for i in range(0, len(mine), self.micro_batch):
+            xs = x[i:i + self.micro_batch]
+            ds = docs[i:i + self.micro_batch] if docs is not None else None
+            batches.append(Batch(xs[:, :-1], xs[:, 1:], ds, [self.names[s] for s, _ in mine[i:i + self.micro_batch]]))
         return batches
 
     def validation(self, n_windows: int) -> dict[str, Batch]:
@@ -275,5 +448,5 @@ class MixtureLoader:
             wins = s.val_stream(self.seq_len + 1, n_windows)
             if wins:
                 x = np.stack([w[0] for w in wins])
-                out[s.name] = Batch(x[:, :-1], x[:, 1:], np.stack([w[1] for w in wins])[:, :-1], [s.name] * len(wins))
+                out[s.name] = Batch(x[:, :-1], x[:, 1:], [lengths_of(w[1][:-1]) for w in wins], [s.name] * len(wins))
         return out

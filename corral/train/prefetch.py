@@ -26,7 +26,7 @@ DEPTH = 2  # steps prepared ahead: one being consumed, one ready
 class HostBatch:
     inputs: torch.Tensor     # (B, L) int64, pinned on CUDA
     targets: torch.Tensor    # (B, L) int64
-    doc_ids: np.ndarray      # (B, L) host ids, for the attention's document structure
+    doc_lengths: list[np.ndarray] | None  # per row, its documents' lengths (attention's document structure)
     sources: list[str]
 
 
@@ -41,7 +41,7 @@ def to_host(b: Batch, pin: bool) -> HostBatch:
     y = torch.from_numpy(np.ascontiguousarray(b.targets, dtype=np.int64))
     if pin:
         x, y = x.pin_memory(), y.pin_memory()
-    return HostBatch(x, y, b.doc_ids, b.sources)
+    return HostBatch(x, y, b.doc_lengths, b.sources)
 
 
 class Prefetcher:

@@ -74,6 +74,12 @@ def check_build(cfg: TrainConfig) -> BuildManifest:
 
 
 def check_backend(cfg: TrainConfig, cuda: bool) -> None:
+    if cfg.attn == "flex" and not cuda:
+        raise PreflightError("--attn flex trains on CUDA only (PyTorch's flex_attention has no backward on CPU; its "
+                             "forward runs here for evaluation): use --attn sdpa on this machine")
+    if cfg.attn == "varlen" and not cuda:
+        raise PreflightError("--attn varlen runs on CUDA only (flash attention's varlen kernel) and this machine "
+                             "has no GPU: use --attn sdpa")
     if cfg.attn == "xformers":
         if not cuda:
             raise PreflightError("--attn xformers: xformers runs on CUDA only and this machine has no GPU: "

@@ -108,7 +108,7 @@ class Trainer:
         self.opt = make_optimizer(model, cfg.lr, cfg.adam_eps, cfg.weight_decay)
         self.sched = make_scheduler(self.opt, cfg.warmup, cfg.steps)
         self.loader = MixtureLoader(self.out, cfg.seq_len, cfg.micro_batch, self.rank, self.world, cfg.seed,
-                                    cfg.val_fraction, manifest)
+                                    cfg.val_fraction, manifest, doc_ids=cfg.doc_mask)
         self.accum = cfg.accum(self.world)
         self.checkpointer = ckpt.Checkpointer(cfg.run_dir, cfg.keep, cfg.async_checkpoint)
         self.prefetch: Prefetcher | None = None  # started at the first step, after any resume
@@ -157,7 +157,7 @@ class Trainer:
     def _loss(self, b: Batch | HostBatch, normaliser: float) -> torch.Tensor:
         x, y = _tensor(b.inputs, self.device), _tensor(b.targets, self.device)
         # the document structure, built once for every layer of this micro-batch from the host's ids
-        docs = documents(self.cfg.attn, b.doc_ids, self.device) if self.cfg.doc_mask else None
+        docs = documents(self.cfg.attn, b.doc_lengths, self.device) if self.cfg.doc_mask else None
         return self.model(x, docs, targets=y) / normaliser
 
     def train_step(self) -> dict:
@@ -219,7 +219,7 @@ class Trainer:
             # every rank runs the same number of forwards: FSDP gathers are collective
             for i in range(0, -(-len(b.inputs) // self.world)):
                 idx = mine[i] if i < len(mine) else mine[0] if mine else 0
-                sub = Batch(b.inputs[idx:idx + 1], b.targets[idx:idx + 1], b.doc_ids[idx:idx + 1], [name])
+                sub = b.rows(idx, idx + 1)
                 loss = self._loss(sub, 1.0)
                 if i < len(mine):
                     total += torch.tensor([float(loss), sub.targets.size], device=self.device, dtype=torch.float64)
