@@ -247,9 +247,10 @@ def _losses(run: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"], r["tokens_seen"]) for r in rows]
 
 
-def test_resume_continues_the_same_run_exactly(tmp_path, tokenized):
+@pytest.mark.parametrize("flags", [[], ["--doc-mask"]], ids=["packed", "doc-mask"])
+def test_resume_continues_the_same_run_exactly(tmp_path, tokenized, flags):
     common = ["-m", "corral.cli", "train", str(tokenized), "--model", "tiny", "--seq-len", "32", "--micro-batch",
-              "2", "--steps", "8"]
+              "2", "--steps", "8", *flags]
     straight, split = tmp_path / "straight", tmp_path / "split"
     res = subprocess.run([sys.executable, *common, "--run-dir", str(straight), "--nproc", "2"], capture_output=True,
                          text=True, timeout=300)
