@@ -40,6 +40,7 @@ NO_CPU_BACKWARD = ("flex",)          # PyTorch 2.13's flex_attention: forward on
 FLEX_BLOCK = 128                     # flex_attention's default (and only fast) block size
 _logged: set[str] = set()
 _flex = None
+_causal_masks: dict[tuple, Any] = {}  # flex without documents: (batch, seq, device) → its causal BlockMask
 
 
 def _once(name: str, detail: str) -> None:
@@ -162,8 +163,13 @@ def flex(q, k, v, docs: Documents | None = None):
 
         _flex = torch.compile(flex_attention, dynamic=False)
     _once("flex", "torch flex_attention (compiled), document × causal BlockMask")
-    mask = docs.block_mask if docs is not None and docs.block_mask is not None else \
-        doc_block_mask((docs or _causal_docs(q)).doc_ids)
+    if docs is not None and docs.block_mask is not None:
+        mask = docs.block_mask
+    else:  # plain causal: one block mask per shape, not one per layer
+        key = (q.shape[0], q.shape[1], str(q.device))
+        if key not in _causal_masks:
+            _causal_masks[key] = doc_block_mask(_causal_docs(q).doc_ids)
+        mask = _causal_masks[key]
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
     return _flex(q, k, v, block_mask=mask).transpose(1, 2)
 
