@@ -1,7 +1,10 @@
 """The training loader against a raw memory-mapped copy of the same windows, at 10⁵ and 10⁷ documents.
 
-For each size a synthetic build is written (one source, shards of at most 10⁶ documents of 1–39
-tokens, each ending in EOS, as `corral tokenize` writes them), then one process per size measures:
+For each size a synthetic build is written: one source of --tokens tokens in all (default 2·10⁸,
+400 MB), cut into that many documents of random lengths (mean tokens ÷ documents), each ending in
+EOS as `corral tokenize` writes them, in SHARDS shards (a build's shards are bounded by size, not
+by document count). The corpus's bytes and shards stay the same at every size, so the memory
+hierarchy treats both alike and what changes is the number of documents alone. Then one process per size measures:
   start-up   MixtureLoader construction and its validation windows (seconds)
   loader     tokens/s of `next_step` (seq 2048, micro-batch 8, 32 micro-batches a step:
              one rank's share of a 4M-token step on 8 GPUs), as training reads it without
@@ -15,7 +18,7 @@ Each is the best of --repeat rounds, loaders and baseline alternating over warm 
 loader ≥ 0.8× memmap at both sizes, the two sizes' loader rates within 1.2× of each other, start-up
 and peak RSS flat in the corpus size.
 
-    .venv/bin/python benchmarks/loader.py [--sizes 100000 10000000] [--steps 50] [--repeat 3]
+    .venv/bin/python benchmarks/loader.py [--sizes 100000 10000000] [--tokens 2e8] [--steps 50] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARD_DOCS = 1_000_000
+SHARDS = 4  # token shards per build, at every size
 SEQ, MICRO, ACCUM = 2048, 8, 32  # one rank's share of a 7B step on 8 GPUs: 256 windows (4M tokens / 8)
 
 
-def make_build(out: Path, docs: int, seed: int = 0) -> None:
+def make_build(out: Path, docs: int, total_tokens: int, seed: int = 0) -> None:
     from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
     from corral.schema import TOKEN_SCHEMA
@@ -47,9 +50,11 @@ def make_build(out: Path, docs: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     mixture = parse_mixture("name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n")
     entries, tokens = [], 0
-    for k, start in enumerate(range(0, docs, SHARD_DOCS)):
-        n = min(SHARD_DOCS, docs - start)
-        lengths = rng.integers(1, 40, n)
+    mean = total_tokens / docs
+    per_shard = -(-docs // SHARDS)
+    for k, start in enumerate(range(0, docs, per_shard)):
+        n = min(per_shard, docs - start)
+        lengths = rng.integers(1, max(2, int(2 * mean)), n)
         values = rng.integers(3, 32000, int(lengths.sum()), dtype=np.uint16)
         values[np.cumsum(lengths) - 1] = 2  # EOS ends every document
         ids = [str(i) for i in range(start, start + n)]
@@ -67,6 +72,10 @@ def measure(out: str, steps: int, repeat: int) -> dict:
     """Run in a fresh process: start-up, loader and memmap rates, peak RSS."""
     from corral.train.data import MixtureLoader
 
+    try:  # pyarrow imports pandas on first use where it is installed: a one-off, the same at any size
+        import pandas  # noqa: F401
+    except ImportError:
+        pass
     t0 = time.perf_counter()
     loader = MixtureLoader(out, SEQ, MICRO, seed=0, doc_ids=False)
     loader.validation(8)
@@ -105,6 +114,7 @@ def measure(out: str, steps: int, repeat: int) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 10_000_000])
+    p.add_argument("--tokens", type=float, default=2e8, help="tokens in each build (all sizes alike)")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
@@ -117,7 +127,7 @@ def main() -> int:
         for docs in a.sizes:
             out = Path(tmp) / f"b{docs}"
             t = time.perf_counter()
-            make_build(out, docs)
+            make_build(out, docs, int(a.tokens))
             print(f"wrote {docs:,} documents in {time.perf_counter() - t:.0f} s", flush=True)
             res = subprocess.run([sys.executable, __file__, "--measure", str(out), str(a.steps), str(a.repeat)],
                                  capture_output=True, text=True, check=True)
