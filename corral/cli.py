@@ -120,6 +120,21 @@ def cmd_verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_export(args) -> int:
+    from corral.export.run import ExportError, export
+    from corral.manifests.build import BuildManifestError
+
+    try:
+        result = export(args.out, args.to, args.format, args.source)
+    except (ExportError, BuildManifestError) as e:
+        return _say("export", e)
+    print(f"corral export: {len(result.written)} file(s) written, {len(result.skipped)} already complete, in "
+          f"{args.to} (export.json: rows and sha256 of each; README.md: the dataset card)")
+    if result.data_path:
+        print(f"--data-path {result.data_path}")
+    return 0
+
+
 def cmd_models(args) -> int:
     from corral import model_cache
 
@@ -439,6 +454,16 @@ def parser() -> argparse.ArgumentParser:
                         "side models against OUT/manifest.json; exit 1 naming each mismatch.")
     sp.add_argument("out", help="the build folder")
     sp.set_defaults(func=cmd_verify)
+
+    sp = sub.add_parser("export", help="documents as Parquet / JSONL / dolma, tokens as Megatron .bin/.idx",
+                        description="Write OUT's documents (every signal column and meta) as Parquet, gzipped JSONL "
+                        "or dolma's layout, one file per shard, or its token shards as Megatron-LM indexed datasets, "
+                        "one per source, with the mixture's --data-path. Checked (export.json) and resumable.")
+    sp.add_argument("out", help="the build folder")
+    sp.add_argument("--to", required=True, help="the export folder (new, empty, or an earlier export of the same kind)")
+    sp.add_argument("--format", required=True, choices=["parquet", "jsonl", "dolma", "megatron"])
+    sp.add_argument("--source", action="append", default=None, help="only this source (repeatable)")
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("dedup", help="near-duplicate removal over Arrow, Parquet or JSONL documents",
                         description="MinHash LSH near-duplicate removal (the same transform `build` runs per "

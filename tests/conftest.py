@@ -19,8 +19,9 @@ def manifests_dir() -> Path:
     return ROOT / "manifests"
 
 
-def make_build(out: Path, n_docs: dict | None = None, tokenize: bool = True) -> Path:
-    """A small but real build folder: document shards, token shards, a side model and a manifest."""
+def make_build(out: Path, n_docs: dict | None = None, tokenize: bool = True, signals: bool = False) -> Path:
+    """A small but real build folder: document shards, token shards, a side model and a manifest
+    (with `signals`, documents carry urls, languages, every signal and a meta object)."""
     import numpy as np
 
     from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
@@ -38,6 +39,12 @@ def make_build(out: Path, n_docs: dict | None = None, tokenize: bool = True) -> 
     sources = {}
     for s, n in n_docs.items():
         recs = [make_record(s, f"{s}-{i}", f"{s} document number {i}. " * (i % 5 + 1)) for i in range(n)]
+        if signals:
+            recs = [make_record(s, f"{s}-{i}", r["text"] + " ünïcode", url=f"https://example.org/{s}/{i}", lang="en",
+                                meta={"date": f"2022-0{i % 9 + 1}-01", "n": i}, lang_score=0.5 + i / 100,
+                                perplexity=100.0 + i, bucket=("head", "middle", "tail")[i % 3],
+                                quality=i / n, dup_cluster=f"{s}-{i - i % 2}", dup_count=2)
+                    for i, r in enumerate(recs)]
         w = ShardWriter(str(out / "docs" / s), max_rows=10)
         with w:
             w.write_all(recs)
