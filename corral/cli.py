@@ -461,7 +461,9 @@ def parser() -> argparse.ArgumentParser:
                         "one per source, with the mixture's --data-path. Checked (export.json) and resumable.")
     sp.add_argument("out", help="the build folder")
     sp.add_argument("--to", required=True, help="the export folder (new, empty, or an earlier export of the same kind)")
-    sp.add_argument("--format", required=True, choices=["parquet", "jsonl", "dolma", "megatron"])
+    from corral.export import FORMATS as EXPORT_FORMATS
+
+    sp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     sp.add_argument("--source", action="append", default=None, help="only this source (repeatable)")
     sp.set_defaults(func=cmd_export)
 

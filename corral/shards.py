@@ -56,7 +56,7 @@ class ShardInfo:
         return asdict(self)
 
 
-class _HashingSink(io.RawIOBase):
+class HashingSink(io.RawIOBase):
     """A write-only file object that hashes and counts what passes through it."""
 
     def __init__(self, raw):
@@ -73,6 +73,9 @@ class _HashingSink(io.RawIOBase):
         self.size += mv.nbytes
         self._raw.write(mv)
         return mv.nbytes
+
+    def tell(self) -> int:  # writers that ask where they are (Parquet's) get the bytes written
+        return self.size
 
 
 def write_shard(
@@ -220,7 +223,7 @@ class _OpenShard:
     def __init__(self, path: str, schema: pa.Schema, compression: str | None, durable: bool = True):
         self.path = path
         self.target = AtomicFile(path, durable)
-        self.sink = _HashingSink(self.target.raw)
+        self.sink = HashingSink(self.target.raw)
         opts = ipc.IpcWriteOptions(compression=compression)
         self.writer = ipc.new_file(pa.PythonFile(self.sink, mode="w"), schema, options=opts)
         self.rows = 0

@@ -25,7 +25,6 @@ import pyarrow.parquet as pq
 
 from corral.schema import SIGNALS
 
-FORMATS = ("parquet", "jsonl", "dolma", "megatron")
 PARQUET_COMPRESSION = "zstd"   # pyarrow's Parquet writer; readable by every Parquet reader
 GZIP_LEVEL = 6                 # gzip's default trade-off (dolma and datatrove write .jsonl.gz)
 NUMERIC = [name for name, typ in SIGNALS.items() if pa.types.is_floating(typ) or pa.types.is_integer(typ)]

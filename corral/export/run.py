@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from corral.export import megatron
-from corral.export.documents import FORMATS, JsonlOut, ParquetOut, dolma_attributes, dolma_document, jsonl_row
+from corral.export import FORMATS
+from corral.export.documents import JsonlOut, ParquetOut, dolma_attributes, dolma_document, jsonl_row
 from corral.fs import AtomicFile, atomic_write_bytes, sha256_of
 from corral.manifests.build import BuildManifest, join, load_build, manifest_sha256
 from corral.schema import DOC_SCHEMA
-from corral.shards import iter_batches, read_token_shard
+from corral.shards import HashingSink, iter_batches, read_token_shard
 
 RECORD = "export.json"
 CARD = "README.md"
@@ -36,26 +36,6 @@ CARD = "README.md"
 
 class ExportError(ValueError):
     """The export cannot run as asked: the message says what to fix."""
-
-
-class _Hashing(io.RawIOBase):
-    """A write-only file object that hashes and counts the bytes passing to `raw`."""
-
-    def __init__(self, raw):
-        self.raw, self.sha256, self.size = raw, hashlib.sha256(), 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        mv = memoryview(b).cast("B")
-        self.sha256.update(mv)
-        self.size += mv.nbytes
-        self.raw.write(mv)
-        return mv.nbytes
-
-    def tell(self) -> int:
-        return self.size
 
 
 @dataclass
@@ -105,7 +85,7 @@ def _done(dest: str, record: dict[str, Any], rel: str, origin: str) -> bool:
 def _export_shard(fmt: str, shard_path: str, outs: list[str], added: str) -> list[dict[str, Any]]:
     """Stream one document shard into its output file(s); return each file's rows, bytes and sha256."""
     files = [AtomicFile(p) for p in outs]
-    sinks = [_Hashing(f.raw) for f in files]
+    sinks = [HashingSink(f.raw) for f in files]
     try:
         if fmt == "parquet":
             writers = [ParquetOut(sinks[0], DOC_SCHEMA)]
