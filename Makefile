@@ -1,5 +1,5 @@
 # Every target that runs something first does all set-up (idempotent; fast when already done).
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test format bench clean
 
 VENV := .venv
 
@@ -10,10 +10,18 @@ setup:
 demo: setup
 	$(VENV)/bin/corral demo --out demo
 
-# The tests; their set-up also installs Debian's chromium for the report's browser test.
+# Lint and format check (ruff, configured in pyproject.toml), then the tests; their set-up also
+# installs Debian's chromium for the report's browser test.
 test:
 	bash scripts/setup.sh --test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -q
+
+# Fix what ruff can fix and format the tree.
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: setup
 	bash benchmarks/setup_baselines.sh

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import shutil
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,9 +72,12 @@ def make_inputs(tmp: Path, copies: int) -> list[str]:
                 content = body[:-4] if body.endswith("\r\n\r\n") else body
                 content = "\n".join(f"{ln} {tag}" if ln.strip() else ln for ln in content.split("\n"))
                 data = content.encode("utf-8")
-                head = "\r\n".join(f"Content-Length: {len(data)}" if h.startswith("Content-Length:") else
-                                     h.replace("WARC-Target-URI: http", f"WARC-Target-URI: http://{tag}.http")
-                                     for h in head.split("\r\n"))
+                head = "\r\n".join(
+                    f"Content-Length: {len(data)}"
+                    if h.startswith("Content-Length:")
+                    else h.replace("WARC-Target-URI: http", f"WARC-Target-URI: http://{tag}.http")
+                    for h in head.split("\r\n")
+                )
                 body = content + "\r\n\r\n"
             out.append("WARC/1.0\r\n" + head + "\r\n\r\n" + body)
         p = tmp / f"copy{i}.warc.wet.gz"
@@ -117,14 +120,17 @@ def run_ccnet(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> d
     # cc_net's `mine` step reads the shard again: dedup → lid → sp → lm.
     remover = dedup.DuplicatesRemover(field="raw_content", hashes_files=[hashes])
     remover._prepare()
-    classifier = split_by_lang.Classifier(model=Path(lid), field="raw_content", out_field="language",
-                                          threshold=0.5, rounding=2)
+    classifier = split_by_lang.Classifier(
+        model=Path(lid), field="raw_content", out_field="language", threshold=0.5, rounding=2
+    )
     classifier._prepare()
-    sp = perplexity.SentencePiece(model=Path(models["sp"]), field="raw_content", output_field="tokenized",
-                                  normalize=True)
+    sp = perplexity.SentencePiece(
+        model=Path(models["sp"]), field="raw_content", output_field="tokenized", normalize=True
+    )
     sp._prepare()
-    lm = perplexity.DocLM(models={"en": Path(models["lm"])}, field="tokenized", output_field="perplexity",
-                          normalize=False)
+    lm = perplexity.DocLM(
+        models={"en": Path(models["lm"])}, field="tokenized", output_field="perplexity", normalize=False
+    )
     lm._prepare()
     out = {}
     for d in read_shard():
@@ -136,8 +142,12 @@ def run_ccnet(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> d
             continue
         if d.get("language") == "en":
             d = lm.do(sp.do(d))
-        out[d["url"]] = {"text": d["raw_content"], "lang": d["language"], "lang_score": float(d["language_score"]),
-                         "perplexity": d.get("perplexity")}
+        out[d["url"]] = {
+            "text": d["raw_content"],
+            "lang": d["language"],
+            "lang_score": float(d["language_score"]),
+            "perplexity": d.get("perplexity"),
+        }
     return out
 
 
@@ -152,8 +162,9 @@ def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> 
     from corral.pipeline.sources.commoncrawl import read_wet
 
     read = {"min_len": 300, "format": "wet"}
-    records = [o["record"] for p in paths for o in guarded("commoncrawl", p, read_wet(p, 0, read))
-               if o["status"] == "kept"]
+    records = [
+        o["record"] for p in paths for o in guarded("commoncrawl", p, read_wet(p, 0, read)) if o["status"] == "kept"
+    ]
     hashes = [L.doc_hashes(r["text"]) for r in records]
     seen_in: dict[int, int] = {}
     for hs in hashes:
@@ -189,7 +200,7 @@ def _child(side: str, args: dict) -> dict:
 def part(side: str, args: dict) -> None:
     fn = run_ccnet if side == "ccnet" else run_corral
     best, result = float("inf"), None
-    for i in range(args["repeat"]):
+    for _i in range(args["repeat"]):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             result = fn(args["paths"], args["models"], args["lid"], tmp)
@@ -230,19 +241,33 @@ def main() -> None:
     same_lines = sum(d1[u]["text"] == d2[u]["text"] for u in both)
     same_lang = sum(d1[u]["lang"] == d2[u]["lang"] and d1[u]["lang_score"] == d2[u]["lang_score"] for u in both)
     scored = [u for u in both if d1[u]["perplexity"] is not None or d2[u]["perplexity"] is not None]
-    pp_ok = sum(d1[u]["perplexity"] is not None and d2[u]["perplexity"] is not None
-                and abs(d1[u]["perplexity"] - d2[u]["perplexity"]) <= 0.1 + 1e-9 for u in scored)
-    max_pp = max((abs(d1[u]["perplexity"] - d2[u]["perplexity"]) for u in scored
-                  if d1[u]["perplexity"] is not None and d2[u]["perplexity"] is not None), default=0.0)
+    pp_ok = sum(
+        d1[u]["perplexity"] is not None
+        and d2[u]["perplexity"] is not None
+        and abs(d1[u]["perplexity"] - d2[u]["perplexity"]) <= 0.1 + 1e-9
+        for u in scored
+    )
+    max_pp = max(
+        (
+            abs(d1[u]["perplexity"] - d2[u]["perplexity"])
+            for u in scored
+            if d1[u]["perplexity"] is not None and d2[u]["perplexity"] is not None
+        ),
+        default=0.0,
+    )
     print(f"input: {n_records} WET conversion records ({a.copies} file(s)); same models on both sides")
-    print(f"documents kept after dedup + LID: cc_net {len(d1)}, corral {len(d2)}, both {len(both)}; "
-          f"only cc_net {len(set(d1) - set(d2))}, only corral {len(set(d2) - set(d1))}")
+    print(
+        f"documents kept after dedup + LID: cc_net {len(d1)}, corral {len(d2)}, both {len(both)}; "
+        f"only cc_net {len(set(d1) - set(d2))}, only corral {len(set(d2) - set(d1))}"
+    )
     print(f"identical kept lines:        {same_lines}/{len(both)}")
     print(f"identical label and score:   {same_lang}/{len(both)}")
     print(f"perplexity within 0.1:       {pp_ok}/{len(scored)} (max difference {max_pp:.3f})")
     r1, r2 = n_records / cc["seconds"], n_records / co["seconds"]
-    print(f"speed (one core, best of {a.repeat}): cc_net {r1:,.0f} docs/s, corral {r2:,.0f} docs/s, "
-          f"ratio corral/cc_net {r2 / r1:.2f}x")
+    print(
+        f"speed (one core, best of {a.repeat}): cc_net {r1:,.0f} docs/s, corral {r2:,.0f} docs/s, "
+        f"ratio corral/cc_net {r2 / r1:.2f}x"
+    )
     print(f"peak RSS: cc_net {cc['peak_rss_mb']:.0f} MB, corral {co['peak_rss_mb']:.0f} MB")
     if a.pipeline:
         # 1 and 2 workers alternate, so that a noisy stretch of the machine hits both alike.
@@ -254,13 +279,19 @@ def main() -> None:
         for workers in (1, 2):
             seconds, funnel = min(runs[workers], key=lambda r: r[0])
             rates[workers] = funnel["input"] / seconds
-            print(f"corral build of the CommonCrawl source (best of {a.repeat}; {workers} worker{'s' if workers > 1 else ''}, given "
-                  f"models, classifier off, shards written, the whole build timed): {rates[workers]:,.0f} docs/s "
-                  f"({funnel['input']} records, {funnel['kept']} kept, {seconds:.1f} s; runs "
-                  f"{', '.join(f'{r[0]:.1f}' for r in runs[workers])} s); ratio corral build/cc_net {rates[workers] / r1:.2f}x")
+            print(
+                f"corral build of the CommonCrawl source (best of {a.repeat}; "
+                f"{workers} worker{'s' if workers > 1 else ''}, given "
+                f"models, classifier off, shards written, the whole build timed): {rates[workers]:,.0f} docs/s "
+                f"({funnel['input']} records, {funnel['kept']} kept, {seconds:.1f} s; runs "
+                f"{', '.join(f'{r[0]:.1f}' for r in runs[workers])} s); "
+                f"ratio corral build/cc_net {rates[workers] / r1:.2f}x"
+            )
         pairs = sorted(one[0] / two[0] for one, two in zip(runs[1], runs[2]))
-        print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (best against best); "
-              f"{pairs[0]:.2f}–{pairs[-1]:.2f}x over the {len(pairs)} back-to-back pairs")
+        print(
+            f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (best against best); "
+            f"{pairs[0]:.2f}–{pairs[-1]:.2f}x over the {len(pairs)} back-to-back pairs"
+        )
         shutil.rmtree(keep, ignore_errors=True)
 
 
@@ -273,10 +304,15 @@ def pipeline_rate(paths: list[str], models: dict[str, str], workers: int = 1) ->
     from corral.pipeline.dag import build
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = {"inputs": paths, "line_dedup": {"hash_in_mem": 1, "num_shards": 1},
-                "perplexity": {"sp_model": models["sp"].replace("/en.", "/{lang}."),
-                               "lm_model": models["lm"].replace("/en.", "/{lang}.")},
-                "quality": {"enabled": False}}
+        spec = {
+            "inputs": paths,
+            "line_dedup": {"hash_in_mem": 1, "num_shards": 1},
+            "perplexity": {
+                "sp_model": models["sp"].replace("/en.", "/{lang}."),
+                "lm_model": models["lm"].replace("/en.", "/{lang}."),
+            },
+            "quality": {"enabled": False},
+        }
         m = write_manifest(Path(tmp) / "m.yaml", {"commoncrawl": spec})
         t0 = time.perf_counter()
         manifest = build(m, str(Path(tmp) / "out"), workers=workers, progress=False)

@@ -18,7 +18,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,28 +55,65 @@ def make_build(out: Path, mb: int, seed: int = 0) -> int:
     from corral.shards import ShardWriter
 
     rng = np.random.default_rng(seed)
-    words = np.array(["the", "corpus", "of", "documents", "was", "cleaned", "and", "deduplicated", "by",
-                      "rules", "from", "a", "paper", "über", "naïve", "données"])
+    words = np.array(
+        [
+            "the",
+            "corpus",
+            "of",
+            "documents",
+            "was",
+            "cleaned",
+            "and",
+            "deduplicated",
+            "by",
+            "rules",
+            "from",
+            "a",
+            "paper",
+            "über",
+            "naïve",
+            "données",
+        ]
+    )
     mixture = parse_mixture("name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n")
     w = ShardWriter(str(out / "docs" / "c4"), max_bytes=SHARD_MB << 20)
     total, i = 0, 0
     with w:
         while total < mb << 20:
             text = " ".join(words[rng.integers(0, len(words), int(rng.integers(30, 900)))])
-            w.write(make_record("c4", f"d{i}", text, url=f"https://example.org/{i}", lang="en",
-                                meta={"date": "2019-07-01", "n": i}, lang_score=0.9, perplexity=210.5,
-                                bucket="head", quality=0.7, dup_cluster=f"d{i}", dup_count=1))
+            w.write(
+                make_record(
+                    "c4",
+                    f"d{i}",
+                    text,
+                    url=f"https://example.org/{i}",
+                    lang="en",
+                    meta={"date": "2019-07-01", "n": i},
+                    lang_score=0.9,
+                    perplexity=210.5,
+                    bucket="head",
+                    quality=0.7,
+                    dup_cluster=f"d{i}",
+                    dup_count=1,
+                )
+            )
             total += len(text.encode())
             i += 1
-    sb = SourceBuild(weight=1.0, documents=i, bytes=total, funnel=Funnel(i, i),
-                     shards=[relative_shard(s, str(out)) for s in w.shards])
+    sb = SourceBuild(
+        weight=1.0,
+        documents=i,
+        bytes=total,
+        funnel=Funnel(i, i),
+        shards=[relative_shard(s, str(out)) for s in w.shards],
+    )
     BuildManifest(mixture=mixture.to_dict(), settings=mixture.settings(), sources={"c4": sb}).save(str(out))
     return total
 
 
 def run(kind: str, out: Path, dest: Path) -> dict:
-    res = subprocess.run([sys.executable, "-c", CHILD, kind, str(out), str(dest)], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(out), str(dest)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

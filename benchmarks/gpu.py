@@ -80,8 +80,12 @@ def check_attention(device) -> None:
             continue
         base = loss if base is None else base
         rel = abs(loss - base) / base
-        row(f"attention {impl}", f"doc mask, bf16, {batch}×{SEQ}",
-            f"loss {loss:.5f} (Δ {rel:.1e} vs sdpa), {tps:,.0f} tok/s train", rel < 2e-2)
+        row(
+            f"attention {impl}",
+            f"doc mask, bf16, {batch}×{SEQ}",
+            f"loss {loss:.5f} (Δ {rel:.1e} vs sdpa), {tps:,.0f} tok/s train",
+            rel < 2e-2,
+        )
         del m
         torch.cuda.empty_cache()
 
@@ -111,8 +115,12 @@ def check_fsdp(device) -> None:
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss))
     ok = all(torch.isfinite(torch.tensor(losses))) and abs(losses[0] - ref) / ref < 2e-2 and losses[-1] < losses[0]
-    row("FSDP2 bf16", "small model, 1 rank NCCL, 3 AdamW steps",
-        f"losses {', '.join(f'{v:.4f}' for v in losses)} (unsharded first loss {ref:.4f})", ok)
+    row(
+        "FSDP2 bf16",
+        "small model, 1 rank NCCL, 3 AdamW steps",
+        f"losses {', '.join(f'{v:.4f}' for v in losses)} (unsharded first loss {ref:.4f})",
+        ok,
+    )
 
 
 def check_mfu(device) -> None:
@@ -150,9 +158,14 @@ def check_mfu(device) -> None:
     peak = peak_flops(device)
     mem = torch.cuda.max_memory_allocated(device) / 2**30
     mfu = tps * per_token / peak if peak else None
-    row("MFU 7B-shaped", f"dim 4096, 4 layers, {batch}×{SEQ}, bf16, compile, selective AC",
-        f"{tps:,.0f} tok/s, MFU {mfu:.1%}, peak memory {mem:.1f} GiB" if mfu is not None else
-        f"{tps:,.0f} tok/s (no peak known for {torch.cuda.get_device_name(device)})", mfu is None or mfu > 0.25)
+    row(
+        "MFU 7B-shaped",
+        f"dim 4096, 4 layers, {batch}×{SEQ}, bf16, compile, selective AC",
+        f"{tps:,.0f} tok/s, MFU {mfu:.1%}, peak memory {mem:.1f} GiB"
+        if mfu is not None
+        else f"{tps:,.0f} tok/s (no peak known for {torch.cuda.get_device_name(device)})",
+        mfu is None or mfu > 0.25,
+    )
 
 
 def main() -> int:
@@ -171,7 +184,7 @@ def main() -> int:
         except Exception as e:
             row(check.__name__, "crashed", f"{type(e).__name__}: {str(e)[:120]}", False)
         torch.cuda.empty_cache()
-    print(f"\n| check | setting | figure | |\n|---|---|---|---|")
+    print("\n| check | setting | figure | |\n|---|---|---|---|")
     for r in ROWS:
         print("| " + " | ".join(r) + " |")
     print(f"\n{time.perf_counter() - t0:.0f} s")

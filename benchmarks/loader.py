@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -58,14 +57,20 @@ def make_build(out: Path, docs: int, total_tokens: int, seed: int = 0) -> None:
         values = rng.integers(3, 32000, int(lengths.sum()), dtype=np.uint16)
         values[np.cumsum(lengths) - 1] = 2  # EOS ends every document
         ids = [str(i) for i in range(start, start + n)]
-        info = write_shard(str(out / "tokens" / "c4" / f"part-{k:05d}.arrow"),
-                           [token_batch_flat(ids, lengths, values)], schema=TOKEN_SCHEMA, compression=None)
+        info = write_shard(
+            str(out / "tokens" / "c4" / f"part-{k:05d}.arrow"),
+            [token_batch_flat(ids, lengths, values)],
+            schema=TOKEN_SCHEMA,
+            compression=None,
+        )
         entries.append(relative_shard(info, str(out)))
         tokens += int(lengths.sum())
-    sources = {"c4": SourceBuild(weight=1.0, documents=docs, funnel=Funnel(docs, docs), token_shards=entries,
-                                 tokens=tokens)}
-    BuildManifest(mixture=mixture.to_dict(), settings={**mixture.settings(), "tokenize": {"eos": True}},
-                  sources=sources).save(str(out))
+    sources = {
+        "c4": SourceBuild(weight=1.0, documents=docs, funnel=Funnel(docs, docs), token_shards=entries, tokens=tokens)
+    }
+    BuildManifest(
+        mixture=mixture.to_dict(), settings={**mixture.settings(), "tokenize": {"eos": True}}, sources=sources
+    ).save(str(out))
 
 
 def measure(out: str, steps: int, repeat: int) -> dict:
@@ -102,13 +107,19 @@ def measure(out: str, steps: int, repeat: int) -> dict:
         best_docs = max(best_docs, tokens / (time.perf_counter() - t))
         t = time.perf_counter()
         for i in range(0, len(spans), MICRO):
-            rows = [arr[a:b] for arr, a, b in spans[i:i + MICRO]]
+            rows = [arr[a:b] for arr, a, b in spans[i : i + MICRO]]
             np.stack([np.asarray(r, dtype=np.int64) for r in rows])
         best_raw = max(best_raw, tokens / (time.perf_counter() - t))
     with open("/proc/self/status", encoding="ascii") as f:
         anon = next((int(line.split()[1]) for line in f if line.startswith("RssAnon:")), 0)
-    return {"startup_s": startup, "loader_tps": best_loader, "docs_tps": best_docs, "memmap_tps": best_raw,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "anon_mb": anon / 1024}
+    return {
+        "startup_s": startup,
+        "loader_tps": best_loader,
+        "docs_tps": best_docs,
+        "memmap_tps": best_raw,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "anon_mb": anon / 1024,
+    }
 
 
 def main() -> int:
@@ -129,15 +140,23 @@ def main() -> int:
             t = time.perf_counter()
             make_build(out, docs, int(a.tokens))
             print(f"wrote {docs:,} documents in {time.perf_counter() - t:.0f} s", flush=True)
-            res = subprocess.run([sys.executable, __file__, "--measure", str(out), str(a.steps), str(a.repeat)],
-                                 capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, __file__, "--measure", str(out), str(a.steps), str(a.repeat)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[docs] = json.loads(res.stdout.strip().splitlines()[-1])
-    print(f"\n{'documents':>11} {'start-up s':>10} {'loader tok/s':>13} {'+docs tok/s':>12} {'memmap tok/s':>13} "
-          f"{'ratio':>6} {'+docs':>6} {'peak RSS MB':>11} {'anon MB':>8}")
+    print(
+        f"\n{'documents':>11} {'start-up s':>10} {'loader tok/s':>13} {'+docs tok/s':>12} {'memmap tok/s':>13} "
+        f"{'ratio':>6} {'+docs':>6} {'peak RSS MB':>11} {'anon MB':>8}"
+    )
     for docs, r in results.items():
-        print(f"{docs:>11,} {r['startup_s']:>10.3f} {r['loader_tps']:>13,.0f} {r['docs_tps']:>12,.0f} "
-              f"{r['memmap_tps']:>13,.0f} {r['loader_tps'] / r['memmap_tps']:>5.2f}× "
-              f"{r['docs_tps'] / r['memmap_tps']:>5.2f}× {r['peak_rss_mb']:>11.0f} {r['anon_mb']:>8.0f}")
+        print(
+            f"{docs:>11,} {r['startup_s']:>10.3f} {r['loader_tps']:>13,.0f} {r['docs_tps']:>12,.0f} "
+            f"{r['memmap_tps']:>13,.0f} {r['loader_tps'] / r['memmap_tps']:>5.2f}× "
+            f"{r['docs_tps'] / r['memmap_tps']:>5.2f}× {r['peak_rss_mb']:>11.0f} {r['anon_mb']:>8.0f}"
+        )
     rates = [r["loader_tps"] for r in results.values()]
     print(f"loader rate across sizes: {max(rates) / min(rates):.2f}× (target ≤ 1.2×)")
     return 0

@@ -101,9 +101,14 @@ def run(kind: str, scale: int, base: int, tmp: Path, workers: int) -> tuple[int,
     if kind == "cc+wiki":
         paths = make_inputs(d, base * scale)
         records = 43 * base * scale
-        m = manifest(d, kind, {"commoncrawl": {"inputs": paths, "perplexity": {"sp_vocab_size": 2000},
-                                               "quality": {"min_chars": 200}},
-                               "wikipedia": {"inputs": [str(WIKI)]}})
+        m = manifest(
+            d,
+            kind,
+            {
+                "commoncrawl": {"inputs": paths, "perplexity": {"sp_vocab_size": 2000}, "quality": {"min_chars": 200}},
+                "wikipedia": {"inputs": [str(WIKI)]},
+            },
+        )
     else:
         paths, records = c4_inputs(d, base * scale)
         m = manifest(d, kind, {"c4": {"inputs": paths}})
@@ -128,8 +133,10 @@ def main() -> None:
                 continue
             (n1, p1, s1), (n4, p4, s4) = (run(kind, k, base, tmp, a.workers) for k in (1, 4))
             per = (p4 - p1) * 1024 / max(n4 - n1, 1)
-            print(f"{kind:8s} 1x: {n1:>7,} records {p1:7.0f} MB ({s1:5.1f} s) | 4x: {n4:>7,} records {p4:7.0f} MB "
-                  f"({s4:5.1f} s) | growth {p4 / p1:.2f}x, {per:+.2f} KB per extra record")
+            print(
+                f"{kind:8s} 1x: {n1:>7,} records {p1:7.0f} MB ({s1:5.1f} s) | 4x: {n4:>7,} records {p4:7.0f} MB "
+                f"({s4:5.1f} s) | growth {p4 / p1:.2f}x, {per:+.2f} KB per extra record"
+            )
 
 
 if __name__ == "__main__":

@@ -50,13 +50,13 @@ def edit(words: list[str], rate: float, rng: random.Random, vocab: list[str]) ->
     for w in words:
         r = rng.random()
         if r < rate / 3:
-            out.append(rng.choice(vocab))          # substitution
+            out.append(rng.choice(vocab))  # substitution
         elif r < 2 * rate / 3:
-            continue                               # deletion
+            continue  # deletion
         else:
             out.append(w)
             if r > 1 - rate / 3:
-                out.append(rng.choice(vocab))      # insertion
+                out.append(rng.choice(vocab))  # insertion
     return out
 
 
@@ -68,7 +68,9 @@ def make_corpus(families: int, seed: int = 0) -> tuple[list[dict], list[list[str
         fam = [f"f{f:05d}-a"]
         docs.append({"id": fam[0], "text": " ".join(base)})
         kinds = [("near", rng.choice([0.01, 0.02, 0.03])) for _ in range(rng.randint(0, 2))]
-        kinds += [("copy", 0.0)] * rng.randint(0, 1) + [("far", rng.uniform(0.12, 0.35)) for _ in range(rng.randint(0, 2))]
+        kinds += [("copy", 0.0)] * rng.randint(0, 1) + [
+            ("far", rng.uniform(0.12, 0.35)) for _ in range(rng.randint(0, 2))
+        ]
         for k, (kind, rate) in enumerate(kinds):
             did = f"f{f:05d}-{kind}{k}"
             docs.append({"id": did, "text": " ".join(edit(base, rate, rng, vocab) if rate else base)})
@@ -95,8 +97,9 @@ def ground_truth(docs: list[dict], fams: list[list[str]]) -> set[str]:
                 if jaccard(sh[i], sh[j]) >= THRESHOLD:
                     rows.append(i)
                     cols.append(j)
-        n, labels = connected_components(coo_matrix(([1] * len(rows), (rows, cols)), shape=(len(ids), len(ids))),
-                                         directed=False)
+        n, labels = connected_components(
+            coo_matrix(([1] * len(rows), (rows, cols)), shape=(len(ids), len(ids))), directed=False
+        )
         for c in range(n):
             members = [ids[k] for k in range(len(ids)) if labels[k] == c]
             removable.update(members[1:])  # ids are sorted: the first is the smallest
@@ -126,8 +129,11 @@ def corral_removed(docs: list[dict], tmp: Path, repeat: int) -> tuple[set[str], 
         t0 = time.perf_counter()
         dedup(str(src), str(tmp / "corral-out"), threshold=THRESHOLD, ngram=NGRAM)
         runs.append(time.perf_counter() - t0)
-    kept = {r["id"] for p in (tmp / "corral-out" / "docs").glob("*.arrow")
-            for r in ipc.open_file(pa.memory_map(str(p))).read_all().to_pylist()}
+    kept = {
+        r["id"]
+        for p in (tmp / "corral-out" / "docs").glob("*.arrow")
+        for r in ipc.open_file(pa.memory_map(str(p))).read_all().to_pylist()
+    }
     return {d["id"] for d in docs} - kept, runs
 
 
@@ -140,7 +146,7 @@ def datasketch_removed(docs: list[dict]) -> set[str]:
     removed = set()
     for d in sorted(docs, key=lambda d: d["id"]):
         words = normalize(d["text"]).split(" ")
-        grams = {" ".join(words[i:i + NGRAM]).encode() for i in range(max(1, len(words) - NGRAM + 1))}
+        grams = {" ".join(words[i : i + NGRAM]).encode() for i in range(max(1, len(words) - NGRAM + 1))}
         m = MinHash(num_perm=PERM)
         m.update_batch(list(grams))
         if lsh.query(m):
@@ -154,7 +160,7 @@ def shingle_strings(text: str) -> list[str]:
     from corral.dedup.minhash import normalize
 
     words = normalize(text).split(" ")
-    return [" ".join(words[i:i + NGRAM]) for i in range(max(1, len(words) - NGRAM + 1))]
+    return [" ".join(words[i : i + NGRAM]) for i in range(max(1, len(words) - NGRAM + 1))]
 
 
 def speed(texts: list[str], repeat: int) -> dict[str, float]:
@@ -183,15 +189,15 @@ def speed(texts: list[str], repeat: int) -> dict[str, float]:
 
     def datatrove():
         import xxhash
-
         from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 
         if not getattr(xxhash, "_str_ok", False):  # datatrove passes str, which xxhash 4 refuses
             orig = xxhash.xxh64_intdigest
             xxhash.xxh64_intdigest = lambda d, seed=0: orig(d.encode() if isinstance(d, str) else d, seed)
             xxhash._str_ok = True
-        sig = MinhashDedupSignature(tempfile.mkdtemp(), config=MinhashConfig(n_grams=NGRAM, num_buckets=16,
-                                                                                 hashes_per_bucket=8))
+        sig = MinhashDedupSignature(
+            tempfile.mkdtemp(), config=MinhashConfig(n_grams=NGRAM, num_buckets=16, hashes_per_bucket=8)
+        )
         for t in texts:
             sig.get_signature(sig.get_shingles(t))
 
@@ -221,10 +227,13 @@ def peak_rss_of_dedup(families: int, tmp: Path, scale: int) -> float:
     with open(src, "w") as f:
         for d in docs:
             f.write(json.dumps(d) + "\n")
-    code = ("import sys, json; from corral.pipeline.dedup_job import dedup; dedup(sys.argv[1], sys.argv[2]);"
-            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
-    res = subprocess.run([sys.executable, "-c", code, str(src), str(tmp / f"mem-out{scale}")],
-                         capture_output=True, text=True, check=True)
+    code = (
+        "import sys, json; from corral.pipeline.dedup_job import dedup; dedup(sys.argv[1], sys.argv[2]);"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(tmp / f"mem-out{scale}")], capture_output=True, text=True, check=True
+    )
     return int(res.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -251,9 +260,11 @@ def main() -> None:
         for name, rate in rates.items():
             print(f"  {name:10s} {rate:9,.0f}   ratio corral/{name}: {rates['corral'] / rate:.2f}x")
         end_to_end, first = len(docs) / min(runs), len(docs) / runs[0]
-        print(f"corral dedup end to end (local runner, 1 worker, best of {len(runs)}): {end_to_end:,.0f} documents/s, "
-              f"{end_to_end / rates['corral']:.2f}x its own signatures/s (first run, with its imports: "
-              f"{first:,.0f} documents/s, {first / rates['corral']:.2f}x)")
+        print(
+            f"corral dedup end to end (local runner, 1 worker, best of {len(runs)}): {end_to_end:,.0f} documents/s, "
+            f"{end_to_end / rates['corral']:.2f}x its own signatures/s (first run, with its imports: "
+            f"{first:,.0f} documents/s, {first / rates['corral']:.2f}x)"
+        )
         m1 = peak_rss_of_dedup(a.families, tmp, 1)
         m4 = peak_rss_of_dedup(a.families, tmp, 4)
         print(f"peak RSS of corral dedup: 1× {m1:.0f} MB, 4× {m4:.0f} MB, growth {m4 / m1:.2f}x")

@@ -26,9 +26,8 @@ ROWS_PER_BATCH = 1024
 
 
 def _docs_batches(mb: int):
-    import random
-
     import pydoc_data.topics
+    import random
 
     from corral.schema import make_record, records_to_batch
 
@@ -82,8 +81,13 @@ def part_write(kind: str, mb: int, out: str) -> dict:
                     wr.write_batch(b)
         files = 1
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "mb_per_s": text_bytes / 1024**2 / dt, "files": files,
-            "peak_rss_mb": _peak_mb(), "rss_before_mb": base_rss}
+    return {
+        "seconds": dt,
+        "mb_per_s": text_bytes / 1024**2 / dt,
+        "files": files,
+        "peak_rss_mb": _peak_mb(),
+        "rss_before_mb": base_rss,
+    }
 
 
 def part_read(kind: str, path: str) -> dict:
@@ -103,8 +107,13 @@ def part_read(kind: str, path: str) -> dict:
         tokens = table.column("tokens").combine_chunks().flatten().to_numpy()
     checksum = int(tokens.sum(dtype=np.uint64))
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "tokens": int(tokens.size), "checksum": checksum, "peak_rss_mb": _peak_mb(),
-            "gtokens_per_s": tokens.size / dt / 1e9}
+    return {
+        "seconds": dt,
+        "tokens": int(tokens.size),
+        "checksum": checksum,
+        "peak_rss_mb": _peak_mb(),
+        "gtokens_per_s": tokens.size / dt / 1e9,
+    }
 
 
 def _child(args: list[str]) -> dict:
@@ -136,8 +145,10 @@ def main() -> None:
             res[kind] = _child(["write", kind, str(a.mb), d])
         c, p = res["corral"], res["pyarrow"]
         print(f"write {a.mb} MB of documents (zstd):")
-        print(f"  corral ShardWriter  {c['mb_per_s']:8.1f} MB/s  {c['files']} shards  "
-              f"peak RSS {c['peak_rss_mb']:.0f} MB (input batches alone {c['rss_before_mb']:.0f} MB)")
+        print(
+            f"  corral ShardWriter  {c['mb_per_s']:8.1f} MB/s  {c['files']} shards  "
+            f"peak RSS {c['peak_rss_mb']:.0f} MB (input batches alone {c['rss_before_mb']:.0f} MB)"
+        )
         print(f"  pyarrow new_file    {p['mb_per_s']:8.1f} MB/s  1 file    peak RSS {p['peak_rss_mb']:.0f} MB")
         print(f"  ratio corral/pyarrow: {c['mb_per_s'] / p['mb_per_s']:.2f}x")
 

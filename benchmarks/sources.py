@@ -34,7 +34,9 @@ def _inputs(tmp: Path) -> dict[str, list[str]]:
         "c4": sorted(glob.glob(str(DATA / "c4" / "c4-sample.*.json.gz"))),
         "c4-from-wet": sorted(glob.glob(str(DATA / "commoncrawl" / "*.head43.warc.wet.gz"))),
         "github": sorted(glob.glob(str(tmp / "github" / "*"))),
-        "wikipedia": sorted(glob.glob(str(DATA / "wikipedia" / "*.bz2")) + glob.glob(str(DATA / "wikipedia" / "*.xml"))),
+        "wikipedia": sorted(
+            glob.glob(str(DATA / "wikipedia" / "*.bz2")) + glob.glob(str(DATA / "wikipedia" / "*.xml"))
+        ),
         "books": sorted(glob.glob(str(DATA / "books" / "*.txt"))),
         "arxiv": sorted(glob.glob(str(DATA / "arxiv" / "*"))),
         "stackexchange": sorted(glob.glob(str(DATA / "stackexchange" / "*-Posts.xml"))),
@@ -47,8 +49,12 @@ def _uncompressed_bytes(paths: list[str]) -> int:
     total = 0
     for p in paths:
         if os.path.isdir(p):
-            total += sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(p) for f in fs
-                         if os.path.isfile(os.path.join(d, f)) and not os.path.islink(os.path.join(d, f)))
+            total += sum(
+                os.path.getsize(os.path.join(d, f))
+                for d, _, fs in os.walk(p)
+                for f in fs
+                if os.path.isfile(os.path.join(d, f)) and not os.path.islink(os.path.join(d, f))
+            )
         else:
             with open_input(p) as f:
                 while chunk := f.read(1 << 20):
@@ -149,17 +155,22 @@ def main() -> None:
         tmp = Path(tmpdir)
         inputs = _inputs(tmp)
         only = set(filter(None, a.only.split(",")))
-        print(f"{'source':14s} {'input MB':>9s} {'records':>8s} {'kept':>6s} | {'rules docs/s':>12s} {'MB/s':>7s} | "
-              f"{'pipeline docs/s':>15s} {'MB/s':>6s}")
+        print(
+            f"{'source':14s} {'input MB':>9s} {'records':>8s} {'kept':>6s} | {'rules docs/s':>12s} {'MB/s':>7s} | "
+            f"{'pipeline docs/s':>15s} {'MB/s':>6s}"
+        )
         for source, paths in inputs.items():
             if only and source not in only:
                 continue
             mb = _uncompressed_bytes(paths) / 1e6
-            t_rules, counts = _best(lambda: _rules(source, paths), a.repeat)
+            t_rules, counts = _best(lambda s=source, p=paths: _rules(s, p), a.repeat)
             records = sum(counts.values())
-            t_pipe, n_pipe = _best(lambda: _pipeline(source, paths, tmp), a.repeat)
-            print(f"{source:14s} {mb:9.2f} {records:8d} {counts['kept']:6d} | {records / t_rules:12.0f} "
-                  f"{mb / t_rules:7.2f} | {n_pipe / t_pipe:15.0f} {mb / t_pipe:6.2f}", flush=True)
+            t_pipe, n_pipe = _best(lambda s=source, p=paths: _pipeline(s, p, tmp), a.repeat)
+            print(
+                f"{source:14s} {mb:9.2f} {records:8d} {counts['kept']:6d} | {records / t_rules:12.0f} "
+                f"{mb / t_rules:7.2f} | {n_pipe / t_pipe:15.0f} {mb / t_pipe:6.2f}",
+                flush=True,
+            )
     print(f"peak RSS {_peak_mb():.0f} MB; one core (the local runner with one worker, in process)")
 
 

@@ -46,7 +46,8 @@ def real_texts(tmp: Path) -> list[str]:
         f"  wikipedia: {{weight: 0.2, inputs: ['{d}/wikipedia/*'], read: {{languages: [en, bg, zh]}}}}\n"
         f"  books: {{weight: 0.2, inputs: ['{d}/books/*']}}\n"
         f"  arxiv: {{weight: 0.1, inputs: ['{d}/arxiv/*']}}\n"
-        f"  stackexchange: {{weight: 0.2, inputs: ['{d}/stackexchange/*']}}\n")
+        f"  stackexchange: {{weight: 0.2, inputs: ['{d}/stackexchange/*']}}\n"
+    )
     out = tmp / "real"
     m = build(str(tmp / "m.yaml"), str(out))
     return [r["text"] for sb in m.sources.values() for s in sb.shards for r in iter_records(str(out / s["path"]))]
@@ -72,8 +73,13 @@ def make_build(out: Path, texts: list[str], copies: int) -> None:
             for i, t in enumerate(texts):
                 w.write(make_record("c4", f"{c}-{i}", t))
                 n += 1
-    sb = SourceBuild(weight=1.0, documents=n, bytes=sum(len(t.encode()) for t in texts) * copies,
-                     funnel=Funnel(input=n, kept=n), shards=[relative_shard(s, str(out)) for s in w.shards])
+    sb = SourceBuild(
+        weight=1.0,
+        documents=n,
+        bytes=sum(len(t.encode()) for t in texts) * copies,
+        funnel=Funnel(input=n, kept=n),
+        shards=[relative_shard(s, str(out)) for s in w.shards],
+    )
     BuildManifest(mixture=mixture.to_dict(), settings=mixture.settings(), sources={"c4": sb}).save(str(out))
 
 
@@ -113,8 +119,10 @@ def main() -> None:
         sp = spm.SentencePieceProcessor(model_file=str(out / entry["path"]))
         corpus = texts * a.copies
         mb = sum(len(t.encode()) for t in corpus) / 1e6
-        print(f"corpus: {len(corpus):,} documents, {mb:.1f} MB of text "
-              f"({'real samples' if SHARED.is_dir() else 'synthetic'}), tokenizer {entry['vocab_size']:,} pieces")
+        print(
+            f"corpus: {len(corpus):,} documents, {mb:.1f} MB of text "
+            f"({'real samples' if SHARED.is_dir() else 'synthetic'}), tokenizer {entry['vocab_size']:,} pieces"
+        )
         for label, threads in (("one core", 1), (f"{cores} cores", cores)):
             t0 = time.perf_counter()
             ids = sp.encode(corpus, num_threads=threads)
@@ -123,12 +131,19 @@ def main() -> None:
             del ids
             shutil.rmtree(out / "tokens", ignore_errors=True)
             shutil.rmtree(out / "_tokenize", ignore_errors=True)
-            res = json.loads(subprocess.run([sys.executable, "-c", CORRAL, str(out), str(threads)], check=True,
-                                            capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            res = json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", CORRAL, str(out), str(threads)], check=True, capture_output=True, text=True
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             assert res["tokens"] == raw_tokens, (res["tokens"], raw_tokens)
             raw_rate, corral_rate = raw_tokens / raw_s, res["tokens"] / res["seconds"]
-            print(f"{label:9s} raw sentencepiece {raw_rate:12,.0f} tokens/s   corral tokenize {corral_rate:12,.0f} "
-                  f"tokens/s   ratio {corral_rate / raw_rate:.2f}x   corral peak RSS {res['rss_mb']:.0f} MB")
+            print(
+                f"{label:9s} raw sentencepiece {raw_rate:12,.0f} tokens/s   corral tokenize {corral_rate:12,.0f} "
+                f"tokens/s   ratio {corral_rate / raw_rate:.2f}x   corral peak RSS {res['rss_mb']:.0f} MB"
+            )
 
 
 if __name__ == "__main__":

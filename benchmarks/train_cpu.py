@@ -90,8 +90,10 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    print(f"dim {a.dim}, {a.heads} heads, {a.layers} layers, vocab {a.vocab}, batch {a.batch} × {a.seq}, fp32, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"dim {a.dim}, {a.heads} heads, {a.layers} layers, vocab {a.vocab}, batch {a.batch} × {a.seq}, fp32, "
+        f"{torch.get_num_threads()} threads"
+    )
     from corral.train.launch import worker_env
 
     plain = {k: v for k, v in os.environ.items() if k not in worker_env({})}
@@ -100,8 +102,12 @@ def main() -> None:
     eager = run("corral", a, worker_env(plain))
     compiled = run("corral-compile", a, worker_env(plain))
     base = hf["tokens_per_s"]
-    rows = (("transformers LlamaForCausalLM", hf), ("transformers, corral's worker env", hf_env),
-            ("corral eager", eager), ("corral --compile", compiled))
+    rows = (
+        ("transformers LlamaForCausalLM", hf),
+        ("transformers, corral's worker env", hf_env),
+        ("corral eager", eager),
+        ("corral --compile", compiled),
+    )
     for name, r in rows:
         ratio = "" if r is hf else f"   ratio {r['tokens_per_s'] / base:.2f}x"
         print(f"{name:<34} {r['tokens_per_s']:10,.0f} tokens/s   peak RSS {r['peak_rss_mb']:6,.0f} MB{ratio}")

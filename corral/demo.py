@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_STEPS = 300         # optimizer steps of the demo's tiny model (a few minutes on 2 cores)
-DEMO_SEQ_LEN = 128       # context of the demo's model
+DEMO_STEPS = 300  # optimizer steps of the demo's tiny model (a few minutes on 2 cores)
+DEMO_SEQ_LEN = 128  # context of the demo's model
 DEMO_MICRO_BATCH = 8
-DEMO_LR = 3e-3           # a tiny model learns at a higher rate than the paper's sizes
+DEMO_LR = 3e-3  # a tiny model learns at a higher rate than the paper's sizes
 STAGES = ("sample", "build", "tokenizer", "tokenize", "inspect", "train", "report")
 
 
@@ -33,8 +33,12 @@ class _Progress:
 
     def done(self, name: str, started: float, summary: str) -> None:
         dt = time.perf_counter() - started
-        print(f"[demo {self.i}/{len(STAGES)}] {name}: {summary} ({dt:.1f} s; {time.perf_counter() - self.t0:.0f} s "
-              f"in all)", file=self.out, flush=True)
+        print(
+            f"[demo {self.i}/{len(STAGES)}] {name}: {summary} ({dt:.1f} s; {time.perf_counter() - self.t0:.0f} s "
+            f"in all)",
+            file=self.out,
+            flush=True,
+        )
 
 
 def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> dict[str, str]:
@@ -76,9 +80,28 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     p.done("inspect", t, "printed")
 
     t = p.start("train", f"a tiny LLaMA for {steps} steps on CPU (torchrun, {nproc} process(es))")
-    cmd = [sys.executable, "-m", "corral.cli", "train", str(build_out), "--model", "tiny", "--run-dir", str(run),
-           "--steps", str(steps), "--seq-len", str(DEMO_SEQ_LEN), "--micro-batch", str(DEMO_MICRO_BATCH),
-           "--lr", str(DEMO_LR), "--nproc", str(nproc), "--overwrite"]  # a rerun of the demo trains afresh
+    cmd = [
+        sys.executable,
+        "-m",
+        "corral.cli",
+        "train",
+        str(build_out),
+        "--model",
+        "tiny",
+        "--run-dir",
+        str(run),
+        "--steps",
+        str(steps),
+        "--seq-len",
+        str(DEMO_SEQ_LEN),
+        "--micro-batch",
+        str(DEMO_MICRO_BATCH),
+        "--lr",
+        str(DEMO_LR),
+        "--nproc",
+        str(nproc),
+        "--overwrite",
+    ]  # a rerun of the demo trains afresh
     train = subprocess.Popen(cmd)
     try:
         code = train.wait()
@@ -94,9 +117,24 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     report = write_report(str(build_out), run_dir=str(run))
     p.done("report", t, report)
 
-    paths = {"sample": str(sample), "build": str(build_out), "checkpoint": str(checkpoints[-1]) if checkpoints else "",
-             "run": str(run), "export": str(run / "export" / "hf"), "report": report}
-    print("\nDone. The build:      " + paths["build"] + "\n      the checkpoint: " + paths["checkpoint"]
-          + "\n      the export:     " + paths["export"] + " (AutoTokenizer, AutoModelForCausalLM)"
-          + "\n      the report:     " + paths["report"], flush=True)
+    paths = {
+        "sample": str(sample),
+        "build": str(build_out),
+        "checkpoint": str(checkpoints[-1]) if checkpoints else "",
+        "run": str(run),
+        "export": str(run / "export" / "hf"),
+        "report": report,
+    }
+    print(
+        "\nDone. The build:      "
+        + paths["build"]
+        + "\n      the checkpoint: "
+        + paths["checkpoint"]
+        + "\n      the export:     "
+        + paths["export"]
+        + " (AutoTokenizer, AutoModelForCausalLM)"
+        + "\n      the report:     "
+        + paths["report"],
+        flush=True,
+    )
     return paths

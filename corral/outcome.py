@@ -9,7 +9,8 @@ on every runner, whether or not the runner reports Beam metrics.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 KEPT, DROPPED, ERROR = "kept", "dropped", "error"
 
@@ -18,8 +19,9 @@ def kept(record: Mapping[str, Any]) -> dict[str, Any]:
     return {"source": record["source"], "status": KEPT, "reason": None, "record": dict(record), "where": None}
 
 
-def dropped(source: str, reason: str, where: str | None = None,
-            example: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def dropped(
+    source: str, reason: str, where: str | None = None, example: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A dropped record; `example` (the record) lets the report show what the rule removed."""
     out = {"source": source, "status": DROPPED, "reason": reason, "record": None, "where": where}
     if example is not None and example.get("text"):
@@ -28,8 +30,7 @@ def dropped(source: str, reason: str, where: str | None = None,
 
 
 def error(source: str, reason: str, where: str, detail: str | None = None) -> dict[str, Any]:
-    return {"source": source, "status": ERROR, "reason": reason, "record": None, "where": where,
-            "detail": detail}
+    return {"source": source, "status": ERROR, "reason": reason, "record": None, "where": where, "detail": detail}
 
 
 def is_kept(outcome: Mapping[str, Any]) -> bool:

@@ -19,7 +19,7 @@ def children(pid: int | None = None) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state, ppid, …
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ": state, ppid, …
         if len(fields) > 1 and fields[1] == str(pid):
             found.append(int(entry))
     return found

@@ -37,20 +37,27 @@ import tarfile
 import uuid
 from xml.sax.saxutils import escape, quoteattr
 
-from corral.shards import atomic_write_bytes
+from corral.fs import atomic_write_bytes
 
-SEED = 20230227                       # LLaMA's arXiv date, as a fixed seed
-CRAWL_DATE = "2026-11-01T00:00:00Z"   # every WARC-Date, dump and post date of the sample
+SEED = 20230227  # LLaMA's arXiv date, as a fixed seed
+CRAWL_DATE = "2026-11-01T00:00:00Z"  # every WARC-Date, dump and post date of the sample
 FOREIGN = ("fr", "es", "ru", "sv", "ca", "de")  # Sphinx catalogs with enough sentences; all in LLaMA's 20
 WIKI_LANGS = ("en", "fr", "es", "ru")
-REPO_FILES = 30                       # source files copied per repository (the demo stays small)
+REPO_FILES = 30  # source files copied per repository (the demo stays small)
 # installed packages as repositories: import name, distribution name
-REPOS = (("yaml", "pyyaml"), ("mwparserfromhell", "mwparserfromhell"), ("xxhash", "xxhash"),
-         ("warcio", "warcio"), ("certifi", "certifi"), ("defusedxml", "defusedxml"))
+REPOS = (
+    ("yaml", "pyyaml"),
+    ("mwparserfromhell", "mwparserfromhell"),
+    ("xxhash", "xxhash"),
+    ("warcio", "warcio"),
+    ("certifi", "certifi"),
+    ("defusedxml", "defusedxml"),
+)
 UNLICENSED = ("iniconfig", "iniconfig")  # copied without its license files: dropped as no_license
 
 
 # --- real text ----------------------------------------------------------------------------------
+
 
 def _prose(block: str, min_words: int = 12) -> str | None:
     lines = block.strip().splitlines()
@@ -121,6 +128,7 @@ def foreign_sentences(lang: str) -> list[str]:
 
 # --- writers ------------------------------------------------------------------------------------
 
+
 def _gzip(data: bytes) -> bytes:
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as g:
@@ -142,20 +150,41 @@ def _warc_record(headers: list[tuple[str, str]], body: bytes) -> bytes:
 
 def _wet_file(name: str, pages: list[tuple[str, str]]) -> bytes:
     info = b"isPartOf: CORRAL-SAMPLE-2026-44\r\noperator: corral sample\r\n"
-    out = [_warc_record([("WARC-Type", "warcinfo"), ("WARC-Date", CRAWL_DATE), ("WARC-Filename", name),
-                         ("WARC-Record-ID", _uuid(name)), ("Content-Type", "application/warc-fields")], info)]
+    out = [
+        _warc_record(
+            [
+                ("WARC-Type", "warcinfo"),
+                ("WARC-Date", CRAWL_DATE),
+                ("WARC-Filename", name),
+                ("WARC-Record-ID", _uuid(name)),
+                ("Content-Type", "application/warc-fields"),
+            ],
+            info,
+        )
+    ]
     for url, text in pages:
         body = text.encode("utf-8")
         digest = base64.b32encode(hashlib.sha1(body).digest()).decode()
-        out.append(_warc_record([
-            ("WARC-Type", "conversion"), ("WARC-Target-URI", url), ("WARC-Date", CRAWL_DATE),
-            ("WARC-Record-ID", _uuid(name, url, text[:64])), ("WARC-Refers-To", _uuid("response", url)),
-            ("WARC-Block-Digest", f"sha1:{digest}"), ("Content-Type", "text/plain")], body))
+        out.append(
+            _warc_record(
+                [
+                    ("WARC-Type", "conversion"),
+                    ("WARC-Target-URI", url),
+                    ("WARC-Date", CRAWL_DATE),
+                    ("WARC-Record-ID", _uuid(name, url, text[:64])),
+                    ("WARC-Refers-To", _uuid("response", url)),
+                    ("WARC-Block-Digest", f"sha1:{digest}"),
+                    ("Content-Type", "text/plain"),
+                ],
+                body,
+            )
+        )
     return b"".join(out)
 
 
-def _commoncrawl(out: str, english: list[tuple[str, list[str]]], foreign: dict[str, list[str]],
-                 rng: random.Random) -> int:
+def _commoncrawl(
+    out: str, english: list[tuple[str, list[str]]], foreign: dict[str, list[str]], rng: random.Random
+) -> int:
     pages: list[tuple[str, str]] = []
     sites = [f"{name}-notes.example.org" for name in ("pydoc", "stdlib", "howto", "guide", "manual", "cookbook")]
     for i, (module, paras) in enumerate(english):
@@ -163,17 +192,17 @@ def _commoncrawl(out: str, english: list[tuple[str, list[str]]], foreign: dict[s
         nav = [site.split(".")[0].replace("-", " ").title(), "Home", "Articles", "About this site", "Contact us"]
         footer = [f"Copyright 2026 {site}. All rights reserved.", "Privacy policy | Terms of use | Cookie settings"]
         for j in range(0, len(paras), 5):
-            body = paras[j:j + 5]
+            body = paras[j : j + 5]
             if sum(map(len, body)) < 400:
                 continue
             title = f"The {module} module, part {j // 5 + 1}"
             pages.append((f"https://{site}/{module}/{j // 5 + 1}.html", "\n".join([title, *nav, *body, *footer])))
     for lang, sentences in foreign.items():  # other languages: dropped by language ID
         for j in range(0, min(len(sentences), 60), 6):
-            pages.append((f"https://docs-{lang}.example.org/page{j // 6}.html", "\n".join(sentences[j:j + 6])))
+            pages.append((f"https://docs-{lang}.example.org/page{j // 6}.html", "\n".join(sentences[j : j + 6])))
     names = sorted({m for m, _ in english})
     for k in range(0, min(len(names), 240), 12):  # keyword pages: real words, no prose (low quality)
-        words = names[k:k + 12]
+        words = names[k : k + 12]
         lines = [f"{w} {w} download free {w} tutorial {w} pdf best {w} tips" for w in words]
         pages.append((f"https://seo-links.example.net/tags/{k // 12}.html", "\n".join(lines)))
     rng.shuffle(pages)
@@ -190,9 +219,14 @@ def _c4(out: str, english: list[tuple[str, list[str]]], rng: random.Random) -> i
     docs = []
     for module, paras in english:
         for j in range(0, len(paras), 4):
-            text = "\n".join(paras[j:j + 4])
-            docs.append({"text": text, "timestamp": "2019-04-25T12:57:54Z",
-                         "url": f"https://blog.example.com/{module}/{j // 4}"})
+            text = "\n".join(paras[j : j + 4])
+            docs.append(
+                {
+                    "text": text,
+                    "timestamp": "2019-04-25T12:57:54Z",
+                    "url": f"https://blog.example.com/{module}/{j // 4}",
+                }
+            )
     docs += [dict(d) for d in docs[::15]]  # exact duplicates (same text, same URL)
     rng.shuffle(docs)
     for n in range(2):
@@ -232,9 +266,11 @@ def _github(out: str) -> int:
             continue  # not installed here: the sample simply has one repository fewer
         src = list(spec.submodule_search_locations)[0]
         dest = os.path.join(out, "github", pkg)
-        files = sorted(f for f in glob.glob(os.path.join(src, "**", "*"), recursive=True)
-                       if os.path.isfile(f) and f.endswith((".py", ".pyi", ".c", ".h", ".txt", ".md"))
-                       and "__pycache__" not in f)[:REPO_FILES]
+        files = sorted(
+            f
+            for f in glob.glob(os.path.join(src, "**", "*"), recursive=True)
+            if os.path.isfile(f) and f.endswith((".py", ".pyi", ".c", ".h", ".txt", ".md")) and "__pycache__" not in f
+        )[:REPO_FILES]
         for f in files:
             rel = os.path.relpath(f, src)
             os.makedirs(os.path.dirname(os.path.join(dest, pkg, rel)), exist_ok=True)
@@ -249,9 +285,11 @@ def _github(out: str) -> int:
 
 def _wikitext(title: str, paras: list[str], lang: str, i: int) -> str:
     first, rest = paras[0], paras[1:]
-    parts = [f"{{{{Infobox software\n| name = {title}\n| license = PSF}}}}",
-             f"'''{title}''' {first}<ref>{{{{cite web |url=https://example.org/{i} |title={title}}}}}</ref>",
-             f"[[File:{title}.png|thumb|{title}]]"]
+    parts = [
+        f"{{{{Infobox software\n| name = {title}\n| license = PSF}}}}",
+        f"'''{title}''' {first}<ref>{{{{cite web |url=https://example.org/{i} |title={title}}}}}</ref>",
+        f"[[File:{title}.png|thumb|{title}]]",
+    ]
     for k, p in enumerate(rest):
         if k % 3 == 0:
             parts.append(f"== {title} {k // 3 + 1} ==")
@@ -275,21 +313,32 @@ def _wikipedia(out: str, articles: dict[str, list[tuple[str, list[str]]]]) -> in
         # a redirect and a talk page, which the rules drop
         pages.append((len(pages) * 3 + 1, 0, "Redirected title", f"#REDIRECT [[{pages[0][2]}]]", True))
         pages.append((len(pages) * 3 + 1, 1, f"Talk:{pages[0][2]}", "This page is about the article.", False))
-        xml = ['<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" '
-               f'xml:lang="{lang}">', "  <siteinfo>", "    <sitename>Wikipedia</sitename>",
-               f"    <dbname>{db}</dbname>", "    <namespaces>",
-               '      <namespace key="0" case="first-letter" />',
-               '      <namespace key="1" case="first-letter">Talk</namespace>',
-               '      <namespace key="6" case="first-letter">File</namespace>',
-               "    </namespaces>", "  </siteinfo>"]
+        xml = [
+            f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="{lang}">',
+            "  <siteinfo>",
+            "    <sitename>Wikipedia</sitename>",
+            f"    <dbname>{db}</dbname>",
+            "    <namespaces>",
+            '      <namespace key="0" case="first-letter" />',
+            '      <namespace key="1" case="first-letter">Talk</namespace>',
+            '      <namespace key="6" case="first-letter">File</namespace>',
+            "    </namespaces>",
+            "  </siteinfo>",
+        ]
         for pid, ns, title, text, redirect in pages:
             xml += ["  <page>", f"    <title>{escape(title)}</title>", f"    <ns>{ns}</ns>", f"    <id>{pid}</id>"]
             if redirect:
                 xml.append(f'    <redirect title="{escape(pages[0][2])}" />')
-            xml += ["    <revision>", f"      <id>{pid + 1000}</id>", f"      <timestamp>{CRAWL_DATE}</timestamp>",
-                    '      <model>wikitext</model>', '      <format>text/x-wiki</format>',
-                    f'      <text bytes="{len(text.encode())}" xml:space="preserve">{escape(text)}</text>',
-                    "    </revision>", "  </page>"]
+            xml += [
+                "    <revision>",
+                f"      <id>{pid + 1000}</id>",
+                f"      <timestamp>{CRAWL_DATE}</timestamp>",
+                "      <model>wikitext</model>",
+                "      <format>text/x-wiki</format>",
+                f'      <text bytes="{len(text.encode())}" xml:space="preserve">{escape(text)}</text>',
+                "    </revision>",
+                "  </page>",
+            ]
         xml.append("</mediawiki>\n")
         data = bz2.compress("\n".join(xml).encode("utf-8"))
         atomic_write_bytes(os.path.join(out, "wikipedia", f"{db}-20261101-pages-articles.xml.bz2"), data)
@@ -299,41 +348,51 @@ def _wikipedia(out: str, articles: dict[str, list[tuple[str, list[str]]]]) -> in
 
 def _gutenberg(number: int, title: str, author: str, chapters: list[tuple[str, list[str]]]) -> str:
     upper = title.upper()
-    head = (f"The Project Gutenberg eBook of {title}\n\n"
-            "This ebook is for the use of anyone anywhere in the United States and most other parts of "
-            "the world at no cost and with almost no restrictions whatsoever. You may copy it, give it "
-            "away or re-use it under the terms of the Project Gutenberg License included with this ebook "
-            "or online at www.gutenberg.org.\n\n"
-            f"Title: {title}\n\nAuthor: {author}\n\nRelease date: November 1, 2026 [eBook #{number}]\n\n"
-            f"Language: English\n\n*** START OF THE PROJECT GUTENBERG EBOOK {upper} ***\n\n\n"
-            "Produced by the corral sample generator from Python's documentation.\n\n\n")
+    head = (
+        f"The Project Gutenberg eBook of {title}\n\n"
+        "This ebook is for the use of anyone anywhere in the United States and most other parts of "
+        "the world at no cost and with almost no restrictions whatsoever. You may copy it, give it "
+        "away or re-use it under the terms of the Project Gutenberg License included with this ebook "
+        "or online at www.gutenberg.org.\n\n"
+        f"Title: {title}\n\nAuthor: {author}\n\nRelease date: November 1, 2026 [eBook #{number}]\n\n"
+        f"Language: English\n\n*** START OF THE PROJECT GUTENBERG EBOOK {upper} ***\n\n\n"
+        "Produced by the corral sample generator from Python's documentation.\n\n\n"
+    )
     body = []
     for k, (name, paras) in enumerate(chapters):
         body.append(f"CHAPTER {k + 1}. {name.upper()}\n\n" + "\n\n".join(paras))
-    tail = (f"\n\n\nEnd of the Project Gutenberg EBook of {title}\n\n"
-            f"*** END OF THE PROJECT GUTENBERG EBOOK {upper} ***\n\n"
-            "Updated editions will replace the previous one; the old editions will be renamed.\n"
-            "Section 1. General Terms of Use and Redistributing Project Gutenberg electronic works\n")
+    tail = (
+        f"\n\n\nEnd of the Project Gutenberg EBook of {title}\n\n"
+        f"*** END OF THE PROJECT GUTENBERG EBOOK {upper} ***\n\n"
+        "Updated editions will replace the previous one; the old editions will be renamed.\n"
+        "Section 1. General Terms of Use and Redistributing Project Gutenberg electronic works\n"
+    )
     return head + "\n\n\n".join(body) + tail
 
 
 def _books(out: str, english: list[tuple[str, list[str]]]) -> int:
     per = max(1, len(english) // 3)
-    volumes = [english[i * per:(i + 1) * per] for i in range(3)]
+    volumes = [english[i * per : (i + 1) * per] for i in range(3)]
     titles = ["Notes on the Standard Library", "Modules and Their Uses", "A Reader of Docstrings"]
     n = 0
     for k, (title, chapters) in enumerate(zip(titles, volumes)):
         number = 90001 + k
-        atomic_write_bytes(os.path.join(out, "books", f"pg{number}.txt"),
-               _gutenberg(number, title, "Python contributors", chapters).encode())
+        atomic_write_bytes(
+            os.path.join(out, "books", f"pg{number}.txt"),
+            _gutenberg(number, title, "Python contributors", chapters).encode(),
+        )
         n += 1
     # a second edition of the first book: one paragraph per chapter changed (near duplicate, >90%)
     edited = [(name, paras[:-1] + [paras[-1] + " This edition adds a short note."]) for name, paras in volumes[0]]
-    atomic_write_bytes(os.path.join(out, "books", "pg90011.txt"),
-           _gutenberg(90011, titles[0] + " (Second Edition)", "Python contributors", edited).encode())
+    atomic_write_bytes(
+        os.path.join(out, "books", "pg90011.txt"),
+        _gutenberg(90011, titles[0] + " (Second Edition)", "Python contributors", edited).encode(),
+    )
     # the second book uploaded again under another number (exact duplicate of its text)
-    atomic_write_bytes(os.path.join(out, "books", "pg90012.txt"),
-           _gutenberg(90012, titles[1], "Python contributors", volumes[1]).encode())
+    atomic_write_bytes(
+        os.path.join(out, "books", "pg90012.txt"),
+        _gutenberg(90012, titles[1], "Python contributors", volumes[1]).encode(),
+    )
     return n + 2
 
 
@@ -354,19 +413,43 @@ def _arxiv(out: str, english: list[tuple[str, list[str]]]) -> int:
         half = max(1, len(paras) // 2)
         intro = "\n\n".join(p.replace("Python", r"\py{}") for p in paras[:half])
         method = "\n\n".join(paras[half:])
-        main = (r"\documentclass{article}" "\n"
-                r"\usepackage{amsmath}" "\n"
-                r"\newcommand{\py}{Python}" "\n"
-                r"\def\mod#1{\texttt{#1}}" "\n"
-                r"\title{On the \mod{" + module + r"} module}" "\n"
-                r"\begin{document}" "\n" r"\maketitle" "\n"
-                r"\begin{abstract}" "\n" + paras[0] + "\n" r"\end{abstract}" "\n"
-                "% the sections live in their own files\n"
-                r"\section{Introduction}" "\n" r"\input{intro}" "\n"
-                r"\section{The module}  % drafted first" "\n" r"\input{sections/method}" "\n"
-                r"\begin{thebibliography}{9}" "\n"
-                r"\bibitem{py} Python Software Foundation. The Python Language Reference." "\n"
-                r"\end{thebibliography}" "\n" r"\end{document}" "\n")
+        main = (
+            r"\documentclass{article}"
+            "\n"
+            r"\usepackage{amsmath}"
+            "\n"
+            r"\newcommand{\py}{Python}"
+            "\n"
+            r"\def\mod#1{\texttt{#1}}"
+            "\n"
+            r"\title{On the \mod{" + module + r"} module}"
+            "\n"
+            r"\begin{document}"
+            "\n"
+            r"\maketitle"
+            "\n"
+            r"\begin{abstract}"
+            "\n" + paras[0] + "\n"
+            r"\end{abstract}"
+            "\n"
+            "% the sections live in their own files\n"
+            r"\section{Introduction}"
+            "\n"
+            r"\input{intro}"
+            "\n"
+            r"\section{The module}  % drafted first"
+            "\n"
+            r"\input{sections/method}"
+            "\n"
+            r"\begin{thebibliography}{9}"
+            "\n"
+            r"\bibitem{py} Python Software Foundation. The Python Language Reference."
+            "\n"
+            r"\end{thebibliography}"
+            "\n"
+            r"\end{document}"
+            "\n"
+        )
         files = {"main.tex": main, "intro.tex": intro + "\n", "sections/method.tex": method + "\n"}
         atomic_write_bytes(os.path.join(out, "arxiv", f"2611.{k + 1:05d}.tar.gz"), _tar_gz(files))
         n += 1
@@ -384,17 +467,33 @@ def _stackexchange(out: str, topics: list[tuple[str, list[str]]]) -> int:
         for name, paras in items:
             qid = pid
             body = f"<p>{escape(paras[0])}</p><p>What does the documentation say about this?</p>"
-            rows.append(dict(Id=qid, PostTypeId=1, Score=len(paras), Title=f"How does {name} work?",
-                             Body=body, AnswerCount=len(paras) - 1))
+            rows.append(
+                dict(
+                    Id=qid,
+                    PostTypeId=1,
+                    Score=len(paras),
+                    Title=f"How does {name} work?",
+                    Body=body,
+                    AnswerCount=len(paras) - 1,
+                )
+            )
             pid += 1
             for a, p in enumerate(paras[1:4]):
                 extra = "<ul><li>see the reference</li><li>try it in the REPL</li></ul>" if a == 0 else ""
-                rows.append(dict(Id=pid, PostTypeId=2, ParentId=qid, Score=(a * 7) % 5,
-                                 Body=f"<p>{escape(p)}</p>{extra}<pre><code>help({name!r})\n</code></pre>"))
+                rows.append(
+                    dict(
+                        Id=pid,
+                        PostTypeId=2,
+                        ParentId=qid,
+                        Score=(a * 7) % 5,
+                        Body=f"<p>{escape(p)}</p>{extra}<pre><code>help({name!r})\n</code></pre>",
+                    )
+                )
                 pid += 1
         rows.append(dict(Id=pid, PostTypeId=4, Body="<p>Questions about the standard library.</p>"))  # tag wiki
-        rows.append(dict(Id=pid + 1, PostTypeId=2, ParentId=99999, Score=1,
-                         Body="<p>An answer whose question is gone.</p>"))  # orphan
+        rows.append(
+            dict(Id=pid + 1, PostTypeId=2, ParentId=99999, Score=1, Body="<p>An answer whose question is gone.</p>")
+        )  # orphan
         lines = ['<?xml version="1.0" encoding="utf-8"?>', "<posts>"]
         for r in rows:
             r.setdefault("CreationDate", CRAWL_DATE[:-1] + ".000")
@@ -418,7 +517,7 @@ def write_sample(out: str) -> dict[str, int]:
     wiki = {"en": docs}
     for lang in WIKI_LANGS[1:]:
         s = foreign[lang]
-        wiki[lang] = [(f"{lang}-{i}", s[i:i + 5]) for i in range(0, len(s) - 4, 5)]
+        wiki[lang] = [(f"{lang}-{i}", s[i : i + 5]) for i in range(0, len(s) - 4, 5)]
     counts = {
         "commoncrawl": _commoncrawl(out, cc, foreign, rng),
         "c4": _c4(out, c4, rng),

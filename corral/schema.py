@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -17,12 +18,12 @@ from corral.source_specs import SOURCES
 
 # The nullable signal columns, in schema order, with their Arrow types.
 SIGNALS: dict[str, pa.DataType] = {
-    "lang_score": pa.float64(),   # fastText lid.176 top-1 probability, rounded (RECIPE.md §2.6)
-    "perplexity": pa.float64(),   # KenLM document perplexity, rounded to 0.1 (RECIPE.md §2.7)
-    "bucket": pa.string(),        # head / middle / tail / all (RECIPE.md §2.9)
-    "quality": pa.float64(),      # P(Wikipedia reference) from the quality classifier (RECIPE.md §2.12)
-    "dup_cluster": pa.string(),   # id of the representative of this document's near-duplicate cluster
-    "dup_count": pa.int32(),      # size of that cluster
+    "lang_score": pa.float64(),  # fastText lid.176 top-1 probability, rounded (RECIPE.md §2.6)
+    "perplexity": pa.float64(),  # KenLM document perplexity, rounded to 0.1 (RECIPE.md §2.7)
+    "bucket": pa.string(),  # head / middle / tail / all (RECIPE.md §2.9)
+    "quality": pa.float64(),  # P(Wikipedia reference) from the quality classifier (RECIPE.md §2.12)
+    "dup_cluster": pa.string(),  # id of the representative of this document's near-duplicate cluster
+    "dup_count": pa.int32(),  # size of that cluster
 }
 
 DOC_SCHEMA = pa.schema(

@@ -15,27 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-# Re-exported: the filesystem helpers shards have always offered their callers.
-from corral.fs import (TMP_MARK, AtomicFile, atomic_write_bytes, is_remote, open_read, read_bytes,  # noqa: F401
-                       sha256_of)
-from corral.fs import exists as file_exists  # noqa: F401
+from corral.fs import AtomicFile, is_remote, read_bytes
 from corral.fs import local_path as _local
-from corral.fs import size as file_size  # noqa: F401
 from corral.schema import DOC_SCHEMA, TOKEN_SCHEMA, records_to_batch
 
-DEFAULT_MAX_ROWS = 100_000            # rows per document shard before rolling over
-DEFAULT_MAX_BYTES = 256 * 1024**2     # in-memory Arrow bytes per shard before rolling over
-MAX_SHARD_BYTES = 2**31 - 1           # string/list offsets are int32: one batch must stay below 2 GiB
-BATCH_ROWS = 1024                     # rows buffered before they become one record batch
-BATCH_BYTES = 16 * 1024**2            # bytes buffered before they become one record batch
-DOC_COMPRESSION = "zstd"              # document shards: compressed (DESIGN.md "Shards")
+DEFAULT_MAX_ROWS = 100_000  # rows per document shard before rolling over
+DEFAULT_MAX_BYTES = 256 * 1024**2  # in-memory Arrow bytes per shard before rolling over
+MAX_SHARD_BYTES = 2**31 - 1  # string/list offsets are int32: one batch must stay below 2 GiB
+BATCH_ROWS = 1024  # rows buffered before they become one record batch
+BATCH_BYTES = 16 * 1024**2  # bytes buffered before they become one record batch
+DOC_COMPRESSION = "zstd"  # document shards: compressed (DESIGN.md "Shards")
 SHARD_SUFFIX = ".arrow"
 
 
@@ -149,7 +146,7 @@ class ShardWriter:
         if len(self._pending) >= BATCH_ROWS or self._pending_bytes >= BATCH_BYTES:
             self._flush_pending()
 
-    def write_all(self, records: Iterable[Mapping[str, Any]]) -> "ShardWriter":
+    def write_all(self, records: Iterable[Mapping[str, Any]]) -> ShardWriter:
         for r in records:
             self.write(r)
         return self
@@ -172,8 +169,7 @@ class ShardWriter:
         n = batch.num_rows
         while offset < n:
             if self._current is None:
-                self._current = _OpenShard(self._path(len(self.shards)), self.schema, self.compression,
-                                           self.durable)
+                self._current = _OpenShard(self._path(len(self.shards)), self.schema, self.compression, self.durable)
             cur = self._current
             room_rows = self.max_rows - cur.rows
             take = min(room_rows, n - offset)
@@ -209,7 +205,7 @@ class ShardWriter:
             self._current = None
         self._pending = []
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -273,7 +269,7 @@ def token_batch(ids: Sequence[str], docs: Sequence[np.ndarray]) -> pa.RecordBatc
         arr = np.asarray(d)
         if arr.size and (arr.min() < 0 or arr.max() > 0xFFFF):
             raise ShardError("token ids must fit uint16 (vocabulary ≤ 65536)")
-        values[start:start + arr.size] = arr
+        values[start : start + arr.size] = arr
         start += arr.size
     return token_batch_flat(ids, lengths, values)
 
@@ -292,7 +288,8 @@ def token_batch_flat(ids: Sequence[str], lengths: np.ndarray, values: np.ndarray
     if offsets[-1] > np.iinfo(np.int32).max:
         raise ShardError("a token shard holds at most 2^31-1 tokens")
     tokens = pa.ListArray.from_arrays(
-        pa.array(offsets.astype(np.int32)), pa.array(values, type=pa.uint16()),
+        pa.array(offsets.astype(np.int32)),
+        pa.array(values, type=pa.uint16()),
         type=TOKEN_SCHEMA.field("tokens").type,
     )
     return pa.RecordBatch.from_arrays([pa.array(list(ids), pa.string()), tokens], schema=TOKEN_SCHEMA)
@@ -308,15 +305,15 @@ class TokenShard:
     """A token shard read without copying: `tokens` is a view into the memory-mapped file."""
 
     ids: pa.Array
-    offsets: np.ndarray   # int32, len(ids) + 1; document i is tokens[offsets[i]:offsets[i+1]]
-    tokens: np.ndarray    # uint16, every document's tokens back to back
+    offsets: np.ndarray  # int32, len(ids) + 1; document i is tokens[offsets[i]:offsets[i+1]]
+    tokens: np.ndarray  # uint16, every document's tokens back to back
     source_buffer: pa.Buffer  # the mapped file (keeps the mapping alive; tests check views lie in it)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def document(self, i: int) -> np.ndarray:
-        return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -373,8 +370,6 @@ def read_token_shard(path: str) -> TokenShard:
     values = lists.values
     tokens = values.to_numpy(zero_copy_only=True)
     if values.offset or offsets[0] != 0:
-        tokens = tokens[offsets[0]:]
+        tokens = tokens[offsets[0] :]
         offsets = offsets - offsets[0]
     return TokenShard(ids=batch.column(0), offsets=offsets, tokens=tokens, source_buffer=buf)
-
-

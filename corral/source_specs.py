@@ -15,9 +15,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SourceSpec:
-    name: str       # the manifest's key, the `source` column, the folder under OUT/docs
-    display: str    # Table 1's row name
-    module: str     # the pipeline module with its reader and phases (`read_file` / `add_phases`)
+    name: str  # the manifest's key, the `source` column, the folder under OUT/docs
+    display: str  # Table 1's row name
+    module: str  # the pipeline module with its reader and phases (`read_file` / `add_phases`)
     # Defaults of the common stages (exact_dedup, minhash) that differ for this source.
     common_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Sources whose build this one may learn from (CommonCrawl's side models come from Wikipedia's

@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from functools import lru_cache
+from functools import cache
 
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
-@lru_cache(maxsize=None)
+@cache
 def category_classes(prefix: str) -> tuple[re.Pattern, re.Pattern]:
     """(BMP class, astral class) of every code point whose Unicode category starts with `prefix`
     ("Mn": non-spacing marks, "P": punctuation, …). Built once per process (about 0.1 s)."""

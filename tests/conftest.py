@@ -40,17 +40,34 @@ def make_build(out: Path, n_docs: dict | None = None, tokenize: bool = True, sig
     for s, n in n_docs.items():
         recs = [make_record(s, f"{s}-{i}", f"{s} document number {i}. " * (i % 5 + 1)) for i in range(n)]
         if signals:
-            recs = [make_record(s, f"{s}-{i}", r["text"] + " ünïcode", url=f"https://example.org/{s}/{i}", lang="en",
-                                meta={"date": f"2022-0{i % 9 + 1}-01", "n": i}, lang_score=0.5 + i / 100,
-                                perplexity=100.0 + i, bucket=("head", "middle", "tail")[i % 3],
-                                quality=i / n, dup_cluster=f"{s}-{i - i % 2}", dup_count=2)
-                    for i, r in enumerate(recs)]
+            recs = [
+                make_record(
+                    s,
+                    f"{s}-{i}",
+                    r["text"] + " ünïcode",
+                    url=f"https://example.org/{s}/{i}",
+                    lang="en",
+                    meta={"date": f"2022-0{i % 9 + 1}-01", "n": i},
+                    lang_score=0.5 + i / 100,
+                    perplexity=100.0 + i,
+                    bucket=("head", "middle", "tail")[i % 3],
+                    quality=i / n,
+                    dup_cluster=f"{s}-{i - i % 2}",
+                    dup_count=2,
+                )
+                for i, r in enumerate(recs)
+            ]
         w = ShardWriter(str(out / "docs" / s), max_rows=10)
         with w:
             w.write_all(recs)
         funnel = Funnel(input=n + 5, kept=n, dropped={"too_short": 3}, errors={"bad_utf8": 2})
-        sb = SourceBuild(weight=weights[s], documents=n, bytes=sum(len(r["text"].encode()) for r in recs),
-                         funnel=funnel, shards=[relative_shard(i, str(out)) for i in w.shards])
+        sb = SourceBuild(
+            weight=weights[s],
+            documents=n,
+            bytes=sum(len(r["text"].encode()) for r in recs),
+            funnel=funnel,
+            shards=[relative_shard(i, str(out)) for i in w.shards],
+        )
         if tokenize:
             toks = [np.arange(len(r["text"]) % 50 + 2, dtype=np.uint16) for r in recs]
             info = write_token_shard(str(out / "tokens" / s / "part-00000.arrow"), [r["id"] for r in recs], toks)
@@ -103,7 +120,8 @@ def real_build(tmp_path_factory) -> Path:
         f"  wikipedia: {{weight: 0.2, inputs: ['{d}/wikipedia/*'], read: {{languages: [en, bg, zh]}}}}\n"
         f"  books: {{weight: 0.2, inputs: ['{d}/books/*']}}\n"
         f"  arxiv: {{weight: 0.1, inputs: ['{d}/arxiv/*']}}\n"
-        f"  stackexchange: {{weight: 0.2, inputs: ['{d}/stackexchange/*']}}\n")
+        f"  stackexchange: {{weight: 0.2, inputs: ['{d}/stackexchange/*']}}\n"
+    )
     out = tmp / "out"
     build(str(tmp / "m.yaml"), str(out))
     train_tokenizer(str(out), threads=2)

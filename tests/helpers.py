@@ -29,9 +29,14 @@ def run_read(module, paths: list[str], tmp_path, **overrides) -> list[dict]:
 
     out = tmp_path / f"outcomes-{len(os.listdir(tmp_path))}.jsonl"
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        (p | beam.Create(paths) | module.Read(stages(module.SOURCE, **overrides))
-         | beam.Map(json.dumps) | beam.combiners.ToList()
-         | beam.Map(lambda lines: out.write_text("\n".join(lines))))
+        (
+            p
+            | beam.Create(paths)
+            | module.Read(stages(module.SOURCE, **overrides))
+            | beam.Map(json.dumps)
+            | beam.combiners.ToList()
+            | beam.Map(lambda lines: out.write_text("\n".join(lines)))
+        )
     text = out.read_text()
     return [json.loads(line) for line in text.splitlines() if line]
 
@@ -58,8 +63,13 @@ def dedent(s: str) -> str:
     return textwrap.dedent(s).lstrip("\n")
 
 
-PACKAGES = {"yaml": "pyyaml", "bs4": "beautifulsoup4", "mwparserfromhell": "mwparserfromhell",
-            "certifi": "certifi", "py7zr": "py7zr"}
+PACKAGES = {
+    "yaml": "pyyaml",
+    "bs4": "beautifulsoup4",
+    "mwparserfromhell": "mwparserfromhell",
+    "certifi": "certifi",
+    "py7zr": "py7zr",
+}
 
 
 def package_repos(dest):

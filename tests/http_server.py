@@ -71,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         ranges = fault != "norange"
         if rng and ranges and rng.startswith("bytes=") and self.headers.get("If-Range", etag) == etag:
-            start = int(rng[len("bytes="):].split("-")[0])
+            start = int(rng[len("bytes=") :].split("-")[0])
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
@@ -93,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
             import time
 
             for i in range(0, len(chunk), 1 << 16):
-                self.wfile.write(chunk[i:i + (1 << 16)])
+                self.wfile.write(chunk[i : i + (1 << 16)])
                 self.wfile.flush()
                 time.sleep(0.05)
             return

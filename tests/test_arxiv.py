@@ -31,45 +31,61 @@ def test_comment_environment_removed():
 
 def test_commented_section_is_not_the_first_section():
     # RECIPE.md §7 quirk: RP cut before comment removal, so %\section counted.
-    files = {"main.tex": "\\documentclass{x}\\begin{document}\n%\\section{Old}\nPreamble text.\n"
-                         "\\section{Real}\nBody.\n\\end{document}"}
+    files = {
+        "main.tex": "\\documentclass{x}\\begin{document}\n%\\section{Old}\nPreamble text.\n"
+        "\\section{Real}\nBody.\n\\end{document}"
+    }
     text, _ = ax.clean_paper(files, OPTS)
     assert text == "\\section{Real}\nBody."
 
 
 def test_inputs_resolved_recursively_and_commented_inputs_ignored():
-    files = {"main.tex": "\\documentclass{a}\\begin{document}\n\\input{sec/intro}\n%\\input{old}\n\\include{b.tex}\n\\end{document}",
-             "sec/intro.tex": "\\section{Intro}\nHello \\input{deeper}.", "sec/deeper.tex": "world",
-             "b.tex": "Bye.", "old.tex": "SHOULD NOT APPEAR"}
+    files = {
+        "main.tex": (
+            "\\documentclass{a}\\begin{document}\n\\input{sec/intro}\n%\\input{old}\n\\include{b.tex}\n\\end{document}"
+        ),
+        "sec/intro.tex": "\\section{Intro}\nHello \\input{deeper}.",
+        "sec/deeper.tex": "world",
+        "b.tex": "Bye.",
+        "old.tex": "SHOULD NOT APPEAR",
+    }
     text, meta = ax.clean_paper(files, OPTS)
     assert text == "\\section{Intro}\nHello world.\nBye." and meta["main"] == "main.tex"
 
 
 def test_input_cycles_terminate():
-    files = {"main.tex": "\\documentclass{a}\\begin{document}\\section{S}\\input{a}\\end{document}",
-             "a.tex": "A\\input{b}", "b.tex": "B\\input{a}"}
+    files = {
+        "main.tex": "\\documentclass{a}\\begin{document}\\section{S}\\input{a}\\end{document}",
+        "a.tex": "A\\input{b}",
+        "b.tex": "B\\input{a}",
+    }
     assert ax.clean_paper(files, OPTS)[0] == "\\section{S}AB"
 
 
 def test_main_file_choice():
-    files = {"fig1.tex": "\\documentclass{standalone}\\begin{document}tikz\\end{document}",
-             "paper.tex": "\\documentclass{article}\\begin{document}\\section{A}" + "x" * 10 + "\\end{document}"}
+    files = {
+        "fig1.tex": "\\documentclass{standalone}\\begin{document}tikz\\end{document}",
+        "paper.tex": "\\documentclass{article}\\begin{document}\\section{A}" + "x" * 10 + "\\end{document}",
+    }
     assert ax.find_main(files) == "paper.tex"
 
 
-@pytest.mark.parametrize("defs,use,expected", [
-    ("\\newcommand{\\R}{\\mathbb{R}}", "x in \\R.", "x in \\mathbb{R}."),
-    ("\\newcommand*\\eg{e.g.}", "\\eg, this", "e.g., this"),
-    ("\\renewcommand{\\vec}[1]{\\mathbf{#1}}", "\\vec{x} and \\vec y", "\\mathbf{x} and \\mathbf{y}"),
-    ("\\newcommand{\\pair}[2]{(#1, #2)}", "\\pair{a}{b}", "(a, b)"),
-    ("\\newcommand{\\opt}[2][n]{#1_{#2}}", "\\opt{x} \\opt[m]{y}", "n_{x} m_{y}"),
-    ("\\def\\abs#1{|#1|}", "\\abs{z}", "|z|"),
-    ("\\def\\name{Müller–Lyer}", "the \\name illusion", "the Müller–Lyer illusion"),  # non-ASCII (RP dropped)
-    ("\\newcommand{\\a}{A}\n\\newcommand{\\b}{\\a\\a}", "\\b!", "AA!"),                 # nested
-    ("\\newcommand{\\long}{first\nsecond {nested}}", "\\long.", "first\nsecond {nested}."),  # multi-line
-    ("\\newcommand{\\x}{X}", "\\xi and \\x", "\\xi and X"),                             # name boundary
-    ("\\providecommand{\\y}{1}\\providecommand{\\y}{2}", "\\y", "1"),
-])
+@pytest.mark.parametrize(
+    "defs,use,expected",
+    [
+        ("\\newcommand{\\R}{\\mathbb{R}}", "x in \\R.", "x in \\mathbb{R}."),
+        ("\\newcommand*\\eg{e.g.}", "\\eg, this", "e.g., this"),
+        ("\\renewcommand{\\vec}[1]{\\mathbf{#1}}", "\\vec{x} and \\vec y", "\\mathbf{x} and \\mathbf{y}"),
+        ("\\newcommand{\\pair}[2]{(#1, #2)}", "\\pair{a}{b}", "(a, b)"),
+        ("\\newcommand{\\opt}[2][n]{#1_{#2}}", "\\opt{x} \\opt[m]{y}", "n_{x} m_{y}"),
+        ("\\def\\abs#1{|#1|}", "\\abs{z}", "|z|"),
+        ("\\def\\name{Müller–Lyer}", "the \\name illusion", "the Müller–Lyer illusion"),  # non-ASCII (RP dropped)
+        ("\\newcommand{\\a}{A}\n\\newcommand{\\b}{\\a\\a}", "\\b!", "AA!"),  # nested
+        ("\\newcommand{\\long}{first\nsecond {nested}}", "\\long.", "first\nsecond {nested}."),  # multi-line
+        ("\\newcommand{\\x}{X}", "\\xi and \\x", "\\xi and X"),  # name boundary
+        ("\\providecommand{\\y}{1}\\providecommand{\\y}{2}", "\\y", "1"),
+    ],
+)
 def test_macro_expansion(defs, use, expected):
     macros, rest = ax.parse_macros(defs + "\n" + use)
     assert ax.expand_macros(rest, macros).strip() == expected
@@ -81,8 +97,19 @@ def test_self_referential_macro_is_bounded():
     assert len(out) < 1_000_000
 
 
-@pytest.mark.parametrize("cmd", ["\\section{A}", "\\section*{A}", "\\subsection[short]{Long}", "\\chapter{A}",
-                                 "\\part{A}", "\\subsubsection{A}", "\\paragraph{A}", "\\subparagraph{A}"])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "\\section{A}",
+        "\\section*{A}",
+        "\\subsection[short]{Long}",
+        "\\chapter{A}",
+        "\\part{A}",
+        "\\subsubsection{A}",
+        "\\paragraph{A}",
+        "\\subparagraph{A}",
+    ],
+)
 def test_cut_before_first_section(cmd):
     assert ax.cut_before_first_section("preamble " + cmd + " body") == cmd + " body"
 
@@ -95,20 +122,26 @@ def test_rp_paragraph_quirk_is_an_option():
 
 
 def test_bibliography_removed_appendix_kept():
-    tex = ("\\section{A}\nText.\n\\bibliographystyle{plain}\n\\bibliography{refs}\n\\appendix\n\\section{Proofs}\nP.\n"
-           "\\begin{thebibliography}{9}\\bibitem{x} X\\end{thebibliography}\n\\end{document}\ntrailing junk")
+    tex = (
+        "\\section{A}\nText.\n\\bibliographystyle{plain}\n\\bibliography{refs}\n\\appendix\n\\section{Proofs}\nP.\n"
+        "\\begin{thebibliography}{9}\\bibitem{x} X\\end{thebibliography}\n\\end{document}\ntrailing junk"
+    )
     out = ax.remove_bibliography(tex, keep_appendix=True)
     assert "Proofs" in out and "bibitem" not in out and "\\bibliography" not in out and "junk" not in out
     assert ax.remove_bibliography(tex, keep_appendix=False).strip() == "\\section{A}\nText.\n\\bibliographystyle{plain}"
 
 
 def test_no_section_is_dropped():
-    assert ax.clean_paper({"m.tex": "\\documentclass{a}\\begin{document}Just text.\\end{document}"}, OPTS) == "no_section"
+    assert (
+        ax.clean_paper({"m.tex": "\\documentclass{a}\\begin{document}Just text.\\end{document}"}, OPTS) == "no_section"
+    )
     assert ax.clean_paper({"readme.txt": "x"}, OPTS) == "no_tex"
 
 
-PAPER = {"main.tex": "\\documentclass{article}\\newcommand{\\N}{\\mathbb{N}}\\begin{document}\\input{s}\\end{document}",
-         "s.tex": "\\section{S}\nLet $n \\in \\N$."}
+PAPER = {
+    "main.tex": "\\documentclass{article}\\newcommand{\\N}{\\mathbb{N}}\\begin{document}\\input{s}\\end{document}",
+    "s.tex": "\\section{S}\nLet $n \\in \\N$.",
+}
 
 
 def tar_bytes(files, extra=None, mode="w:gz"):
@@ -128,11 +161,15 @@ def test_archives_bulk_tar_and_unsafe_members(tmp_path):
     link = tarfile.TarInfo("evil-link")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     (tmp_path / "2101.00001.tar.gz").write_bytes(tar_bytes(PAPER, [link]))
-    (tmp_path / "2101.00002.gz").write_bytes(gzip.compress(PAPER["s.tex"].encode()))   # single gzipped .tex
+    (tmp_path / "2101.00002.gz").write_bytes(gzip.compress(PAPER["s.tex"].encode()))  # single gzipped .tex
     bulk = io.BytesIO()
     with tarfile.open(fileobj=bulk, mode="w") as tf:
-        for name, data in [("2102/2102.00003.gz", tar_bytes(PAPER)), ("../escape.gz", b"x"),
-                           ("/abs/2102.00004.gz", b"x"), ("2102/2102.00005.gz", gzip.compress(b"\xff\xfe"))]:
+        for name, data in [
+            ("2102/2102.00003.gz", tar_bytes(PAPER)),
+            ("../escape.gz", b"x"),
+            ("/abs/2102.00004.gz", b"x"),
+            ("2102/2102.00005.gz", gzip.compress(b"\xff\xfe")),
+        ]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
@@ -140,8 +177,9 @@ def test_archives_bulk_tar_and_unsafe_members(tmp_path):
     (tmp_path / "broken.tar.gz").write_bytes(tar_bytes(PAPER)[:40])
     outs = run_read(ax, sorted(str(p) for p in tmp_path.iterdir() if not p.name.startswith("outcomes")), tmp_path)
     kept = {o["record"]["url"]: o["record"]["text"] for o in outs if o["status"] == "kept"}
-    assert kept == {f"https://arxiv.org/abs/{i}": "\\section{S}\nLet $n \\in \\mathbb{N}$."
-                    for i in ("2101.00001", "2102.00003")} | {"https://arxiv.org/abs/2101.00002": "\\section{S}\nLet $n \\in \\N$."}
+    assert kept == {
+        f"https://arxiv.org/abs/{i}": "\\section{S}\nLet $n \\in \\mathbb{N}$." for i in ("2101.00001", "2102.00003")
+    } | {"https://arxiv.org/abs/2101.00002": "\\section{S}\nLet $n \\in \\N$."}
     errs = collections.Counter(o["reason"] for o in outs if o["status"] == "error")
     assert errs == {"unsafe_member": 3, "invalid_utf8": 1, "truncated_or_corrupt": 1}
     assert not (tmp_path.parent / "escape.gz").exists()
@@ -170,8 +208,10 @@ def test_members_over_the_bounds_and_gzip_bombs_are_refused(tmp_path, monkeypatc
     (tmp_path / "2103.00001.tar.gz").write_bytes(tar_bytes({"main.tex": big}))
     bulk = io.BytesIO()
     with tarfile.open(fileobj=bulk, mode="w") as tf:
-        for name, data in [("2103/2103.00002.gz", gzip.compress(big.encode())),  # small, inflates past the bound
-                           ("2103/2103.00003.gz", b"x" * 5000)]:  # a member declaring more than the bound
+        for name, data in [
+            ("2103/2103.00002.gz", gzip.compress(big.encode())),  # small, inflates past the bound
+            ("2103/2103.00003.gz", b"x" * 5000),
+        ]:  # a member declaring more than the bound
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))

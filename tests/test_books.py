@@ -10,16 +10,22 @@ from corral.manifests.verify import verify_build
 from corral.pipeline.dag import build
 from corral.pipeline.sources import books
 
-NEW = ("\ufeffThe Project Gutenberg eBook of X\r\n\r\nTitle: X\r\nAuthor: Y\r\nRelease date: 1999 [eBook #42]\r\n"
-       "Language: Spanish\r\n\r\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\r\n\r\nChapter 1\r\nBody text.\r\n\r\n"
-       "*** END OF THE PROJECT GUTENBERG EBOOK X ***\r\n\r\nSection 1. General Terms of Use … license\r\n")
-OLD = ("Project Gutenberg's X, by Y\n\nPosting Date: 2008 [EBook #7]\nLanguage: English\n\n"
-       "*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n\nProduced by A. Volunteer and the Online\n"
-       "Distributed Proofreading Team\n\nOnce upon a time.\n\n\n\n"
-       "End of Project Gutenberg's X, by Y\n\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\n\n"
-       "***** This file should be named 7.txt *****\n*** START: FULL LICENSE ***\nlicense text\n")
-OLDEST = ("*The Project Gutenberg Etext of X*\n...\n*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.04.29.93*END*\n\n"
-          "The story.\n\nEnd of the Project Gutenberg Etext of X\n")
+NEW = (
+    "\ufeffThe Project Gutenberg eBook of X\r\n\r\nTitle: X\r\nAuthor: Y\r\nRelease date: 1999 [eBook #42]\r\n"
+    "Language: Spanish\r\n\r\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\r\n\r\nChapter 1\r\nBody text.\r\n\r\n"
+    "*** END OF THE PROJECT GUTENBERG EBOOK X ***\r\n\r\nSection 1. General Terms of Use … license\r\n"
+)
+OLD = (
+    "Project Gutenberg's X, by Y\n\nPosting Date: 2008 [EBook #7]\nLanguage: English\n\n"
+    "*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n\nProduced by A. Volunteer and the Online\n"
+    "Distributed Proofreading Team\n\nOnce upon a time.\n\n\n\n"
+    "End of Project Gutenberg's X, by Y\n\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\n\n"
+    "***** This file should be named 7.txt *****\n*** START: FULL LICENSE ***\nlicense text\n"
+)
+OLDEST = (
+    "*The Project Gutenberg Etext of X*\n...\n*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.04.29.93*END*\n\n"
+    "The story.\n\nEnd of the Project Gutenberg Etext of X\n"
+)
 
 
 def test_strip_new_generation():
@@ -62,8 +68,15 @@ def test_book_record_ids_lang_and_empty():
     r = o["record"]
     assert r["id"] == books.make_record("books", "gutenberg/42", "t")["id"]
     assert r["lang"] == "es" and r["url"] == "https://www.gutenberg.org/ebooks/42"
-    assert books.book_record("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n\n*** END OF THE PROJECT "
-                             "GUTENBERG EBOOK X ***", "k", True, "w")["reason"] == "empty"
+    assert (
+        books.book_record(
+            "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n\n*** END OF THE PROJECT GUTENBERG EBOOK X ***",
+            "k",
+            True,
+            "w",
+        )["reason"]
+        == "empty"
+    )
 
 
 def test_read_transform_txt_jsonl_and_bad_input(tmp_path):
@@ -92,8 +105,14 @@ def test_real_gutenberg_books(shared_data, tmp_path):
     assert set(recs) == {f"https://www.gutenberg.org/ebooks/{n}" for n in (11, 514, 2500, 2701, 2000)}
     for r in recs.values():
         t = r["text"]
-        for boilerplate in ("PROJECT GUTENBERG EBOOK", "FULL LICENSE", "Project Gutenberg-tm",
-                            "Project Gutenberg License", "End of Project Gutenberg", "End of the Project Gutenberg"):
+        for boilerplate in (
+            "PROJECT GUTENBERG EBOOK",
+            "FULL LICENSE",
+            "Project Gutenberg-tm",
+            "Project Gutenberg License",
+            "End of Project Gutenberg",
+            "End of the Project Gutenberg",
+        ):
             assert boilerplate not in t, (r["url"], boilerplate)
         assert not t.startswith("Produced by") and "\r" not in t and not t.startswith("\ufeff")
     assert recs["https://www.gutenberg.org/ebooks/2000"]["lang"] == "es"
@@ -102,9 +121,15 @@ def test_real_gutenberg_books(shared_data, tmp_path):
 
 def test_pg19_and_books3_ids_never_collide(tmp_path):
     # RECIPE.md §6 quirk: RP gave both corpora ids idx + chunk*2000, so they collided and overwrote.
-    (tmp_path / "pg1.txt").write_text("*** START OF THE PROJECT GUTENBERG EBOOK A ***\nPG text.\n*** END OF THE PROJECT GUTENBERG EBOOK A ***")
-    (tmp_path / "b3.jsonl").write_text(json.dumps({"text": "Books3 text.", "title": "1"}) + "\n" +
-                                       json.dumps({"text": "Another.", "title": "2"}) + "\n")
+    (tmp_path / "pg1.txt").write_text(
+        "*** START OF THE PROJECT GUTENBERG EBOOK A ***\nPG text.\n*** END OF THE PROJECT GUTENBERG EBOOK A ***"
+    )
+    (tmp_path / "b3.jsonl").write_text(
+        json.dumps({"text": "Books3 text.", "title": "1"})
+        + "\n"
+        + json.dumps({"text": "Another.", "title": "2"})
+        + "\n"
+    )
     outs = run_read(books, [str(tmp_path / "pg1.txt"), str(tmp_path / "b3.jsonl")], tmp_path)
     ids = [o["record"]["id"] for o in outs if o["status"] == "kept"]
     assert len(ids) == 3 and len(set(ids)) == 3

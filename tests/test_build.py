@@ -62,7 +62,9 @@ def test_a_pattern_matching_nothing_fails_fast(tmp_path, capsys):
 def test_commoncrawl_side_models_need_a_wikipedia_source(tmp_path):
     (tmp_path / "x.wet.gz").write_bytes(b"")
     m = write_manifest(tmp_path / "m.yaml", {"commoncrawl": {"inputs": [str(tmp_path / "x.wet.gz")]}})
-    with pytest.raises(BuildError, match=r"m.yaml: sources.commoncrawl.perplexity.sp_model/lm_model .* no wikipedia source"):
+    with pytest.raises(
+        BuildError, match=r"m.yaml: sources.commoncrawl.perplexity.sp_model/lm_model .* no wikipedia source"
+    ):
         build(m, str(tmp_path / "out"))
 
 
@@ -73,12 +75,19 @@ def hostile_inputs(d):
     good_json = json.dumps({"text": "A fine page.", "url": "https://x.org/1"}) + "\n"
     gz = gzip.compress(good_json.encode() * 200)
     files = {
-        "c4": {"empty.json.gz": b"", "cut.json.gz": gz[: len(gz) // 2], "junk.json.gz": junk,
-               "bad.json": b"\xff\xfe{not json}\n" + good_json.encode()},
+        "c4": {
+            "empty.json.gz": b"",
+            "cut.json.gz": gz[: len(gz) // 2],
+            "junk.json.gz": junk,
+            "bad.json": b"\xff\xfe{not json}\n" + good_json.encode(),
+        },
         "books": {"empty.txt": b"", "junk.txt": junk, "cut.txt.bz2": bz2.compress(b"story " * 5000)[:300]},
         "wikipedia": {"empty.xml": b"", "junk.xml.bz2": junk, "deep.xml": b"<m>" + b"<a>" * 50000 + b"</m>"},
-        "stackexchange": {"x.stackexchange.com-Posts.xml": b"", "y.stackexchange.com.7z": junk,
-                          "z.stackexchange.com-Posts.xml": b"<posts><row Id='1' PostTypeId='1' Title='T' Body='&lt;p&gt;B'"},
+        "stackexchange": {
+            "x.stackexchange.com-Posts.xml": b"",
+            "y.stackexchange.com.7z": junk,
+            "z.stackexchange.com-Posts.xml": b"<posts><row Id='1' PostTypeId='1' Title='T' Body='&lt;p&gt;B'",
+        },
         "arxiv": {"empty.tar": b"", "junk.gz": junk, "cut.tar.gz": gzip.compress(b"x" * 10000)[:50]},
     }
     for source, fs in files.items():

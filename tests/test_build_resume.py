@@ -15,8 +15,10 @@ from helpers import shard_records
 
 from corral.pipeline.dag import build
 
-WORDS = ("the a river stone light window garden morning letter music paper house city over under "
-         "through between quietly slowly bright small old new green silver").split()
+WORDS = (
+    "the a river stone light window garden morning letter music paper house city over under "
+    "through between quietly slowly bright small old new green silver"
+).split()
 
 
 def raw_inputs(d, n=400):
@@ -25,10 +27,13 @@ def raw_inputs(d, n=400):
     for f in range(3):
         lines = []
         for i in range(n):
-            text = "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))).capitalize() + "."
-                             for _ in range(rng.randint(3, 8)))
-            lines.append(json.dumps({"text": text, "url": f"https://example.org/{f}/{i}",
-                                     "timestamp": "2019-04-25T00:00:00Z"}))
+            text = "\n".join(
+                " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))).capitalize() + "."
+                for _ in range(rng.randint(3, 8))
+            )
+            lines.append(
+                json.dumps({"text": text, "url": f"https://example.org/{f}/{i}", "timestamp": "2019-04-25T00:00:00Z"})
+            )
         (d / "c4" / f"c4-{f}.json.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     (d / "books").mkdir()
     for b in range(4):
@@ -115,8 +120,9 @@ def test_a_rebuild_keeps_the_tokenizer_and_the_token_shards_of_unchanged_sources
     first, _ = tokenize_build(str(out))
     again = build(manifest(tmp_path / "m.yaml", sources), str(out))
     assert again.models["tokenizer"] == first.models["tokenizer"]
-    assert {s: sb.token_shards for s, sb in again.sources.items()} == \
-        {s: sb.token_shards for s, sb in first.sources.items()}
+    assert {s: sb.token_shards for s, sb in again.sources.items()} == {
+        s: sb.token_shards for s, sb in first.sources.items()
+    }
     assert verify_build(str(out)).ok
     changed = build(manifest(tmp_path / "m2.yaml", sources, minhash={"enabled": False}), str(out))
     assert changed.sources["c4"].token_shards and not changed.sources["books"].token_shards
@@ -135,18 +141,31 @@ def test_killed_commoncrawl_build_redoes_only_unfinished_files(shared_data, tmp_
     for i in range(12):
         (raw / f"part{i:02d}.warc.wet.gz").write_bytes(wet.read_bytes())
     wiki = shared_data / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-    body = {"name": "resume-cc", "target_tokens": 1000000, "sources": {
-        "commoncrawl": {"weight": 0.5, "inputs": [str(raw / "*.wet.gz")],
-                        "line_dedup": {"num_shards": 12, "hash_in_mem": 1},  # a hash group per file
-                        "perplexity": {"sp_vocab_size": 2000}, "quality": {"min_chars": 200, "threshold": 0.3}},
-        "wikipedia": {"weight": 0.5, "inputs": [str(wiki)]}}}
+    body = {
+        "name": "resume-cc",
+        "target_tokens": 1000000,
+        "sources": {
+            "commoncrawl": {
+                "weight": 0.5,
+                "inputs": [str(raw / "*.wet.gz")],
+                "line_dedup": {"num_shards": 12, "hash_in_mem": 1},  # a hash group per file
+                "perplexity": {"sp_vocab_size": 2000},
+                "quality": {"min_chars": 200, "threshold": 0.3},
+            },
+            "wikipedia": {"weight": 0.5, "inputs": [str(wiki)]},
+        },
+    }
     m = tmp_path / "m.yaml"
     m.write_text(yaml.safe_dump(body))
     whole = build(str(m), str(tmp_path / "whole"))
     out = tmp_path / "killed"
     done = out / "_build" / "commoncrawl" / "done" / "cc-tag"
-    proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", str(m), "--out", str(out), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli", "build", str(m), "--out", str(out), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(list(done.glob("*.json"))) < 3:
         time.sleep(0.05)
@@ -159,4 +178,6 @@ def test_killed_commoncrawl_build_redoes_only_unfinished_files(shared_data, tmp_
     for source in ("commoncrawl", "wikipedia"):
         assert documents(out, source) == documents(tmp_path / "whole", source)
         assert resumed.sources[source].funnel == whole.sources[source].funnel
-        assert [s["sha256"] for s in resumed.sources[source].shards] == [s["sha256"] for s in whole.sources[source].shards]
+        assert [s["sha256"] for s in resumed.sources[source].shards] == [
+            s["sha256"] for s in whole.sources[source].shards
+        ]

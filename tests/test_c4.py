@@ -19,18 +19,33 @@ def page(*lines):
 
 
 def test_constants_match_tfds():
-    assert (OPTS["min_words_per_line"], OPTS["min_sentences"], OPTS["max_word_length"], OPTS["max_length"]) == \
-        (5, 3, 1000, 190_000)
+    assert (OPTS["min_words_per_line"], OPTS["min_sentences"], OPTS["max_word_length"], OPTS["max_length"]) == (
+        5,
+        3,
+        1000,
+        190_000,
+    )
     assert OPTS["end_marks"] == [".", "?", "!", '"']
-    assert c4.POLICY_SUBSTRINGS == ("terms of use", "privacy policy", "cookie policy", "uses cookies",
-                                    "use of cookies", "use cookies")
+    assert c4.POLICY_SUBSTRINGS == (
+        "terms of use",
+        "privacy policy",
+        "cookie policy",
+        "uses cookies",
+        "use of cookies",
+        "use cookies",
+    )
 
 
-@pytest.mark.parametrize("url,norm", [
-    ("https://www.example.com/a/", "example.com/a"), ("http://example.com/a?utm_source=x", "example.com/a"),
-    ("https://example.com/b?ref=home", "example.com/b"), ("https://example.com/c?feed=rss", "example.com/c"),
-    ("https://example.com/d?id=3", "example.com/d?id=3"),
-])
+@pytest.mark.parametrize(
+    "url,norm",
+    [
+        ("https://www.example.com/a/", "example.com/a"),
+        ("http://example.com/a?utm_source=x", "example.com/a"),
+        ("https://example.com/b?ref=home", "example.com/b"),
+        ("https://example.com/c?feed=rss", "example.com/c"),
+        ("https://example.com/d?id=3", "example.com/d?id=3"),
+    ],
+)
 def test_normalize_url(url, norm):
     assert c4.normalize_url(url) == norm
 
@@ -40,33 +55,47 @@ def test_clean_page_keeps_good_lines():
     assert reason is None and text == page(GOOD, GOOD, GOOD)
 
 
-@pytest.mark.parametrize("bad_line", [
-    "Too few words here.",                                  # < 5 words
-    "This line has no terminal punctuation at all",         # no end mark
-    "This line ends with a curly quote mark ”",             # ASCII end marks only
-    "This line trails off into an ellipsis...",             # ellipsis
-    "Please enable Javascript to view this page now.",      # javascript
-    "By using this site you agree to the terms of use.",    # policy substring
-    "This site uses cookies to improve your experience.",
-    "A line with a " + "x" * 1001 + " monster word in it.",  # word > 1000 chars
-])
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        "Too few words here.",  # < 5 words
+        "This line has no terminal punctuation at all",  # no end mark
+        "This line ends with a curly quote mark ”",  # ASCII end marks only
+        "This line trails off into an ellipsis...",  # ellipsis
+        "Please enable Javascript to view this page now.",  # javascript
+        "By using this site you agree to the terms of use.",  # policy substring
+        "This site uses cookies to improve your experience.",
+        "A line with a " + "x" * 1001 + " monster word in it.",  # word > 1000 chars
+    ],
+)
 def test_clean_page_drops_lines(bad_line):
     text, _ = c4.clean_page(page(GOOD, bad_line, GOOD, GOOD), OPTS)
     assert text == page(GOOD, GOOD, GOOD)
 
 
 def test_citations_removed_before_the_checks():
-    text, _ = c4.clean_page(page("This sentence has a citation marker in it.[1]", GOOD, GOOD,
-                                 "Another fine line with markers [edit] and [citation needed] here."), OPTS)
+    text, _ = c4.clean_page(
+        page(
+            "This sentence has a citation marker in it.[1]",
+            GOOD,
+            GOOD,
+            "Another fine line with markers [edit] and [citation needed] here.",
+        ),
+        OPTS,
+    )
     assert text.splitlines()[0] == "This sentence has a citation marker in it."
     assert text.splitlines()[-1] == "Another fine line with markers  and  here."
 
 
 def test_page_drops():
-    assert c4.clean_page(page(GOOD, "Lorem ipsum dolor sit amet, consectetur adipiscing.", GOOD, GOOD), OPTS) == \
-        (None, "lorem_ipsum")
-    assert c4.clean_page(page(GOOD, "The function body goes here { return x; } okay.", GOOD), OPTS) == \
-        (None, "curly_bracket")
+    assert c4.clean_page(page(GOOD, "Lorem ipsum dolor sit amet, consectetur adipiscing.", GOOD, GOOD), OPTS) == (
+        None,
+        "lorem_ipsum",
+    )
+    assert c4.clean_page(page(GOOD, "The function body goes here { return x; } okay.", GOOD), OPTS) == (
+        None,
+        "curly_bracket",
+    )
     assert c4.clean_page(page(GOOD, GOOD), OPTS) == (None, "too_few_sentences")
 
 
@@ -108,17 +137,18 @@ def _page(url, *lines):
 
 def test_line_dedup_and_url_dedup_on_beam(tmp_path):
     shared = "This shared boilerplate sentence appears on two pages."
-    s = ["Sentence number %d is unique to this page alone." % i for i in range(12)]
+    s = [f"Sentence number {i} is unique to this page alone." for i in range(12)]
     pages = [
         _page("https://a.org/x", shared, s[0], s[1], s[2]),
         _page("https://b.org/y", shared, s[3], s[4], s[5], s[3]),
-        _page("https://www.a.org/x/", s[6], s[7], s[8]),          # same normalised URL as the first
+        _page("https://www.a.org/x/", s[6], s[7], s[8]),  # same normalised URL as the first
     ]
     p = tmp_path / "c4.json.gz"
     with gzip.open(p, "wt") as f:
         f.write("\n".join(json.dumps(x) for x in pages) + "\n")
-    m = write_manifest(tmp_path / "m.yaml", {"c4": {"inputs": [str(p)],
-                                                    "clean": {"enabled": True, "lang_threshold": 0.0}}})
+    m = write_manifest(
+        tmp_path / "m.yaml", {"c4": {"inputs": [str(p)], "clean": {"enabled": True, "lang_threshold": 0.0}}}
+    )
     manifest = build(m, str(tmp_path / "out"))
     kept = {r["url"]: r["text"].split("\n") for r in shard_records(str(tmp_path / "out"), "c4")}
     assert manifest.sources["c4"].funnel.dropped == {"duplicate_url": 1}
@@ -147,8 +177,16 @@ def test_real_wet_rebuilt_as_c4(shared_data, tmp_path):
     wet = shared_data / "commoncrawl" / "CC-MAIN-20170720121902-20170720141902-00000.head43.warc.wet.gz"
     bad = shared_data / "commoncrawl" / "CC-MAIN-20170720121902-20170720141902-00000.truncated.warc.wet.gz"
     badwords = shared_data / "c4" / "badwords-en-25e679f.txt"
-    m = write_manifest(tmp_path / "m.yaml", {"c4": {"inputs": [str(wet), str(bad)], "read": {"format": "wet"},
-                                                    "clean": {"enabled": True, "badwords": str(badwords)}}})
+    m = write_manifest(
+        tmp_path / "m.yaml",
+        {
+            "c4": {
+                "inputs": [str(wet), str(bad)],
+                "read": {"format": "wet"},
+                "clean": {"enabled": True, "badwords": str(badwords)},
+            }
+        },
+    )
     manifest = build(m, str(tmp_path / "out"))
     f = manifest.sources["c4"].funnel
     assert f.balanced() and f.errors == {"truncated_or_corrupt": 1}
@@ -164,14 +202,23 @@ def test_real_wet_rebuilt_as_c4(shared_data, tmp_path):
 def test_url_dedup_keeps_the_largest_text_md5(tmp_path):
     import hashlib
 
-    texts = [f"Page {w} has three sentences here. It is long enough to stay. Its end is a full stop."
-             for w in ("one", "two", "three")]
+    texts = [
+        f"Page {w} has three sentences here. It is long enough to stay. Its end is a full stop."
+        for w in ("one", "two", "three")
+    ]
     p = tmp_path / "c4.json.gz"
     with gzip.open(p, "wt") as f:  # one URL three times, as http/https and with a trailing slash
-        f.write("\n".join(json.dumps(_page(u, t)) for u, t in
-                          zip(("https://a.org/x", "http://a.org/x", "https://www.a.org/x/"), texts)) + "\n")
-    m = write_manifest(tmp_path / "m.yaml", {"c4": {"inputs": [str(p)], "clean": {
-        "enabled": True, "lang_threshold": 0.0, "min_sentences": 1}}})
+        f.write(
+            "\n".join(
+                json.dumps(_page(u, t))
+                for u, t in zip(("https://a.org/x", "http://a.org/x", "https://www.a.org/x/"), texts)
+            )
+            + "\n"
+        )
+    m = write_manifest(
+        tmp_path / "m.yaml",
+        {"c4": {"inputs": [str(p)], "clean": {"enabled": True, "lang_threshold": 0.0, "min_sentences": 1}}},
+    )
     manifest = build(m, str(tmp_path / "out"))
     best = max(texts, key=lambda t: hashlib.md5(t.encode()).hexdigest())
     assert [r["text"] for r in shard_records(str(tmp_path / "out"), "c4")] == [best]

@@ -17,15 +17,18 @@ def test_unicode_punct_keys_are_cc_nets_34():
     assert set(L.UNICODE_PUNCT_KEYS) == set(R.UNICODE_PUNCT)
 
 
-@pytest.mark.parametrize("a,b,same", [
-    ("HEADER MENU!", "Header Menu", False),       # ASCII punctuation stays (checked by running cc_net)
-    ("Footer 2019", "footer 2020", True),          # digits → 0
-    ("  Menu  ", "menu", True),                    # strip + lower
-    ("«Bonjour»", "bonjour", True),                # UNICODE_PUNCT deleted
-    ("Café", "Cafe", False),                       # accents stay
-    ("Page ٣", "page 0", True),                    # every Unicode digit, not only ASCII
-    ("a\x07b\x85c", "abc", True),                  # controls 0–31 and 127–159 deleted
-])
+@pytest.mark.parametrize(
+    "a,b,same",
+    [
+        ("HEADER MENU!", "Header Menu", False),  # ASCII punctuation stays (checked by running cc_net)
+        ("Footer 2019", "footer 2020", True),  # digits → 0
+        ("  Menu  ", "menu", True),  # strip + lower
+        ("«Bonjour»", "bonjour", True),  # UNICODE_PUNCT deleted
+        ("Café", "Cafe", False),  # accents stay
+        ("Page ٣", "page 0", True),  # every Unicode digit, not only ASCII
+        ("a\x07b\x85c", "abc", True),  # controls 0–31 and 127–159 deleted
+    ],
+)
 def test_normalize_for_dedup(a, b, same):
     assert (L.normalize_for_dedup(a) == L.normalize_for_dedup(b)) is same
 
@@ -77,7 +80,12 @@ def test_dedup_record_updates_cc_net_fields():
 
     r = L.dedup_record(make_record("commoncrawl", "k", "a\nb\na", meta={"dedup_group": 0}), set())
     m = json.loads(r["meta"])
-    assert r["text"] == "a\nb" and (m["original_nlines"], m["nlines"], m["original_length"], m["length"]) == (3, 2, 5, 3)
+    assert r["text"] == "a\nb" and (m["original_nlines"], m["nlines"], m["original_length"], m["length"]) == (
+        3,
+        2,
+        5,
+        3,
+    )
 
 
 def test_lid_input_and_rounding():
@@ -85,19 +93,22 @@ def test_lid_input_and_rounding():
     assert R.lid_result(["__label__en"], [0.49999]) == ("en", 0.5)
     assert R.lid_result(["__label__en"], [0.285]) == ("en", 0.28)  # numpy's rounding, as cc_net
     assert R.near_rounding_boundary(0.28500001) and not R.near_rounding_boundary(0.2849)
-    assert R.lid_keep("en", 0.5, 0.5, ["en"]) is None           # rounded score ≥ threshold is kept
+    assert R.lid_keep("en", 0.5, 0.5, ["en"]) is None  # rounded score ≥ threshold is kept
     assert R.lid_keep("en", 0.49, 0.5, ["en"]) == "low_lang_score"
     assert R.lid_keep("fr", 0.9, 0.5, ["en"]) == "language_not_selected"
     assert R.lid_keep("fr", 0.9, 0.5, []) is None
 
 
-@pytest.mark.parametrize("raw,norm", [
-    ("Hello World!\nSecond", "hello world!second"),   # newlines deleted: lines glued (checked by running cc_net)
-    ("Café Crème", "cafe creme"),
-    ("In 2019 — 5 items…", "in 0000  -  0 items..."),   # "—" → " - " inside the existing spaces
-    ("«Oui», dit-il．", '"oui", dit-il. '),
-    ("tab\there", "tabhere"),
-])
+@pytest.mark.parametrize(
+    "raw,norm",
+    [
+        ("Hello World!\nSecond", "hello world!second"),  # newlines deleted: lines glued (checked by running cc_net)
+        ("Café Crème", "cafe creme"),
+        ("In 2019 — 5 items…", "in 0000  -  0 items..."),  # "—" → " - " inside the existing spaces
+        ("«Oui», dit-il．", '"oui", dit-il. '),
+        ("tab\there", "tabhere"),
+    ],
+)
 def test_perplexity_normalisation(raw, norm):
     assert R.normalize(raw) == norm
 
@@ -111,8 +122,9 @@ def test_perplexity_formula():
     assert R.perplexity(-7.3, 3) == round(10 ** (7.3 / 3), 1)
 
 
-@pytest.mark.parametrize("pp,expected", [(339.9, "head"), (340.0, "middle"), (519.9, "middle"), (520.0, "tail"),
-                                         (None, "all")])
+@pytest.mark.parametrize(
+    "pp,expected", [(339.9, "head"), (340.0, "middle"), (519.9, "middle"), (520.0, "tail"), (None, "all")]
+)
 def test_bucket_edges_with_cc_net_english_cutoffs(pp, expected):
     assert R.bucket(pp, (340.0, 520.0)) == expected  # RECIPE.md §2.9: en p30 = 340, p60 = 520
     assert R.bucket(100.0, None) == "all"

@@ -31,9 +31,12 @@ def test_counts_below_one_and_file_outputs_are_one_line_errors(tmp_path, capsys)
 
     from corral.cli import main
 
-    for argv in (["train", str(tmp_path), "--micro-batch", "0"], ["train", str(tmp_path), "--nproc", "0"],
-                 ["build", "m.yaml", "--out", str(tmp_path), "--workers", "-1"],
-                 ["dedup", "x", "--out", str(tmp_path), "--ngram", "zero"]):
+    for argv in (
+        ["train", str(tmp_path), "--micro-batch", "0"],
+        ["train", str(tmp_path), "--nproc", "0"],
+        ["build", "m.yaml", "--out", str(tmp_path), "--workers", "-1"],
+        ["dedup", "x", "--out", str(tmp_path), "--ngram", "zero"],
+    ):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2
@@ -41,7 +44,10 @@ def test_counts_below_one_and_file_outputs_are_one_line_errors(tmp_path, capsys)
         assert "Traceback" not in err and ("is below" in err or "is not an integer" in err), argv
     f = tmp_path / "a-file"
     f.write_text("x")
-    for argv, flag in ((["build", "m.yaml", "--out", str(f)], "--out"), (["dedup", "x", "--out", str(f)], "--out"),
-                       (["train", str(tmp_path), "--run-dir", str(f)], "--run-dir")):
+    for argv, flag in (
+        (["build", "m.yaml", "--out", str(f)], "--out"),
+        (["dedup", "x", "--out", str(f)], "--out"),
+        (["train", str(tmp_path), "--run-dir", str(f)], "--run-dir"),
+    ):
         assert main(argv) == 2
         assert f"{flag} {f}: is a file, not a folder" in capsys.readouterr().err

@@ -19,9 +19,11 @@ TRUNC = "CC-MAIN-20170720121902-20170720141902-00000.truncated.warc.wet.gz"
 
 def wet_record(url, body: bytes, declared=None, extra_headers=""):
     length = len(body) if declared is None else declared
-    head = (f"WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: {url}\r\nWARC-Date: 2017-07-20T12:39:49Z\r\n"
-            f"WARC-Record-ID: <urn:uuid:{abs(hash(url))}>\r\n{extra_headers}WARC-Block-Digest: sha1:ABC\r\n"
-            f"Content-Type: text/plain\r\nContent-Length: {length}\r\n\r\n").encode()
+    head = (
+        f"WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: {url}\r\nWARC-Date: 2017-07-20T12:39:49Z\r\n"
+        f"WARC-Record-ID: <urn:uuid:{abs(hash(url))}>\r\n{extra_headers}WARC-Block-Digest: sha1:ABC\r\n"
+        f"Content-Type: text/plain\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
     return gzip.compress(head + body + b"\r\n\r\n")
 
 
@@ -63,13 +65,15 @@ def test_min_len_before_dedup(tmp_path):
 
 def test_hostile_wet_records(tmp_path):
     p = tmp_path / "bad.wet.gz"
-    p.write_bytes(wet_record("http://a/empty", b"") +
-                  wet_record("http://a/latin1", b"Title\n" + LONG + b"caf\xe9") +
-                  wet_record("http://a/ok", b"Title\n" + LONG) +
-                  wet_record("http://a/liar", b"Title\n" + LONG, declared=len(LONG) + 5000))
+    p.write_bytes(
+        wet_record("http://a/empty", b"")
+        + wet_record("http://a/latin1", b"Title\n" + LONG + b"caf\xe9")
+        + wet_record("http://a/ok", b"Title\n" + LONG)
+        + wet_record("http://a/liar", b"Title\n" + LONG, declared=len(LONG) + 5000)
+    )
     outs = read_all(p)
     reasons = collections.Counter((o["status"], o["reason"]) for o in outs)
-    assert reasons[("dropped", "too_short")] == 1        # the empty record
+    assert reasons[("dropped", "too_short")] == 1  # the empty record
     assert reasons[("error", "invalid_utf8")] == 1
     assert reasons[("kept", None)] == 1
     assert sum(n for (s, _), n in reasons.items() if s == "error") >= 2  # the wrong Content-Length too
@@ -84,14 +88,25 @@ def test_warc_html_option(shared_data):
 
 
 def commoncrawl_build(shared, tmp_path, **cc_opts):
-    spec = {"inputs": [str(shared / "commoncrawl" / HEAD43)], "line_dedup": {"hash_in_mem": 1, "num_shards": 1},
-            "perplexity": {"sp_vocab_size": 2000}, "quality": {"min_chars": 200}}
+    spec = {
+        "inputs": [str(shared / "commoncrawl" / HEAD43)],
+        "line_dedup": {"hash_in_mem": 1, "num_shards": 1},
+        "perplexity": {"sp_vocab_size": 2000},
+        "quality": {"min_chars": 200},
+    }
     for k, v in cc_opts.items():
         spec[k] = {**spec.get(k, {}), **v}
-    m = write_manifest(tmp_path / f"m{len(os.listdir(tmp_path))}.yaml", {
-        "commoncrawl": spec,
-        "wikipedia": {"inputs": [str(shared / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")]},
-    })
+    m = write_manifest(
+        tmp_path / f"m{len(os.listdir(tmp_path))}.yaml",
+        {
+            "commoncrawl": spec,
+            "wikipedia": {
+                "inputs": [
+                    str(shared / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+                ]
+            },
+        },
+    )
     out = tmp_path / f"out{len(os.listdir(tmp_path))}"
     return build(m, str(out)), out
 
@@ -115,11 +130,17 @@ def test_commoncrawl_build_tags_selects_and_records_models(shared_data, tmp_path
     models = out / "models"
     csv = tmp_path / "cutoff.csv"
     csv.write_text(",en\n" + "\n".join(f"{i},{(i + 1) * 20}" for i in range(100)) + "\n")
-    again, out2 = commoncrawl_build(shared_data, tmp_path,
-                                    perplexity={"sp_model": str(models / "{lang}.sp.model"),
-                                                "lm_model": str(models / "{lang}.arpa.bin"), "cutoffs": str(csv),
-                                                "keep_buckets": ["head", "middle", "tail"]},
-                                    quality={"enabled": False})
+    again, out2 = commoncrawl_build(
+        shared_data,
+        tmp_path,
+        perplexity={
+            "sp_model": str(models / "{lang}.sp.model"),
+            "lm_model": str(models / "{lang}.arpa.bin"),
+            "cutoffs": str(csv),
+            "keep_buckets": ["head", "middle", "tail"],
+        },
+        quality={"enabled": False},
+    )
     pp1 = {r["id"]: r["perplexity"] for r in shard_records(str(out), "commoncrawl")}
     pp2 = {r["id"]: r["perplexity"] for r in shard_records(str(out2), "commoncrawl")}
     assert pp1 and all(pp2[k] == v for k, v in pp1.items())
@@ -132,12 +153,32 @@ def test_url_digest_dedup_and_reference_positives(shared_data, tmp_path):
     wet = shared_data / "commoncrawl" / HEAD43
     twin = tmp_path / "twin.warc.wet.gz"
     twin.write_bytes(wet.read_bytes())  # the same records again: same URL and digest
-    spec = {"inputs": [str(wet), str(twin)], "line_dedup": {"enabled": False},
-            "url_dedup": {"enabled": True}, "perplexity": {"sp_vocab_size": 2000, "keep_buckets": []},
-            "quality": {"positives": str(shared_data / "commoncrawl" / "dolma-wget-sample-0000.warc.gz"),
-                        "min_chars": 200, "threshold": 0.0}}
-    m = write_manifest(tmp_path / "m.yaml", {"commoncrawl": spec, "wikipedia": {"inputs": [
-        str(shared_data / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")]}})
+    spec = {
+        "inputs": [str(wet), str(twin)],
+        "line_dedup": {"enabled": False},
+        "url_dedup": {"enabled": True},
+        "perplexity": {"sp_vocab_size": 2000, "keep_buckets": []},
+        "quality": {
+            "positives": str(shared_data / "commoncrawl" / "dolma-wget-sample-0000.warc.gz"),
+            "min_chars": 200,
+            "threshold": 0.0,
+        },
+    }
+    m = write_manifest(
+        tmp_path / "m.yaml",
+        {
+            "commoncrawl": spec,
+            "wikipedia": {
+                "inputs": [
+                    str(
+                        shared_data
+                        / "wikipedia"
+                        / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+                    )
+                ]
+            },
+        },
+    )
     manifest = build(m, str(tmp_path / "out"))
     f = manifest.sources["commoncrawl"].funnel
     assert f.input == 86 and f.balanced()
@@ -155,10 +196,27 @@ def test_commoncrawl_rebuilt_alone_learns_from_the_reused_wikipedia(shared_data,
     import shutil
 
     first, out = commoncrawl_build(shared_data, tmp_path)
-    spec = {"inputs": [str(shared_data / "commoncrawl" / HEAD43)], "line_dedup": {"hash_in_mem": 1, "num_shards": 1},
-            "perplexity": {"sp_vocab_size": 2000}, "quality": {"min_chars": 200, "threshold": 0.4}}
-    m = write_manifest(tmp_path / "changed.yaml", {"commoncrawl": spec, "wikipedia": {"inputs": [
-        str(shared_data / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")]}})
+    spec = {
+        "inputs": [str(shared_data / "commoncrawl" / HEAD43)],
+        "line_dedup": {"hash_in_mem": 1, "num_shards": 1},
+        "perplexity": {"sp_vocab_size": 2000},
+        "quality": {"min_chars": 200, "threshold": 0.4},
+    }
+    m = write_manifest(
+        tmp_path / "changed.yaml",
+        {
+            "commoncrawl": spec,
+            "wikipedia": {
+                "inputs": [
+                    str(
+                        shared_data
+                        / "wikipedia"
+                        / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+                    )
+                ]
+            },
+        },
+    )
     fresh = tmp_path / "fresh"
     shutil.copytree(out, fresh)
     caplog.set_level(logging.INFO, logger="corral.build")

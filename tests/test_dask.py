@@ -34,9 +34,26 @@ def cluster(tmp_path, workers: int = 2):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0", "--no-show"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    procs = [
+        subprocess.Popen(
+            [
+                str(DASK),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                ":0",
+                "--no-show",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -44,10 +61,27 @@ def cluster(tmp_path, workers: int = 2):
                 break
             time.sleep(0.2)
         for i in range(workers):
-            procs.append(subprocess.Popen([str(DASK), "worker", address, "--nworkers", "1", "--nthreads", "1",
-                                           "--no-dashboard", "--name", f"w{i}"], cwd=tmp_path, env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(DASK),
+                        "worker",
+                        address,
+                        "--nworkers",
+                        "1",
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--name",
+                        f"w{i}",
+                    ],
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         from distributed import Client
 
         with Client(address, timeout=60) as client:
@@ -70,16 +104,21 @@ def _sources(tmp_path):
 def _same(a: Path, b: Path, names) -> None:
     ma, mb = (json.loads((x / "manifest.json").read_text()) for x in (a, b))
     for n in names:
-        assert sorted((r["id"], r["text"]) for r in shard_records(str(a), n)) == \
-            sorted((r["id"], r["text"]) for r in shard_records(str(b), n)), n
+        assert sorted((r["id"], r["text"]) for r in shard_records(str(a), n)) == sorted(
+            (r["id"], r["text"]) for r in shard_records(str(b), n)
+        ), n
         assert ma["sources"][n]["funnel"] == mb["sources"][n]["funnel"], n
 
 
 def corral_build(m: str, out: Path, *extra: str) -> float:
     """`corral build` in a subprocess (which must succeed); its wall time."""
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", m, "--out", str(out), *extra],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "corral.cli", "build", m, "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return time.perf_counter() - t0
 
@@ -99,9 +138,24 @@ def test_a_killed_worker_gives_a_complete_build_or_a_clear_failure(tmp_path):
     m = write_manifest(tmp_path / "m.yaml", sources)
     build(m, str(tmp_path / "local"))
     with cluster(tmp_path) as (address, procs):
-        run = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "dask"),
-                                "--runner", "dask", "--dask-scheduler", address], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "corral.cli",
+                "build",
+                m,
+                "--out",
+                str(tmp_path / "dask"),
+                "--runner",
+                "dask",
+                "--dask-scheduler",
+                address,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(3)
         os.killpg(procs[1].pid, signal.SIGKILL)  # one of the two workers dies mid-build
         out, err = run.communicate(timeout=600)
@@ -121,9 +175,12 @@ def seven_sources(shared, tmp_path) -> dict:
     wet = shared / "commoncrawl" / "CC-MAIN-20170720121902-20170720141902-00000.head43.warc.wet.gz"
     twin = tmp_path / "twin.warc.wet.gz"
     twin.write_bytes(wet.read_bytes())  # a second file, so CommonCrawl's tasks spread over the workers
-    sources["commoncrawl"] = {"inputs": [str(wet), str(twin)], "url_dedup": {"enabled": True},
-                              "perplexity": {"sp_vocab_size": 2000},
-                              "quality": {"min_chars": 200, "threshold": 0.3}}
+    sources["commoncrawl"] = {
+        "inputs": [str(wet), str(twin)],
+        "url_dedup": {"enabled": True},
+        "perplexity": {"sp_vocab_size": 2000},
+        "quality": {"min_chars": 200, "threshold": 0.3},
+    }
     return sources
 
 
@@ -134,14 +191,31 @@ def test_all_seven_real_sources_on_dask_equal_the_local_build(shared_data, tmp_p
     with cluster(tmp_path) as (address, procs):
         dask_s = corral_build(m, tmp_path / "dask", "--runner", "dask", "--dask-scheduler", address)
         # Again into a new folder, one of the two workers killed mid-build.
-        run = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", m, "--out", str(tmp_path / "killed"),
-                                "--runner", "dask", "--dask-scheduler", address], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "corral.cli",
+                "build",
+                m,
+                "--out",
+                str(tmp_path / "killed"),
+                "--runner",
+                "dask",
+                "--dask-scheduler",
+                address,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(dask_s * 0.4)
         os.killpg(procs[1].pid, signal.SIGKILL)
         out, err = run.communicate(timeout=600)
-    print(f"seven real sources: local runner {local_s:.1f} s, dask cluster (2 workers) {dask_s:.1f} s "
-          f"({dask_s / local_s:.2f}x)")
+    print(
+        f"seven real sources: local runner {local_s:.1f} s, dask cluster (2 workers) {dask_s:.1f} s "
+        f"({dask_s / local_s:.2f}x)"
+    )
     _same(tmp_path / "local", tmp_path / "dask", sources)
     manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
     assert {"en.sp.model", "en.arpa.bin", "quality.bin"} <= set(manifest["models"])

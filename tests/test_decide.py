@@ -9,8 +9,9 @@ from corral.pipeline.decide import decision_path, load_sorted, losers_between, s
 def test_losers_between_reads_each_partition_s_range(tmp_path):
     out = str(tmp_path)
     rng = np.random.default_rng(1)
-    everything = np.sort(np.array([K.loc(int(f), int(r)) for f, r in zip(rng.integers(0, 50, 2000),
-                                                                         rng.integers(0, 1000, 2000))]))
+    everything = np.sort(
+        np.array([K.loc(int(f), int(r)) for f, r in zip(rng.integers(0, 50, 2000), rng.integers(0, 1000, 2000))])
+    )
     everything = np.unique(everything)
     parts = [everything[everything % 3 == p] for p in range(3)]  # three partitions, as a round writes them
     for p, lost in enumerate(parts):
@@ -30,7 +31,7 @@ def test_round_tables_give_each_partition_exactly_its_range(tmp_path):
 
     rng = np.random.default_rng(2)
     ids = rng.integers(0, 2**64 - 1, size=5000, dtype=np.uint64)
-    ids[:10] = ids[10]                         # shared keys stay together, in row order
+    ids[:10] = ids[10]  # shared keys stay together, in row order
     ids[20] = 0
     ids[21] = np.uint64(2**64 - 1)
     ts = rng.integers(0, 10**9, size=5000).astype(np.int64)
@@ -80,12 +81,19 @@ def test_band_and_line_tables_hold_every_key_once_with_its_document(tmp_path):
         got += list(zip(t["key"].tolist(), t["row"].tolist()))
     assert sorted(got) == sorted((int(b), r) for r in range(len(sigs)) for b in bands[r])
 
-    lines = np.array([5, 9, 2, 2, 7], dtype=np.uint64)       # doc 0: 5, 9; doc 1: none; doc 2: 2, 2, 7
+    lines = np.array([5, 9, 2, 2, 7], dtype=np.uint64)  # doc 0: 5, 9; doc 1: none; doc 2: 2, 2, 7
     clean_file = str(tmp_path / "clean-keys" / "000001.npz")
-    T.save_tables(clean_file, {"lines": lines, "offsets": np.array([0, 2, 2, 5]), "rank": np.array([10, 11, 12], np.uint64)})
+    T.save_tables(
+        clean_file, {"lines": lines, "offsets": np.array([0, 2, 2, 5]), "rank": np.array([10, 11, 12], np.uint64)}
+    )
     t = T.read_partition(T.table_path(clean_file, "c4lines"), 0, 1)
     assert list(zip(t["key"].tolist(), t["row"].tolist(), t["rank"].tolist())) == [
-        (2, 2, 12), (2, 2, 12), (5, 0, 10), (7, 2, 12), (9, 0, 10)]
+        (2, 2, 12),
+        (2, 2, 12),
+        (5, 0, 10),
+        (7, 2, 12),
+        (9, 0, 10),
+    ]
 
 
 def test_by_partition_puts_each_partition_s_answer_back_in_order():

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from corral.cli import main
 from corral.beam_local import local_runner
+from corral.cli import main
 from corral.pipeline.runners import RunnerProfileError, profile_flags
 from corral.sample import write_sample
 
@@ -40,8 +40,12 @@ def test_sample_is_deterministic_and_in_every_native_format(tmp_path):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
-    res = subprocess.run([sys.executable, "-m", "corral.cli", "demo", "--out", str(out), "--steps", "120"],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [sys.executable, "-m", "corral.cli", "demo", "--out", str(out), "--steps", "120"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return out, res.stdout
 
@@ -65,11 +69,15 @@ def test_demo_builds_all_seven_sources_tokenizes_trains_and_reports(demo):
 def test_demo_sample_exercises_the_rules(demo):
     out, _ = demo
     funnels = {n: s["funnel"] for n, s in json.loads((out / "build" / "manifest.json").read_text())["sources"].items()}
-    expect = {"commoncrawl": {"language_not_selected", "bucket_tail", "low_quality", "duplicate_url_digest"},
-              "c4": {"duplicate_id"}, "github": {"no_license", "license_not_allowed"},
-              "wikipedia": {"redirect", "not_main_namespace"}, "books": {"near_duplicate", "duplicate_exact"},
-              "arxiv": {"no_section"},
-              "stackexchange": {"answer_merged", "orphan_answer", "other_post_type"}}
+    expect = {
+        "commoncrawl": {"language_not_selected", "bucket_tail", "low_quality", "duplicate_url_digest"},
+        "c4": {"duplicate_id"},
+        "github": {"no_license", "license_not_allowed"},
+        "wikipedia": {"redirect", "not_main_namespace"},
+        "books": {"near_duplicate", "duplicate_exact"},
+        "arxiv": {"no_section"},
+        "stackexchange": {"answer_merged", "orphan_answer", "other_post_type"},
+    }
     for name, reasons in expect.items():
         assert reasons <= set(funnels[name]["dropped"]), (name, funnels[name]["dropped"])
     # line dedup took the navigation and footer lines that every page of a site repeats
@@ -119,8 +127,12 @@ def test_report_renders_every_chart_in_headless_chromium(demo):
     html = report.read_text()
     assert "src='http" not in html and 'src="http' not in html  # self-contained
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    dom = subprocess.run([*flags, "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [*flags, "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     charts = re.search(r'data-charts="(\d+)/(\d+)"', dom)
     assert charts, dom[:500]
     ok, total = map(int, charts.groups())
@@ -132,12 +144,14 @@ def test_report_renders_every_chart_in_headless_chromium(demo):
     assert "language_not_selected" in html and "records / task second" in html
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report.png"
-    subprocess.run([*flags, "--window-size=1100,6000", f"--screenshot={shot}", report.as_uri()],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [*flags, "--window-size=1100,6000", f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120
+    )
     assert shot.stat().st_size > 50_000
 
 
 # --- runner profiles ----------------------------------------------------------------------------
+
 
 def test_local_profile_is_the_fn_api_runner():
     runner, options = local_runner(2)
@@ -146,26 +160,32 @@ def test_local_profile_is_the_fn_api_runner():
 
 
 def test_flink_spark_dataflow_profiles_produce_beams_standard_options():
-    flink = PipelineOptions(profile_flags("flink", flink_master="jm:8081", parallelism=16,
-                                          extra=["--environment_type=DOCKER"])).get_all_options()
+    flink = PipelineOptions(
+        profile_flags("flink", flink_master="jm:8081", parallelism=16, extra=["--environment_type=DOCKER"])
+    ).get_all_options()
     assert flink["runner"] == "FlinkRunner" and flink["flink_master"] == "jm:8081" and flink["parallelism"] == 16
     assert flink["environment_type"] == "DOCKER"
     spark = PipelineOptions(profile_flags("spark", spark_master="spark://m:7077")).get_all_options()
     assert spark["runner"] == "SparkRunner" and spark["spark_master_url"] == "spark://m:7077"
-    opts = PipelineOptions(profile_flags("dataflow", project="p", region="europe-west4",
-                                         temp_location="gs://b/tmp", parallelism=50))
+    opts = PipelineOptions(
+        profile_flags("dataflow", project="p", region="europe-west4", temp_location="gs://b/tmp", parallelism=50)
+    )
     gc = opts.view_as(GoogleCloudOptions)
     assert opts.view_as(StandardOptions).runner == "DataflowRunner"
     assert (gc.project, gc.region, gc.temp_location) == ("p", "europe-west4", "gs://b/tmp")
     assert opts.get_all_options()["max_num_workers"] == 50
 
 
-@pytest.mark.parametrize("name, kwargs, missing", [
-    ("flink", {}, "--flink-master"), ("spark", {}, "--spark-master"),
-    ("dataflow", {"project": "p"}, "--region, --temp-location"),
-    ("dataflow", {"project": "p", "region": "r", "temp_location": "/tmp/x"}, "gs://"),
-    ("prism", {}, "choose local, dask"),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, missing",
+    [
+        ("flink", {}, "--flink-master"),
+        ("spark", {}, "--spark-master"),
+        ("dataflow", {"project": "p"}, "--region, --temp-location"),
+        ("dataflow", {"project": "p", "region": "r", "temp_location": "/tmp/x"}, "gs://"),
+        ("prism", {}, "choose local, dask"),
+    ],
+)
 def test_profiles_name_what_is_missing(name, kwargs, missing):
     with pytest.raises(RunnerProfileError, match=re.escape(missing)):
         profile_flags(name, **kwargs)

@@ -59,13 +59,17 @@ def test_parquet_reads_back_in_pyarrow_and_datasets_as_the_shards(build, tmp_pat
         files = sorted(dest.glob(f"{s}/part-*.parquet"))
         assert len(files) == len(load_build(str(build)).sources[s].shards)
         assert [r for f in files for r in pq.read_table(f).to_pylist()] == rows
-        ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train",
-                                   cache_dir=str(tmp_path / "hf"))
+        ds = datasets.load_dataset(
+            "parquet", data_files=[str(f) for f in files], split="train", cache_dir=str(tmp_path / "hf")
+        )
         assert ds.to_list() == rows
         assert sum(e["rows"] for e in record["files"].values() if e["source"] == s) == len(rows)
     card = (dest / "README.md").read_text()
-    assert load_build(str(build)).mixture["name"] in card and hashlib.sha256(
-        (build / "manifest.json").read_bytes()).hexdigest() in card and "| c4 | 0.75 |" in card
+    assert (
+        load_build(str(build)).mixture["name"] in card
+        and hashlib.sha256((build / "manifest.json").read_bytes()).hexdigest() in card
+        and "| c4 | 0.75 |" in card
+    )
 
 
 def test_datasets_reads_the_builds_own_arrow_shards(build, tmp_path):
@@ -144,7 +148,7 @@ def test_a_rerun_skips_finished_files_and_a_failed_export_leaves_no_partial_file
     with pytest.raises(OSError):
         export_run.export(str(build), str(dest), "parquet", say=lambda *_: None)
     finished = {str(p) for p in dest.rglob("*.parquet")}
-    assert finished == {o for outs in calls for o in outs}          # nothing partial under a final name
+    assert finished == {o for outs in calls for o in outs}  # nothing partial under a final name
     assert not [p for p in dest.rglob("*") if p.is_file() and p.name.startswith(".")]
     monkeypatch.setattr(export_run, "_export_shard", real)
     before = {p: p.stat().st_mtime_ns for p in dest.rglob("*.parquet")}

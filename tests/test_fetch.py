@@ -51,19 +51,31 @@ def www(tmp_path) -> Path:
 
 
 def _manifest(path: Path, url: str, fault: str = "drop") -> Path:
-    path.write_text(json.dumps({
-        "name": "remote", "target_tokens": "1M",
-        "sources": {"c4": {"weight": 0.5, "inputs": [{"paths": f"{url}/flaky/crawl-data/C4-X/c4.paths.gz",
-                                                      "base": f"{url}/{fault}"}]},
-                    "wikipedia": {"weight": 0.5, "inputs": [f"{url}/norange/{WIKI}"]}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "remote",
+                "target_tokens": "1M",
+                "sources": {
+                    "c4": {
+                        "weight": 0.5,
+                        "inputs": [{"paths": f"{url}/flaky/crawl-data/C4-X/c4.paths.gz", "base": f"{url}/{fault}"}],
+                    },
+                    "wikipedia": {"weight": 0.5, "inputs": [f"{url}/norange/{WIKI}"]},
+                },
+            }
+        )
+    )
     return path
 
 
 def _docs(out: Path) -> dict:
     from corral.shards import iter_records
 
-    return {s.name: [(r["id"], r["text"]) for f in sorted(s.glob("*.arrow")) for r in iter_records(str(f))]
-            for s in sorted((out / "docs").iterdir())}
+    return {
+        s.name: [(r["id"], r["text"]) for f in sorted(s.glob("*.arrow")) for r in iter_records(str(f))]
+        for s in sorted((out / "docs").iterdir())
+    }
 
 
 def test_fetch_mirrors_byte_identical_files_and_writes_a_manifest_that_builds(www, tmp_path, capsys):

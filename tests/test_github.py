@@ -38,22 +38,29 @@ def test_stats_match_rp_definitions():
     assert gh.file_stats("a!")["alnum_prop"] == 0.5
 
 
-@pytest.mark.parametrize("content,reason", [
-    ("", "empty"),
-    ("x" * 1001 + "\n", "long_lines"),
-    ("\n".join(["y" * 150] * 3), "long_average_line"),
-    ("!!!! ???? ;;;; a\n" * 3, "low_alnum"),
-    ("1 2 3 4 5 6 7 8 9 0 1 2 3 4\n" * 3, "low_alpha_per_token"),
-    ("def hello_world():\n    return 'hello'\n", None),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        ("", "empty"),
+        ("x" * 1001 + "\n", "long_lines"),
+        ("\n".join(["y" * 150] * 3), "long_average_line"),
+        ("!!!! ???? ;;;; a\n" * 3, "low_alnum"),
+        ("1 2 3 4 5 6 7 8 9 0 1 2 3 4\n" * 3, "low_alpha_per_token"),
+        ("def hello_world():\n    return 'hello'\n", None),
+    ],
+)
 def test_quality_thresholds(content, reason):
     assert gh.quality_reason(content, gh.file_stats(content), ST["filter"]) == reason
 
 
 def test_constants():
     f = ST["filter"]
-    assert (f["max_line_length"], f["max_avg_line_length"], f["min_alnum_fraction"], f["min_alpha_per_token"]) == \
-        (1000, 100, 0.25, 1.5)
+    assert (f["max_line_length"], f["max_avg_line_length"], f["min_alnum_fraction"], f["min_alpha_per_token"]) == (
+        1000,
+        100,
+        0.25,
+        1.5,
+    )
     assert len(GITHUB_EXTENSIONS) == 66 and "Dockerfile" in GITHUB_EXTENSIONS and ".C" in GITHUB_EXTENSIONS
 
 
@@ -85,15 +92,22 @@ GPL = "GNU GENERAL PUBLIC LICENSE\n Version 3"
 def test_detect_license_and_decision():
     assert gh.detect_license(MIT) == "mit" and gh.detect_license(APACHE) == "apache"
     assert gh.detect_license(MIT.replace("person obtaining", "person\n obtaining")) == "mit"  # wrapped lines
-    assert gh.detect_license("Redistribution and use in source and binary forms, with or without\nmodification") == "bsd"
+    assert (
+        gh.detect_license("Redistribution and use in source and binary forms, with or without\nmodification") == "bsd"
+    )
     assert gh.detect_license(GPL) == "gpl" and gh.detect_license("GNU LESSER GENERAL PUBLIC LICENSE") == "lgpl"
     assert gh.detect_license("All rights reserved.") is None
     allowed = ST["license"]["allowed"]
     assert gh.license_decision({"mit", "apache"}, allowed) is None
     assert gh.license_decision({"mit", "gpl"}, allowed) == "license_not_allowed"
     assert gh.license_decision(set(), allowed) == "no_license"
-    assert [gh.license_family(x) for x in ("MIT", "apache-2.0", "bsd-3-clause", "gpl-2.0", None)] == \
-        ["mit", "apache", "bsd", "gpl", None]
+    assert [gh.license_family(x) for x in ("MIT", "apache-2.0", "bsd-3-clause", "gpl-2.0", None)] == [
+        "mit",
+        "apache",
+        "bsd",
+        "gpl",
+        None,
+    ]
 
 
 def make_repo(root, files, license_text=None):
@@ -109,33 +123,62 @@ def make_repo(root, files, license_text=None):
 
 def test_repo_folders(tmp_path):
     good = "import os\n\ndef main():\n    return os.getcwd()\n"
-    a = make_repo(tmp_path / "repos" / "alpha", {"a.py": good, "dup.py": good, "img.png": b"\x89PNG\x00",
-                                                 "lib.so.py": b"\x00\x01binary", "big.py": "x = 1\n" * 200_000,
-                                                 "notes.txt": "hello"}, MIT)
+    a = make_repo(
+        tmp_path / "repos" / "alpha",
+        {
+            "a.py": good,
+            "dup.py": good,
+            "img.png": b"\x89PNG\x00",
+            "lib.so.py": b"\x00\x01binary",
+            "big.py": "x = 1\n" * 200_000,
+            "notes.txt": "hello",
+        },
+        MIT,
+    )
     os.symlink("/etc/passwd", a / "leak.py")
     make_repo(tmp_path / "repos" / "beta", {"b.py": good + "# beta\n"}, GPL)
     make_repo(tmp_path / "repos" / "gamma", {"c.py": good + "# gamma\n"})
     outs = run_read(gh, sorted(str(p) for p in (tmp_path / "repos").iterdir()), tmp_path)
     reasons = collections.Counter((o["status"], o["reason"]) for o in outs if o["status"] != "kept")
-    assert reasons == {("dropped", "skipped_path"): 1, ("dropped", "extension_not_allowed"): 2,
-                       ("dropped", "binary"): 1, ("dropped", "too_large"): 1, ("error", "link"): 1,
-                       ("dropped", "license_not_allowed"): 2, ("dropped", "no_license"): 1}
+    assert reasons == {
+        ("dropped", "skipped_path"): 1,
+        ("dropped", "extension_not_allowed"): 2,
+        ("dropped", "binary"): 1,
+        ("dropped", "too_large"): 1,
+        ("error", "link"): 1,
+        ("dropped", "license_not_allowed"): 2,
+        ("dropped", "no_license"): 1,
+    }
     kept = sorted(o["record"]["url"] for o in outs if o["status"] == "kept")
     assert kept == ["alpha/a.py", "alpha/dup.py"]  # exact dedup happens in the build
 
 
 def test_exports_jsonl_and_parquet(tmp_path):
-    rows = [{"repo_name": "o/r", "path": "m.py", "content": "def greeting():\n    return 'hello there'\n", "license": "mit"},
-            {"repo_name": "o/r", "path": "n.go", "content": "package main\n\nfunc main() {}\n", "license": "apache-2.0"},
-            {"repo_name": "o/g", "path": "x.py", "content": "def g():\n    return 2\n", "license": "gpl-3.0"}]
+    rows = [
+        {
+            "repo_name": "o/r",
+            "path": "m.py",
+            "content": "def greeting():\n    return 'hello there'\n",
+            "license": "mit",
+        },
+        {"repo_name": "o/r", "path": "n.go", "content": "package main\n\nfunc main() {}\n", "license": "apache-2.0"},
+        {"repo_name": "o/g", "path": "x.py", "content": "def g():\n    return 2\n", "license": "gpl-3.0"},
+    ]
     (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{bad json\n")
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "e.parquet")
     outs = run_read(gh, [str(tmp_path / "e.jsonl"), str(tmp_path / "e.parquet")], tmp_path)
     kept = sorted(o["record"]["url"] for o in outs if o["status"] == "kept")
-    assert kept == ["https://github.com/o/r/blob/HEAD/m.py", "https://github.com/o/r/blob/HEAD/m.py",
-                    "https://github.com/o/r/blob/HEAD/n.go", "https://github.com/o/r/blob/HEAD/n.go"]
-    assert sorted(o["reason"] for o in outs if o["status"] != "kept") == ["bad_row", "license_not_allowed",
-                                                                          "license_not_allowed"]
+    assert kept == [
+        "https://github.com/o/r/blob/HEAD/m.py",
+        "https://github.com/o/r/blob/HEAD/m.py",
+        "https://github.com/o/r/blob/HEAD/n.go",
+        "https://github.com/o/r/blob/HEAD/n.go",
+    ]
+    assert sorted(o["reason"] for o in outs if o["status"] != "kept") == [
+        "bad_row",
+        "license_not_allowed",
+        "license_not_allowed",
+    ]
 
 
 def test_package_trees_build(tmp_path):

@@ -11,10 +11,16 @@ import sys
 
 import yaml
 
-GOOD = [{"text": f"Line one of page {i}, long enough to pass the cleaning rules of C4 today.\n"
-                 f"Line two of page {i} says a little more about the weather and the sea.\n"
-                 f"Line three of page {i} ends the page with a full stop as it should.",
-         "url": f"https://example.org/{i}", "timestamp": "2019-04-25T00:00:00Z"} for i in range(50)]
+GOOD = [
+    {
+        "text": f"Line one of page {i}, long enough to pass the cleaning rules of C4 today.\n"
+        f"Line two of page {i} says a little more about the weather and the sea.\n"
+        f"Line three of page {i} ends the page with a full stop as it should.",
+        "url": f"https://example.org/{i}",
+        "timestamp": "2019-04-25T00:00:00Z",
+    }
+    for i in range(50)
+]
 
 
 def _write(path, huge: bool):
@@ -34,13 +40,23 @@ def _peak_build(tmp_path, name, huge):
     raw.mkdir()
     _write(raw / "c4-00000.json.gz", huge)
     m = tmp_path / f"{name}.yaml"
-    m.write_text(yaml.safe_dump({"name": name, "target_tokens": 1000, "sources": {
-        "c4": {"weight": 1.0, "inputs": [str(raw / "*.json.gz")]}}}))
+    m.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "target_tokens": 1000,
+                "sources": {"c4": {"weight": 1.0, "inputs": [str(raw / "*.json.gz")]}},
+            }
+        )
+    )
     out = tmp_path / f"{name}-out"
-    code = ("import sys; from corral.pipeline.dag import build; build(sys.argv[1], sys.argv[2]);"
-            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
-    res = subprocess.run([sys.executable, "-c", code, str(m), str(out)], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=600)
+    code = (
+        "import sys; from corral.pipeline.dag import build; build(sys.argv[1], sys.argv[2]);"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(m), str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return int(res.stdout.split()[-1]) / 1024, out
 
@@ -91,8 +107,12 @@ def test_an_oversized_wet_record_is_one_error(tmp_path, monkeypatch):
     w = WARCWriter(buf, gzip=True)
     for i, size in enumerate((2000, 300_000, 2000)):
         body = ("Words of a page that are long enough to be kept by the length rule. " * (size // 70)).encode()
-        rec = w.create_warc_record(f"https://example.org/{i}", "conversion", payload=BytesIO(body),
-                                   warc_headers_dict={"Content-Type": "text/plain"})
+        rec = w.create_warc_record(
+            f"https://example.org/{i}",
+            "conversion",
+            payload=BytesIO(body),
+            warc_headers_dict={"Content-Type": "text/plain"},
+        )
         w.write_record(rec)
     path = tmp_path / "x.warc.wet.gz"
     path.write_bytes(buf.getvalue())

@@ -66,8 +66,10 @@ def test_http_inputs_are_read_only(served):
 def _docs(out: Path) -> dict:
     from corral.shards import iter_records
 
-    return {s.name: [(r["id"], r["text"]) for f in sorted(s.glob("*.arrow")) for r in iter_records(str(f))]
-            for s in sorted((out / "docs").iterdir())}
+    return {
+        s.name: [(r["id"], r["text"]) for f in sorted(s.glob("*.arrow")) for r in iter_records(str(f))]
+        for s in sorted((out / "docs").iterdir())
+    }
 
 
 def test_a_build_over_http_with_faults_equals_a_build_over_local_files(tmp_path):
@@ -83,21 +85,36 @@ def test_a_build_over_http_with_faults_equals_a_build_over_local_files(tmp_path)
     books = sorted(p.name for p in (www / "books").iterdir())
 
     def manifest(path: Path, c4_inputs, books_inputs, wiki_inputs) -> str:
-        path.write_text(json.dumps({
-            "name": "http", "target_tokens": "1M",
-            "sources": {"c4": {"weight": 0.5, "inputs": c4_inputs},
+        path.write_text(
+            json.dumps(
+                {
+                    "name": "http",
+                    "target_tokens": "1M",
+                    "sources": {
+                        "c4": {"weight": 0.5, "inputs": c4_inputs},
                         "books": {"weight": 0.25, "inputs": books_inputs, "exact_dedup": {"enabled": True}},
-                        "wikipedia": {"weight": 0.25, "inputs": wiki_inputs}}}))
+                        "wikipedia": {"weight": 0.25, "inputs": wiki_inputs},
+                    },
+                }
+            )
+        )
         return str(path)
 
-    local = manifest(tmp_path / "local.yaml", [str(www / "c4" / n) for n in c4], [str(www / "books" / n) for n in books],
-                     [str(www / "wikipedia" / "enwiki-20261101-pages-articles.xml.bz2")])
+    local = manifest(
+        tmp_path / "local.yaml",
+        [str(www / "c4" / n) for n in c4],
+        [str(www / "books" / n) for n in books],
+        [str(www / "wikipedia" / "enwiki-20261101-pages-articles.xml.bz2")],
+    )
     build(local, str(tmp_path / "local"))
     with LoopbackServer(str(www)) as url:
         # one fault per source, so the inputs sort as the local paths do (dedup keeps the first)
-        remote = manifest(tmp_path / "remote.yaml", [f"{url}/drop/c4/{n}" for n in c4],
-                          [f"{url}/norange/books/{n}" for n in books],
-                          [f"{url}/flaky/wikipedia/enwiki-20261101-pages-articles.xml.bz2"])
+        remote = manifest(
+            tmp_path / "remote.yaml",
+            [f"{url}/drop/c4/{n}" for n in c4],
+            [f"{url}/norange/books/{n}" for n in books],
+            [f"{url}/flaky/wikipedia/enwiki-20261101-pages-articles.xml.bz2"],
+        )
         built = build(remote, str(tmp_path / "remote"), workers=2)
     before = json.loads((tmp_path / "local" / "manifest.json").read_text())
     assert _docs(tmp_path / "remote") == _docs(tmp_path / "local")
@@ -116,8 +133,9 @@ def test_a_url_that_fails_mid_build_is_one_counted_error_and_the_rest_goes_on(tm
     m = tmp_path / "m.yaml"
     with LoopbackServer(str(sample)) as url:
         inputs = [f"{url}/{'short' if i == 0 else 'ok'}/books/{n}" for i, n in enumerate(books)]
-        m.write_text(json.dumps({"name": "h", "target_tokens": "1M",
-                                 "sources": {"books": {"weight": 1.0, "inputs": inputs}}}))
+        m.write_text(
+            json.dumps({"name": "h", "target_tokens": "1M", "sources": {"books": {"weight": 1.0, "inputs": inputs}}})
+        )
         manifest = build(str(m), str(tmp_path / "out"))
     f = manifest.sources["books"].funnel
     assert f.errors == {"truncated_or_corrupt": 1} and f.kept >= 1 and f.balanced()
@@ -147,22 +165,27 @@ def test_a_paths_list_expands_to_its_files_and_a_404_among_them_is_one_counted_e
         assert read_paths_list({**spec, "every": 2, "limit": 1}) == [f"{url}/ok/crawl/{listed[0]}"]
         assert read_paths_list({**spec, "base": "https://data.example/x/"})[0] == f"https://data.example/x/{listed[0]}"
         m = tmp_path / "m.yaml"
-        m.write_text(f"name: p\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n"
-                     f"    inputs: [{{paths: '{url}/flaky/crawl/c4.paths.gz', base: '{url}/drop/crawl'}}]\n")
+        m.write_text(
+            f"name: p\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n"
+            f"    inputs: [{{paths: '{url}/flaky/crawl/c4.paths.gz', base: '{url}/drop/crawl'}}]\n"
+        )
         assert main(["inspect", str(m), "--files"]) == 0
         printed = capsys.readouterr().out
         assert f"paths list {url}/flaky/crawl/c4.paths.gz: 3 file(s)" in printed, printed
         manifest = build(str(m), str(tmp_path / "out"))
     local = tmp_path / "l.yaml"
-    local.write_text("name: l\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n"
-                     f"    inputs: ['{www}/crawl/c4/*.json.gz']\n")
+    local.write_text(
+        f"name: l\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n    inputs: ['{www}/crawl/c4/*.json.gz']\n"
+    )
     expected = build(str(local), str(tmp_path / "local")).sources["c4"].funnel
     f = manifest.sources["c4"].funnel
     assert f.errors == {"missing_input": 1} and f.kept == expected.kept and f.dropped == expected.dropped
     assert _docs(tmp_path / "out") == _docs(tmp_path / "local")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: b\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n"
-                   "    inputs: [{paths: '', limit: 0, every: x, depth: 2}]\n")
+    bad.write_text(
+        "name: b\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n"
+        "    inputs: [{paths: '', limit: 0, every: x, depth: 2}]\n"
+    )
     with pytest.raises(ManifestError) as e:
         load_mixture(str(bad))
     text = str(e.value)
@@ -170,19 +193,26 @@ def test_a_paths_list_expands_to_its_files_and_a_404_among_them_is_one_counted_e
         assert field in text, text
 
 
-@pytest.mark.parametrize("url, needle", [
-    ("s3://commoncrawl/crawl-data/CC-MAIN-2019-30/x/*.warc.wet.gz", "aws extra"),
-    ("http://127.0.0.1:9/nothing-listens-here.json.gz", "refused the connection"),
-])
+@pytest.mark.parametrize(
+    "url, needle",
+    [
+        ("s3://commoncrawl/crawl-data/CC-MAIN-2019-30/x/*.warc.wet.gz", "aws extra"),
+        ("http://127.0.0.1:9/nothing-listens-here.json.gz", "refused the connection"),
+    ],
+)
 def test_an_input_that_cannot_be_reached_is_one_line_naming_the_field(tmp_path, url, needle):
     import subprocess
     import sys
 
     m = tmp_path / "m.yaml"
     m.write_text(f"name: x\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n    inputs: ['{url}']\n")
-    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", str(m), "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    res = subprocess.run(
+        [sys.executable, "-m", "corral.cli", "build", str(m), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+    )
     err = res.stderr.strip()
     assert res.returncode == 2 and "Traceback" not in err, err[-2000:]
     line = [ln for ln in err.splitlines() if ln.startswith("corral build:")]
@@ -199,11 +229,29 @@ def test_the_papers_manifest_without_network_fails_fast_in_one_line(tmp_path):
     import time
 
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
-           "CORRAL_RAW": str(tmp_path / "raw")}
+    env = {
+        **os.environ,
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "NO_PROXY": "",
+        "CORRAL_RAW": str(tmp_path / "raw"),
+    }
     t0 = time.time()
-    res = subprocess.run([sys.executable, "-m", "corral.cli", "build", str(root / "manifests" / "llama1.yaml"),
-                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120, env=env)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "corral.cli",
+            "build",
+            str(root / "manifests" / "llama1.yaml"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     took = time.time() - t0
     err = res.stderr.strip()
     assert res.returncode == 2 and "Traceback" not in err and took < 45, (took, err[-2000:])
@@ -231,27 +279,44 @@ def test_commoncrawl_by_paths_list_and_wikipedia_by_dump_urls_over_faults_equal_
     for p in wets:
         (crawl / "segments" / "s1" / "wet").mkdir(parents=True, exist_ok=True)
         shutil.copy(p, crawl / "segments" / "s1" / "wet" / p.name)
-    listed = [f"crawl-data/CC-MAIN-X/segments/s1/wet/{p.name}" for p in wets] + \
-        ["crawl-data/CC-MAIN-X/segments/s1/wet/CC-MAIN-missing.warc.wet.gz"]
+    listed = [f"crawl-data/CC-MAIN-X/segments/s1/wet/{p.name}" for p in wets] + [
+        "crawl-data/CC-MAIN-X/segments/s1/wet/CC-MAIN-missing.warc.wet.gz"
+    ]
     (crawl / "wet.paths.gz").write_bytes(gzip.compress(("\n".join(listed) + "\n").encode()))
     shutil.copytree(sample / "wikipedia", www / "wikipedia")
     dumps = sorted(p.name for p in (www / "wikipedia").iterdir())
     spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "manifests" / "sample.yaml").read_text())
 
     def manifest(path: Path, cc_inputs, wiki_inputs) -> str:
-        m = {**spec, "name": path.stem, "sources": {"commoncrawl": {**spec["sources"]["commoncrawl"], "weight": 0.9,
-                                                                    "inputs": cc_inputs},
-                                                    "wikipedia": {**spec["sources"]["wikipedia"], "weight": 0.1,
-                                                                  "inputs": wiki_inputs}}}
+        m = {
+            **spec,
+            "name": path.stem,
+            "sources": {
+                "commoncrawl": {**spec["sources"]["commoncrawl"], "weight": 0.9, "inputs": cc_inputs},
+                "wikipedia": {**spec["sources"]["wikipedia"], "weight": 0.1, "inputs": wiki_inputs},
+            },
+        }
         path.write_text(yaml.safe_dump(m))
         return str(path)
 
-    local = build(manifest(tmp_path / "local.yaml", [str(crawl / "segments" / "s1" / "wet" / p.name) for p in wets],
-                           [str(www / "wikipedia" / n) for n in dumps]), str(tmp_path / "local"))
+    local = build(
+        manifest(
+            tmp_path / "local.yaml",
+            [str(crawl / "segments" / "s1" / "wet" / p.name) for p in wets],
+            [str(www / "wikipedia" / n) for n in dumps],
+        ),
+        str(tmp_path / "local"),
+    )
     with LoopbackServer(str(www)) as url:
-        remote = build(manifest(tmp_path / "remote.yaml",
-                                [{"paths": f"{url}/flaky/crawl-data/CC-MAIN-X/wet.paths.gz", "base": f"{url}/drop"}],
-                                [f"{url}/norange/wikipedia/{n}" for n in dumps]), str(tmp_path / "remote"), workers=2)
+        remote = build(
+            manifest(
+                tmp_path / "remote.yaml",
+                [{"paths": f"{url}/flaky/crawl-data/CC-MAIN-X/wet.paths.gz", "base": f"{url}/drop"}],
+                [f"{url}/norange/wikipedia/{n}" for n in dumps],
+            ),
+            str(tmp_path / "remote"),
+            workers=2,
+        )
     assert _docs(tmp_path / "remote") == _docs(tmp_path / "local")
     assert remote.sources["wikipedia"].funnel == local.sources["wikipedia"].funnel
     cc, cc_local = remote.sources["commoncrawl"].funnel, local.sources["commoncrawl"].funnel

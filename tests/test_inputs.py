@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from corral.pipeline.inputs import InputError, TruncatedInput, guarded, match_inputs, open_input
 from corral.outcome import kept
+from corral.pipeline.inputs import InputError, TruncatedInput, guarded, match_inputs, open_input
 from corral.schema import make_record
 
 
@@ -60,8 +60,10 @@ def test_match_inputs(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.txt").write_text("x")
     (tmp_path / "y.txt").write_text("yy")
-    assert match_inputs([str(tmp_path / "**" / "*.txt")]) == [(str(tmp_path / "a" / "x.txt"), 1),
-                                                              (str(tmp_path / "y.txt"), 2)]
+    assert match_inputs([str(tmp_path / "**" / "*.txt")]) == [
+        (str(tmp_path / "a" / "x.txt"), 1),
+        (str(tmp_path / "y.txt"), 2),
+    ]
     with pytest.raises(InputError, match=r"m.yaml: sources.c4.inputs\[0\]: .* matches no file"):
         match_inputs([str(tmp_path / "*.json")], "m.yaml: sources.c4.inputs")
 

@@ -26,10 +26,12 @@ def unique_build(out: Path, shards: list[int], eos: bool = True, length=(3, 40),
         info = write_token_shard(str(out / "tokens" / "c4" / f"part-{k:05d}.arrow"), [str(i) for i in range(n)], toks)
         entries.append(relative_shard(info, str(out)))
         tokens += sum(len(t) for t in toks)
-    sources = {"c4": SourceBuild(weight=1.0, documents=doc, funnel=Funnel(doc, doc), token_shards=entries,
-                                 tokens=tokens)}
-    BuildManifest(mixture=mixture.to_dict(), settings={**mixture.settings(), "tokenize": {"eos": eos}},
-                  sources=sources).save(str(out))
+    sources = {
+        "c4": SourceBuild(weight=1.0, documents=doc, funnel=Funnel(doc, doc), token_shards=entries, tokens=tokens)
+    }
+    BuildManifest(
+        mixture=mixture.to_dict(), settings={**mixture.settings(), "tokenize": {"eos": eos}}, sources=sources
+    ).save(str(out))
     return out
 
 
@@ -43,9 +45,9 @@ def test_permute_is_a_bijection_that_depends_on_its_key(n):
 
 def test_held_out_counts_spread_over_shards_and_keep_training_documents():
     assert held_out_counts([50, 30, 20], 0.1) == [5, 3, 2]
-    assert sum(held_out_counts([7, 7, 7], 0.01)) == 1        # at least one …
-    assert held_out_counts([1], 0.5) == [0]                  # … when there are two or more
-    assert sum(held_out_counts([1, 1], 0.9)) == 1            # never all
+    assert sum(held_out_counts([7, 7, 7], 0.01)) == 1  # at least one …
+    assert held_out_counts([1], 0.5) == [0]  # … when there are two or more
+    assert sum(held_out_counts([1, 1], 0.9)) == 1  # never all
     assert held_out_counts([10, 10], 0) == [0, 0]
 
 
@@ -62,7 +64,7 @@ def test_an_epoch_visits_every_window_once_in_a_new_order_and_never_a_held_out_d
         wins = [src.window(5, 0, e * n + j, length)[0] for j in range(n)]
         starts = []
         for w in wins:  # each window is one aligned slice of the training stream
-            hits = [k for k in range(n) if np.array_equal(stream[k * length:(k + 1) * length], w)]
+            hits = [k for k in range(n) if np.array_equal(stream[k * length : (k + 1) * length], w)]
             assert hits
             starts.append(hits[0])
         assert sorted(starts) == list(range(n))

@@ -10,7 +10,7 @@ from corral.dedup.near import bucket_edges, component_table, components
 def test_normalize_and_shingles():
     assert mh.normalize("Hello,   World! «Ça va?»") == "hello world ça va"
     assert len(mh.shingles("a b c d e f g", 5)) == 3
-    assert len(mh.shingles("too short", 5)) == 1          # fewer words than n: one shingle
+    assert len(mh.shingles("too short", 5)) == 1  # fewer words than n: one shingle
     assert len(mh.shingles("", 5)) == 0 and len(mh.shingles("!!!", 5)) == 0
     assert np.array_equal(mh.shingles("A b c d e", 5), mh.shingles("a, B c d e.", 5))
 
@@ -70,7 +70,7 @@ def test_band_rows_derivation(threshold):
     p = mh.derive_lsh(threshold)
     assert p.bands * p.rows <= p.num_perm and p.num_perm in mh.NUM_PERM_LADDER
     # With verification, pairs at the threshold are almost always candidates (recall first) …
-    assert 1 - (1 - threshold ** p.rows) ** p.bands >= 0.95
+    assert 1 - (1 - threshold**p.rows) ** p.bands >= 0.95
     # … without it, the candidate curve crosses one half near the threshold: (1/b)^(1/r) ≈ threshold.
     q = mh.derive_lsh(threshold, verify=False)
     assert abs((1 / q.bands) ** (1 / q.rows) - threshold) < 0.1

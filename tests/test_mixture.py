@@ -27,20 +27,40 @@ def problems(text):
 
 def test_llama1_is_table1(manifests_dir):
     m = load_mixture(manifests_dir / "llama1.yaml")
-    assert m.weights == {"commoncrawl": 0.67, "c4": 0.15, "github": 0.045, "wikipedia": 0.045,
-                         "books": 0.045, "arxiv": 0.025, "stackexchange": 0.02}
+    assert m.weights == {
+        "commoncrawl": 0.67,
+        "c4": 0.15,
+        "github": 0.045,
+        "wikipedia": 0.045,
+        "books": 0.045,
+        "arxiv": 0.025,
+        "stackexchange": 0.02,
+    }
     assert m.target_tokens == 1_400_000_000_000
-    assert sorted(m.sources["wikipedia"].stages["read"]["languages"]) == sorted(WIKI_LANGUAGES) and len(WIKI_LANGUAGES) == 20
+    assert (
+        sorted(m.sources["wikipedia"].stages["read"]["languages"]) == sorted(WIKI_LANGUAGES)
+        and len(WIKI_LANGUAGES) == 20
+    )
     cc = m.sources["commoncrawl"].stages
     assert cc["read"]["min_len"] == 300 and cc["langid"]["threshold"] == 0.5 and cc["langid"]["languages"] == ["en"]
     assert (cc["perplexity"]["percentile_head"], cc["perplexity"]["percentile_tail"]) == (30, 60)
     assert cc["perplexity"]["keep_buckets"] == ["head", "middle"] and cc["line_dedup"]["hash_in_mem"] == 50
     gh = m.sources["github"].stages
-    assert gh["filter"] == {"extensions": list(GITHUB_EXTENSIONS), "max_line_length": 1000,
-                            "max_avg_line_length": 100, "min_alnum_fraction": 0.25, "min_alpha_per_token": 1.5}
+    assert gh["filter"] == {
+        "extensions": list(GITHUB_EXTENSIONS),
+        "max_line_length": 1000,
+        "max_avg_line_length": 100,
+        "min_alnum_fraction": 0.25,
+        "min_alpha_per_token": 1.5,
+    }
     assert gh["exact_dedup"]["enabled"] is True
-    assert m.sources["books"].stages["minhash"] == {"enabled": True, "threshold": 0.9, "ngram": 5,
-                                                    "num_perm": None, "verify": True}
+    assert m.sources["books"].stages["minhash"] == {
+        "enabled": True,
+        "threshold": 0.9,
+        "ngram": 5,
+        "num_perm": None,
+        "verify": True,
+    }
     assert m.sources["stackexchange"].stages["read"]["top_sites"] == 28
     assert m.sections["tokenizer"]["vocab_size"] == 32000
 
@@ -89,8 +109,10 @@ def test_error_no_inputs():
 
 def test_error_negative_numbers():
     assert "sources.c4.weight (line 5): must be between 0 and 1" in problems(GOOD.replace("0.75", "-0.75"))
-    msg = problems(GOOD + "    minhash: {ngram: -5}\n  github:\n    weight: 0\n    inputs: [g]\n"
-                          "    filter: {max_line_length: -1}\n")
+    msg = problems(
+        GOOD + "    minhash: {ngram: -5}\n  github:\n    weight: 0\n    inputs: [g]\n"
+        "    filter: {max_line_length: -1}\n"
+    )
     assert "sources.books.minhash.ngram (line 10): must be ≥ 1" in msg
     assert "sources.github.filter.max_line_length (line 14): must be ≥ 0, got -1 (negative)" in msg
     assert "target_tokens (line 2): must be > 0" in problems(GOOD.replace("1M", "-5"))
@@ -101,8 +123,12 @@ def test_error_wrong_types_and_choices():
     assert "strip_gutenberg (line 10): must be true or false" in msg
     assert "minhash.threshold (line 11): must be a number" in msg
     assert "minhash.enabled (line 11): must be true or false" in msg
-    msg = problems(GOOD.replace("  books:\n    weight: 0.25\n    inputs: [books/*.txt]\n",
-                                "  stackexchange:\n    weight: 0.25\n    inputs: [s]\n    read: {score_sort: alpha}\n"))
+    msg = problems(
+        GOOD.replace(
+            "  books:\n    weight: 0.25\n    inputs: [books/*.txt]\n",
+            "  stackexchange:\n    weight: 0.25\n    inputs: [s]\n    read: {score_sort: alpha}\n",
+        )
+    )
     assert "score_sort (line 10): must be one of numeric, string" in msg
     assert "above 1" not in msg
 
@@ -117,7 +143,9 @@ def test_error_structure():
     assert "name: required" in problems(GOOD.replace("name: t\n", ""))
     assert "sources: required" in problems("name: t\ntarget_tokens: 5\n")
     assert "not valid YAML (line 2)" in problems("name: t\n  x: [\n")
-    assert "must be a mapping with weight" in problems(GOOD.replace("  books:\n    weight: 0.25\n    inputs: [books/*.txt]\n", "  books: 3\n"))
+    assert "must be a mapping with weight" in problems(
+        GOOD.replace("  books:\n    weight: 0.25\n    inputs: [books/*.txt]\n", "  books: 3\n")
+    )
 
 
 def test_missing_file_names_the_file(tmp_path):
@@ -125,10 +153,19 @@ def test_missing_file_names_the_file(tmp_path):
         load_mixture(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("value,expected", [
-    (1400000000000, 1_400_000_000_000), ("1.4T", 1_400_000_000_000), ("200B", 200_000_000_000),
-    ("256MiB", 256 * 2**20), ("2M", 2_000_000), ("1.5e3", 1500), (7.0, 7), ("20GB", 20 * 10**9),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (1400000000000, 1_400_000_000_000),
+        ("1.4T", 1_400_000_000_000),
+        ("200B", 200_000_000_000),
+        ("256MiB", 256 * 2**20),
+        ("2M", 2_000_000),
+        ("1.5e3", 1500),
+        (7.0, 7),
+        ("20GB", 20 * 10**9),
+    ],
+)
 def test_parse_quantity(value, expected):
     assert parse_quantity(value) == expected
 

@@ -5,15 +5,27 @@ import pytest
 from corral.manifests.mixture_math import epochs, epochs_table, seen_tokens, unique_tokens
 
 TARGET = 1_400_000_000_000  # 1.4T tokens
-WEIGHTS = {"commoncrawl": 0.67, "c4": 0.15, "github": 0.045, "wikipedia": 0.045, "books": 0.045,
-           "arxiv": 0.025, "stackexchange": 0.02}
-TABLE1_EPOCHS = {"commoncrawl": 1.10, "c4": 1.06, "github": 0.64, "wikipedia": 2.45, "books": 2.23,
-                 "arxiv": 1.06, "stackexchange": 1.03}
+WEIGHTS = {
+    "commoncrawl": 0.67,
+    "c4": 0.15,
+    "github": 0.045,
+    "wikipedia": 0.045,
+    "books": 0.045,
+    "arxiv": 0.025,
+    "stackexchange": 0.02,
+}
+TABLE1_EPOCHS = {
+    "commoncrawl": 1.10,
+    "c4": 1.06,
+    "github": 0.64,
+    "wikipedia": 2.45,
+    "books": 2.23,
+    "arxiv": 1.06,
+    "stackexchange": 1.03,
+}
 # RECIPE.md §1.1 "unique tokens (derived)" column, in billions, as printed (rounded to whole billions).
-UNIQUE_B = {"commoncrawl": 853, "c4": 198, "github": 98, "wikipedia": 26, "books": 28, "arxiv": 33,
-            "stackexchange": 27}
-SEEN_B = {"commoncrawl": 938, "c4": 210, "github": 63, "wikipedia": 63, "books": 63, "arxiv": 35,
-          "stackexchange": 28}
+UNIQUE_B = {"commoncrawl": 853, "c4": 198, "github": 98, "wikipedia": 26, "books": 28, "arxiv": 33, "stackexchange": 27}
+SEEN_B = {"commoncrawl": 938, "c4": 210, "github": 63, "wikipedia": 63, "books": 63, "arxiv": 35, "stackexchange": 28}
 
 
 def test_seen_tokens_column():

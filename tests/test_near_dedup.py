@@ -12,9 +12,9 @@ from helpers import shard_records, write_manifest
 
 from corral.cli import main
 from corral.dedup import minhash as mh
-from corral.pipeline.dedup_job import DedupInputError, dedup
 from corral.manifests.verify import verify_build
 from corral.pipeline.dag import build
+from corral.pipeline.dedup_job import DedupInputError, dedup
 
 VOCAB = [f"w{i}" for i in range(5000)]
 
@@ -43,8 +43,11 @@ def corpus(seed=0, n=60):
 
 
 def kept_ids(out):
-    return {r["id"] for p in sorted((out / "docs").glob("*.arrow"))
-            for r in ipc.open_file(pa.memory_map(str(p))).read_all().to_pylist()}
+    return {
+        r["id"]
+        for p in sorted((out / "docs").glob("*.arrow"))
+        for r in ipc.open_file(pa.memory_map(str(p))).read_all().to_pylist()
+    }
 
 
 def test_planted_duplicates_jsonl(tmp_path):
@@ -55,8 +58,8 @@ def test_planted_duplicates_jsonl(tmp_path):
     f = m.sources["input"].funnel
     assert f.input == len(docs) + 1 and f.errors == {"bad_record": 1} and f.balanced()
     kept = kept_ids(tmp_path / "out")
-    assert not (kept & near)                   # every planted near/exact duplicate removed
-    assert far <= kept                         # J ≈ 0.2 variants stay
+    assert not (kept & near)  # every planted near/exact duplicate removed
+    assert far <= kept  # J ≈ 0.2 variants stay
     assert len(kept) == len(docs) - len(near)
     assert verify_build(str(tmp_path / "out")).ok
     assert not (tmp_path / "out" / "_build").exists()  # the working files are removed
@@ -65,8 +68,12 @@ def test_planted_duplicates_jsonl(tmp_path):
     assert set(members) >= near
     for c in clusters:
         assert c["representative"] == (c["id"] == c["cluster"])
-    rec = [r for p in (tmp_path / "out" / "docs").glob("*.arrow")
-           for r in ipc.open_file(pa.memory_map(str(p))).read_all().to_pylist() if r["id"] == "doc000"][0]
+    rec = [
+        r
+        for p in (tmp_path / "out" / "docs").glob("*.arrow")
+        for r in ipc.open_file(pa.memory_map(str(p))).read_all().to_pylist()
+        if r["id"] == "doc000"
+    ][0]
     assert rec["dup_cluster"] == "doc000" and rec["dup_count"] == 3  # itself, its near copy, its exact copy
 
 

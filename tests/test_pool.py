@@ -55,8 +55,13 @@ def _items(keys, **extra):
 
 def _graph(out):
     g = Graph()
-    squares = run_phase(g, "s/square", Square(), out,
-                        items=[{**it, "n": n} for n, it in enumerate(_items([f"{n:02d}" for n in range(9)]))])
+    squares = run_phase(
+        g,
+        "s/square",
+        Square(),
+        out,
+        items=[{**it, "n": n} for n, it in enumerate(_items([f"{n:02d}" for n in range(9)]))],
+    )
     total = run_phase(g, "s/total", Total(), out, plan=lambda s: _items(["all"]), earlier=[squares])
     run_phase(g, "s/after", Square(), out, items=[{**_items(["x"])[0], "n": 10}], waits=[total])
     return g
@@ -118,7 +123,8 @@ def test_a_dead_worker_is_reported(tmp_path):
 def test_workers_die_with_a_killed_driver(tmp_path):
     """SIGKILL of the driver alone (not its process group): the kernel ends its workers too."""
     script = tmp_path / "driver.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from corral.pipeline import pool
@@ -136,7 +142,8 @@ def test_workers_die_with_a_killed_driver(tmp_path):
         run_phase(g, "s/sleep", Sleep(), {str(tmp_path)!r},
                   items=[{{"source": "s", "key": k, "fingerprint": "f"}} for k in "ab"])
         pool.execute(g, 2)
-    """))
+    """)
+    )
     proc = subprocess.Popen([sys.executable, str(script)])
     deadline = time.time() + 60
     while time.time() < deadline and len(list(tmp_path.glob("worker-*"))) < 2:
@@ -148,5 +155,6 @@ def test_workers_die_with_a_killed_driver(tmp_path):
     deadline = time.time() + 10
     while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in workers):
         time.sleep(0.05)
-    assert not any(os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-                   for pid in workers)
+    assert not any(
+        os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2] for pid in workers
+    )

@@ -11,10 +11,11 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
+from corral.fs import is_remote
 from corral.manifests.build import BuildManifest, Funnel, SourceBuild, load_build, relative_shard
 from corral.manifests.verify import verify_build
 from corral.schema import make_record
-from corral.shards import ShardWriter, count_rows, is_remote, read_token_shard, write_token_shard
+from corral.shards import ShardWriter, count_rows, read_token_shard, write_token_shard
 
 ROOT = {"dir": None}
 
@@ -28,7 +29,7 @@ class FakeFS(LocalFileSystem):
 
     @staticmethod
     def _p(path):
-        return os.path.join(ROOT["dir"], path[len("fakefs://"):])
+        return os.path.join(ROOT["dir"], path[len("fakefs://") :])
 
     def join(self, base, *paths):
         return "/".join([base.rstrip("/"), *paths])
@@ -92,14 +93,23 @@ def test_shards_and_manifest_on_a_remote_filesystem(fakefs):
     assert sorted(os.listdir(fakefs / "bucket/build/docs/c4")) == [f"part-0000{i}.arrow" for i in range(3)]
     assert count_rows(w.shards[2].path) == 5
 
-    info = write_token_shard(f"{out}/tokens/c4/part-00000.arrow", [r["id"] for r in recs],
-                             [np.arange(i + 1, dtype=np.uint16) for i in range(25)])
+    info = write_token_shard(
+        f"{out}/tokens/c4/part-00000.arrow",
+        [r["id"] for r in recs],
+        [np.arange(i + 1, dtype=np.uint16) for i in range(25)],
+    )
     ts = read_token_shard(info.path)
     assert int(ts.offsets[-1]) == sum(range(1, 26))
 
-    sb = SourceBuild(weight=1.0, documents=25, bytes=100, tokens=int(ts.offsets[-1]),
-                     funnel=Funnel(input=25, kept=25), shards=[relative_shard(s, out) for s in w.shards],
-                     token_shards=[relative_shard(info, out)])
+    sb = SourceBuild(
+        weight=1.0,
+        documents=25,
+        bytes=100,
+        tokens=int(ts.offsets[-1]),
+        funnel=Funnel(input=25, kept=25),
+        shards=[relative_shard(s, out) for s in w.shards],
+        token_shards=[relative_shard(info, out)],
+    )
     assert sb.shards[0]["path"] == "docs/c4/part-00000.arrow"
     BuildManifest(mixture={"name": "r", "target_tokens": 100}, settings={}, sources={"c4": sb}).save(out)
     assert FileSystems.exists(f"{out}/manifest.json")

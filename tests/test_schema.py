@@ -2,8 +2,18 @@ import json
 
 import pytest
 
-from corral.schema import (DOC_SCHEMA, SIGNALS, SOURCES, TOKEN_SCHEMA, RecordError, make_record, record_meta,
-                           records_to_batch, stable_id, validate_record)
+from corral.schema import (
+    DOC_SCHEMA,
+    SIGNALS,
+    SOURCES,
+    TOKEN_SCHEMA,
+    RecordError,
+    make_record,
+    record_meta,
+    records_to_batch,
+    stable_id,
+    validate_record,
+)
 
 
 def test_stable_id_is_deterministic_and_depends_on_source_and_key():
@@ -27,8 +37,15 @@ def test_stable_id_rejects_bad_input(source, key):
 
 
 def test_make_record_fills_every_schema_field():
-    r = make_record("wikipedia", "enwiki/12", "Text.", url="https://en.wikipedia.org/wiki/X", lang="en",
-                    meta={"title": "X", "pageid": 12}, quality=0.7)
+    r = make_record(
+        "wikipedia",
+        "enwiki/12",
+        "Text.",
+        url="https://en.wikipedia.org/wiki/X",
+        lang="en",
+        meta={"title": "X", "pageid": 12},
+        quality=0.7,
+    )
     assert list(r) == DOC_SCHEMA.names
     assert r["quality"] == 0.7 and r["perplexity"] is None
     assert record_meta(r) == {"title": "X", "pageid": 12}

@@ -8,9 +8,19 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from corral.fs import TMP_MARK
 from corral.schema import make_record, records_to_batch
-from corral.shards import (TMP_MARK, ShardError, ShardWriter, count_rows, iter_records, read_shard,
-                           read_token_shard, token_batch, write_shard, write_token_shard)
+from corral.shards import (
+    ShardError,
+    ShardWriter,
+    count_rows,
+    iter_records,
+    read_shard,
+    read_token_shard,
+    token_batch,
+    write_shard,
+    write_token_shard,
+)
 
 
 def docs(n, size=50, source="c4"):
@@ -124,7 +134,7 @@ def test_token_shard_read_is_zero_copy(tmp_path):
     assert base <= start and start + ts.tokens.nbytes <= base + size
     # And the bytes there are the ones on disk.
     raw = open(info.path, "rb").read()
-    assert raw[start - base:start - base + ts.tokens.nbytes] == np.concatenate(seqs).tobytes()
+    assert raw[start - base : start - base + ts.tokens.nbytes] == np.concatenate(seqs).tobytes()
     for i, s in enumerate(seqs):
         np.testing.assert_array_equal(ts.document(i), s)
     assert ts.ids.to_pylist() == ids

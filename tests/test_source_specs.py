@@ -14,8 +14,15 @@ def test_every_source_has_a_module_options_and_a_row_name():
         module = importlib.import_module(spec.module)
         assert hasattr(module, "read_file") or hasattr(module, "add_phases"), spec.name
         assert "minhash" in source_stages(spec.name) and "exact_dedup" in source_stages(spec.name)
-    assert [display(s) for s in SOURCES] == ["CommonCrawl", "C4", "Github", "Wikipedia", "Books", "ArXiv",
-                                             "StackExchange"]
+    assert [display(s) for s in SOURCES] == [
+        "CommonCrawl",
+        "C4",
+        "Github",
+        "Wikipedia",
+        "Books",
+        "ArXiv",
+        "StackExchange",
+    ]
     assert display("elsewhere") == "elsewhere"
 
 

@@ -13,8 +13,7 @@ from corral.pipeline.sources import stackexchange as se
 
 
 def posts_xml(rows):
-    body = "".join("  <row " + " ".join(f'{k}="{html.escape(str(v))}"' for k, v in r.items()) + " />\n"
-                   for r in rows)
+    body = "".join("  <row " + " ".join(f'{k}="{html.escape(str(v))}"' for k, v in r.items()) + " />\n" for r in rows)
     return '\ufeff<?xml version="1.0" encoding="utf-8"?>\n<posts>\n' + body + "</posts>\n"
 
 
@@ -30,12 +29,15 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize("path,site", [
-    ("/d/beer.stackexchange.com-Posts.xml", "beer.stackexchange.com"),
-    ("gs://b/coffee.stackexchange.com.7z", "coffee.stackexchange.com"),
-    ("/d/math.stackexchange.com/Posts.xml", "math.stackexchange.com"),
-    ("/d/ai.stackexchange.com-Posts.xml.gz", "ai.stackexchange.com"),
-])
+@pytest.mark.parametrize(
+    "path,site",
+    [
+        ("/d/beer.stackexchange.com-Posts.xml", "beer.stackexchange.com"),
+        ("gs://b/coffee.stackexchange.com.7z", "coffee.stackexchange.com"),
+        ("/d/math.stackexchange.com/Posts.xml", "math.stackexchange.com"),
+        ("/d/ai.stackexchange.com-Posts.xml.gz", "ai.stackexchange.com"),
+    ],
+)
 def test_site_from_path(path, site):
     assert se.site_from_path(path) == site
 
@@ -57,8 +59,10 @@ def test_format_question_layout():
 
 
 def test_clean_html_lists_code_and_breaks():
-    text = se.clean_html("<p>Steps:</p><ol><li>grind</li><li>brew</li></ol><ul><li><p>a</p></li><li>b</li></ul>"
-                         "<pre><code>x = 1\ny = 2\n</code></pre><p>one<br>two &amp; three</p>")
+    text = se.clean_html(
+        "<p>Steps:</p><ol><li>grind</li><li>brew</li></ol><ul><li><p>a</p></li><li>b</li></ul>"
+        "<pre><code>x = 1\ny = 2\n</code></pre><p>one<br>two &amp; three</p>"
+    )
     assert "* grind\n* brew" in text and "* a\n* b" in text  # <ul> too, unlike RP
     assert "x = 1\ny = 2" in text
     assert "one\ntwo & three" in text
@@ -74,8 +78,10 @@ def test_top_site_names_deterministic():
 
 
 def test_iter_rows_refuses_entities(tmp_path):
-    bomb = ('<?xml version="1.0"?>\n<!DOCTYPE posts [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>\n'
-            '<posts><row Id="1" PostTypeId="1" Title="&b;" Body="x"/></posts>\n')
+    bomb = (
+        '<?xml version="1.0"?>\n<!DOCTYPE posts [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>\n'
+        '<posts><row Id="1" PostTypeId="1" Title="&b;" Body="x"/></posts>\n'
+    )
     p = tmp_path / "evil.stackexchange.com-Posts.xml"
     p.write_text(bomb)
     out = list(se.read_posts(str(p)))
@@ -84,7 +90,7 @@ def test_iter_rows_refuses_entities(tmp_path):
 
 def test_malformed_xml_keeps_rows_before_the_damage(tmp_path):
     p = tmp_path / "x.stackexchange.com-Posts.xml"
-    p.write_text(posts_xml(ROWS[:3])[:-10] + "<row Id=\"9\" <<<")
+    p.write_text(posts_xml(ROWS[:3])[:-10] + '<row Id="9" <<<')
     out = list(se.read_posts(str(p)))
     assert [o.get("row", {}).get("Id") for o in out[:3]] == ["1", "2", "3"]
     assert out[-1]["reason"] == "malformed_xml" and "after row 3" in out[-1]["where"]
@@ -97,7 +103,10 @@ def test_read_transform_rules(tmp_path):
     reasons = collections.Counter(o["reason"] for o in outs if o["status"] == "dropped")
     assert reasons == {"answer_merged": 4, "other_post_type": 1, "orphan_answer": 1}
     docs = {o["record"]["meta"] and o["record"]["url"]: o["record"]["text"] for o in outs if o["status"] == "kept"}
-    assert docs["https://tea.stackexchange.com/questions/1"] == "Q: Why brew? Is it good?\nA: ten\nA: nine\nA: two\nA: minus one"
+    assert (
+        docs["https://tea.stackexchange.com/questions/1"]
+        == "Q: Why brew? Is it good?\nA: ten\nA: nine\nA: two\nA: minus one"
+    )
     assert docs["https://tea.stackexchange.com/questions/6"] == "Q: Unanswered anyone?"
     assert len(outs) == len(ROWS)  # one outcome per input row
 
@@ -121,8 +130,9 @@ def test_top_sites_and_7z(tmp_path):
     outs = run_read(se, [str(big), str(small)], tmp_path)
     assert {o["group"] for o in outs} == {"big.stackexchange.com", "small.stackexchange.com"}
     assert len(outs) == len(ROWS) + 2
-    m = write_manifest(tmp_path / "m.yaml", {"stackexchange": {"inputs": [str(big), str(small)],
-                                                               "read": {"top_sites": 1}}})
+    m = write_manifest(
+        tmp_path / "m.yaml", {"stackexchange": {"inputs": [str(big), str(small)], "read": {"top_sites": 1}}}
+    )
     manifest = build(m, str(tmp_path / "out"))
     kept_urls = sorted(r["url"] for r in shard_records(str(tmp_path / "out"), "stackexchange"))
     assert kept_urls == ["https://big.stackexchange.com/questions/1", "https://big.stackexchange.com/questions/6"]
@@ -138,8 +148,10 @@ def test_corrupt_7z_is_an_error_not_a_crash(tmp_path):
 
 
 def test_real_posts_build(shared_data, tmp_path):
-    m = write_manifest(tmp_path / "m.yaml", {"stackexchange": {
-        "inputs": [str(shared_data / "stackexchange" / "*-Posts.xml")], "read": {"top_sites": 2}}})
+    m = write_manifest(
+        tmp_path / "m.yaml",
+        {"stackexchange": {"inputs": [str(shared_data / "stackexchange" / "*-Posts.xml")], "read": {"top_sites": 2}}},
+    )
     manifest = build(m, str(tmp_path / "out"))
     f = manifest.sources["stackexchange"].funnel
     # beer: 663 questions, coffee: 225 (data/README.md); datascience.meta is the smallest site.
@@ -161,11 +173,31 @@ def test_post_groups_spill_to_disk_and_give_the_same_groups_in_the_same_order(mo
     rng = random.Random(5)
     posts = []
     for q in range(300):
-        posts.append({"site": "s", "row": {"Id": str(q), "PostTypeId": "1", "Title": "t", "Body": "q" * rng.randint(1, 50),
-                                            "Unused": "dropped"}})
+        posts.append(
+            {
+                "site": "s",
+                "row": {
+                    "Id": str(q),
+                    "PostTypeId": "1",
+                    "Title": "t",
+                    "Body": "q" * rng.randint(1, 50),
+                    "Unused": "dropped",
+                },
+            }
+        )
     for a in range(1000):
-        posts.append({"site": "s", "row": {"Id": str(1000 + a), "PostTypeId": "2", "ParentId": str(rng.randrange(300)),
-                                            "Body": "a" * rng.randint(1, 50), "Score": str(rng.randint(-3, 9))}})
+        posts.append(
+            {
+                "site": "s",
+                "row": {
+                    "Id": str(1000 + a),
+                    "PostTypeId": "2",
+                    "ParentId": str(rng.randrange(300)),
+                    "Body": "a" * rng.randint(1, 50),
+                    "Score": str(rng.randint(-3, 9)),
+                },
+            }
+        )
     rng.shuffle(posts)
 
     def grouped(spill_bytes):

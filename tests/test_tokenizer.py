@@ -140,8 +140,9 @@ def test_numbers_split_into_single_digits(real_build, which):
     sp = spm.SentencePieceProcessor(model_file=str(model))
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_byte(i)]
     assert not [p for p in pieces if sum(c.isdigit() for c in p) > 1]
-    assert [p for p in sp.encode("in 2023, 1400000 tokens", out_type=str) if p.strip("▁").isdigit()] == \
-        list("2023") + list("1400000")
+    assert [p for p in sp.encode("in 2023, 1400000 tokens", out_type=str) if p.strip("▁").isdigit()] == list(
+        "2023"
+    ) + list("1400000")
 
 
 # --- corral tokenize -----------------------------------------------------------------------------
@@ -197,8 +198,12 @@ def test_hf_export_of_the_trained_model_encodes_as_sentencepiece(real_build, tmp
     from transformers import AutoTokenizer
 
     assert main(["tokenizer", "export", str(real_build), "--to", str(tmp_path / "hf")]) == 0
-    assert {p.name for p in (tmp_path / "hf").iterdir()} == {"tokenizer.model", "tokenizer.json",
-                                                             "tokenizer_config.json", "special_tokens_map.json"}
+    assert {p.name for p in (tmp_path / "hf").iterdir()} == {
+        "tokenizer.model",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
     hf = AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
     sp = spm.SentencePieceProcessor(model_file=str(real_build / "tokenizer" / "tokenizer.model"))
     texts = _texts(real_build)

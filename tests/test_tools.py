@@ -22,10 +22,16 @@ def trigram(tmp_path_factory):
     arpa, binary = d / "3gram.arpa", d / "3gram.bin"
     with open(arpa, "wb") as out:
         # -S bounds lmplz's memory (its default takes 80% of RAM); --discount_fallback for tiny data.
-        subprocess.run([str(model_cache.kenlm_tool("lmplz")), "-o", "3", "-S", "64M", "--discount_fallback"],
-                       input=SENTENCES.encode(), stdout=out, stderr=subprocess.PIPE, check=True)
-    subprocess.run([str(model_cache.kenlm_tool("build_binary")), str(arpa), str(binary)],
-                   capture_output=True, check=True)
+        subprocess.run(
+            [str(model_cache.kenlm_tool("lmplz")), "-o", "3", "-S", "64M", "--discount_fallback"],
+            input=SENTENCES.encode(),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            check=True,
+        )
+    subprocess.run(
+        [str(model_cache.kenlm_tool("build_binary")), str(arpa), str(binary)], capture_output=True, check=True
+    )
     return arpa, binary
 
 
@@ -60,10 +66,13 @@ def test_lid_labels_english_and_german():
 
     model = fasttext.load_model(str(model_cache.lid_model_path()))
     labels, probs = model.predict(
-        ["The committee will publish its report on the state of the economy next week.",
-         "Der Ausschuss wird seinen Bericht über die Lage der Wirtschaft nächste Woche veröffentlichen."],
-        k=1)
-    assert [l[0] for l in labels] == ["__label__en", "__label__de"]
+        [
+            "The committee will publish its report on the state of the economy next week.",
+            "Der Ausschuss wird seinen Bericht über die Lage der Wirtschaft nächste Woche veröffentlichen.",
+        ],
+        k=1,
+    )
+    assert [lab[0] for lab in labels] == ["__label__en", "__label__de"]
     assert all(p[0] > 0.5 for p in probs)
 
 

@@ -60,8 +60,15 @@ def test_configs_follow_table_2_and_the_swiglu_rule():
 
 def test_parameter_names_are_metas():
     names = set(dict(small_model().named_parameters()))
-    assert {"tok_embeddings.weight", "layers.0.attention.wq.weight", "layers.1.feed_forward.w3.weight",
-            "layers.0.attention_norm.weight", "layers.0.ffn_norm.weight", "norm.weight", "output.weight"} <= names
+    assert {
+        "tok_embeddings.weight",
+        "layers.0.attention.wq.weight",
+        "layers.1.feed_forward.w3.weight",
+        "layers.0.attention_norm.weight",
+        "layers.0.ffn_norm.weight",
+        "norm.weight",
+        "output.weight",
+    } <= names
     assert "freqs_cis" not in small_model().state_dict()  # a non-persistent buffer
     assert not [n for n in names if "bias" in n]
 
@@ -140,15 +147,26 @@ def test_fsdp_gradients_on_two_ranks_equal_one_process(tmp_path):
 
 def token_build(out: Path, weights: dict, docs: int = 60, eos: bool = True, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    mixture = parse_mixture("name: t\ntarget_tokens: 1M\nsources:\n" + "".join(
-        f"  {s}:\n    weight: {w}\n    inputs: [x]\n" for s, w in weights.items()))
+    mixture = parse_mixture(
+        "name: t\ntarget_tokens: 1M\nsources:\n"
+        + "".join(f"  {s}:\n    weight: {w}\n    inputs: [x]\n" for s, w in weights.items())
+    )
     sources = {}
     for si, s in enumerate(weights):
-        toks = [np.concatenate([[1], rng.integers(3 + si * 10, 13 + si * 10, rng.integers(5, 90)), [2] if eos else []])
-                .astype(np.uint16) for _ in range(docs)]
+        toks = [
+            np.concatenate(
+                [[1], rng.integers(3 + si * 10, 13 + si * 10, rng.integers(5, 90)), [2] if eos else []]
+            ).astype(np.uint16)
+            for _ in range(docs)
+        ]
         info = write_token_shard(str(out / "tokens" / s / "part-00000.arrow"), [f"{s}{i}" for i in range(docs)], toks)
-        sources[s] = SourceBuild(weight=w if (w := weights[s]) else 0, documents=docs, funnel=Funnel(docs, docs),
-                                 token_shards=[relative_shard(info, str(out))], tokens=sum(len(t) for t in toks))
+        sources[s] = SourceBuild(
+            weight=w if (w := weights[s]) else 0,
+            documents=docs,
+            funnel=Funnel(docs, docs),
+            token_shards=[relative_shard(info, str(out))],
+            tokens=sum(len(t) for t in toks),
+        )
     settings = {**mixture.settings(), "tokenize": {"eos": eos, "bos": True}}
     BuildManifest(mixture=mixture.to_dict(), settings=settings, sources=sources).save(str(out))
     return out
@@ -249,18 +267,43 @@ def _losses(run: Path) -> list[tuple[int, float]]:
 
 @pytest.mark.parametrize("flags", [[], ["--doc-mask"]], ids=["packed", "doc-mask"])
 def test_resume_continues_the_same_run_exactly(tmp_path, tokenized, flags):
-    common = ["-m", "corral.cli", "train", str(tokenized), "--model", "tiny", "--seq-len", "32", "--micro-batch",
-              "2", "--steps", "8", *flags]
+    common = [
+        "-m",
+        "corral.cli",
+        "train",
+        str(tokenized),
+        "--model",
+        "tiny",
+        "--seq-len",
+        "32",
+        "--micro-batch",
+        "2",
+        "--steps",
+        "8",
+        *flags,
+    ]
     straight, split = tmp_path / "straight", tmp_path / "split"
-    res = subprocess.run([sys.executable, *common, "--run-dir", str(straight), "--nproc", "2"], capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, *common, "--run-dir", str(straight), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    res = subprocess.run([sys.executable, *common, "--stop-at", "4", "--run-dir", str(split), "--nproc", "2"],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, *common, "--stop-at", "4", "--run-dir", str(split), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert not (split / "export").exists()  # not finished: no export yet
-    res = subprocess.run([sys.executable, *common, "--run-dir", str(split), "--nproc", "2", "--resume"],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, *common, "--run-dir", str(split), "--nproc", "2", "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "resumed from" in res.stderr
     a, b = _losses(straight), _losses(split)
@@ -272,16 +315,31 @@ def test_resume_against_another_build_is_refused(tmp_path, tokenized):
     import shutil
 
     run = tmp_path / "run"
-    base = [sys.executable, "-m", "corral.cli", "train", "--model", "tiny", "--seq-len", "32", "--micro-batch", "2",
-            "--steps", "2", "--run-dir", str(run)]
+    base = [
+        sys.executable,
+        "-m",
+        "corral.cli",
+        "train",
+        "--model",
+        "tiny",
+        "--seq-len",
+        "32",
+        "--micro-batch",
+        "2",
+        "--steps",
+        "2",
+        "--run-dir",
+        str(run),
+    ]
     assert subprocess.run([*base[:4], str(tokenized), *base[4:]], capture_output=True, timeout=300).returncode == 0
     other = tmp_path / "other"
     shutil.copytree(tokenized, other)
     m = json.loads((other / "manifest.json").read_text())
     m["mixture"]["description"] = "changed"
     (other / "manifest.json").write_text(json.dumps(m))
-    res = subprocess.run([*base[:4], str(other), *base[4:], "--resume", "--steps", "3"], capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        [*base[:4], str(other), *base[4:], "--resume", "--steps", "3"], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode != 0 and "same build" in res.stderr
 
 
@@ -289,8 +347,9 @@ def test_non_finite_loss_skips_the_update(tmp_path, tokenized, monkeypatch):
     from corral.train.trainer import NonFiniteError, Trainer
 
     monkeypatch.setenv("MASTER_PORT", str(21000 + os.getpid() % 5000))
-    t = Trainer(TrainConfig(out=str(tokenized), model="tiny", seq_len=32, micro_batch=2, steps=5,
-                            run_dir=str(tmp_path / "r")))
+    t = Trainer(
+        TrainConfig(out=str(tokenized), model="tiny", seq_len=32, micro_batch=2, steps=5, run_dir=str(tmp_path / "r"))
+    )
     try:
         with torch.no_grad():
             t.model.output.weight.to_local().fill_(float("nan"))
@@ -307,13 +366,42 @@ def test_non_finite_loss_skips_the_update(tmp_path, tokenized, monkeypatch):
 
 def test_corral_train_on_a_real_build_lowers_validation_loss(tmp_path, real_build):
     run = tmp_path / "run"
-    res = subprocess.run([sys.executable, "-m", "corral.cli", "train", str(real_build), "--model", "tiny",
-                          "--run-dir", str(run), "--steps", "300", "--seq-len", "128", "--micro-batch", "8",
-                          "--lr", "3e-3"], capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "corral.cli",
+            "train",
+            str(real_build),
+            "--model",
+            "tiny",
+            "--run-dir",
+            str(run),
+            "--steps",
+            "300",
+            "--seq-len",
+            "128",
+            "--micro-batch",
+            "8",
+            "--lr",
+            "3e-3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 300 and {"step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "memory_mb",
-                                 "tokens_seen"} <= set(rows[0])
+    assert len(rows) == 300 and {
+        "step",
+        "loss",
+        "lr",
+        "grad_norm",
+        "tokens_per_s",
+        "mfu",
+        "memory_mb",
+        "tokens_seen",
+    } <= set(rows[0])
     vals = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
     first, last = vals[0][1], vals[-1][1]
     assert set(first) == {"c4", "wikipedia", "books", "arxiv", "stackexchange"}
@@ -327,14 +415,30 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(tmp_path, tokenized):
     run = tmp_path / "run"
     cfg = tmp_path / "c.yaml"
     cfg.write_text("ckpt_every: 3\nkeep: 2\nexport: false\n")
-    base = [sys.executable, "-m", "corral.cli", "train", str(tokenized), "--model", "tiny", "--seq-len", "32",
-            "--micro-batch", "2", "--run-dir", str(run), "--config", str(cfg)]
+    base = [
+        sys.executable,
+        "-m",
+        "corral.cli",
+        "train",
+        str(tokenized),
+        "--model",
+        "tiny",
+        "--seq-len",
+        "32",
+        "--micro-batch",
+        "2",
+        "--run-dir",
+        str(run),
+        "--config",
+        str(cfg),
+    ]
     assert subprocess.run([*base, "--steps", "6"], capture_output=True, timeout=300).returncode == 0
     newest = run / "checkpoints" / "step-00000006"
     for f in newest.glob("*.distcp"):
         f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])  # truncated
-    res = subprocess.run([*base, "--steps", "8", "--resume", "--reschedule"], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [*base, "--steps", "8", "--resume", "--reschedule"], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "cannot be loaded" in res.stderr and "step-00000003 (step 3)" in res.stderr
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -349,13 +453,31 @@ def test_a_run_killed_mid_training_resumes_to_the_same_losses(tmp_path, tokenize
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("ckpt_every: 3\nkeep: 3\nexport: false\n")
-    base = [sys.executable, "-m", "corral.cli", "train", str(tokenized), "--model", "tiny", "--seq-len", "32",
-            "--micro-batch", "2", "--steps", "30", "--nproc", "2", "--config", str(cfg)]
+    base = [
+        sys.executable,
+        "-m",
+        "corral.cli",
+        "train",
+        str(tokenized),
+        "--model",
+        "tiny",
+        "--seq-len",
+        "32",
+        "--micro-batch",
+        "2",
+        "--steps",
+        "30",
+        "--nproc",
+        "2",
+        "--config",
+        str(cfg),
+    ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     res = subprocess.run([*base, "--run-dir", str(straight)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    proc = subprocess.Popen([*base, "--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*base, "--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "step-00000006" / "meta.json").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -369,11 +491,25 @@ def test_a_run_killed_mid_training_resumes_to_the_same_losses(tmp_path, tokenize
 
 
 def test_compiled_blocks_train_like_eager_ones(tmp_path, tokenized):
-    base = [sys.executable, "-m", "corral.cli", "train", str(tokenized), "--model", "tiny", "--seq-len", "32",
-            "--micro-batch", "2", "--steps", "3"]
+    base = [
+        sys.executable,
+        "-m",
+        "corral.cli",
+        "train",
+        str(tokenized),
+        "--model",
+        "tiny",
+        "--seq-len",
+        "32",
+        "--micro-batch",
+        "2",
+        "--steps",
+        "3",
+    ]
     for name, extra in (("eager", []), ("compiled", ["--compile", "--ac", "selective"])):
-        res = subprocess.run([*base, "--run-dir", str(tmp_path / name), *extra], capture_output=True, text=True,
-                             timeout=600)
+        res = subprocess.run(
+            [*base, "--run-dir", str(tmp_path / name), *extra], capture_output=True, text=True, timeout=600
+        )
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     eager, compiled = _losses(tmp_path / "eager"), _losses(tmp_path / "compiled")
     assert [r[0] for r in compiled] == [1, 2, 3]
@@ -384,11 +520,19 @@ def test_compiled_blocks_train_like_eager_ones(tmp_path, tokenized):
 def test_worker_env_and_torchrun_command():
     from corral.train.launch import torchrun_command, worker_env
 
-    assert worker_env({"PATH": "/bin"}) == {"PATH": "/bin", "THP_MEM_ALLOC_ENABLE": "1",
-                                            "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    assert worker_env({"PATH": "/bin"}) == {
+        "PATH": "/bin",
+        "THP_MEM_ALLOC_ENABLE": "1",
+        "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+    }
     assert worker_env({"THP_MEM_ALLOC_ENABLE": "0"})["THP_MEM_ALLOC_ENABLE"] == "0"  # the caller's wins
     one = torchrun_command("RUN/config.json", 2)
     assert one[-4:] == ["--standalone", "-m", "corral.train.trainer", "RUN/config.json"]
     many = torchrun_command("c.json", 8, nnodes=4, node_rank=3, master_addr="10.0.0.1", master_port=29600)
-    assert {"--nproc-per-node=8", "--nnodes=4", "--node-rank=3", "--master-addr=10.0.0.1",
-            "--master-port=29600"} <= set(many) and "--standalone" not in many
+    assert {
+        "--nproc-per-node=8",
+        "--nnodes=4",
+        "--node-rank=3",
+        "--master-addr=10.0.0.1",
+        "--master-port=29600",
+    } <= set(many) and "--standalone" not in many

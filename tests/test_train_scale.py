@@ -57,8 +57,8 @@ def test_mfu_peaks_match_the_longest_device_name():
 
 
 def test_loss_chunks_are_sized_by_device():
-    assert fused._rows(32000) == (1 << 23) // 32000                 # CPU: cache-sized
-    assert fused._rows(32000, cuda=True) >= 4096                    # GPU: GEMMs that fill the device
+    assert fused._rows(32000) == (1 << 23) // 32000  # CPU: cache-sized
+    assert fused._rows(32000, cuda=True) >= 4096  # GPU: GEMMs that fill the device
 
 
 def _tiny(attn: str, ac: str = "none") -> Transformer:
@@ -115,7 +115,7 @@ def test_no_seq_by_seq_mask_is_made_on_the_flex_varlen_and_xformers_paths(impl, 
         monkeypatch.setitem(sys.modules, "xformers", types.ModuleType("xformers"))
         monkeypatch.setitem(sys.modules, "xformers.ops", types.SimpleNamespace(fmha=fmha))
     seq = 512
-    lengths = [np.full(8, seq // 8, dtype=np.int32)] * 2    # what the loader gives: each row's documents
+    lengths = [np.full(8, seq // 8, dtype=np.int32)] * 2  # what the loader gives: each row's documents
     with _Shapes() as rec:
         docs = attention.documents(impl, lengths, "cpu")
     assert max((int(np.prod(s)) for s in rec.shapes), default=0) < seq * seq // 8, rec.shapes
@@ -144,9 +144,24 @@ def test_flex_forward_equals_sdpa_on_a_builds_validation_windows(tokenized):
 
 
 def test_train_with_flex_on_a_cpu_machine_is_one_line(tokenized, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "corral.cli", "train", str(tokenized), "--attn", "flex",
-                          "--run-dir", str(tmp_path / "run"), "--steps", "2"], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "corral.cli",
+            "train",
+            str(tokenized),
+            "--attn",
+            "flex",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--steps",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line.startswith("corral train:")]
     assert len(lines) == 1 and "CUDA only" in lines[0] and "--attn sdpa" in lines[0], res.stderr
@@ -156,7 +171,8 @@ def test_train_with_flex_on_a_cpu_machine_is_one_line(tokenized, tmp_path):
 def test_the_gpu_check_script_says_there_is_no_cuda_and_exits_0():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the script runs its checks instead")
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py")], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py")], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert "no CUDA device" in res.stdout

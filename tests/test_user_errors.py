@@ -21,14 +21,22 @@ SAMPLE_MANIFEST = ROOT / "manifests" / "sample.yaml"
 
 
 def corral(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "corral.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "corral.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
 
 
 def tree(folder: Path) -> dict[str, str]:
     """Every file under `folder` with its sha256 (what must stay byte-identical)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def one_line(res: subprocess.CompletedProcess, code: int, *needles: str) -> str:
@@ -110,12 +118,38 @@ def test_a_used_run_folder_is_refused_untouched_and_resume_checks_write_nothing(
     assert res.returncode == 0, res.stderr[-3000:]
     assert "finished: step 4 of 4" in res.stdout and "export" in res.stdout
     before = tree(run)
-    one_line(corral("train", str(tokenized), *TINY, "--steps", "4", "--run-dir", str(run)), 2,
-             "holds another run", "--resume", "--overwrite")
-    one_line(corral("train", str(tokenized), *TINY, "--steps", "8", "--run-dir", str(run), "--resume"), 2,
-             "steps 4 → 8", "--reschedule")
-    one_line(corral("train", str(tokenized), "--model", "small", "--seq-len", "32", "--micro-batch", "2", "--steps",
-                    "4", "--run-dir", str(run), "--resume"), 2, "model 'tiny' → 'small'")
+    one_line(
+        corral("train", str(tokenized), *TINY, "--steps", "4", "--run-dir", str(run)),
+        2,
+        "holds another run",
+        "--resume",
+        "--overwrite",
+    )
+    one_line(
+        corral("train", str(tokenized), *TINY, "--steps", "8", "--run-dir", str(run), "--resume"),
+        2,
+        "steps 4 → 8",
+        "--reschedule",
+    )
+    one_line(
+        corral(
+            "train",
+            str(tokenized),
+            "--model",
+            "small",
+            "--seq-len",
+            "32",
+            "--micro-batch",
+            "2",
+            "--steps",
+            "4",
+            "--run-dir",
+            str(run),
+            "--resume",
+        ),
+        2,
+        "model 'tiny' → 'small'",
+    )
     assert tree(run) == before  # config.json included: a refused resume rewrites nothing
     res = corral("train", str(tokenized), *TINY, "--steps", "4", "--run-dir", str(run), "--resume")
     assert res.returncode == 0 and "finished at step 4 of 4" in res.stderr
@@ -145,8 +179,13 @@ def test_training_mistakes_are_one_line_before_launch(tmp_path, tokenized):
     one_line(corral("train", str(bare), "--run-dir", run), 2, "no token shards", "corral tokenize")
     one_line(corral("train", str(tmp_path / "nowhere"), "--run-dir", run), 2, "no build manifest")
     one_line(corral("train", str(tokenized), *TINY, "--attn", "xformers", "--run-dir", run), 2, "CUDA only")
-    one_line(corral("train", str(tokenized), "--model", "65B", "--run-dir", run), 2, "65B", "available",
-             "--skip-memory-check")
+    one_line(
+        corral("train", str(tokenized), "--model", "65B", "--run-dir", run),
+        2,
+        "65B",
+        "available",
+        "--skip-memory-check",
+    )
     one_line(corral("train", str(tokenized), *TINY, "--batch-tokens", "100", "--run-dir", run), 2, "batch_tokens")
     res = corral("train", str(tokenized), "--micro-batch", "0", "--run-dir", run)
     assert res.returncode == 2 and "0 is below 1" in res.stderr and "Traceback" not in res.stderr
@@ -198,9 +237,13 @@ def test_ctrl_c_in_build_says_how_to_resume_and_exits_130(tmp_path):
 
     write_sample(str(tmp_path / "sample"))
     out = tmp_path / "build"
-    proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "build", str(SAMPLE_MANIFEST), "--out", str(out),
-                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CORRAL_SAMPLE": str(tmp_path / "sample")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli", "build", str(SAMPLE_MANIFEST), "--out", str(out), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CORRAL_SAMPLE": str(tmp_path / "sample")},
+    )
     _wait_for(lambda: (out / "_build" / "commoncrawl" / "done").is_dir())
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -216,8 +259,12 @@ def test_ctrl_c_in_tokenize_stops_beams_workers_and_exits_130(tmp_path):
 
     out = make_build(tmp_path / "b", n_docs={"c4": 400, "books": 40}, tokenize=False)
     train_tokenizer(str(out), vocab_size=300, threads=1)
-    proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "tokenize", str(out), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli", "tokenize", str(out), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(lambda: children(proc.pid) or proc.poll() is not None)  # Beam's SDK workers are starting
     assert proc.poll() is None, "tokenize finished before its workers started"
     workers = children(proc.pid)
@@ -248,9 +295,13 @@ def test_a_signal_mid_training_saves_a_checkpoint_that_resumes_to_the_same_losse
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     res = corral(*base, "--run-dir", str(straight))
     assert res.returncode == 0, res.stderr[-3000:]
-    proc = subprocess.Popen([sys.executable, "-m", "corral.cli", *base, "--run-dir", str(stopped)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli", *base, "--run-dir", str(stopped)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     metrics = stopped / "metrics.jsonl"
     _wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 5)
     proc.send_signal(sig)
@@ -268,8 +319,25 @@ def test_a_signal_mid_training_saves_a_checkpoint_that_resumes_to_the_same_losse
 
 # --- the Hugging Face tokenizer on whitespace --------------------------------------------------------
 
-WHITESPACE = ["   ", " ", " a", "a ", "a  b", "  hello   world  ", "\tx\t", "\t\tindented\n\tcode", "a\n\nb",
-              "x\n ", "\n", " \n \n", "trailing   ", "   leading", "mixed \t \n  runs", "", "a" + " " * 17 + "b"]
+WHITESPACE = [
+    "   ",
+    " ",
+    " a",
+    "a ",
+    "a  b",
+    "  hello   world  ",
+    "\tx\t",
+    "\t\tindented\n\tcode",
+    "a\n\nb",
+    "x\n ",
+    "\n",
+    " \n \n",
+    "trailing   ",
+    "   leading",
+    "mixed \t \n  runs",
+    "",
+    "a" + " " * 17 + "b",
+]
 
 
 def _hf_matches_sentencepiece(model: Path, dest: Path) -> None:

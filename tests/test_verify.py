@@ -1,7 +1,6 @@
 import json
 import os
 
-
 from corral.cli import main
 from corral.manifests.build import load_build
 from corral.manifests.verify import verify_build

@@ -14,15 +14,19 @@ MEDIA, CATS = wk.aliases("de", {})
 
 
 def dump(pages, dbname="dewiki", extra_ns=""):
-    head = (f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" xml:lang="de"><siteinfo>'
-            f'<dbname>{dbname}</dbname><namespaces><namespace key="6">Datei</namespace>'
-            f'<namespace key="14">Kategorie</namespace>{extra_ns}</namespaces></siteinfo>')
+    head = (
+        f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" xml:lang="de"><siteinfo>'
+        f'<dbname>{dbname}</dbname><namespaces><namespace key="6">Datei</namespace>'
+        f'<namespace key="14">Kategorie</namespace>{extra_ns}</namespaces></siteinfo>'
+    )
     body = ""
     for i, (title, ns, text, redirect) in enumerate(pages):
         red = '<redirect title="X" />' if redirect else ""
-        body += (f"<page><title>{title}</title><ns>{ns}</ns><id>{i + 1}</id>"
-                 f"{red}<revision><timestamp>2022-08-01T00:00:00Z"
-                 f"</timestamp><text>{text}</text></revision></page>")
+        body += (
+            f"<page><title>{title}</title><ns>{ns}</ns><id>{i + 1}</id>"
+            f"{red}<revision><timestamp>2022-08-01T00:00:00Z"
+            f"</timestamp><text>{text}</text></revision></page>"
+        )
     return head + body + "</mediawiki>"
 
 
@@ -47,9 +51,11 @@ def test_category_links_keep_text_without_prefix():
 
 
 def test_refs_tables_templates_comments_and_magic_words():
-    raw = ("{{Infobox|name=X}}'''X''' is a thing.<ref>Cite me</ref><!-- hidden -->\n"
-           "{| class=\"wikitable\"\n|-\n| cell\n|}\n<table><tr><td>t</td></tr></table>__NOTOC__\n"
-           "== History ==\nIt began.{{cn}}")
+    raw = (
+        "{{Infobox|name=X}}'''X''' is a thing.<ref>Cite me</ref><!-- hidden -->\n"
+        '{| class="wikitable"\n|-\n| cell\n|}\n<table><tr><td>t</td></tr></table>__NOTOC__\n'
+        "== History ==\nIt began.{{cn}}"
+    )
     text = wk.clean_wikitext(raw, MEDIA, CATS)
     # strip_code leaves the heading's inner spaces ("== History ==" → "History "), as in HF's output.
     assert [ln.strip() for ln in text.split("\n")] == ["X is a thing.", "", "History", "It began."]
@@ -58,8 +64,10 @@ def test_refs_tables_templates_comments_and_magic_words():
 
 
 def test_wikitables_removed_even_when_the_parser_misses_them():
-    raw = ("Before.\n{| class=wikitable\n! A !! {{Tooltip| SR | x}} !! B\n|-\n| bgcolor=lime | [[L|W]]\n"
-           "{|\n| nested\n|}\n|}\nAfter.")
+    raw = (
+        "Before.\n{| class=wikitable\n! A !! {{Tooltip| SR | x}} !! B\n|-\n| bgcolor=lime | [[L|W]]\n"
+        "{|\n| nested\n|}\n|}\nAfter."
+    )
     assert wk.strip_wikitables(raw) == "Before.\nAfter."
     assert wk.clean_wikitext(raw, MEDIA, CATS) == "Before.\nAfter."
 
@@ -77,12 +85,18 @@ def test_magic_words_kept_when_asked():
 
 def test_read_rules(tmp_path):
     p = tmp_path / "dewiki-20220801-pages-articles.xml.bz2"
-    p.write_bytes(bz2.compress(dump([
-        ("Berlin", 0, "'''Berlin''' ist eine Stadt. [[Kategorie:Stadt]]", False),
-        ("Diskussion:Berlin", 1, "talk", False),
-        ("Bärlin", 0, "#WEITERLEITUNG [[Berlin]]", True),
-        ("Leer", 0, "{{Begriffsklärung}}", False),
-    ]).encode()))
+    p.write_bytes(
+        bz2.compress(
+            dump(
+                [
+                    ("Berlin", 0, "'''Berlin''' ist eine Stadt. [[Kategorie:Stadt]]", False),
+                    ("Diskussion:Berlin", 1, "talk", False),
+                    ("Bärlin", 0, "#WEITERLEITUNG [[Berlin]]", True),
+                    ("Leer", 0, "{{Begriffsklärung}}", False),
+                ]
+            ).encode()
+        )
+    )
     outs = run_read(wk, [str(p)], tmp_path)
     reasons = collections.Counter(o["reason"] for o in outs if o["status"] == "dropped")
     assert reasons == {"not_main_namespace": 1, "redirect": 1, "empty": 1}
@@ -100,23 +114,31 @@ def test_language_filter(tmp_path):
 
 
 def test_entities_refused_and_malformed_xml(tmp_path):
-    bomb = ('<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
-            '<mediawiki><page><title>&b;</title><ns>0</ns><id>1</id><revision><text>x</text></revision></page></mediawiki>')
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+        "<mediawiki><page><title>&b;</title><ns>0</ns><id>1</id><revision><text>x</text></revision></page></mediawiki>"
+    )
     (tmp_path / "enwiki-bomb.xml").write_text(bomb)
-    ext = ('<?xml version="1.0"?><!DOCTYPE m [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
-           '<mediawiki><page><title>&e;</title><ns>0</ns></page></mediawiki>')
+    ext = (
+        '<?xml version="1.0"?><!DOCTYPE m [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        "<mediawiki><page><title>&e;</title><ns>0</ns></page></mediawiki>"
+    )
     (tmp_path / "enwiki-ext.xml").write_text(ext)
     good = dump([("A", 0, "Good text.", False)], dbname="enwiki")
     (tmp_path / "enwiki-broken.xml").write_text(good + dump([("B", 0, "More.", False)])[:150])
-    outs = run_read(wk, [str(tmp_path / n) for n in ("enwiki-bomb.xml", "enwiki-ext.xml", "enwiki-broken.xml")], tmp_path)
+    outs = run_read(
+        wk, [str(tmp_path / n) for n in ("enwiki-bomb.xml", "enwiki-ext.xml", "enwiki-broken.xml")], tmp_path
+    )
     errors = sorted(o["reason"] for o in outs if o["status"] == "error")
     assert errors == ["malformed_xml", "xml_entities_forbidden", "xml_entities_forbidden"]
     assert [o["record"]["text"] for o in outs if o["status"] == "kept"] == ["Good text."]
 
 
 def test_real_dumps(shared_data, tmp_path):
-    m = write_manifest(tmp_path / "m.yaml", {"wikipedia": {"inputs": [str(shared_data / "wikipedia" / "*.bz2"),
-                                                                      str(shared_data / "wikipedia" / "*.xml")]}})
+    m = write_manifest(
+        tmp_path / "m.yaml",
+        {"wikipedia": {"inputs": [str(shared_data / "wikipedia" / "*.bz2"), str(shared_data / "wikipedia" / "*.xml")]}},
+    )
     manifest = build(m, str(tmp_path / "out"))
     f = manifest.sources["wikipedia"].funnel
     assert f.balanced() and not f.errors

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 DUPLICATE = "duplicate_exact"
 DUPLICATE_ID = "duplicate_id"

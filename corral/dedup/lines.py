@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Sequence
-
+from collections.abc import Sequence
+from typing import Any
 
 # RECIPE.md §2.4: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).
 UNICODE_PUNCT_KEYS = "，。、„”“«»１」「《》´∶：？！（）；–—．～’…━〈〉【】％►"
@@ -58,8 +58,10 @@ def doc_hashes(raw_content: str) -> list[int]:
     sha1, from_bytes = hashlib.sha1, int.from_bytes
     if raw_content.isascii():
         table, delete, space = _ASCII_TABLE, _ASCII_DELETE, _ASCII_SPACE
-        return [from_bytes(sha1(line.strip(space).lower().translate(table, delete)).digest()[:HASH_BYTES], "little")
-                for line in raw_content.encode("ascii").split(b"\n")]
+        return [
+            from_bytes(sha1(line.strip(space).lower().translate(table, delete)).digest()[:HASH_BYTES], "little")
+            for line in raw_content.encode("ascii").split(b"\n")
+        ]
     norm = _normalized_bytes
     return [from_bytes(sha1(norm(line)).digest()[:HASH_BYTES], "little") for line in raw_content.split("\n")]
 
@@ -93,8 +95,9 @@ def remove_duplicate_lines(lines: Sequence[str], hashes: Sequence[int], duplicat
     return out
 
 
-def dedup_record(record: dict[str, Any], duplicates: set[int], hashes: list[int] | None = None
-                 ) -> dict[str, Any] | None:
+def dedup_record(
+    record: dict[str, Any], duplicates: set[int], hashes: list[int] | None = None
+) -> dict[str, Any] | None:
     """The record with its duplicate lines removed (cc_net's output fields updated), or None if empty."""
     import json
 
@@ -104,6 +107,5 @@ def dedup_record(record: dict[str, Any], duplicates: set[int], hashes: list[int]
     if not text.strip():  # no line survived, or only blank ones: no document left
         return None
     meta = json.loads(record["meta"]) if record.get("meta") else {}
-    meta.update(original_nlines=len(lines), original_length=len(record["text"]), nlines=len(kept),
-                length=len(text))
+    meta.update(original_nlines=len(lines), original_length=len(record["text"]), nlines=len(kept), length=len(text))
     return {**record, "text": text, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True)}

@@ -31,15 +31,15 @@ import xxhash
 
 from corral.text import replace_category
 
-DEFAULT_NGRAM = 5             # word shingles (issue: n = 5 by default)
-DEFAULT_THRESHOLD = 0.8       # target Jaccard similarity (0.9 for books: LLaMA's ">90% overlap")
-SEED = 42                     # permutation parameters are drawn from this seed: same seed, same signatures
+DEFAULT_NGRAM = 5  # word shingles (issue: n = 5 by default)
+DEFAULT_THRESHOLD = 0.8  # target Jaccard similarity (0.9 for books: LLaMA's ">90% overlap")
+SEED = 42  # permutation parameters are drawn from this seed: same seed, same signatures
 NUM_PERM_LADDER = (64, 128, 192, 256, 384, 512)
-ERROR_BUDGET = 0.02           # weighted FP/FN area accepted when deriving num_perm
-FN_WEIGHT_VERIFIED = 0.98     # with exact verification, a missed pair costs far more than a checked one:
-                              # at 0.8 this gives a candidate probability of about 0.98 at the threshold
-BLOCK = 4096                  # shingles per vectorised block (bounds the P × BLOCK matrix)
-BATCH_BLOCK = 1024            # shingles of several documents signed together (P × 1024 × 8 B stays in L2 cache)
+ERROR_BUDGET = 0.02  # weighted FP/FN area accepted when deriving num_perm
+FN_WEIGHT_VERIFIED = 0.98  # with exact verification, a missed pair costs far more than a checked one:
+# at 0.8 this gives a candidate probability of about 0.98 at the threshold
+BLOCK = 4096  # shingles per vectorised block (bounds the P × BLOCK matrix)
+BATCH_BLOCK = 1024  # shingles of several documents signed together (P × 1024 × 8 B stays in L2 cache)
 _SPACE = re.compile(r"\s+")
 
 
@@ -97,7 +97,7 @@ def shingles(text: str, ngram: int = DEFAULT_NGRAM, unique: bool = True) -> np.n
     with np.errstate(over="ignore"):
         acc = w[:m].copy()
         for k in range(1, n):
-            acc = acc * _K + w[k: k + m]
+            acc = acc * _K + w[k : k + m]
         h = _fmix64(acc)
     return distinct(h) if unique else h
 
@@ -131,7 +131,7 @@ def signature(shingle_hashes: np.ndarray, num_perm: int, seed: int = SEED) -> np
         buf = np.empty((num_perm, min(n, BLOCK)), dtype=np.uint64)
         with np.errstate(over="ignore"):
             for start in range(0, n, BLOCK):
-                x = shingle_hashes[start: start + BLOCK]
+                x = shingle_hashes[start : start + BLOCK]
                 view = buf[:, : len(x)]
                 np.multiply(a[:, None], x[None, :], out=view)
                 np.add(view, b[:, None], out=view)
@@ -166,7 +166,7 @@ def signatures(shingle_sets: list[np.ndarray], num_perm: int, seed: int = SEED) 
             x = np.concatenate(shingle_sets[i:j])
             view = a[:, None] * x[None, :]
             np.add(view, b[:, None], out=view)
-            starts = np.concatenate(([0], np.cumsum(sizes[i:j - 1])))
+            starts = np.concatenate(([0], np.cumsum(sizes[i : j - 1])))
             out[i:j] = (np.minimum.reduceat(view, starts, axis=1) >> np.uint64(32)).T
             i = j
     return out
@@ -194,9 +194,11 @@ class LshParams:
     false_negative: float  # area under 1 − P(s) for s ≥ threshold
 
     def describe(self) -> str:
-        return (f"MinHash LSH: threshold {self.threshold}, {self.num_perm} permutations, {self.bands} bands × "
-                f"{self.rows} rows; false-positive area {self.false_positive:.4f}, "
-                f"false-negative area {self.false_negative:.4f}")
+        return (
+            f"MinHash LSH: threshold {self.threshold}, {self.num_perm} permutations, {self.bands} bands × "
+            f"{self.rows} rows; false-positive area {self.false_positive:.4f}, "
+            f"false-negative area {self.false_negative:.4f}"
+        )
 
 
 def _areas(threshold: float, bands: int, rows: int, points: int = 2001) -> tuple[float, float]:
@@ -240,7 +242,7 @@ def band_keys_many(sigs: np.ndarray, params: LshParams) -> np.ndarray:
     folded into one uint64 with the band's index as the seed (so equal rows in different bands never
     share a bucket), then mixed by fmix64; 63 bits, so that a key is a non-negative int64."""
     b, r = params.bands, params.rows
-    rows = np.asarray(sigs, dtype=np.uint32).reshape(len(sigs), -1)[:, :b * r].reshape(len(sigs), b, r)
+    rows = np.asarray(sigs, dtype=np.uint32).reshape(len(sigs), -1)[:, : b * r].reshape(len(sigs), b, r)
     with np.errstate(over="ignore"):
         acc = np.broadcast_to(np.arange(1, b + 1, dtype=np.uint64) * _K, (len(sigs), b)).copy()
         for j in range(r):

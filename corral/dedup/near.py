@@ -14,7 +14,8 @@ representative of a cluster (its smallest id) is kept, the others are dropped as
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def bucket_edges(pairs: np.ndarray) -> np.ndarray:
     return np.unique(edges, axis=0)
 
 
-def component_table(chunks: list[np.ndarray]) -> "ComponentTable":
+def component_table(chunks: list[np.ndarray]) -> ComponentTable:
     """Connected components of an edge list given as (n, 2) int64 chunks, with scipy's sparse
     solver: every node with its component's smallest node and the component's size."""
     from scipy.sparse import coo_matrix
@@ -66,8 +67,9 @@ def component_table(chunks: list[np.ndarray]) -> "ComponentTable":
     inverse[order] = np.cumsum(first, dtype=inverse.dtype) - 1
     del order, first
     inverse = inverse.reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])),
-                       shape=(len(nodes), len(nodes))).tocsr()
+    graph = coo_matrix(
+        (np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])), shape=(len(nodes), len(nodes))
+    ).tocsr()
     del inverse
     n, labels = connected_components(graph, directed=False)
     del graph
@@ -87,8 +89,11 @@ class ComponentTable(NamedTuple):
 
     def rows(self, chunk: int = 1 << 16) -> Iterable[tuple[int, int, int]]:
         for i in range(0, len(self.nodes), chunk):
-            yield from zip(self.nodes[i:i + chunk].tolist(), self.reps[i:i + chunk].tolist(),
-                           self.sizes[i:i + chunk].tolist())
+            yield from zip(
+                self.nodes[i : i + chunk].tolist(),
+                self.reps[i : i + chunk].tolist(),
+                self.sizes[i : i + chunk].tolist(),
+            )
 
 
 def components(edges: np.ndarray) -> list[tuple[int, int, int]]:

@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from corral.schema import SIGNALS
 
-PARQUET_COMPRESSION = "zstd"   # pyarrow's Parquet writer; readable by every Parquet reader
-GZIP_LEVEL = 6                 # gzip's default trade-off (dolma and datatrove write .jsonl.gz)
+PARQUET_COMPRESSION = "zstd"  # pyarrow's Parquet writer; readable by every Parquet reader
+GZIP_LEVEL = 6  # gzip's default trade-off (dolma and datatrove write .jsonl.gz)
 NUMERIC = [name for name, typ in SIGNALS.items() if pa.types.is_floating(typ) or pa.types.is_integer(typ)]
 STRINGS = [name for name in SIGNALS if name not in NUMERIC]
 # Fields of a document's `meta` that say when its text was made, most precise first (per source).
@@ -48,15 +48,23 @@ def dolma_document(row: dict[str, Any], added: str) -> dict[str, Any]:
     meta = _meta(row.get("meta"))
     created = next((str(meta[k]) for k in DATE_FIELDS if meta.get(k)), added)
     metadata = {"url": row.get("url"), "lang": row.get("lang"), **{k: row.get(k) for k in STRINGS}, **meta}
-    return {"id": row["id"], "text": row["text"], "source": row["source"], "added": added, "created": created,
-            "metadata": {k: v for k, v in metadata.items() if v is not None}}
+    return {
+        "id": row["id"],
+        "text": row["text"],
+        "source": row["source"],
+        "added": added,
+        "created": created,
+        "metadata": {k: v for k, v in metadata.items() if v is not None},
+    }
 
 
 def dolma_attributes(row: dict[str, Any]) -> dict[str, Any]:
     """dolma's attribute line: each numeric signal as one span over the whole text."""
     n = len(row["text"])
-    return {"id": row["id"], "attributes": {f"corral__{k}": [[0, n, row[k]]] for k in NUMERIC
-                                            if row.get(k) is not None}}
+    return {
+        "id": row["id"],
+        "attributes": {f"corral__{k}": [[0, n, row[k]]] for k in NUMERIC if row.get(k) is not None},
+    }
 
 
 class ParquetOut:
@@ -85,4 +93,3 @@ class JsonlOut:
         self._text.flush()
         self._text.detach()
         self._gz.close()
-

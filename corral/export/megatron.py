@@ -18,12 +18,20 @@ from collections.abc import Iterable
 
 import numpy as np
 
-MAGIC = b"MMIDIDX\x00\x00"     # Megatron-LM _INDEX_HEADER
+MAGIC = b"MMIDIDX\x00\x00"  # Megatron-LM _INDEX_HEADER
 VERSION = 1
 # Megatron-LM DType codes
-DTYPE_CODES = {np.uint8: 1, np.int8: 2, np.int16: 3, np.int32: 4, np.int64: 5, np.float64: 6, np.float32: 7,
-               np.uint16: 8}
-CHUNK = 1 << 20               # sequences per pass when the index is assembled
+DTYPE_CODES = {
+    np.uint8: 1,
+    np.int8: 2,
+    np.int16: 3,
+    np.int32: 4,
+    np.int64: 5,
+    np.float64: 6,
+    np.float32: 7,
+    np.uint16: 8,
+}
+CHUNK = 1 << 20  # sequences per pass when the index is assembled
 
 
 def dtype_for(vocab_size: int) -> type:

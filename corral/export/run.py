@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from corral.export import megatron
-from corral.export import FORMATS
+from corral.export import FORMATS, megatron
 from corral.export.documents import JsonlOut, ParquetOut, dolma_attributes, dolma_document, jsonl_row
 from corral.fs import AtomicFile, atomic_write_bytes, sha256_of
 from corral.manifests.build import BuildManifest, join, load_build, manifest_sha256
@@ -42,7 +41,7 @@ class ExportError(ValueError):
 class Result:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    data_path: str | None = None   # megatron: the weighted --data-path
+    data_path: str | None = None  # megatron: the weighted --data-path
 
 
 def _targets(fmt: str, source: str, index: int) -> list[str]:
@@ -60,14 +59,18 @@ def _load_record(dest: str, fmt: str, sha: str) -> dict[str, Any]:
     if not os.path.exists(path):
         stray = [n for n in os.listdir(dest)] if os.path.isdir(dest) else []
         if stray:
-            raise ExportError(f"{dest}: holds files corral's export did not write ({', '.join(sorted(stray)[:3])}): "
-                              "choose an empty or new --to")
+            raise ExportError(
+                f"{dest}: holds files corral's export did not write ({', '.join(sorted(stray)[:3])}): "
+                "choose an empty or new --to"
+            )
         return {"format": fmt, "build_manifest_sha256": sha, "files": {}}
     with open(path, encoding="utf-8") as f:
         record = json.load(f)
     if record.get("format") != fmt or record.get("build_manifest_sha256") != sha:
-        raise ExportError(f"{dest}: holds a {record.get('format')} export of the build whose manifest sha256 is "
-                          f"{record.get('build_manifest_sha256')}; this is a {fmt} export of {sha}: choose another --to")
+        raise ExportError(
+            f"{dest}: holds a {record.get('format')} export of the build whose manifest sha256 is "
+            f"{record.get('build_manifest_sha256')}; this is a {fmt} export of {sha}: choose another --to"
+        )
     return record
 
 
@@ -78,8 +81,12 @@ def _save_record(dest: str, record: dict[str, Any]) -> None:
 def _done(dest: str, record: dict[str, Any], rel: str, origin: str) -> bool:
     entry = record["files"].get(rel)
     path = os.path.join(dest, rel)
-    return bool(entry) and entry.get("from_sha256") == origin and os.path.exists(path) \
+    return (
+        bool(entry)
+        and entry.get("from_sha256") == origin
+        and os.path.exists(path)
         and os.path.getsize(path) == entry["bytes"]
+    )
 
 
 def _export_shard(fmt: str, shard_path: str, outs: list[str], added: str) -> list[dict[str, Any]]:
@@ -118,8 +125,13 @@ def _export_tokens(dest: str, source: str, entries: list[dict], out: str, vocab:
             yield shard.tokens, np.asarray(shard.offsets, dtype=np.int64)
 
     docs, tokens = megatron.write_indexed(prefix, pieces(), megatron.dtype_for(vocab))
-    return {"rows": docs, "tokens": tokens, "bytes": os.path.getsize(prefix + ".bin"),
-            "sha256": sha256_of(prefix + ".bin"), "idx_sha256": sha256_of(prefix + ".idx")}
+    return {
+        "rows": docs,
+        "tokens": tokens,
+        "bytes": os.path.getsize(prefix + ".bin"),
+        "sha256": sha256_of(prefix + ".bin"),
+        "idx_sha256": sha256_of(prefix + ".idx"),
+    }
 
 
 def _origin(entries: list[dict]) -> str:
@@ -154,16 +166,22 @@ def export(out: str, dest: str, fmt: str, sources: list[str] | None = None, say=
             if _done(dest, record, rel, origin):
                 result.skipped.append(rel)
                 continue
-            record["files"][rel] = {**_export_tokens(dest, s, entries, out, int(tok["vocab_size"])), "source": s,
-                                    "from_sha256": origin, "idx": f"{s}_text_document.idx"}
+            record["files"][rel] = {
+                **_export_tokens(dest, s, entries, out, int(tok["vocab_size"])),
+                "source": s,
+                "from_sha256": origin,
+                "idx": f"{s}_text_document.idx",
+            }
             _save_record(dest, record)
             result.written.append(rel)
-            say(f"corral export: {rel}: {record['files'][rel]['rows']:,} documents, "
-                f"{record['files'][rel]['tokens']:,} tokens")
+            say(
+                f"corral export: {rel}: {record['files'][rel]['rows']:,} documents, "
+                f"{record['files'][rel]['tokens']:,} tokens"
+            )
         weights = {s: manifest.sources[s].weight for s in chosen}
         result.data_path = megatron.data_path(weights, {s: p for s, p in prefixes.items() if weights[s] > 0})
     else:
-        added = manifest.created or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        added = manifest.created or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         for s in chosen:
             for i, entry in enumerate(manifest.sources[s].shards):
                 rels = _targets(fmt, s, i)
@@ -183,28 +201,51 @@ def export(out: str, dest: str, fmt: str, sources: list[str] | None = None, say=
 def card(manifest: BuildManifest, sha: str, fmt: str, record: dict[str, Any], out: str, data_path: str | None) -> str:
     """The dataset card: what was exported, from which build, and how to load it."""
     name = manifest.mixture.get("name", "corral build")
-    lines = [f"# {name}: {fmt} export", "",
-             f"Exported by corral from the build at `{os.path.abspath(out)}`, whose `manifest.json` has "
-             f"sha256 `{sha}`. Each file's rows, size and sha256 are in `{RECORD}`.", "",
-             "| source | weight | input | kept | dropped | errors | files | rows |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {name}: {fmt} export",
+        "",
+        f"Exported by corral from the build at `{os.path.abspath(out)}`, whose `manifest.json` has "
+        f"sha256 `{sha}`. Each file's rows, size and sha256 are in `{RECORD}`.",
+        "",
+        "| source | weight | input | kept | dropped | errors | files | rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s, sb in manifest.sources.items():
         files = [f for f in record["files"].values() if f.get("source") == s]
         if not files:
             continue
         f = sb.funnel
-        lines.append(f"| {s} | {sb.weight:g} | {f.input:,} | {f.kept:,} | {sum(f.dropped.values()):,} | "
-                     f"{sum(f.errors.values()):,} | {len(files)} | {sum(x['rows'] for x in files):,} |")
+        lines.append(
+            f"| {s} | {sb.weight:g} | {f.input:,} | {f.kept:,} | {sum(f.dropped.values()):,} | "
+            f"{sum(f.errors.values()):,} | {len(files)} | {sum(x['rows'] for x in files):,} |"
+        )
     lines.append("")
     if fmt == "parquet":
-        lines += ["```python", "import datasets", "ds = datasets.load_dataset(\"parquet\", data_files={\"train\": "
-                  "\"*/part-*.parquet\"}, split=\"train\")", "```"]
+        lines += [
+            "```python",
+            "import datasets",
+            'ds = datasets.load_dataset("parquet", data_files={"train": "*/part-*.parquet"}, split="train")',
+            "```",
+        ]
     elif fmt == "jsonl":
-        lines += ["```python", "import datasets", "ds = datasets.load_dataset(\"json\", data_files={\"train\": "
-                  "\"*/part-*.jsonl.gz\"}, split=\"train\")", "```"]
+        lines += [
+            "```python",
+            "import datasets",
+            'ds = datasets.load_dataset("json", data_files={"train": "*/part-*.jsonl.gz"}, split="train")',
+            "```",
+        ]
     elif fmt == "dolma":
-        lines += ["dolma layout: `documents/<source>/part-*.jsonl.gz` and the attribute set `corral` under "
-                  "`attributes/corral/<source>/` (`corral__<signal>`: one span over the whole text)."]
+        lines += [
+            "dolma layout: `documents/<source>/part-*.jsonl.gz` and the attribute set `corral` under "
+            "`attributes/corral/<source>/` (`corral__<signal>`: one span over the whole text)."
+        ]
     else:
-        lines += ["Megatron-LM indexed datasets (`<source>_text_document.bin/.idx`, one sequence per document). "
-                  "Weighted by the mixture:", "", "```", f"--data-path {data_path}", "```"]
+        lines += [
+            "Megatron-LM indexed datasets (`<source>_text_document.bin/.idx`, one sequence per document). "
+            "Weighted by the mixture:",
+            "",
+            "```",
+            f"--data-path {data_path}",
+            "```",
+        ]
     return "\n".join(lines) + "\n"

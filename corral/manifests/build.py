@@ -13,11 +13,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from corral import __version__
-from corral.shards import ShardInfo, atomic_write_bytes, is_remote, read_bytes
+from corral.fs import atomic_write_bytes, is_remote, read_bytes
+from corral.shards import ShardInfo
 
 BUILD_FORMAT = "corral.build/1"  # bump when the manifest's meaning changes
 MANIFEST_NAME = "manifest.json"
@@ -42,7 +44,7 @@ class Funnel:
     def error(self, reason: str, n: int = 1) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + n
 
-    def merge(self, other: "Funnel") -> "Funnel":
+    def merge(self, other: Funnel) -> Funnel:
         out = Funnel(self.input + other.input, self.kept + other.kept, dict(self.dropped), dict(self.errors))
         for r, n in other.dropped.items():
             out.drop(r, n)
@@ -58,14 +60,21 @@ class Funnel:
         return self.input == self.accounted
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "kept": self.kept,
-                "dropped": dict(sorted(self.dropped.items())), "errors": dict(sorted(self.errors.items()))}
+        return {
+            "input": self.input,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "errors": dict(sorted(self.errors.items())),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Funnel":
-        return cls(int(d.get("input", 0)), int(d.get("kept", 0)),
-                   {str(k): int(v) for k, v in (d.get("dropped") or {}).items()},
-                   {str(k): int(v) for k, v in (d.get("errors") or {}).items()})
+    def from_dict(cls, d: Mapping[str, Any]) -> Funnel:
+        return cls(
+            int(d.get("input", 0)),
+            int(d.get("kept", 0)),
+            {str(k): int(v) for k, v in (d.get("dropped") or {}).items()},
+            {str(k): int(v) for k, v in (d.get("errors") or {}).items()},
+        )
 
 
 @dataclass
@@ -79,15 +88,27 @@ class SourceBuild:
     token_shards: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weight": self.weight, "documents": self.documents, "bytes": self.bytes, "tokens": self.tokens,
-                "funnel": self.funnel.to_dict(), "shards": self.shards, "token_shards": self.token_shards}
+        return {
+            "weight": self.weight,
+            "documents": self.documents,
+            "bytes": self.bytes,
+            "tokens": self.tokens,
+            "funnel": self.funnel.to_dict(),
+            "shards": self.shards,
+            "token_shards": self.token_shards,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SourceBuild":
-        return cls(weight=float(d["weight"]), documents=int(d.get("documents", 0)), bytes=int(d.get("bytes", 0)),
-                   tokens=None if d.get("tokens") is None else int(d["tokens"]),
-                   funnel=Funnel.from_dict(d.get("funnel") or {}),
-                   shards=list(d.get("shards") or []), token_shards=list(d.get("token_shards") or []))
+    def from_dict(cls, d: Mapping[str, Any]) -> SourceBuild:
+        return cls(
+            weight=float(d["weight"]),
+            documents=int(d.get("documents", 0)),
+            bytes=int(d.get("bytes", 0)),
+            tokens=None if d.get("tokens") is None else int(d["tokens"]),
+            funnel=Funnel.from_dict(d.get("funnel") or {}),
+            shards=list(d.get("shards") or []),
+            token_shards=list(d.get("token_shards") or []),
+        )
 
 
 @dataclass
@@ -99,23 +120,29 @@ class BuildManifest:
     stats: dict[str, Any] = field(default_factory=dict)  # how the build ran: time, tasks, bytes shuffled
     format: str = BUILD_FORMAT
     corral_version: str = __version__
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
     @property
     def target_tokens(self) -> int:
         return int(self.mixture.get("target_tokens") or 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "corral_version": self.corral_version, "created": self.created,
-                "mixture": self.mixture, "settings": self.settings,
-                "sources": {n: s.to_dict() for n, s in self.sources.items()}, "models": self.models,
-                "stats": self.stats}
+        return {
+            "format": self.format,
+            "corral_version": self.corral_version,
+            "created": self.created,
+            "mixture": self.mixture,
+            "settings": self.settings,
+            "sources": {n: s.to_dict() for n, s in self.sources.items()},
+            "models": self.models,
+            "stats": self.stats,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = MANIFEST_NAME) -> "BuildManifest":
+    def from_dict(cls, d: Mapping[str, Any], where: str = MANIFEST_NAME) -> BuildManifest:
         fmt = d.get("format")
         if fmt != BUILD_FORMAT:
             raise BuildManifestError(f"{where}: format is {fmt!r}, this corral reads {BUILD_FORMAT!r}")
@@ -126,9 +153,16 @@ class BuildManifest:
             sources = {n: SourceBuild.from_dict(s) for n, s in d["sources"].items()}
         except (KeyError, TypeError, ValueError) as e:
             raise BuildManifestError(f"{where}: malformed sources entry ({e})") from e
-        return cls(mixture=dict(d["mixture"]), settings=dict(d["settings"]), sources=sources,
-                   models=dict(d.get("models") or {}), stats=dict(d.get("stats") or {}), format=fmt,
-                   corral_version=str(d.get("corral_version", "")), created=str(d.get("created", "")))
+        return cls(
+            mixture=dict(d["mixture"]),
+            settings=dict(d["settings"]),
+            sources=sources,
+            models=dict(d.get("models") or {}),
+            stats=dict(d.get("stats") or {}),
+            format=fmt,
+            corral_version=str(d.get("corral_version", "")),
+            created=str(d.get("created", "")),
+        )
 
     # --- files ----------------------------------------------------------------------------
     def save(self, out_dir: str) -> str:
@@ -146,7 +180,7 @@ def relative_shard(info: ShardInfo, out_dir: str) -> dict[str, Any]:
     prefix = out_dir.rstrip("/") + "/"
     if is_remote(out_dir):
         if d["path"].startswith(prefix):
-            d["path"] = d["path"][len(prefix):]
+            d["path"] = d["path"][len(prefix) :]
     else:
         d["path"] = os.path.relpath(os.path.abspath(d["path"]), os.path.abspath(out_dir))
     return d
@@ -164,7 +198,7 @@ def load_build(path: str) -> BuildManifest:
     mp = manifest_path(path)
     try:
         data = read_bytes(mp)
-    except (OSError, IOError) as e:
+    except OSError as e:
         raise BuildManifestError(f"{mp}: cannot read the build manifest ({e})") from e
     try:
         d = json.loads(data)

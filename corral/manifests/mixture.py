@@ -40,9 +40,22 @@ _SOURCE_KEYS = ("weight", "inputs")
 # lines join to (default: the list's folder), the first N files, every K-th file (a spread sample).
 PATHS_LIST_KEYS = ("paths", "base", "limit", "every")
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
-_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "KB": 10**3, "MB": 10**6, "GB": 10**9,
-          "TB": 10**12}
+_UNITS = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "B": 10**9,
+    "G": 10**9,
+    "T": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+}
 
 
 class ManifestError(ValueError):
@@ -74,7 +87,7 @@ def parse_quantity(value: Any) -> int:
 class SourceSpec:
     name: str
     weight: float
-    inputs: list[str | dict]   # paths, globs, URLs, or paths lists ({paths, base, limit, every})
+    inputs: list[str | dict]  # paths, globs, URLs, or paths lists ({paths, base, limit, every})
     stages: dict[str, dict[str, Any]]  # stage -> option -> value, defaults filled in
 
 
@@ -120,8 +133,9 @@ class Mixture:
         def resolve(pattern: str, field: str) -> str:
             missing = [v for v in re.findall(r"\$\{(\w+)\}", pattern) if v not in os.environ]
             if missing:
-                raise ManifestError(self.path or "<mixture>", [(
-                    field, f"environment variable(s) {', '.join(missing)} not set")])
+                raise ManifestError(
+                    self.path or "<mixture>", [(field, f"environment variable(s) {', '.join(missing)} not set")]
+                )
             p = os.path.expandvars(pattern)
             return p if "://" in p or os.path.isabs(p) else str(base / p)
 
@@ -129,8 +143,13 @@ class Mixture:
         for i, item in enumerate(self.sources[source].inputs):
             field = f"sources.{source}.inputs[{i}]"
             if isinstance(item, dict):
-                out.append({**item, "paths": resolve(item["paths"], f"{field}.paths"),
-                            **({"base": resolve(item["base"], f"{field}.base")} if item.get("base") else {})})
+                out.append(
+                    {
+                        **item,
+                        "paths": resolve(item["paths"], f"{field}.paths"),
+                        **({"base": resolve(item["base"], f"{field}.base")} if item.get("base") else {}),
+                    }
+                )
             else:
                 out.append(resolve(item, field))
         return out
@@ -214,8 +233,9 @@ class _Validator:
         for k in keys:
             if k not in allowed:
                 fld = f"{where}.{k}" if where else str(k)
-                self.bad(fld, f"unknown {'field' if where else 'top-level field'}; expected one of: "
-                              f"{', '.join(allowed)}")
+                self.bad(
+                    fld, f"unknown {'field' if where else 'top-level field'}; expected one of: {', '.join(allowed)}"
+                )
 
     def mixture(self, data: Any) -> Mixture:
         if not isinstance(data, dict):
@@ -262,8 +282,15 @@ class _Validator:
                 total = sum(s.weight for s in sources.values())
                 if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
                     self.bad("sources", f"weights must sum to 1 (±{WEIGHT_SUM_TOLERANCE:g}), they sum to {total:.9g}")
-        return Mixture(name=name, target_tokens=target, sources=sources, path=self.path,
-                       description=description, seed=seed, sections=sections)
+        return Mixture(
+            name=name,
+            target_tokens=target,
+            sources=sources,
+            path=self.path,
+            description=description,
+            seed=seed,
+            sections=sections,
+        )
 
     def source(self, sname: str, sdata: Any) -> SourceSpec | None:
         where = f"sources.{sname}"
@@ -296,12 +323,16 @@ class _Validator:
                 if isinstance(p, dict):
                     self.paths_list(f"{where}.inputs[{i}]", p)
                 elif not isinstance(p, str) or not p.strip():
-                    self.bad(f"{where}.inputs[{i}]", f"must be a non-empty path, glob, URL or "
-                             f"{{paths: LIST, base: PREFIX}}, got {p!r}")
-        stages = {stage: self.section(f"{where}.{stage}", sdata.get(stage), opts)
-                  for stage, opts in stage_specs.items()}
-        return SourceSpec(name=sname, weight=weight, inputs=[p if isinstance(p, dict) else str(p) for p in inputs],
-                          stages=stages)
+                    self.bad(
+                        f"{where}.inputs[{i}]",
+                        f"must be a non-empty path, glob, URL or {{paths: LIST, base: PREFIX}}, got {p!r}",
+                    )
+        stages = {
+            stage: self.section(f"{where}.{stage}", sdata.get(stage), opts) for stage, opts in stage_specs.items()
+        }
+        return SourceSpec(
+            name=sname, weight=weight, inputs=[p if isinstance(p, dict) else str(p) for p in inputs], stages=stages
+        )
 
     def paths_list(self, where: str, spec: dict) -> None:
         """An input named by a list of files: {paths: LIST, base: PREFIX, limit: N, every: K}."""
@@ -349,7 +380,11 @@ class _Validator:
                 except ValueError as e:
                     self.bad(fld, str(e))
                     return False, None
-            elif isinstance(raw, bool) or not isinstance(raw, (int, float)) or (kind == "int" and not isinstance(raw, int)):
+            elif (
+                isinstance(raw, bool)
+                or not isinstance(raw, (int, float))
+                or (kind == "int" and not isinstance(raw, int))
+            ):
                 self.bad(fld, f"must be {'an integer' if kind == 'int' else 'a number'}, got {raw!r}")
                 return False, None
             else:

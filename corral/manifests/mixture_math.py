@@ -6,7 +6,7 @@ U unique tokens, the run passes over it w·T / U times (its epochs).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def seen_tokens(weight: float, target_tokens: int) -> float:
@@ -28,6 +28,7 @@ def unique_tokens(weight: float, target_tokens: int, n_epochs: float) -> float:
     return seen_tokens(weight, target_tokens) / n_epochs
 
 
-def epochs_table(weights: Mapping[str, float], target_tokens: int,
-                 source_tokens: Mapping[str, int | float | None]) -> dict[str, float | None]:
+def epochs_table(
+    weights: Mapping[str, float], target_tokens: int, source_tokens: Mapping[str, int | float | None]
+) -> dict[str, float | None]:
     return {name: epochs(w, target_tokens, source_tokens.get(name)) for name, w in weights.items()}

@@ -36,17 +36,97 @@ def _o(default, kind, doc, **kw) -> Option:
 
 
 # The 20 Wikipedia languages of the paper (RECIPE.md §5, LLaMA §2.1).
-WIKI_LANGUAGES = ("bg", "ca", "cs", "da", "de", "en", "es", "fr", "hr", "hu",
-                  "it", "nl", "pl", "pt", "ro", "ru", "sl", "sr", "sv", "uk")
+WIKI_LANGUAGES = (
+    "bg",
+    "ca",
+    "cs",
+    "da",
+    "de",
+    "en",
+    "es",
+    "fr",
+    "hr",
+    "hu",
+    "it",
+    "nl",
+    "pl",
+    "pt",
+    "ro",
+    "ru",
+    "sl",
+    "sr",
+    "sv",
+    "uk",
+)
 
 # RECIPE.md §4: RedPajama github_run_filter.py extension whitelist (case-sensitive endswith).
 GITHUB_EXTENSIONS = (
-    ".asm", ".bat", ".cmd", ".c", ".h", ".cs", ".cpp", ".hpp", ".c++", ".h++", ".cc", ".hh", ".C",
-    ".H", ".cmake", ".css", ".dockerfile", ".f90", ".f", ".f03", ".f08", ".f77", ".f95", ".for",
-    ".fpp", ".go", ".hs", ".html", ".java", ".js", ".jl", ".lua", ".md", ".markdown", ".php",
-    ".php3", ".php4", ".php5", ".phps", ".phpt", ".pl", ".pm", ".pod", ".perl", ".ps1", ".psd1",
-    ".psm1", ".py", ".rb", ".rs", ".sql", ".scala", ".sh", ".bash", ".command", ".zsh", ".ts",
-    ".tsx", ".tex", ".vb", "Dockerfile", "Makefile", ".xml", ".rst", ".m", ".smali",
+    ".asm",
+    ".bat",
+    ".cmd",
+    ".c",
+    ".h",
+    ".cs",
+    ".cpp",
+    ".hpp",
+    ".c++",
+    ".h++",
+    ".cc",
+    ".hh",
+    ".C",
+    ".H",
+    ".cmake",
+    ".css",
+    ".dockerfile",
+    ".f90",
+    ".f",
+    ".f03",
+    ".f08",
+    ".f77",
+    ".f95",
+    ".for",
+    ".fpp",
+    ".go",
+    ".hs",
+    ".html",
+    ".java",
+    ".js",
+    ".jl",
+    ".lua",
+    ".md",
+    ".markdown",
+    ".php",
+    ".php3",
+    ".php4",
+    ".php5",
+    ".phps",
+    ".phpt",
+    ".pl",
+    ".pm",
+    ".pod",
+    ".perl",
+    ".ps1",
+    ".psd1",
+    ".psm1",
+    ".py",
+    ".rb",
+    ".rs",
+    ".sql",
+    ".scala",
+    ".sh",
+    ".bash",
+    ".command",
+    ".zsh",
+    ".ts",
+    ".tsx",
+    ".tex",
+    ".vb",
+    "Dockerfile",
+    "Makefile",
+    ".xml",
+    ".rst",
+    ".m",
+    ".smali",
 )
 
 # Stages every source has: exact and near-duplicate removal (the dedup issue implements them).
@@ -66,16 +146,21 @@ COMMON_STAGES: dict[str, dict[str, Option]] = {
 STAGES: dict[str, dict[str, dict[str, Option]]] = {
     "commoncrawl": {
         "read": {
-            "format": _o("wet", "str", "input records: WET conversion records, or WARC responses with HTML",
-                         choices=("wet", "warc")),
+            "format": _o(
+                "wet",
+                "str",
+                "input records: WET conversion records, or WARC responses with HTML",
+                choices=("wet", "warc"),
+            ),
             "min_len": _o(300, "int", "RECIPE.md §2.2: cc_net min_len, chars of raw_content before dedup"),
         },
         "line_dedup": {
             "enabled": _o(True, "bool", "RECIPE.md §2.5: CCNet line-level dedup"),
             "hash_in_mem": _o(50, "int", "RECIPE.md §2.3: shards per hash group (cc_net hash_in_mem)", minimum=1),
             "num_shards": _o(1600, "int", "RECIPE.md §2.3: shards per dump (cc_net num_shards)", minimum=1),
-            "buckets": _o(64, "int", "hash buckets per group in the shuffle: memory per key ≈ group's hashes / buckets",
-                          minimum=1),
+            "buckets": _o(
+                64, "int", "hash buckets per group in the shuffle: memory per key ≈ group's hashes / buckets", minimum=1
+            ),
         },
         "langid": {
             "model": _o(None, "str", "fastText LID model path; null = lid.176.ftz from set-up", nullable=True),
@@ -92,15 +177,19 @@ STAGES: dict[str, dict[str, dict[str, Option]]] = {
             "cutoffs": _o(None, "str", "cutoff.csv-format table; null = percentiles of this crawl", nullable=True),
             "percentile_head": _o(30, "int", "RECIPE.md §2.9: cc_net percentile_head", maximum=100),
             "percentile_tail": _o(60, "int", "RECIPE.md §2.9: cc_net percentile_tail", maximum=100),
-            "keep_buckets": _o(["head", "middle"], "str_list", "RECIPE.md §2.12: RP keeps head + middle",
-                               item_choices=("head", "middle", "tail", "all")),
+            "keep_buckets": _o(
+                ["head", "middle"],
+                "str_list",
+                "RECIPE.md §2.12: RP keeps head + middle",
+                item_choices=("head", "middle", "tail", "all"),
+            ),
         },
         "quality": {
             "enabled": _o(True, "bool", "RECIPE.md §2.0: Wikipedia-reference classifier"),
-            "threshold": _o(0.5, "float", "LLaMA §2.1 'classified as references' (argmax); RP used 0.25",
-                            maximum=1.0),
-            "positives": _o(None, "str", "WET/WARC of pages Wikipedia cites; null = the build's Wikipedia",
-                            nullable=True),
+            "threshold": _o(0.5, "float", "LLaMA §2.1 'classified as references' (argmax); RP used 0.25", maximum=1.0),
+            "positives": _o(
+                None, "str", "WET/WARC of pages Wikipedia cites; null = the build's Wikipedia", nullable=True
+            ),
             "min_chars": _o(1000, "int", "RECIPE.md §2.12: RP drops positives shorter than 1000 chars"),
             "max_docs": _o(300_000, "int", "RECIPE.md §2.12: RP kept 300K crawled reference pages", minimum=1),
             "epoch": _o(5, "int", "RECIPE.md §2.12: fastText supervised default epoch", minimum=1),
@@ -114,8 +203,12 @@ STAGES: dict[str, dict[str, dict[str, Option]]] = {
     },
     "c4": {
         "read": {
-            "format": _o("c4_json", "str", "published C4 json lines, or WET to rebuild C4 from CommonCrawl",
-                         choices=("c4_json", "wet")),
+            "format": _o(
+                "c4_json",
+                "str",
+                "published C4 json lines, or WET to rebuild C4 from CommonCrawl",
+                choices=("c4_json", "wet"),
+            ),
         },
         "clean": {
             "enabled": _o(False, "bool", "run TFDS C4 cleaning (needed for WET input; published C4 is clean)"),
@@ -126,8 +219,7 @@ STAGES: dict[str, dict[str, dict[str, Option]]] = {
             "end_marks": _o([".", "?", "!", '"'], "str_list", "RECIPE.md §3.3: TFDS _END_MARKS (ASCII only)"),
             "badwords": _o(None, "str", "LDNOOBW list file at commit 25e679f (RECIPE.md §3.3)", nullable=True),
             "line_dedup": _o(True, "bool", "RECIPE.md §3.3 step 5: TFDS remove_duplicate_text"),
-            "lang_threshold": _o(0.99, "float", "RECIPE.md §3.3 step 6: English probability ≥ 0.99",
-                                 maximum=1.0),
+            "lang_threshold": _o(0.99, "float", "RECIPE.md §3.3 step 6: English probability ≥ 0.99", maximum=1.0),
         },
     },
     "github": {
@@ -173,8 +265,9 @@ STAGES: dict[str, dict[str, dict[str, Option]]] = {
     "stackexchange": {
         "read": {
             "top_sites": _o(28, "int", "RECIPE.md §8: the 28 largest sites", minimum=1),
-            "score_sort": _o("numeric", "str", "RECIPE.md §8 quirk: RP sorted score strings",
-                             choices=("numeric", "string")),
+            "score_sort": _o(
+                "numeric", "str", "RECIPE.md §8 quirk: RP sorted score strings", choices=("numeric", "string")
+            ),
             "include_unanswered": _o(True, "bool", "RECIPE.md §8: RP emits questions with no answer"),
         },
     },
@@ -186,13 +279,13 @@ assert set(STAGES) == set(SOURCES), "every source of corral.source_specs has its
 TOP_SECTIONS: dict[str, dict[str, Option]] = {
     "output": {
         "shard_max_rows": _o(100_000, "quantity", "rows per document shard", minimum=1),
-        "shard_max_bytes": _o(256 * 1024**2, "quantity", "Arrow bytes per document shard", minimum=1,
-                              maximum=2**31 - 1),
+        "shard_max_bytes": _o(
+            256 * 1024**2, "quantity", "Arrow bytes per document shard", minimum=1, maximum=2**31 - 1
+        ),
         "compression": _o("zstd", "str", "document shard compression", choices=("zstd", "lz4", "none")),
     },
     "tokenizer": {
-        "vocab_size": _o(32000, "int", "RECIPE.md §1.2: LLaMA tokenizer.model vocab_size", minimum=259,
-                         maximum=65536),
+        "vocab_size": _o(32000, "int", "RECIPE.md §1.2: LLaMA tokenizer.model vocab_size", minimum=259, maximum=65536),
         "sample_bytes": _o(None, "quantity", "text sampled for tokenizer training; null = all", nullable=True),
         "bos": _o(True, "bool", "prepend <s> (id 1) to every document"),
         "eos": _o(True, "bool", "append </s> (id 2) to every document"),

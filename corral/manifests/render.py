@@ -12,7 +12,6 @@ from corral.manifests.mixture_math import epochs, seen_tokens
 from corral.source_specs import display, table_order
 
 
-
 def is_mixture_path(path: str) -> bool:
     return path.endswith((".yaml", ".yml")) or (os.path.isfile(path) and not path.endswith(".json"))
 
@@ -30,8 +29,15 @@ def _from_mixture(m: Mixture) -> dict[str, Any]:
     sources = {}
     for name in table_order(m.sources):
         s = m.sources[name]
-        sources[name] = {"weight": s.weight, "epochs": None, "disk_bytes": None, "documents": None,
-                         "tokens": None, "seen_tokens": seen_tokens(s.weight, m.target_tokens), "funnel": None}
+        sources[name] = {
+            "weight": s.weight,
+            "epochs": None,
+            "disk_bytes": None,
+            "documents": None,
+            "tokens": None,
+            "seen_tokens": seen_tokens(s.weight, m.target_tokens),
+            "funnel": None,
+        }
     return {"kind": "mixture", "name": m.name, "path": m.path, "target_tokens": m.target_tokens, "sources": sources}
 
 
@@ -40,11 +46,16 @@ def _from_build(b: BuildManifest, path: str) -> dict[str, Any]:
     sources = {}
     for name in table_order(b.sources):
         s = b.sources[name]
-        sources[name] = {"weight": s.weight, "epochs": epochs(s.weight, target, s.tokens),
-                         "disk_bytes": s.bytes, "documents": s.documents, "tokens": s.tokens,
-                         "seen_tokens": seen_tokens(s.weight, target), "funnel": s.funnel.to_dict()}
-    return {"kind": "build", "name": b.mixture.get("name"), "path": path, "target_tokens": target,
-            "sources": sources}
+        sources[name] = {
+            "weight": s.weight,
+            "epochs": epochs(s.weight, target, s.tokens),
+            "disk_bytes": s.bytes,
+            "documents": s.documents,
+            "tokens": s.tokens,
+            "seen_tokens": seen_tokens(s.weight, target),
+            "funnel": s.funnel.to_dict(),
+        }
+    return {"kind": "build", "name": b.mixture.get("name"), "path": path, "target_tokens": target, "sources": sources}
 
 
 def human_count(n: float | None) -> str:
@@ -69,17 +80,22 @@ def render_table(data: dict[str, Any]) -> str:
     head = ["Dataset", "Sampling prop.", "Epochs", "Disk size", "Documents", "Tokens", "Seen tokens"]
     rows = [head]
     for name, s in data["sources"].items():
-        rows.append([
-            display(name),
-            f"{s['weight'] * 100:.1f}%",
-            "" if s["epochs"] is None else f"{s['epochs']:.2f}",
-            human_bytes(s["disk_bytes"]),
-            "" if s["documents"] is None else f"{s['documents']:,}",
-            human_count(s["tokens"]),
-            human_count(s["seen_tokens"]),
-        ])
+        rows.append(
+            [
+                display(name),
+                f"{s['weight'] * 100:.1f}%",
+                "" if s["epochs"] is None else f"{s['epochs']:.2f}",
+                human_bytes(s["disk_bytes"]),
+                "" if s["documents"] is None else f"{s['documents']:,}",
+                human_count(s["tokens"]),
+                human_count(s["seen_tokens"]),
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = [f"{data['kind']} {data['name']!r} ({data['path']}), target {human_count(data['target_tokens'])} tokens", ""]
+    lines = [
+        f"{data['kind']} {data['name']!r} ({data['path']}), target {human_count(data['target_tokens'])} tokens",
+        "",
+    ]
     for j, r in enumerate(rows):
         cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
         lines.append("  ".join(cells).rstrip())
@@ -109,5 +125,9 @@ def render_table(data: dict[str, Any]) -> str:
 
 def inspect_json(data: dict[str, Any]) -> dict[str, Any]:
     keys = ("weight", "epochs", "disk_bytes", "documents", "tokens", "funnel", "seen_tokens")
-    return {"kind": data["kind"], "name": data["name"], "target_tokens": data["target_tokens"],
-            "sources": {n: {k: s[k] for k in (*keys, "inputs") if k in s} for n, s in data["sources"].items()}}
+    return {
+        "kind": data["kind"],
+        "name": data["name"],
+        "target_tokens": data["target_tokens"],
+        "sources": {n: {k: s[k] for k in (*keys, "inputs") if k in s} for n, s in data["sources"].items()},
+    }

@@ -12,17 +12,11 @@ import glob
 import os
 from dataclasses import dataclass, field
 
+from corral.fs import exists as file_exists
+from corral.fs import is_remote, sha256_of
+from corral.fs import size as file_size
 from corral.manifests.build import BuildManifestError, join, load_build
-from corral.shards import (
-    SHARD_SUFFIX,
-    ShardError,
-    count_rows,
-    file_exists,
-    file_size,
-    is_remote,
-    read_token_shard,
-    sha256_of,
-)
+from corral.shards import SHARD_SUFFIX, ShardError, count_rows, read_token_shard
 
 
 @dataclass
@@ -38,8 +32,7 @@ class VerifyReport:
         return not self.problems
 
     def summary(self) -> str:
-        head = (f"{self.sources_checked} sources, {self.shards_checked} shards, "
-                f"{self.models_checked} models checked")
+        head = f"{self.sources_checked} sources, {self.shards_checked} shards, {self.models_checked} models checked"
         lines = [f"OK: {head}" if self.ok else f"FAILED: {len(self.problems)} mismatch(es); {head}"]
         lines += [f"  mismatch: {p}" for p in self.problems]
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -60,8 +53,9 @@ def _check_shard(out: str, source: str, kind: str, entry: dict, report: VerifyRe
         report.problems.append(f"{where}: {size} bytes on disk, manifest says {entry.get('bytes')}")
     digest = sha256_of(path)
     if digest != entry.get("sha256"):
-        report.problems.append(f"{where}: sha256 {digest[:16]}… differs from the manifest's "
-                               f"{str(entry.get('sha256'))[:16]}…")
+        report.problems.append(
+            f"{where}: sha256 {digest[:16]}… differs from the manifest's {str(entry.get('sha256'))[:16]}…"
+        )
     try:
         rows = count_rows(path)
     except (ShardError, OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
@@ -86,7 +80,8 @@ def verify_build(out: str) -> VerifyReport:
         if not f.balanced():
             report.problems.append(
                 f"{name} funnel: input {f.input} ≠ kept {f.kept} + dropped {sum(f.dropped.values())} "
-                f"+ errors {sum(f.errors.values())} (= {f.accounted})")
+                f"+ errors {sum(f.errors.values())} (= {f.accounted})"
+            )
         shard_docs = sum(int(s.get("documents", 0)) for s in src.shards)
         if shard_docs != src.documents:
             report.problems.append(f"{name}: documents {src.documents} ≠ {shard_docs} in its shards")

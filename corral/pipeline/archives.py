@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import queue
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import py7zr
 from py7zr.io import Py7zIO, WriterFactory
@@ -117,7 +117,9 @@ def list_7z(fileobj) -> list[str]:
         return z.getnames()
 
 
-def iter_7z_members(fileobj_factory: Callable[[], object], accept: Callable[[str], bool]) -> Iterator[tuple[str, io.BufferedReader]]:
+def iter_7z_members(
+    fileobj_factory: Callable[[], object], accept: Callable[[str], bool]
+) -> Iterator[tuple[str, io.BufferedReader]]:
     """(name, stream) for each accepted member; `fileobj_factory` reopens the archive per member."""
     with fileobj_factory() as f:
         names = list_7z(f)

@@ -27,15 +27,26 @@ from corral.outcome import funnel_from_counts
 from corral.pipeline import folders, on_beam, pool, resume
 from corral.pipeline.inputs import InputError, match_inputs
 from corral.pipeline.phases import BUILD_DIR, EXAMPLES, Graph, recorded_summaries, work_dir
-from corral.pipeline.stage import EXAMPLES_PER_REASON
 from corral.pipeline.plans import SourcePlan, add_phases, source_module
 from corral.pipeline.progress import Progress
+from corral.pipeline.stage import EXAMPLES_PER_REASON
 from corral.shards import ShardInfo
 from corral.source_specs import build_order
 
 BUILD_LOG = logging.getLogger("corral.build")
-STAGED_FOLDERS = ("stage", "read", "clean", "keys", "shingles", "ccread-keys", "c4read-keys", "clean-keys", "lines",
-                  "decide", EXAMPLES)
+STAGED_FOLDERS = (
+    "stage",
+    "read",
+    "clean",
+    "keys",
+    "shingles",
+    "ccread-keys",
+    "c4read-keys",
+    "clean-keys",
+    "lines",
+    "decide",
+    EXAMPLES,
+)
 
 
 class BuildError(RuntimeError):
@@ -55,16 +66,25 @@ def _needs_wikipedia(mixture: Mixture) -> list[str]:
     return needs
 
 
-def build(manifest_path: str, out: str, runner=None, options=None, workers: int | None = None,
-          progress: bool | None = None, overwrite: bool = False) -> BuildManifest:
+def build(
+    manifest_path: str,
+    out: str,
+    runner=None,
+    options=None,
+    workers: int | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> BuildManifest:
     """Build every source of the mixture manifest into OUT; return the written build manifest.
     OUT must be new, empty or a build of the same mixture name (corral.pipeline.folders), unless
     `overwrite` clears another build from it first."""
     mixture = load_mixture(manifest_path)
     needs = _needs_wikipedia(mixture)
     if needs and "wikipedia" not in mixture.sources:
-        raise BuildError(f"{manifest_path}: {'; '.join(needs)} — but the manifest has no wikipedia source "
-                         "(add one, or give pre-trained models and disable the classifier)")
+        raise BuildError(
+            f"{manifest_path}: {'; '.join(needs)} — but the manifest has no wikipedia source "
+            "(add one, or give pre-trained models and disable the classifier)"
+        )
     inputs: dict[str, list[tuple[str, int]]] = {}
     for source in mixture.sources:
         try:
@@ -72,8 +92,15 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
         except InputError as e:
             raise BuildError(str(e)) from e
     try:
-        folders.claim(out, "build", mixture.name, "--out", overwrite, f"build {mixture.name!r}",
-                      "rebuild it with its own manifest to resume")
+        folders.claim(
+            out,
+            "build",
+            mixture.name,
+            "--out",
+            overwrite,
+            f"build {mixture.name!r}",
+            "rebuild it with its own manifest to resume",
+        )
     except folders.FolderInUse as e:
         raise BuildError(str(e)) from e
     _drop_other_sources(out, set(mixture.sources))
@@ -93,8 +120,14 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
         graph = Graph()
         wiki_done = []
         for source in todo:
-            plan = SourcePlan(source, mixture.sources[source].stages, output, out,
-                              [path for path, _ in inputs[source]], prints[source])
+            plan = SourcePlan(
+                source,
+                mixture.sources[source].stages,
+                output,
+                out,
+                [path for path, _ in inputs[source]],
+                prints[source],
+            )
             if source == "commoncrawl" and needs:
                 plan.waits = list(wiki_done)
             plans[source] = plan
@@ -107,8 +140,9 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
         else:
             with watch:
                 on_beam.execute(graph, runner, options)
-    BUILD_LOG.info("build %s: %d source(s) built, %d reused (%s)", out, len(todo), len(reused),
-                   ", ".join(reused) or "none")
+    BUILD_LOG.info(
+        "build %s: %d source(s) built, %d reused (%s)", out, len(todo), len(reused), ", ".join(reused) or "none"
+    )
     if resumed:
         BUILD_LOG.info("resumed %s from the completion records of an interrupted build", ", ".join(resumed))
 
@@ -122,14 +156,19 @@ def build(manifest_path: str, out: str, runner=None, options=None, workers: int 
             fs.remove([fs.join(work_dir(out, source), f) for f in STAGED_FOLDERS])
         else:
             record = resume.finished_record(out, source)["build"]
-        sb = SourceBuild(weight=spec.weight, documents=sum(s["documents"] for s in record["shards"]),
-                         bytes=record["bytes"], shards=record["shards"])
+        sb = SourceBuild(
+            weight=spec.weight,
+            documents=sum(s["documents"] for s in record["shards"]),
+            bytes=record["bytes"],
+            shards=record["shards"],
+        )
         sb.funnel = funnel_from_counts([((source, s, r), n) for s, r, n in record["funnel"]]).get(source, sb.funnel)
         sources[source] = sb
         models.update(record.get("models", {}))
         stats["sources"][source] = record.get("stats", {})
-    manifest = BuildManifest(mixture=mixture.to_dict(), settings=mixture.settings(), sources=sources, models=models,
-                             stats=stats)
+    manifest = BuildManifest(
+        mixture=mixture.to_dict(), settings=mixture.settings(), sources=sources, models=models, stats=stats
+    )
     _carry_over_tokens(out, manifest)
     manifest.save(out)
     return manifest
@@ -156,7 +195,7 @@ def _collect(out: str, source: str, plan: SourcePlan, weight: float) -> dict[str
     excluded = set()
     if hasattr(module, "excluded_groups"):
         excluded = set(module.excluded_groups(plan.stages, phase_counts[plan.count_phases[0]]))
-    for phase, summaries in phase_counts.items():
+    for _phase, summaries in phase_counts.items():
         for s in summaries:
             for status, reason, group, n in s["counts"]:
                 key = ("dropped", module.EXCLUDED_REASON) if group in excluded else (status, reason)
@@ -164,20 +203,30 @@ def _collect(out: str, source: str, plan: SourcePlan, weight: float) -> dict[str
             for group, n in (s.get("groups") or {}).items() if excluded else ():
                 if group in excluded:  # the staged rows of an excluded group are counted here, not at select
                     staged = n - sum(c[3] for c in s["counts"] if c[2] == group)
-                    counts[("dropped", module.EXCLUDED_REASON)] = counts.get(("dropped", module.EXCLUDED_REASON), 0) + staged
+                    counts[("dropped", module.EXCLUDED_REASON)] = (
+                        counts.get(("dropped", module.EXCLUDED_REASON), 0) + staged
+                    )
     selected = recorded_summaries(out, source, "select")
-    shards = sorted((relative_shard(ShardInfo(**d), out) for s in selected for d in s["shards"]),
-                    key=lambda d: d["path"])
+    shards = sorted(
+        (relative_shard(ShardInfo(**d), out) for s in selected for d in s["shards"]), key=lambda d: d["path"]
+    )
     _merge_errors(out, source)
     _merge_examples(out, source)
     models = {}
     for s in (s for phase in plan.model_phases for s in recorded_summaries(out, source, phase)):
         for name, info in s.get("models", {}).items():
             prefix = out.rstrip("/") + "/"
-            models[name] = {**info, "path": info["path"][len(prefix):] if info["path"].startswith(prefix) else info["path"]}
-    return {"shards": shards, "bytes": sum(s["bytes"] for s in selected), "models": models,
-            "funnel": [[s, r, n] for (s, r), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))],
-            "stats": _shuffle_stats(out, source, sum(counts.values()))}
+            models[name] = {
+                **info,
+                "path": info["path"][len(prefix) :] if info["path"].startswith(prefix) else info["path"],
+            }
+    return {
+        "shards": shards,
+        "bytes": sum(s["bytes"] for s in selected),
+        "models": models,
+        "funnel": [[s, r, n] for (s, r), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))],
+        "stats": _shuffle_stats(out, source, sum(counts.values())),
+    }
 
 
 def _shuffle_stats(out: str, source: str, records: int) -> dict[str, Any]:
@@ -196,8 +245,13 @@ def _shuffle_stats(out: str, source: str, records: int) -> dict[str, Any]:
             took += float(rec["summary"].get("seconds", 0.0))
         phases[phase_dir], seconds[phase_dir] = n, round(took, 3)
     per = max(records, 1)
-    return {"tasks": phases, "task_seconds": seconds, "shuffle_bytes": shuffled,
-            "shuffle_bytes_per_record": round(shuffled / per, 1), "key_file_bytes_per_record": round(key_bytes / per, 1)}
+    return {
+        "tasks": phases,
+        "task_seconds": seconds,
+        "shuffle_bytes": shuffled,
+        "shuffle_bytes_per_record": round(shuffled / per, 1),
+        "key_file_bytes_per_record": round(key_bytes / per, 1),
+    }
 
 
 def _merge_examples(out: str, source: str) -> None:
@@ -209,7 +263,7 @@ def _merge_examples(out: str, source: str) -> None:
             continue
         for reason, rows in json.loads(fs.read_bytes(path)).items():
             room = EXAMPLES_PER_REASON - len(merged.setdefault(reason, []))
-            merged[reason] += rows[:max(0, room)]
+            merged[reason] += rows[: max(0, room)]
     dest = fs.join(out, f"examples/{source}.json")
     if merged:
         fs.atomic_write_bytes(dest, json.dumps(merged, ensure_ascii=False, indent=1).encode("utf-8"))
@@ -223,8 +277,9 @@ def _merge_errors(out: str, source: str) -> None:
         if path.endswith(".jsonl") and fs.TMP_MARK not in path:
             lines += [ln for ln in fs.read_bytes(path).decode("utf-8").splitlines() if ln]
     if lines:
-        fs.atomic_write_bytes(fs.join(out, f"errors/{source}/errors.jsonl"),
-                              ("\n".join(sorted(lines)) + "\n").encode("utf-8"))
+        fs.atomic_write_bytes(
+            fs.join(out, f"errors/{source}/errors.jsonl"), ("\n".join(sorted(lines)) + "\n").encode("utf-8")
+        )
 
 
 def _carry_over_tokens(out: str, manifest: BuildManifest) -> None:

@@ -12,7 +12,8 @@ decide/<round>-<p>.npy. The select pass reads them.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -76,14 +77,27 @@ def losers_between(out: str, source: str, name: str, partitions: int, first: int
     return np.sort(K.concat(found, np.int64))
 
 
-def round_items(source: str, fingerprint: str, name: str, rows: int, files: int, before: list[tuple[str, int]],
-                stage_phase: str) -> list[dict[str, Any]]:
+def round_items(
+    source: str, fingerprint: str, name: str, rows: int, files: int, before: list[tuple[str, int]], stage_phase: str
+) -> list[dict[str, Any]]:
     """The items of one round: a partition each. `before` names the earlier rounds (and their
     partition counts) whose losers this round leaves out; `stage_phase` is the phase whose
     completion records list the staged parts."""
     n = partitions_for(rows)
-    return [{"source": source, "key": f"{name}-{p:04d}", "fingerprint": fingerprint, "round": name, "p": p,
-             "partitions": n, "files": files, "before": before, "stage_phase": stage_phase} for p in range(n)]
+    return [
+        {
+            "source": source,
+            "key": f"{name}-{p:04d}",
+            "fingerprint": fingerprint,
+            "round": name,
+            "p": p,
+            "partitions": n,
+            "files": files,
+            "before": before,
+            "stage_phase": stage_phase,
+        }
+        for p in range(n)
+    ]
 
 
 class RoundTask(Task):

@@ -25,28 +25,34 @@ import glob
 import hashlib
 import json
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 
 from corral import fs
 from corral.dedup import minhash as mh
+from corral.fs import atomic_write_bytes
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.outcome import KEPT, error, funnel_from_counts
-from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
 from corral.pipeline import folders, pool
+from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
 from corral.pipeline.phases import BUILD_DIR, Graph, Task, recorded_summaries, run_phase, work_dir
 from corral.pipeline.plans import SourcePlan, dedup_and_select
 from corral.pipeline.stage import stage_outcomes
 from corral.schema import DOC_SCHEMA, SIGNALS
-from corral.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, ShardInfo, atomic_write_bytes, iter_batches
+from corral.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, ShardInfo, iter_batches
 
 LABEL = "input"  # the funnel's source name for a standalone job
-ERRORS = "errors.jsonl"    # OUT/errors.jsonl: the dead letters, one JSON object a line
+ERRORS = "errors.jsonl"  # OUT/errors.jsonl: the dead letters, one JSON object a line
 REMOVED = "removed.jsonl"  # OUT/removed.jsonl: each dropped near duplicate and its cluster's representative
-CLUSTER_SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False),
-                            pa.field("cluster", pa.string(), nullable=False),
-                            pa.field("representative", pa.bool_(), nullable=False)])
+CLUSTER_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("cluster", pa.string(), nullable=False),
+        pa.field("representative", pa.bool_(), nullable=False),
+    ]
+)
 
 
 class DedupInputError(ValueError):
@@ -81,8 +87,13 @@ def _record(row: dict[str, Any], path: str, n: int) -> dict[str, Any]:
     given = row.get("id")
     rid = str(given) if given not in (None, "") else hashlib.blake2b(f"{path}:{n}".encode(), digest_size=16).hexdigest()
     meta = {k: v for k, v in row.items() if k not in DOC_SCHEMA.names}
-    rec = {"id": rid, "source": str(row.get("source") or LABEL), "text": row["text"],
-           "url": row.get("url"), "lang": row.get("lang")}
+    rec = {
+        "id": rid,
+        "source": str(row.get("source") or LABEL),
+        "text": row["text"],
+        "url": row.get("url"),
+        "lang": row.get("lang"),
+    }
     for name in SIGNALS:
         rec[name] = row.get(name)
     old_meta = row.get("meta")
@@ -110,8 +121,9 @@ def read_records(path: str) -> Iterator[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         with open_raw(path) as raw:
-            yield from _row_outcomes(path, (row for batch in pq.ParquetFile(raw).iter_batches(batch_size=1024)
-                                            for row in batch.to_pylist()))
+            yield from _row_outcomes(
+                path, (row for batch in pq.ParquetFile(raw).iter_batches(batch_size=1024) for row in batch.to_pylist())
+            )
         return
     yield from _row_outcomes(path, (row for batch in iter_batches(path) for row in batch.to_pylist()))
 
@@ -131,8 +143,11 @@ def write_removed(clusters: str, dest: str) -> int:
     try:
         for batch in iter_batches(clusters):
             ids, cluster, rep = (batch.column(c).to_pylist() for c in ("id", "cluster", "representative"))
-            lines = [json.dumps({"id": i, "duplicate_of": c}, ensure_ascii=False)
-                     for i, c, r in zip(ids, cluster, rep) if not r]
+            lines = [
+                json.dumps({"id": i, "duplicate_of": c}, ensure_ascii=False)
+                for i, c, r in zip(ids, cluster, rep)
+                if not r
+            ]
             target.raw.write("".join(ln + "\n" for ln in lines).encode("utf-8"))
             n += len(lines)
         target.commit()
@@ -148,8 +163,13 @@ def write_clusters(path: str, rows: list[tuple[str, str, bool]]) -> None:
 
     rows = sorted(rows)
     batch = pa.RecordBatch.from_arrays(
-        [pa.array([r[0] for r in rows], pa.string()), pa.array([r[1] for r in rows], pa.string()),
-         pa.array([bool(r[2]) for r in rows], pa.bool_())], schema=CLUSTER_SCHEMA)
+        [
+            pa.array([r[0] for r in rows], pa.string()),
+            pa.array([r[1] for r in rows], pa.string()),
+            pa.array([bool(r[2]) for r in rows], pa.bool_()),
+        ],
+        schema=CLUSTER_SCHEMA,
+    )
     write_shard(path, [batch], schema=CLUSTER_SCHEMA, compression="zstd")
 
 
@@ -169,9 +189,16 @@ class _StageTask(Task):
         return stage_outcomes(self.out, LABEL, item["index"], outcomes, self.stages)
 
 
-def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: int = mh.DEFAULT_NGRAM,
-          num_perm: int | None = None, verify: bool = True, workers: int | None = None,
-          overwrite: bool = False) -> BuildManifest:
+def dedup(
+    spec: str,
+    out: str,
+    threshold: float = mh.DEFAULT_THRESHOLD,
+    ngram: int = mh.DEFAULT_NGRAM,
+    num_perm: int | None = None,
+    verify: bool = True,
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> BuildManifest:
     """Run the near-duplicate job over the input files; return the written manifest.
 
     The phases of a build source's near dedup (corral.pipeline.near): each file staged with its
@@ -182,26 +209,50 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     """
     files = input_files(spec)
     params = mh.derive_lsh(threshold, num_perm, verify)
-    stages = {"exact_dedup": {"enabled": False},
-              "minhash": {"enabled": True, "threshold": threshold, "ngram": ngram, "num_perm": params.num_perm,
-                          "verify": verify}}
-    settings = {"dedup": {"threshold": threshold, "ngram": ngram, "num_perm": params.num_perm, "bands": params.bands,
-                          "rows": params.rows, "verify": verify, "seed": mh.SEED}}
+    stages = {
+        "exact_dedup": {"enabled": False},
+        "minhash": {
+            "enabled": True,
+            "threshold": threshold,
+            "ngram": ngram,
+            "num_perm": params.num_perm,
+            "verify": verify,
+        },
+    }
+    settings = {
+        "dedup": {
+            "threshold": threshold,
+            "ngram": ngram,
+            "num_perm": params.num_perm,
+            "bands": params.bands,
+            "rows": params.rows,
+            "verify": verify,
+            "seed": mh.SEED,
+        }
+    }
     print_ = hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode("utf-8")).hexdigest()
     try:  # the same inputs and settings redo the job; other ones are refused (corral.pipeline.folders)
-        folders.claim(out, "dedup", print_, "--out", overwrite, "this dedup job",
-                      "rerun it with its own input and settings")
+        folders.claim(
+            out, "dedup", print_, "--out", overwrite, "this dedup job", "rerun it with its own input and settings"
+        )
     except folders.FolderInUse as e:
         raise DedupInputError(str(e)) from e
     settings["dedup"]["fingerprint"] = print_
     fs.remove([work_dir(out, LABEL), join(out, "docs")])
-    plan = SourcePlan(LABEL, stages, {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS,
-                                      "shard_max_bytes": DEFAULT_MAX_BYTES}, out, files, print_)
+    plan = SourcePlan(
+        LABEL,
+        stages,
+        {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS, "shard_max_bytes": DEFAULT_MAX_BYTES},
+        out,
+        files,
+        print_,
+    )
     graph = Graph()
     staged = run_phase(graph, "stage", _StageTask(out, stages), out, items=plan.file_items())
     plan.count_phases = ["stage"]
-    dedup_and_select(graph, plan, staged, unique=False, cluster_rows=join(out, "clusters.arrow"),
-                     docs_dir=join(out, "docs"))
+    dedup_and_select(
+        graph, plan, staged, unique=False, cluster_rows=join(out, "clusters.arrow"), docs_dir=join(out, "docs")
+    )
     pool.execute(graph, workers or 1)
 
     counts: dict[tuple[str, str, str | None], int] = {}
@@ -221,13 +272,20 @@ def dedup(spec: str, out: str, threshold: float = mh.DEFAULT_THRESHOLD, ngram: i
     write_removed(join(out, "clusters.arrow"), join(out, REMOVED))
     fs.remove([join(out, BUILD_DIR)])
     funnel = funnel_from_counts(counts.items()).get(LABEL)
-    shards = [relative_shard(ShardInfo(**d), out) for d in sorted((d for s_ in selected for d in s_["shards"]),
-                                                                  key=lambda d: d["path"])]
-    sb = SourceBuild(weight=1.0, documents=sum(d["documents"] for d in shards),
-                     bytes=sum(s_["bytes"] for s_ in selected), shards=shards)
+    shards = [
+        relative_shard(ShardInfo(**d), out)
+        for d in sorted((d for s_ in selected for d in s_["shards"]), key=lambda d: d["path"])
+    ]
+    sb = SourceBuild(
+        weight=1.0,
+        documents=sum(d["documents"] for d in shards),
+        bytes=sum(s_["bytes"] for s_ in selected),
+        shards=shards,
+    )
     if funnel is not None:
         sb.funnel = funnel
-    manifest = BuildManifest(mixture={"name": "dedup", "inputs": [spec], "target_tokens": 0}, settings=settings,
-                             sources={LABEL: sb})
+    manifest = BuildManifest(
+        mixture={"name": "dedup", "inputs": [spec], "target_tokens": 0}, settings=settings, sources={LABEL: sb}
+    )
     manifest.save(out)
     return manifest

@@ -31,9 +31,9 @@ from corral import fs
 from corral.manifests.mixture import ManifestError, load_mixture
 from corral.pipeline.inputs import InputError, match_inputs, paths_list_problem, read_paths_list
 
-PARALLEL = 4            # downloads at once (corral's choice: polite to one publisher)
-PART = ".part"          # a download in progress
-LOG_EVERY_S = 10.0      # progress line interval when stderr is not a terminal
+PARALLEL = 4  # downloads at once (corral's choice: polite to one publisher)
+PART = ".part"  # a download in progress
+LOG_EVERY_S = 10.0  # progress line interval when stderr is not a terminal
 # Wikimedia's dump file names: <wiki>-<date>-<rest>; its checksum lists sit in the same folder.
 WIKIMEDIA_NAME = re.compile(r"^([a-z_\-]+wiki)-(\d{8}|latest)-")
 SUM_KINDS = (("sha1", "sha1sums"), ("md5", "md5sums"))
@@ -52,10 +52,10 @@ class Job:
 
 @dataclass
 class Report:
-    done: list[str] = field(default_factory=list)       # downloaded now
-    complete: list[str] = field(default_factory=list)   # already there
-    missing: list[str] = field(default_factory=list)    # 404 at the publisher
-    failed: list[str] = field(default_factory=list)     # "url: why"
+    done: list[str] = field(default_factory=list)  # downloaded now
+    complete: list[str] = field(default_factory=list)  # already there
+    missing: list[str] = field(default_factory=list)  # 404 at the publisher
+    failed: list[str] = field(default_factory=list)  # "url: why"
     bytes: int = 0
 
 
@@ -112,8 +112,9 @@ class _Progress:
         took = max(now - self.t0, 1e-6)
         rate = self.bytes / took
         eta = (self.files - self.finished) * took / self.finished if self.finished else None
-        line = (f"fetch: {self.finished}/{self.files} files, {self.bytes / 1e6:,.1f} MB, {rate / 1e6:,.2f} MB/s"
-                + (f", ETA {eta:,.0f} s" if eta is not None and self.finished < self.files else ""))
+        line = f"fetch: {self.finished}/{self.files} files, {self.bytes / 1e6:,.1f} MB, {rate / 1e6:,.2f} MB/s" + (
+            f", ETA {eta:,.0f} s" if eta is not None and self.finished < self.files else ""
+        )
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.out, flush=True)
 
 
@@ -212,8 +213,9 @@ def plan(manifest_path: str, to: str, only: str | None, limit: int | None) -> tu
     return jobs, raw
 
 
-def fetch(manifest_path: str, to: str, only: str | None = None, limit: int | None = None,
-          parallel: int = PARALLEL) -> tuple[Report, str]:
+def fetch(
+    manifest_path: str, to: str, only: str | None = None, limit: int | None = None, parallel: int = PARALLEL
+) -> tuple[Report, str]:
     """Mirror the manifest's remote inputs into `to`; returns the report and the manifest copy's path."""
     import yaml
 
@@ -241,10 +243,16 @@ def fetch(manifest_path: str, to: str, only: str | None = None, limit: int | Non
     name = os.path.basename(manifest_path)
     copy = os.path.join(to, name if name.endswith((".yaml", ".yml")) else name + ".yaml")
     raw.setdefault("description", "")
-    raw["description"] = (f"{raw['description']} " if raw["description"] else "") + \
-        f"(local copy by corral fetch of {os.path.abspath(manifest_path)})"
+    raw["description"] = (
+        f"{raw['description']} " if raw["description"] else ""
+    ) + f"(local copy by corral fetch of {os.path.abspath(manifest_path)})"
     fs.atomic_write_bytes(copy, yaml.safe_dump(raw, sort_keys=False, allow_unicode=True).encode("utf-8"))
-    record = {"manifest": os.path.abspath(manifest_path), "done": report.done, "complete": report.complete,
-              "missing": report.missing, "failed": report.failed}
+    record = {
+        "manifest": os.path.abspath(manifest_path),
+        "done": report.done,
+        "complete": report.complete,
+        "missing": report.missing,
+        "failed": report.failed,
+    }
     fs.atomic_write_bytes(os.path.join(to, "fetch.json"), json.dumps(record, indent=1).encode("utf-8"))
     return report, copy

@@ -18,8 +18,21 @@ from corral.pipeline.phases import BUILD_DIR
 
 OWNER = "owner.json"  # OUT/_build/owner.json: {"kind": "build" | "dedup", "name": …}
 # Top-level entries corral writes into a build or dedup folder (and `--overwrite` may clear).
-ENTRIES = {"manifest.json", "docs", "tokens", "errors", "models", "tokenizer", "report.html", "clusters.arrow",
-           "removed.jsonl", "errors.jsonl", "examples", BUILD_DIR, "_tokenize"}
+ENTRIES = {
+    "manifest.json",
+    "docs",
+    "tokens",
+    "errors",
+    "models",
+    "tokenizer",
+    "report.html",
+    "clusters.arrow",
+    "removed.jsonl",
+    "errors.jsonl",
+    "examples",
+    BUILD_DIR,
+    "_tokenize",
+}
 
 
 class FolderInUse(ValueError):
@@ -33,8 +46,7 @@ def _owner_path(out: str) -> str:
 def owner(out: str) -> dict | None:
     """Who the folder belongs to ({"kind", "name"}): its owner record, or what its finished
     manifest names."""
-    for path, pick in ((_owner_path(out), lambda d: d),
-                       (fs.join(out, "manifest.json"), _from_manifest)):
+    for path, pick in ((_owner_path(out), lambda d: d), (fs.join(out, "manifest.json"), _from_manifest)):
         try:
             return pick(json.loads(fs.read_bytes(path)))
         except (OSError, ValueError, KeyError, TypeError):
@@ -55,15 +67,21 @@ def claim(out: str, kind: str, name: str, flag: str, overwrite: bool, what: str,
     if not fs.is_remote(out) and os.path.isdir(out):
         foreign = sorted(n for n in os.listdir(out) if n not in ENTRIES)
         if foreign:
-            raise FolderInUse(f"{flag} {out} holds files corral did not write ({', '.join(foreign[:3])}"
-                              f"{', …' if len(foreign) > 3 else ''}): choose a new or empty folder")
+            raise FolderInUse(
+                f"{flag} {out} holds files corral did not write ({', '.join(foreign[:3])}"
+                f"{', …' if len(foreign) > 3 else ''}): choose a new or empty folder"
+            )
     held = owner(out)
     if held and (held.get("kind"), held.get("name")) != (kind, name):
         if not overwrite:
-            mine = f"{held.get('kind')} {held.get('name')!r}" if held.get("kind") == "build" else \
-                f"a {held.get('kind')} job of other inputs or settings"
-            raise FolderInUse(f"{flag} {out} holds {mine}, not {what}: {redo}, "
-                              f"choose a new {flag}, or pass --overwrite to clear it")
+            mine = (
+                f"{held.get('kind')} {held.get('name')!r}"
+                if held.get("kind") == "build"
+                else f"a {held.get('kind')} job of other inputs or settings"
+            )
+            raise FolderInUse(
+                f"{flag} {out} holds {mine}, not {what}: {redo}, choose a new {flag}, or pass --overwrite to clear it"
+            )
         clear(out)
     fs.atomic_write_bytes(_owner_path(out), json.dumps({"kind": kind, "name": name}).encode("utf-8"))
 

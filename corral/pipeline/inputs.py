@@ -3,8 +3,8 @@ turn any failure while reading into an error outcome instead of a crash.
 
 Compression is chosen by file name: .gz (multi-member, as WET files are), .bz2 (multi-stream, as
 Wikipedia's multistream dumps are), .xz, and .7z holding a single file; anything else is read as
-is. Multi-file .7z and tar archives are opened by the readers that expect them. Everything streams: nothing is read whole unless a format
-needs random access.
+is. Multi-file .7z and tar archives are opened by the readers that expect them. Everything streams:
+nothing is read whole unless a format needs random access.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import lzma
 import os
 import tarfile
 import zlib
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import py7zr.exceptions
 
@@ -25,8 +26,15 @@ from corral.fs import beam_filesystems, is_remote, open_read
 from corral.outcome import error
 
 # What reading a damaged compressed file or archive raises; each becomes an error outcome, never a crash.
-READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, tarfile.TarError,
-               py7zr.exceptions.ArchiveError)
+READ_ERRORS = (
+    EOFError,
+    OSError,
+    zlib.error,
+    lzma.LZMAError,
+    gzip.BadGzipFile,
+    tarfile.TarError,
+    py7zr.exceptions.ArchiveError,
+)
 
 
 class InputError(ValueError):
@@ -35,18 +43,22 @@ class InputError(ValueError):
 
 def _local_size(path: str) -> int:
     if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files
-                   if os.path.isfile(os.path.join(d, f)))
+        return sum(
+            os.path.getsize(os.path.join(d, f))
+            for d, _, files in os.walk(path)
+            for f in files
+            if os.path.isfile(os.path.join(d, f))
+        )
     return os.path.getsize(path)
 
 
 # What a scheme needs beyond corral's own dependencies, said when reading it fails.
 SCHEME_NEEDS = {
     "s3": "s3:// needs the aws extra (pip install -e '.[aws]') and AWS credentials (AWS_ACCESS_KEY_ID and "
-          "AWS_SECRET_ACCESS_KEY, or a profile); CommonCrawl is served over HTTPS too: "
-          "https://data.commoncrawl.org/crawl-data/…",
+    "AWS_SECRET_ACCESS_KEY, or a profile); CommonCrawl is served over HTTPS too: "
+    "https://data.commoncrawl.org/crawl-data/…",
     "gs": "gs:// needs apache-beam[gcp] (pip install 'apache-beam[gcp]==2.77.*') and Google credentials "
-          "(gcloud auth application-default login)",
+    "(gcloud auth application-default login)",
     "hdfs": "hdfs:// needs Beam's HDFS options (--hdfs_host, --hdfs_port) and the hdfs package",
 }
 
@@ -78,7 +90,7 @@ def read_paths_list(spec: dict, field: str = "inputs[0]") -> list[str]:
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise paths_list_problem(field, where, e) from e
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    chosen = lines[::spec.get("every") or 1][:spec.get("limit")]
+    chosen = lines[:: spec.get("every") or 1][: spec.get("limit")]
     base = spec.get("base") or where.rsplit("/", 1)[0]
     return [ln if "://" in ln or os.path.isabs(ln) else f"{base.rstrip('/')}/{ln.lstrip('/')}" for ln in chosen]
 
@@ -139,8 +151,8 @@ class _Decompressing(io.BufferedIOBase):
     the damage reaches the parser.
     """
 
-    CHUNK = 1 << 16       # compressed bytes read at a time
-    OUT_CHUNK = 1 << 20   # decompressed bytes produced at a time: a compression bomb never lands at once
+    CHUNK = 1 << 16  # compressed bytes read at a time
+    OUT_CHUNK = 1 << 20  # decompressed bytes produced at a time: a compression bomb never lands at once
 
     def __init__(self, raw, new_decompressor):
         self.raw, self.new = raw, new_decompressor
@@ -156,8 +168,9 @@ class _Decompressing(io.BufferedIOBase):
 
     def _has_more(self) -> bool:
         """Whether the decompressor can produce more output without new input."""
-        return bool(self.pending) or (hasattr(self.dec, "needs_input") and not self.dec.needs_input
-                                      and not self.dec.eof)
+        return bool(self.pending) or (
+            hasattr(self.dec, "needs_input") and not self.dec.needs_input and not self.dec.eof
+        )
 
     def _fill_once(self) -> None:
         """Decode at most OUT_CHUNK more bytes into the buffer, or set eof / failed."""
@@ -238,7 +251,7 @@ class _Decompressing(io.BufferedIOBase):
 
 
 _DECOMPRESSORS = {
-    ".gz": lambda: zlib.decompressobj(wbits=47),   # gzip or zlib header, one member at a time
+    ".gz": lambda: zlib.decompressobj(wbits=47),  # gzip or zlib header, one member at a time
     ".bz2": bz2.BZ2Decompressor,
     ".xz": lzma.LZMADecompressor,
 }
@@ -294,8 +307,9 @@ def _bounded_lines(f, limit: int) -> Iterator[bytes | None]:
             yield line
 
 
-def iter_jsonl(path: str, require_text: bool = False,
-               max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[str, int, dict | None, str | None]]:
+def iter_jsonl(
+    path: str, require_text: bool = False, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[str, int, dict | None, str | None]]:
     """(location, line number, object or None, problem or None) for each non-blank JSON line.
 
     A line that is not a JSON object (or, with `require_text`, lacks a string `text`), or is longer
@@ -357,4 +371,3 @@ def read_file_outcomes(source: str, reader: Callable[[str], Iterable[dict[str, A
         yield from guarded(source, path, reader(path))
 
     return run
-

@@ -3,16 +3,16 @@ reads only its share of each file.
 
 A round's partitions split the 64-bit key space into equal ranges (partition p of n holds the keys
 in [p·2⁶⁴/n, (p+1)·2⁶⁴/n)). Each staged file writes, per round it takes part in, a table sorted by
-key: `<folder>/<file>.<round>.npy` beside the file's `<folder>/<file>.npz`, a structured array of the key, the document's row in the file
-and the columns the round ranks by. A partition finds its range by binary search and copies only
-that slice; on a local filesystem the table is memory-mapped, so a partition reads about
-1/n of it. (A table on remote storage is read whole, then sliced.)
+key: `<folder>/<file>.<round>.npy` beside the file's `<folder>/<file>.npz`, a structured array of
+the key, the document's row in the file and the columns the round ranks by. A partition finds its
+range by binary search and copies only that slice; on a local filesystem the table is memory-mapped,
+so a partition reads about 1/n of it. (A table on remote storage is read whole, then sliced.)
 """
 
 from __future__ import annotations
 
 import io
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 

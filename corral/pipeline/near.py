@@ -40,12 +40,35 @@ def clusters_path(out: str, source: str) -> str:
     return fs.join(work_dir(out, source), "decide/near-clusters.npz")
 
 
-def near_items(source: str, fingerprint: str, rows: int, bands: int, files: int, before: list[tuple[str, int]],
-               stage_phase: str, threshold: float, ngram: int, verify: bool) -> list[dict[str, Any]]:
+def near_items(
+    source: str,
+    fingerprint: str,
+    rows: int,
+    bands: int,
+    files: int,
+    before: list[tuple[str, int]],
+    stage_phase: str,
+    threshold: float,
+    ngram: int,
+    verify: bool,
+) -> list[dict[str, Any]]:
     n = max(1, math.ceil(rows * bands / BANDS_PER_PARTITION))
-    return [{"source": source, "key": f"lsh-{p:04d}", "fingerprint": fingerprint, "p": p, "partitions": n,
-             "files": files, "before": before, "stage_phase": stage_phase, "threshold": threshold,
-             "ngram": ngram, "verify": verify} for p in range(n)]
+    return [
+        {
+            "source": source,
+            "key": f"lsh-{p:04d}",
+            "fingerprint": fingerprint,
+            "p": p,
+            "partitions": n,
+            "files": files,
+            "before": before,
+            "stage_phase": stage_phase,
+            "threshold": threshold,
+            "ngram": ngram,
+            "verify": verify,
+        }
+        for p in range(n)
+    ]
 
 
 def _load(path: str) -> dict[str, np.ndarray]:
@@ -94,10 +117,11 @@ class LshTask(Task):
             if index not in sets:
                 sets[index] = load_arrays(key_path(self.out, item["source"], index, "shingles"))
             a = sets[index]
-            return a["shingles"][a["offsets"][row]:a["offsets"][row + 1]]
+            return a["shingles"][a["offsets"][row] : a["offsets"][row + 1]]
 
-        return np.array([mh.jaccard(shingles(a), shingles(b)) >= item["threshold"] for a, b in ends.tolist()],
-                        dtype=bool)
+        return np.array(
+            [mh.jaccard(shingles(a), shingles(b)) >= item["threshold"] for a, b in ends.tolist()], dtype=bool
+        )
 
 
 class ClustersTask(Task):
@@ -136,8 +160,10 @@ class ClustersTask(Task):
         rep[[j for _, j in best.values()]] = True
         rep_id = [best[c][0] for c in table.reps.tolist()]
         order = np.argsort(member_loc)
-        save_arrays(clusters_path(self.out, source), {"members": member_loc[order], "rep": rep[order],
-                                                      "size": table.sizes[order].astype(np.int64)})
+        save_arrays(
+            clusters_path(self.out, source),
+            {"members": member_loc[order], "rep": rep[order], "size": table.sizes[order].astype(np.int64)},
+        )
         if item.get("cluster_rows"):
             from corral.pipeline.dedup_job import write_clusters
 
@@ -152,7 +178,7 @@ class Clusters:
         a = _load(clusters_path(out, source))
         self.members, self.rep, self.size = a["members"], a["rep"], a["size"]
 
-    def slice(self, first: int, last: int) -> "Clusters":
+    def slice(self, first: int, last: int) -> Clusters:
         lo, hi = np.searchsorted(self.members, [K.loc(first, 0), K.loc(last + 1, 0)])
         c = object.__new__(Clusters)
         c.members, c.rep, c.size = self.members[lo:hi], self.rep[lo:hi], self.size[lo:hi]

@@ -20,7 +20,7 @@ from corral.pipeline.phases import Graph, Handle, Task, planned_items, read_done
 
 SPREAD_KEYS = 64  # groups the items of a phase are dealt into before its tasks run
 PLAN_SLOTS = 32  # a planned phase's items are dealt into this many seeds, so that runners which keep
-                 # a collection's partitioning (the DaskRunner) spread them as they spread given items
+# a collection's partitioning (the DaskRunner) spread them as they spread given items
 
 
 class _RunTask(beam.DoFn):
@@ -34,7 +34,7 @@ class _RunTask(beam.DoFn):
         self.task.setup()
 
     def process(self, item, *sides):
-        earlier = self.given if self.given is not None else sides[:self.n_earlier]
+        earlier = self.given if self.given is not None else sides[: self.n_earlier]
         yield run_item(self.task, self.out, item, earlier)
 
 
@@ -44,10 +44,12 @@ class Spread(beam.PTransform):
     dealt to the workers key by key.)"""
 
     def expand(self, items):
-        return (items
-                | "Key" >> beam.Map(lambda item: (zlib.crc32(item["key"].encode()) % SPREAD_KEYS, item))
-                | "Group" >> beam.GroupByKey()
-                | "Items" >> beam.FlatMap(lambda kv: kv[1]))
+        return (
+            items
+            | "Key" >> beam.Map(lambda item: (zlib.crc32(item["key"].encode()) % SPREAD_KEYS, item))
+            | "Group" >> beam.GroupByKey()
+            | "Items" >> beam.FlatMap(lambda kv: kv[1])
+        )
 
 
 def _dealt(slot: int, plan, slots: int, *lists) -> list[dict[str, Any]]:
@@ -89,16 +91,22 @@ def execute(g: Graph, runner, options, waves: bool | None = None) -> None:
             if ph.plan is None:
                 src = p | f"{ph.label}/Items" >> beam.Create(ph.items or [], reshuffle=False)
             else:
-                src = (p | f"{ph.label}/Seed" >> beam.Create(seeds, reshuffle=False)
-                       | f"{ph.label}/Plan" >> beam.FlatMap(_dealt, ph.plan, len(seeds), *[side(e) for e in ph.earlier]))
+                src = (
+                    p
+                    | f"{ph.label}/Seed" >> beam.Create(seeds, reshuffle=False)
+                    | f"{ph.label}/Plan" >> beam.FlatMap(_dealt, ph.plan, len(seeds), *[side(e) for e in ph.earlier])
+                )
             sides = [side(e) for e in ph.earlier] + [side(w) for w in ph.waits]
             if not alone:
                 src = src | f"{ph.label}/Spread" >> Spread()
-            made[id(ph)] = (src | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(ph.earlier)), *sides))
+            made[id(ph)] = src | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(ph.earlier)), *sides)
         # One last step that waits for every phase: the DaskRunner (and any runner that computes
         # only what the last transform needs) would otherwise skip branches that lead nowhere else.
-        (p | "Finish/Seed" >> beam.Create([None], reshuffle=False)
-         | "Finish" >> beam.Map(lambda _, *waits: None, *[beam.pvalue.AsList(c) for c in made.values()]))
+        (
+            p
+            | "Finish/Seed" >> beam.Create([None], reshuffle=False)
+            | "Finish" >> beam.Map(lambda _, *waits: None, *[beam.pvalue.AsList(c) for c in made.values()])
+        )
 
 
 def _execute_waves(g: Graph, runner, options) -> None:
@@ -115,10 +123,14 @@ def _execute_waves(g: Graph, runner, options) -> None:
             planned.append((ph, planned_items(ph, lists), lists))
         if any(items for _, items, _ in planned):
             with beam.Pipeline(runner=runner, options=options) as p:
-                outs = [p | f"{ph.label}/Items" >> beam.Create(items, reshuffle=False)
-                        | f"{ph.label}/Spread" >> Spread()
-                        | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(lists), given=lists))
-                        for ph, items, lists in planned if items]
+                outs = [
+                    p
+                    | f"{ph.label}/Items" >> beam.Create(items, reshuffle=False)
+                    | f"{ph.label}/Spread" >> Spread()
+                    | f"{ph.label}/Run" >> beam.ParDo(_RunTask(ph.task, ph.out, len(lists), given=lists))
+                    for ph, items, lists in planned
+                    if items
+                ]
                 tuple(outs) | "Wave" >> beam.Flatten()  # the last transform: every phase of the wave behind it
         for ph, items, _ in planned:
             found = []

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from corral import fs
 
@@ -82,15 +83,19 @@ def run_item(task: Task, out: str, item: dict[str, Any], earlier: tuple | list) 
     summary["seconds"] = round(time.perf_counter() - t0, 4)
     examples = summary.pop("examples", None)
     if examples:  # texts never cross a shuffle: the dropped examples go to a file of their own
-        fs.atomic_write_bytes(fs.join(work_dir(out, src), f"{EXAMPLES}/{phase}--{key}.json"),
-                              json.dumps(examples, ensure_ascii=False).encode("utf-8"), durable=False)
+        fs.atomic_write_bytes(
+            fs.join(work_dir(out, src), f"{EXAMPLES}/{phase}--{key}.json"),
+            json.dumps(examples, ensure_ascii=False).encode("utf-8"),
+            durable=False,
+        )
     record = {"fingerprint": item["fingerprint"], "item": item, "summary": summary}
-    fs.atomic_write_bytes(done_path(out, src, phase, key), json.dumps(record, ensure_ascii=False).encode("utf-8"),
-                          durable=False)
+    fs.atomic_write_bytes(
+        done_path(out, src, phase, key), json.dumps(record, ensure_ascii=False).encode("utf-8"), durable=False
+    )
     return summary
 
 
-def planned_items(phase: "Phase", lists: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def planned_items(phase: Phase, lists: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """A phase's work items: given, or planned from the earlier phases' summaries."""
     return list(phase.items or []) if phase.plan is None else list(phase.plan(*lists))
 
@@ -102,8 +107,8 @@ class Phase:
     out: str
     items: list[dict[str, Any]] | None
     plan: Callable[..., Iterable[dict[str, Any]]] | None
-    earlier: list["Handle"]
-    waits: list["Handle"]
+    earlier: list[Handle]
+    waits: list[Handle]
     level: int = 0
 
 
@@ -122,10 +127,16 @@ class Graph:
         self.phases: list[Phase] = []
 
 
-def run_phase(g: Graph, label: str, task: Task, out: str,
-              items: list[dict[str, Any]] | None = None,
-              plan: Callable[..., Iterable[dict[str, Any]]] | None = None,
-              earlier: Iterable[Handle] = (), waits: Iterable[Handle] = ()) -> Handle:
+def run_phase(
+    g: Graph,
+    label: str,
+    task: Task,
+    out: str,
+    items: list[dict[str, Any]] | None = None,
+    plan: Callable[..., Iterable[dict[str, Any]]] | None = None,
+    earlier: Iterable[Handle] = (),
+    waits: Iterable[Handle] = (),
+) -> Handle:
     """Add one phase; return a handle on its summaries.
 
     Items are given (`items`) or planned from earlier phases' summaries (`plan(*lists)`, with the

@@ -11,17 +11,19 @@ enable → the select pass. How it gets there is its own:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from corral.dedup.exact import text_md5
-from corral.source_specs import BY_NAME
 from corral.pipeline.decide import RoundTask, round_items
 from corral.pipeline.near import ClustersTask, LshTask, near_items
 from corral.pipeline.phases import Graph, Task, run_phase
 from corral.pipeline.select import SelectTask, select_items
 from corral.pipeline.stage import file_key, stage_outcomes
+from corral.source_specs import BY_NAME
+
 
 # The module of each source; each defines `read_file(path, stages)` (one input's outcomes).
 def source_module(source: str):
@@ -39,14 +41,16 @@ class SourcePlan:
     out: str
     paths: list[str]
     fingerprint: str
-    waits: list[Any] = field(default_factory=list)   # phases to wait for (the side models' inputs)
+    waits: list[Any] = field(default_factory=list)  # phases to wait for (the side models' inputs)
     count_phases: list[str] = field(default_factory=list)  # phases whose summaries carry funnel counts
     model_phases: list[str] = field(default_factory=list)  # phases whose summaries name side models
     stage_phase: str = "stage"
 
     def file_items(self) -> list[dict[str, Any]]:
-        return [{"source": self.name, "key": file_key(i), "fingerprint": self.fingerprint, "path": path, "index": i}
-                for i, path in enumerate(self.paths)]
+        return [
+            {"source": self.name, "key": file_key(i), "fingerprint": self.fingerprint, "path": path, "index": i}
+            for i, path in enumerate(self.paths)
+        ]
 
 
 class StageTask(Task):
@@ -60,8 +64,9 @@ class StageTask(Task):
     def run(self, item, *earlier):
         module = source_module(self.source)
         content_key = getattr(module, "dedup_key", text_md5)  # a source may name its own content key
-        return stage_outcomes(self.out, self.source, item["index"], module.read_file(item["path"], self.stages),
-                              self.stages, content_key)
+        return stage_outcomes(
+            self.out, self.source, item["index"], module.read_file(item["path"], self.stages), self.stages, content_key
+        )
 
 
 def add_phases(p: Graph, plan: SourcePlan):
@@ -72,8 +77,14 @@ def add_phases(p: Graph, plan: SourcePlan):
     if ends is not None:
         return ends
     plan.count_phases = ["stage"]
-    staged = run_phase(p, f"{plan.name}/stage", StageTask(plan.out, plan.name, plan.stages), plan.out,
-                       items=plan.file_items(), waits=plan.waits)
+    staged = run_phase(
+        p,
+        f"{plan.name}/stage",
+        StageTask(plan.out, plan.name, plan.stages),
+        plan.out,
+        items=plan.file_items(),
+        waits=plan.waits,
+    )
     return dedup_and_select(p, plan, staged)
 
 
@@ -90,40 +101,88 @@ def _plan_round(name: str, source: str, fingerprint: str, stage_phase: str, stag
     return round_items(source, fingerprint, name, _rows(staged), len(staged), _before(earlier), stage_phase)
 
 
-def _plan_near(source: str, fingerprint: str, stage_phase: str, minhash: dict[str, Any], bands: int, staged,
-               *earlier):
+def _plan_near(source: str, fingerprint: str, stage_phase: str, minhash: dict[str, Any], bands: int, staged, *earlier):
     before = _before(earlier)
-    return near_items(source, fingerprint, _rows(staged), bands, len(staged), before, stage_phase,
-                      minhash["threshold"], minhash["ngram"], minhash["verify"])
+    return near_items(
+        source,
+        fingerprint,
+        _rows(staged),
+        bands,
+        len(staged),
+        before,
+        stage_phase,
+        minhash["threshold"],
+        minhash["ngram"],
+        minhash["verify"],
+    )
 
 
 def _plan_clusters(source: str, fingerprint: str, stage_phase: str, lsh, cluster_rows=None):
     n = max((s["partitions"] for s in lsh), default=1) if lsh else 1
-    return [{"source": source, "key": "clusters", "fingerprint": fingerprint, "partitions": n,
-             "stage_phase": stage_phase, "cluster_rows": cluster_rows}]
+    return [
+        {
+            "source": source,
+            "key": "clusters",
+            "fingerprint": fingerprint,
+            "partitions": n,
+            "stage_phase": stage_phase,
+            "cluster_rows": cluster_rows,
+        }
+    ]
 
 
 def _plan_select(plan_info: dict[str, Any], staged, *earlier):
     rounds = _before(earlier)
     exclude = plan_info.get("exclude") and plan_info["exclude"](staged)
-    return select_items(plan_info["source"], plan_info["fingerprint"], staged, plan_info["shard_bytes"],
-                        rounds=rounds, near=plan_info["near"], exclude_groups=exclude or None,
-                        stage_phase=plan_info["stage_phase"])
+    return select_items(
+        plan_info["source"],
+        plan_info["fingerprint"],
+        staged,
+        plan_info["shard_bytes"],
+        rounds=rounds,
+        near=plan_info["near"],
+        exclude_groups=exclude or None,
+        stage_phase=plan_info["stage_phase"],
+    )
 
 
-def dedup_and_select(p: Graph, plan: SourcePlan, staged, rule=None, unique: bool = True,
-                     cluster_rows: str | None = None, docs_dir: str | None = None, select_waits=()):
+def dedup_and_select(
+    p: Graph,
+    plan: SourcePlan,
+    staged,
+    rule=None,
+    unique: bool = True,
+    cluster_rows: str | None = None,
+    docs_dir: str | None = None,
+    select_waits=(),
+):
     """The dedup rounds the source's settings enable, then the select pass (writing under
     `docs_dir`, by default OUT/docs/<source>); returns the last phase. `cluster_rows` is where the
     near-dup clusters are also written as rows (`corral dedup`'s clusters.arrow)."""
     name, fp, st, out, sp = plan.name, plan.fingerprint, plan.stages, plan.out, plan.stage_phase
     rounds = []
     if unique:
-        rounds.append(run_phase(p, f"{name}/unique", RoundTask(out), out,
-                                plan=partial(_plan_round, "unique", name, fp, sp), earlier=[staged]))
+        rounds.append(
+            run_phase(
+                p,
+                f"{name}/unique",
+                RoundTask(out),
+                out,
+                plan=partial(_plan_round, "unique", name, fp, sp),
+                earlier=[staged],
+            )
+        )
     if st["exact_dedup"]["enabled"]:
-        rounds.append(run_phase(p, f"{name}/exact", RoundTask(out), out,
-                                plan=partial(_plan_round, "exact", name, fp, sp), earlier=[staged, *rounds]))
+        rounds.append(
+            run_phase(
+                p,
+                f"{name}/exact",
+                RoundTask(out),
+                out,
+                plan=partial(_plan_round, "exact", name, fp, sp),
+                earlier=[staged, *rounds],
+            )
+        )
     near = st["minhash"]["enabled"]
     ends = []
     if near:
@@ -131,16 +190,40 @@ def dedup_and_select(p: Graph, plan: SourcePlan, staged, rule=None, unique: bool
 
         m = st["minhash"]
         bands = mh.derive_lsh(m["threshold"], m["num_perm"], m["verify"]).bands
-        lsh = run_phase(p, f"{name}/near-lsh", LshTask(out), out,
-                        plan=partial(_plan_near, name, fp, sp, m, bands), earlier=[staged, *rounds])
-        clusters = run_phase(p, f"{name}/near-clusters", ClustersTask(out), out,
-                             plan=partial(_plan_clusters, name, fp, sp, cluster_rows=cluster_rows), earlier=[lsh])
+        lsh = run_phase(
+            p,
+            f"{name}/near-lsh",
+            LshTask(out),
+            out,
+            plan=partial(_plan_near, name, fp, sp, m, bands),
+            earlier=[staged, *rounds],
+        )
+        clusters = run_phase(
+            p,
+            f"{name}/near-clusters",
+            ClustersTask(out),
+            out,
+            plan=partial(_plan_clusters, name, fp, sp, cluster_rows=cluster_rows),
+            earlier=[lsh],
+        )
         ends.append(clusters)
     excluded = getattr(source_module(name), "excluded_groups", None) if name in BY_NAME else None
-    info = {"source": name, "fingerprint": fp, "shard_bytes": plan.output["shard_max_bytes"], "near": near,
-            "stage_phase": sp, "exclude": partial(excluded, st) if excluded else None}
-    selected = run_phase(p, f"{name}/select", SelectTask(out, plan.output, rule, docs_dir), out,
-                         plan=partial(_plan_select, info), earlier=[staged, *rounds],
-                         waits=ends + list(select_waits))
+    info = {
+        "source": name,
+        "fingerprint": fp,
+        "shard_bytes": plan.output["shard_max_bytes"],
+        "near": near,
+        "stage_phase": sp,
+        "exclude": partial(excluded, st) if excluded else None,
+    }
+    selected = run_phase(
+        p,
+        f"{name}/select",
+        SelectTask(out, plan.output, rule, docs_dir),
+        out,
+        plan=partial(_plan_select, info),
+        earlier=[staged, *rounds],
+        waits=ends + list(select_waits),
+    )
     plan.count_phases.append("select")
     return [selected]

@@ -78,8 +78,9 @@ class LocalPool:
         if self.workers <= 1:
             return self
         self.folder = tempfile.mkdtemp(prefix="corral-pool-")
-        self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=_init_worker)
+        self.executor = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker
+        )
         wait([self.executor.submit(os.getpid) for _ in range(self.workers)])  # fork them all now
         return self
 
@@ -135,8 +136,10 @@ class LocalPool:
                 try:
                     slots[id(ph)][i] = _noted(ph, item, fut.result)
                 except BrokenProcessPool as e:
-                    raise WorkerDied(f"a worker process died while running phase {ph.label}, item {item['key']} "
-                                     "(killed, or out of memory?); run the build again to resume from what finished") from e
+                    raise WorkerDied(
+                        f"a worker process died while running phase {ph.label}, item {item['key']} "
+                        "(killed, or out of memory?); run the build again to resume from what finished"
+                    ) from e
                 left[id(ph)] -= 1
                 if not left[id(ph)]:
                     done[id(ph)] = slots.pop(id(ph))

@@ -18,7 +18,7 @@ from corral import fs
 from corral.pipeline.phases import work_dir
 
 LOG = logging.getLogger("corral.build")
-POLL = 0.5        # seconds between looks at the completion records
+POLL = 0.5  # seconds between looks at the completion records
 LOG_EVERY = 10.0  # seconds between plain progress lines
 FIRST_PHASES = ("stage", "cc-read")  # the phases that read the input files
 
@@ -110,5 +110,6 @@ class Progress:
             left = (total - self.read_files) * elapsed / self.read_files
             eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
         phases = ", ".join(f"{s} {ph} {n}" for s, (ph, n) in sorted(where.items()))
-        return (f"[build] files {self.read_files}/{total} · {rate:,.0f} records/s · {elapsed:.0f} s{eta}"
-                + (f" · {phases}" if phases else ""))
+        return f"[build] files {self.read_files}/{total} · {rate:,.0f} records/s · {elapsed:.0f} s{eta}" + (
+            f" · {phases}" if phases else ""
+        )

@@ -23,16 +23,27 @@ FINISHED = "finished.json"
 FINGERPRINT = "fingerprint.json"
 
 
-def fingerprint(stages: dict[str, Any], output: dict[str, Any], source: str, paths: list[tuple[str, int]],
-                depends: str | None = None) -> str:
+def fingerprint(
+    stages: dict[str, Any],
+    output: dict[str, Any],
+    source: str,
+    paths: list[tuple[str, int]],
+    depends: str | None = None,
+) -> str:
     from corral import __version__
 
     files = []
     for path, size in paths:
         mtime = os.stat(path).st_mtime_ns if not fs.is_remote(path) and os.path.exists(path) else None
         files.append([path, size, mtime])
-    body = {"corral": __version__, "source": source, "stages": stages, "output": output, "inputs": files,
-            "depends": depends}
+    body = {
+        "corral": __version__,
+        "source": source,
+        "stages": stages,
+        "output": output,
+        "inputs": files,
+        "depends": depends,
+    }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
@@ -72,5 +83,7 @@ def prepare(out: str, source: str, print_: str) -> bool:
 
 
 def mark_finished(out: str, source: str, print_: str, build: dict[str, Any]) -> None:
-    fs.atomic_write_bytes(fs.join(work_dir(out, source), FINISHED),
-                          json.dumps({"fingerprint": print_, "build": build}, ensure_ascii=False).encode("utf-8"))
+    fs.atomic_write_bytes(
+        fs.join(work_dir(out, source), FINISHED),
+        json.dumps({"fingerprint": print_, "build": build}, ensure_ascii=False).encode("utf-8"),
+    )

@@ -33,12 +33,15 @@ def dask_runner(scheduler: str | None = None, local_workers: int | None = None):
         raise RuntimeError("the dask runner needs apache-beam[dask]: pip install -e '.[dask]'") from e
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=local_workers or 2, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=local_workers or 2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         scheduler = cluster.scheduler_address
     try:
-        yield DaskRunner(), PipelineOptions([f"--dask_client_address={scheduler}",
-                                             f"--dask_npartitions={DASK_PARTITIONS}"])
+        yield (
+            DaskRunner(),
+            PipelineOptions([f"--dask_client_address={scheduler}", f"--dask_npartitions={DASK_PARTITIONS}"]),
+        )
     finally:
         if cluster is not None:
             cluster.close()
@@ -53,9 +56,17 @@ class RunnerProfileError(ValueError):
     """A runner profile is missing an option it needs."""
 
 
-def profile_flags(name: str, *, flink_master: str | None = None, spark_master: str | None = None,
-                  project: str | None = None, region: str | None = None, temp_location: str | None = None,
-                  parallelism: int | None = None, extra: list[str] | None = None) -> list[str]:
+def profile_flags(
+    name: str,
+    *,
+    flink_master: str | None = None,
+    spark_master: str | None = None,
+    project: str | None = None,
+    region: str | None = None,
+    temp_location: str | None = None,
+    parallelism: int | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
     """The pipeline-option flags of a cluster profile (`flink`, `spark`, `dataflow`); `extra` flags
     (any Beam option, e.g. `--environment_type=DOCKER`) are passed through after them."""
     if name not in CLUSTER_RUNNERS:
@@ -72,8 +83,11 @@ def profile_flags(name: str, *, flink_master: str | None = None, spark_master: s
             raise RunnerProfileError("--runner spark needs --spark-master spark://HOST:PORT")
         flags.append(f"--spark_master_url={spark_master}")
     else:
-        missing = [flag for flag, v in (("--project", project), ("--region", region),
-                                        ("--temp-location", temp_location)) if not v]
+        missing = [
+            flag
+            for flag, v in (("--project", project), ("--region", region), ("--temp-location", temp_location))
+            if not v
+        ]
         if missing:
             raise RunnerProfileError(f"--runner dataflow needs {', '.join(missing)}")
         if not temp_location.startswith("gs://"):

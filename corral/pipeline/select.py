@@ -10,7 +10,8 @@ batches: a source with no per-row rule never turns a text into a Python string h
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,8 +26,10 @@ from corral.pipeline.phases import Task
 from corral.pipeline.stage import EXAMPLES_PER_REASON, Tally, iter_staged
 from corral.shards import ShardWriter, shard_name
 
-def select_items(source: str, fingerprint: str, summaries: list[Mapping[str, Any]], shard_bytes: int,
-                 **common: Any) -> list[dict[str, Any]]:
+
+def select_items(
+    source: str, fingerprint: str, summaries: list[Mapping[str, Any]], shard_bytes: int, **common: Any
+) -> list[dict[str, Any]]:
     """Consecutive files grouped until their staged bytes reach one shard's bound."""
     items, group, size = [], [], 0
     for s in sorted(summaries, key=lambda s: s["index"]):
@@ -37,8 +40,9 @@ def select_items(source: str, fingerprint: str, summaries: list[Mapping[str, Any
             group, size = [], 0
     if group:
         items.append(group)
-    return [{"source": source, "key": f"select-{g[0]:06d}", "fingerprint": fingerprint, "files": g, **common}
-            for g in items]
+    return [
+        {"source": source, "key": f"select-{g[0]:06d}", "fingerprint": fingerprint, "files": g, **common} for g in items
+    ]
 
 
 class SelectTask(Task):
@@ -54,8 +58,10 @@ class SelectTask(Task):
     def run(self, item, *earlier):
         source, files = item["source"], item["files"]
         first, last = files[0], files[-1]
-        gone = [(REASONS[name], losers_between(self.out, source, name, parts, first, last))
-                for name, parts in item["rounds"]]
+        gone = [
+            (REASONS[name], losers_between(self.out, source, name, parts, first, last))
+            for name, parts in item["rounds"]
+        ]
         clusters = None
         if item.get("near"):
             from corral.pipeline.near import Clusters
@@ -64,9 +70,13 @@ class SelectTask(Task):
         exclude = set(item.get("exclude_groups") or ())
         tally = Tally()
         compression = None if self.output["compression"] == "none" else self.output["compression"]
-        writer = ShardWriter(self.docs_dir or fs.join(self.out, f"docs/{source}"), max_rows=self.output["shard_max_rows"],
-                             max_bytes=self.output["shard_max_bytes"], compression=compression,
-                             name_fn=lambda part: shard_name("part", first, part))
+        writer = ShardWriter(
+            self.docs_dir or fs.join(self.out, f"docs/{source}"),
+            max_rows=self.output["shard_max_rows"],
+            max_bytes=self.output["shard_max_bytes"],
+            compression=compression,
+            name_fn=lambda part: shard_name("part", first, part),
+        )
         text_bytes = 0
         parts_of = parts_by_file(self.out, source, item["stage_phase"], files)
         with writer:
@@ -104,8 +114,14 @@ class SelectTask(Task):
                         writer.write_batch(batch)
                         text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
                         tally.reason(KEPT, None, batch.num_rows)
-        return {"source": source, "files": files, "shards": [s.to_dict() for s in writer.shards],
-                "counts": tally.rows(), "bytes": text_bytes, "examples": tally.examples}
+        return {
+            "source": source,
+            "files": files,
+            "shards": [s.to_dict() for s in writer.shards],
+            "counts": tally.rows(),
+            "bytes": text_bytes,
+            "examples": tally.examples,
+        }
 
 
 def _examples(tally: Tally, reason: str, batch: pa.RecordBatch, hit: np.ndarray) -> None:

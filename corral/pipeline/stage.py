@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +37,7 @@ from corral.shards import MAX_SHARD_BYTES, ShardWriter, open_shard
 
 STAGE_ROWS = 1 << 31  # rows of one staged part: effectively unbounded (parts roll over by bytes)
 EXAMPLES_PER_REASON = 3  # dropped documents a task keeps per reason for the report (corral's choice)
-EXAMPLE_CHARS = 400      # characters of each example's text
+EXAMPLE_CHARS = 400  # characters of each example's text
 SIGN_BATCH = 256  # documents whose MinHash signatures are computed together (corral.dedup.minhash.signatures)
 
 
@@ -75,9 +76,15 @@ class StagedWriter:
     """Kept records of one file → uncompressed staged parts `<folder>/<file>-<part>.arrow`."""
 
     def __init__(self, folder: str, index: int, schema: pa.Schema = DOC_SCHEMA):
-        self.writer = ShardWriter(folder, schema=schema, max_rows=STAGE_ROWS, max_bytes=MAX_SHARD_BYTES,
-                                  compression=None, name_fn=lambda part: f"{file_key(index)}-{part:04d}.arrow",
-                                  durable=False)
+        self.writer = ShardWriter(
+            folder,
+            schema=schema,
+            max_rows=STAGE_ROWS,
+            max_bytes=MAX_SHARD_BYTES,
+            compression=None,
+            name_fn=lambda part: f"{file_key(index)}-{part:04d}.arrow",
+            durable=False,
+        )
         self.rows = 0
 
     def write(self, record: Mapping[str, Any]) -> None:
@@ -117,8 +124,11 @@ class StagedRows:
         if index not in self.tables:
             parts = self.parts_of.get(index, [])
             batches = list(iter_staged(parts, ["id", "text"]))
-            self.tables[index] = (pa.Table.from_batches(batches) if batches else
-                                  pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}))
+            self.tables[index] = (
+                pa.Table.from_batches(batches)
+                if batches
+                else pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
+            )
         return self.tables[index]
 
     def get(self, locator: int, column: str) -> str:
@@ -139,7 +149,7 @@ class KeyCollector:
             self.ngram, self.verify = m["ngram"], m["verify"]
         self.id_key, self.ts, self.md5, self.exact_key, self.sigs, self.docs = [], [], [], [], [], []
         self.shingle_sets: list[np.ndarray] = []  # when verifying: each document's distinct shingles
-        self.unsigned: list[np.ndarray] = []      # shingles of the documents not yet signed
+        self.unsigned: list[np.ndarray] = []  # shingles of the documents not yet signed
 
     def _sign(self) -> None:
         if self.unsigned:
@@ -172,15 +182,21 @@ class KeyCollector:
         return {"shingles": flat, "offsets": np.cumsum([0] + lens, dtype=np.int64)}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        out = {"id_key": np.array(self.id_key, dtype=np.uint64), "ts": np.array(self.ts, dtype=np.int64),
-               "md5": np.array(self.md5, dtype=np.uint64)}
+        out = {
+            "id_key": np.array(self.id_key, dtype=np.uint64),
+            "ts": np.array(self.ts, dtype=np.int64),
+            "md5": np.array(self.md5, dtype=np.uint64),
+        }
         if self.exact:
             out["exact"] = np.array(self.exact_key, dtype=np.uint64)
         if self.minhash:
             self._sign()
             bands = self.params.bands
-            out["bands"] = (mh.band_keys_many(np.concatenate(self.sigs), self.params).astype(np.uint64) if self.sigs
-                            else np.empty((0, bands), dtype=np.uint64))
+            out["bands"] = (
+                mh.band_keys_many(np.concatenate(self.sigs), self.params).astype(np.uint64)
+                if self.sigs
+                else np.empty((0, bands), dtype=np.uint64)
+            )
             out["doc"] = np.array(self.docs, dtype=np.int64)
         return out
 
@@ -198,8 +214,9 @@ class Tally:
         k = (outcome["status"], outcome["reason"], outcome.get("group") or "")
         self.counts[k] = self.counts.get(k, 0) + n
         if outcome["status"] == ERROR:
-            self.errors.append(json.dumps({k2: outcome.get(k2) for k2 in ("reason", "where", "detail")},
-                                          ensure_ascii=False))
+            self.errors.append(
+                json.dumps({k2: outcome.get(k2) for k2 in ("reason", "where", "detail")}, ensure_ascii=False)
+            )
         elif outcome.get("example"):
             self.example(outcome["reason"], *outcome["example"])
 
@@ -218,17 +235,30 @@ class Tally:
         return len(self.examples.get(reason, ())) < EXAMPLES_PER_REASON
 
     def rows(self) -> list[list[Any]]:
-        return [[s, r, g, n] for (s, r, g), n in sorted(self.counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2]))]
+        return [
+            [s, r, g, n]
+            for (s, r, g), n in sorted(self.counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2]))
+        ]
 
     def save_errors(self, out: str, source: str, index: int) -> None:
         if self.errors:
-            fs.atomic_write_bytes(fs.join(work_dir(out, source), f"errors/{file_key(index)}.jsonl"),
-                                  ("\n".join(self.errors) + "\n").encode("utf-8"), durable=False)
+            fs.atomic_write_bytes(
+                fs.join(work_dir(out, source), f"errors/{file_key(index)}.jsonl"),
+                ("\n".join(self.errors) + "\n").encode("utf-8"),
+                durable=False,
+            )
 
 
-def stage_outcomes(out: str, source: str, index: int, outcomes: Iterable[Mapping[str, Any]],
-                   stages: Mapping[str, Any], content_key=text_md5, folder: str = "stage",
-                   tally: Tally | None = None) -> dict[str, Any]:
+def stage_outcomes(
+    out: str,
+    source: str,
+    index: int,
+    outcomes: Iterable[Mapping[str, Any]],
+    stages: Mapping[str, Any],
+    content_key=text_md5,
+    folder: str = "stage",
+    tally: Tally | None = None,
+) -> dict[str, Any]:
     """Write a file's kept outcomes as staged parts with their key file; count the others.
     Returns the file's summary."""
     tally = tally or Tally()
@@ -253,5 +283,12 @@ def stage_outcomes(out: str, source: str, index: int, outcomes: Iterable[Mapping
     if shingles is not None:
         save_arrays(key_path(out, source, index, "shingles"), shingles)
     tally.save_errors(out, source, index)
-    return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "groups": groups,
-            "key_bytes": key_bytes, "examples": tally.examples}
+    return {
+        "index": index,
+        "rows": writer.rows,
+        "parts": parts,
+        "counts": tally.rows(),
+        "groups": groups,
+        "key_bytes": key_bytes,
+        "examples": tally.examples,
+    }

@@ -27,15 +27,16 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from corral.fs import atomic_write_bytes, read_bytes
 from corral.manifests.build import BuildManifest, join, load_build
 from corral.manifests.mixture import load_mixture, shipped_manifest
+from corral.shards import iter_batches
 from corral.source_specs import display
-from corral.shards import atomic_write_bytes, iter_batches, read_bytes
 
 MAX_DOCS_PER_SOURCE = 200_000  # documents read per source for the distributions (bounded memory)
-HEAVY_EPOCHS = 4               # Muennighoff et al. 2023 (Scaling Data-Constrained LMs): up to ~4 epochs cost little
-DEAD_LETTERS_SHOWN = 5         # dead letters listed per source (all are in OUT/errors/<source>/errors.jsonl)
-EXAMPLE_SHOWN = 240            # characters of a dropped example shown
+HEAVY_EPOCHS = 4  # Muennighoff et al. 2023 (Scaling Data-Constrained LMs): up to ~4 epochs cost little
+DEAD_LETTERS_SHOWN = 5  # dead letters listed per source (all are in OUT/errors/<source>/errors.jsonl)
+EXAMPLE_SHOWN = 240  # characters of a dropped example shown
 COLUMNS = ["lang", "perplexity", "bucket", "quality", "dup_count"]  # read as Python values; text only as lengths
 
 
@@ -58,8 +59,13 @@ def _batches(out: str, shards: list[dict[str, Any]]):
 
 def _stats(out: str, manifest: BuildManifest) -> dict[str, Any]:
     """One streaming pass over the document shards, keeping only small per-source summaries."""
-    s: dict[str, Any] = {"lang": defaultdict(Counter), "length": defaultdict(list), "perplexity": [],
-                         "quality": [], "dup": Counter()}
+    s: dict[str, Any] = {
+        "lang": defaultdict(Counter),
+        "length": defaultdict(list),
+        "perplexity": [],
+        "quality": [],
+        "dup": Counter(),
+    }
     for name, sb in manifest.sources.items():
         for batch in _batches(out, sb.shards):
             cols = {c: batch.column(c).to_pylist() for c in COLUMNS if c in batch.schema.names}
@@ -97,16 +103,16 @@ def _empty(ax, what: str) -> None:
     ax.set_yticks([])
 
 
-def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] | None,
-            paper: dict[str, float]) -> list[tuple[str, str, str]]:
+def _charts(
+    manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] | None, paper: dict[str, float]
+) -> list[tuple[str, str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     charts: list[tuple[str, str, str]] = []
-    names = [n for n in paper if n in manifest.sources] + \
-        [n for n in manifest.sources if n not in paper]
+    names = [n for n in paper if n in manifest.sources] + [n for n in manifest.sources if n not in paper]
 
     # 1. funnel per source
     fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.2 + 1.1 * max(1, len(names)) * 1.4), squeeze=False)
@@ -158,8 +164,10 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         if recorded:  # the cutoffs the build bucketed with (OUT/models/perplexity_cutoffs.json)
             head_pct, tail_pct = recorded.get("percentiles", [30, 60])
             for lang, (head_cut, tail_cut) in sorted(recorded.get("cutoffs", {}).items()):
-                for x, label, style in ((head_cut, f"{lang} head < p{head_pct}", "--"),
-                                        (tail_cut, f"{lang} tail ≥ p{tail_pct}", ":")):
+                for x, label, style in (
+                    (head_cut, f"{lang} head < p{head_pct}", "--"),
+                    (tail_cut, f"{lang} tail ≥ p{tail_pct}", ":"),
+                ):
                     ax.axvline(x, color="k", linestyle=style, linewidth=1, label=f"{label} = {x:,.1f}")
         else:  # a build from before the cutoffs were recorded: the observed upper edges of head and middle
             for b in ("head", "middle"):
@@ -202,8 +210,7 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
 
     # 6. document lengths
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    data = [(display(n), [math.log10(max(1, x)) for x in stats["length"][n]])
-            for n in names if stats["length"][n]]
+    data = [(display(n), [math.log10(max(1, x)) for x in stats["length"][n]]) for n in names if stats["length"][n]]
     if data:
         ax.boxplot([d for _, d in data], tick_labels=[n for n, _ in data], vert=True)
         ax.set_ylabel("log10 characters per document")
@@ -216,8 +223,10 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
     xs = list(range(len(names)))
     tokens = {n: manifest.sources[n].tokens or 0 for n in names}
     have = tokens if sum(tokens.values()) else {n: manifest.sources[n].bytes for n in names}
-    bars = [("LLaMA Table 1", [paper.get(n, 0) for n in names]),
-            ("this build: " + ("tokens" if sum(tokens.values()) else "text bytes"), _shares([have[n] for n in names]))]
+    bars = [
+        ("LLaMA Table 1", [paper.get(n, 0) for n in names]),
+        ("this build: " + ("tokens" if sum(tokens.values()) else "text bytes"), _shares([have[n] for n in names])),
+    ]
     seen = _seen(metrics)
     if seen:
         bars.append(("training: tokens seen", _shares([seen.get(n, 0) for n in names])))
@@ -233,10 +242,16 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
     if seen and sum(tokens.values()):
         fig, ax = plt.subplots(figsize=(9, 3))
         epochs = [seen.get(n, 0) / tokens[n] if tokens[n] else 0 for n in names]
-        ax.bar([display(n) for n in names], epochs,
-               color=["#e76f51" if e > HEAVY_EPOCHS else "#2a9d8f" for e in epochs])
-        ax.axhline(HEAVY_EPOCHS, color="k", linestyle="--", linewidth=1,
-                   label=f"{HEAVY_EPOCHS} epochs: beyond it, repetition starts to cost (Muennighoff et al. 2023)")
+        ax.bar(
+            [display(n) for n in names], epochs, color=["#e76f51" if e > HEAVY_EPOCHS else "#2a9d8f" for e in epochs]
+        )
+        ax.axhline(
+            HEAVY_EPOCHS,
+            color="k",
+            linestyle="--",
+            linewidth=1,
+            label=f"{HEAVY_EPOCHS} epochs: beyond it, repetition starts to cost (Muennighoff et al. 2023)",
+        )
         ax.set_ylabel("epochs")
         ax.tick_params(axis="x", labelsize=8)
         ax.legend(fontsize=8)
@@ -265,8 +280,13 @@ def _charts(manifest: BuildManifest, stats: dict[str, Any], metrics: list[dict] 
         ax.plot(steps, [r["loss"] for r in metrics if "loss" in r], label="train loss", linewidth=1)
         val = [(r["step"], r["val_loss"]) for r in metrics if r.get("val_loss")]
         for src in sorted({k for _, v in val for k in v}):
-            ax.plot([s for s, v in val if src in v], [v[src] for _, v in val if src in v], marker="o",
-                    markersize=3, label=f"val {display(src)}")
+            ax.plot(
+                [s for s, v in val if src in v],
+                [v[src] for _, v in val if src in v],
+                marker="o",
+                markersize=3,
+                label=f"val {display(src)}",
+            )
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats/token)")
         ax.legend(fontsize=7, ncol=2)
@@ -310,12 +330,16 @@ def _table(manifest: BuildManifest, paper: dict[str, float]) -> str:
     rows = []
     for name, sb in manifest.sources.items():
         f = sb.funnel
-        rows.append(f"<tr><td>{html.escape(display(name))}</td><td>{sb.weight * 100:.1f}%</td>"
-                    f"<td>{paper.get(name, 0) * 100:.1f}%</td><td>{f.input:,}</td><td>{f.kept:,}</td>"
-                    f"<td>{sum(f.dropped.values()):,}</td><td>{sum(f.errors.values()):,}</td>"
-                    f"<td>{sb.bytes:,}</td><td>{'' if sb.tokens is None else f'{sb.tokens:,}'}</td></tr>")
-    return ("<table><tr><th>source</th><th>weight</th><th>Table 1</th><th>input</th><th>kept</th><th>dropped</th>"
-            "<th>errors</th><th>bytes</th><th>tokens</th></tr>" + "".join(rows) + "</table>")
+        rows.append(
+            f"<tr><td>{html.escape(display(name))}</td><td>{sb.weight * 100:.1f}%</td>"
+            f"<td>{paper.get(name, 0) * 100:.1f}%</td><td>{f.input:,}</td><td>{f.kept:,}</td>"
+            f"<td>{sum(f.dropped.values()):,}</td><td>{sum(f.errors.values()):,}</td>"
+            f"<td>{sb.bytes:,}</td><td>{'' if sb.tokens is None else f'{sb.tokens:,}'}</td></tr>"
+        )
+    return (
+        "<table><tr><th>source</th><th>weight</th><th>Table 1</th><th>input</th><th>kept</th><th>dropped</th>"
+        "<th>errors</th><th>bytes</th><th>tokens</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _task_seconds(manifest: BuildManifest, source: str) -> dict[str, float]:
@@ -327,13 +351,20 @@ def _stage_table(manifest: BuildManifest) -> str:
     rows = []
     for name, sb in manifest.sources.items():
         took = sum(_task_seconds(manifest, name).values())
-        cells = [f"{took:,.1f}", f"{sb.funnel.input:,}", f"{sb.funnel.input / took:,.0f}",
-                 f"{sb.bytes / took / 1e6:,.2f}"] if took else ["", f"{sb.funnel.input:,}", "", ""]
+        cells = (
+            [f"{took:,.1f}", f"{sb.funnel.input:,}", f"{sb.funnel.input / took:,.0f}", f"{sb.bytes / took / 1e6:,.2f}"]
+            if took
+            else ["", f"{sb.funnel.input:,}", "", ""]
+        )
         rows.append(f"<tr><td>{html.escape(display(name))}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     wall = manifest.stats.get("seconds")
-    return ("<table><tr><th>source</th><th>task seconds</th><th>input records</th><th>records / task second</th>"
-            "<th>kept MB / task second</th></tr>" + "".join(rows) + "</table>"
-            + (f"<p>Build wall time {wall:,.1f} s (sources reused from an earlier run count 0).</p>" if wall else ""))
+    return (
+        "<table><tr><th>source</th><th>task seconds</th><th>input records</th><th>records / task second</th>"
+        "<th>kept MB / task second</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + (f"<p>Build wall time {wall:,.1f} s (sources reused from an earlier run count 0).</p>" if wall else "")
+    )
 
 
 def _examples_section(out: str, manifest: BuildManifest) -> str:
@@ -348,13 +379,20 @@ def _examples_section(out: str, manifest: BuildManifest) -> str:
         rows = []
         for reason, n in sorted(sb.funnel.dropped.items(), key=lambda kv: -kv[1]):
             shown = examples.get(reason) or []
-            cell = "".join(f"<div class='ex'><b>{html.escape(str(i))}</b>: {html.escape(t[:EXAMPLE_SHOWN])}"
-                           f"{'…' if len(t) > EXAMPLE_SHOWN else ''}</div>" for i, t in shown) or \
-                "<i>no example recorded for this reason</i>"
+            cell = (
+                "".join(
+                    f"<div class='ex'><b>{html.escape(str(i))}</b>: {html.escape(t[:EXAMPLE_SHOWN])}"
+                    f"{'…' if len(t) > EXAMPLE_SHOWN else ''}</div>"
+                    for i, t in shown
+                )
+                or "<i>no example recorded for this reason</i>"
+            )
             rows.append(f"<tr><td>{html.escape(reason)}</td><td>{n:,}</td><td class='l'>{cell}</td></tr>")
         if rows:
-            parts.append(f"<h3>{html.escape(display(name))}</h3><table><tr><th>reason</th><th>dropped</th>"
-                         f"<th>examples</th></tr>{''.join(rows)}</table>")
+            parts.append(
+                f"<h3>{html.escape(display(name))}</h3><table><tr><th>reason</th><th>dropped</th>"
+                f"<th>examples</th></tr>{''.join(rows)}</table>"
+            )
     return "<h2 id='examples'>What each drop reason removed</h2>" + ("".join(parts) or "<p>Nothing was dropped.</p>")
 
 
@@ -370,18 +408,24 @@ def _dead_letters(out: str, manifest: BuildManifest) -> str:
             lines = []
         counts = ", ".join(f"{r} {n:,}" for r, n in sorted(sb.funnel.errors.items()))
         items = "".join(f"<li><code>{html.escape(ln[:300])}</code></li>" for ln in lines)
-        parts.append(f"<h3>{html.escape(display(name))}: {html.escape(counts)}</h3><ul>{items}</ul>"
-                     f"<p>All of them: <code>{html.escape(path)}</code></p>")
+        parts.append(
+            f"<h3>{html.escape(display(name))}: {html.escape(counts)}</h3><ul>{items}</ul>"
+            f"<p>All of them: <code>{html.escape(path)}</code></p>"
+        )
     return "<h2 id='dead-letters'>Dead letters</h2>" + ("".join(parts) or "<p>No input failed to read.</p>")
 
 
-CSS = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
-       "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-       "td:first-child{text-align:left}td.l{text-align:left;font-size:12px}.ex{margin:2px 0}"
-       "img{max-width:100%;display:block;margin:0.5em 0 1.5em}")
-SCRIPT = ("window.addEventListener('load',function(){var imgs=document.querySelectorAll('img[data-chart]');"
-          "var ok=0;imgs.forEach(function(i){if(i.complete&&i.naturalWidth>0)ok++;});"
-          "document.body.dataset.charts=ok+'/'+imgs.length;});")
+CSS = (
+    "body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "td:first-child{text-align:left}td.l{text-align:left;font-size:12px}.ex{margin:2px 0}"
+    "img{max-width:100%;display:block;margin:0.5em 0 1.5em}"
+)
+SCRIPT = (
+    "window.addEventListener('load',function(){var imgs=document.querySelectorAll('img[data-chart]');"
+    "var ok=0;imgs.forEach(function(i){if(i.complete&&i.naturalWidth>0)ok++;});"
+    "document.body.dataset.charts=ok+'/'+imgs.length;});"
+)
 
 
 def write_report(out: str, run_dir: str | None = None, path: str | None = None) -> str:
@@ -393,14 +437,20 @@ def write_report(out: str, run_dir: str | None = None, path: str | None = None) 
     paper = paper_weights()
     charts = _charts(manifest, _stats(out, manifest), metrics, paper)
     name = html.escape(str(manifest.mixture.get("name", "build")))
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>corral report: {name}</title>",
-             f"<style>{CSS}</style></head><body><h1>corral build report: {name}</h1>",
-             f"<p>{html.escape(os.path.abspath(out))}; created {html.escape(str(manifest.created))}; "
-             f"target {manifest.target_tokens:,} tokens" + (f"; training run {html.escape(run_dir)}" if metrics else "")
-             + "</p>", _table(manifest, paper)]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>corral report: {name}</title>",
+        f"<style>{CSS}</style></head><body><h1>corral build report: {name}</h1>",
+        f"<p>{html.escape(os.path.abspath(out))}; created {html.escape(str(manifest.created))}; "
+        f"target {manifest.target_tokens:,} tokens"
+        + (f"; training run {html.escape(run_dir)}" if metrics else "")
+        + "</p>",
+        _table(manifest, paper),
+    ]
     for key, title, data in charts:
-        parts.append(f"<h2>{html.escape(title)}</h2><img data-chart='{key}' alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{data}'>")
+        parts.append(
+            f"<h2>{html.escape(title)}</h2><img data-chart='{key}' alt='{html.escape(title)}' "
+            f"src='data:image/png;base64,{data}'>"
+        )
     parts.append("<h2 id='stage-times'>Stage times and throughput</h2>" + _stage_table(manifest))
     parts.append(_examples_section(out, manifest))
     parts.append(_dead_letters(out, manifest))

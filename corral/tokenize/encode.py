@@ -18,25 +18,17 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
 
+from corral.fs import atomic_write_bytes, is_remote, read_bytes, sha256_of
+from corral.fs import exists as file_exists
 from corral.manifests.build import BuildManifest, join, load_build
 from corral.schema import TOKEN_SCHEMA
-from corral.shards import (
-    ShardError,
-    ShardInfo,
-    atomic_write_bytes,
-    file_exists,
-    is_remote,
-    iter_batches,
-    read_bytes,
-    sha256_of,
-    token_batch_flat,
-    write_shard,
-)
+from corral.shards import ShardError, ShardInfo, iter_batches, token_batch_flat, write_shard
 from corral.tokenize import spec
 from corral.tokenize.train import MODEL_KEY, TokenizerError
 
@@ -112,7 +104,7 @@ class TokenizeShard(beam.DoFn):
             texts = batch.column("text").to_pylist()
             doc_ids = batch.column("id").to_pylist()
             for i in range(0, len(texts), ENCODE_BATCH):
-                encoded = self.sp.encode(texts[i:i + ENCODE_BATCH], num_threads=self.threads)
+                encoded = self.sp.encode(texts[i : i + ENCODE_BATCH], num_threads=self.threads)
                 n, v = pack(encoded, bos, eos)
                 lengths.append(n)
                 values.append(v)
@@ -121,11 +113,21 @@ class TokenizeShard(beam.DoFn):
         values_all = np.concatenate(values) if values else np.empty(0, dtype=np.uint16)
         del lengths, values
         rel = f"{TOKENS_DIR}/{task['source']}/{task['name']}"
-        info = write_shard(join(self.out, rel), [token_batch_flat(ids, lengths_all, values_all)],
-                           schema=TOKEN_SCHEMA, compression=None)
-        rec = {"source": task["source"], "path": rel, "sha256": info.sha256, "documents": info.documents,
-               "bytes": info.bytes, "tokens": int(values_all.size), "doc_sha256": task["doc_sha256"],
-               "tokenizer_sha256": task["tokenizer_sha256"], "bos": task["bos"], "eos": task["eos"]}
+        info = write_shard(
+            join(self.out, rel), [token_batch_flat(ids, lengths_all, values_all)], schema=TOKEN_SCHEMA, compression=None
+        )
+        rec = {
+            "source": task["source"],
+            "path": rel,
+            "sha256": info.sha256,
+            "documents": info.documents,
+            "bytes": info.bytes,
+            "tokens": int(values_all.size),
+            "doc_sha256": task["doc_sha256"],
+            "tokenizer_sha256": task["tokenizer_sha256"],
+            "bos": task["bos"],
+            "eos": task["eos"],
+        }
         atomic_write_bytes(_progress_path(self.out, task["source"], task["name"]), json.dumps(rec).encode())
         yield {**rec, "resumed": False}
 
@@ -139,9 +141,18 @@ def tasks(out: str, manifest: BuildManifest) -> list[dict[str, Any]]:
     out_tasks = []
     for source, sb in manifest.sources.items():
         for shard in sb.shards:
-            out_tasks.append({"source": source, "doc_path": shard["path"], "name": os.path.basename(shard["path"]),
-                              "doc_sha256": shard["sha256"], "documents": shard["documents"],
-                              "tokenizer_sha256": entry["sha256"], "bos": bos, "eos": eos})
+            out_tasks.append(
+                {
+                    "source": source,
+                    "doc_path": shard["path"],
+                    "name": os.path.basename(shard["path"]),
+                    "doc_sha256": shard["sha256"],
+                    "documents": shard["documents"],
+                    "tokenizer_sha256": entry["sha256"],
+                    "bos": bos,
+                    "eos": eos,
+                }
+            )
     return out_tasks
 
 
@@ -173,8 +184,9 @@ def _remove_stale(out: str, keep: set[str]) -> None:
                 os.remove(os.path.join(dirpath, f))
 
 
-def tokenize_build(out: str, workers: int | None = None,
-                   threads: int | None = None) -> tuple[BuildManifest, dict[str, int]]:
+def tokenize_build(
+    out: str, workers: int | None = None, threads: int | None = None
+) -> tuple[BuildManifest, dict[str, int]]:
     """Tokenize every document shard of OUT; update the build manifest; return it and the counts
     of shards tokenized and resumed."""
     from corral.beam_local import local_runner
@@ -187,10 +199,14 @@ def tokenize_build(out: str, workers: int | None = None,
     summaries_path = join(out, f"{PROGRESS_DIR}/summary.json")
     runner, options = local_runner(workers)
     with beam.Pipeline(runner=runner, options=options) as p:
-        (p | "Shards" >> beam.Create(todo) | "Spread" >> beam.Reshuffle()
-         | "Tokenize" >> beam.ParDo(TokenizeShard(out, threads))
-         | "All" >> beam.combiners.ToList()
-         | "Save" >> beam.Map(lambda s: atomic_write_bytes(summaries_path, json.dumps(s).encode())))
+        (
+            p
+            | "Shards" >> beam.Create(todo)
+            | "Spread" >> beam.Reshuffle()
+            | "Tokenize" >> beam.ParDo(TokenizeShard(out, threads))
+            | "All" >> beam.combiners.ToList()
+            | "Save" >> beam.Map(lambda s: atomic_write_bytes(summaries_path, json.dumps(s).encode()))
+        )
     summaries = json.loads(read_bytes(summaries_path)) if todo else []
     by_source: dict[str, list[dict[str, Any]]] = {s: [] for s in manifest.sources}
     for s in summaries:
@@ -200,11 +216,15 @@ def tokenize_build(out: str, workers: int | None = None,
         sb.token_shards = [ShardInfo(r["path"], r["sha256"], r["documents"], r["bytes"]).to_dict() for r in rows]
         sb.tokens = sum(int(r["tokens"]) for r in rows)
         if sum(r["documents"] for r in rows) != sb.documents:
-            raise ShardError(f"{source}: {sum(r['documents'] for r in rows)} documents tokenized, "
-                             f"the manifest lists {sb.documents}")
+            raise ShardError(
+                f"{source}: {sum(r['documents'] for r in rows)} documents tokenized, the manifest lists {sb.documents}"
+            )
     first = todo[0] if todo else {}
-    manifest.settings["tokenize"] = {"tokenizer_sha256": manifest.models[MODEL_KEY]["sha256"],
-                                     "bos": first.get("bos", True), "eos": first.get("eos", True)}
+    manifest.settings["tokenize"] = {
+        "tokenizer_sha256": manifest.models[MODEL_KEY]["sha256"],
+        "bos": first.get("bos", True),
+        "eos": first.get("eos", True),
+    }
     manifest.save(out)
     _remove_stale(out, {os.path.normpath(r["path"]) for rows in by_source.values() for r in rows})
     resumed = sum(1 for s in summaries if s.get("resumed"))

@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from corral.fs import atomic_write_bytes, read_bytes
 from corral.manifests.build import join
-from corral.shards import atomic_write_bytes, read_bytes
 from corral.tokenize import spec
 
 HF_DIR = "tokenizer/hf"
@@ -57,20 +57,30 @@ def build_fast_tokenizer(model_bytes: bytes):
     m = spec.parse_model(model_bytes)
     ts = m.trainer_spec
     vocab, merges = vocab_and_merges(model_bytes)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=ts.unk_piece, fuse_unk=True,
-                               byte_fallback=ts.byte_fallback))
+    tok = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, unk_token=ts.unk_piece, fuse_unk=True, byte_fallback=ts.byte_fallback)
+    )
     steps = []
     if m.normalizer_spec.add_dummy_prefix:
         steps.append(normalizers.Prepend("▁"))
     steps.append(normalizers.Replace(" ", "▁"))
     tok.normalizer = normalizers.Sequence(steps)
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1 if m.normalizer_spec.add_dummy_prefix else 0, 0)])
-    tok.add_special_tokens([AddedToken(p, normalized=False, special=True)
-                            for p in (ts.unk_piece, ts.bos_piece, ts.eos_piece)])
+    tok.decoder = decoders.Sequence(
+        [
+            decoders.Replace("▁", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1 if m.normalizer_spec.add_dummy_prefix else 0, 0),
+        ]
+    )
+    tok.add_special_tokens(
+        [AddedToken(p, normalized=False, special=True) for p in (ts.unk_piece, ts.bos_piece, ts.eos_piece)]
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{ts.bos_piece} $A", pair=f"{ts.bos_piece} $A {ts.bos_piece} $B",
-        special_tokens=[(ts.bos_piece, ts.bos_id)])
+        single=f"{ts.bos_piece} $A",
+        pair=f"{ts.bos_piece} $A {ts.bos_piece} $B",
+        special_tokens=[(ts.bos_piece, ts.bos_id)],
+    )
     return tok
 
 
@@ -90,9 +100,13 @@ def export_hf(model_path: str, dest: str) -> list[str]:
     put("tokenizer.json", build_fast_tokenizer(data).to_str(pretty=True).encode("utf-8"))
     special = {"bos_token": ts.bos_piece, "eos_token": ts.eos_piece, "unk_token": ts.unk_piece}
     config: dict[str, Any] = {
-        "tokenizer_class": "PreTrainedTokenizerFast", **special, "pad_token": None,
-        "add_bos_token": True, "add_eos_token": False,
-        "clean_up_tokenization_spaces": False, "model_max_length": MODEL_MAX_LENGTH,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        **special,
+        "pad_token": None,
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": MODEL_MAX_LENGTH,
     }
     put("tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False).encode("utf-8"))
     put("special_tokens_map.json", json.dumps(special, indent=2, ensure_ascii=False).encode("utf-8"))

@@ -19,12 +19,12 @@ from typing import Any
 
 # RECIPE.md §1.2: trainer_spec of LLaMA's tokenizer.model, field for field.
 LLAMA_TRAINER_SPEC: dict[str, Any] = {
-    "model_type": "BPE",                      # "byte-pair encoding (BPE) … the implementation from SentencePiece"
-    "vocab_size": 32000,                      # Llama 2 §2.2: "vocabulary size is 32k tokens"
+    "model_type": "BPE",  # "byte-pair encoding (BPE) … the implementation from SentencePiece"
+    "vocab_size": 32000,  # Llama 2 §2.2: "vocabulary size is 32k tokens"
     "self_test_sample_size": 0,
     "input_format": "text",
     "character_coverage": 0.99995,
-    "input_sentence_size": 200_000_000,      # model prefix "…_200M_…": a 200M-sentence sample
+    "input_sentence_size": 200_000_000,  # model prefix "…_200M_…": a 200M-sentence sample
     "seed_sentencepiece_size": 1_000_000,
     "shrinking_factor": 0.75,
     "num_sub_iterations": 2,
@@ -35,12 +35,12 @@ LLAMA_TRAINER_SPEC: dict[str, Any] = {
     "split_by_whitespace": True,
     "split_by_number": True,
     "treat_whitespace_as_suffix": False,
-    "split_digits": True,                     # LLaMA §2.1: "we split all numbers into individual digits"
+    "split_digits": True,  # LLaMA §2.1: "we split all numbers into individual digits"
     "allow_whitespace_only_pieces": True,
     "vocabulary_output_piece_score": True,
     "hard_vocab_limit": True,
     "use_all_vocab": False,
-    "byte_fallback": True,                    # LLaMA §2.1: "fallback to bytes to decompose unknown UTF-8 characters"
+    "byte_fallback": True,  # LLaMA §2.1: "fallback to bytes to decompose unknown UTF-8 characters"
     "required_chars": "",
     "unk_id": 0,
     "bos_id": 1,
@@ -70,10 +70,14 @@ UINT16_VOCAB = 1 << 16  # token shards store ids as uint16
 def trainer_kwargs(vocab_size: int, threads: int) -> dict[str, Any]:
     """Keyword arguments for `SentencePieceTrainer.train` giving LLaMA's spec at `vocab_size`."""
     kw = {k: v for k, v in LLAMA_TRAINER_SPEC.items() if k not in ("model_type",)}
-    kw.update(model_type="bpe", vocab_size=vocab_size, num_threads=threads,
-              normalization_rule_name=LLAMA_NORMALIZER_SPEC["name"],
-              add_dummy_prefix=LLAMA_NORMALIZER_SPEC["add_dummy_prefix"],
-              remove_extra_whitespaces=LLAMA_NORMALIZER_SPEC["remove_extra_whitespaces"])
+    kw.update(
+        model_type="bpe",
+        vocab_size=vocab_size,
+        num_threads=threads,
+        normalization_rule_name=LLAMA_NORMALIZER_SPEC["name"],
+        add_dummy_prefix=LLAMA_NORMALIZER_SPEC["add_dummy_prefix"],
+        remove_extra_whitespaces=LLAMA_NORMALIZER_SPEC["remove_extra_whitespaces"],
+    )
     return kw
 
 
@@ -86,8 +90,14 @@ def model_proto():
     path = os.path.join(os.path.dirname(sentencepiece.__file__), "sentencepiece_model_pb2.py")
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read())
-    blob = next((node.args[0].value for node in ast.walk(tree)
-                 if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "AddSerializedFile"), None)
+    blob = next(
+        (
+            node.args[0].value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "AddSerializedFile"
+        ),
+        None,
+    )
     if not isinstance(blob, bytes):
         raise RuntimeError(f"{path}: no serialized descriptor found (sentencepiece's layout changed)")
     pool = descriptor_pool.DescriptorPool()
@@ -126,8 +136,11 @@ def spec_differences(data: bytes, vocab_size: int | None = None) -> list[str]:
     if vocab_size is not None:
         want["vocab_size"] = vocab_size
     diffs = [f"trainer_spec.{k}: {trainer.get(k)!r} ≠ {v!r}" for k, v in want.items() if not same(trainer.get(k), v)]
-    diffs += [f"normalizer_spec.{k}: {normalizer.get(k)!r} ≠ {v!r}" for k, v in LLAMA_NORMALIZER_SPEC.items()
-              if not same(normalizer.get(k), v)]
+    diffs += [
+        f"normalizer_spec.{k}: {normalizer.get(k)!r} ≠ {v!r}"
+        for k, v in LLAMA_NORMALIZER_SPEC.items()
+        if not same(normalizer.get(k), v)
+    ]
     return diffs
 
 

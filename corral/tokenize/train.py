@@ -20,16 +20,18 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
+from corral.fs import atomic_write_bytes, read_bytes
 from corral.manifests.build import BuildManifest, join, load_build
-from corral.shards import atomic_write_bytes, iter_batches, read_bytes
+from corral.shards import iter_batches
 from corral.tokenize import spec
 
 TOKENIZER_PATH = "tokenizer/tokenizer.model"  # where a build keeps its tokenizer
-MODEL_KEY = "tokenizer"                        # its entry in the build manifest's `models`
-SAMPLE_SEED = 0x5EED                           # seeds the document sample and SentencePiece's RNG
+MODEL_KEY = "tokenizer"  # its entry in the build manifest's `models`
+SAMPLE_SEED = 0x5EED  # seeds the document sample and SentencePiece's RNG
 _SPACE = (" ", "\t")
 
 
@@ -48,8 +50,13 @@ class Sample:
     split_lines: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"quota_bytes": self.quotas, "bytes": self.bytes, "documents": self.documents,
-                "sentences": self.sentences, "long_lines_split": self.split_lines}
+        return {
+            "quota_bytes": self.quotas,
+            "bytes": self.bytes,
+            "documents": self.documents,
+            "sentences": self.sentences,
+            "long_lines_split": self.split_lines,
+        }
 
 
 def quotas(manifest: BuildManifest, sample_bytes: int | None) -> dict[str, int | None]:
@@ -118,11 +125,14 @@ def train_model(lines, vocab_size: int, threads: int = 1) -> bytes:
     spm.set_random_generator_seed(SAMPLE_SEED)
     buf = io.BytesIO()
     try:
-        spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buf, minloglevel=2,
-                                       **spec.trainer_kwargs(vocab_size, threads))
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_writer=buf, minloglevel=2, **spec.trainer_kwargs(vocab_size, threads)
+        )
     except RuntimeError as e:
-        raise TokenizerError(f"SentencePiece could not train a {vocab_size}-piece BPE vocabulary "
-                             f"(tokenizer.vocab_size, tokenizer.sample_bytes): {e}") from e
+        raise TokenizerError(
+            f"SentencePiece could not train a {vocab_size}-piece BPE vocabulary "
+            f"(tokenizer.vocab_size, tokenizer.sample_bytes): {e}"
+        ) from e
     return buf.getvalue()
 
 
@@ -131,14 +141,22 @@ def _record(out: str, manifest: BuildManifest, data: bytes, info: dict[str, Any]
 
     sp = spm.SentencePieceProcessor(model_proto=data)
     if sp.get_piece_size() > spec.UINT16_VOCAB:
-        raise TokenizerError(f"the tokenizer has {sp.get_piece_size():,} pieces: token shards hold uint16 ids "
-                             f"(at most {spec.UINT16_VOCAB:,})")
+        raise TokenizerError(
+            f"the tokenizer has {sp.get_piece_size():,} pieces: token shards hold uint16 ids "
+            f"(at most {spec.UINT16_VOCAB:,})"
+        )
     from corral.tokenize.hf_export import HF_DIR, export_hf
 
     model_path = join(out, TOKENIZER_PATH)
-    entry = {"path": TOKENIZER_PATH, "sha256": atomic_write_bytes(model_path, data),
-             "bytes": len(data), "kind": "sentencepiece", "vocab_size": sp.get_piece_size(),
-             "spec_differences": spec.spec_differences(data, sp.get_piece_size()), **info}
+    entry = {
+        "path": TOKENIZER_PATH,
+        "sha256": atomic_write_bytes(model_path, data),
+        "bytes": len(data),
+        "kind": "sentencepiece",
+        "vocab_size": sp.get_piece_size(),
+        "spec_differences": spec.spec_differences(data, sp.get_piece_size()),
+        **info,
+    }
     try:  # the Hugging Face files beside it, so every export of this build can carry them
         export_hf(model_path, join(out, HF_DIR))
     except ValueError as e:
@@ -148,8 +166,9 @@ def _record(out: str, manifest: BuildManifest, data: bytes, info: dict[str, Any]
     return entry
 
 
-def train_tokenizer(out: str, vocab_size: int | None = None, sample_bytes: int | None = None,
-                    threads: int | None = None) -> dict[str, Any]:
+def train_tokenizer(
+    out: str, vocab_size: int | None = None, sample_bytes: int | None = None, threads: int | None = None
+) -> dict[str, Any]:
     """Train OUT's tokenizer from its documents; write OUT/tokenizer/tokenizer.model with its
     Hugging Face files in OUT/tokenizer/hf, and record it."""
     manifest = load_build(out)
@@ -158,15 +177,17 @@ def train_tokenizer(out: str, vocab_size: int | None = None, sample_bytes: int |
     if sample_bytes is None:
         sample_bytes = section.get("sample_bytes")
     if not 259 < vocab_size <= spec.UINT16_VOCAB:
-        raise TokenizerError(f"vocab_size {vocab_size}: must exceed the 259 special and byte pieces and fit "
-                             f"uint16 token ids (≤ {spec.UINT16_VOCAB})")
+        raise TokenizerError(
+            f"vocab_size {vocab_size}: must exceed the 259 special and byte pieces and fit "
+            f"uint16 token ids (≤ {spec.UINT16_VOCAB})"
+        )
     if not quotas(manifest, sample_bytes):
         raise TokenizerError(f"{out}: the build has no documents to train a tokenizer on")
     sample = Sample()
-    data = train_model(sentences(out, manifest, sample_bytes, sample), vocab_size,
-                       threads or max(1, os.cpu_count() or 1))
-    return _record(out, manifest, data, {"origin": "trained", "sample_bytes": sample_bytes,
-                                         "sample": sample.to_dict()})
+    data = train_model(
+        sentences(out, manifest, sample_bytes, sample), vocab_size, threads or max(1, os.cpu_count() or 1)
+    )
+    return _record(out, manifest, data, {"origin": "trained", "sample_bytes": sample_bytes, "sample": sample.to_dict()})
 
 
 def adopt_tokenizer(out: str, path: str) -> dict[str, Any]:

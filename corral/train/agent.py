@@ -63,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         for rank, failure in sorted(e.failures.items()):
             if failure.exitcode < 0:
                 name = signal.Signals(-failure.exitcode).name
-                print(f"corral train: rank {rank} was killed by {name} (out of memory, or from outside); "
-                      "resume from its last checkpoint with --resume", file=sys.stderr, flush=True)
+                print(
+                    f"corral train: rank {rank} was killed by {name} (out of memory, or from outside); "
+                    "resume from its last checkpoint with --resume",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return 128 - failure.exitcode
         return next((f.exitcode for f in e.failures.values() if f.exitcode > 0), 1)
     except KeyboardInterrupt:

@@ -35,9 +35,9 @@ from corral.train.data import lengths_of
 
 log = logging.getLogger(__name__)
 BACKENDS = ("sdpa", "flex", "varlen", "xformers", "reference")
-CUDA_ONLY = ("varlen", "xformers")   # no CPU kernel at all
-NO_CPU_BACKWARD = ("flex",)          # PyTorch 2.13's flex_attention: forward only on CPU
-FLEX_BLOCK = 128                     # flex_attention's default (and only fast) block size
+CUDA_ONLY = ("varlen", "xformers")  # no CPU kernel at all
+NO_CPU_BACKWARD = ("flex",)  # PyTorch 2.13's flex_attention: forward only on CPU
+FLEX_BLOCK = 128  # flex_attention's default (and only fast) block size
 _logged: set[str] = set()
 _flex = None
 _causal_masks: dict[tuple, Any] = {}  # flex without documents: (batch, seq, device) → its causal BlockMask
@@ -53,12 +53,12 @@ def _once(name: str, detail: str) -> None:
 class Documents:
     """The packed-document structure of one micro-batch, in the form its backend needs."""
 
-    doc_ids: torch.Tensor | None          # (batch, seq) int, non-decreasing along seq, on the device
-    dense: torch.Tensor | None = None     # sdpa/reference: (batch, 1, seq, seq) bool
-    block_mask: Any = None                # flex: BlockMask
+    doc_ids: torch.Tensor | None  # (batch, seq) int, non-decreasing along seq, on the device
+    dense: torch.Tensor | None = None  # sdpa/reference: (batch, 1, seq, seq) bool
+    block_mask: Any = None  # flex: BlockMask
     cu_seqlens: torch.Tensor | None = None  # varlen: int32 (documents + 1,)
-    max_seqlen: int = 0                   # varlen
-    bias: Any = None                      # xformers: BlockDiagonalCausalMask
+    max_seqlen: int = 0  # varlen
+    bias: Any = None  # xformers: BlockDiagonalCausalMask
 
 
 def doc_mask(doc_ids: torch.Tensor) -> torch.Tensor:
@@ -76,14 +76,14 @@ def doc_block_mask(doc_ids: torch.Tensor, block: int = FLEX_BLOCK):
 
     b, seq = doc_ids.shape
     nb = -(-seq // block)
-    first = doc_ids[:, ::block]                                      # (b, nb)
+    first = doc_ids[:, ::block]  # (b, nb)
     last = doc_ids[:, torch.clamp(torch.arange(1, nb + 1, device=doc_ids.device) * block, max=seq) - 1]
-    q_first, q_last = first[:, :, None], last[:, :, None]            # query block i
-    k_first, k_last = first[:, None, :], last[:, None, :]            # key block j
+    q_first, q_last = first[:, :, None], last[:, :, None]  # query block i
+    k_first, k_last = first[:, None, :], last[:, None, :]  # key block j
     idx = torch.arange(nb, device=doc_ids.device)
-    below = idx[None, :, None] > idx[None, None, :]                  # j < i
+    below = idx[None, :, None] > idx[None, None, :]  # j < i
     diagonal = idx[None, :, None] == idx[None, None, :]
-    touches = (k_last >= q_first) & (below | diagonal)               # some query in i sees some key in j
+    touches = (k_last >= q_first) & (below | diagonal)  # some query in i sees some key in j
     full = below & (q_first == q_last) & (k_first == k_last) & (q_first == k_first)
     partial = touches & ~full
 
@@ -97,8 +97,9 @@ def doc_block_mask(doc_ids: torch.Tensor, block: int = FLEX_BLOCK):
 
     num, ind = kv(partial)
     full_num, full_ind = kv(full)
-    return BlockMask.from_kv_blocks(num, ind, full_num, full_ind, BLOCK_SIZE=block, mask_mod=mask_mod,
-                                    seq_lengths=(seq, seq))
+    return BlockMask.from_kv_blocks(
+        num, ind, full_num, full_ind, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(seq, seq)
+    )
 
 
 def documents(impl: str, docs: list[np.ndarray] | np.ndarray | torch.Tensor, device: torch.device | str) -> Documents:
@@ -136,8 +137,12 @@ def sdpa(q, k, v, docs: Documents | None = None):
         if q.is_cuda:
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
-            order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                     SDPBackend.MATH]
+            order = [
+                SDPBackend.CUDNN_ATTENTION,
+                SDPBackend.FLASH_ATTENTION,
+                SDPBackend.EFFICIENT_ATTENTION,
+                SDPBackend.MATH,
+            ]
             with sdpa_kernel(order, set_priority=True):
                 return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -156,8 +161,9 @@ def _causal_docs(q: torch.Tensor) -> Documents:
 def flex(q, k, v, docs: Documents | None = None):
     global _flex
     if q.requires_grad and not q.is_cuda:
-        raise RuntimeError("attention 'flex' trains on CUDA only (PyTorch's flex_attention has no CPU "
-                           "backward): use --attn sdpa here")
+        raise RuntimeError(
+            "attention 'flex' trains on CUDA only (PyTorch's flex_attention has no CPU backward): use --attn sdpa here"
+        )
     if _flex is None:
         from torch.nn.attention.flex_attention import flex_attention
 
@@ -202,8 +208,7 @@ def xformers(q, k, v, docs: Documents | None = None):
         return fmha.memory_efficient_attention(q, k, v, attn_bias=fmha.LowerTriangularMask())
     _once("xformers+docmask", "memory_efficient_attention, BlockDiagonalCausalMask from host lengths")
     b, s = q.shape[:2]
-    out = fmha.memory_efficient_attention(*(t.reshape(1, b * s, *t.shape[2:]) for t in (q, k, v)),
-                                          attn_bias=docs.bias)
+    out = fmha.memory_efficient_attention(*(t.reshape(1, b * s, *t.shape[2:]) for t in (q, k, v)), attn_bias=docs.bias)
     return out.reshape(q.shape)
 
 

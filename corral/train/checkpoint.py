@@ -46,8 +46,8 @@ def complete_checkpoints(run_dir: str) -> list[tuple[int, str]]:
         return []
     out = []
     for d in os.listdir(root):
-        if d.startswith(PREFIX) and d[len(PREFIX):].isdigit() and os.path.exists(os.path.join(root, d, "meta.json")):
-            out.append((int(d[len(PREFIX):]), os.path.join(root, d)))
+        if d.startswith(PREFIX) and d[len(PREFIX) :].isdigit() and os.path.exists(os.path.join(root, d, "meta.json")):
+            out.append((int(d[len(PREFIX) :]), os.path.join(root, d)))
     return sorted(out)
 
 
@@ -55,9 +55,11 @@ def _rng_state() -> dict[str, Any]:
     """Every generator's state as tensors and plain values, so `torch.load(weights_only=True)` reads it."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-             "python": [version, list(internal), gauss]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -126,7 +128,7 @@ class Checkpointer:
                 json.dump(meta, f, indent=2, default=str)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            for _, old in complete_checkpoints(self.run_dir)[:-self.keep]:
+            for _, old in complete_checkpoints(self.run_dir)[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         dist.barrier()
 
@@ -139,9 +141,11 @@ def load(path: str, model, optimizer, scheduler, loader, manifest_sha256: str) -
     with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
         meta = json.load(f)
     if meta.get("manifest_sha256") != manifest_sha256:
-        raise CheckpointError(f"{path} was trained on a build whose manifest sha256 is "
-                              f"{meta.get('manifest_sha256')}; this build's is {manifest_sha256}: "
-                              "resume with the same build, or start a new run directory")
+        raise CheckpointError(
+            f"{path} was trained on a build whose manifest sha256 is "
+            f"{meta.get('manifest_sha256')}; this build's is {manifest_sha256}: "
+            "resume with the same build, or start a new run directory"
+        )
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     dcp.load(state, checkpoint_id=path)
@@ -167,13 +171,22 @@ def hf_permute(w: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def hf_state_dict(sd: dict[str, torch.Tensor], n_heads: int) -> dict[str, torch.Tensor]:
-    out = {"model.embed_tokens.weight": sd["tok_embeddings.weight"], "model.norm.weight": sd["norm.weight"],
-           "lm_head.weight": sd["output.weight"]}
-    names = {"attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj",
-             "attention.wv": "self_attn.v_proj", "attention.wo": "self_attn.o_proj",
-             "feed_forward.w1": "mlp.gate_proj", "feed_forward.w2": "mlp.down_proj",
-             "feed_forward.w3": "mlp.up_proj", "attention_norm": "input_layernorm",
-             "ffn_norm": "post_attention_layernorm"}
+    out = {
+        "model.embed_tokens.weight": sd["tok_embeddings.weight"],
+        "model.norm.weight": sd["norm.weight"],
+        "lm_head.weight": sd["output.weight"],
+    }
+    names = {
+        "attention.wq": "self_attn.q_proj",
+        "attention.wk": "self_attn.k_proj",
+        "attention.wv": "self_attn.v_proj",
+        "attention.wo": "self_attn.o_proj",
+        "feed_forward.w1": "mlp.gate_proj",
+        "feed_forward.w2": "mlp.down_proj",
+        "feed_forward.w3": "mlp.up_proj",
+        "attention_norm": "input_layernorm",
+        "ffn_norm": "post_attention_layernorm",
+    }
     for key, value in sd.items():
         if not key.startswith("layers."):
             continue
@@ -188,12 +201,26 @@ def hf_state_dict(sd: dict[str, torch.Tensor], n_heads: int) -> dict[str, torch.
 def hf_config(args, dtype: str = "float32") -> dict[str, Any]:
     from corral.train.model import ROPE_THETA, ffn_hidden_dim
 
-    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": args.dim,
-            "intermediate_size": ffn_hidden_dim(args.dim, args.multiple_of), "num_attention_heads": args.n_heads,
-            "num_key_value_heads": args.n_heads, "num_hidden_layers": args.n_layers, "rms_norm_eps": args.norm_eps,
-            "vocab_size": args.vocab_size, "max_position_embeddings": args.max_seq_len, "rope_theta": ROPE_THETA,
-            "hidden_act": "silu", "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False,
-            "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": dtype}
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": args.dim,
+        "intermediate_size": ffn_hidden_dim(args.dim, args.multiple_of),
+        "num_attention_heads": args.n_heads,
+        "num_key_value_heads": args.n_heads,
+        "num_hidden_layers": args.n_layers,
+        "rms_norm_eps": args.norm_eps,
+        "vocab_size": args.vocab_size,
+        "max_position_embeddings": args.max_seq_len,
+        "rope_theta": ROPE_THETA,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": dtype,
+    }
 
 
 def export(sd: dict[str, torch.Tensor], args, dest: str, tokenizer_model: str | None = None) -> list[str]:
@@ -201,8 +228,9 @@ def export(sd: dict[str, torch.Tensor], args, dest: str, tokenizer_model: str | 
     config.json} from a full state dict; with the build's SentencePiece model, its tokenizer.model
     goes to DEST/meta and its Hugging Face tokenizer files to DEST/hf, so `AutoTokenizer` loads
     the same folder as `AutoModelForCausalLM`."""
-    from corral.tokenize.hf_export import export_hf
     from safetensors.torch import save_file
+
+    from corral.tokenize.hf_export import export_hf
 
     meta_dir, hf_dir = os.path.join(dest, "meta"), os.path.join(dest, "hf")
     os.makedirs(meta_dir, exist_ok=True)
@@ -211,8 +239,11 @@ def export(sd: dict[str, torch.Tensor], args, dest: str, tokenizer_model: str | 
     save_file(sd, os.path.join(meta_dir, "consolidated.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(meta_dir, "params.json"), "w", encoding="utf-8") as f:
         json.dump({k: v for k, v in args.to_dict().items() if k != "attn"}, f, indent=2)
-    save_file({k: v.contiguous() for k, v in hf_state_dict(sd, args.n_heads).items()},
-              os.path.join(hf_dir, "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in hf_state_dict(sd, args.n_heads).items()},
+        os.path.join(hf_dir, "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     with open(os.path.join(hf_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_config(args, str(next(iter(sd.values())).dtype).replace("torch.", "")), f, indent=2)
     if tokenizer_model:

@@ -17,9 +17,9 @@ from corral.train.parallel import AC_MODES
 # RECIPE.md §1.3, Table 2: peak learning rate; batch 4M tokens for every paper size.
 PAPER_LR = {"7B": 3.0e-4, "13B": 3.0e-4, "33B": 1.5e-4, "65B": 1.5e-4}
 PAPER_BATCH_TOKENS = 4 * 1024 * 1024
-PAPER_SEQ_LEN = 2048   # LLaMA-1's released context (RECIPE.md §1.2: not stated in the paper)
+PAPER_SEQ_LEN = 2048  # LLaMA-1's released context (RECIPE.md §1.2: not stated in the paper)
 DEFAULT_MICRO_BATCH = 8  # corral's choice off GPUs and for the small shapes
-CKPT_EVERY = 200       # corral's choice: the most steps between checkpoints (short runs save every tenth)
+CKPT_EVERY = 200  # corral's choice: the most steps between checkpoints (short runs save every tenth)
 
 
 class ConfigError(ValueError):
@@ -28,38 +28,38 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    out: str = ""                       # the build folder (token shards + manifest)
+    out: str = ""  # the build folder (token shards + manifest)
     model: str = "tiny"
     run_dir: str = "run"
     steps: int = 1000
-    seq_len: int | None = None          # default: 2048 for paper sizes, the model's max_seq_len otherwise
-    micro_batch: int | None = None      # sequences per forward/backward on each rank (default: see resolved)
-    batch_tokens: int | None = None     # tokens per optimizer step (all ranks, all micro-batches)
+    seq_len: int | None = None  # default: 2048 for paper sizes, the model's max_seq_len otherwise
+    micro_batch: int | None = None  # sequences per forward/backward on each rank (default: see resolved)
+    batch_tokens: int | None = None  # tokens per optimizer step (all ranks, all micro-batches)
     lr: float | None = None
-    warmup: int | None = None           # default: LLaMA's 2,000, capped at a tenth of the steps
+    warmup: int | None = None  # default: LLaMA's 2,000, capped at a tenth of the steps
     weight_decay: float = 0.1
     adam_eps: float = 1e-8
     grad_clip: float = 1.0
     attn: str = "sdpa"
-    doc_mask: bool = False              # mask attention across packed documents
-    ac: str | None = None               # activation checkpointing: none | full | selective
-    compile: bool | None = None         # torch.compile each block
-    replicas: int | None = None         # HSDP replica groups (default: one per node; 1 is plain FSDP)
-    async_checkpoint: bool = True       # dcp.async_save: training goes on while a checkpoint is written
-    dtype: str = "auto"                 # auto: bf16 parameters with fp32 reductions on CUDA, fp32 on CPU
+    doc_mask: bool = False  # mask attention across packed documents
+    ac: str | None = None  # activation checkpointing: none | full | selective
+    compile: bool | None = None  # torch.compile each block
+    replicas: int | None = None  # HSDP replica groups (default: one per node; 1 is plain FSDP)
+    async_checkpoint: bool = True  # dcp.async_save: training goes on while a checkpoint is written
+    dtype: str = "auto"  # auto: bf16 parameters with fp32 reductions on CUDA, fp32 on CPU
     seed: int = 0
     val_fraction: float = 0.01
     val_every: int = 50
     val_windows: int = 8
     log_every: int = 10
-    ckpt_every: int | None = None       # default: every tenth of the run, at most every 200 steps
+    ckpt_every: int | None = None  # default: every tenth of the run, at most every 200 steps
     keep: int = 2
-    nonfinite: str = "skip"             # skip | stop: a non-finite loss or gradient norm
+    nonfinite: str = "skip"  # skip | stop: a non-finite loss or gradient norm
     resume: bool = False
-    stop_at: int | None = None          # leave after this step with a checkpoint (time-limited jobs; resume later)
+    stop_at: int | None = None  # leave after this step with a checkpoint (time-limited jobs; resume later)
     export: bool = True
 
-    def resolved(self, world: int, gpu_bytes: int | None = None) -> "TrainConfig":
+    def resolved(self, world: int, gpu_bytes: int | None = None) -> TrainConfig:
         """Fill the defaults that depend on the model, the world size and (on CUDA) the GPU's memory;
         check every field. A paper size on GPUs gets the named configuration that fits
         (`corral.train.plan.fit`: micro-batch, activation checkpointing, compile); anything else
@@ -86,18 +86,27 @@ class TrainConfig:
         c.ckpt_every = c.ckpt_every if c.ckpt_every is not None else min(CKPT_EVERY, max(1, c.steps // 10))
         per_micro = world * c.micro_batch * c.seq_len
         if c.batch_tokens % per_micro:
-            raise ConfigError(f"batch_tokens: {c.batch_tokens} is not a multiple of ranks × micro_batch × seq_len "
-                              f"= {world} × {c.micro_batch} × {c.seq_len} = {per_micro}")
-        checks = [("attn", c.attn in BACKENDS, f"one of {', '.join(BACKENDS)}"),
-                  ("ac", c.ac in AC_MODES, f"one of {', '.join(AC_MODES)}"),
-                  ("nonfinite", c.nonfinite in ("skip", "stop"), "skip or stop"),
-                  ("dtype", c.dtype in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
-                  ("steps", c.steps >= 1, "≥ 1"), ("micro_batch", c.micro_batch >= 1, "≥ 1"),
-                  ("seq_len", c.seq_len >= 8, "≥ 8"), ("keep", c.keep >= 1, "≥ 1"),
-                  ("ckpt_every", c.ckpt_every >= 1, "≥ 1"),
-                  ("replicas", c.replicas is None or (c.replicas >= 1 and world % c.replicas == 0),
-                   f"≥ 1 and divide the {world} ranks"),
-                  ("val_fraction", 0 <= c.val_fraction < 1, "in [0, 1)")]
+            raise ConfigError(
+                f"batch_tokens: {c.batch_tokens} is not a multiple of ranks × micro_batch × seq_len "
+                f"= {world} × {c.micro_batch} × {c.seq_len} = {per_micro}"
+            )
+        checks = [
+            ("attn", c.attn in BACKENDS, f"one of {', '.join(BACKENDS)}"),
+            ("ac", c.ac in AC_MODES, f"one of {', '.join(AC_MODES)}"),
+            ("nonfinite", c.nonfinite in ("skip", "stop"), "skip or stop"),
+            ("dtype", c.dtype in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
+            ("steps", c.steps >= 1, "≥ 1"),
+            ("micro_batch", c.micro_batch >= 1, "≥ 1"),
+            ("seq_len", c.seq_len >= 8, "≥ 8"),
+            ("keep", c.keep >= 1, "≥ 1"),
+            ("ckpt_every", c.ckpt_every >= 1, "≥ 1"),
+            (
+                "replicas",
+                c.replicas is None or (c.replicas >= 1 and world % c.replicas == 0),
+                f"≥ 1 and divide the {world} ranks",
+            ),
+            ("val_fraction", 0 <= c.val_fraction < 1, "in [0, 1)"),
+        ]
         for name, ok, want in checks:
             if not ok:
                 raise ConfigError(f"{name}: {getattr(c, name)!r} must be {want}")

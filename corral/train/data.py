@@ -46,18 +46,18 @@ class DataError(ValueError):
 
 @dataclass
 class Batch:
-    inputs: np.ndarray    # (B, L) int64
-    targets: np.ndarray   # (B, L) int64
+    inputs: np.ndarray  # (B, L) int64
+    targets: np.ndarray  # (B, L) int64
     doc_lengths: list[np.ndarray] | None  # per row, the lengths of the packed documents its inputs hold
-                                          # (int32, summing to L); None from a loader asked for none
-    sources: list[str]    # the source of each row
+    # (int32, summing to L); None from a loader asked for none
+    sources: list[str]  # the source of each row
 
     @property
     def doc_ids(self) -> np.ndarray:
         """(B, L) int32: each input token's document, numbered 0, 1, … along each row (host side)."""
         return np.stack([np.repeat(np.arange(len(n), dtype=np.int32), n) for n in self.doc_lengths])
 
-    def rows(self, i: int, j: int) -> "Batch":
+    def rows(self, i: int, j: int) -> Batch:
         lengths = self.doc_lengths[i:j] if self.doc_lengths is not None else None
         return Batch(self.inputs[i:j], self.targets[i:j], lengths, self.sources[i:j])
 
@@ -141,10 +141,10 @@ class _Shard:
         base = self.start(lo)
         d0, d1 = self.doc_at(a, lo, hi), self.doc_at(b - 1, lo, hi)
         off = self.shard.offsets
-        toks = self.shard.tokens[off[d0]:off[d1 + 1]]
-        lens = np.diff(off[d0:d1 + 2]).astype(np.int64) + self.extra
+        toks = self.shard.tokens[off[d0] : off[d1 + 1]]
+        lens = np.diff(off[d0 : d1 + 2]).astype(np.int64) + self.extra
         if self.extra:
-            toks = np.insert(toks, np.asarray(off[d0 + 1:d1 + 2], dtype=np.int64) - int(off[d0]), EOS_ID)
+            toks = np.insert(toks, np.asarray(off[d0 + 1 : d1 + 2], dtype=np.int64) - int(off[d0]), EOS_ID)
         first = self.start(d0) - base
         i, j = a - base - first, b - base - first
         return toks[i:j], np.repeat(np.arange(d1 - d0 + 1, dtype=np.int32), lens)[i:j]
@@ -194,7 +194,7 @@ def _starts_inside(offsets: np.ndarray, pos: np.ndarray, length: int) -> tuple[n
     inside each, and where (relative to its window, rows one after another), by binary search in
     the mapped offsets: O(documents), not O(tokens)."""
     # searched in the offsets' own dtype: a wider needle would make numpy convert the whole array
-    first = np.searchsorted(offsets, pos.astype(offsets.dtype), side="right")     # first start after pos
+    first = np.searchsorted(offsets, pos.astype(offsets.dtype), side="right")  # first start after pos
     last = np.searchsorted(offsets, (pos + length - 1).astype(offsets.dtype), side="right")
     count = last - first
     within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
@@ -204,7 +204,7 @@ def _starts_inside(offsets: np.ndarray, pos: np.ndarray, length: int) -> tuple[n
 
 def _doc_lengths(count: np.ndarray, rel: np.ndarray, length: int) -> list[np.ndarray]:
     """Each row's document lengths (int32) from the starts inside it (`_starts_inside`), all rows at once."""
-    per = count + 2                                        # each row's edges: 0, those starts, length
+    per = count + 2  # each row's edges: 0, those starts, length
     row_start = np.cumsum(per) - per
     edges = np.empty(int(per.sum()), dtype=np.int64)
     edges[row_start] = 0
@@ -214,7 +214,7 @@ def _doc_lengths(count: np.ndarray, rel: np.ndarray, length: int) -> list[np.nda
         edges[row_start[row] + 1 + (np.arange(len(rel)) - np.repeat(np.cumsum(count) - count, count))] = rel
     diffs = np.diff(edges).astype(np.int32)
     keep = np.ones(len(diffs), dtype=bool)
-    keep[row_start[1:] - 1] = False                        # the step from one row's end to the next's 0
+    keep[row_start[1:] - 1] = False  # the step from one row's end to the next's 0
     diffs = diffs[keep]
     bounds = np.concatenate(([0], np.cumsum(per - 1))).tolist()
     rows = [diffs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
@@ -227,7 +227,7 @@ class _Source:
     weight: float
     train: _Stream
     val: _Stream
-    held_out: int                # documents held out
+    held_out: int  # documents held out
     _start_chunks: dict = field(default_factory=dict)  # (seed, index, length, chunk) → window offsets
 
     @property
@@ -262,7 +262,7 @@ class _Source:
         """Stream offsets of training windows ks: window j of epoch e is the permuted j-th."""
         n = self.windows_per_epoch(length)
         epochs, j = np.divmod(ks, n)
-        uniq, which = np.unique(epochs, return_inverse=True)   # a step spans one epoch, or two
+        uniq, which = np.unique(epochs, return_inverse=True)  # a step spans one epoch, or two
         keys = np.array([_mix((seed << 32) ^ (index << 16) ^ int(e)) for e in uniq], dtype=np.uint64)[which]
         return permute_many(j, n, keys) * length
 
@@ -273,8 +273,9 @@ class _Source:
         a = int(self._starts(seed, index, np.array([k]), length)[0])
         return self.train.read(a, a + length)
 
-    def windows(self, seed: int, index: int, ks: list[int], length: int, toks: np.ndarray,
-                lengths: list | None, rows: list[int]) -> None:
+    def windows(
+        self, seed: int, index: int, ks: list[int], length: int, toks: np.ndarray, lengths: list | None, rows: list[int]
+    ) -> None:
         """Write windows ks into rows `rows` of toks and, unless None, the lengths of the documents
         in each row's first length − 1 tokens (the inputs) into lengths[row]: one converting copy a
         window and vectorised boundaries per shard when documents carry their own EOS and a window
@@ -293,13 +294,13 @@ class _Source:
         starts = self._starts(seed, index, np.asarray(ks, dtype=np.int64), length)
         ends = np.asarray(self.train.ends, dtype=np.int64)
         part = np.searchsorted(ends, starts, side="right")
-        slow = starts + length > ends[part]                             # windows across two shards
+        slow = starts + length > ends[part]  # windows across two shards
         order = np.argsort(part, kind="stable")
         cuts = np.searchsorted(part[order], np.arange(len(ends) + 1)).tolist()
         done_rows, counts, rels = [], [], []
         for i in np.unique(part).tolist():
             shard, lo, hi = self.train.parts[i]
-            group = order[cuts[i]:cuts[i + 1]]
+            group = order[cuts[i] : cuts[i + 1]]
             mine = group[~slow[group]]
             if not len(mine):
                 continue
@@ -310,7 +311,7 @@ class _Source:
             tokens = shard.shard.tokens
             where = rows_arr[mine].tolist()
             for r, p in zip(where, pos.tolist()):
-                toks[r] = tokens[p:p + length]
+                toks[r] = tokens[p : p + length]
             if lengths is not None:
                 count, rel = _starts_inside(shard.shard.offsets, pos, length - 1)
                 done_rows += where
@@ -343,7 +344,7 @@ class _Source:
         if not self.val.total:
             return []
         toks, docs = self.val.cyclic(0, n_windows * length)
-        return [(toks[i * length:(i + 1) * length], docs[i * length:(i + 1) * length]) for i in range(n_windows)]
+        return [(toks[i * length : (i + 1) * length], docs[i * length : (i + 1) * length]) for i in range(n_windows)]
 
 
 def held_out_counts(sizes: list[int], fraction: float) -> list[int]:
@@ -353,12 +354,14 @@ def held_out_counts(sizes: list[int], fraction: float) -> list[int]:
     n_val = 0 if total < 2 or fraction <= 0 else min(total - 1, max(1, int(round(fraction * total))))
     exact = [n_val * s / total if total else 0.0 for s in sizes]
     counts = [int(x) for x in exact]
-    for i in sorted(range(len(sizes)), key=lambda i: counts[i] - exact[i])[:n_val - sum(counts)]:
+    for i in sorted(range(len(sizes)), key=lambda i: counts[i] - exact[i])[: n_val - sum(counts)]:
         counts[i] += 1
     return counts
 
 
-def _load_source(out: str, name: str, weight: float, entries: list[dict], add_eos: bool, val_fraction: float) -> _Source:
+def _load_source(
+    out: str, name: str, weight: float, entries: list[dict], add_eos: bool, val_fraction: float
+) -> _Source:
     shards = [read_token_shard(join(out, e["path"])) for e in entries]
     held = held_out_counts([len(s) for s in shards], val_fraction)
     parts = [_Shard(s, len(s) - v, int(add_eos)) for s, v in zip(shards, held)]
@@ -374,32 +377,50 @@ def _load_source(out: str, name: str, weight: float, entries: list[dict], add_eo
 class MixtureLoader:
     """Batches of windows from a build's token shards, in the mixture's proportions."""
 
-    def __init__(self, out: str, seq_len: int, micro_batch: int, rank: int = 0, world: int = 1, seed: int = 0,
-                 val_fraction: float = 0.01, manifest: BuildManifest | None = None, doc_ids: bool = True):
+    def __init__(
+        self,
+        out: str,
+        seq_len: int,
+        micro_batch: int,
+        rank: int = 0,
+        world: int = 1,
+        seed: int = 0,
+        val_fraction: float = 0.01,
+        manifest: BuildManifest | None = None,
+        doc_ids: bool = True,
+    ):
         manifest = manifest or load_build(out)
         sources = {n: sb for n, sb in manifest.sources.items() if sb.weight > 0}
         if not any(sb.token_shards for sb in sources.values()):
             raise DataError(f"{out}: no token shards (run `corral tokenize {out}` first)")
         add_eos = not manifest.settings.get("tokenize", {}).get("eos", True)
-        self.sources = [_load_source(out, n, sb.weight, sb.token_shards, add_eos, val_fraction)
-                        for n, sb in sources.items()]
+        self.sources = [
+            _load_source(out, n, sb.weight, sb.token_shards, add_eos, val_fraction) for n, sb in sources.items()
+        ]
         total = sum(s.weight for s in self.sources)
         self.weights = [s.weight / total for s in self.sources]
         self.names = [s.name for s in self.sources]
         self.seq_len, self.micro_batch, self.rank, self.world, self.seed = seq_len, micro_batch, rank, world, seed
-        self.doc_ids = doc_ids                         # whether batches carry their documents' lengths
-        self.window = 0                                # next global window
-        self.taken = [0] * len(self.sources)           # windows given to each source so far
+        self.doc_ids = doc_ids  # whether batches carry their documents' lengths
+        self.window = 0  # next global window
+        self.taken = [0] * len(self.sources)  # windows given to each source so far
 
     # --- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"window": self.window, "taken": list(self.taken), "names": self.names, "seed": self.seed,
-                "seq_len": self.seq_len}
+        return {
+            "window": self.window,
+            "taken": list(self.taken),
+            "names": self.names,
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["names"] != self.names or state["seq_len"] != self.seq_len or state["seed"] != self.seed:
-            raise DataError(f"loader state is for sources {state['names']}, seq_len {state['seq_len']}, seed "
-                            f"{state['seed']}; this run has {self.names}, {self.seq_len}, {self.seed}")
+            raise DataError(
+                f"loader state is for sources {state['names']}, seq_len {state['seq_len']}, seed "
+                f"{state['seed']}; this run has {self.names}, {self.seq_len}, {self.seed}"
+            )
         self.window, self.taken = int(state["window"]), [int(t) for t in state["taken"]]
 
     # --- schedule ---------------------------------------------------------------------------------
@@ -426,19 +447,19 @@ class MixtureLoader:
         schedule costs a few operations per global window, the reads are this rank's only)."""
         length = self.seq_len + 1
         glob = self._schedule(accum * self.micro_batch * self.world)
-        mine = glob[self.rank::self.world]                   # rank r takes every world-th window
+        mine = glob[self.rank :: self.world]  # rank r takes every world-th window
         x = np.empty((len(mine), length), dtype=np.int64)
         docs = [None] * len(mine) if self.doc_ids else None
         by_source: dict[int, list[int]] = {}
         for i, (s, _) in enumerate(mine):
             by_source.setdefault(s, []).append(i)
-        for s, rows in by_source.items():                    # each source's windows read together
+        for s, rows in by_source.items():  # each source's windows read together
             self.sources[s].windows(self.seed, s, [mine[i][1] for i in rows], length, x, docs, rows)
         batches = []
         for i in range(0, len(mine), self.micro_batch):
-            xs = x[i:i + self.micro_batch]
-            ds = docs[i:i + self.micro_batch] if docs is not None else None
-            batches.append(Batch(xs[:, :-1], xs[:, 1:], ds, [self.names[s] for s, _ in mine[i:i + self.micro_batch]]))
+            xs = x[i : i + self.micro_batch]
+            ds = docs[i : i + self.micro_batch] if docs is not None else None
+            batches.append(Batch(xs[:, :-1], xs[:, 1:], ds, [self.names[s] for s, _ in mine[i : i + self.micro_batch]]))
         return batches
 
     def validation(self, n_windows: int) -> dict[str, Batch]:

@@ -19,9 +19,11 @@ import sys
 from collections.abc import Mapping
 
 # PyTorch c10 alloc_cpu: madvise(MADV_HUGEPAGE) on CPU buffers ≥ 2 MB when this is "1"
-WORKER_ENV_DEFAULTS = {"THP_MEM_ALLOC_ENABLE": "1",
-                       # PyTorch CUDA caching allocator: grow segments in place instead of new blocks
-                       "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+WORKER_ENV_DEFAULTS = {
+    "THP_MEM_ALLOC_ENABLE": "1",
+    # PyTorch CUDA caching allocator: grow segments in place instead of new blocks
+    "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+}
 
 
 def worker_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -32,14 +34,24 @@ def worker_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def torchrun_command(config_path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
-                     master_addr: str = "127.0.0.1", master_port: int = 29500) -> list[str]:
+def torchrun_command(
+    config_path: str,
+    nproc: int,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str = "127.0.0.1",
+    master_port: int = 29500,
+) -> list[str]:
     """`python -m corral.train.agent … -m corral.train.trainer CONFIG` (torchrun's arguments; standalone
     on one node)."""
     cmd = [sys.executable, "-m", "corral.train.agent", f"--nproc-per-node={nproc}"]
     if nnodes > 1:
-        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={master_addr}",
-                f"--master-port={master_port}"]
+        cmd += [
+            f"--nnodes={nnodes}",
+            f"--node-rank={node_rank}",
+            f"--master-addr={master_addr}",
+            f"--master-port={master_port}",
+        ]
     else:
         cmd += ["--standalone"]
     return cmd + ["-m", "corral.train.trainer", config_path]

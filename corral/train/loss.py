@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = -100        # PyTorch's cross_entropy default for targets without a loss
-CHUNK_ELEMENTS = 1 << 23   # CPU: logits per chunk (32 MB in fp32, ~L3-sized); 2^20…2^24 measured, this fastest
+IGNORE_INDEX = -100  # PyTorch's cross_entropy default for targets without a loss
+CHUNK_ELEMENTS = 1 << 23  # CPU: logits per chunk (32 MB in fp32, ~L3-sized); 2^20…2^24 measured, this fastest
 CUDA_CHUNK_ELEMENTS = 1 << 27  # CUDA: 4,096 rows of a 32,000 vocabulary (512 MB fp32): GEMMs of full-device size
 _compiled: dict[str, object] = {}
 
@@ -68,11 +68,11 @@ def _chunk(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor):
     rows = torch.arange(logits.shape[0], device=logits.device)
     picked = logits[rows, safe]
     peak = logits.amax(dim=-1, keepdim=True)
-    probs = logits.sub_(peak).exp_()                 # e^(z − max), in place
+    probs = logits.sub_(peak).exp_()  # e^(z − max), in place
     norm = probs.sum(dim=-1, keepdim=True)
     lse = (peak + norm.log()).squeeze(1)
     loss = ((lse - picked) * valid).sum()
-    probs.mul_(valid[:, None] / norm)                # softmax, zeroed on ignored rows
+    probs.mul_(valid[:, None] / norm)  # softmax, zeroed on ignored rows
     probs[rows, safe] -= valid.to(probs.dtype)
     return loss, probs
 
@@ -83,15 +83,16 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         rows, chunk = _rows(weight.shape[0], h.is_cuda), _chunk_fn(h.is_cuda)
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
-        grad_w = torch.empty(weight.shape, dtype=torch.float32, device=weight.device) \
-            if ctx.needs_input_grad[1] else None
+        grad_w = (
+            torch.empty(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        )
         for s in range(0, h.shape[0], rows):
-            hc, tc = h[s:s + rows], targets[s:s + rows]
+            hc, tc = h[s : s + rows], targets[s : s + rows]
             loss, g = chunk(hc, weight, tc)
             total += loss
             g = g.to(h.dtype)
             if grad_h is not None:
-                torch.mm(g, weight, out=grad_h[s:s + rows])
+                torch.mm(g, weight, out=grad_h[s : s + rows])
             if grad_w is not None:
                 _accumulate(grad_w, g, hc, s == 0)
         if grad_w is not None and h.shape[0] == 0:
@@ -120,5 +121,5 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
     rows, chunk = _rows(weight.shape[0], h.is_cuda), _chunk_fn(h.is_cuda)
     total = torch.zeros((), dtype=torch.float32, device=h.device)
     for s in range(0, h.shape[0], rows):
-        total += chunk(h[s:s + rows], weight, targets[s:s + rows])[0]
+        total += chunk(h[s : s + rows], weight, targets[s : s + rows])[0]
     return total

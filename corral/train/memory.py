@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from corral.train.loss import chunk_elements
 from corral.train.model import ModelArgs, ffn_hidden_dim
 
-STATE_BYTES_PER_PARAM = 16   # fp32 weight + fp32 gradient + AdamW exp_avg + exp_avg_sq (4 bytes each)
-OVERHEAD = 1.10              # allocator fragmentation and framework buffers, on top of the estimate
+STATE_BYTES_PER_PARAM = 16  # fp32 weight + fp32 gradient + AdamW exp_avg + exp_avg_sq (4 bytes each)
+OVERHEAD = 1.10  # allocator fragmentation and framework buffers, on top of the estimate
 
 
 def num_params(a: ModelArgs) -> int:
@@ -37,9 +37,9 @@ def num_params(a: ModelArgs) -> int:
 @dataclass
 class Estimate:
     params: int
-    state_bytes: int        # per rank
-    activation_bytes: int   # per rank
-    logits_bytes: int       # per rank
+    state_bytes: int  # per rank
+    activation_bytes: int  # per rank
+    logits_bytes: int  # per rank
     gathered_bytes: int = 0  # per rank: FSDP's unsharded bf16 blocks and root
 
     @property
@@ -47,8 +47,16 @@ class Estimate:
         return int((self.state_bytes + self.activation_bytes + self.logits_bytes + self.gathered_bytes) * OVERHEAD)
 
 
-def estimate(a: ModelArgs, micro_batch: int, seq_len: int, world: int, ac: str, act_bytes: int,
-             attention_probs: bool, cuda: bool = False) -> Estimate:
+def estimate(
+    a: ModelArgs,
+    micro_batch: int,
+    seq_len: int,
+    world: int,
+    ac: str,
+    act_bytes: int,
+    attention_probs: bool,
+    cuda: bool = False,
+) -> Estimate:
     """Memory per rank for one micro-batch's forward and backward with FSDP over `world` ranks."""
     p = num_params(a)
     tokens = micro_batch * seq_len
@@ -90,8 +98,13 @@ def gpu_total() -> int | None:
     if not smi:
         return None
     try:
-        res = subprocess.run([smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, env={**os.environ})
+        res = subprocess.run(
+            [smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env={**os.environ},
+        )
         return int(res.stdout.split()[0]) * 2**20 if res.returncode == 0 and res.stdout.strip() else None
     except (OSError, ValueError, subprocess.SubprocessError):
         return None

@@ -21,7 +21,7 @@ from corral.train.attention import Documents, attend, documents
 from corral.train.loss import linear_cross_entropy
 
 ROPE_THETA = 10000.0  # RoPE base (Su et al.; Meta's reference code)
-INIT_STD = 0.02       # weights ~ N(0, 0.02); residual projections (wo, w2) scaled by 1/√(2·n_layers)
+INIT_STD = 0.02  # weights ~ N(0, 0.02); residual projections (wo, w2) scaled by 1/√(2·n_layers)
 
 
 @dataclass
@@ -30,10 +30,10 @@ class ModelArgs:
     n_layers: int = 32
     n_heads: int = 32
     vocab_size: int = 32000
-    multiple_of: int = 256   # SwiGLU hidden size is rounded up to a multiple of this
+    multiple_of: int = 256  # SwiGLU hidden size is rounded up to a multiple of this
     norm_eps: float = 1e-6
     max_seq_len: int = 2048
-    attn: str = "sdpa"       # attention backend: sdpa | flex | varlen | xformers | reference
+    attn: str = "sdpa"  # attention backend: sdpa | flex | varlen | xformers | reference
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,8 +156,9 @@ class Transformer(nn.Module):
     def _freqs(self) -> torch.Tensor:
         return precompute_freqs_cis(self.params.dim // self.params.n_heads, self.params.max_seq_len * 2)
 
-    def forward(self, tokens: torch.Tensor, docs: Documents | torch.Tensor | None = None,
-                targets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, docs: Documents | torch.Tensor | None = None, targets: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """int64 tokens (batch, seq) → logits (batch, seq, vocab). `docs` masks attention across packed
         documents: their structure (`attention.documents`), or the (batch, seq) document ids, from
         which it is built here, once for every layer.

@@ -27,8 +27,13 @@ def init_distributed(backend: str | None = None) -> tuple[int, int, torch.device
     """(rank, world size, device): joins torchrun's process group, or makes a one-process group."""
     if not dist.is_initialized():
         if "RANK" not in os.environ:
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                              MASTER_PORT=os.environ.get("MASTER_PORT", str(29500 + os.getpid() % 20000)))
+            os.environ.update(
+                RANK="0",
+                WORLD_SIZE="1",
+                LOCAL_RANK="0",
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=os.environ.get("MASTER_PORT", str(29500 + os.getpid() % 20000)),
+            )
         cuda = torch.cuda.is_available()
         backend = backend or ("nccl" if cuda else "gloo")
         if cuda:
@@ -41,13 +46,16 @@ def init_distributed(backend: str | None = None) -> tuple[int, int, torch.device
 
 # --- activation checkpointing -------------------------------------------------------------------
 
+
 # Selective (torchtitan's op-level policy): keep the attention kernels' outputs and every other
 # matmul output, recompute the rest (norms, RoPE, SiLU, products and the other matmuls) in the
 # backward pass: LLaMA §2.4's "checkpointing of expensive activations" at about half the memory of
 # keeping every matmul, for about one matmul in four recomputed.
 def _save_list():
-    ops = [torch.ops.aten._scaled_dot_product_flash_attention.default,
-           torch.ops.aten._scaled_dot_product_efficient_attention.default]
+    ops = [
+        torch.ops.aten._scaled_dot_product_flash_attention.default,
+        torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    ]
     for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_cudnn_attention"):
         if hasattr(torch.ops.aten, name):
             ops.append(getattr(torch.ops.aten, name).default)
@@ -124,8 +132,9 @@ def apply_fsdp(model: nn.Module, device: torch.device, bf16: bool, replicas: int
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = device_mesh(device, replicas)
-    mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16
-          else MixedPrecisionPolicy())
+    mp = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    )
     n = len(model.layers)
     for i, block in enumerate(model.layers):
         # the last block stays gathered for the root's backward: no reshard after forward
@@ -165,4 +174,3 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return {_canonical(k): v for k, v in sd.items()}
-

@@ -20,10 +20,10 @@ PAPER_SIZES = ("7B", "13B", "33B", "65B")
 PAPER_TOKENS = {"7B": 1.0e12, "13B": 1.0e12, "33B": 1.4e12, "65B": 1.4e12}
 # LLaMA §2.4: 65B "processes around 380 tokens/sec/GPU on 2048 A100 GPU with 80GB of RAM", 1.4T in ~21 days
 PAPER_65B = {"tokens_per_s_per_gpu": 380.0, "gpus": 2048, "gpu_bytes": 80 * 10**9, "peak": 312e12, "days": 21}
-FIT_FRACTION = 0.90        # use at most this share of a GPU's memory (the allocator's own reserve, NCCL buffers)
+FIT_FRACTION = 0.90  # use at most this share of a GPU's memory (the allocator's own reserve, NCCL buffers)
 MICRO_BATCHES = (16, 8, 4, 2, 1)
-DEFAULT_MFU = 0.40         # corral's assumption for a well-tuned bf16 run (the paper's 65B works out at ~0.49)
-VOCAB = 32000              # LLaMA's vocabulary (§2.1)
+DEFAULT_MFU = 0.40  # corral's assumption for a well-tuned bf16 run (the paper's 65B works out at ~0.49)
+VOCAB = 32000  # LLaMA's vocabulary (§2.1)
 
 
 @dataclass
@@ -57,12 +57,21 @@ def paper_mfu() -> float:
     return PAPER_65B["tokens_per_s_per_gpu"] * per_token / PAPER_65B["peak"]
 
 
-def plan_lines(models: list[str], gpus: int, gpu_bytes: int, mfu: float, peak: float, seq_len: int = 2048,
-               batch_tokens: int = 4 * 1024 * 1024) -> list[str]:
-    lines = [f"plan: {gpus} GPUs of {memory.gib(gpu_bytes)}, peak {peak / 1e12:.0f} TFLOP/s bf16, MFU {mfu:.0%}, "
-             f"sequence {seq_len}, {memory.count(batch_tokens)} tokens a step",
-             f"{'model':>6} {'params':>7} {'fits':>4} {'micro':>5} {'ac':>9} {'state':>10} {'activ.':>10} "
-             f"{'gathered':>10} {'loss':>9} {'total/GPU':>10} {'tok/s/GPU':>9} {'tokens':>6} {'days':>6}"]
+def plan_lines(
+    models: list[str],
+    gpus: int,
+    gpu_bytes: int,
+    mfu: float,
+    peak: float,
+    seq_len: int = 2048,
+    batch_tokens: int = 4 * 1024 * 1024,
+) -> list[str]:
+    lines = [
+        f"plan: {gpus} GPUs of {memory.gib(gpu_bytes)}, peak {peak / 1e12:.0f} TFLOP/s bf16, MFU {mfu:.0%}, "
+        f"sequence {seq_len}, {memory.count(batch_tokens)} tokens a step",
+        f"{'model':>6} {'params':>7} {'fits':>4} {'micro':>5} {'ac':>9} {'state':>10} {'activ.':>10} "
+        f"{'gathered':>10} {'loss':>9} {'total/GPU':>10} {'tok/s/GPU':>9} {'tokens':>6} {'days':>6}",
+    ]
     for name in models:
         a = model_args(name, vocab_size=VOCAB, max_seq_len=seq_len)
         f = fit(a, seq_len, gpus, gpu_bytes, batch_tokens)
@@ -72,11 +81,15 @@ def plan_lines(models: list[str], gpus: int, gpu_bytes: int, mfu: float, peak: f
         tps = mfu * peak / per_token
         tokens = PAPER_TOKENS.get(name, 1.0e12)
         days = tokens / (tps * gpus) / 86400
-        lines.append(f"{name:>6} {memory.count(e.params):>7} {'yes' if f.fits else 'NO':>4} {f.micro_batch:>5} "
-                     f"{f.ac:>9} {memory.gib(e.state_bytes):>10} {memory.gib(e.activation_bytes):>10} "
-                     f"{memory.gib(e.gathered_bytes):>10} {memory.gib(e.logits_bytes):>9} "
-                     f"{memory.gib(e.per_rank):>10} {tps:>9,.0f} {memory.count(int(tokens)):>6} {days:>6.1f}")
+        lines.append(
+            f"{name:>6} {memory.count(e.params):>7} {'yes' if f.fits else 'NO':>4} {f.micro_batch:>5} "
+            f"{f.ac:>9} {memory.gib(e.state_bytes):>10} {memory.gib(e.activation_bytes):>10} "
+            f"{memory.gib(e.gathered_bytes):>10} {memory.gib(e.logits_bytes):>9} "
+            f"{memory.gib(e.per_rank):>10} {tps:>9,.0f} {memory.count(int(tokens)):>6} {days:>6.1f}"
+        )
     p = PAPER_65B
-    lines.append(f"paper (LLaMA §2.4): 65B at {p['tokens_per_s_per_gpu']:.0f} tokens/s/GPU on {p['gpus']:,} A100 80GB, "
-                 f"1.4T tokens in ~{p['days']} days (MFU ≈ {paper_mfu():.0%} by this table's formula)")
+    lines.append(
+        f"paper (LLaMA §2.4): 65B at {p['tokens_per_s_per_gpu']:.0f} tokens/s/GPU on {p['gpus']:,} A100 80GB, "
+        f"1.4T tokens in ~{p['days']} days (MFU ≈ {paper_mfu():.0%} by this table's formula)"
+    )
     return lines

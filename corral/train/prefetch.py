@@ -24,8 +24,8 @@ DEPTH = 2  # steps prepared ahead: one being consumed, one ready
 
 @dataclass
 class HostBatch:
-    inputs: torch.Tensor     # (B, L) int64, pinned on CUDA
-    targets: torch.Tensor    # (B, L) int64
+    inputs: torch.Tensor  # (B, L) int64, pinned on CUDA
+    targets: torch.Tensor  # (B, L) int64
     doc_lengths: list[np.ndarray] | None  # per row, its documents' lengths (attention's document structure)
     sources: list[str]
 
@@ -33,7 +33,7 @@ class HostBatch:
 @dataclass
 class Step:
     batches: list[HostBatch]
-    state: dict[str, Any]    # the loader's state after this step
+    state: dict[str, Any]  # the loader's state after this step
 
 
 def to_host(b: Batch, pin: bool) -> HostBatch:
@@ -57,8 +57,7 @@ class Prefetcher:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                step = Step([to_host(b, self.pin) for b in self.loader.next_step(self.accum)],
-                            self.loader.state_dict())
+                step = Step([to_host(b, self.pin) for b in self.loader.next_step(self.accum)], self.loader.state_dict())
                 while not self._stop.is_set():
                     try:
                         self._queue.put(step, timeout=0.1)

@@ -14,8 +14,8 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.fs import exists as file_exists
 from corral.manifests.build import BuildManifest, BuildManifestError, join, load_build, manifest_sha256
-from corral.shards import file_exists
 from corral.train import memory
 from corral.train.checkpoint import CKPT_DIR, complete_checkpoints
 from corral.train.config import TrainConfig
@@ -37,8 +37,8 @@ class PreflightError(ValueError):
 class RunPlan:
     """What the launch will do with the run folder."""
 
-    finished: bool = False             # --resume of a run already at its last step, export written
-    clear: bool = False                # --overwrite of a used folder
+    finished: bool = False  # --resume of a run already at its last step, export written
+    clear: bool = False  # --overwrite of a used folder
     notes: list[str] = field(default_factory=list)
 
 
@@ -53,37 +53,49 @@ def check_build(cfg: TrainConfig) -> BuildManifest:
         raise PreflightError(str(e)) from e
     tok = manifest.models.get("tokenizer")
     if not tok:
-        raise PreflightError(f"{out}: the build has no tokenizer: run `corral tokenizer train {out}`, "
-                             f"then `corral tokenize {out}`")
+        raise PreflightError(
+            f"{out}: the build has no tokenizer: run `corral tokenizer train {out}`, then `corral tokenize {out}`"
+        )
     if not file_exists(join(out, tok["path"])):
-        raise PreflightError(f"{out}: the tokenizer {tok['path']} named in its manifest is missing: "
-                             f"run `corral tokenizer train {out}` again")
+        raise PreflightError(
+            f"{out}: the tokenizer {tok['path']} named in its manifest is missing: "
+            f"run `corral tokenizer train {out}` again"
+        )
     weighted = {n: sb for n, sb in manifest.sources.items() if sb.weight > 0}
     untokenized = [n for n, sb in weighted.items() if not sb.token_shards]
     if untokenized:
         raise PreflightError(f"{out}: no token shards for {', '.join(untokenized)}: run `corral tokenize {out}`")
     empty = [n for n, sb in weighted.items() if not sb.tokens]
     if empty:
-        raise PreflightError(f"{out}: {', '.join(empty)} has a mixture weight but no tokens (no documents kept): "
-                             "give it weight 0 in the manifest, or rebuild with more input")
+        raise PreflightError(
+            f"{out}: {', '.join(empty)} has a mixture weight but no tokens (no documents kept): "
+            "give it weight 0 in the manifest, or rebuild with more input"
+        )
     missing = [e["path"] for sb in weighted.values() for e in sb.token_shards if not file_exists(join(out, e["path"]))]
     if missing:
-        raise PreflightError(f"{out}: token shard {missing[0]} is missing ({len(missing)} in all): "
-                             f"run `corral verify {out}`, then `corral tokenize {out}`")
+        raise PreflightError(
+            f"{out}: token shard {missing[0]} is missing ({len(missing)} in all): "
+            f"run `corral verify {out}`, then `corral tokenize {out}`"
+        )
     return manifest
 
 
 def check_backend(cfg: TrainConfig, cuda: bool) -> None:
     if cfg.attn == "flex" and not cuda:
-        raise PreflightError("--attn flex trains on CUDA only (PyTorch's flex_attention has no backward on CPU; its "
-                             "forward runs here for evaluation): use --attn sdpa on this machine")
+        raise PreflightError(
+            "--attn flex trains on CUDA only (PyTorch's flex_attention has no backward on CPU; its "
+            "forward runs here for evaluation): use --attn sdpa on this machine"
+        )
     if cfg.attn == "varlen" and not cuda:
-        raise PreflightError("--attn varlen runs on CUDA only (flash attention's varlen kernel) and this machine "
-                             "has no GPU: use --attn sdpa")
+        raise PreflightError(
+            "--attn varlen runs on CUDA only (flash attention's varlen kernel) and this machine "
+            "has no GPU: use --attn sdpa"
+        )
     if cfg.attn == "xformers":
         if not cuda:
-            raise PreflightError("--attn xformers: xformers runs on CUDA only and this machine has no GPU: "
-                                 "use --attn sdpa")
+            raise PreflightError(
+                "--attn xformers: xformers runs on CUDA only and this machine has no GPU: use --attn sdpa"
+            )
         import importlib.util
 
         if importlib.util.find_spec("xformers") is None:
@@ -96,19 +108,24 @@ def check_memory(cfg: TrainConfig, vocab_size: int, nproc: int, nnodes: int, cud
     world = nproc * nnodes
     args = model_args(cfg.model, vocab_size=vocab_size)
     bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and cuda)
-    est = memory.estimate(args, cfg.micro_batch, cfg.seq_len, world, cfg.ac, 2 if bf16 else 4,
-                          attention_probs=not cuda, cuda=cuda)
+    est = memory.estimate(
+        args, cfg.micro_batch, cfg.seq_len, world, cfg.ac, 2 if bf16 else 4, attention_probs=not cuda, cuda=cuda
+    )
     if cuda:
         have, need, where = memory.gpu_total(), est.per_rank, "each GPU"
     else:
         have, need, where = memory.host_available(), est.per_rank * nproc, "this host"
-    line = (f"model {cfg.model}: {memory.count(est.params)} parameters; about {memory.gib(need)} on {where} "
-            f"({memory.gib(est.state_bytes)} weights, gradients and AdamW state per rank, "
-            f"{memory.gib(est.activation_bytes)} activations per micro-batch of {cfg.micro_batch} × {cfg.seq_len})")
+    line = (
+        f"model {cfg.model}: {memory.count(est.params)} parameters; about {memory.gib(need)} on {where} "
+        f"({memory.gib(est.state_bytes)} weights, gradients and AdamW state per rank, "
+        f"{memory.gib(est.activation_bytes)} activations per micro-batch of {cfg.micro_batch} × {cfg.seq_len})"
+    )
     if have is not None and need > have:
-        raise PreflightError(f"{line}, but {where} has {memory.gib(have)} available: choose a smaller --model or "
-                             "--micro-batch, add ranks or nodes (FSDP shards the state), turn on --ac full, or pass "
-                             "--skip-memory-check")
+        raise PreflightError(
+            f"{line}, but {where} has {memory.gib(have)} available: choose a smaller --model or "
+            "--micro-batch, add ranks or nodes (FSDP shards the state), turn on --ac full, or pass "
+            "--skip-memory-check"
+        )
     return line
 
 
@@ -131,8 +148,10 @@ def plan_run_dir(cfg: TrainConfig, world: int, overwrite: bool, reschedule: bool
     if not cfg.resume:
         if used:
             what = f"checkpoints up to step {found[-1][0]}" if found else ", ".join(used)
-            raise PreflightError(f"--run-dir {run} holds another run ({what}): continue it with --resume, "
-                                 "train into a new --run-dir, or pass --overwrite to clear it")
+            raise PreflightError(
+                f"--run-dir {run} holds another run ({what}): continue it with --resume, "
+                "train into a new --run-dir, or pass --overwrite to clear it"
+            )
         return RunPlan()
     if not found:
         note = f"--resume: {run} holds no complete checkpoint: starting at step 0"
@@ -141,33 +160,47 @@ def plan_run_dir(cfg: TrainConfig, world: int, overwrite: bool, reschedule: bool
     meta = _read_meta(path)
     sha = manifest_sha256(cfg.out)
     if meta.get("manifest_sha256") != sha:
-        raise PreflightError(f"--resume: {path} was trained on another build (manifest sha256 "
-                             f"{str(meta.get('manifest_sha256'))[:12]}…, this build's {sha[:12]}…): resume with the "
-                             "same build, or start a new --run-dir")
+        raise PreflightError(
+            f"--resume: {path} was trained on another build (manifest sha256 "
+            f"{str(meta.get('manifest_sha256'))[:12]}…, this build's {sha[:12]}…): resume with the "
+            "same build, or start a new --run-dir"
+        )
     if meta.get("world_size") != world:
-        raise PreflightError(f"--resume: {path} was written by {meta.get('world_size')} rank(s); this launch has "
-                             f"{world}: resume with the same --nproc × --nnodes")
+        raise PreflightError(
+            f"--resume: {path} was written by {meta.get('world_size')} rank(s); this launch has "
+            f"{world}: resume with the same --nproc × --nnodes"
+        )
     then = meta.get("config", {})
     shape = {k: v for k, v in meta.get("model_args", {}).items() if k in SHAPE}
     args = model_args(cfg.model, vocab_size=shape.get("vocab_size", 32000))  # cfg is resolved: a known model
     now = {k: getattr(args, k) for k in shape}
-    changed = [f"{k} {then.get(k)!r} → {getattr(cfg, k)!r}" for k in SAME_RUN if k in then and then[k] != getattr(cfg, k)]
+    changed = [
+        f"{k} {then.get(k)!r} → {getattr(cfg, k)!r}" for k in SAME_RUN if k in then and then[k] != getattr(cfg, k)
+    ]
     changed += [f"{k} {shape[k]} → {now[k]}" for k in shape if shape[k] != now[k]]
     if changed:
-        raise PreflightError(f"--resume: {path} is another run's shape or data order ({'; '.join(changed)}): "
-                             "resume with its settings (RUN/config.json), or start a new --run-dir")
-    schedule = [f"{k} {then.get(k)!r} → {getattr(cfg, k)!r}" for k in SCHEDULE if k in then and then[k] != getattr(cfg, k)]
+        raise PreflightError(
+            f"--resume: {path} is another run's shape or data order ({'; '.join(changed)}): "
+            "resume with its settings (RUN/config.json), or start a new --run-dir"
+        )
+    schedule = [
+        f"{k} {then.get(k)!r} → {getattr(cfg, k)!r}" for k in SCHEDULE if k in then and then[k] != getattr(cfg, k)
+    ]
     if schedule and not reschedule:
-        raise PreflightError(f"--resume: the schedule differs from the checkpoint's ({'; '.join(schedule)}), which "
-                             "would bend the learning-rate curve mid-run: pass --reschedule to accept it, or resume "
-                             "with the run's own settings")
+        raise PreflightError(
+            f"--resume: the schedule differs from the checkpoint's ({'; '.join(schedule)}), which "
+            "would bend the learning-rate curve mid-run: pass --reschedule to accept it, or resume "
+            "with the run's own settings"
+        )
     finished = step >= cfg.steps and (not cfg.export or os.path.isdir(os.path.join(run, "export", "hf")))
     notes = [f"--resume: {path} is at step {step} of {cfg.steps}"]
     if schedule:
         notes.append(f"--reschedule: {'; '.join(schedule)} from step {step}")
     if finished:
-        notes = [f"{run} finished at step {step} of {cfg.steps}: nothing to train (a larger --steps with "
-                 "--reschedule trains on)"]
+        notes = [
+            f"{run} finished at step {step} of {cfg.steps}: nothing to train (a larger --steps with "
+            "--reschedule trains on)"
+        ]
     return RunPlan(finished=finished, notes=notes)
 
 

@@ -32,9 +32,9 @@ from corral.manifests.build import build_dir, load_build, manifest_sha256
 from corral.train import checkpoint as ckpt
 from corral.train import memory
 from corral.train import parallel as par
+from corral.train.attention import documents
 from corral.train.config import TrainConfig, save_config
 from corral.train.data import Batch, DataError, MixtureLoader
-from corral.train.attention import documents
 from corral.train.metrics import MetricsFile, flops_per_token, mfu, peak_flops
 from corral.train.model import CONFIGS, Transformer, model_args
 from corral.train.optim import make_optimizer, make_scheduler
@@ -53,7 +53,7 @@ class StopSignal:
     def __init__(self):
         self.signum = 0
 
-    def install(self) -> "StopSignal":
+    def install(self) -> StopSignal:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._set)
         return self
@@ -75,8 +75,9 @@ def _tensor(a: np.ndarray | torch.Tensor, device) -> torch.Tensor:
 def vocab_size_of(manifest) -> int:
     entry = manifest.models.get("tokenizer")
     if not entry:
-        raise ValueError("the build has no tokenizer in its manifest (run `corral tokenizer train` and "
-                         "`corral tokenize` first)")
+        raise ValueError(
+            "the build has no tokenizer in its manifest (run `corral tokenizer train` and `corral tokenize` first)"
+        )
     return int(entry["vocab_size"])
 
 
@@ -88,11 +89,16 @@ class Trainer:
         self.out = build_dir(cfg.out)
         manifest = load_build(self.out)
         self.manifest_sha = manifest_sha256(self.out)
-        self.tokenizer_model = os.path.join(self.out, manifest.models["tokenizer"]["path"]) \
-            if "tokenizer" in manifest.models else None
+        self.tokenizer_model = (
+            os.path.join(self.out, manifest.models["tokenizer"]["path"]) if "tokenizer" in manifest.models else None
+        )
         bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and self.device.type == "cuda")
-        self.args = model_args(cfg.model, vocab_size=vocab_size_of(manifest), attn=cfg.attn,
-                               max_seq_len=max(cfg.seq_len, CONFIGS[cfg.model].get("max_seq_len", 2048)))
+        self.args = model_args(
+            cfg.model,
+            vocab_size=vocab_size_of(manifest),
+            attn=cfg.attn,
+            max_seq_len=max(cfg.seq_len, CONFIGS[cfg.model].get("max_seq_len", 2048)),
+        )
         torch.manual_seed(cfg.seed)
         with torch.device("meta"):
             model = Transformer(self.args)
@@ -107,8 +113,17 @@ class Trainer:
         self.model = model
         self.opt = make_optimizer(model, cfg.lr, cfg.adam_eps, cfg.weight_decay)
         self.sched = make_scheduler(self.opt, cfg.warmup, cfg.steps)
-        self.loader = MixtureLoader(self.out, cfg.seq_len, cfg.micro_batch, self.rank, self.world, cfg.seed,
-                                    cfg.val_fraction, manifest, doc_ids=cfg.doc_mask)
+        self.loader = MixtureLoader(
+            self.out,
+            cfg.seq_len,
+            cfg.micro_batch,
+            self.rank,
+            self.world,
+            cfg.seed,
+            cfg.val_fraction,
+            manifest,
+            doc_ids=cfg.doc_mask,
+        )
         self.accum = cfg.accum(self.world)
         self.checkpointer = ckpt.Checkpointer(cfg.run_dir, cfg.keep, cfg.async_checkpoint)
         self.prefetch: Prefetcher | None = None  # started at the first step, after any resume
@@ -123,10 +138,21 @@ class Trainer:
         if self.rank == 0:
             save_config(cfg, cfg.run_dir)
             mesh = f"HSDP {self.replicas} × {self.world // self.replicas}" if self.replicas > 1 else "FSDP"
-            log.info("model %s: %s parameters; %d ranks on %s (%s); %d micro-batches of %d × %d per step; "
-                     "attention %s; activation checkpointing %s; compile %s", cfg.model, f"{self.n_params:,}",
-                     self.world, self.device, mesh, self.accum, cfg.micro_batch, cfg.seq_len, cfg.attn, cfg.ac,
-                     cfg.compile)
+            log.info(
+                "model %s: %s parameters; %d ranks on %s (%s); %d micro-batches of %d × %d per step; "
+                "attention %s; activation checkpointing %s; compile %s",
+                cfg.model,
+                f"{self.n_params:,}",
+                self.world,
+                self.device,
+                mesh,
+                self.accum,
+                cfg.micro_batch,
+                cfg.seq_len,
+                cfg.attn,
+                cfg.ac,
+                cfg.compile,
+            )
         if cfg.resume:
             self._resume()
 
@@ -134,14 +160,13 @@ class Trainer:
         """Load the newest checkpoint that loads; a damaged one is reported and the one before tried.
         A checkpoint of another build stops the run (CheckpointError)."""
         found = ckpt.complete_checkpoints(self.cfg.run_dir)
-        for step, path in reversed(found):
+        for _step, path in reversed(found):
             try:
                 meta = ckpt.load(path, self.model, self.opt, self.sched, self.loader, self.manifest_sha)
             except ckpt.CheckpointError:
                 raise
             except (Exception, CheckpointException) as e:  # truncated or corrupt files (DCP's is a BaseException)
-                log.warning("checkpoint %s cannot be loaded (%s: %s); trying the one before", path,
-                            type(e).__name__, e)
+                log.warning("checkpoint %s cannot be loaded (%s: %s); trying the one before", path, type(e).__name__, e)
                 continue
             self.step, self.skipped = int(meta["step"]), int(meta.get("skipped", 0))
             self.loader_state = self.loader.state_dict()
@@ -150,8 +175,9 @@ class Trainer:
                 log.info("resumed from %s (step %d)", path, self.step)
             return
         if found:
-            raise ckpt.CheckpointError(f"{self.cfg.run_dir}: no checkpoint could be loaded "
-                                       f"({', '.join(p for _, p in found)})")
+            raise ckpt.CheckpointError(
+                f"{self.cfg.run_dir}: no checkpoint could be loaded ({', '.join(p for _, p in found)})"
+            )
 
     # --- one step --------------------------------------------------------------------------------
     def _loss(self, b: Batch | HostBatch, normaliser: float) -> torch.Tensor:
@@ -188,8 +214,13 @@ class Trainer:
             self.skipped += 1
             if cfg.nonfinite == "stop":
                 raise NonFiniteError(f"step {self.step + 1}: loss {loss_value}, gradient norm {norm_value}")
-            log.warning("step %d: non-finite loss %s / gradient norm %s: update skipped (%d so far)",
-                        self.step + 1, loss_value, norm_value, self.skipped)
+            log.warning(
+                "step %d: non-finite loss %s / gradient norm %s: update skipped (%d so far)",
+                self.step + 1,
+                loss_value,
+                norm_value,
+                self.skipped,
+            )
         self.opt.zero_grad(set_to_none=True)
         lr = self.opt.param_groups[0]["lr"]
         self.sched.step()
@@ -199,9 +230,18 @@ class Trainer:
         dt = time.perf_counter() - t0
         tps = global_tokens / dt
         taken = {n: t * cfg.seq_len for n, t in zip(self.loader.names, self.loader_state["taken"])}
-        row = {"step": self.step, "loss": loss_value, "lr": lr, "grad_norm": norm_value, "tokens_per_s": tps,
-               "mfu": mfu(tps, self.per_token, self.peak, self.world), "skipped": self.skipped,
-               "tokens_seen": taken, "memory_mb": self._memory_mb(), "seconds": dt}
+        row = {
+            "step": self.step,
+            "loss": loss_value,
+            "lr": lr,
+            "grad_norm": norm_value,
+            "tokens_per_s": tps,
+            "mfu": mfu(tps, self.per_token, self.peak, self.world),
+            "skipped": self.skipped,
+            "tokens_seen": taken,
+            "memory_mb": self._memory_mb(),
+            "seconds": dt,
+        }
         return row
 
     def _memory_mb(self) -> float:
@@ -228,8 +268,13 @@ class Trainer:
         return out
 
     def save(self) -> None:
-        meta = {"manifest_sha256": self.manifest_sha, "config": self.cfg.to_dict(), "skipped": self.skipped,
-                "model_args": self.args.to_dict(), "build": self.out}
+        meta = {
+            "manifest_sha256": self.manifest_sha,
+            "config": self.cfg.to_dict(),
+            "skipped": self.skipped,
+            "model_args": self.args.to_dict(),
+            "build": self.out,
+        }
         self.checkpointer.save(self.step, self.model, self.opt, self.sched, self.loader_state, meta)
 
     def run(self) -> int:
@@ -266,15 +311,28 @@ class Trainer:
             took = _duration(time.perf_counter() - t_start)
             if self.stop_signum:
                 name = signal.Signals(self.stop_signum).name
-                print(f"{name} at step {self.step} of {cfg.steps}: checkpoint {ckpt_path} ({took}); "
-                      "continue with --resume", flush=True)
+                print(
+                    f"{name} at step {self.step} of {cfg.steps}: checkpoint {ckpt_path} ({took}); "
+                    "continue with --resume",
+                    flush=True,
+                )
             elif self.step < cfg.steps:
-                print(f"stopped at step {self.step} of {cfg.steps} (--stop-at): checkpoint {ckpt_path} ({took}); "
-                      "continue with --resume", flush=True)
+                print(
+                    f"stopped at step {self.step} of {cfg.steps} (--stop-at): checkpoint {ckpt_path} ({took}); "
+                    "continue with --resume",
+                    flush=True,
+                )
             else:
-                print(f"finished: step {self.step} of {cfg.steps} in {took}; checkpoint {ckpt_path}"
-                      + (f"; export {export_dir}/hf (transformers' AutoModelForCausalLM and AutoTokenizer) and "
-                         f"{export_dir}/meta (Meta's layout)" if cfg.export else ""), flush=True)
+                print(
+                    f"finished: step {self.step} of {cfg.steps} in {took}; checkpoint {ckpt_path}"
+                    + (
+                        f"; export {export_dir}/hf (transformers' AutoModelForCausalLM and AutoTokenizer) and "
+                        f"{export_dir}/meta (Meta's layout)"
+                        if cfg.export
+                        else ""
+                    ),
+                    flush=True,
+                )
         return 128 + self.stop_signum if self.stop_signum else 0
 
     def _print_progress(self, row: dict, first: int, t_second: float | None) -> None:
@@ -287,9 +345,13 @@ class Trainer:
         if t_second is not None and done_since > 0:
             per_step = (time.perf_counter() - t_second) / done_since
             eta = f"  ETA {_duration(per_step * (cfg.steps - self.step))}"
-        print(f"step {self.step}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
-              f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}  {memory.count(seen)} tokens seen"
-              + (f"  val {sum(val.values()) / len(val):.4f}" if val else "") + eta, flush=True)
+        print(
+            f"step {self.step}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
+            f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}  {memory.count(seen)} tokens seen"
+            + (f"  val {sum(val.values()) / len(val):.4f}" if val else "")
+            + eta,
+            flush=True,
+        )
 
 
 def _die_with_launcher() -> None:
@@ -312,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _die_with_launcher()
     argv = argv if argv is not None else sys.argv[1:]
-    logging.basicConfig(level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     with open(argv[0], encoding="utf-8") as f:
         cfg = TrainConfig(**json.load(f))
     stop = StopSignal().install()  # before the model is built: a signal during start-up waits for step 1

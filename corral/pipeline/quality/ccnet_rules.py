@@ -16,7 +16,7 @@ import csv
 import io
 import re
 import unicodedata
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlparse
 
 from corral.text import replace_category
@@ -27,10 +27,40 @@ PERCENTILE_HEAD, PERCENTILE_TAIL = 30, 60  # RECIPE.md §2.9: cc_net percentile_
 
 # RECIPE.md §2.7: cc_net text_normalizer UNICODE_PUNCT mapping (punct=1 replaces with these).
 UNICODE_PUNCT = {
-    "，": ",", "。": ".", "、": ",", "„": '"', "”": '"', "“": '"', "«": '"', "»": '"', "１": '"',
-    "」": '"', "「": '"', "《": '"', "》": '"', "´": "'", "∶": ":", "：": ":", "？": "?", "！": "!",
-    "（": "(", "）": ")", "；": ";", "–": "-", "—": " - ", "．": ". ", "～": "~", "’": "'", "…": "...",
-    "━": "-", "〈": "<", "〉": ">", "【": "[", "】": "]", "％": "%", "►": "-",
+    "，": ",",
+    "。": ".",
+    "、": ",",
+    "„": '"',
+    "”": '"',
+    "“": '"',
+    "«": '"',
+    "»": '"',
+    "１": '"',
+    "」": '"',
+    "「": '"',
+    "《": '"',
+    "》": '"',
+    "´": "'",
+    "∶": ":",
+    "：": ":",
+    "？": "?",
+    "！": "!",
+    "（": "(",
+    "）": ")",
+    "；": ";",
+    "–": "-",
+    "—": " - ",
+    "．": ". ",
+    "～": "~",
+    "’": "'",
+    "…": "...",
+    "━": "-",
+    "〈": "<",
+    "〉": ">",
+    "【": "[",
+    "】": "]",
+    "％": "%",
+    "►": "-",
 }
 _PUNCT_RE = re.compile("[" + re.escape("".join(UNICODE_PUNCT)) + "]")  # the C scan; a call only per match
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -76,7 +106,7 @@ def lid_result(labels: Iterable[str], scores: Iterable[float]) -> tuple[str, flo
 def near_rounding_boundary(score: float, eps: float = 1e-4) -> bool:
     """True when a score is so close to x.xx5 that float32 (batched) and float64 (single) predictions
     of the same text could round differently."""
-    scaled = score * 10 ** LID_ROUNDING
+    scaled = score * 10**LID_ROUNDING
     return abs(scaled - int(scaled) - 0.5) < eps
 
 
@@ -133,8 +163,9 @@ def bucket(pp: float | None, cutoffs: tuple[float, float] | None) -> str:
     return "tail"
 
 
-def read_cutoff_csv(text: str, percentile_head: int = PERCENTILE_HEAD,
-                    percentile_tail: int = PERCENTILE_TAIL) -> dict[str, tuple[float, float]]:
+def read_cutoff_csv(
+    text: str, percentile_head: int = PERCENTILE_HEAD, percentile_tail: int = PERCENTILE_TAIL
+) -> dict[str, tuple[float, float]]:
     """{lang: (p_head, p_tail)} from a cc_net cutoff.csv (rows 0–99 = percentiles, a column per language)."""
     rows = list(csv.reader(io.StringIO(text)))
     header = rows[0]

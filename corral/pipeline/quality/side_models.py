@@ -23,16 +23,16 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
+from corral.fs import atomic_write_bytes, is_remote, read_bytes
 from corral.pipeline.quality.ccnet_rules import normalize, quality_input
-from corral.shards import atomic_write_bytes, is_remote, read_bytes
 
 FASTTEXT_TRIES = 20  # fastText raises "Encountered NaN" at random on small sets (about half the tries seen
-                     # here, at any learning rate): a retry passes, and with one thread the model is the same
+# here, at any learning rate): a retry passes, and with one thread the model is the same
 _TRAIN_FASTTEXT = (
-    "import json, sys, fasttext\n"
-    "fasttext.train_supervised(**json.loads(sys.argv[1])).save_model(sys.argv[2])\n"
+    "import json, sys, fasttext\nfasttext.train_supervised(**json.loads(sys.argv[1])).save_model(sys.argv[2])\n"
 )
 LMPLZ_MEMORY = "1G"  # lmplz -S: cc_net used 8G; lmplz spills to disk beyond it
 SP_CHARACTER_COVERAGE = 0.9995  # RECIPE.md §2.8: cc_net spm_train --character_coverage
@@ -53,8 +53,9 @@ def _publish(local: str, dest: str) -> dict[str, Any]:
     return {"path": dest, "sha256": atomic_write_bytes(dest, data), "bytes": len(data)}
 
 
-def train_perplexity_models(lang: str, texts: Iterable[str], models_dir: str, vocab_size: int,
-                            order: int, memory: str = LMPLZ_MEMORY) -> dict[str, dict[str, Any]]:
+def train_perplexity_models(
+    lang: str, texts: Iterable[str], models_dir: str, vocab_size: int, order: int, memory: str = LMPLZ_MEMORY
+) -> dict[str, dict[str, Any]]:
     """Train `{lang}.sp.model` and `{lang}.arpa.bin` from raw texts; return their model infos."""
     import sentencepiece as spm
 
@@ -71,9 +72,16 @@ def train_perplexity_models(lang: str, texts: Iterable[str], models_dir: str, vo
             # From an iterator into memory: no temporary path is written into the model's spec, so
             # the same text gives the same model bytes (and sha256) on every run.
             buf = io.BytesIO()
-            spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size,
-                                           model_type="unigram", character_coverage=SP_CHARACTER_COVERAGE,
-                                           num_threads=1, minloglevel=2, hard_vocab_limit=hard_limit)
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines),
+                model_writer=buf,
+                vocab_size=vocab_size,
+                model_type="unigram",
+                character_coverage=SP_CHARACTER_COVERAGE,
+                num_threads=1,
+                minloglevel=2,
+                hard_vocab_limit=hard_limit,
+            )
             return buf.getvalue()
 
         hard = True
@@ -91,39 +99,56 @@ def train_perplexity_models(lang: str, texts: Iterable[str], models_dir: str, vo
                 f.write(" ".join(sp.encode_as_pieces(ln)) + "\n")
         arpa, binary = os.path.join(tmp, f"{lang}.arpa"), os.path.join(tmp, f"{lang}.arpa.bin")
         with open(tokenized, "rb") as fin, open(arpa, "wb") as fout:
-            subprocess.run([str(kenlm_tool("lmplz")), "-o", str(order), "-S", memory, "-T", tmp,
-                            "--discount_fallback"], stdin=fin, stdout=fout, stderr=subprocess.PIPE, check=True)
+            subprocess.run(
+                [str(kenlm_tool("lmplz")), "-o", str(order), "-S", memory, "-T", tmp, "--discount_fallback"],
+                stdin=fin,
+                stdout=fout,
+                stderr=subprocess.PIPE,
+                check=True,
+            )
         subprocess.run([str(kenlm_tool("build_binary")), arpa, binary], capture_output=True, check=True)
         sp_info = _publish(prefix + ".model", f"{models_dir.rstrip('/')}/{lang}.sp.model")
         lm_info = _publish(binary, f"{models_dir.rstrip('/')}/{lang}.arpa.bin")
-    sp_info.update(kind="sentencepiece", language=lang, documents=len(lines), hard_vocab_limit=hard,
-                   vocab_size=vocab_size)
+    sp_info.update(
+        kind="sentencepiece", language=lang, documents=len(lines), hard_vocab_limit=hard, vocab_size=vocab_size
+    )
     lm_info.update(kind="kenlm", language=lang, documents=len(lines), order=order)
     return {f"{lang}.sp.model": sp_info, f"{lang}.arpa.bin": lm_info}
 
 
-def train_quality_model(positives: list[str], negatives: list[str], models_dir: str,
-                        opts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def train_quality_model(
+    positives: list[str], negatives: list[str], models_dir: str, opts: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     """fastText supervised on wiki (positive) vs crawl (negative) documents; the model's info."""
     if not positives or not negatives:
         raise ValueError(f"the quality classifier needs both classes (wiki {len(positives)}, crawl {len(negatives)})")
     with tempfile.TemporaryDirectory() as tmp:
         train = os.path.join(tmp, "train.txt")
-        rows = [f"__label__wiki {quality_input(t)}" for t in positives] + \
-               [f"__label__cc {quality_input(t)}" for t in negatives]
+        rows = [f"__label__wiki {quality_input(t)}" for t in positives] + [
+            f"__label__cc {quality_input(t)}" for t in negatives
+        ]
         rows.sort(key=lambda r: hashlib.md5(r.encode("utf-8")).hexdigest())  # mixed, deterministically
         with open(train, "w", encoding="utf-8") as f:
             f.write("\n".join(rows) + "\n")
         path = os.path.join(tmp, "quality.bin")
-        params = {"input": train, "lr": opts["lr"], "dim": opts["dim"], "epoch": opts["epoch"],
-                  "wordNgrams": opts["word_ngrams"], "thread": 1, "verbose": 0, "seed": 0}
+        params = {
+            "input": train,
+            "lr": opts["lr"],
+            "dim": opts["dim"],
+            "epoch": opts["epoch"],
+            "wordNgrams": opts["word_ngrams"],
+            "thread": 1,
+            "verbose": 0,
+            "seed": 0,
+        }
         last = ""
         for _ in range(FASTTEXT_TRIES):
             # Each try in a fresh process: once this fastText build starts failing in a process, it
             # keeps failing there (seen in the test suite), while a new process succeeds about half
             # the time on the same input.
-            res = subprocess.run([sys.executable, "-c", _TRAIN_FASTTEXT, json.dumps(params), path],
-                                 capture_output=True, text=True)
+            res = subprocess.run(
+                [sys.executable, "-c", _TRAIN_FASTTEXT, json.dumps(params), path], capture_output=True, text=True
+            )
             if res.returncode == 0:
                 break
             last = (res.stderr.strip().splitlines() or ["?"])[-1]

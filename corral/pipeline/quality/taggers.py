@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from corral.pipeline.quality import ccnet_rules as rules
 from corral.pipeline.quality.side_models import localize

@@ -38,28 +38,37 @@ import posixpath
 import re
 import tarfile
 import zlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 
-from corral.pipeline.inputs import guarded, is_remote, open_raw
 from corral.outcome import dropped, error, kept
+from corral.pipeline.inputs import guarded, is_remote, open_raw
 from corral.schema import make_record
 
 SOURCE = "arxiv"
 MAX_MEMBER_BYTES = 64 << 20  # a single .tex/.gz member larger than this is refused
 MAX_PAPER_BYTES = 256 << 20  # all members of one paper together
-MACRO_PASSES = 10            # expansion rounds (macros that use macros)
-MAX_GROWTH = 4               # expansion never makes a paper more than this many times larger
-MAX_INPUT_DEPTH = 20         # \input nesting
+MACRO_PASSES = 10  # expansion rounds (macros that use macros)
+MAX_GROWTH = 4  # expansion never makes a paper more than this many times larger
+MAX_INPUT_DEPTH = 20  # \input nesting
 
-_SECTION = re.compile(r"\\(?:part|chapter|section|subsection|subsubsection|paragraph|subparagraph)\*?\s*(?:\[[^\]]*\])?\s*\{")
+_SECTION = re.compile(
+    r"\\(?:part|chapter|section|subsection|subsubsection|paragraph|subparagraph)\*?\s*(?:\[[^\]]*\])?\s*\{"
+)
 # RECIPE.md §7 quirk: RP's pattern lacked a `|`, so \paragraph only matched as \paragraph{}\subparagraph{}.
-_SECTION_RP = re.compile(r"\\(?:part|chapter|section|subsection|subsubsection)\*?\s*(?:\[[^\]]*\])?\s*\{"
-                         r"|\\paragraph\*?\s*\{.*?\}\\subparagraph\*?\s*\{")
+_SECTION_RP = re.compile(
+    r"\\(?:part|chapter|section|subsection|subsubsection)\*?\s*(?:\[[^\]]*\])?\s*\{"
+    r"|\\paragraph\*?\s*\{.*?\}\\subparagraph\*?\s*\{"
+)
 _BIB_ENV = re.compile(r"\\begin\{(thebibliography|references|REFERENCES)\}.*?(?:\\end\{\1\}|\Z)", re.DOTALL)
-_BIB_CMD = re.compile(r"\\(?:bibliography|bibliographystyle|nobibliography)\s*\{[^}]*\}|\\printbibliography\b(?:\[[^\]]*\])?")
-_BIB_START = re.compile(r"\\begin\{(?:thebibliography|references|REFERENCES)\}|\\bibliography\s*\{|\\printbibliography\b")
+_BIB_CMD = re.compile(
+    r"\\(?:bibliography|bibliographystyle|nobibliography)\s*\{[^}]*\}|\\printbibliography\b(?:\[[^\]]*\])?"
+)
+_BIB_START = re.compile(
+    r"\\begin\{(?:thebibliography|references|REFERENCES)\}|\\bibliography\s*\{|\\printbibliography\b"
+)
 _APPENDIX = re.compile(r"\\appendix\b|\\begin\{appendices\}")
 _END_DOCUMENT = re.compile(r"\\end\{document\}")
 _COMMENT_ENV = re.compile(r"\\begin\{comment\}.*?\\end\{comment\}", re.DOTALL)
@@ -138,9 +147,15 @@ def find_main(files: dict[str, str]) -> str | None:
         docs = [p for p, t in files.items() if "\\begin{document}" in t] or list(files)
     if not docs:
         return None
-    return max(docs, key=lambda p: (bool(_SECTION.search(resolve_inputs(files, p))),
-                                    posixpath.basename(p) in ("main.tex", "ms.tex", "paper.tex"),
-                                    len(files[p]), p))
+    return max(
+        docs,
+        key=lambda p: (
+            bool(_SECTION.search(resolve_inputs(files, p))),
+            posixpath.basename(p) in ("main.tex", "ms.tex", "paper.tex"),
+            len(files[p]),
+            p,
+        ),
+    )
 
 
 # --- macros -------------------------------------------------------------------------------------
@@ -167,7 +182,7 @@ def _group(s: str, i: int, open_: str = "{", close: str = "}") -> tuple[str, int
         elif c == close:
             depth -= 1
             if depth == 0:
-                return s[i + 1: j], j + 1
+                return s[i + 1 : j], j + 1
         j += 1
     return None
 
@@ -221,11 +236,11 @@ def parse_macros(tex: str) -> tuple[dict[str, tuple[int, str | None, str]], str]
             if body is None:
                 continue
             if kind == "providecommand" and name in macros:
-                out.append(tex[last:m.start()])
+                out.append(tex[last : m.start()])
                 last = body[1]
                 continue
             macros[name] = (n_args, default, body[0])
-        out.append(tex[last:m.start()])
+        out.append(tex[last : m.start()])
         last = body[1]
     out.append(tex[last:])
     return macros, "".join(out)
@@ -279,7 +294,7 @@ def expand_macros(tex: str, macros: dict[str, tuple[int, str | None, str]], limi
             value = body
             for k, a in enumerate(args, 1):
                 value = value.replace(f"#{k}", a)
-            out.append(tex[last:m.start()])
+            out.append(tex[last : m.start()])
             out.append(value)
             last, changed = i, True
         out.append(tex[last:])
@@ -297,7 +312,7 @@ def expand_macros(tex: str, macros: dict[str, tuple[int, str | None, str]], limi
 
 def cut_before_first_section(tex: str, fixed: bool = True) -> str:
     m = (_SECTION if fixed else _SECTION_RP).search(tex)
-    return tex[m.start():] if m else ""
+    return tex[m.start() :] if m else ""
 
 
 def remove_bibliography(tex: str, keep_appendix: bool = True) -> str:
@@ -429,7 +444,7 @@ def _unpack_paper(data: bytes, where: str) -> tuple[dict[str, bytes], list[dict[
 def read_papers(path: str, opts: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if not is_remote(path) and os.path.isdir(path):
         raw: dict[str, bytes] = {}
-        for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        for dirpath, _dirnames, filenames in os.walk(path, followlinks=False):
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
                 rel = os.path.relpath(full, path).replace(os.sep, "/")

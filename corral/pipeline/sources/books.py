@@ -4,10 +4,11 @@
   kept — `*** START OF THE/THIS PROJECT GUTENBERG EBOOK … ***` (both header generations, and the
   oldest `*END*THE SMALL PRINT!…*END*`) to `*** END OF … ***` — and a closing
   "End of (the) Project Gutenberg('s) EBook of …" line before the END marker and a leading
-  "Produced by …" credits paragraph are dropped too, so no license or PG boilerplate remains. Byte-order mark and CRLF are normalised. The ebook number,
-  title, author and language of the header go to `meta` (and `lang`). A file without markers is
-  kept whole (it is not a PG file). Text is UTF-8; a header that declares ISO-8859-1/Latin-1 is
-  honoured; other undecodable files are errors (`invalid_utf8`).
+  "Produced by …" credits paragraph are dropped too, so no license or PG boilerplate remains.
+  Byte-order mark and CRLF are normalised. The ebook number, title, author and language of the
+  header go to `meta` (and `lang`). A file without markers is kept whole (it is not a PG file).
+  Text is UTF-8; a header that declares ISO-8859-1/Latin-1 is honoured; other undecodable files are
+  errors (`invalid_utf8`).
 - Books3-style JSONL (`.jsonl`/`.json`, optionally compressed): one book per line with `text` and
   optionally `title`/`meta`; a bad line is an error, the next lines still flow.
 - Book-level dedup: the paper's ">90% content overlap" removal is the MinHash stage (`minhash`,
@@ -21,23 +22,29 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 
-from corral.pipeline.inputs import guarded, iter_jsonl, open_input, strip_compression_suffix
 from corral.outcome import dropped, error, kept
+from corral.pipeline.inputs import guarded, iter_jsonl, open_input, strip_compression_suffix
 from corral.schema import make_record
 
 SOURCE = "books"
 
-_START = re.compile(r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG.*$|^\*END\*THE SMALL PRINT!.*\*END\*\s*$",
-                    re.IGNORECASE | re.MULTILINE)
+_START = re.compile(
+    r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG.*$|^\*END\*THE SMALL PRINT!.*\*END\*\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 _END = re.compile(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG.*$", re.IGNORECASE | re.MULTILINE)
 _END_LINE = re.compile(r"^\s*End of (?:the )?Project Gutenberg(?:'s)?\b.*$", re.IGNORECASE | re.MULTILINE)
 # A leading transcriber-credits paragraph right after the START marker is PG boilerplate too.
-_CREDITS = re.compile(r"^(?:Produced by|This (?:e-?text|e-?book) was (?:produced|prepared)|E-?text prepared by|"
-                      r"Transcribed (?:from|by)|Prepared by)\b.*?(?:\n\s*\n|\Z)", re.IGNORECASE | re.DOTALL)
+_CREDITS = re.compile(
+    r"^(?:Produced by|This (?:e-?text|e-?book) was (?:produced|prepared)|E-?text prepared by|"
+    r"Transcribed (?:from|by)|Prepared by)\b.*?(?:\n\s*\n|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
 _EBOOK_NO = re.compile(r"\[e-?book #(\d+)\]", re.IGNORECASE)
 _FIELD = re.compile(r"^(Title|Author|Language|Character set encoding):\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 _PG_FILE = re.compile(r"^pg(\d+)")
@@ -46,11 +53,33 @@ MAX_BOOK_BYTES = 256 * 1024 * 1024  # corral's bound: a larger file (or a bomb) 
 
 # Gutenberg's "Language:" names → ISO 639-1 (the languages of the paper's Wikipedia list, and a few).
 LANGUAGE_CODES = {
-    "english": "en", "spanish": "es", "french": "fr", "german": "de", "italian": "it", "portuguese": "pt",
-    "dutch": "nl", "swedish": "sv", "danish": "da", "polish": "pl", "russian": "ru", "czech": "cs",
-    "hungarian": "hu", "catalan": "ca", "romanian": "ro", "bulgarian": "bg", "croatian": "hr",
-    "slovenian": "sl", "serbian": "sr", "ukrainian": "uk", "finnish": "fi", "latin": "la", "greek": "el",
-    "chinese": "zh", "japanese": "ja", "norwegian": "no", "esperanto": "eo",
+    "english": "en",
+    "spanish": "es",
+    "french": "fr",
+    "german": "de",
+    "italian": "it",
+    "portuguese": "pt",
+    "dutch": "nl",
+    "swedish": "sv",
+    "danish": "da",
+    "polish": "pl",
+    "russian": "ru",
+    "czech": "cs",
+    "hungarian": "hu",
+    "catalan": "ca",
+    "romanian": "ro",
+    "bulgarian": "bg",
+    "croatian": "hr",
+    "slovenian": "sl",
+    "serbian": "sr",
+    "ukrainian": "uk",
+    "finnish": "fi",
+    "latin": "la",
+    "greek": "el",
+    "chinese": "zh",
+    "japanese": "ja",
+    "norwegian": "no",
+    "esperanto": "eo",
 }
 
 
@@ -68,8 +97,7 @@ def gutenberg_header(text: str) -> dict[str, str]:
     start = _START.search(head)
     if start:
         head = head[: start.start()]
-    info = {m.group(1).lower().replace("character set encoding", "encoding"): m.group(2)
-            for m in _FIELD.finditer(head)}
+    info = {m.group(1).lower().replace("character set encoding", "encoding"): m.group(2) for m in _FIELD.finditer(head)}
     if m := _EBOOK_NO.search(head):
         info["ebook"] = m.group(1)
     return info
@@ -81,13 +109,11 @@ def strip_gutenberg(text: str) -> tuple[str, bool]:
     end = _END.search(text, start.end() if start else 0)
     if not start and not end:
         return text.strip(), False
-    body = text[start.end() if start else 0: end.start() if end else len(text)]
+    body = text[start.end() if start else 0 : end.start() if end else len(text)]
     # A closing "End of (the) Project Gutenberg EBook of …" line just before the END marker.
     tail = body[-2000:]
-    last = None
-    for last in _END_LINE.finditer(tail):
-        pass
-    if last is not None and not tail[last.end():].strip():
+    last = next(reversed(list(_END_LINE.finditer(tail))), None)
+    if last is not None and not tail[last.end() :].strip():
         body = body[: len(body) - len(tail) + last.start()]
     body = _CREDITS.sub("", body.strip(), count=1)
     return body.strip(), True

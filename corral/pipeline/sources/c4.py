@@ -26,26 +26,42 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache, partial
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from corral import fs
 from corral.outcome import DROPPED, KEPT, apply_rule, dropped, error, kept
-from corral.pipeline.inputs import guarded, iter_jsonl, open_input
 from corral.pipeline.decide import load_sorted, losers_between, save_sorted
+from corral.pipeline.inputs import guarded, iter_jsonl, open_input
 from corral.pipeline.keytables import by_partition, read_partition, table_path
 from corral.pipeline.phases import Task, work_dir
-from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
-                                   save_keys, stage_folder)
+from corral.pipeline.stage import (
+    KeyCollector,
+    StagedWriter,
+    Tally,
+    file_key,
+    iter_staged,
+    key_path,
+    load_arrays,
+    save_keys,
+    stage_folder,
+)
 from corral.schema import make_record
 
 SOURCE = "c4"
 
 CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")  # RECIPE.md §3.3: TFDS citation regex
-POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
-                     "use cookies")  # RECIPE.md §3.3: TFDS policy substrings
+POLICY_SUBSTRINGS = (
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+)  # RECIPE.md §3.3: TFDS policy substrings
 ELLIPSIS = "..."  # RECIPE.md §3.3: TFDS _ELLIPSIS
 _URL_SCHEME = re.compile(r"^https?://(www\.)?")
 _URL_TRACKING = re.compile(r"\?(utm_|ref|feed).*")
@@ -73,8 +89,9 @@ def normalize_url(url: str) -> str:
     return url[:-1] if url.endswith("/") else url
 
 
-def clean_page(text: str, opts: dict[str, Any], sentences: Callable[[str], int] = count_sentences
-               ) -> tuple[str | None, str | None]:
+def clean_page(
+    text: str, opts: dict[str, Any], sentences: Callable[[str], int] = count_sentences
+) -> tuple[str | None, str | None]:
     """RECIPE.md §3.3 step 4, TFDS `clean_page`: (cleaned text, None) or (None, drop reason)."""
     end_marks = tuple(opts["end_marks"])
     kept_lines: list[str] = []
@@ -125,7 +142,7 @@ def keep_owned_lines(text: str, owned: set[str]) -> str:
 
 
 def load_badwords(path: str) -> list[str]:
-    from corral.shards import read_bytes
+    from corral.fs import read_bytes
 
     words = read_bytes(path).decode("utf-8").splitlines()
     return [w.strip().lower() for w in words if w.strip()]
@@ -226,6 +243,7 @@ def _clean_rule(opts):
     def fn(r):
         text, reason = clean_page(r["text"], opts)
         return reason if text is None else {**r, "text": text}
+
     return fn
 
 
@@ -273,10 +291,19 @@ class _ReadTask(Task):
             urls.append(K.key64(normalize_url(r["url"] or r["id"])))
             md5s.append(K.hex64(hashlib.md5(r["text"].encode("utf-8")).hexdigest()))
         parts = writer.close()
-        key_bytes = save_keys(key_path(self.out, SOURCE, index, "c4read-keys"),
-                                {"url_key": np.array(urls, np.uint64), "md5": np.array(md5s, np.uint64)})
+        key_bytes = save_keys(
+            key_path(self.out, SOURCE, index, "c4read-keys"),
+            {"url_key": np.array(urls, np.uint64), "md5": np.array(md5s, np.uint64)},
+        )
         tally.save_errors(self.out, SOURCE, index)
-        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples, "key_bytes": key_bytes}
+        return {
+            "index": index,
+            "rows": writer.rows,
+            "parts": parts,
+            "counts": tally.rows(),
+            "examples": tally.examples,
+            "key_bytes": key_bytes,
+        }
 
 
 class _CleanTask(Task):
@@ -313,11 +340,23 @@ class _CleanTask(Task):
                     offsets.append(offsets[-1] + len(ks))
                     rank.append(K.hex64(url_key(r["url"])))
         parts = writer.close()
-        key_bytes = save_keys(key_path(self.out, SOURCE, index, "clean-keys"),
-                                {"lines": np.array(line_keys, np.uint64), "offsets": np.array(offsets, np.int64),
-                                 "rank": np.array(rank, np.uint64)})
-        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples,
-                "line_keys": len(line_keys), "key_bytes": key_bytes}
+        key_bytes = save_keys(
+            key_path(self.out, SOURCE, index, "clean-keys"),
+            {
+                "lines": np.array(line_keys, np.uint64),
+                "offsets": np.array(offsets, np.int64),
+                "rank": np.array(rank, np.uint64),
+            },
+        )
+        return {
+            "index": index,
+            "rows": writer.rows,
+            "parts": parts,
+            "counts": tally.rows(),
+            "examples": tally.examples,
+            "line_keys": len(line_keys),
+            "key_bytes": key_bytes,
+        }
 
 
 def owners_path(out: str, p: int, part: str) -> str:
@@ -366,9 +405,17 @@ class _FinalTask(Task):
             # the lookups read the pages they touch, not every partition whole).
             n = _partitions(summaries, "c4-lines")
             a = load_arrays(key_path(self.out, SOURCE, index, "clean-keys"))
-            owner = by_partition(a["lines"], n, lambda p, v: K.lookup(
-                load_sorted(owners_path(self.out, p, "keys"), mapped=True),
-                load_sorted(owners_path(self.out, p, "owner"), mapped=True), v, -1), np.int64(-1))
+            owner = by_partition(
+                a["lines"],
+                n,
+                lambda p, v: K.lookup(
+                    load_sorted(owners_path(self.out, p, "keys"), mapped=True),
+                    load_sorted(owners_path(self.out, p, "owner"), mapped=True),
+                    v,
+                    -1,
+                ),
+                np.int64(-1),
+            )
             offsets = a["offsets"]
         tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE), index)
         collector = KeyCollector(self.stages)
@@ -397,7 +444,14 @@ class _FinalTask(Task):
                 collector.add(r)
         parts = writer.close()
         key_bytes = save_keys(key_path(self.out, SOURCE, index), collector.arrays())
-        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples, "key_bytes": key_bytes}
+        return {
+            "index": index,
+            "rows": writer.rows,
+            "parts": parts,
+            "counts": tally.rows(),
+            "examples": tally.examples,
+            "key_bytes": key_bytes,
+        }
 
 
 def keep_owned_lines_by_key(text: str, owned: set[int]) -> str:
@@ -414,8 +468,17 @@ def keep_owned_lines_by_key(text: str, owned: set[int]) -> str:
 
 
 def _plan_files(fingerprint: str, phase: str, summaries):
-    return [{"source": SOURCE, "key": file_key(s["index"]), "fingerprint": fingerprint, "index": s["index"],
-             "parts": s["parts"]} for s in summaries if s.get("phase") == phase]
+    return [
+        {
+            "source": SOURCE,
+            "key": file_key(s["index"]),
+            "fingerprint": fingerprint,
+            "index": s["index"],
+            "parts": s["parts"],
+        }
+        for s in summaries
+        if s.get("phase") == phase
+    ]
 
 
 def _plan_url(fingerprint: str, read):
@@ -428,8 +491,17 @@ def _plan_lines(fingerprint: str, cleaned):
     from corral.pipeline.decide import partitions_for
 
     n = partitions_for(sum(s["line_keys"] for s in cleaned))
-    return [{"source": SOURCE, "key": f"lines-{p:04d}", "fingerprint": fingerprint, "p": p, "partitions": n,
-             "files": len(cleaned)} for p in range(n)]
+    return [
+        {
+            "source": SOURCE,
+            "key": f"lines-{p:04d}",
+            "fingerprint": fingerprint,
+            "p": p,
+            "partitions": n,
+            "files": len(cleaned),
+        }
+        for p in range(n)
+    ]
 
 
 def add_phases(p, plan):
@@ -443,14 +515,27 @@ def add_phases(p, plan):
     st, out, fp = plan.stages, plan.out, plan.fingerprint
     read = run_phase(p, "c4/c4-read", _ReadTask(out, st), out, items=plan.file_items())
     url = run_phase(p, "c4/c4url", RoundTask(out), out, plan=partial(_plan_url, fp), earlier=[read])
-    cleaned = run_phase(p, "c4/c4-clean", _CleanTask(out, st), out, plan=partial(_plan_files, fp, "c4-read"),
-                        earlier=[merged("c4/BeforeClean", [read, url])])
+    cleaned = run_phase(
+        p,
+        "c4/c4-clean",
+        _CleanTask(out, st),
+        out,
+        plan=partial(_plan_files, fp, "c4-read"),
+        earlier=[merged("c4/BeforeClean", [read, url])],
+    )
     before_final = [cleaned]
     if st["clean"]["line_dedup"]:
-        before_final.append(run_phase(p, "c4/c4-lines", _LinesTask(out), out, plan=partial(_plan_lines, fp),
-                                      earlier=[cleaned]))
-    final = run_phase(p, "c4/c4-final", _FinalTask(out, st), out, plan=partial(_plan_files, fp, "c4-clean"),
-                      earlier=[merged("c4/BeforeFinal", before_final)])
+        before_final.append(
+            run_phase(p, "c4/c4-lines", _LinesTask(out), out, plan=partial(_plan_lines, fp), earlier=[cleaned])
+        )
+    final = run_phase(
+        p,
+        "c4/c4-final",
+        _FinalTask(out, st),
+        out,
+        plan=partial(_plan_files, fp, "c4-clean"),
+        earlier=[merged("c4/BeforeFinal", before_final)],
+    )
     plan.stage_phase = "c4-final"
     plan.count_phases = ["c4-read", "c4-clean", "c4-final"]
     return dedup_and_select(p, plan, final)

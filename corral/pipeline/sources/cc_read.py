@@ -7,7 +7,8 @@ counts conversion (or response) records; warcinfo and request records are not do
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from corral.outcome import dropped, error, kept
 from corral.pipeline.inputs import open_input
@@ -18,12 +19,21 @@ SOURCE = "commoncrawl"
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # corral's bound on a WET/WARC record's content: beyond it, one `too_large` error
 
 
-def _record(url: str, digest: str, date: str | None, title: str, lines: list[str], length: int | None,
-            group: int, path: str) -> dict[str, Any]:
+def _record(
+    url: str, digest: str, date: str | None, title: str, lines: list[str], length: int | None, group: int, path: str
+) -> dict[str, Any]:
     text = "\n".join(lines)
-    meta = {"title": title, "digest": digest, "date_download": date, "source_domain": rules.source_domain(url),
-            "nlines": len(lines), "length": len(text), "content_length": length, "dedup_group": group,
-            "wet_file": os.path.basename(path)}
+    meta = {
+        "title": title,
+        "digest": digest,
+        "date_download": date,
+        "source_domain": rules.source_domain(url),
+        "nlines": len(lines),
+        "length": len(text),
+        "content_length": length,
+        "dedup_group": group,
+        "wet_file": os.path.basename(path),
+    }
     return make_record(SOURCE, f"{url} {digest}", text, url=url, meta=meta)
 
 
@@ -66,8 +76,18 @@ def read_wet(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, 
             if len("\n".join(lines)) < read["min_len"]:
                 yield dropped(SOURCE, "too_short", where)
                 continue
-            yield kept(_record(url, h.get_header("WARC-Block-Digest") or "", h.get_header("WARC-Date"), title,
-                               lines, int(declared) if declared and declared.isdigit() else None, group, path))
+            yield kept(
+                _record(
+                    url,
+                    h.get_header("WARC-Block-Digest") or "",
+                    h.get_header("WARC-Date"),
+                    title,
+                    lines,
+                    int(declared) if declared and declared.isdigit() else None,
+                    group,
+                    path,
+                )
+            )
 
 
 def read_warc_html(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -96,5 +116,9 @@ def read_warc_html(path: str, group: int, read: dict[str, Any]) -> Iterator[dict
             if len("\n".join(lines)) < read["min_len"]:
                 yield dropped(SOURCE, "too_short", where)
                 continue
-            digest = rec.rec_headers.get_header("WARC-Payload-Digest") or rec.rec_headers.get_header("WARC-Block-Digest") or ""
+            digest = (
+                rec.rec_headers.get_header("WARC-Payload-Digest")
+                or rec.rec_headers.get_header("WARC-Block-Digest")
+                or ""
+            )
             yield kept(_record(url, digest, rec.rec_headers.get_header("WARC-Date"), title, lines, None, group, path))

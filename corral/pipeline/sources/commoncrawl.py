@@ -32,8 +32,15 @@ from corral import fs
 from corral.dedup import keys as K
 from corral.dedup.lines import dedup_record, doc_hashes, group_of
 from corral.outcome import DROPPED, KEPT
-from corral.pipeline.decide import (REASONS, RoundTask, load_sorted, losers_between, partitions_for, round_items,
-                                    save_sorted)
+from corral.pipeline.decide import (
+    REASONS,
+    RoundTask,
+    load_sorted,
+    losers_between,
+    partitions_for,
+    round_items,
+    save_sorted,
+)
 from corral.pipeline.inputs import guarded, match_inputs
 from corral.pipeline.keytables import by_partition, read_partition, table_path
 from corral.pipeline.phases import Task, merged, of_phase, run_phase, work_dir
@@ -41,8 +48,17 @@ from corral.pipeline.quality import ccnet_rules as rules
 from corral.pipeline.quality.side_models import lead_section, train_perplexity_models, train_quality_model
 from corral.pipeline.quality.taggers import LanguageId, Perplexity, QualityScorer
 from corral.pipeline.sources.cc_read import SOURCE, read_warc_html, read_wet
-from corral.pipeline.stage import (KeyCollector, StagedWriter, Tally, file_key, iter_staged, key_path, load_arrays,
-                                   save_keys, stage_folder)
+from corral.pipeline.stage import (
+    KeyCollector,
+    StagedWriter,
+    Tally,
+    file_key,
+    iter_staged,
+    key_path,
+    load_arrays,
+    save_keys,
+    stage_folder,
+)
 
 LID_BATCH = 256  # documents per fastText predict call
 CUTOFFS_FILE = "perplexity_cutoffs.json"  # OUT/models/: the head/tail cutoffs per language the buckets used
@@ -104,9 +120,11 @@ class ReadTask(Task):
             raise
         parts = writer.close()
         ids = np.array(id_keys, dtype=np.uint64)
-        arrays = {"id_key": ids, "offsets": np.cumsum([0] + [len(h) for h in hashes], dtype=np.int64),
-                  "hashes": np.fromiter((x for h in hashes for x in h), dtype=np.uint64,
-                                        count=sum(len(h) for h in hashes))}
+        arrays = {
+            "id_key": ids,
+            "offsets": np.cumsum([0] + [len(h) for h in hashes], dtype=np.int64),
+            "hashes": np.fromiter((x for h in hashes for x in h), dtype=np.uint64, count=sum(len(h) for h in hashes)),
+        }
         if ld["enabled"]:
             # A record's lines count once per document: per URL + digest when url dedup keeps one of
             # each (twins count once), per record otherwise (as cc_net, which has no URL dedup).
@@ -115,8 +133,16 @@ class ReadTask(Task):
         rounds = [r for r, on in (("url", st["url_dedup"]["enabled"]), ("cclines", ld["enabled"])) if on]
         key_bytes = save_keys(key_path(self.out, SOURCE, index, "ccread-keys"), arrays, rounds)
         tally.save_errors(self.out, SOURCE, index)
-        return {"index": index, "group": item["group"], "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples,
-                "line_keys": int(len(arrays.get("lh", ()))), "key_bytes": key_bytes}
+        return {
+            "index": index,
+            "group": item["group"],
+            "rows": writer.rows,
+            "parts": parts,
+            "counts": tally.rows(),
+            "examples": tally.examples,
+            "line_keys": int(len(arrays.get("lh", ()))),
+            "key_bytes": key_bytes,
+        }
 
 
 class LinesTask(Task):
@@ -148,14 +174,24 @@ def _plan_lines(fingerprint: str, read_summaries):
     for g, files in sorted(groups.items()):
         n = partitions_for(sum(s["line_keys"] for s in files))
         for p in range(n):
-            items.append({"source": SOURCE, "key": f"lines-{g:05d}-{p:04d}", "fingerprint": fingerprint, "group": g,
-                          "p": p, "partitions": n, "files": sorted(s["index"] for s in files)})
+            items.append(
+                {
+                    "source": SOURCE,
+                    "key": f"lines-{g:05d}-{p:04d}",
+                    "fingerprint": fingerprint,
+                    "group": g,
+                    "p": p,
+                    "partitions": n,
+                    "files": sorted(s["index"] for s in files),
+                }
+            )
     return items
 
 
 def _plan_url(fingerprint: str, read_summaries):
-    return round_items(SOURCE, fingerprint, "url", sum(s["rows"] for s in read_summaries), len(read_summaries), [],
-                       "cc-read")
+    return round_items(
+        SOURCE, fingerprint, "url", sum(s["rows"] for s in read_summaries), len(read_summaries), [], "cc-read"
+    )
 
 
 # --- side models ----------------------------------------------------------------------------------
@@ -179,8 +215,9 @@ def _wiki_smallest(out: str, keep, n: int) -> list[tuple[str, str]]:
     heap: list[tuple[str, str]] = []  # max-heap by id, as negated order: holds the n smallest
     for path in wiki_shards(out):
         for batch in iter_batches(path):
-            for doc_id, lang, text in zip(batch.column("id").to_pylist(), batch.column("lang").to_pylist(),
-                                          batch.column("text").to_pylist()):
+            for doc_id, lang, text in zip(
+                batch.column("id").to_pylist(), batch.column("lang").to_pylist(), batch.column("text").to_pylist()
+            ):
                 if keep(lang, text):
                     item = (_Rev(doc_id), text)
                     if len(heap) < n:
@@ -198,7 +235,7 @@ class _Rev:
     def __init__(self, s: str):
         self.s = s
 
-    def __lt__(self, other: "_Rev") -> bool:
+    def __lt__(self, other: _Rev) -> bool:
         return self.s > other.s
 
 
@@ -216,17 +253,27 @@ class LmTask(Task):
         docs = _wiki_smallest(self.out, lambda lg, _t: lg == lang, self.ppl["lm_docs"])
         if not docs:
             return {"lang": lang, "models": {}}
-        infos = train_perplexity_models(lang, [lead_section(t) for _, t in docs], models_dir(self.out),
-                                        self.ppl["sp_vocab_size"], self.ppl["lm_order"])
-        return {"lang": lang, "models": infos,
-                "paths": {"sp": infos[f"{lang}.sp.model"]["path"], "lm": infos[f"{lang}.arpa.bin"]["path"]}}
+        infos = train_perplexity_models(
+            lang,
+            [lead_section(t) for _, t in docs],
+            models_dir(self.out),
+            self.ppl["sp_vocab_size"],
+            self.ppl["lm_order"],
+        )
+        return {
+            "lang": lang,
+            "models": infos,
+            "paths": {"sp": infos[f"{lang}.sp.model"]["path"], "lm": infos[f"{lang}.arpa.bin"]["path"]},
+        }
 
 
 def lm_paths(stages: dict[str, Any], lm_summaries: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     ppl, languages = stages["perplexity"], stages["langid"]["languages"]
     if ppl["sp_model"] and ppl["lm_model"]:
-        return {lang: {"sp": ppl["sp_model"].replace("{lang}", lang), "lm": ppl["lm_model"].replace("{lang}", lang)}
-                for lang in languages}
+        return {
+            lang: {"sp": ppl["sp_model"].replace("{lang}", lang), "lm": ppl["lm_model"].replace("{lang}", lang)}
+            for lang in languages
+        }
     return {s["lang"]: s["paths"] for s in lm_summaries if s.get("paths")}
 
 
@@ -276,13 +323,18 @@ class TagTask(Task):
             url_lost = losers_between(self.out, SOURCE, "url", url[0]["partitions"], index, index) - K.loc(index, 0)
         dupset: set[int] = set()
         if ld["enabled"]:
-            parts = max((s["partitions"] for s in of_phase(summaries, "cc-lines") if s["group"] == item["group"]),
-                        default=0)
+            parts = max(
+                (s["partitions"] for s in of_phase(summaries, "cc-lines") if s["group"] == item["group"]), default=0
+            )
             # This file's duplicated lines only: each hash looked up in its partition's duplicates
             # (mapped: the lookups read the pages they touch, not the group's whole set).
             hashes = keys["hashes"]
-            dup = by_partition(hashes, parts, lambda p, v: K.member_of(
-                load_sorted(lines_path(self.out, item["group"], p), mapped=True), v), False)
+            dup = by_partition(
+                hashes,
+                parts,
+                lambda p, v: K.member_of(load_sorted(lines_path(self.out, item["group"], p), mapped=True), v),
+                False,
+            )
             dupset = set(hashes[dup].tolist())
         offsets = keys["offsets"]
         tally = Tally()
@@ -314,7 +366,7 @@ class TagTask(Task):
                         tally.reason(DROPPED, REASONS["url"], example=(r["id"], r["text"]))
                         continue
                     if ld["enabled"]:
-                        deduped = dedup_record(r, dupset, keys["hashes"][offsets[i]:offsets[i + 1]].tolist())
+                        deduped = dedup_record(r, dupset, keys["hashes"][offsets[i] : offsets[i + 1]].tolist())
                         if deduped is None:
                             tally.reason(DROPPED, "empty_after_line_dedup", example=(r["id"], r["text"]))
                             continue
@@ -329,8 +381,15 @@ class TagTask(Task):
         parts = writer.close()
         arrays = {**collector.arrays(), "neg": np.array(neg, dtype=np.uint64), "neg_row": np.array(neg_rows, np.int64)}
         key_bytes = save_keys(key_path(self.out, SOURCE, index), arrays)
-        return {"index": index, "rows": writer.rows, "parts": parts, "counts": tally.rows(), "examples": tally.examples, "key_bytes": key_bytes,
-                "sketch": {lang: sketch(v) for lang, v in sorted(scored.items())}}
+        return {
+            "index": index,
+            "rows": writer.rows,
+            "parts": parts,
+            "counts": tally.rows(),
+            "examples": tally.examples,
+            "key_bytes": key_bytes,
+            "sketch": {lang: sketch(v) for lang, v in sorted(scored.items())},
+        }
 
 
 def _md5(text: str) -> str:
@@ -340,20 +399,35 @@ def _md5(text: str) -> str:
 
 
 def _plan_tag(fingerprint: str, summaries):
-    return [{"source": SOURCE, "key": file_key(s["index"]), "fingerprint": fingerprint, "index": s["index"],
-             "group": s["group"], "parts": s["parts"]} for s in of_phase(summaries, "cc-read")]
+    return [
+        {
+            "source": SOURCE,
+            "key": file_key(s["index"]),
+            "fingerprint": fingerprint,
+            "index": s["index"],
+            "group": s["group"],
+            "parts": s["parts"],
+        }
+        for s in of_phase(summaries, "cc-read")
+    ]
 
 
 # --- cutoffs and the quality classifier -------------------------------------------------------------
 
 
-def _cutoff_info(table: dict[str, tuple[float, float]], path: str, head: int, tail: int,
-                 origin: str) -> dict[str, Any]:
+def _cutoff_info(table: dict[str, tuple[float, float]], path: str, head: int, tail: int, origin: str) -> dict[str, Any]:
     """Write the bucket cutoffs per language to OUT/models/ (what the report draws); their model info."""
     values = {lang: [float(a), float(b)] for lang, (a, b) in sorted(table.items())}
     data = json.dumps({"percentiles": [head, tail], "cutoffs": values}, indent=1).encode("utf-8")
-    return {"path": path, "sha256": fs.atomic_write_bytes(path, data), "bytes": len(data),
-            "kind": "perplexity_cutoffs", "percentiles": [head, tail], "origin": origin, "cutoffs": values}
+    return {
+        "path": path,
+        "sha256": fs.atomic_write_bytes(path, data),
+        "bytes": len(data),
+        "kind": "perplexity_cutoffs",
+        "percentiles": [head, tail],
+        "origin": origin,
+        "cutoffs": values,
+    }
 
 
 class ModelsTask(Task):
@@ -397,12 +471,14 @@ class ModelsTask(Task):
             pos = _wiki_smallest(self.out, lambda lg, t: lg in languages and len(t) >= q["min_chars"], q["max_docs"])
         neg = self._negatives(tagged, min(q["max_docs"], len(pos)))  # equal classes: no more texts than that
         if not pos or not neg:
-            logging.getLogger(__name__).warning("quality classifier not trained: %d wiki and %d crawl documents",
-                                                len(pos), len(neg))
+            logging.getLogger(__name__).warning(
+                "quality classifier not trained: %d wiki and %d crawl documents", len(pos), len(neg)
+            )
             return {}
         try:
-            return train_quality_model([t for _, t in pos[: len(neg)]], [t for _, t in neg[: len(pos)]],
-                                       models_dir(self.out), q)
+            return train_quality_model(
+                [t for _, t in pos[: len(neg)]], [t for _, t in neg[: len(pos)]], models_dir(self.out), q
+            )
         except QualityTrainingFailed as e:
             logging.getLogger(__name__).warning("quality classifier not trained: %s", e)
             return {}
@@ -474,8 +550,9 @@ class SelectRule:
             bucket = None
             if reason is None:
                 bucket = rules.bucket(perplexities[i], self.cutoffs.get(lang))
-                reason = rules.select_reason({"bucket": bucket, "quality": score}, ppl["keep_buckets"],
-                                             q["threshold"] if q["enabled"] else None)
+                reason = rules.select_reason(
+                    {"bucket": bucket, "quality": score}, ppl["keep_buckets"], q["threshold"] if q["enabled"] else None
+                )
             if reason is None:
                 keep[i] = True
                 buckets.append(bucket)
@@ -498,28 +575,38 @@ def add_phases(p, plan):
     st, out, fp = plan.stages, plan.out, plan.fingerprint
     ld = st["line_dedup"]
     n = len(plan.paths)
-    items = [{**it, "group": group_of(it["index"], n, ld["num_shards"], ld["hash_in_mem"])}
-             for it in plan.file_items()]
+    items = [{**it, "group": group_of(it["index"], n, ld["num_shards"], ld["hash_in_mem"])} for it in plan.file_items()]
     read = run_phase(p, "commoncrawl/cc-read", ReadTask(out, st), out, items=items)
     before_tag = [read]
     if st["url_dedup"]["enabled"]:
-        before_tag.append(run_phase(p, "commoncrawl/url", RoundTask(out), out, plan=partial(_plan_url, fp),
-                                    earlier=[read]))
+        before_tag.append(
+            run_phase(p, "commoncrawl/url", RoundTask(out), out, plan=partial(_plan_url, fp), earlier=[read])
+        )
     if ld["enabled"]:
-        before_tag.append(run_phase(p, "commoncrawl/cc-lines", LinesTask(out), out, plan=partial(_plan_lines, fp),
-                                    earlier=[read]))
+        before_tag.append(
+            run_phase(p, "commoncrawl/cc-lines", LinesTask(out), out, plan=partial(_plan_lines, fp), earlier=[read])
+        )
     ppl = st["perplexity"]
     if not (ppl["sp_model"] and ppl["lm_model"]):
-        lm_items = [{"source": SOURCE, "key": f"lm-{lang}", "fingerprint": fp, "lang": lang}
-                    for lang in st["langid"]["languages"]]
+        lm_items = [
+            {"source": SOURCE, "key": f"lm-{lang}", "fingerprint": fp, "lang": lang}
+            for lang in st["langid"]["languages"]
+        ]
         before_tag.append(run_phase(p, "commoncrawl/lm", LmTask(out, st), out, items=lm_items, waits=plan.waits))
-    tag = run_phase(p, "commoncrawl/cc-tag", TagTask(out, st), out, plan=partial(_plan_tag, fp),
-                    earlier=[merged("commoncrawl/BeforeTag", before_tag)])
+    tag = run_phase(
+        p,
+        "commoncrawl/cc-tag",
+        TagTask(out, st),
+        out,
+        plan=partial(_plan_tag, fp),
+        earlier=[merged("commoncrawl/BeforeTag", before_tag)],
+    )
     model_items = [{"source": SOURCE, "key": "cutoffs", "fingerprint": fp}]
     if st["quality"]["enabled"]:
         model_items.append({"source": SOURCE, "key": "quality", "fingerprint": fp})
-    models = run_phase(p, "commoncrawl/models", ModelsTask(out, st), out, items=model_items, earlier=[tag],
-                       waits=plan.waits)
+    models = run_phase(
+        p, "commoncrawl/models", ModelsTask(out, st), out, items=model_items, earlier=[tag], waits=plan.waits
+    )
     plan.stage_phase = "cc-tag"
     plan.count_phases = ["cc-read", "cc-tag"]
     plan.model_phases = ["lm", "models"]

@@ -38,14 +38,15 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import regex
 
 from corral.licenses import is_license_file
-from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, strip_compression_suffix
 from corral.outcome import dropped, error, kept
+from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, strip_compression_suffix
 from corral.schema import make_record
 
 SOURCE = "github"
@@ -109,7 +110,7 @@ def clean_copyright_comments(content: str) -> str:
     m = _BLOCK.search(content)
     if m:
         if "copyright" in m.group(0).lower():
-            return content[: m.start()] + content[m.end():]
+            return content[: m.start()] + content[m.end() :]
         return content
     lines = content.split("\n")
     skip = 0
@@ -176,8 +177,9 @@ def decode_source(data: bytes) -> str | None:
         return None
 
 
-def file_outcome(repo: str, path: str, content: str, license_name: str, stages: dict[str, Any],
-                 where: str) -> dict[str, Any]:
+def file_outcome(
+    repo: str, path: str, content: str, license_name: str, stages: dict[str, Any], where: str
+) -> dict[str, Any]:
     """One source file's outcome after the path, header and quality rules (license already passed)."""
     f = stages["filter"]
     reason = path_reason(path, f["extensions"])
@@ -189,8 +191,13 @@ def file_outcome(repo: str, path: str, content: str, license_name: str, stages: 
     reason = quality_reason(text, stats, f)
     if reason:
         return dropped(SOURCE, reason, where)
-    meta = {"repo_name": repo, "path": path, "license": license_name, "content_md5": raw_md5,
-            **{k: round(v, 4) for k, v in stats.items()}}
+    meta = {
+        "repo_name": repo,
+        "path": path,
+        "license": license_name,
+        "content_md5": raw_md5,
+        **{k: round(v, 4) for k, v in stats.items()},
+    }
     url = f"https://github.com/{repo}/blob/HEAD/{path}" if repo.count("/") == 1 else None
     return kept(make_record(SOURCE, f"{repo}/{path}", text, url=url or f"{repo}/{path}", meta=meta))
 

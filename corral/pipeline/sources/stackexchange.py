@@ -28,15 +28,16 @@ import pickle
 import re
 import tempfile
 import zlib
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 from bs4 import BeautifulSoup
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 
-from corral.pipeline.inputs import guarded, open_input, open_raw
 from corral.outcome import dropped, error, kept
+from corral.pipeline.inputs import guarded, open_input, open_raw
 from corral.schema import make_record
 
 SOURCE = "stackexchange"
@@ -100,8 +101,7 @@ def format_question(title: str, body: str, answer_bodies: list[str]) -> str:
 
 def iter_rows(stream) -> Iterator[dict[str, str]]:
     """The attributes of every <row> of a Posts.xml stream, streamed (elements cleared as read)."""
-    for _, elem in iterparse(stream, events=("end",), forbid_dtd=False, forbid_entities=True,
-                             forbid_external=True):
+    for _, elem in iterparse(stream, events=("end",), forbid_dtd=False, forbid_entities=True, forbid_external=True):
         if elem.tag == "row":
             yield dict(elem.attrib)
         elem.clear()
@@ -175,11 +175,18 @@ def assemble(key: tuple[str, str], rows: list[dict[str, str]], read: dict[str, A
     if not answers and not read["include_unanswered"]:
         yield dropped(SOURCE, "unanswered")
         return
-    ordered = sort_answers(((a.get("Score", "0"), int(a.get("Id", "0") or 0), a.get("Body", "")) for a in answers),
-                           read["score_sort"])
+    ordered = sort_answers(
+        ((a.get("Score", "0"), int(a.get("Id", "0") or 0), a.get("Body", "")) for a in answers), read["score_sort"]
+    )
     text = format_question(q.get("Title", ""), q.get("Body", ""), [a[2] for a in ordered])
-    meta = {"site": site, "question_id": qid, "answers": len(answers), "score": q.get("Score"),
-            "created": q.get("CreationDate"), "tags": q.get("Tags")}
+    meta = {
+        "site": site,
+        "question_id": qid,
+        "answers": len(answers),
+        "score": q.get("Score"),
+        "created": q.get("CreationDate"),
+        "tags": q.get("Tags"),
+    }
     yield kept(make_record(SOURCE, f"{site}/{qid}", text, url=f"https://{site}/questions/{qid}", meta=meta))
 
 
@@ -190,9 +197,9 @@ def top_site_names(site_counts: Iterable[tuple[str, int]], n: int) -> list[str]:
 
 # The fields of a row that assembling a question reads; nothing else of a post is kept.
 KEPT_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "CreationDate", "Tags")
-BUCKETS = 256             # hash buckets of a site's posts, assembled one after another
-SPILL_BYTES = 256 << 20   # post text held in memory before a site's buckets go to disk
-ROW_OVERHEAD = 800        # bytes of a held row besides its text (its dict and strings, measured in CPython 3.11)
+BUCKETS = 256  # hash buckets of a site's posts, assembled one after another
+SPILL_BYTES = 256 << 20  # post text held in memory before a site's buckets go to disk
+ROW_OVERHEAD = 800  # bytes of a held row besides its text (its dict and strings, measured in CPython 3.11)
 
 
 def bucket_of(key: tuple[str, str]) -> int:

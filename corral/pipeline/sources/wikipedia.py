@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import mwparserfromhell
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 
-from corral.pipeline.inputs import guarded, open_input
 from corral.outcome import dropped, error, kept
+from corral.pipeline.inputs import guarded, open_input
 from corral.schema import make_record
 
 SOURCE = "wikipedia"
@@ -40,22 +41,48 @@ MAGIC_WORDS = re.compile(r"__[A-Z]*__")  # RECIPE.md §5: HF-wiki v2 re_rm_magic
 
 # Local names of the File/Media namespaces (HF-wiki MEDIA_ALIASES, for the paper's 20 languages).
 MEDIA_ALIASES = {
-    "en": ["file", "image", "media"], "bg": ["файл", "картинка", "медия", "изображение"],
-    "ca": ["fitxer", "imatge", "arxiu", "multimèdia"], "cs": ["soubor", "obrázek", "média"],
-    "da": ["fil", "billede", "medie"], "de": ["datei", "bild", "medium"], "es": ["archivo", "imagen", "medio"],
-    "fr": ["fichier", "image", "média"], "hr": ["datoteka", "slika", "mediji"], "hu": ["fájl", "kép", "média"],
-    "it": ["file", "immagine", "media"], "nl": ["bestand", "afbeelding", "media"],
-    "pl": ["plik", "grafika", "media"], "pt": ["ficheiro", "arquivo", "imagem", "média", "mídia"],
-    "ro": ["fișier", "fişier", "imagine", "media"], "ru": ["файл", "изображение", "медиа"],
-    "sl": ["slika", "datoteka", "media"], "sr": ["датотека", "слика", "медији", "datoteka", "slika", "medij"],
-    "sv": ["fil", "bild", "media"], "uk": ["файл", "зображення", "медіа"],
+    "en": ["file", "image", "media"],
+    "bg": ["файл", "картинка", "медия", "изображение"],
+    "ca": ["fitxer", "imatge", "arxiu", "multimèdia"],
+    "cs": ["soubor", "obrázek", "média"],
+    "da": ["fil", "billede", "medie"],
+    "de": ["datei", "bild", "medium"],
+    "es": ["archivo", "imagen", "medio"],
+    "fr": ["fichier", "image", "média"],
+    "hr": ["datoteka", "slika", "mediji"],
+    "hu": ["fájl", "kép", "média"],
+    "it": ["file", "immagine", "media"],
+    "nl": ["bestand", "afbeelding", "media"],
+    "pl": ["plik", "grafika", "media"],
+    "pt": ["ficheiro", "arquivo", "imagem", "média", "mídia"],
+    "ro": ["fișier", "fişier", "imagine", "media"],
+    "ru": ["файл", "изображение", "медиа"],
+    "sl": ["slika", "datoteka", "media"],
+    "sr": ["датотека", "слика", "медији", "datoteka", "slika", "medij"],
+    "sv": ["fil", "bild", "media"],
+    "uk": ["файл", "зображення", "медіа"],
 }
 # Local names of the Category namespace (HF-wiki CATEGORY_ALIASES, for the same languages).
 CATEGORY_ALIASES = {
-    "en": ["category"], "bg": ["категория"], "ca": ["categoria"], "cs": ["kategorie"], "da": ["kategori"],
-    "de": ["kategorie"], "es": ["categoría"], "fr": ["catégorie"], "hr": ["kategorija"], "hu": ["kategória"],
-    "it": ["categoria"], "nl": ["categorie"], "pl": ["kategoria"], "pt": ["categoria"], "ro": ["categorie"],
-    "ru": ["категория"], "sl": ["kategorija"], "sr": ["категорија", "kategorija"], "sv": ["kategori"],
+    "en": ["category"],
+    "bg": ["категория"],
+    "ca": ["categoria"],
+    "cs": ["kategorie"],
+    "da": ["kategori"],
+    "de": ["kategorie"],
+    "es": ["categoría"],
+    "fr": ["catégorie"],
+    "hr": ["kategorija"],
+    "hu": ["kategória"],
+    "it": ["categoria"],
+    "nl": ["categorie"],
+    "pl": ["kategoria"],
+    "pt": ["categoria"],
+    "ro": ["categorie"],
+    "ru": ["категория"],
+    "sl": ["kategorija"],
+    "sr": ["категорија", "kategorija"],
+    "sv": ["kategori"],
     "uk": ["категорія"],
 }
 MEDIA_NS, FILE_NS, CATEGORY_NS = "-2", "6", "14"  # MediaWiki namespace keys
@@ -116,7 +143,7 @@ def strip_media_links(raw: str, media: set[str]) -> str:
             out.append(raw[i:])
             break
         out.append(raw[i:j])
-        head = raw[j + 2: j + 40].lstrip(" :")
+        head = raw[j + 2 : j + 40].lstrip(" :")
         prefix = head.split(":", 1)[0].strip().lower() if ":" in head else ""
         if prefix not in media:
             out.append("[[")
@@ -153,8 +180,7 @@ def clean_wikitext(raw: str, media: set[str], categories: set[str], strip_magic:
                 wikicode.replace(link, title.split(":", 1)[1].strip())
         except ValueError:  # already gone with an enclosing node
             pass
-    for tag in wikicode.filter_tags(matches=lambda t: str(t.tag).strip().lower() in ("ref", "table"),
-                                    recursive=True):
+    for tag in wikicode.filter_tags(matches=lambda t: str(t.tag).strip().lower() in ("ref", "table"), recursive=True):
         try:
             wikicode.remove(tag)
         except ValueError:
@@ -206,8 +232,9 @@ def read_dump(path: str, read: dict[str, Any], clean: dict[str, Any]) -> Iterato
     n = 0
     with open_input(path) as stream:
         try:
-            for event, elem in iterparse(stream, events=("start", "end"), forbid_dtd=False,
-                                         forbid_entities=True, forbid_external=True):
+            for event, elem in iterparse(
+                stream, events=("start", "end"), forbid_dtd=False, forbid_entities=True, forbid_external=True
+            ):
                 tag = _local(elem.tag)
                 if event == "start":
                     if root is None:
@@ -218,13 +245,14 @@ def read_dump(path: str, read: dict[str, Any], clean: dict[str, Any]) -> Iterato
                     db = _child(elem, "dbname")
                     dbname = db.text if db is not None else None
                     ns = _child(elem, "namespaces")
-                    for item in (ns if ns is not None else []):
+                    for item in ns if ns is not None else []:
                         site_names[item.get("key", "")] = (item.text or "").strip()
                     root.clear()
                 elif tag == "page":
                     n += 1
-                    yield _page(elem, path, language_of(dbname, xml_lang, path), languages, namespaces,
-                                site_names, clean)
+                    yield _page(
+                        elem, path, language_of(dbname, xml_lang, path), languages, namespaces, site_names, clean
+                    )
                     root.clear()  # release the page: memory stays flat over a whole dump
         except (EntitiesForbidden, DTDForbidden, ExternalReferenceForbidden) as e:
             yield error(SOURCE, "xml_entities_forbidden", f"{path} after page {n}", type(e).__name__)
@@ -253,10 +281,15 @@ def _page(elem, path, lang, languages, namespaces, site_names, clean) -> dict[st
     text = clean_wikitext(raw, media, cats, clean["strip_magic_words"]) if raw else ""
     if not text:
         return dropped(SOURCE, "empty", where)
-    meta = {"title": title, "page_id": page_id, "timestamp": ts_el.text if ts_el is not None else None,
-            "language": lang}
-    return kept(make_record(SOURCE, f"{lang}wiki/{page_id or title}", text, url=page_url(lang, title),
-                            lang=lang, meta=meta))
+    meta = {
+        "title": title,
+        "page_id": page_id,
+        "timestamp": ts_el.text if ts_el is not None else None,
+        "language": lang,
+    }
+    return kept(
+        make_record(SOURCE, f"{lang}wiki/{page_id or title}", text, url=page_url(lang, title), lang=lang, meta=meta)
+    )
 
 
 def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
