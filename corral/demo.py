@@ -80,28 +80,52 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     p.done("inspect", t, "printed")
 
     t = p.start("train", f"a tiny LLaMA for {steps} steps on CPU (torchrun, {nproc} process(es))")
-    cmd = [
-        sys.executable,
-        "-m",
-        "corral.cli",
-        "train",
-        str(build_out),
-        "--model",
-        "tiny",
-        "--run-dir",
-        str(run),
-        "--steps",
-        str(steps),
-        "--seq-len",
-        str(DEMO_SEQ_LEN),
-        "--micro-batch",
-        str(DEMO_MICRO_BATCH),
-        "--lr",
-        str(DEMO_LR),
-        "--nproc",
-        str(nproc),
-        "--overwrite",
-    ]  # a rerun of the demo trains afresh
+    checkpoint = _train(build_out, run, steps, nproc)
+    p.done("train", t, f"last checkpoint {checkpoint or 'none'}")
+
+    t = p.start("report", "report.html with the funnels, distributions and training curves")
+    report = write_report(str(build_out), run_dir=str(run))
+    p.done("report", t, report)
+
+    from corral.train.export import HF_DIR, export_dir  # torch: imported once the build's workers are done
+
+    paths = {
+        "sample": str(sample),
+        "build": str(build_out),
+        "checkpoint": str(checkpoint or ""),
+        "run": str(run),
+        "export": os.path.join(export_dir(str(run)), HF_DIR),
+        "report": report,
+    }
+    _say_where(paths)
+    return paths
+
+
+def _say_where(paths: dict[str, str]) -> None:
+    print(
+        f"\nDone. The build:      {paths['build']}"
+        f"\n      the checkpoint: {paths['checkpoint']}"
+        f"\n      the export:     {paths['export']} (AutoTokenizer, AutoModelForCausalLM)"
+        f"\n      the report:     {paths['report']}",
+        flush=True,
+    )
+
+
+def _train(build_out: Path, run: Path, steps: int, nproc: int) -> Path | None:
+    """`corral train` of the demo's tiny model, afresh on every run of the demo; its last checkpoint."""
+    from corral.train.checkpoint import complete_checkpoints
+
+    flags = {
+        "--model": "tiny",
+        "--run-dir": run,
+        "--steps": steps,
+        "--seq-len": DEMO_SEQ_LEN,
+        "--micro-batch": DEMO_MICRO_BATCH,
+        "--lr": DEMO_LR,
+        "--nproc": nproc,
+    }
+    cmd = [sys.executable, "-m", "corral.cli", "train", str(build_out), "--overwrite"]
+    cmd += [str(part) for flag in flags.items() for part in flag]
     train = subprocess.Popen(cmd)
     try:
         code = train.wait()
@@ -110,31 +134,5 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
         raise
     if code != 0:
         raise RuntimeError(f"corral train exited with {code}")
-    checkpoints = sorted((run / "checkpoints").glob("step-*"), key=lambda x: int(x.name.split("-")[1]))
-    p.done("train", t, f"last checkpoint {checkpoints[-1] if checkpoints else 'none'}")
-
-    t = p.start("report", "report.html with the funnels, distributions and training curves")
-    report = write_report(str(build_out), run_dir=str(run))
-    p.done("report", t, report)
-
-    paths = {
-        "sample": str(sample),
-        "build": str(build_out),
-        "checkpoint": str(checkpoints[-1]) if checkpoints else "",
-        "run": str(run),
-        "export": str(run / "export" / "hf"),
-        "report": report,
-    }
-    print(
-        "\nDone. The build:      "
-        + paths["build"]
-        + "\n      the checkpoint: "
-        + paths["checkpoint"]
-        + "\n      the export:     "
-        + paths["export"]
-        + " (AutoTokenizer, AutoModelForCausalLM)"
-        + "\n      the report:     "
-        + paths["report"],
-        flush=True,
-    )
-    return paths
+    found = complete_checkpoints(str(run))
+    return Path(found[-1][1]) if found else None

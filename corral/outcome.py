@@ -1,4 +1,4 @@
-"""Outcomes flow as data (DESIGN.md): every input record becomes exactly one outcome.
+"""Outcomes flow as data (docs/design.md#contracts): every input record becomes exactly one outcome.
 
 An outcome is a small dict: `source`, `status` (kept / dropped / error), `reason` (None when kept),
 `record` (the document record while kept; dropped and failed ones carry none), and `where` (the
@@ -39,7 +39,7 @@ def is_kept(outcome: Mapping[str, Any]) -> bool:
 
 def apply_rule(outcome: dict[str, Any], rule: Callable[[dict], Any]) -> dict[str, Any]:
     """Run `rule(record)` on a kept outcome: it returns the new record, or a drop reason string."""
-    if outcome["status"] != KEPT:
+    if not is_kept(outcome):
         return outcome
     result = rule(outcome["record"])
     if isinstance(result, str):

@@ -1,4 +1,4 @@
-"""The document record, its Arrow schema, and stable document ids (DESIGN.md "Contracts").
+"""The document record, its Arrow schema, and stable document ids (docs/design.md#contracts).
 
 A record is a plain dict with the schema's keys, so it travels through Beam without a custom coder.
 Stages add signals (tag first, select later); `meta` holds source-specific fields as a JSON object
@@ -18,10 +18,11 @@ from corral.source_specs import SOURCES
 
 # The nullable signal columns, in schema order, with their Arrow types.
 SIGNALS: dict[str, pa.DataType] = {
-    "lang_score": pa.float64(),  # fastText lid.176 top-1 probability, rounded (RECIPE.md §2.6)
-    "perplexity": pa.float64(),  # KenLM document perplexity, rounded to 0.1 (RECIPE.md §2.7)
-    "bucket": pa.string(),  # head / middle / tail / all (RECIPE.md §2.9)
-    "quality": pa.float64(),  # P(Wikipedia reference) from the quality classifier (RECIPE.md §2.12)
+    "lang_score": pa.float64(),  # fastText lid.176 top-1 probability, rounded (docs/recipe/commoncrawl.md#language-id)
+    "perplexity": pa.float64(),  # KenLM document perplexity, rounded to 0.1 (docs/recipe/commoncrawl.md#perplexity)
+    "bucket": pa.string(),  # head / middle / tail / all (docs/recipe/commoncrawl.md#buckets)
+    # P(Wikipedia reference) from the quality classifier (docs/recipe/commoncrawl.md#quality-classifier)
+    "quality": pa.float64(),
     "dup_cluster": pa.string(),  # id of the representative of this document's near-duplicate cluster
     "dup_count": pa.int32(),  # size of that cluster
 }

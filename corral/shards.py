@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from corral.errors import Failure
 from corral.fs import AtomicFile, is_remote, read_bytes
 from corral.fs import local_path as _local
 from corral.schema import DOC_SCHEMA, TOKEN_SCHEMA, records_to_batch
@@ -32,11 +33,11 @@ DEFAULT_MAX_BYTES = 256 * 1024**2  # in-memory Arrow bytes per shard before roll
 MAX_SHARD_BYTES = 2**31 - 1  # string/list offsets are int32: one batch must stay below 2 GiB
 BATCH_ROWS = 1024  # rows buffered before they become one record batch
 BATCH_BYTES = 16 * 1024**2  # bytes buffered before they become one record batch
-DOC_COMPRESSION = "zstd"  # document shards: compressed (DESIGN.md "Shards")
+DOC_COMPRESSION = "zstd"  # document shards: compressed (docs/design.md#contracts)
 SHARD_SUFFIX = ".arrow"
 
 
-class ShardError(RuntimeError):
+class ShardError(Failure):
     """A shard could not be written or read as the contract says."""
 
 

@@ -24,15 +24,17 @@ def stages(source: str, **overrides) -> dict:
 
 
 def run_read(module, paths: list[str], tmp_path, **overrides) -> list[dict]:
-    """Run `module.Read` over paths; return every outcome (collected through a file)."""
+    """Run `module.read_file` over paths in a Beam pipeline; return every outcome (collected through a file)."""
     import json
+
+    from corral.pipeline.on_beam import ReadFiles
 
     out = tmp_path / f"outcomes-{len(os.listdir(tmp_path))}.jsonl"
     with beam.Pipeline(runner=FnApiRunner()) as p:
         (
             p
             | beam.Create(paths)
-            | module.Read(stages(module.SOURCE, **overrides))
+            | ReadFiles(module.read_file, stages(module.SOURCE, **overrides))
             | beam.Map(json.dumps)
             | beam.combiners.ToList()
             | beam.Map(lambda lines: out.write_text("\n".join(lines)))
@@ -82,3 +84,48 @@ def package_repos(dest):
         shutil.copytree(src, dest / pkg / pkg, ignore=shutil.ignore_patterns("__pycache__"))
         for f in license_files(info):
             shutil.copy(f, dest / pkg / os.path.basename(f))
+
+
+WORDS = (
+    "the a river stone light window garden morning letter music paper house city over under "
+    "through between quietly slowly bright small old new green silver"
+).split()
+
+
+def raw_inputs(d, n=400):
+    """Generated C4 files and books under d: two sources whose builds take seconds."""
+    import gzip
+    import json
+    import random
+
+    rng = random.Random(0)
+    (d / "c4").mkdir(parents=True)
+    for f in range(3):
+        lines = []
+        for i in range(n):
+            text = "\n".join(
+                " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))).capitalize() + "."
+                for _ in range(rng.randint(3, 8))
+            )
+            lines.append(
+                json.dumps({"text": text, "url": f"https://example.org/{f}/{i}", "timestamp": "2019-04-25T00:00:00Z"})
+            )
+        (d / "c4" / f"c4-{f}.json.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    (d / "books").mkdir()
+    for b in range(4):
+        body = "\n\n".join(" ".join(rng.choice(WORDS) for _ in range(60)) for _ in range(300))
+        (d / "books" / f"book{b}.txt").write_text(body)
+    return {"c4": {"inputs": [str(d / "c4" / "*.json.gz")]}, "books": {"inputs": [str(d / "books" / "*.txt")]}}
+
+
+def six_sources(shared, tmp_path):
+    """The inputs of every source but CommonCrawl, from the real samples (GitHub: installed packages)."""
+    package_repos(tmp_path / "github")
+    return {
+        "c4": {"inputs": [str(shared / "c4" / "c4-sample.*.json.gz")]},
+        "github": {"inputs": [str(tmp_path / "github" / "*")]},
+        "wikipedia": {"inputs": [str(shared / "wikipedia" / "*.bz2"), str(shared / "wikipedia" / "*.xml")]},
+        "books": {"inputs": [str(shared / "books" / "*.txt")]},
+        "arxiv": {"inputs": [str(shared / "arxiv" / "*")]},
+        "stackexchange": {"inputs": [str(shared / "stackexchange" / "*-Posts.xml")]},
+    }

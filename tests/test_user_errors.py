@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA, make_build
+from train_helpers import logged_losses
 
 from corral.cli import main
 
@@ -284,11 +285,6 @@ def test_ctrl_c_in_tokenize_stops_beams_workers_and_exits_130(tmp_path):
     assert main(["tokenize", str(out)]) == 0
 
 
-def _losses(run: Path) -> list:
-    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["loss"], r["tokens_seen"]) for r in rows]
-
-
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_training_saves_a_checkpoint_that_resumes_to_the_same_losses(tokenized, tmp_path, sig, code):
     base = ["train", str(tokenized), *TINY, "--steps", "40", "--ckpt-every", "1000"]
@@ -314,7 +310,7 @@ def test_a_signal_mid_training_saves_a_checkpoint_that_resumes_to_the_same_losse
     assert 5 <= step < 40 and f"{signal.Signals(sig).name} at step {step} of 40" in out
     res = corral(*base, "--run-dir", str(stopped), "--resume")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _losses(stopped) == _losses(straight)
+    assert logged_losses(stopped) == logged_losses(straight)
 
 
 # --- the Hugging Face tokenizer on whitespace --------------------------------------------------------

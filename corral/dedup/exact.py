@@ -1,5 +1,6 @@
-"""Exact deduplication's keys and ranks (RECIPE.md §4 GitHub md5 file dedup; book-level exact dedup;
-RECIPE.md §2.12 URL + digest for CommonCrawl). The decisions are `corral.dedup.keys.losers_by_rank`.
+"""Exact deduplication's keys and ranks (docs/recipe/github.md GitHub md5 file dedup; book-level exact dedup;
+docs/recipe/commoncrawl.md#url-and-digest-dedup URL + digest for CommonCrawl). The decisions are
+`corral.dedup.keys.losers_by_rank`.
 
 - Exact content: among documents with the same content key, the smallest id stays (so the result
   depends on neither input order nor runner); the others are `duplicate_exact`.
@@ -21,7 +22,7 @@ TIMESTAMP_DIGITS = 17  # YYYYMMDDhhmmss plus milliseconds: what an ISO timestamp
 
 
 def text_md5(record: Mapping[str, Any]) -> str:
-    """RECIPE.md §4: RP content_hash = md5 of the UTF-8 content."""
+    """docs/recipe/github.md: RP content_hash = md5 of the UTF-8 content."""
     return hashlib.md5(record["text"].encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""CCNet line-level deduplication (RECIPE.md §2.4–§2.5), as pure functions; the build's passes
+"""CCNet line-level deduplication (docs/recipe/commoncrawl.md#line-hashes), as pure functions; the build's passes
 (corral.pipeline.sources.commoncrawl) count hashes per group with corral.dedup.keys.duplicate_lines.
 
 Normalisation for hashing (cc_net text_normalizer.normalize_for_dedup), per line, in order:
@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-# RECIPE.md §2.4: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).
+# docs/recipe/commoncrawl.md#line-hashes: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).
 UNICODE_PUNCT_KEYS = "，。、„”“«»１」「《》´∶：？！（）；–—．～’…━〈〉【】％►"
 _DIGITS = re.compile(r"\d")  # the str regex: every Unicode Nd digit, not just ASCII
 _DELETE = re.compile("[" + re.escape(UNICODE_PUNCT_KEYS) + "\x00-\x1f\x7f-\x9f]")
@@ -29,11 +29,11 @@ _DELETE = re.compile("[" + re.escape(UNICODE_PUNCT_KEYS) + "\x00-\x1f\x7f-\x9f]"
 _ASCII_TABLE = bytes(ord("0") if chr(b).isdigit() else b for b in range(256))
 _ASCII_DELETE = bytes([*range(0, 32), 127])
 _ASCII_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # exactly what str.strip() strips among ASCII
-HASH_BYTES = 8  # RECIPE.md §2.4: first 8 bytes of SHA-1
+HASH_BYTES = 8  # docs/recipe/commoncrawl.md#line-hashes: first 8 bytes of SHA-1
 
 
 def normalize_for_dedup(line: str) -> str:
-    """RECIPE.md §2.4 steps 1–4."""
+    """Steps 1–4 of docs/recipe/commoncrawl.md#line-hashes."""
     line = line.strip().lower()
     line = _DIGITS.sub("0", line)
     return _DELETE.sub("", line)
@@ -48,7 +48,8 @@ def _normalized_bytes(line: str) -> bytes:
 
 
 def line_hash(line: str) -> int:
-    """RECIPE.md §2.4 step 5: uint64 (little-endian) of the first 8 bytes of SHA-1 of the normalised line."""
+    """uint64 (little-endian) of the first 8 bytes of SHA-1 of the normalised line
+    (docs/recipe/commoncrawl.md#line-hashes)."""
     return int.from_bytes(hashlib.sha1(_normalized_bytes(line)).digest()[:HASH_BYTES], "little")
 
 
@@ -68,7 +69,7 @@ def doc_hashes(raw_content: str) -> list[int]:
 
 def shard_of(file_index: int, n_files: int, num_shards: int) -> int:
     """The cc_net shard holding input file `file_index`: shard s holds files
-    [s·n // num_shards, (s+1)·n // num_shards) (RECIPE.md §2.13)."""
+    [s·n // num_shards, (s+1)·n // num_shards) (docs/recipe/commoncrawl.md#shards-and-dedup-groups)."""
     s = file_index * num_shards // max(n_files, 1)
     while s + 1 < num_shards and (s + 1) * n_files // num_shards <= file_index:
         s += 1
@@ -78,13 +79,14 @@ def shard_of(file_index: int, n_files: int, num_shards: int) -> int:
 
 
 def group_of(file_index: int, n_files: int, num_shards: int, hash_in_mem: int) -> int:
-    """RECIPE.md §2.3: a shard is deduplicated against the hashes of its block of hash_in_mem shards."""
+    """A shard is deduplicated against the hashes of its block of hash_in_mem shards
+    (docs/recipe/commoncrawl.md#shards-and-dedup-groups)."""
     return shard_of(file_index, n_files, num_shards) // hash_in_mem
 
 
 def remove_duplicate_lines(lines: Sequence[str], hashes: Sequence[int], duplicates: set[int]) -> list[str]:
-    """RECIPE.md §2.5 finalize_doc: keep a line iff h != 0, h is not a cross-document duplicate, and
-    h was not already kept in this document."""
+    """docs/recipe/commoncrawl.md#which-lines-go finalize_doc: keep a line iff h != 0, h is not a
+    cross-document duplicate, and h was not already kept in this document."""
     seen: set[int] = set()
     out = []
     for line, h in zip(lines, hashes):

@@ -9,7 +9,7 @@ where wrap-around *is* the arithmetic, so numpy computes it exactly. (The classi
 (a·x + b) mod (2^61 − 1) on uint64 overflows a·x silently, which biased datasketch before 2.0.) The
 signature of a document is the minimum of each h_i over its shingles, as uint32; vectorised with
 numpy over blocks of shingles, so memory stays bounded for any document length. The estimate
-(fraction of equal signature values) is unbiased: tests/test_minhash.py checks the mean error
+(fraction of equal signature values) is unbiased: tests/dedup/test_minhash.py checks the mean error
 against exact Jaccard over random pairs.
 
 LSH: b bands of r rows (b·r ≤ num_perm); two documents are candidates when a band matches. (b, r)
@@ -31,7 +31,7 @@ import xxhash
 
 from corral.text import replace_category
 
-DEFAULT_NGRAM = 5  # word shingles (issue: n = 5 by default)
+DEFAULT_NGRAM = 5  # word 5-gram shingles (datasketch's and text-dedup's usual choice for web text)
 DEFAULT_THRESHOLD = 0.8  # target Jaccard similarity (0.9 for books: LLaMA's ">90% overlap")
 SEED = 42  # permutation parameters are drawn from this seed: same seed, same signatures
 NUM_PERM_LADDER = (64, 128, 192, 256, 384, 512)

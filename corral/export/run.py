@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from corral.errors import UsageError
 from corral.export import FORMATS, megatron
 from corral.export.documents import JsonlOut, ParquetOut, dolma_attributes, dolma_document, jsonl_row
 from corral.fs import AtomicFile, atomic_write_bytes, sha256_of
@@ -33,7 +34,7 @@ RECORD = "export.json"
 CARD = "README.md"
 
 
-class ExportError(ValueError):
+class ExportError(UsageError):
     """The export cannot run as asked: the message says what to fix."""
 
 

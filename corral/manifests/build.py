@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from corral import __version__
+from corral.errors import UsageError
 from corral.fs import atomic_write_bytes, is_remote, read_bytes
 from corral.shards import ShardInfo
 
@@ -25,7 +26,7 @@ BUILD_FORMAT = "corral.build/1"  # bump when the manifest's meaning changes
 MANIFEST_NAME = "manifest.json"
 
 
-class BuildManifestError(ValueError):
+class BuildManifestError(UsageError):
     """A build manifest is missing or malformed."""
 
 
@@ -88,15 +89,8 @@ class SourceBuild:
     token_shards: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "weight": self.weight,
-            "documents": self.documents,
-            "bytes": self.bytes,
-            "tokens": self.tokens,
-            "funnel": self.funnel.to_dict(),
-            "shards": self.shards,
-            "token_shards": self.token_shards,
-        }
+        """Every field in its order, the funnel as its own dict."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "funnel": self.funnel.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SourceBuild:
@@ -127,16 +121,11 @@ class BuildManifest:
         return int(self.mixture.get("target_tokens") or 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "corral_version": self.corral_version,
-            "created": self.created,
-            "mixture": self.mixture,
-            "settings": self.settings,
-            "sources": {n: s.to_dict() for n, s in self.sources.items()},
-            "models": self.models,
-            "stats": self.stats,
-        }
+        """The manifest's JSON: what it is first (format, version, time), then what it records."""
+        head = {"format": self.format, "corral_version": self.corral_version, "created": self.created}
+        sources = {n: s.to_dict() for n, s in self.sources.items()}
+        body = {"mixture": self.mixture, "settings": self.settings, "sources": sources}
+        return {**head, **body, "models": self.models, "stats": self.stats}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from corral.errors import UsageError
 from corral.manifests.options import TOP_SECTIONS, Option, defaults, source_stages
 from corral.source_specs import SOURCES
 
@@ -58,7 +59,7 @@ _UNITS = {
 }
 
 
-class ManifestError(ValueError):
+class ManifestError(UsageError):
     """A manifest is invalid; `problems` lists (field, message) pairs."""
 
     def __init__(self, path: str, problems: list[tuple[str, str]]):
@@ -115,15 +116,9 @@ class Mixture:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "path": self.path,
-            "sha256": self.sha256,
-            "description": self.description,
-            "target_tokens": self.target_tokens,
-            "seed": self.seed,
-            "sources": {n: {"weight": s.weight, "inputs": list(s.inputs)} for n, s in self.sources.items()},
-        }
+        """The mixture as the build manifest records it: its fields, each source's weight and inputs."""
+        own = {k: getattr(self, k) for k in ("name", "path", "sha256", "description", "target_tokens", "seed")}
+        return {**own, "sources": {n: {"weight": s.weight, "inputs": list(s.inputs)} for n, s in self.sources.items()}}
 
     def resolved_inputs(self, source: str) -> list[str | dict]:
         """The source's inputs with ${VAR} expanded and relative local paths made absolute (in a
@@ -362,63 +357,65 @@ class _Validator:
         return values
 
     def value(self, fld: str, raw: Any, opt: Option) -> tuple[bool, Any]:
+        """(valid, value) of one option's raw value; each problem is recorded under `fld`."""
         if raw is None:
             if opt.nullable:
                 return True, None
             self.bad(fld, "must not be null")
             return False, None
+        check = {
+            "bool": self._bool,
+            "int": self._number,
+            "float": self._number,
+            "quantity": self._number,
+            "str": self._string,
+            "str_list": self._string_list,
+        }[opt.kind]
+        return check(fld, raw, opt)
+
+    def _fail(self, fld: str, problem: str) -> tuple[bool, Any]:
+        self.bad(fld, problem)
+        return False, None
+
+    def _bool(self, fld: str, raw: Any, opt: Option) -> tuple[bool, Any]:
+        return (True, raw) if isinstance(raw, bool) else self._fail(fld, f"must be true or false, got {raw!r}")
+
+    def _number(self, fld: str, raw: Any, opt: Option) -> tuple[bool, Any]:
         kind = opt.kind
-        if kind == "bool":
-            if not isinstance(raw, bool):
-                self.bad(fld, f"must be true or false, got {raw!r}")
-                return False, None
-            return True, raw
-        if kind in ("int", "float", "quantity"):
-            if kind == "quantity":
-                try:
-                    num = parse_quantity(raw)
-                except ValueError as e:
-                    self.bad(fld, str(e))
-                    return False, None
-            elif (
-                isinstance(raw, bool)
-                or not isinstance(raw, (int, float))
-                or (kind == "int" and not isinstance(raw, int))
-            ):
-                self.bad(fld, f"must be {'an integer' if kind == 'int' else 'a number'}, got {raw!r}")
-                return False, None
-            else:
-                num = float(raw) if kind == "float" else raw
-                if not math.isfinite(num):
-                    self.bad(fld, f"must be finite, got {raw!r}")
-                    return False, None
-            if opt.minimum is not None and num < opt.minimum:
-                what = "negative" if opt.minimum == 0 else f"below {opt.minimum:g}"
-                self.bad(fld, f"must be ≥ {opt.minimum:g}, got {raw!r} ({what})")
-                return False, None
-            if opt.maximum is not None and num > opt.maximum:
-                self.bad(fld, f"must be ≤ {opt.maximum:g}, got {raw!r}")
-                return False, None
-            return True, num
-        if kind == "str":
-            if not isinstance(raw, str):
-                self.bad(fld, f"must be a string, got {raw!r}")
-                return False, None
-            if opt.choices and raw not in opt.choices:
-                self.bad(fld, f"must be one of {', '.join(opt.choices)}, got {raw!r}")
-                return False, None
-            return True, raw
-        if kind == "str_list":
-            if isinstance(raw, str) or not isinstance(raw, list):
-                self.bad(fld, f"must be a list of strings, got {raw!r}")
-                return False, None
-            ok = True
-            for i, item in enumerate(raw):
-                if not isinstance(item, (str, int)) or isinstance(item, bool):
-                    self.bad(f"{fld}[{i}]", f"must be a string, got {item!r}")
-                    ok = False
-                elif opt.item_choices and str(item) not in opt.item_choices:
-                    self.bad(f"{fld}[{i}]", f"must be one of {', '.join(opt.item_choices)}, got {item!r}")
-                    ok = False
-            return ok, [str(x) for x in raw]
-        raise AssertionError(f"unknown option kind {kind}")
+        if kind == "quantity":
+            try:
+                num = parse_quantity(raw)
+            except ValueError as e:
+                return self._fail(fld, str(e))
+        elif isinstance(raw, bool) or not isinstance(raw, (int, float)) or (kind == "int" and not isinstance(raw, int)):
+            return self._fail(fld, f"must be {'an integer' if kind == 'int' else 'a number'}, got {raw!r}")
+        else:
+            num = float(raw) if kind == "float" else raw
+            if not math.isfinite(num):
+                return self._fail(fld, f"must be finite, got {raw!r}")
+        if opt.minimum is not None and num < opt.minimum:
+            what = "negative" if opt.minimum == 0 else f"below {opt.minimum:g}"
+            return self._fail(fld, f"must be ≥ {opt.minimum:g}, got {raw!r} ({what})")
+        if opt.maximum is not None and num > opt.maximum:
+            return self._fail(fld, f"must be ≤ {opt.maximum:g}, got {raw!r}")
+        return True, num
+
+    def _string(self, fld: str, raw: Any, opt: Option) -> tuple[bool, Any]:
+        if not isinstance(raw, str):
+            return self._fail(fld, f"must be a string, got {raw!r}")
+        if opt.choices and raw not in opt.choices:
+            return self._fail(fld, f"must be one of {', '.join(opt.choices)}, got {raw!r}")
+        return True, raw
+
+    def _string_list(self, fld: str, raw: Any, opt: Option) -> tuple[bool, Any]:
+        if isinstance(raw, str) or not isinstance(raw, list):
+            return self._fail(fld, f"must be a list of strings, got {raw!r}")
+        ok = True
+        for i, item in enumerate(raw):
+            if not isinstance(item, (str, int)) or isinstance(item, bool):
+                self.bad(f"{fld}[{i}]", f"must be a string, got {item!r}")
+                ok = False
+            elif opt.item_choices and str(item) not in opt.item_choices:
+                self.bad(f"{fld}[{i}]", f"must be one of {', '.join(opt.item_choices)}, got {item!r}")
+                ok = False
+        return ok, [str(x) for x in raw]

@@ -1,4 +1,4 @@
-"""Mixture arithmetic in one place (RECIPE.md §1.1, Table 1).
+"""Mixture arithmetic in one place (docs/recipe/README.md#mixture, Table 1).
 
 A source with sampling proportion w in a run of T tokens contributes w·T seen tokens; if it holds
 U unique tokens, the run passes over it w·T / U times (its epochs).

@@ -58,22 +58,25 @@ def _from_build(b: BuildManifest, path: str) -> dict[str, Any]:
     return {"kind": "build", "name": b.mixture.get("name"), "path": path, "target_tokens": target, "sources": sources}
 
 
-def human_count(n: float | None) -> str:
+_SCALES = (1e12, 1e9, 1e6, 1e3)
+
+
+def _human(n: float | None, units: tuple[str, ...], space: str) -> str:
+    """n with one decimal in the largest unit it reaches (units: for 1e12 … 1e3, then ones)."""
     if n is None:
         return ""
-    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+    for div, unit in zip(_SCALES, units):
         if abs(n) >= div:
-            return f"{n / div:.1f}{unit}"
-    return f"{n:.0f}"
+            return f"{n / div:.1f}{space}{unit}"
+    return f"{n:.0f}{space}{units[-1]}".rstrip()
+
+
+def human_count(n: float | None) -> str:
+    return _human(n, ("T", "B", "M", "K", ""), "")
 
 
 def human_bytes(n: float | None) -> str:
-    if n is None:
-        return ""
-    for div, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
-        if abs(n) >= div:
-            return f"{n / div:.1f} {unit}"
-    return f"{n:.0f} B"
+    return _human(n, ("TB", "GB", "MB", "KB", "B"), " ")
 
 
 def render_table(data: dict[str, Any]) -> str:

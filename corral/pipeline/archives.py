@@ -1,5 +1,8 @@
 """Reading members out of archives without extracting anything to disk.
 
+tar (in memory, any compression): each file member's bytes, with links, devices, absolute and `..`
+names refused (`unsafe_member`) and a member over a size limit refused (`member_too_large`).
+
 7z: py7zr decompresses into a writer we provide; a thread feeds a bounded queue and the caller reads
 the member as a stream, so a multi-GB Posts.xml never sits in memory whole. Member names are only
 matched, never used as paths, so absolute or `..` names cannot write anywhere.
@@ -8,9 +11,13 @@ matched, never used as paths, so absolute or `..` names cannot write anywhere.
 from __future__ import annotations
 
 import io
+import posixpath
 import queue
+import re
+import tarfile
 import threading
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import py7zr
 from py7zr.io import Py7zIO, WriterFactory
@@ -132,3 +139,31 @@ def iter_7z_members(
                 stream.close()
             finally:
                 f.close()
+
+
+def safe_member_name(name: str) -> bool:
+    """False for a member name that could point outside a folder: absolute, `..`, a drive letter."""
+    parts = name.replace("\\", "/").split("/")
+    return not name.startswith(("/", "\\")) and ".." not in parts and not re.match(r"^[A-Za-z]:", name)
+
+
+def tar_members(
+    source: bytes | BinaryIO, max_member_bytes: int, mode: str = "r:*"
+) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(name, bytes or None, problem) for each file of a tar, given as bytes or as a file read in
+    `mode` (`r|*` streams it, one member in memory at a time): links, devices and unsafe names are
+    `unsafe_member`, a file over `max_member_bytes` `member_too_large`. A good member's name is
+    normalised; a refused one's is as the tar spells it."""
+    fileobj = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    with tarfile.open(fileobj=fileobj, mode=mode) as tf:
+        for info in tf:
+            if info.isdir():
+                continue
+            if not info.isfile() or not safe_member_name(info.name):
+                yield info.name, None, "unsafe_member"
+                continue
+            if info.size > max_member_bytes:
+                yield info.name, None, "member_too_large"
+                continue
+            f = tf.extractfile(info)
+            yield posixpath.normpath(info.name), (f.read() if f else b""), None

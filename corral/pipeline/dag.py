@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from corral import fs
+from corral.errors import UsageError
 from corral.manifests.build import BuildManifest, SourceBuild, relative_shard
 from corral.manifests.mixture import Mixture, load_mixture
 from corral.outcome import funnel_from_counts
@@ -49,7 +50,7 @@ STAGED_FOLDERS = (
 )
 
 
-class BuildError(RuntimeError):
+class BuildError(UsageError, RuntimeError):
     """The build cannot start: a configuration problem, named with its file and field."""
 
 
@@ -66,19 +67,8 @@ def _needs_wikipedia(mixture: Mixture) -> list[str]:
     return needs
 
 
-def build(
-    manifest_path: str,
-    out: str,
-    runner=None,
-    options=None,
-    workers: int | None = None,
-    progress: bool | None = None,
-    overwrite: bool = False,
-) -> BuildManifest:
-    """Build every source of the mixture manifest into OUT; return the written build manifest.
-    OUT must be new, empty or a build of the same mixture name (corral.pipeline.folders), unless
-    `overwrite` clears another build from it first."""
-    mixture = load_mixture(manifest_path)
+def _match_all(mixture, manifest_path: str) -> dict[str, list[tuple[str, int]]]:
+    """Each source's input files with their sizes; a configuration problem is a BuildError."""
     needs = _needs_wikipedia(mixture)
     if needs and "wikipedia" not in mixture.sources:
         raise BuildError(
@@ -91,6 +81,11 @@ def build(
             inputs[source] = match_inputs(mixture.resolved_inputs(source), f"{manifest_path}: sources.{source}.inputs")
         except InputError as e:
             raise BuildError(str(e)) from e
+    return inputs
+
+
+def _claim(out: str, mixture, overwrite: bool) -> None:
+    """Take OUT for this mixture (corral.pipeline.folders) and clear what other sources left."""
     try:
         folders.claim(
             out,
@@ -104,36 +99,86 @@ def build(
     except folders.FolderInUse as e:
         raise BuildError(str(e)) from e
     _drop_other_sources(out, set(mixture.sources))
-    output = mixture.sections["output"]
-    order = build_order(inputs)  # Wikipedia first: CommonCrawl may learn from it
+
+
+def _fingerprints(mixture, inputs, order: list[str]) -> dict[str, str]:
+    """Each source's resume fingerprint; CommonCrawl's covers the Wikipedia it learns from."""
+    output, needs = mixture.sections["output"], _needs_wikipedia(mixture)
     prints: dict[str, str] = {}
     for source in order:
         depends = prints.get("wikipedia") if source == "commoncrawl" and needs else None
         prints[source] = resume.fingerprint(mixture.sources[source].stages, output, source, inputs[source], depends)
+    return prints
+
+
+def _plans(mixture, out: str, inputs, prints, todo: list[str]) -> tuple[Graph, dict[str, SourcePlan]]:
+    """The phase graph of the sources to build; CommonCrawl waits for Wikipedia when it learns from it."""
+    graph, plans, wiki_done = Graph(), {}, []
+    learns = bool(_needs_wikipedia(mixture))
+    for source in todo:
+        stages, paths = mixture.sources[source].stages, [path for path, _ in inputs[source]]
+        plan = SourcePlan(source, stages, mixture.sections["output"], out, paths, prints[source])
+        if source == "commoncrawl" and learns:
+            plan.waits = list(wiki_done)
+        plans[source] = plan
+        last = add_phases(graph, plan)
+        if source == "wikipedia":
+            wiki_done = last
+    return graph, plans
+
+
+def _source_build(out: str, source: str, spec, plan: SourcePlan | None, fingerprint: str) -> dict[str, Any]:
+    """The build record of a source: collected from its finished phases (and marked finished), or
+    the record of the earlier build that it reuses."""
+    if plan is None:
+        return resume.finished_record(out, source)["build"]
+    record = _collect(out, source, plan, spec.weight)
+    resume.mark_finished(out, source, fingerprint, record)
+    fs.remove([fs.join(work_dir(out, source), f) for f in STAGED_FOLDERS])
+    return record
+
+
+def _manifest(out: str, mixture, plans, prints, seconds: float) -> BuildManifest:
+    sources: dict[str, SourceBuild] = {}
+    models: dict[str, Any] = {}
+    stats: dict[str, Any] = {"seconds": round(seconds, 3), "sources": {}}
+    for source, spec in mixture.sources.items():
+        record = _source_build(out, source, spec, plans.get(source), prints[source])
+        shards = record["shards"]
+        sb = SourceBuild(spec.weight, sum(s["documents"] for s in shards), record["bytes"], shards=shards)
+        sb.funnel = funnel_from_counts([((source, s, r), n) for s, r, n in record["funnel"]]).get(source, sb.funnel)
+        sources[source] = sb
+        models.update(record.get("models", {}))
+        stats["sources"][source] = record.get("stats", {})
+    return BuildManifest(
+        mixture=mixture.to_dict(), settings=mixture.settings(), sources=sources, models=models, stats=stats
+    )
+
+
+def build(
+    manifest_path: str,
+    out: str,
+    runner=None,
+    options=None,
+    workers: int | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> BuildManifest:
+    """Build every source of the mixture manifest into OUT; return the written build manifest.
+    OUT must be new, empty or a build of the same mixture name (corral.pipeline.folders), unless
+    `overwrite` clears another build from it first."""
+    mixture = load_mixture(manifest_path)
+    inputs = _match_all(mixture, manifest_path)
+    _claim(out, mixture, overwrite)
+    order = build_order(inputs)  # Wikipedia first: CommonCrawl may learn from it
+    prints = _fingerprints(mixture, inputs, order)
     reused = [s for s in order if resume.finished(out, s, prints[s])]
     todo = [s for s in order if s not in reused]
     resumed = [s for s in todo if resume.prepare(out, s, prints[s])]
-    plans: dict[str, SourcePlan] = {}
     t0 = time.perf_counter()
+    graph, plans = _plans(mixture, out, inputs, prints, todo)
     if todo:
         watch = Progress(out, {s: len(inputs[s]) for s in todo}, enabled=progress)
-        graph = Graph()
-        wiki_done = []
-        for source in todo:
-            plan = SourcePlan(
-                source,
-                mixture.sources[source].stages,
-                output,
-                out,
-                [path for path, _ in inputs[source]],
-                prints[source],
-            )
-            if source == "commoncrawl" and needs:
-                plan.waits = list(wiki_done)
-            plans[source] = plan
-            last = add_phases(graph, plan)
-            if source == "wikipedia":
-                wiki_done = last
         if runner is None:
             with pool.LocalPool(workers or 1) as local, watch:
                 local.run(graph)
@@ -145,30 +190,7 @@ def build(
     )
     if resumed:
         BUILD_LOG.info("resumed %s from the completion records of an interrupted build", ", ".join(resumed))
-
-    sources: dict[str, SourceBuild] = {}
-    models: dict[str, Any] = {}
-    stats: dict[str, Any] = {"seconds": round(time.perf_counter() - t0, 3), "sources": {}}
-    for source, spec in mixture.sources.items():
-        if source in plans:
-            record = _collect(out, source, plans[source], spec.weight)
-            resume.mark_finished(out, source, prints[source], record)
-            fs.remove([fs.join(work_dir(out, source), f) for f in STAGED_FOLDERS])
-        else:
-            record = resume.finished_record(out, source)["build"]
-        sb = SourceBuild(
-            weight=spec.weight,
-            documents=sum(s["documents"] for s in record["shards"]),
-            bytes=record["bytes"],
-            shards=record["shards"],
-        )
-        sb.funnel = funnel_from_counts([((source, s, r), n) for s, r, n in record["funnel"]]).get(source, sb.funnel)
-        sources[source] = sb
-        models.update(record.get("models", {}))
-        stats["sources"][source] = record.get("stats", {})
-    manifest = BuildManifest(
-        mixture=mixture.to_dict(), settings=mixture.settings(), sources=sources, models=models, stats=stats
-    )
+    manifest = _manifest(out, mixture, plans, prints, time.perf_counter() - t0)
     _carry_over_tokens(out, manifest)
     manifest.save(out)
     return manifest

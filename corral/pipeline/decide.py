@@ -21,7 +21,7 @@ from corral import fs
 from corral.dedup import keys as K
 from corral.dedup.exact import DUPLICATE, DUPLICATE_ID
 from corral.pipeline.keytables import ROUND_TABLES, read_partition, table_path
-from corral.pipeline.phases import Task, read_done, work_dir
+from corral.pipeline.phases import FolderTask, read_done, work_dir
 from corral.pipeline.stage import StagedRows, file_key, key_path
 
 KEYS_PER_PARTITION = 1 << 22  # keys one partition task holds (about 100 MB of arrays at most)
@@ -100,13 +100,10 @@ def round_items(
     ]
 
 
-class RoundTask(Task):
+class RoundTask(FolderTask):
     """One partition of the `unique` or `exact` round."""
 
     phase = "decide"
-
-    def __init__(self, out: str):
-        self.out = out
 
     def run(self, item, *earlier):
         source, name, p, n = item["source"], item["round"], item["p"], item["partitions"]

@@ -31,13 +31,14 @@ from typing import Any
 import pyarrow as pa
 
 from corral import fs
-from corral.dedup import minhash as mh
+from corral.dedup import minhash
+from corral.errors import UsageError
 from corral.fs import atomic_write_bytes
 from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
 from corral.outcome import KEPT, error, funnel_from_counts
 from corral.pipeline import folders, pool
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
-from corral.pipeline.phases import BUILD_DIR, Graph, Task, recorded_summaries, run_phase, work_dir
+from corral.pipeline.phases import BUILD_DIR, Graph, SourceTask, recorded_summaries, run_phase, work_dir
 from corral.pipeline.plans import SourcePlan, dedup_and_select
 from corral.pipeline.stage import stage_outcomes
 from corral.schema import DOC_SCHEMA, SIGNALS
@@ -55,7 +56,7 @@ CLUSTER_SCHEMA = pa.schema(
 )
 
 
-class DedupInputError(ValueError):
+class DedupInputError(UsageError):
     """The input cannot be read as a whole (nothing matches, or an unknown format)."""
 
 
@@ -176,24 +177,76 @@ def write_clusters(path: str, rows: list[tuple[str, str, bool]]) -> None:
 # --- the job: phases over files, as `corral build` runs a source's near dedup ----------------------
 
 
-class _StageTask(Task):
+class _StageTask(SourceTask):
     """One input file → its staged records and their MinHash band keys."""
 
     phase = "stage"
-
-    def __init__(self, out: str, stages: dict[str, Any]):
-        self.out, self.stages = out, stages
 
     def run(self, item, *earlier):
         outcomes = guarded(LABEL, item["path"], read_records(item["path"]))
         return stage_outcomes(self.out, LABEL, item["index"], outcomes, self.stages)
 
 
+def _settings(threshold: float, ngram: int, num_perm: int | None, verify: bool):
+    """(the stages a build source would run, the settings the manifest records)."""
+    params = minhash.derive_lsh(threshold, num_perm, verify)
+    shingles = {"threshold": threshold, "ngram": ngram, "num_perm": params.num_perm, "verify": verify}
+    stages = {"exact_dedup": {"enabled": False}, "minhash": {"enabled": True, **shingles}}
+    lsh = {"bands": params.bands, "rows": params.rows, "seed": minhash.SEED}
+    return stages, {"dedup": {**shingles, **lsh}}
+
+
+def _run_phases(out: str, files: list[str], stages: dict[str, Any], fingerprint: str, workers: int) -> SourcePlan:
+    """Stage every file with its band keys, then decide and select as a build source's near dedup does."""
+    output = {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS, "shard_max_bytes": DEFAULT_MAX_BYTES}
+    plan = SourcePlan(LABEL, stages, output, out, files, fingerprint)
+    graph = Graph()
+    staged = run_phase(graph, "stage", _StageTask(out, stages), out, items=plan.file_items())
+    plan.count_phases = ["stage"]
+    docs = join(out, "docs")
+    dedup_and_select(graph, plan, staged, unique=False, cluster_rows=join(out, "clusters.arrow"), docs_dir=docs)
+    pool.execute(graph, workers)
+    return plan
+
+
+def _write_side_files(out: str) -> None:
+    """OUT/errors.jsonl (the dead letters, when any), clusters.arrow and removed.jsonl; the
+    working files under OUT/_build removed."""
+    errors = []
+    for path in fs.list_files(join(work_dir(out, LABEL), "errors")):
+        errors += [ln for ln in fs.read_bytes(path).decode("utf-8").splitlines() if ln]
+    fs.remove([join(out, ERRORS)])
+    if errors:
+        atomic_write_bytes(join(out, ERRORS), ("\n".join(sorted(errors)) + "\n").encode("utf-8"))
+    if not fs.exists(join(out, "clusters.arrow")):
+        write_clusters(join(out, "clusters.arrow"), [])
+    write_removed(join(out, "clusters.arrow"), join(out, REMOVED))
+
+
+def _source_build(out: str, plan: SourcePlan) -> SourceBuild:
+    """The job's one source: its funnel from the phases' counts, its shards from the select phase."""
+    counts: dict[tuple[str, str, str | None], int] = {}
+    for phase in plan.count_phases:
+        for summary in recorded_summaries(out, LABEL, phase):
+            for status, reason, _group, n in summary["counts"]:
+                counts[(LABEL, status, reason)] = counts.get((LABEL, status, reason), 0) + n
+    selected = recorded_summaries(out, LABEL, "select")
+    written = sorted((d for summary in selected for d in summary["shards"]), key=lambda d: d["path"])
+    shards = [relative_shard(ShardInfo(**d), out) for d in written]
+    sb = SourceBuild(
+        1.0, sum(d["documents"] for d in shards), sum(summary["bytes"] for summary in selected), shards=shards
+    )
+    funnel = funnel_from_counts(counts.items()).get(LABEL)
+    if funnel is not None:
+        sb.funnel = funnel
+    return sb
+
+
 def dedup(
     spec: str,
     out: str,
-    threshold: float = mh.DEFAULT_THRESHOLD,
-    ngram: int = mh.DEFAULT_NGRAM,
+    threshold: float = minhash.DEFAULT_THRESHOLD,
+    ngram: int = minhash.DEFAULT_NGRAM,
     num_perm: int | None = None,
     verify: bool = True,
     workers: int | None = None,
@@ -208,28 +261,7 @@ def dedup(
     OUT/_build are removed at the end.
     """
     files = input_files(spec)
-    params = mh.derive_lsh(threshold, num_perm, verify)
-    stages = {
-        "exact_dedup": {"enabled": False},
-        "minhash": {
-            "enabled": True,
-            "threshold": threshold,
-            "ngram": ngram,
-            "num_perm": params.num_perm,
-            "verify": verify,
-        },
-    }
-    settings = {
-        "dedup": {
-            "threshold": threshold,
-            "ngram": ngram,
-            "num_perm": params.num_perm,
-            "bands": params.bands,
-            "rows": params.rows,
-            "verify": verify,
-            "seed": mh.SEED,
-        }
-    }
+    stages, settings = _settings(threshold, ngram, num_perm, verify)
     print_ = hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode("utf-8")).hexdigest()
     try:  # the same inputs and settings redo the job; other ones are refused (corral.pipeline.folders)
         folders.claim(
@@ -239,53 +271,11 @@ def dedup(
         raise DedupInputError(str(e)) from e
     settings["dedup"]["fingerprint"] = print_
     fs.remove([work_dir(out, LABEL), join(out, "docs")])
-    plan = SourcePlan(
-        LABEL,
-        stages,
-        {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS, "shard_max_bytes": DEFAULT_MAX_BYTES},
-        out,
-        files,
-        print_,
-    )
-    graph = Graph()
-    staged = run_phase(graph, "stage", _StageTask(out, stages), out, items=plan.file_items())
-    plan.count_phases = ["stage"]
-    dedup_and_select(
-        graph, plan, staged, unique=False, cluster_rows=join(out, "clusters.arrow"), docs_dir=join(out, "docs")
-    )
-    pool.execute(graph, workers or 1)
-
-    counts: dict[tuple[str, str, str | None], int] = {}
-    for phase in plan.count_phases:
-        for s_ in recorded_summaries(out, LABEL, phase):
-            for status, reason, _group, n in s_["counts"]:
-                counts[(LABEL, status, reason)] = counts.get((LABEL, status, reason), 0) + n
-    selected = recorded_summaries(out, LABEL, "select")
-    errors = []
-    for path in fs.list_files(join(work_dir(out, LABEL), "errors")):
-        errors += [ln for ln in fs.read_bytes(path).decode("utf-8").splitlines() if ln]
-    fs.remove([join(out, ERRORS)])
-    if errors:
-        atomic_write_bytes(join(out, ERRORS), ("\n".join(sorted(errors)) + "\n").encode("utf-8"))
-    if not fs.exists(join(out, "clusters.arrow")):
-        write_clusters(join(out, "clusters.arrow"), [])
-    write_removed(join(out, "clusters.arrow"), join(out, REMOVED))
+    plan = _run_phases(out, files, stages, print_, workers or 1)
+    _write_side_files(out)
+    sb = _source_build(out, plan)
     fs.remove([join(out, BUILD_DIR)])
-    funnel = funnel_from_counts(counts.items()).get(LABEL)
-    shards = [
-        relative_shard(ShardInfo(**d), out)
-        for d in sorted((d for s_ in selected for d in s_["shards"]), key=lambda d: d["path"])
-    ]
-    sb = SourceBuild(
-        weight=1.0,
-        documents=sum(d["documents"] for d in shards),
-        bytes=sum(s_["bytes"] for s_ in selected),
-        shards=shards,
-    )
-    if funnel is not None:
-        sb.funnel = funnel
-    manifest = BuildManifest(
-        mixture={"name": "dedup", "inputs": [spec], "target_tokens": 0}, settings=settings, sources={LABEL: sb}
-    )
+    mixture = {"name": "dedup", "inputs": [spec], "target_tokens": 0}
+    manifest = BuildManifest(mixture=mixture, settings=settings, sources={LABEL: sb})
     manifest.save(out)
     return manifest

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral import fs
+from corral.errors import UsageError
 from corral.manifests.mixture import ManifestError, load_mixture
 from corral.pipeline.inputs import InputError, match_inputs, paths_list_problem, read_paths_list
 
@@ -39,7 +40,7 @@ WIKIMEDIA_NAME = re.compile(r"^([a-z_\-]+wiki)-(\d{8}|latest)-")
 SUM_KINDS = (("sha1", "sha1sums"), ("md5", "md5sums"))
 
 
-class FetchError(ValueError):
+class FetchError(UsageError):
     """The manifest or an input cannot be fetched as asked (one line)."""
 
 

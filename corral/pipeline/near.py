@@ -22,11 +22,11 @@ import numpy as np
 
 from corral import fs
 from corral.dedup import keys as K
-from corral.dedup import minhash as mh
+from corral.dedup import minhash
 from corral.dedup.near import bucket_edges, component_table
 from corral.pipeline.decide import losers_of, parts_by_file
 from corral.pipeline.keytables import read_partition, table_path
-from corral.pipeline.phases import Task, work_dir
+from corral.pipeline.phases import FolderTask, work_dir
 from corral.pipeline.stage import StagedRows, key_path, load_arrays, save_arrays
 
 BANDS_PER_PARTITION = 1 << 23  # (band key, document) pairs one LSH task holds: 128 MB
@@ -76,13 +76,10 @@ def _load(path: str) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-class LshTask(Task):
+class LshTask(FolderTask):
     """One partition of the band keys → verified candidate edges."""
 
     phase = "near-lsh"
-
-    def __init__(self, out: str):
-        self.out = out
 
     def run(self, item, *earlier):
         source, p, n = item["source"], item["p"], item["partitions"]
@@ -120,17 +117,14 @@ class LshTask(Task):
             return a["shingles"][a["offsets"][row] : a["offsets"][row + 1]]
 
         return np.array(
-            [mh.jaccard(shingles(a), shingles(b)) >= item["threshold"] for a, b in ends.tolist()], dtype=bool
+            [minhash.jaccard(shingles(a), shingles(b)) >= item["threshold"] for a, b in ends.tolist()], dtype=bool
         )
 
 
-class ClustersTask(Task):
+class ClustersTask(FolderTask):
     """Every partition's edges → clusters and their representatives."""
 
     phase = "near-clusters"
-
-    def __init__(self, out: str):
-        self.out = out
 
     def run(self, item, *earlier):
         source = item["source"]

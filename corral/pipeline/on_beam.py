@@ -140,3 +140,15 @@ def _execute_waves(g: Graph, runner, options) -> None:
                     raise RuntimeError(f"{ph.label}: item {item['key']} left no completion record")
                 found.append(rec["summary"])
             done[id(ph)] = found
+
+
+class ReadFiles(beam.PTransform):
+    """paths → outcomes of a source's `read_file(path, stages)`: one source composed into another
+    Beam pipeline, each file read, cleaned and tagged inside one task as in a build."""
+
+    def __init__(self, read_file, stages: dict[str, dict[str, Any]]):
+        super().__init__()
+        self.read_file, self.stages = read_file, stages
+
+    def expand(self, paths):
+        return paths | "ReadFiles" >> beam.FlatMap(self.read_file, self.stages)

@@ -71,6 +71,21 @@ class Task:
         raise NotImplementedError
 
 
+class FolderTask(Task):
+    """A task that reads and writes under the build folder OUT."""
+
+    def __init__(self, out: str):
+        self.out = out
+
+
+class SourceTask(FolderTask):
+    """A task of one source's phases: the build folder and the source's stage options."""
+
+    def __init__(self, out: str, stages: dict[str, Any]):
+        super().__init__(out)
+        self.stages = stages
+
+
 def run_item(task: Task, out: str, item: dict[str, Any], earlier: tuple | list) -> dict[str, Any]:
     """Run a task on one item unless its completion record (same fingerprint) says it is done;
     record it when it finishes. Returns the item's summary (`reused` when recorded before)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from corral.dedup import minhash
 from corral.dedup.exact import text_md5
 from corral.pipeline.decide import RoundTask, round_items
 from corral.pipeline.near import ClustersTask, LshTask, near_items
@@ -101,7 +102,7 @@ def _plan_round(name: str, source: str, fingerprint: str, stage_phase: str, stag
     return round_items(source, fingerprint, name, _rows(staged), len(staged), _before(earlier), stage_phase)
 
 
-def _plan_near(source: str, fingerprint: str, stage_phase: str, minhash: dict[str, Any], bands: int, staged, *earlier):
+def _plan_near(source: str, fingerprint: str, stage_phase: str, m: dict[str, Any], bands: int, staged, *earlier):
     before = _before(earlier)
     return near_items(
         source,
@@ -111,9 +112,9 @@ def _plan_near(source: str, fingerprint: str, stage_phase: str, minhash: dict[st
         len(staged),
         before,
         stage_phase,
-        minhash["threshold"],
-        minhash["ngram"],
-        minhash["verify"],
+        m["threshold"],
+        m["ngram"],
+        m["verify"],
     )
 
 
@@ -146,6 +147,28 @@ def _plan_select(plan_info: dict[str, Any], staged, *earlier):
     )
 
 
+def _key_rounds(p: Graph, plan: SourcePlan, staged, unique: bool) -> list:
+    """The key rounds that run before near dedup: unique ids, then exact contents when enabled."""
+    wanted = [("unique", unique), ("exact", plan.stages["exact_dedup"]["enabled"])]
+    rounds = []
+    for key in (key for key, on in wanted if on):
+        planner = partial(_plan_round, key, plan.name, plan.fingerprint, plan.stage_phase)
+        task = RoundTask(plan.out)
+        rounds.append(run_phase(p, f"{plan.name}/{key}", task, plan.out, plan=planner, earlier=[staged, *rounds]))
+    return rounds
+
+
+def _near_phases(p: Graph, plan: SourcePlan, staged, rounds: list, cluster_rows: str | None):
+    """MinHash LSH over the staged band keys, then the clusters phase; returns the clusters phase."""
+    name, fp, sp, out = plan.name, plan.fingerprint, plan.stage_phase, plan.out
+    m = plan.stages["minhash"]
+    bands = minhash.derive_lsh(m["threshold"], m["num_perm"], m["verify"]).bands
+    lsh_plan = partial(_plan_near, name, fp, sp, m, bands)
+    lsh = run_phase(p, f"{name}/near-lsh", LshTask(out), out, plan=lsh_plan, earlier=[staged, *rounds])
+    clusters_plan = partial(_plan_clusters, name, fp, sp, cluster_rows=cluster_rows)
+    return run_phase(p, f"{name}/near-clusters", ClustersTask(out), out, plan=clusters_plan, earlier=[lsh])
+
+
 def dedup_and_select(
     p: Graph,
     plan: SourcePlan,
@@ -159,61 +182,17 @@ def dedup_and_select(
     """The dedup rounds the source's settings enable, then the select pass (writing under
     `docs_dir`, by default OUT/docs/<source>); returns the last phase. `cluster_rows` is where the
     near-dup clusters are also written as rows (`corral dedup`'s clusters.arrow)."""
-    name, fp, st, out, sp = plan.name, plan.fingerprint, plan.stages, plan.out, plan.stage_phase
-    rounds = []
-    if unique:
-        rounds.append(
-            run_phase(
-                p,
-                f"{name}/unique",
-                RoundTask(out),
-                out,
-                plan=partial(_plan_round, "unique", name, fp, sp),
-                earlier=[staged],
-            )
-        )
-    if st["exact_dedup"]["enabled"]:
-        rounds.append(
-            run_phase(
-                p,
-                f"{name}/exact",
-                RoundTask(out),
-                out,
-                plan=partial(_plan_round, "exact", name, fp, sp),
-                earlier=[staged, *rounds],
-            )
-        )
+    name, st, out = plan.name, plan.stages, plan.out
+    rounds = _key_rounds(p, plan, staged, unique)
     near = st["minhash"]["enabled"]
-    ends = []
-    if near:
-        from corral.dedup import minhash as mh
-
-        m = st["minhash"]
-        bands = mh.derive_lsh(m["threshold"], m["num_perm"], m["verify"]).bands
-        lsh = run_phase(
-            p,
-            f"{name}/near-lsh",
-            LshTask(out),
-            out,
-            plan=partial(_plan_near, name, fp, sp, m, bands),
-            earlier=[staged, *rounds],
-        )
-        clusters = run_phase(
-            p,
-            f"{name}/near-clusters",
-            ClustersTask(out),
-            out,
-            plan=partial(_plan_clusters, name, fp, sp, cluster_rows=cluster_rows),
-            earlier=[lsh],
-        )
-        ends.append(clusters)
+    ends = [_near_phases(p, plan, staged, rounds, cluster_rows)] if near else []
     excluded = getattr(source_module(name), "excluded_groups", None) if name in BY_NAME else None
     info = {
         "source": name,
-        "fingerprint": fp,
+        "fingerprint": plan.fingerprint,
         "shard_bytes": plan.output["shard_max_bytes"],
         "near": near,
-        "stage_phase": sp,
+        "stage_phase": plan.stage_phase,
         "exclude": partial(excluded, st) if excluded else None,
     }
     selected = run_phase(

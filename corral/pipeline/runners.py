@@ -11,6 +11,8 @@ import os
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from corral.errors import UsageError
+
 
 def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
@@ -52,7 +54,7 @@ def dask_runner(scheduler: str | None = None, local_workers: int | None = None):
 CLUSTER_RUNNERS = {"flink": "FlinkRunner", "spark": "SparkRunner", "dataflow": "DataflowRunner"}
 
 
-class RunnerProfileError(ValueError):
+class RunnerProfileError(UsageError):
     """A runner profile is missing an option it needs."""
 
 

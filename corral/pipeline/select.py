@@ -69,14 +69,7 @@ class SelectTask(Task):
             clusters = Clusters(self.out, source).slice(first, last)
         exclude = set(item.get("exclude_groups") or ())
         tally = Tally()
-        compression = None if self.output["compression"] == "none" else self.output["compression"]
-        writer = ShardWriter(
-            self.docs_dir or fs.join(self.out, f"docs/{source}"),
-            max_rows=self.output["shard_max_rows"],
-            max_bytes=self.output["shard_max_bytes"],
-            compression=compression,
-            name_fn=lambda part: shard_name("part", first, part),
-        )
+        writer = self._writer(source, first)
         text_bytes = 0
         parts_of = parts_by_file(self.out, source, item["stage_phase"], files)
         with writer:
@@ -85,31 +78,7 @@ class SelectTask(Task):
                 for batch in iter_staged(parts_of.get(index, [])):
                     loc = K.locs(index, batch.num_rows) + row
                     row += batch.num_rows
-                    keep = np.ones(batch.num_rows, dtype=bool)
-                    if exclude:  # rows of groups the driver counts whole (StackExchange's smaller sites)
-                        metas = batch.column("meta").to_pylist()
-                        keep &= np.array([json.loads(m or "{}").get("site") not in exclude for m in metas])
-                    for reason, lost in gone:
-                        hit = K.member_of(lost, loc) & keep
-                        tally.reason(DROPPED, reason, int(hit.sum()))
-                        _examples(tally, reason, batch, hit)
-                        keep &= ~hit
-                    sizes = None
-                    if clusters is not None:
-                        dropped, sizes = clusters.tags(loc)
-                        hit = dropped & keep
-                        tally.reason(DROPPED, NEAR_DUPLICATE, int(hit.sum()))
-                        _examples(tally, NEAR_DUPLICATE, batch, hit)
-                        keep &= ~hit
-                    batch = _with_near_tags(batch, sizes) if sizes is not None else batch
-                    batch = batch.filter(pa.array(keep))
-                    if self.rule is not None and batch.num_rows:
-                        before = batch
-                        batch, reasons = self.rule.select(batch)
-                        for r, i in reasons:
-                            tally.reason(DROPPED, r)
-                            if tally.wants_example(r):
-                                tally.example(r, before.column("id")[i].as_py(), before.column("text")[i].as_py())
+                    batch = self._decide(batch, loc, gone, clusters, exclude, tally)
                     if batch.num_rows:
                         writer.write_batch(batch)
                         text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
@@ -122,6 +91,46 @@ class SelectTask(Task):
             "bytes": text_bytes,
             "examples": tally.examples,
         }
+
+    def _writer(self, source: str, first: int) -> ShardWriter:
+        compression = None if self.output["compression"] == "none" else self.output["compression"]
+        return ShardWriter(
+            self.docs_dir or fs.join(self.out, f"docs/{source}"),
+            max_rows=self.output["shard_max_rows"],
+            max_bytes=self.output["shard_max_bytes"],
+            compression=compression,
+            name_fn=lambda part: shard_name("part", first, part),
+        )
+
+    def _decide(self, batch, loc, gone, clusters, exclude: set[str], tally: Tally):
+        """The rows of a staged batch that every decision keeps, near-dup tagged, after the rule."""
+        keep = np.ones(batch.num_rows, dtype=bool)
+        if exclude:  # rows of groups the driver counts whole (StackExchange's smaller sites)
+            metas = batch.column("meta").to_pylist()
+            keep &= np.array([json.loads(m or "{}").get("site") not in exclude for m in metas])
+        for reason, lost in gone:
+            keep &= ~_drop(tally, reason, batch, K.member_of(lost, loc) & keep)
+        if clusters is not None:
+            dropped, sizes = clusters.tags(loc)
+            keep &= ~_drop(tally, NEAR_DUPLICATE, batch, dropped & keep)
+            batch = _with_near_tags(batch, sizes) if sizes is not None else batch
+        batch = batch.filter(pa.array(keep))
+        if self.rule is None or not batch.num_rows:
+            return batch
+        before = batch
+        batch, reasons = self.rule.select(batch)
+        for r, i in reasons:
+            tally.reason(DROPPED, r)
+            if tally.wants_example(r):
+                tally.example(r, before.column("id")[i].as_py(), before.column("text")[i].as_py())
+        return batch
+
+
+def _drop(tally: Tally, reason: str, batch, hit: np.ndarray) -> np.ndarray:
+    """Count the rows `hit` drops under `reason` (with examples); returns `hit`."""
+    tally.reason(DROPPED, reason, int(hit.sum()))
+    _examples(tally, reason, batch, hit)
+    return hit
 
 
 def _examples(tally: Tally, reason: str, batch: pa.RecordBatch, hit: np.ndarray) -> None:

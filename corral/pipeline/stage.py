@@ -26,10 +26,10 @@ import pyarrow.ipc as ipc
 
 from corral import fs
 from corral.dedup import keys as K
-from corral.dedup import minhash as mh
+from corral.dedup import minhash
 from corral.dedup.exact import text_md5, timestamp_rank
 from corral.dedup.near import doc_key
-from corral.outcome import ERROR, KEPT
+from corral.outcome import ERROR, is_kept
 from corral.pipeline.keytables import save_tables
 from corral.pipeline.phases import work_dir
 from corral.schema import DOC_SCHEMA
@@ -145,7 +145,7 @@ class KeyCollector:
         self.minhash = m["enabled"]
         self.content_key = content_key
         if self.minhash:
-            self.params = mh.derive_lsh(m["threshold"], m["num_perm"], m["verify"])
+            self.params = minhash.derive_lsh(m["threshold"], m["num_perm"], m["verify"])
             self.ngram, self.verify = m["ngram"], m["verify"]
         self.id_key, self.ts, self.md5, self.exact_key, self.sigs, self.docs = [], [], [], [], [], []
         self.shingle_sets: list[np.ndarray] = []  # when verifying: each document's distinct shingles
@@ -153,7 +153,7 @@ class KeyCollector:
 
     def _sign(self) -> None:
         if self.unsigned:
-            self.sigs.append(mh.signatures(self.unsigned, self.params.num_perm))
+            self.sigs.append(minhash.signatures(self.unsigned, self.params.num_perm))
             self.unsigned = []
 
     def add(self, record: Mapping[str, Any]) -> None:
@@ -164,7 +164,7 @@ class KeyCollector:
         if self.exact:
             self.exact_key.append(K.key64(self.content_key(record)))
         if self.minhash:
-            sh = mh.shingles(record["text"], self.ngram, unique=self.verify)
+            sh = minhash.shingles(record["text"], self.ngram, unique=self.verify)
             if self.verify:
                 self.shingle_sets.append(sh)
             self.unsigned.append(sh)
@@ -193,7 +193,7 @@ class KeyCollector:
             self._sign()
             bands = self.params.bands
             out["bands"] = (
-                mh.band_keys_many(np.concatenate(self.sigs), self.params).astype(np.uint64)
+                minhash.band_keys_many(np.concatenate(self.sigs), self.params).astype(np.uint64)
                 if self.sigs
                 else np.empty((0, bands), dtype=np.uint64)
             )
@@ -249,6 +249,22 @@ class Tally:
             )
 
 
+def kept_records(outcomes: Iterable[dict[str, Any]], tally: Tally) -> Iterator[dict[str, Any]]:
+    """The records of the kept outcomes; every dropped or failed one is counted in `tally`."""
+    for o in outcomes:
+        if is_kept(o):
+            yield o["record"]
+        else:
+            tally.add(o)
+
+
+def staged_summary(index: int, writer: StagedWriter, parts, tally: Tally, key_bytes: int, **extra) -> dict[str, Any]:
+    """The summary of a task that staged one input file: its rows and parts, the counts and examples
+    of what it dropped, the bytes of its key file, and `extra`."""
+    counts = {"counts": tally.rows(), "examples": tally.examples}
+    return {"index": index, "rows": writer.rows, "parts": parts, **counts, "key_bytes": key_bytes, **extra}
+
+
 def stage_outcomes(
     out: str,
     source: str,
@@ -269,7 +285,7 @@ def stage_outcomes(
         for o in outcomes:
             if o.get("group"):
                 groups[o["group"]] = groups.get(o["group"], 0) + 1
-            if o["status"] == KEPT:
+            if is_kept(o):
                 writer.write(o["record"])
                 keys.add(o["record"])
             else:
@@ -283,12 +299,4 @@ def stage_outcomes(
     if shingles is not None:
         save_arrays(key_path(out, source, index, "shingles"), shingles)
     tally.save_errors(out, source, index)
-    return {
-        "index": index,
-        "rows": writer.rows,
-        "parts": parts,
-        "counts": tally.rows(),
-        "groups": groups,
-        "key_bytes": key_bytes,
-        "examples": tally.examples,
-    }
+    return staged_summary(index, writer, parts, tally, key_bytes, groups=groups)

@@ -29,7 +29,8 @@ from corral.manifests.build import join
 from corral.tokenize import spec
 
 HF_DIR = "tokenizer/hf"
-MODEL_MAX_LENGTH = 2048  # LLaMA-1 release (params.json max_seq_len); RECIPE.md §1.2: not in the paper
+# LLaMA-1 release (params.json max_seq_len); docs/recipe/training.md#tokenizer: not in the paper
+MODEL_MAX_LENGTH = 2048
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # ModelProto.SentencePiece.Type
 
 

@@ -1,7 +1,7 @@
 """LLaMA's SentencePiece trainer and normalizer spec, and reading the spec back out of a model file.
 
 Every value below was read from the released LLaMA `tokenizer.model` (its `trainer_spec` and
-`normalizer_spec` protobuf fields; RECIPE.md §1.2). Only the vocabulary size is a parameter; the
+`normalizer_spec` protobuf fields; docs/recipe/training.md#tokenizer). Only the vocabulary size is a parameter; the
 input path, model prefix and thread count describe where and how a model was trained, not what it is.
 
 sentencepiece's own `sentencepiece_model_pb2` refuses the protobuf runtime Beam pins (its generated
@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any
 
-# RECIPE.md §1.2: trainer_spec of LLaMA's tokenizer.model, field for field.
+# docs/recipe/training.md#tokenizer: trainer_spec of LLaMA's tokenizer.model, field for field.
 LLAMA_TRAINER_SPEC: dict[str, Any] = {
     "model_type": "BPE",  # "byte-pair encoding (BPE) … the implementation from SentencePiece"
     "vocab_size": 32000,  # Llama 2 §2.2: "vocabulary size is 32k tokens"
@@ -54,7 +54,7 @@ LLAMA_TRAINER_SPEC: dict[str, Any] = {
     "train_extremely_large_corpus": False,
 }
 
-# RECIPE.md §1.2: normalizer_spec of LLaMA's tokenizer.model (identity: no NFKC, whitespace kept).
+# docs/recipe/training.md#tokenizer: normalizer_spec of LLaMA's tokenizer.model (identity: no NFKC, whitespace kept).
 LLAMA_NORMALIZER_SPEC: dict[str, Any] = {
     "name": "identity",
     "add_dummy_prefix": True,

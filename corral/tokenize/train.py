@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.errors import UsageError
 from corral.fs import atomic_write_bytes, read_bytes
 from corral.manifests.build import BuildManifest, join, load_build
 from corral.shards import iter_batches
@@ -35,7 +36,7 @@ SAMPLE_SEED = 0x5EED  # seeds the document sample and SentencePiece's RNG
 _SPACE = (" ", "\t")
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UsageError):
     """A tokenizer cannot be trained or adopted (no documents, a vocabulary too small or too large)."""
 
 
@@ -50,13 +51,8 @@ class Sample:
     split_lines: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "quota_bytes": self.quotas,
-            "bytes": self.bytes,
-            "documents": self.documents,
-            "sentences": self.sentences,
-            "long_lines_split": self.split_lines,
-        }
+        counts = {"bytes": self.bytes, "documents": self.documents, "sentences": self.sentences}
+        return {"quota_bytes": self.quotas, **counts, "long_lines_split": self.split_lines}
 
 
 def quotas(manifest: BuildManifest, sample_bytes: int | None) -> dict[str, int | None]:

@@ -10,19 +10,21 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from corral.errors import UsageError
 from corral.train.attention import BACKENDS
 from corral.train.model import CONFIGS, model_args
+from corral.train.optim import ADAM_EPS, GRAD_CLIP, WARMUP_STEPS, WEIGHT_DECAY
 from corral.train.parallel import AC_MODES
 
-# RECIPE.md §1.3, Table 2: peak learning rate; batch 4M tokens for every paper size.
+# docs/recipe/training.md#model, Table 2: peak learning rate; batch 4M tokens for every paper size.
 PAPER_LR = {"7B": 3.0e-4, "13B": 3.0e-4, "33B": 1.5e-4, "65B": 1.5e-4}
 PAPER_BATCH_TOKENS = 4 * 1024 * 1024
-PAPER_SEQ_LEN = 2048  # LLaMA-1's released context (RECIPE.md §1.2: not stated in the paper)
+PAPER_SEQ_LEN = 2048  # LLaMA-1's released context (docs/recipe/training.md#tokenizer: not stated in the paper)
 DEFAULT_MICRO_BATCH = 8  # corral's choice off GPUs and for the small shapes
 CKPT_EVERY = 200  # corral's choice: the most steps between checkpoints (short runs save every tenth)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A configuration file or flag is wrong: the message names the file and field."""
 
 
@@ -36,10 +38,10 @@ class TrainConfig:
     micro_batch: int | None = None  # sequences per forward/backward on each rank (default: see resolved)
     batch_tokens: int | None = None  # tokens per optimizer step (all ranks, all micro-batches)
     lr: float | None = None
-    warmup: int | None = None  # default: LLaMA's 2,000, capped at a tenth of the steps
-    weight_decay: float = 0.1
-    adam_eps: float = 1e-8
-    grad_clip: float = 1.0
+    warmup: int | None = None  # default: LLaMA's WARMUP_STEPS, capped at a tenth of the steps
+    weight_decay: float = WEIGHT_DECAY
+    adam_eps: float = ADAM_EPS
+    grad_clip: float = GRAD_CLIP
     attn: str = "sdpa"
     doc_mask: bool = False  # mask attention across packed documents
     ac: str | None = None  # activation checkpointing: none | full | selective
@@ -82,7 +84,7 @@ class TrainConfig:
         c.compile = bool(c.compile)
         c.batch_tokens = c.batch_tokens or (PAPER_BATCH_TOKENS if paper else c.micro_batch * c.seq_len * world)
         c.lr = c.lr or PAPER_LR.get(c.model, 3e-3 if c.model == "tiny" else 1e-3)
-        c.warmup = c.warmup if c.warmup is not None else min(2000, max(1, c.steps // 10))
+        c.warmup = c.warmup if c.warmup is not None else min(WARMUP_STEPS, max(1, c.steps // 10))
         c.ckpt_every = c.ckpt_every if c.ckpt_every is not None else min(CKPT_EVERY, max(1, c.steps // 10))
         per_micro = world * c.micro_batch * c.seq_len
         if c.batch_tokens % per_micro:

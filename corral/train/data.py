@@ -34,7 +34,7 @@ import numpy as np
 from corral.manifests.build import BuildManifest, join, load_build
 from corral.shards import TokenShard, read_token_shard
 
-EOS_ID = 2  # RECIPE.md §1.2: </s>
+EOS_ID = 2  # docs/recipe/training.md#tokenizer: </s>
 _MASK64 = (1 << 64) - 1
 START_CHUNK = 4096  # training windows whose stream offsets are computed together (32 KB)
 _ROUNDS = 4  # Feistel rounds, two on each half (Luby and Rackoff 1988: 4 make a pseudo-random permutation)

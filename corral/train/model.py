@@ -1,4 +1,4 @@
-"""The LLaMA-1 model, top to bottom (Touvron et al. 2023 §2.2; RECIPE.md §1.3).
+"""The LLaMA-1 model, top to bottom (Touvron et al. 2023 §2.2; docs/recipe/training.md#model).
 
 Pre-normalisation with RMSNorm (eps 1e-6, computed in fp32), SwiGLU feed-forward with hidden size
 multiple_of·⌈int(2·4·dim/3) / multiple_of⌉, rotary embeddings (θ = 10000) rotating interleaved
@@ -39,7 +39,7 @@ class ModelArgs:
         return asdict(self)
 
 
-# RECIPE.md §1.3, Table 2 (dim, heads, layers); vocabulary 32000 (§1.2).
+# docs/recipe/training.md#model, Table 2 (dim, heads, layers); vocabulary 32000 (docs/recipe/training.md#tokenizer).
 CONFIGS: dict[str, dict] = {
     "7B": dict(dim=4096, n_heads=32, n_layers=32),
     "13B": dict(dim=5120, n_heads=40, n_layers=40),

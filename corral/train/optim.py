@@ -1,4 +1,4 @@
-"""AdamW and the schedule of LLaMA §2.3 (RECIPE.md §1.3)."""
+"""AdamW and the schedule of LLaMA §2.3 (docs/recipe/training.md#optimizer-and-schedule)."""
 
 from __future__ import annotations
 

@@ -14,11 +14,13 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.errors import UsageError
 from corral.fs import exists as file_exists
 from corral.manifests.build import BuildManifest, BuildManifestError, join, load_build, manifest_sha256
 from corral.train import memory
 from corral.train.checkpoint import CKPT_DIR, complete_checkpoints
 from corral.train.config import TrainConfig
+from corral.train.export import EXPORT_DIR, HF_DIR, export_dir
 from corral.train.model import model_args
 
 # Fields a resumed run must share with its checkpoint (the shapes and the data order) …
@@ -26,10 +28,10 @@ SAME_RUN = ("model", "seq_len", "micro_batch", "batch_tokens", "seed", "val_frac
 # … and those that change the learning-rate schedule: refused unless --reschedule.
 SCHEDULE = ("steps", "lr", "warmup")
 SHAPE = ("dim", "n_layers", "n_heads", "vocab_size", "multiple_of")
-RUN_FILES = ("config.json", "metrics.jsonl", CKPT_DIR, "export")  # what marks a folder as a run's
+RUN_FILES = ("config.json", "metrics.jsonl", CKPT_DIR, EXPORT_DIR)  # what marks a folder as a run's
 
 
-class PreflightError(ValueError):
+class PreflightError(UsageError):
     """The run cannot start as asked: the message says what to fix."""
 
 
@@ -138,6 +140,47 @@ def _used(run_dir: str) -> list[str]:
     return [n for n in RUN_FILES if os.path.exists(os.path.join(run_dir, n))] if os.path.isdir(run_dir) else []
 
 
+def _changes(then: dict[str, Any], cfg: TrainConfig, fields: tuple[str, ...]) -> list[str]:
+    return [f"{k} {then.get(k)!r} → {getattr(cfg, k)!r}" for k in fields if k in then and then[k] != getattr(cfg, k)]
+
+
+def _resumable(cfg: TrainConfig, path: str, world: int, reschedule: bool) -> list[str]:
+    """Refuse to resume checkpoint `path` under `cfg` unless it is the same run (build, ranks,
+    shape, data order); return the schedule changes that --reschedule accepts."""
+    meta = _read_meta(path)
+    sha = manifest_sha256(cfg.out)
+    if meta.get("manifest_sha256") != sha:
+        raise PreflightError(
+            f"--resume: {path} was trained on another build (manifest sha256 "
+            f"{str(meta.get('manifest_sha256'))[:12]}…, this build's {sha[:12]}…): resume with the "
+            "same build, or start a new --run-dir"
+        )
+    if meta.get("world_size") != world:
+        raise PreflightError(
+            f"--resume: {path} was written by {meta.get('world_size')} rank(s); this launch has "
+            f"{world}: resume with the same --nproc × --nnodes"
+        )
+    then = meta.get("config", {})
+    shape = {k: v for k, v in meta.get("model_args", {}).items() if k in SHAPE}
+    args = model_args(cfg.model, vocab_size=shape.get("vocab_size", 32000))  # cfg is resolved: a known model
+    now = {k: getattr(args, k) for k in shape}
+    changed = _changes(then, cfg, SAME_RUN)
+    changed += [f"{k} {shape[k]} → {now[k]}" for k in shape if shape[k] != now[k]]
+    if changed:
+        raise PreflightError(
+            f"--resume: {path} is another run's shape or data order ({'; '.join(changed)}): "
+            "resume with its settings (RUN/config.json), or start a new --run-dir"
+        )
+    schedule = _changes(then, cfg, SCHEDULE)
+    if schedule and not reschedule:
+        raise PreflightError(
+            f"--resume: the schedule differs from the checkpoint's ({'; '.join(schedule)}), which "
+            "would bend the learning-rate curve mid-run: pass --reschedule to accept it, or resume "
+            "with the run's own settings"
+        )
+    return schedule
+
+
 def plan_run_dir(cfg: TrainConfig, world: int, overwrite: bool, reschedule: bool) -> RunPlan:
     """Decide what happens to RUN: a new run, a resume, or a refusal naming the choices."""
     run = cfg.run_dir
@@ -157,42 +200,8 @@ def plan_run_dir(cfg: TrainConfig, world: int, overwrite: bool, reschedule: bool
         note = f"--resume: {run} holds no complete checkpoint: starting at step 0"
         return RunPlan(clear=bool(used), notes=[note])
     step, path = found[-1]
-    meta = _read_meta(path)
-    sha = manifest_sha256(cfg.out)
-    if meta.get("manifest_sha256") != sha:
-        raise PreflightError(
-            f"--resume: {path} was trained on another build (manifest sha256 "
-            f"{str(meta.get('manifest_sha256'))[:12]}…, this build's {sha[:12]}…): resume with the "
-            "same build, or start a new --run-dir"
-        )
-    if meta.get("world_size") != world:
-        raise PreflightError(
-            f"--resume: {path} was written by {meta.get('world_size')} rank(s); this launch has "
-            f"{world}: resume with the same --nproc × --nnodes"
-        )
-    then = meta.get("config", {})
-    shape = {k: v for k, v in meta.get("model_args", {}).items() if k in SHAPE}
-    args = model_args(cfg.model, vocab_size=shape.get("vocab_size", 32000))  # cfg is resolved: a known model
-    now = {k: getattr(args, k) for k in shape}
-    changed = [
-        f"{k} {then.get(k)!r} → {getattr(cfg, k)!r}" for k in SAME_RUN if k in then and then[k] != getattr(cfg, k)
-    ]
-    changed += [f"{k} {shape[k]} → {now[k]}" for k in shape if shape[k] != now[k]]
-    if changed:
-        raise PreflightError(
-            f"--resume: {path} is another run's shape or data order ({'; '.join(changed)}): "
-            "resume with its settings (RUN/config.json), or start a new --run-dir"
-        )
-    schedule = [
-        f"{k} {then.get(k)!r} → {getattr(cfg, k)!r}" for k in SCHEDULE if k in then and then[k] != getattr(cfg, k)
-    ]
-    if schedule and not reschedule:
-        raise PreflightError(
-            f"--resume: the schedule differs from the checkpoint's ({'; '.join(schedule)}), which "
-            "would bend the learning-rate curve mid-run: pass --reschedule to accept it, or resume "
-            "with the run's own settings"
-        )
-    finished = step >= cfg.steps and (not cfg.export or os.path.isdir(os.path.join(run, "export", "hf")))
+    schedule = _resumable(cfg, path, world, reschedule)
+    finished = step >= cfg.steps and (not cfg.export or os.path.isdir(os.path.join(export_dir(run), HF_DIR)))
     notes = [f"--resume: {path} is at step {step} of {cfg.steps}"]
     if schedule:
         notes.append(f"--reschedule: {'; '.join(schedule)} from step {step}")

@@ -3,8 +3,9 @@
 Each optimizer step takes `accum` micro-batches from the mixture loader. The loss of a micro-batch
 is the sum of its token losses divided by the step's global token count (times the world size,
 which FSDP's gradient averaging divides away), so the gradient is that of the mean over every
-token of the step. Then the gradient norm is clipped at 1.0; a non-finite loss or norm skips the
-update (counted) or stops the run, as configured; AdamW steps and the schedule advances.
+token of the step. Then the gradient norm is clipped at `grad_clip` (LLaMA: 1.0); a non-finite loss
+or norm skips the update (counted) or stops the run, as configured; AdamW steps and the schedule
+advances.
 
 SIGINT and SIGTERM (Ctrl-C, a scheduler's preemption) only set a flag. The flag rides on the
 step's loss all-reduce, so every rank sees the same answer at the same step; then the run saves a
@@ -30,7 +31,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 
 from corral.manifests.build import build_dir, load_build, manifest_sha256
 from corral.train import checkpoint as ckpt
-from corral.train import memory
+from corral.train import export, memory
 from corral.train import parallel as par
 from corral.train.attention import documents
 from corral.train.config import TrainConfig, save_config
@@ -99,18 +100,8 @@ class Trainer:
             attn=cfg.attn,
             max_seq_len=max(cfg.seq_len, CONFIGS[cfg.model].get("max_seq_len", 2048)),
         )
-        torch.manual_seed(cfg.seed)
-        with torch.device("meta"):
-            model = Transformer(self.args)
-        self.n_params = model.num_params()
-        self.n_params_no_emb = model.num_params(embeddings=False)
-        par.apply_activation_checkpointing(model, cfg.ac)
-        if cfg.compile:
-            par.apply_compile(model)
-        self.replicas = par.replica_groups(self.world, cfg.replicas)
-        par.apply_fsdp(model, self.device, bf16, self.replicas)
-        par.materialize(model, self.device, cfg.seed)
-        self.model = model
+        self.model = self._build_model(bf16)
+        model = self.model
         self.opt = make_optimizer(model, cfg.lr, cfg.adam_eps, cfg.weight_decay)
         self.sched = make_scheduler(self.opt, cfg.warmup, cfg.steps)
         self.loader = MixtureLoader(
@@ -137,24 +128,45 @@ class Trainer:
         self.val = self.loader.validation(cfg.val_windows)
         if self.rank == 0:
             save_config(cfg, cfg.run_dir)
-            mesh = f"HSDP {self.replicas} × {self.world // self.replicas}" if self.replicas > 1 else "FSDP"
-            log.info(
-                "model %s: %s parameters; %d ranks on %s (%s); %d micro-batches of %d × %d per step; "
-                "attention %s; activation checkpointing %s; compile %s",
-                cfg.model,
-                f"{self.n_params:,}",
-                self.world,
-                self.device,
-                mesh,
-                self.accum,
-                cfg.micro_batch,
-                cfg.seq_len,
-                cfg.attn,
-                cfg.ac,
-                cfg.compile,
-            )
+            self._log_start()
         if cfg.resume:
             self._resume()
+
+    def _build_model(self, bf16: bool) -> Transformer:
+        """The model built on the meta device, wrapped (checkpointing, compile, FSDP), then
+        materialised on this rank's device from the run's seed."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        with torch.device("meta"):
+            model = Transformer(self.args)
+        self.n_params = model.num_params()
+        self.n_params_no_emb = model.num_params(embeddings=False)
+        par.apply_activation_checkpointing(model, cfg.ac)
+        if cfg.compile:
+            par.apply_compile(model)
+        self.replicas = par.replica_groups(self.world, cfg.replicas)
+        par.apply_fsdp(model, self.device, bf16, self.replicas)
+        par.materialize(model, self.device, cfg.seed)
+        return model
+
+    def _log_start(self) -> None:
+        cfg = self.cfg
+        mesh = f"HSDP {self.replicas} × {self.world // self.replicas}" if self.replicas > 1 else "FSDP"
+        log.info(
+            "model %s: %s parameters; %d ranks on %s (%s); %d micro-batches of %d × %d per step; "
+            "attention %s; activation checkpointing %s; compile %s",
+            cfg.model,
+            f"{self.n_params:,}",
+            self.world,
+            self.device,
+            mesh,
+            self.accum,
+            cfg.micro_batch,
+            cfg.seq_len,
+            cfg.attn,
+            cfg.ac,
+            cfg.compile,
+        )
 
     def _resume(self) -> None:
         """Load the newest checkpoint that loads; a damaged one is reported and the one before tried.
@@ -301,11 +313,11 @@ class Trainer:
             self.prefetch.close()
         self.checkpointer.wait()
         ckpt_path = ckpt.checkpoint_path(cfg.run_dir, self.step)
-        export_dir = os.path.join(cfg.run_dir, "export")
+        dest = export.export_dir(cfg.run_dir)
         if cfg.export and self.step == cfg.steps and not self.stop_signum:
             sd = par.full_state_dict(self.model)
             if self.rank == 0:
-                ckpt.export(sd, self.args, export_dir, self.tokenizer_model)
+                export.export(sd, self.args, dest, self.tokenizer_model)
         dist.barrier()
         if self.rank == 0:
             took = _duration(time.perf_counter() - t_start)
@@ -326,8 +338,8 @@ class Trainer:
                 print(
                     f"finished: step {self.step} of {cfg.steps} in {took}; checkpoint {ckpt_path}"
                     + (
-                        f"; export {export_dir}/hf (transformers' AutoModelForCausalLM and AutoTokenizer) and "
-                        f"{export_dir}/meta (Meta's layout)"
+                        f"; export {dest}/{export.HF_DIR} (transformers' AutoModelForCausalLM and AutoTokenizer) "
+                        f"and {dest}/{export.META_DIR} (Meta's layout)"
                         if cfg.export
                         else ""
                     ),

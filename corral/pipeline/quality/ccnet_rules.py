@@ -1,4 +1,5 @@
-"""cc_net's document rules as pure functions (RECIPE.md §2.2, §2.6, §2.7, §2.9).
+"""cc_net's document rules as pure functions (docs/recipe/commoncrawl.md: "Reading WET",
+"Language ID", "Perplexity", "Buckets").
 
 - WET records: headers by name (old and new layouts), `conversion` only, lines stripped, the first
   body line is the `title` and leaves `raw_content`, `min_len` on raw_content before dedup.
@@ -21,11 +22,11 @@ from urllib.parse import urlparse
 
 from corral.text import replace_category
 
-MIN_LEN = 300  # RECIPE.md §2.2: cc_net min_len (characters of raw_content, before dedup)
-LID_ROUNDING = 2  # RECIPE.md §2.6: cc_net rounds language scores to 2 decimals
-PERCENTILE_HEAD, PERCENTILE_TAIL = 30, 60  # RECIPE.md §2.9: cc_net percentile_head / percentile_tail
+LID_ROUNDING = 2  # docs/recipe/commoncrawl.md#language-id: cc_net rounds language scores to 2 decimals
+# docs/recipe/commoncrawl.md#buckets: cc_net percentile_head / percentile_tail
+PERCENTILE_HEAD, PERCENTILE_TAIL = 30, 60
 
-# RECIPE.md §2.7: cc_net text_normalizer UNICODE_PUNCT mapping (punct=1 replaces with these).
+# docs/recipe/commoncrawl.md#perplexity: cc_net text_normalizer UNICODE_PUNCT mapping (punct=1 replaces with these).
 UNICODE_PUNCT = {
     "，": ",",
     "。": ".",
@@ -72,7 +73,7 @@ _DIGITS = re.compile(r"\d")
 
 def parse_wet_body(body: str) -> tuple[str, list[str]]:
     """(title, content lines) of a WET conversion record's body: lines stripped, trailing empties
-    dropped, the first line is the title (RECIPE.md §2.2)."""
+    dropped, the first line is the title (docs/recipe/commoncrawl.md#reading-wet)."""
     lines = [ln.strip() for ln in body.split("\n")]
     while len(lines) >= 1 and lines[-1] == "" and len(lines) > 1:
         lines.pop()
@@ -89,24 +90,25 @@ def source_domain(url: str) -> str:
 
 
 def lid_input(text: str) -> str:
-    """RECIPE.md §2.6: raw_content.replace("\\n", "") — lines joined with no separator (cc_net quirk)."""
+    """raw_content.replace("\\n", ""): lines joined with no separator, a cc_net quirk kept
+    (docs/recipe/commoncrawl.md#language-id)."""
     return text.replace("\n", "")
 
 
-def lid_result(labels: Iterable[str], scores: Iterable[float]) -> tuple[str, float]:
-    """(language, score rounded to 2 decimals) from fastText's top-1 prediction, rounded with numpy
-    as cc_net does (`scores.round(2)`), which can differ from Python's round() at a boundary."""
+def lid_result(labels: Iterable[str], scores: Iterable[float], rounding: int = LID_ROUNDING) -> tuple[str, float]:
+    """(language, score rounded to `rounding` decimals) from fastText's top-1 prediction, rounded with
+    numpy as cc_net does (`scores.round(2)`), which can differ from Python's round() at a boundary."""
     import numpy as np
 
     label = next(iter(labels))
     score = np.float64(next(iter(scores)))
-    return label.replace("__label__", ""), float(np.round(score, LID_ROUNDING))
+    return label.replace("__label__", ""), float(np.round(score, rounding))
 
 
-def near_rounding_boundary(score: float, eps: float = 1e-4) -> bool:
-    """True when a score is so close to x.xx5 that float32 (batched) and float64 (single) predictions
-    of the same text could round differently."""
-    scaled = score * 10**LID_ROUNDING
+def near_rounding_boundary(score: float, rounding: int = LID_ROUNDING, eps: float = 1e-4) -> bool:
+    """True when a score is so close to a rounding boundary (x.xx5 at 2 decimals) that float32
+    (batched) and float64 (single) predictions of the same text could round differently."""
+    scaled = score * 10**rounding
     return abs(scaled - int(scaled) - 0.5) < eps
 
 
@@ -131,7 +133,7 @@ def strip_accents(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """RECIPE.md §2.7: cc_net normalize(accent=True, case=True, numbers=True, punct=1)."""
+    """docs/recipe/commoncrawl.md#perplexity: cc_net normalize(accent=True, case=True, numbers=True, punct=1)."""
     text = text.strip().lower()
     text = strip_accents(text)
     text = _DIGITS.sub("0", text)
@@ -141,7 +143,7 @@ def normalize(text: str) -> str:
 
 
 def perplexity(logprob10: float, length: int) -> float:
-    """RECIPE.md §2.7: round(10 ** (−Σ log10 p / Σ length), 1)."""
+    """docs/recipe/commoncrawl.md#perplexity: round(10 ** (−Σ log10 p / Σ length), 1)."""
     return round(10.0 ** (-logprob10 / length), 1)
 
 
@@ -152,7 +154,8 @@ def score_document(text: str, sp, lm) -> float:
 
 
 def bucket(pp: float | None, cutoffs: tuple[float, float] | None) -> str:
-    """RECIPE.md §2.9: head below the 30th percentile, middle below the 60th, else tail; all when unscored."""
+    """Head below the 30th percentile, middle below the 60th, else tail; all when unscored
+    (docs/recipe/commoncrawl.md#buckets)."""
     if pp is None or cutoffs is None:
         return "all"
     head, tail = cutoffs
@@ -192,12 +195,12 @@ def cutoffs_from_quantiles(quantiles: list[float], percentile_head: int, percent
 
 
 def quality_input(text: str) -> str:
-    """RECIPE.md §2.12: RP classifier input, " ".join(content.strip().splitlines())."""
+    """docs/recipe/commoncrawl.md#quality-classifier: RP classifier input, " ".join(content.strip().splitlines())."""
     return " ".join(text.strip().splitlines())
 
 
 def wiki_probability(labels: Iterable[str], probs: Iterable[float], positive: str = "__label__wiki") -> float:
-    """RECIPE.md §2.12: p if the top label is wiki, else 1 − p."""
+    """docs/recipe/commoncrawl.md#quality-classifier: p if the top label is wiki, else 1 − p."""
     label, p = next(iter(labels)), float(next(iter(probs)))
     return min(1.0, max(0.0, p if label == positive else 1.0 - p))
 

@@ -1,4 +1,5 @@
-"""Side models the CommonCrawl stage trains inside the build (RECIPE.md §2.8, §2.12).
+"""Side models the CommonCrawl stage trains inside the build (docs/recipe/commoncrawl.md,
+"Side models" and "Quality classifier").
 
 - Perplexity: a SentencePiece unigram model and a KenLM n-gram (lmplz → build_binary) per language,
   trained on the build's Wikipedia documents of that language, normalised as cc_net normalises
@@ -29,13 +30,14 @@ from typing import Any
 from corral.fs import atomic_write_bytes, is_remote, read_bytes
 from corral.pipeline.quality.ccnet_rules import normalize, quality_input
 
-FASTTEXT_TRIES = 20  # fastText raises "Encountered NaN" at random on small sets (about half the tries seen
-# here, at any learning rate): a retry passes, and with one thread the model is the same
+# fastText's supervised training raises "Encountered NaN" at random on small sets (about half the
+# tries, at any learning rate): a retry passes, and with one thread the model is the same
+FASTTEXT_TRIES = 20
 _TRAIN_FASTTEXT = (
     "import json, sys, fasttext\nfasttext.train_supervised(**json.loads(sys.argv[1])).save_model(sys.argv[2])\n"
 )
 LMPLZ_MEMORY = "1G"  # lmplz -S: cc_net used 8G; lmplz spills to disk beyond it
-SP_CHARACTER_COVERAGE = 0.9995  # RECIPE.md §2.8: cc_net spm_train --character_coverage
+SP_CHARACTER_COVERAGE = 0.9995  # docs/recipe/commoncrawl.md#side-models: cc_net spm_train --character_coverage
 _LOCAL_CACHE: dict[str, str] = {}
 
 
@@ -53,61 +55,66 @@ def _publish(local: str, dest: str) -> dict[str, Any]:
     return {"path": dest, "sha256": atomic_write_bytes(dest, data), "bytes": len(data)}
 
 
+def _train_sentencepiece(lines: list[str], vocab_size: int) -> tuple[bytes, bool]:
+    """(model bytes, whether the vocabulary limit was hard) of a unigram model on `lines`. Trained
+    from an iterator into memory: no temporary path is written into the model's spec, so the same
+    text gives the same model bytes (and sha256) on every run."""
+    import sentencepiece as spm
+
+    def train(hard_limit: bool) -> bytes:
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_writer=buf,
+            vocab_size=vocab_size,
+            model_type="unigram",
+            character_coverage=SP_CHARACTER_COVERAGE,
+            num_threads=1,
+            minloglevel=2,
+            hard_vocab_limit=hard_limit,
+        )
+        return buf.getvalue()
+
+    try:
+        return train(True), True
+    except RuntimeError:  # too little text for that vocabulary: a soft limit, as spm suggests
+        return train(False), False
+
+
+def _train_kenlm(tokenized: str, order: int, memory: str, tmp: str, binary: str) -> None:
+    """An `order`-gram KenLM model of the tokenized text file, written as a binary at `binary`."""
+    from corral.model_cache import kenlm_tool
+
+    arpa = binary.removesuffix(".bin")
+    lmplz = [str(kenlm_tool("lmplz")), "-o", str(order), "-S", memory, "-T", tmp, "--discount_fallback"]
+    with open(tokenized, "rb") as fin, open(arpa, "wb") as fout:
+        subprocess.run(lmplz, stdin=fin, stdout=fout, stderr=subprocess.PIPE, check=True)
+    subprocess.run([str(kenlm_tool("build_binary")), arpa, binary], capture_output=True, check=True)
+
+
 def train_perplexity_models(
     lang: str, texts: Iterable[str], models_dir: str, vocab_size: int, order: int, memory: str = LMPLZ_MEMORY
 ) -> dict[str, dict[str, Any]]:
     """Train `{lang}.sp.model` and `{lang}.arpa.bin` from raw texts; return their model infos."""
     import sentencepiece as spm
 
-    from corral.model_cache import kenlm_tool
-
     lines = [normalize(lead_section(t)) for t in texts]
     lines = [ln for ln in lines if ln]
     if not lines:
         raise ValueError(f"no Wikipedia text in language {lang!r} to train its language model on")
     with tempfile.TemporaryDirectory() as tmp:
-        prefix = os.path.join(tmp, f"{lang}.sp")
-
-        def train_sp(hard_limit: bool) -> bytes:
-            # From an iterator into memory: no temporary path is written into the model's spec, so
-            # the same text gives the same model bytes (and sha256) on every run.
-            buf = io.BytesIO()
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(lines),
-                model_writer=buf,
-                vocab_size=vocab_size,
-                model_type="unigram",
-                character_coverage=SP_CHARACTER_COVERAGE,
-                num_threads=1,
-                minloglevel=2,
-                hard_vocab_limit=hard_limit,
-            )
-            return buf.getvalue()
-
-        hard = True
-        try:
-            model_bytes = train_sp(True)
-        except RuntimeError:
-            hard = False  # too little text for that vocabulary: a soft limit, as spm suggests
-            model_bytes = train_sp(False)
-        with open(prefix + ".model", "wb") as f:
+        sp_path = os.path.join(tmp, f"{lang}.sp.model")
+        model_bytes, hard = _train_sentencepiece(lines, vocab_size)
+        with open(sp_path, "wb") as f:
             f.write(model_bytes)
-        sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+        sp = spm.SentencePieceProcessor(model_file=sp_path)
         tokenized = os.path.join(tmp, "tokenized.txt")
         with open(tokenized, "w", encoding="utf-8") as f:
             for ln in lines:
                 f.write(" ".join(sp.encode_as_pieces(ln)) + "\n")
-        arpa, binary = os.path.join(tmp, f"{lang}.arpa"), os.path.join(tmp, f"{lang}.arpa.bin")
-        with open(tokenized, "rb") as fin, open(arpa, "wb") as fout:
-            subprocess.run(
-                [str(kenlm_tool("lmplz")), "-o", str(order), "-S", memory, "-T", tmp, "--discount_fallback"],
-                stdin=fin,
-                stdout=fout,
-                stderr=subprocess.PIPE,
-                check=True,
-            )
-        subprocess.run([str(kenlm_tool("build_binary")), arpa, binary], capture_output=True, check=True)
-        sp_info = _publish(prefix + ".model", f"{models_dir.rstrip('/')}/{lang}.sp.model")
+        binary = os.path.join(tmp, f"{lang}.arpa.bin")
+        _train_kenlm(tokenized, order, memory, tmp, binary)
+        sp_info = _publish(sp_path, f"{models_dir.rstrip('/')}/{lang}.sp.model")
         lm_info = _publish(binary, f"{models_dir.rstrip('/')}/{lang}.arpa.bin")
     sp_info.update(
         kind="sentencepiece", language=lang, documents=len(lines), hard_vocab_limit=hard, vocab_size=vocab_size
@@ -143,9 +150,8 @@ def train_quality_model(
         }
         last = ""
         for _ in range(FASTTEXT_TRIES):
-            # Each try in a fresh process: once this fastText build starts failing in a process, it
-            # keeps failing there (seen in the test suite), while a new process succeeds about half
-            # the time on the same input.
+            # Each try in a fresh process: once fastText starts failing in a process it keeps failing
+            # there, while a new process succeeds about half the time on the same input.
             res = subprocess.run(
                 [sys.executable, "-c", _TRAIN_FASTTEXT, json.dumps(params), path], capture_output=True, text=True
             )

@@ -1,9 +1,9 @@
 """The models that tag CommonCrawl documents, loaded once per worker (lazily, never pickled).
 
-- `LanguageId`: fastText lid.176 (RECIPE.md §2.6), predictions batched; a score near a rounding
+- `LanguageId`: fastText lid.176 (docs/recipe/commoncrawl.md#language-id), predictions batched; a score near a rounding
   boundary is predicted again alone, in float64, exactly as cc_net's single call.
-- `Perplexity`: SentencePiece + KenLM per language (RECIPE.md §2.7); other languages stay null.
-- `QualityScorer`: P(wiki) from the reference classifier (RECIPE.md §2.12), batched.
+- `Perplexity`: SentencePiece + KenLM per language (docs/recipe/commoncrawl.md#perplexity); other languages stay null.
+- `QualityScorer`: P(wiki) from the reference classifier (docs/recipe/commoncrawl.md#quality-classifier), batched.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from corral.pipeline.quality.side_models import localize
 
 
 class LanguageId:
-    def __init__(self, model: str | None):
-        self.model_path, self.model = model, None
+    def __init__(self, model: str | None, rounding: int = rules.LID_ROUNDING):
+        self.model_path, self.rounding, self.model = model, rounding, None
 
     def _load(self):
         if self.model is None:
@@ -37,9 +37,9 @@ class LanguageId:
         labels, scores = model.predict(inputs, k=1)
         out = []
         for text, lab, sc in zip(inputs, labels, scores):
-            if rules.near_rounding_boundary(float(sc[0])):
+            if rules.near_rounding_boundary(float(sc[0]), self.rounding):
                 lab, sc = model.predict(text, k=1)
-            out.append(rules.lid_result(lab, sc))
+            out.append(rules.lid_result(lab, sc, self.rounding))
         return out
 
 

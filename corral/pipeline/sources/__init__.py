@@ -1,1 +1,2 @@
-"""Per-source readers and cleaners: pure rule functions plus a thin PTransform each."""
+"""Per-source readers and cleaners: pure rule functions, and each source's `read_file(path, stages)`
+(one input file's outcomes) that a build task runs, or `on_beam.ReadFiles` in another Beam pipeline."""

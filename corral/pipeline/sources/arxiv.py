@@ -1,4 +1,4 @@
-"""ArXiv (RECIPE.md §7): LaTeX sources → the paper's body, as LLaMA describes (after Lewkowycz et al.).
+"""ArXiv (docs/recipe/arxiv.md): LaTeX sources → the paper's body, as LLaMA describes (after Lewkowycz et al.).
 
 Inputs: a folder per paper; a `.tar`/`.tar.gz`/`.tgz` of one paper; a single `.gz` (a gzipped tar,
 or one gzipped .tex, as arXiv serves them); or arXiv's bulk `arXiv_src_*.tar`, whose members are
@@ -32,7 +32,6 @@ Per paper, in this order (each step an option of `clean`):
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 import re
@@ -41,23 +40,17 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-import apache_beam as beam
-
 from corral.outcome import dropped, error, kept
+from corral.pipeline.archives import tar_members
 from corral.pipeline.inputs import guarded, is_remote, open_raw
+from corral.pipeline.sources.tex import SECTION, expand_macros, find_main, parse_macros, remove_comments, resolve_inputs
 from corral.schema import make_record
 
 SOURCE = "arxiv"
 MAX_MEMBER_BYTES = 64 << 20  # a single .tex/.gz member larger than this is refused
 MAX_PAPER_BYTES = 256 << 20  # all members of one paper together
-MACRO_PASSES = 10  # expansion rounds (macros that use macros)
-MAX_GROWTH = 4  # expansion never makes a paper more than this many times larger
-MAX_INPUT_DEPTH = 20  # \input nesting
 
-_SECTION = re.compile(
-    r"\\(?:part|chapter|section|subsection|subsubsection|paragraph|subparagraph)\*?\s*(?:\[[^\]]*\])?\s*\{"
-)
-# RECIPE.md §7 quirk: RP's pattern lacked a `|`, so \paragraph only matched as \paragraph{}\subparagraph{}.
+# docs/recipe/arxiv.md quirk: RP's pattern lacked a `|`, so \paragraph only matched as \paragraph{}\subparagraph{}.
 _SECTION_RP = re.compile(
     r"\\(?:part|chapter|section|subsection|subsubsection)\*?\s*(?:\[[^\]]*\])?\s*\{"
     r"|\\paragraph\*?\s*\{.*?\}\\subparagraph\*?\s*\{"
@@ -71,247 +64,14 @@ _BIB_START = re.compile(
 )
 _APPENDIX = re.compile(r"\\appendix\b|\\begin\{appendices\}")
 _END_DOCUMENT = re.compile(r"\\end\{document\}")
-_COMMENT_ENV = re.compile(r"\\begin\{comment\}.*?\\end\{comment\}", re.DOTALL)
-_INPUT = re.compile(r"\\(?:input|include|subfile)\s*\{\s*([^}]+?)\s*\}|\\input\s+([^\s{}\\]+)")
-_DEFINERS = re.compile(r"\\(newcommand|renewcommand|providecommand|def)\b\*?")
 _ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}(?:v\d+)?|[a-z\-]+(?:\.[A-Z]{2})?/?\d{7}(?:v\d+)?)$")
-
-
-# --- comments -----------------------------------------------------------------------------------
-
-
-def _comment_start(line: str) -> int:
-    """Index of the first `%` not escaped by an odd number of backslashes, or -1."""
-    i = line.find("%")
-    while i >= 0:
-        k = i - 1
-        while k >= 0 and line[k] == "\\":
-            k -= 1
-        if (i - k - 1) % 2 == 0:
-            return i
-        i = line.find("%", i + 1)
-    return -1
-
-
-def remove_comments(tex: str) -> str:
-    """Full-line comments go with their newline; trailing ones leave their line's text; `\\%` stays."""
-    tex = _COMMENT_ENV.sub("", tex)
-    out = []
-    for line in tex.split("\n"):
-        i = _comment_start(line)
-        if i < 0:
-            out.append(line)
-        elif line[:i].strip():
-            out.append(line[:i])
-    return "\n".join(out)
-
-
-# --- \input -------------------------------------------------------------------------------------
-
-
-def _lookup(files: dict[str, str], base: str, name: str) -> str | None:
-    name = name.strip().strip('"')
-    for cand in (name, name + ".tex"):
-        for path in (posixpath.normpath(posixpath.join(base, cand)), posixpath.normpath(cand)):
-            if path in files:
-                return path
-    return None
-
-
-def resolve_inputs(files: dict[str, str], main: str, depth: int = 0, stack: tuple = ()) -> str:
-    """The main file with every \\input/\\include replaced by the file's text (comments already gone)."""
-    text = files[main]
-    if depth > MAX_INPUT_DEPTH:
-        return text
-    base = posixpath.dirname(main)
-
-    def sub(m: re.Match) -> str:
-        target = _lookup(files, base, m.group(1) or m.group(2))
-        if target is None or target in stack:
-            return ""  # a missing file (a figure, a .bbl) or a cycle: nothing to inline
-        return resolve_inputs(files, target, depth + 1, stack + (main,))
-
-    return _INPUT.sub(sub, text)
-
-
-def find_main(files: dict[str, str]) -> str | None:
-    """The main .tex of a paper (see the module docstring)."""
-    inputs = set()
-    for path, text in files.items():
-        for m in _INPUT.finditer(text):
-            t = _lookup(files, posixpath.dirname(path), m.group(1) or m.group(2))
-            if t:
-                inputs.add(t)
-    docs = [p for p, t in files.items() if "\\documentclass" in t and "\\begin{document}" in t and p not in inputs]
-    if not docs:
-        docs = [p for p, t in files.items() if "\\begin{document}" in t] or list(files)
-    if not docs:
-        return None
-    return max(
-        docs,
-        key=lambda p: (
-            bool(_SECTION.search(resolve_inputs(files, p))),
-            posixpath.basename(p) in ("main.tex", "ms.tex", "paper.tex"),
-            len(files[p]),
-            p,
-        ),
-    )
-
-
-# --- macros -------------------------------------------------------------------------------------
-
-
-def _skip_space(s: str, i: int) -> int:
-    while i < len(s) and s[i] in " \t\n":
-        i += 1
-    return i
-
-
-def _group(s: str, i: int, open_: str = "{", close: str = "}") -> tuple[str, int] | None:
-    """The balanced group starting at s[i] == open_, as (inside, index after it)."""
-    if i >= len(s) or s[i] != open_:
-        return None
-    depth, j = 0, i
-    while j < len(s):
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == open_:
-            depth += 1
-        elif c == close:
-            depth -= 1
-            if depth == 0:
-                return s[i + 1 : j], j + 1
-        j += 1
-    return None
-
-
-def _control_word(s: str, i: int) -> tuple[str, int] | None:
-    m = re.compile(r"\\(?:[A-Za-z@]+|.)").match(s, i)
-    return (m.group(0), m.end()) if m else None
-
-
-def parse_macros(tex: str) -> tuple[dict[str, tuple[int, str | None, str]], str]:
-    """User macro definitions {"\\name": (n args, default of the optional first arg, body)} and the
-    text with the definitions removed."""
-    macros: dict[str, tuple[int, str | None, str]] = {}
-    out, last = [], 0
-    for m in _DEFINERS.finditer(tex):
-        if m.start() < last:
-            continue
-        kind, i = m.group(1), _skip_space(tex, m.end())
-        if kind == "def":
-            cw = _control_word(tex, i)
-            if not cw:
-                continue
-            name, i = cw
-            pm = re.compile(r"(?:#\d)*").match(tex, i)
-            n_args, i = len(pm.group(0)) // 2, pm.end()
-            body = _group(tex, _skip_space(tex, i))
-            if body is None:
-                continue
-            macros[name] = (n_args, None, body[0])
-        else:
-            grp = _group(tex, i)
-            if grp is not None:
-                name, i = grp[0].strip(), grp[1]
-            else:
-                cw = _control_word(tex, i)
-                if not cw:
-                    continue
-                name, i = cw
-            if not re.fullmatch(r"\\[A-Za-z@]+", name):
-                continue
-            n_args, default = 0, None
-            i = _skip_space(tex, i)
-            opt = _group(tex, i, "[", "]")
-            if opt and opt[0].strip().isdigit():
-                n_args, i = int(opt[0].strip()), opt[1]
-                i = _skip_space(tex, i)
-                opt2 = _group(tex, i, "[", "]")
-                if opt2:
-                    default, i = opt2
-            body = _group(tex, _skip_space(tex, i))
-            if body is None:
-                continue
-            if kind == "providecommand" and name in macros:
-                out.append(tex[last : m.start()])
-                last = body[1]
-                continue
-            macros[name] = (n_args, default, body[0])
-        out.append(tex[last : m.start()])
-        last = body[1]
-    out.append(tex[last:])
-    return macros, "".join(out)
-
-
-def _read_arg(s: str, i: int) -> tuple[str, int] | None:
-    i = _skip_space(s, i)
-    if i >= len(s):
-        return None
-    g = _group(s, i)
-    if g:
-        return g
-    cw = _control_word(s, i)
-    if cw and s[i] == "\\":
-        return cw
-    return s[i], i + 1
-
-
-def expand_macros(tex: str, macros: dict[str, tuple[int, str | None, str]], limit: int | None = None) -> str:
-    """Replace each use of a user macro with its body (arguments substituted), to a fixpoint."""
-    if not macros:
-        return tex
-    limit = limit or max(MAX_GROWTH * len(tex), 1 << 16)
-    names = sorted(macros, key=len, reverse=True)
-    pattern = re.compile("(" + "|".join(re.escape(n) for n in names) + r")(?![A-Za-z@])")
-    for _ in range(MACRO_PASSES):
-        out, last, changed = [], 0, False
-        for m in pattern.finditer(tex):
-            if m.start() < last:
-                continue
-            n_args, default, body = macros[m.group(1)]
-            i, args = m.end(), []
-            if default is not None:
-                j = _skip_space(tex, i)
-                opt = _group(tex, j, "[", "]")
-                if opt:
-                    args.append(opt[0])
-                    i = opt[1]
-                else:
-                    args.append(default)
-            ok = True
-            while len(args) < n_args:
-                a = _read_arg(tex, i)
-                if a is None:
-                    ok = False
-                    break
-                args.append(a[0])
-                i = a[1]
-            if not ok:
-                continue
-            value = body
-            for k, a in enumerate(args, 1):
-                value = value.replace(f"#{k}", a)
-            out.append(tex[last : m.start()])
-            out.append(value)
-            last, changed = i, True
-        out.append(tex[last:])
-        new = "".join(out)
-        if len(new) > limit:
-            break
-        tex = new
-        if not changed:
-            break
-    return tex
 
 
 # --- cutting ------------------------------------------------------------------------------------
 
 
 def cut_before_first_section(tex: str, fixed: bool = True) -> str:
-    m = (_SECTION if fixed else _SECTION_RP).search(tex)
+    m = (SECTION if fixed else _SECTION_RP).search(tex)
     return tex[m.start() :] if m else ""
 
 
@@ -360,27 +120,6 @@ def clean_paper(files: dict[str, str], opts: dict[str, Any]) -> tuple[str, dict[
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _safe_name(name: str) -> bool:
-    parts = name.replace("\\", "/").split("/")
-    return not name.startswith(("/", "\\")) and ".." not in parts and not re.match(r"^[A-Za-z]:", name)
-
-
-def _tar_members(data: bytes, where: str) -> Iterator[tuple[str, bytes | None, str | None]]:
-    """(name, bytes or None, problem) for each member of an in-memory tar (any compression)."""
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
-        for info in tf:
-            if info.isdir():
-                continue
-            if not info.isfile() or not _safe_name(info.name):
-                yield info.name, None, "unsafe_member"
-                continue
-            if info.size > MAX_MEMBER_BYTES:
-                yield info.name, None, "member_too_large"
-                continue
-            f = tf.extractfile(info)
-            yield posixpath.normpath(info.name), (f.read() if f else b""), None
-
-
 def _paper_id(name: str) -> str:
     base = posixpath.basename(name.rstrip("/"))
     for suffix in (".tar.gz", ".tgz", ".tar", ".gz"):
@@ -427,7 +166,7 @@ def _unpack_paper(data: bytes, where: str) -> tuple[dict[str, bytes], list[dict[
     files: dict[str, bytes] = {}
     try:
         total = 0
-        for name, content, problem in _tar_members(data, where):
+        for name, content, problem in tar_members(data, MAX_MEMBER_BYTES):
             if problem:
                 errors.append(error(SOURCE, problem, f"{where}:{name}"))
                 continue
@@ -483,20 +222,12 @@ def _read_tar_stream(path: str, name: str, opts: dict[str, Any]) -> Iterator[dic
     mode = "r|gz" if name.endswith((".tar.gz", ".tgz")) else "r|*"
     own: dict[str, bytes] = {}
     own_size = 0
-    with open_raw(path) as raw, tarfile.open(fileobj=raw, mode=mode) as tf:
-        for info in tf:
-            where = f"{path}:{info.name}"
-            if info.isdir():
+    with open_raw(path) as raw:
+        for member, content, problem in tar_members(raw, MAX_MEMBER_BYTES, mode):
+            where = f"{path}:{member}"
+            if problem:
+                yield error(SOURCE, problem, where)
                 continue
-            if not info.isfile() or not _safe_name(info.name):
-                yield error(SOURCE, "unsafe_member", where)
-                continue
-            if info.size > MAX_MEMBER_BYTES:
-                yield error(SOURCE, "member_too_large", where)
-                continue
-            f = tf.extractfile(info)
-            content = f.read() if f else b""
-            member = posixpath.normpath(info.name)
             if member.endswith((".gz", ".tar", ".tgz")):
                 files, errors = _unpack_paper(content, where)
                 yield from errors
@@ -517,15 +248,3 @@ def _read_tar_stream(path: str, name: str, opts: dict[str, Any]) -> Iterator[dic
 def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
     return guarded(SOURCE, path, read_papers(path, stages["clean"]))
-
-
-class Read(beam.PTransform):
-    """paths → outcomes (`read_file` of each): for composing this source in other Beam pipelines."""
-
-    def __init__(self, stages: dict[str, dict[str, Any]]):
-        super().__init__()
-        self.stages = stages
-
-    def expand(self, paths):
-        stages = self.stages
-        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

@@ -1,4 +1,4 @@
-"""Books (RECIPE.md §6): Project Gutenberg plain text and Books3-style plain text or JSONL.
+"""Books (docs/recipe/books.md): Project Gutenberg plain text and Books3-style plain text or JSONL.
 
 - Gutenberg `.txt` (optionally .gz/.bz2/.xz): only what lies between the START and END markers is
   kept — `*** START OF THE/THIS PROJECT GUTENBERG EBOOK … ***` (both header generations, and the
@@ -15,7 +15,7 @@
   threshold 0.9, on by default), which also catches exact copies; `exact_dedup` (off by default)
   drops exact copies first, under their own reason.
 - Ids: `gutenberg/<ebook number>` when the header or file name gives one, else the file path (and
-  the line for JSONL), so the colliding ids of RECIPE.md §6's quirk cannot happen.
+  the line for JSONL), so the colliding ids of docs/recipe/books.md's quirk cannot happen.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import os
 import re
 from collections.abc import Iterator
 from typing import Any
-
-import apache_beam as beam
 
 from corral.outcome import dropped, error, kept
 from corral.pipeline.inputs import guarded, iter_jsonl, open_input, strip_compression_suffix
@@ -185,15 +183,3 @@ def _read_jsonl(path: str, strip: bool) -> Iterator[dict[str, Any]]:
 def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
     return guarded(SOURCE, path, read_books(path, stages["read"]["strip_gutenberg"]))
-
-
-class Read(beam.PTransform):
-    """paths → outcomes (`read_file` of each): for composing this source in other Beam pipelines."""
-
-    def __init__(self, stages: dict[str, dict[str, Any]]):
-        super().__init__()
-        self.stages = stages
-
-    def expand(self, paths):
-        stages = self.stages
-        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

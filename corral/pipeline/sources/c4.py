@@ -1,4 +1,4 @@
-"""C4 (RECIPE.md §3): read the published C4, or rebuild it from CommonCrawl WET with TFDS's rules.
+"""C4 (docs/recipe/c4.md): read the published C4, or rebuild it from CommonCrawl WET with TFDS's rules.
 
 `read.format: c4_json` (default) reads C4 as published: JSON lines (optionally .gz) with `text`,
 `url` and `timestamp` or `date`. The published C4 is already cleaned, so `clean.enabled` is off.
@@ -33,27 +33,17 @@ from typing import Any
 import numpy as np
 
 from corral import fs
-from corral.outcome import DROPPED, KEPT, apply_rule, dropped, error, kept
+from corral.outcome import DROPPED, apply_rule, dropped, error, is_kept, kept
+from corral.pipeline import stage
 from corral.pipeline.decide import load_sorted, losers_between, save_sorted
 from corral.pipeline.inputs import guarded, iter_jsonl, open_input
 from corral.pipeline.keytables import by_partition, read_partition, table_path
-from corral.pipeline.phases import Task, work_dir
-from corral.pipeline.stage import (
-    KeyCollector,
-    StagedWriter,
-    Tally,
-    file_key,
-    iter_staged,
-    key_path,
-    load_arrays,
-    save_keys,
-    stage_folder,
-)
+from corral.pipeline.phases import FolderTask, SourceTask, work_dir
 from corral.schema import make_record
 
 SOURCE = "c4"
 
-CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")  # RECIPE.md §3.3: TFDS citation regex
+CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")  # docs/recipe/c4.md#cleaning-a-page: TFDS citation regex
 POLICY_SUBSTRINGS = (
     "terms of use",
     "privacy policy",
@@ -61,11 +51,11 @@ POLICY_SUBSTRINGS = (
     "uses cookies",
     "use of cookies",
     "use cookies",
-)  # RECIPE.md §3.3: TFDS policy substrings
-ELLIPSIS = "..."  # RECIPE.md §3.3: TFDS _ELLIPSIS
+)  # docs/recipe/c4.md#cleaning-a-page: TFDS policy substrings
+ELLIPSIS = "..."  # docs/recipe/c4.md#cleaning-a-page: TFDS _ELLIPSIS
 _URL_SCHEME = re.compile(r"^https?://(www\.)?")
 _URL_TRACKING = re.compile(r"\?(utm_|ref|feed).*")
-WET_METADATA_PREFIXES = ("WARC", "CONTENT-", "Content-")  # RECIPE.md §3.3 step 1: TFDS split_wet_file
+WET_METADATA_PREFIXES = ("WARC", "CONTENT-", "Content-")  # docs/recipe/c4.md#reading-wet: TFDS split_wet_file
 
 
 # --- pure rules ---------------------------------------------------------------------------------
@@ -83,16 +73,17 @@ def count_sentences(text: str) -> int:
 
 
 def normalize_url(url: str) -> str:
-    """RECIPE.md §3.3 step 3: strip the scheme and www., tracking queries, a trailing '/'."""
+    """docs/recipe/c4.md#urls: strip the scheme and www., tracking queries, every trailing '/'
+    (TFDS `_normalize_url`: `url.rstrip("/")`)."""
     url = _URL_SCHEME.sub("", url)
     url = _URL_TRACKING.sub("", url)
-    return url[:-1] if url.endswith("/") else url
+    return url.rstrip("/")
 
 
 def clean_page(
     text: str, opts: dict[str, Any], sentences: Callable[[str], int] = count_sentences
 ) -> tuple[str | None, str | None]:
-    """RECIPE.md §3.3 step 4, TFDS `clean_page`: (cleaned text, None) or (None, drop reason)."""
+    """docs/recipe/c4.md#cleaning-a-page, TFDS `clean_page`: (cleaned text, None) or (None, drop reason)."""
     end_marks = tuple(opts["end_marks"])
     kept_lines: list[str] = []
     n_sentences = 0
@@ -122,7 +113,7 @@ def clean_page(
 
 
 def line_key(line: str) -> str:
-    """RECIPE.md §3.3 step 5: md5 of the stripped, lowercased line."""
+    """docs/recipe/c4.md#line-dedup: md5 of the stripped, lowercased line."""
     return hashlib.md5(line.strip().lower().encode("utf-8")).hexdigest()
 
 
@@ -149,7 +140,7 @@ def load_badwords(path: str) -> list[str]:
 
 
 def badwords_regex(words: Iterable[str]) -> re.Pattern:
-    """RECIPE.md §3.3 step 7: TFDS v3 `(?:\\W|^)(w1|w2|…)(?:\\W|$)` over the lowercased page."""
+    """docs/recipe/c4.md#bad-words: TFDS v3 `(?:\\W|^)(w1|w2|…)(?:\\W|$)` over the lowercased page."""
     alternatives = "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w)))
     return re.compile(r"(?:\W|^)(" + alternatives + r")(?:\W|$)")
 
@@ -159,7 +150,7 @@ def has_badword(text: str, pattern: re.Pattern) -> bool:
 
 
 def split_wet_body(body: str) -> str:
-    """RECIPE.md §3.3 step 1: stripped non-empty lines, WARC/Content- lines dropped, title kept."""
+    """docs/recipe/c4.md#reading-wet: stripped non-empty lines, WARC/Content- lines dropped, title kept."""
     lines = (ln.strip() for ln in body.splitlines())
     return "\n".join(ln for ln in lines if ln and not ln.startswith(WET_METADATA_PREFIXES))
 
@@ -167,7 +158,7 @@ def split_wet_body(body: str) -> str:
 # --- reading ------------------------------------------------------------------------------------
 
 
-VALIDATION_MODULUS = 1000  # RECIPE.md §3.3 step 8: md5(url) % 1000 == 0 → validation (0.1%)
+VALIDATION_MODULUS = 1000  # docs/recipe/c4.md#validation-split: md5(url) % 1000 == 0 → validation (0.1%)
 
 
 def split_of(url: str | None, path: str | None = None) -> str:
@@ -268,49 +259,32 @@ def _partitions(summaries, phase: str) -> int:
     return max((s["partitions"] for s in summaries if s.get("phase") == phase), default=0)
 
 
-class _ReadTask(Task):
+class _ReadTask(SourceTask):
     phase = "c4-read"
-
-    def __init__(self, out: str, stages: dict[str, Any]):
-        self.out, self.stages = out, stages
 
     def run(self, item, *earlier):
         from corral.dedup import keys as K
 
         opts, index = self.stages["clean"], item["index"]
-        tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE, "read"), index)
+        tally, writer = stage.Tally(), stage.StagedWriter(stage.stage_folder(self.out, SOURCE, "read"), index)
         urls, md5s = [], []
         length = _length_rule(opts)
-        for o in read_file(item["path"], self.stages):
-            o = apply_rule(o, length)
-            if o["status"] != KEPT:
-                tally.add(o)
-                continue
-            r = o["record"]
+        outcomes = (apply_rule(o, length) for o in read_file(item["path"], self.stages))
+        for r in stage.kept_records(outcomes, tally):
             writer.write(r)
             urls.append(K.key64(normalize_url(r["url"] or r["id"])))
             md5s.append(K.hex64(hashlib.md5(r["text"].encode("utf-8")).hexdigest()))
         parts = writer.close()
-        key_bytes = save_keys(
-            key_path(self.out, SOURCE, index, "c4read-keys"),
+        key_bytes = stage.save_keys(
+            stage.key_path(self.out, SOURCE, index, "c4read-keys"),
             {"url_key": np.array(urls, np.uint64), "md5": np.array(md5s, np.uint64)},
         )
         tally.save_errors(self.out, SOURCE, index)
-        return {
-            "index": index,
-            "rows": writer.rows,
-            "parts": parts,
-            "counts": tally.rows(),
-            "examples": tally.examples,
-            "key_bytes": key_bytes,
-        }
+        return stage.staged_summary(index, writer, parts, tally, key_bytes)
 
 
-class _CleanTask(Task):
+class _CleanTask(SourceTask):
     phase = "c4-clean"
-
-    def __init__(self, out: str, stages: dict[str, Any]):
-        self.out, self.stages = out, stages
 
     def run(self, item, summaries):
         from corral.dedup import keys as K
@@ -318,18 +292,18 @@ class _CleanTask(Task):
         opts, index = self.stages["clean"], item["index"]
         lost = losers_between(self.out, SOURCE, "c4url", _partitions(summaries, "decide"), index, index)
         lost = set((lost - K.loc(index, 0)).tolist())
-        tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE, "clean"), index)
+        tally, writer = stage.Tally(), stage.StagedWriter(stage.stage_folder(self.out, SOURCE, "clean"), index)
         clean = _clean_rule(opts)
         line_keys, offsets, rank = [], [0], []
         row = 0
-        for batch in iter_staged(item["parts"]):
+        for batch in stage.iter_staged(item["parts"]):
             for r in batch.to_pylist():
                 i, row = row, row + 1
                 if i in lost:
                     tally.reason(DROPPED, "duplicate_url")
                     continue
                 o = apply_rule(kept(r), clean)
-                if o["status"] != KEPT:
+                if not is_kept(o):
                     tally.add(o)
                     continue
                 r = o["record"]
@@ -340,23 +314,15 @@ class _CleanTask(Task):
                     offsets.append(offsets[-1] + len(ks))
                     rank.append(K.hex64(url_key(r["url"])))
         parts = writer.close()
-        key_bytes = save_keys(
-            key_path(self.out, SOURCE, index, "clean-keys"),
+        key_bytes = stage.save_keys(
+            stage.key_path(self.out, SOURCE, index, "clean-keys"),
             {
                 "lines": np.array(line_keys, np.uint64),
                 "offsets": np.array(offsets, np.int64),
                 "rank": np.array(rank, np.uint64),
             },
         )
-        return {
-            "index": index,
-            "rows": writer.rows,
-            "parts": parts,
-            "counts": tally.rows(),
-            "examples": tally.examples,
-            "line_keys": len(line_keys),
-            "key_bytes": key_bytes,
-        }
+        return stage.staged_summary(index, writer, parts, tally, key_bytes, line_keys=len(line_keys))
 
 
 def owners_path(out: str, p: int, part: str) -> str:
@@ -364,11 +330,8 @@ def owners_path(out: str, p: int, part: str) -> str:
     return fs.join(work_dir(out, SOURCE), f"lines/owners-{p:04d}.{part}.npy")
 
 
-class _LinesTask(Task):
+class _LinesTask(FolderTask):
     phase = "c4-lines"
-
-    def __init__(self, out: str):
-        self.out = out
 
     def run(self, item, *earlier):
         from corral.dedup import keys as K
@@ -376,7 +339,7 @@ class _LinesTask(Task):
         p, n = item["p"], item["partitions"]
         keys, ranks, locs = [], [], []
         for i in range(item["files"]):
-            t = read_partition(table_path(key_path(self.out, SOURCE, i, "clean-keys"), "c4lines"), p, n)
+            t = read_partition(table_path(stage.key_path(self.out, SOURCE, i, "clean-keys"), "c4lines"), p, n)
             keys.append(t["key"])
             ranks.append(t["rank"])
             locs.append(K.loc(i, 0) + t["row"])
@@ -386,11 +349,11 @@ class _LinesTask(Task):
         return {"p": p, "partitions": n, "lines": int(len(k))}
 
 
-class _FinalTask(Task):
+class _FinalTask(SourceTask):
     phase = "c4-final"
 
     def __init__(self, out: str, stages: dict[str, Any]):
-        self.out, self.stages = out, stages
+        super().__init__(out, stages)
         self.english = _English(stages["clean"]["lang_threshold"])
         self.badwords = None
 
@@ -404,7 +367,7 @@ class _FinalTask(Task):
             # Each of this file's line keys is looked up in its partition's owners only (mapped:
             # the lookups read the pages they touch, not every partition whole).
             n = _partitions(summaries, "c4-lines")
-            a = load_arrays(key_path(self.out, SOURCE, index, "clean-keys"))
+            a = stage.load_arrays(stage.key_path(self.out, SOURCE, index, "clean-keys"))
             owner = by_partition(
                 a["lines"],
                 n,
@@ -417,10 +380,10 @@ class _FinalTask(Task):
                 np.int64(-1),
             )
             offsets = a["offsets"]
-        tally, writer = Tally(), StagedWriter(stage_folder(self.out, SOURCE), index)
-        collector = KeyCollector(self.stages)
+        tally, writer = stage.Tally(), stage.StagedWriter(stage.stage_folder(self.out, SOURCE), index)
+        collector = stage.KeyCollector(self.stages)
         row = 0
-        for batch in iter_staged(item["parts"]):
+        for batch in stage.iter_staged(item["parts"]):
             for r in batch.to_pylist():
                 i, row = row, row + 1
                 if opts["line_dedup"]:
@@ -443,15 +406,8 @@ class _FinalTask(Task):
                 writer.write(r)
                 collector.add(r)
         parts = writer.close()
-        key_bytes = save_keys(key_path(self.out, SOURCE, index), collector.arrays())
-        return {
-            "index": index,
-            "rows": writer.rows,
-            "parts": parts,
-            "counts": tally.rows(),
-            "examples": tally.examples,
-            "key_bytes": key_bytes,
-        }
+        key_bytes = stage.save_keys(stage.key_path(self.out, SOURCE, index), collector.arrays())
+        return stage.staged_summary(index, writer, parts, tally, key_bytes)
 
 
 def keep_owned_lines_by_key(text: str, owned: set[int]) -> str:
@@ -471,7 +427,7 @@ def _plan_files(fingerprint: str, phase: str, summaries):
     return [
         {
             "source": SOURCE,
-            "key": file_key(s["index"]),
+            "key": stage.file_key(s["index"]),
             "fingerprint": fingerprint,
             "index": s["index"],
             "parts": s["parts"],

@@ -1,5 +1,5 @@
-"""CommonCrawl's readers (RECIPE.md §2.1–§2.2): WET conversion records, or WARC responses whose HTML
-Resiliparse extracts. One outcome per record: kept (a document with cc_net's fields in `meta`),
+"""CommonCrawl's readers (docs/recipe/commoncrawl.md#order-of-stages): WET conversion records, or WARC
+responses whose HTML Resiliparse extracts. One outcome per record: kept (a document with cc_net's fields in `meta`),
 too_short (below `read.min_len` characters before dedup, as cc_net), or an error. The funnel's input
 counts conversion (or response) records; warcinfo and request records are not documents.
 """

@@ -1,4 +1,4 @@
-"""CommonCrawl (RECIPE.md §2): cc_net's two passes over files, then the Wikipedia-reference classifier.
+"""CommonCrawl (docs/recipe/commoncrawl.md): cc_net's two passes over files, then the Wikipedia-reference classifier.
 
   cc-read   per WET (or WARC) file: read records (corral.pipeline.sources.cc_read), stage them, and
             hash every line (cc_net's `hashes` step); the file's distinct (line hash, document)
@@ -31,7 +31,7 @@ import pyarrow as pa
 from corral import fs
 from corral.dedup import keys as K
 from corral.dedup.lines import dedup_record, doc_hashes, group_of
-from corral.outcome import DROPPED, KEPT
+from corral.outcome import DROPPED, is_kept
 from corral.pipeline.decide import (
     REASONS,
     RoundTask,
@@ -43,7 +43,7 @@ from corral.pipeline.decide import (
 )
 from corral.pipeline.inputs import guarded, match_inputs
 from corral.pipeline.keytables import by_partition, read_partition, table_path
-from corral.pipeline.phases import Task, merged, of_phase, run_phase, work_dir
+from corral.pipeline.phases import FolderTask, SourceTask, Task, merged, of_phase, run_phase, work_dir
 from corral.pipeline.quality import ccnet_rules as rules
 from corral.pipeline.quality.side_models import lead_section, train_perplexity_models, train_quality_model
 from corral.pipeline.quality.taggers import LanguageId, Perplexity, QualityScorer
@@ -54,10 +54,12 @@ from corral.pipeline.stage import (
     Tally,
     file_key,
     iter_staged,
+    kept_records,
     key_path,
     load_arrays,
     save_keys,
     stage_folder,
+    staged_summary,
 )
 
 LID_BATCH = 256  # documents per fastText predict call
@@ -93,11 +95,8 @@ def file_line_keys(hashes: np.ndarray, offsets: np.ndarray, owners: np.ndarray) 
     return {"lh": h[starts], "lo": o[starts], "lr": counts >= 2}
 
 
-class ReadTask(Task):
+class ReadTask(SourceTask):
     phase = "cc-read"
-
-    def __init__(self, out: str, stages: dict[str, Any]):
-        self.out, self.stages = out, stages
 
     def run(self, item, *earlier):
         st, index = self.stages, item["index"]
@@ -107,11 +106,8 @@ class ReadTask(Task):
         writer = StagedWriter(stage_folder(self.out, SOURCE, "read"), index)
         hashes, id_keys = [], []
         try:
-            for o in guarded(SOURCE, item["path"], reader(item["path"], item["group"], read)):
-                if o["status"] != KEPT:
-                    tally.add(o)
-                    continue
-                r = o["record"]
+            outcomes = guarded(SOURCE, item["path"], reader(item["path"], item["group"], read))
+            for r in kept_records(outcomes, tally):
                 writer.write(r)
                 id_keys.append(K.key64(r["id"]))
                 hashes.append(doc_hashes(r["text"]) if ld["enabled"] else [])
@@ -133,25 +129,14 @@ class ReadTask(Task):
         rounds = [r for r, on in (("url", st["url_dedup"]["enabled"]), ("cclines", ld["enabled"])) if on]
         key_bytes = save_keys(key_path(self.out, SOURCE, index, "ccread-keys"), arrays, rounds)
         tally.save_errors(self.out, SOURCE, index)
-        return {
-            "index": index,
-            "group": item["group"],
-            "rows": writer.rows,
-            "parts": parts,
-            "counts": tally.rows(),
-            "examples": tally.examples,
-            "line_keys": int(len(arrays.get("lh", ()))),
-            "key_bytes": key_bytes,
-        }
+        line_keys = int(len(arrays.get("lh", ())))
+        return staged_summary(index, writer, parts, tally, key_bytes, group=item["group"], line_keys=line_keys)
 
 
-class LinesTask(Task):
+class LinesTask(FolderTask):
     """One hash group's partition: the line hashes in two or more of its documents."""
 
     phase = "cc-lines"
-
-    def __init__(self, out: str):
-        self.out = out
 
     def run(self, item, *earlier):
         g, p, n = item["group"], item["p"], item["partitions"]
@@ -303,61 +288,27 @@ def percentile_cutoffs(sketches: list[dict[str, Any]], head: int, tail: int) -> 
     return q(head), q(tail)
 
 
-class TagTask(Task):
+class TagTask(SourceTask):
     phase = "cc-tag"
 
     def __init__(self, out: str, stages: dict[str, Any]):
-        self.out, self.stages = out, stages
-        self.lid = LanguageId(stages["langid"]["model"])
+        super().__init__(out, stages)
+        self.lid = LanguageId(stages["langid"]["model"], stages["langid"]["rounding"])
         self.ppl = None
 
     def run(self, item, summaries):
         st, index = self.stages, item["index"]
-        ld, languages = st["line_dedup"], set(st["langid"]["languages"])
+        line_dedup = st["line_dedup"]["enabled"]
         if self.ppl is None:
             self.ppl = Perplexity(lm_paths(st, of_phase(summaries, "lm")))
         keys = load_arrays(key_path(self.out, SOURCE, index, "ccread-keys"))
-        url_lost = np.empty(0, np.int64)
-        url = [s for s in of_phase(summaries, "decide") if s.get("round") == "url"]
-        if url:
-            url_lost = losers_between(self.out, SOURCE, "url", url[0]["partitions"], index, index) - K.loc(index, 0)
-        dupset: set[int] = set()
-        if ld["enabled"]:
-            parts = max(
-                (s["partitions"] for s in of_phase(summaries, "cc-lines") if s["group"] == item["group"]), default=0
-            )
-            # This file's duplicated lines only: each hash looked up in its partition's duplicates
-            # (mapped: the lookups read the pages they touch, not the group's whole set).
-            hashes = keys["hashes"]
-            dup = by_partition(
-                hashes,
-                parts,
-                lambda p, v: K.member_of(load_sorted(lines_path(self.out, item["group"], p), mapped=True), v),
-                False,
-            )
-            dupset = set(hashes[dup].tolist())
-        offsets = keys["offsets"]
+        hashes, offsets = keys["hashes"], keys["offsets"]
+        lost = self._url_losers(summaries, index)
+        dupset = self._duplicate_lines(item, summaries, hashes) if line_dedup else set()
         tally = Tally()
         writer = StagedWriter(stage_folder(self.out, SOURCE, "stage"), index)
-        collector = KeyCollector(st)
-        neg, neg_rows, scored = [], [], {}
-        pending: list[dict[str, Any]] = []
-
-        def flush():
-            for r, (lang, score) in zip(pending, self.lid.tag([r["text"] for r in pending])):
-                r["lang"], r["lang_score"] = lang, score
-                r["perplexity"] = self.ppl.score(r["text"], lang)
-                if r["perplexity"] is not None:
-                    scored.setdefault(lang, []).append(r["perplexity"])
-                if lang in languages:
-                    neg.append(K.hex64(_md5(r["id"])))
-                    neg_rows.append(writer.rows)
-                writer.write(r)
-                collector.add(r)
-            pending.clear()
-
+        tagged = _Tagged(writer, KeyCollector(st), set(st["langid"]["languages"]))
         row = 0
-        lost = set(url_lost.tolist())
         try:
             for batch in iter_staged(item["parts"]):
                 for r in batch.to_pylist():
@@ -365,31 +316,71 @@ class TagTask(Task):
                     if i in lost:
                         tally.reason(DROPPED, REASONS["url"], example=(r["id"], r["text"]))
                         continue
-                    if ld["enabled"]:
-                        deduped = dedup_record(r, dupset, keys["hashes"][offsets[i] : offsets[i + 1]].tolist())
+                    if line_dedup:
+                        deduped = dedup_record(r, dupset, hashes[offsets[i] : offsets[i + 1]].tolist())
                         if deduped is None:
                             tally.reason(DROPPED, "empty_after_line_dedup", example=(r["id"], r["text"]))
                             continue
                         r = deduped
-                    pending.append(r)
-                    if len(pending) >= LID_BATCH:
-                        flush()
-            flush()
+                    tagged.pending.append(r)
+                    if len(tagged.pending) >= LID_BATCH:
+                        tagged.flush(self.lid, self.ppl)
+            tagged.flush(self.lid, self.ppl)
         except BaseException:
             writer.abort()
             raise
         parts = writer.close()
-        arrays = {**collector.arrays(), "neg": np.array(neg, dtype=np.uint64), "neg_row": np.array(neg_rows, np.int64)}
-        key_bytes = save_keys(key_path(self.out, SOURCE, index), arrays)
-        return {
-            "index": index,
-            "rows": writer.rows,
-            "parts": parts,
-            "counts": tally.rows(),
-            "examples": tally.examples,
-            "key_bytes": key_bytes,
-            "sketch": {lang: sketch(v) for lang, v in sorted(scored.items())},
-        }
+        key_bytes = save_keys(key_path(self.out, SOURCE, index), tagged.arrays())
+        sketches = {lang: sketch(v) for lang, v in sorted(tagged.scored.items())}
+        return staged_summary(index, writer, parts, tally, key_bytes, sketch=sketches)
+
+    def _url_losers(self, summaries, index: int) -> set[int]:
+        """Rows of this file that the URL round dropped (a newer fetch of the same URL won)."""
+        url = [s for s in of_phase(summaries, "decide") if s.get("round") == "url"]
+        if not url:
+            return set()
+        losers = losers_between(self.out, SOURCE, "url", url[0]["partitions"], index, index) - K.loc(index, 0)
+        return set(losers.tolist())
+
+    def _duplicate_lines(self, item, summaries, hashes: np.ndarray) -> set[int]:
+        """This file's duplicated lines only: each hash looked up in its partition's duplicates
+        (mapped: the lookups read the pages they touch, not the group's whole set)."""
+        lines = [s for s in of_phase(summaries, "cc-lines") if s["group"] == item["group"]]
+        parts = max((s["partitions"] for s in lines), default=0)
+
+        def member(p, v):
+            return K.member_of(load_sorted(lines_path(self.out, item["group"], p), mapped=True), v)
+
+        return set(hashes[by_partition(hashes, parts, member, False)].tolist())
+
+
+class _Tagged:
+    """Documents waiting for a batched language-ID call, and what tagging them leaves: the staged
+    rows, their keys, the negatives for the quality classifier and the perplexities per language."""
+
+    def __init__(self, writer: StagedWriter, collector: KeyCollector, languages: set[str]):
+        self.writer, self.collector, self.languages = writer, collector, languages
+        self.pending: list[dict[str, Any]] = []
+        self.neg: list[int] = []
+        self.neg_rows: list[int] = []
+        self.scored: dict[str, list[float]] = {}
+
+    def flush(self, lid: LanguageId, ppl: Perplexity) -> None:
+        for r, (lang, score) in zip(self.pending, lid.tag([r["text"] for r in self.pending])):
+            r["lang"], r["lang_score"] = lang, score
+            r["perplexity"] = ppl.score(r["text"], lang)
+            if r["perplexity"] is not None:
+                self.scored.setdefault(lang, []).append(r["perplexity"])
+            if lang in self.languages:
+                self.neg.append(K.hex64(_md5(r["id"])))
+                self.neg_rows.append(self.writer.rows)
+            self.writer.write(r)
+            self.collector.add(r)
+        self.pending.clear()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        neg = {"neg": np.array(self.neg, dtype=np.uint64), "neg_row": np.array(self.neg_rows, np.int64)}
+        return {**self.collector.arrays(), **neg}
 
 
 def _md5(text: str) -> str:
@@ -430,13 +421,10 @@ def _cutoff_info(table: dict[str, tuple[float, float]], path: str, head: int, ta
     }
 
 
-class ModelsTask(Task):
+class ModelsTask(SourceTask):
     """`cutoffs`: the perplexity bucket cutoffs; `quality`: the reference classifier."""
 
     phase = "models"
-
-    def __init__(self, out: str, stages: dict[str, Any]):
-        self.out, self.stages = out, stages
 
     def run(self, item, summaries):
         if item["key"] == "cutoffs":
@@ -486,12 +474,12 @@ class ModelsTask(Task):
     def _reference_positives(self, q, languages) -> list[tuple[str, str]]:
         """Pages that Wikipedia cites, crawled by the user (WET, or WARC with HTML), read like the
         crawl itself (RP ran them through cc_net); their language must be selected too."""
-        lid = LanguageId(self.stages["langid"]["model"])
+        lid = LanguageId(self.stages["langid"]["model"], self.stages["langid"]["rounding"])
         read = self.stages["read"]
         docs = []
         for path, _ in match_inputs([q["positives"]], "sources.commoncrawl.quality.positives"):
             reader = read_wet if ".wet" in path else read_warc_html
-            recs = [o["record"] for o in guarded(SOURCE, path, reader(path, 0, read)) if o["status"] == KEPT]
+            recs = [o["record"] for o in guarded(SOURCE, path, reader(path, 0, read)) if is_kept(o)]
             for r, (lang, _score) in zip(recs, lid.tag([r["text"] for r in recs])):
                 if lang in languages and len(r["text"]) >= q["min_chars"]:
                     docs.append((r["id"], r["text"]))

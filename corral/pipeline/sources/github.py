@@ -1,4 +1,4 @@
-"""GitHub (RECIPE.md §4): source files of permissively licensed repositories.
+"""GitHub (docs/recipe/github.md): source files of permissively licensed repositories.
 
 Inputs:
 - a folder per repository (each matched path that is a folder), with its license file(s) at its
@@ -41,10 +41,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import apache_beam as beam
 import regex
 
-from corral.licenses import is_license_file
+from corral.licenses import detect_license, is_license_file
 from corral.outcome import dropped, error, kept
 from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, strip_compression_suffix
 from corral.schema import make_record
@@ -52,37 +51,11 @@ from corral.schema import make_record
 SOURCE = "github"
 MAX_FILE_BYTES = 1 << 20  # BigQuery github_repos.contents holds content only for files under 1 MiB
 BINARY_SNIFF = 8192  # bytes searched for a NUL
-_BLOCK = re.compile(r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/")  # RECIPE.md §4: RP clean_copyright_comments PAT
+_BLOCK = re.compile(r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/")  # docs/recipe/github.md: RP clean_copyright_comments PAT
 _GPT2_PIECES = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
-
-# License text fingerprints (checked in this order; the first match names a file's license).
-# Spaces match any run of whitespace: license texts wrap their lines anywhere.
-_LICENSE_PATTERNS = [
-    ("agpl", re.compile(r"GNU AFFERO GENERAL PUBLIC LICENSE", re.I)),
-    ("lgpl", re.compile(r"GNU LESSER GENERAL PUBLIC LICENSE|GNU LIBRARY GENERAL PUBLIC LICENSE", re.I)),
-    ("gpl", re.compile(r"GNU GENERAL PUBLIC LICENSE", re.I)),
-    ("mpl", re.compile(r"Mozilla Public License", re.I)),
-    ("epl", re.compile(r"Eclipse Public License", re.I)),
-    ("apache", re.compile(r"Apache License,?\s+Version 2\.0|Licensed under the Apache License", re.I)),
-    ("mit", re.compile(r"Permission is hereby granted, free of charge, to any person obtaining a copy", re.I)),
-    ("bsd", re.compile(r"Redistribution and use in source and binary forms, with or without\s+modification", re.I)),
-    ("isc", re.compile(r"Permission to use, copy, modify, and(?:/or)? distribute this software for any", re.I)),
-    ("unlicense", re.compile(r"This is free and unencumbered software released into the public domain", re.I)),
-    ("cc", re.compile(r"Creative Commons", re.I)),
-    ("psf", re.compile(r"PYTHON SOFTWARE FOUNDATION LICENSE", re.I)),
-]
-LICENSE_PATTERNS = [(name, re.compile(p.pattern.replace(" ", r"\s+"), re.I)) for name, p in _LICENSE_PATTERNS]
 
 
 # --- pure rules ---------------------------------------------------------------------------------
-
-
-def detect_license(text: str) -> str | None:
-    """The license family a license file's text states, or None when none is recognised."""
-    for name, pattern in LICENSE_PATTERNS:
-        if pattern.search(text):
-            return name
-    return None
 
 
 def license_family(column: str | None) -> str | None:
@@ -106,7 +79,7 @@ def license_decision(licenses: set[str], allowed: list[str]) -> str | None:
 
 
 def clean_copyright_comments(content: str) -> str:
-    """RECIPE.md §4: RP clean_copyright_comments, quirks included (checked against RP by running)."""
+    """docs/recipe/github.md: RP clean_copyright_comments, quirks included (checked against RP by running)."""
     m = _BLOCK.search(content)
     if m:
         if "copyright" in m.group(0).lower():
@@ -123,7 +96,7 @@ def clean_copyright_comments(content: str) -> str:
 
 
 def file_stats(content: str) -> dict[str, float]:
-    """RECIPE.md §4: RP line_count, max_line_length, avg_line_length (newlines included), alnum_prop."""
+    """docs/recipe/github.md: RP line_count, max_line_length, avg_line_length (newlines included), alnum_prop."""
     lines = content.splitlines()
     n = max(len(lines), 1)
     return {
@@ -145,7 +118,7 @@ def alpha_per_token(content: str) -> float:
 
 
 def quality_reason(content: str, stats: dict[str, float], f: dict[str, Any]) -> str | None:
-    """RECIPE.md §4: RP github_run_filter.py, the extension aside."""
+    """docs/recipe/github.md: RP github_run_filter.py, the extension aside."""
     if not content:
         return "empty"
     if stats["max_line_length"] > f["max_line_length"]:
@@ -203,7 +176,7 @@ def file_outcome(
 
 
 def dedup_key(record: dict[str, Any]) -> str:
-    """RECIPE.md §4: exact dedup on md5 of the raw content (before header cleaning)."""
+    """docs/recipe/github.md: exact dedup on md5 of the raw content (before header cleaning)."""
     return json.loads(record["meta"])["content_md5"]
 
 
@@ -326,15 +299,3 @@ def read_github(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
     return guarded(SOURCE, path, read_github(path, stages))
-
-
-class Read(beam.PTransform):
-    """paths → outcomes (`read_file` of each): for composing this source in other Beam pipelines."""
-
-    def __init__(self, stages: dict[str, dict[str, Any]]):
-        super().__init__()
-        self.stages = stages
-
-    def expand(self, paths):
-        stages = self.stages
-        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

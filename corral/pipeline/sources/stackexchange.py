@@ -1,4 +1,4 @@
-"""StackExchange (RECIPE.md §8): per-site Posts.xml → one document per question with its answers.
+"""StackExchange (docs/recipe/stackexchange.md): per-site Posts.xml → one document per question with its answers.
 
 Input: `Posts.xml` files (the site from the file name `<site>-Posts.xml`, or the folder name for a
 bare `Posts.xml`), or the site's `.7z` from the dump (the site from the archive's name; only its
@@ -31,7 +31,6 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import apache_beam as beam
 from bs4 import BeautifulSoup
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
@@ -83,7 +82,7 @@ def sort_answers(answers: Iterable[tuple[str, int, str]], mode: str = "numeric")
     """Answers (score string, answer id, body), highest score first.
 
     `numeric`: by int(score) descending, ties by id ascending. `string`: RP's
-    `sorted(key=score string, reverse=True)`, which puts "9" above "10" (RECIPE.md §8 quirk).
+    `sorted(key=score string, reverse=True)`, which puts "9" above "10" (docs/recipe/stackexchange.md quirk).
     """
     answers = list(answers)
     if mode == "string":
@@ -92,7 +91,7 @@ def sort_answers(answers: Iterable[tuple[str, int, str]], mode: str = "numeric")
 
 
 def format_question(title: str, body: str, answer_bodies: list[str]) -> str:
-    """RECIPE.md §8: RP post_processing.py text layout."""
+    """docs/recipe/stackexchange.md: RP post_processing.py text layout."""
     text = "Q: " + clean_html(f"{title} {body}")
     if answer_bodies:
         text += "\nA: " + "\nA: ".join(clean_html(b) for b in answer_bodies)
@@ -295,15 +294,3 @@ def excluded_groups(stages: dict[str, dict[str, Any]], staged: list[dict[str, An
     rows = site_rows(staged)
     top = set(top_site_names(rows.items(), stages["read"]["top_sites"]))
     return sorted(set(rows) - top)
-
-
-class Read(beam.PTransform):
-    """paths → outcomes (`read_file` of each; the top-sites rule is the build's, across files)."""
-
-    def __init__(self, stages: dict[str, dict[str, Any]]):
-        super().__init__()
-        self.stages = stages
-
-    def expand(self, paths):
-        stages = self.stages
-        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

@@ -1,4 +1,4 @@
-"""Wikipedia (RECIPE.md §5): MediaWiki XML dumps → plain text of main-namespace articles.
+"""Wikipedia (docs/recipe/wikipedia.md): MediaWiki XML dumps → plain text of main-namespace articles.
 
 Input: `*-pages-articles*.xml` dumps, plain or .bz2 (multistream dumps are concatenated bz2
 streams, read as one), in whatever encoding the XML declares or its byte-order mark says (UTF-16
@@ -27,7 +27,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import apache_beam as beam
 import mwparserfromhell
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
@@ -37,7 +36,7 @@ from corral.pipeline.inputs import guarded, open_input
 from corral.schema import make_record
 
 SOURCE = "wikipedia"
-MAGIC_WORDS = re.compile(r"__[A-Z]*__")  # RECIPE.md §5: HF-wiki v2 re_rm_magic
+MAGIC_WORDS = re.compile(r"__[A-Z]*__")  # docs/recipe/wikipedia.md: HF-wiki v2 re_rm_magic
 
 # Local names of the File/Media namespaces (HF-wiki MEDIA_ALIASES, for the paper's 20 languages).
 MEDIA_ALIASES = {
@@ -164,7 +163,7 @@ def strip_media_links(raw: str, media: set[str]) -> str:
 
 
 def clean_wikitext(raw: str, media: set[str], categories: set[str], strip_magic: bool = True) -> str:
-    """RECIPE.md §5: HF-wiki v2.0.0 markup removal; `media`/`categories` are lowercase prefixes.
+    """docs/recipe/wikipedia.md: HF-wiki v2.0.0 markup removal; `media`/`categories` are lowercase prefixes.
 
     `strip_magic=False` keeps `__MAGIC__` words (HF-wiki v1.0.0 did not remove them)."""
     wikicode = mwparserfromhell.parse(strip_media_links(strip_refs(strip_wikitables(raw)), media))
@@ -295,15 +294,3 @@ def _page(elem, path, lang, languages, namespaces, site_names, clean) -> dict[st
 def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
     return guarded(SOURCE, path, read_dump(path, stages["read"], stages["clean"]))
-
-
-class Read(beam.PTransform):
-    """paths → outcomes (`read_file` of each): for composing this source in other Beam pipelines."""
-
-    def __init__(self, stages: dict[str, dict[str, Any]]):
-        super().__init__()
-        self.stages = stages
-
-    def expand(self, paths):
-        stages = self.stages
-        return paths | "ReadFiles" >> beam.FlatMap(lambda p: read_file(p, stages))

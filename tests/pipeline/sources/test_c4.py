@@ -1,4 +1,4 @@
-"""RECIPE.md §3 C4 rules (TFDS v3.0.1) on inline cases, then the real C4 and WET samples."""
+"""docs/recipe/c4.md C4 rules (TFDS v3.0.1) on inline cases, then the real C4 and WET samples."""
 
 import gzip
 import json
@@ -44,6 +44,8 @@ def test_constants_match_tfds():
         ("https://example.com/b?ref=home", "example.com/b"),
         ("https://example.com/c?feed=rss", "example.com/c"),
         ("https://example.com/d?id=3", "example.com/d?id=3"),
+        ("https://a.org/x//", "a.org/x"),
+        ("http://www.a.org///", "a.org"),
     ],
 )
 def test_normalize_url(url, norm):
@@ -100,7 +102,7 @@ def test_page_drops():
 
 
 def test_page_level_checks_only_see_surviving_lines():
-    # RECIPE.md §3.3 / §9 #20: a "{" or "lorem ipsum" in a line already dropped does not drop the page.
+    # docs/recipe/c4.md#cleaning-a-page: a "{" or "lorem ipsum" in a line already dropped does not drop the page.
     text, reason = c4.clean_page(page(GOOD, "{ short }", "lorem ipsum", GOOD, GOOD), OPTS)
     assert reason is None and text == page(GOOD, GOOD, GOOD)
 

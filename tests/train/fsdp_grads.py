@@ -21,7 +21,7 @@ for key, ac, replicas in runs:
     par.apply_fsdp(m, dev, bf16=False, replicas=replicas)
     par.materialize(m, dev, seed=7)
     tokens = torch.randint(0, 300, (4, 65), generator=torch.Generator().manual_seed(0))
-    mine = tokens[rank * 4 // world:(rank + 1) * 4 // world]
+    mine = tokens[rank * 4 // world : (rank + 1) * 4 // world]
     out = m(mine[:, :-1])
     per_rank = tokens[:, 1:].numel() / world  # global token count ÷ world: FSDP's averaging makes it the mean
     loss = F.cross_entropy(out.reshape(-1, 300), mine[:, 1:].reshape(-1), reduction="sum") / per_rank

@@ -1,4 +1,4 @@
-"""RECIPE.md §6 Books rules on inline cases, then the real Gutenberg books."""
+"""docs/recipe/books.md Books rules on inline cases, then the real Gutenberg books."""
 
 import gzip
 import json
@@ -120,7 +120,7 @@ def test_real_gutenberg_books(shared_data, tmp_path):
 
 
 def test_pg19_and_books3_ids_never_collide(tmp_path):
-    # RECIPE.md §6 quirk: RP gave both corpora ids idx + chunk*2000, so they collided and overwrote.
+    # docs/recipe/books.md quirk: RP gave both corpora ids idx + chunk*2000, so they collided and overwrote.
     (tmp_path / "pg1.txt").write_text(
         "*** START OF THE PROJECT GUTENBERG EBOOK A ***\nPG text.\n*** END OF THE PROJECT GUTENBERG EBOOK A ***"
     )

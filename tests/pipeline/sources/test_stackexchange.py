@@ -1,4 +1,4 @@
-"""RECIPE.md §8 StackExchange rules, each on inline cases; then the real Posts.xml samples."""
+"""docs/recipe/stackexchange.md StackExchange rules, each on inline cases; then the real Posts.xml samples."""
 
 import collections
 import html
@@ -45,7 +45,7 @@ def test_site_from_path(path, site):
 def test_numeric_sort_fixes_rp_string_sort():
     answers = [(s, i, f"a{s}") for i, s in enumerate(["10", "9", "-1", "2"])]
     assert [a[0] for a in se.sort_answers(answers, "numeric")] == ["10", "9", "2", "-1"]
-    # RECIPE.md §8 quirk, checked by running RP: ["10","9","-1","2"] → ["9","2","10","-1"].
+    # docs/recipe/stackexchange.md quirk, checked by running RP: ["10","9","-1","2"] → ["9","2","10","-1"].
     assert [a[0] for a in se.sort_answers(answers, "string")] == ["9", "2", "10", "-1"]
 
 

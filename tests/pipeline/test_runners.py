@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import package_repos, shard_records, write_manifest
-from test_build_resume import raw_inputs
+from helpers import package_repos, raw_inputs, shard_records, six_sources, write_manifest
 
 from corral.pipeline.dag import build
 
@@ -169,7 +168,6 @@ def test_a_killed_worker_gives_a_complete_build_or_a_clear_failure(tmp_path):
 
 def seven_sources(shared, tmp_path) -> dict:
     """Every source of the real samples; CommonCrawl's side models trained on the build's Wikipedia."""
-    from test_build import six_sources
 
     sources = six_sources(shared, tmp_path)
     wet = shared / "commoncrawl" / "CC-MAIN-20170720121902-20170720141902-00000.head43.warc.wet.gz"

@@ -1,45 +1,16 @@
 """Resumable builds: a killed build, rerun, reuses what finished and equals an uninterrupted one;
 a changed setting rebuilds only the source it belongs to."""
 
-import gzip
-import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 
 import yaml
-from helpers import shard_records
+from helpers import raw_inputs, shard_records
 
 from corral.pipeline.dag import build
-
-WORDS = (
-    "the a river stone light window garden morning letter music paper house city over under "
-    "through between quietly slowly bright small old new green silver"
-).split()
-
-
-def raw_inputs(d, n=400):
-    rng = random.Random(0)
-    (d / "c4").mkdir(parents=True)
-    for f in range(3):
-        lines = []
-        for i in range(n):
-            text = "\n".join(
-                " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))).capitalize() + "."
-                for _ in range(rng.randint(3, 8))
-            )
-            lines.append(
-                json.dumps({"text": text, "url": f"https://example.org/{f}/{i}", "timestamp": "2019-04-25T00:00:00Z"})
-            )
-        (d / "c4" / f"c4-{f}.json.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    (d / "books").mkdir()
-    for b in range(4):
-        body = "\n\n".join(" ".join(rng.choice(WORDS) for _ in range(60)) for _ in range(300))
-        (d / "books" / f"book{b}.txt").write_text(body)
-    return {"c4": {"inputs": [str(d / "c4" / "*.json.gz")]}, "books": {"inputs": [str(d / "books" / "*.txt")]}}
 
 
 def manifest(path, sources, **books_extra):

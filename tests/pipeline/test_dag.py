@@ -6,24 +6,12 @@ import json
 import os
 
 import pytest
-from helpers import package_repos, write_manifest
+from helpers import six_sources, write_manifest
 
 from corral.cli import main
 from corral.manifests.build import load_build
 from corral.manifests.verify import verify_build
 from corral.pipeline.dag import BuildError, build
-
-
-def six_sources(shared, tmp_path):
-    package_repos(tmp_path / "github")
-    return {
-        "c4": {"inputs": [str(shared / "c4" / "c4-sample.*.json.gz")]},
-        "github": {"inputs": [str(tmp_path / "github" / "*")]},
-        "wikipedia": {"inputs": [str(shared / "wikipedia" / "*.bz2"), str(shared / "wikipedia" / "*.xml")]},
-        "books": {"inputs": [str(shared / "books" / "*.txt")]},
-        "arxiv": {"inputs": [str(shared / "arxiv" / "*")]},
-        "stackexchange": {"inputs": [str(shared / "stackexchange" / "*-Posts.xml")]},
-    }
 
 
 def test_build_six_sources_from_the_real_samples(shared_data, tmp_path, capsys):

@@ -22,7 +22,7 @@ from corral.train.data import MixtureLoader
 from corral.train.metrics import peak_of
 from corral.train.model import Transformer, model_args
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_plan_prints_memory_and_days_for_the_paper_sizes_and_7b_fits_80gb(capsys):

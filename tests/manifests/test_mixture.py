@@ -185,3 +185,13 @@ def test_inputs_resolve_env_and_relative_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("RAWX", "/data/raw")
     assert m.resolved_inputs("c4") == ["/data/raw/c4/*.json.gz", "gs://b/c4/*"]
     assert m.resolved_inputs("books") == [str(tmp_path / "books/*.txt")]
+
+
+def test_options_that_did_nothing_are_refused_or_bounded():
+    # line_dedup.buckets was never read: it is gone, so setting it is a mistake named by its field
+    cc = "  commoncrawl:\n    weight: 0\n    inputs: [w]\n"
+    msg = problems(GOOD + cc + "    line_dedup: {buckets: 4}\n")
+    assert "sources.commoncrawl.line_dedup.buckets (line 13): unknown field" in msg
+    # langid.rounding is read by the tagger (a build test checks the scores it gives)
+    assert "langid.rounding (line 13): must be ≤ 8" in problems(GOOD + cc + "    langid: {rounding: 12}\n")
+    assert "langid.rounding (line 13): must be ≥ 0" in problems(GOOD + cc + "    langid: {rounding: -1}\n")

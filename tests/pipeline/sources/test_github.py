@@ -1,4 +1,4 @@
-"""RECIPE.md §4 GitHub rules on inline cases, then package trees with their license files."""
+"""docs/recipe/github.md GitHub rules on inline cases, then package trees with their license files."""
 
 import collections
 import json
@@ -25,7 +25,7 @@ def test_clean_copyright_block_removed_only_when_it_mentions_copyright():
 
 
 def test_clean_leading_comment_lines_when_no_block():
-    # RECIPE.md §4 quirk (checked by running RP): #include, shebangs and Markdown titles go too.
+    # docs/recipe/github.md quirk (checked by running RP): #include, shebangs and Markdown titles go too.
     assert gh.clean_copyright_comments("#!/bin/sh\n# Copyright\n\necho hi\n# tail\n") == "echo hi\n# tail\n"
     assert gh.clean_copyright_comments("#include <stdio.h>\nint main(){}\n") == "int main(){}\n"
     assert gh.clean_copyright_comments("-- sql header\nSELECT 1;\n") == "SELECT 1;\n"

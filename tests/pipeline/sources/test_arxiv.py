@@ -1,4 +1,5 @@
-"""RECIPE.md §7 ArXiv rules and the §9 fixes on inline cases, then the real paper sources."""
+"""ArXiv rules (docs/recipe/arxiv.md) and the fixes of RedPajama's quirks on inline cases, then the real
+paper sources."""
 
 import collections
 import gzip
@@ -15,22 +16,8 @@ from corral.pipeline.sources import arxiv as ax
 OPTS = stages("arxiv")["clean"]
 
 
-def test_comments_full_line_trailing_and_escaped_percent():
-    tex = "% header\nA 50\\% rise% note\nB%\n  % indented comment\nC \\\\% after a line break\n"
-    assert ax.remove_comments(tex) == "A 50\\% rise\nB\nC \\\\\n"
-
-
-def test_trailing_comment_keeps_the_character_before_it():
-    # RECIPE.md §7 quirk: RP's [^\\]%.+$ also ate the "x" here.
-    assert ax.remove_comments("value x% why") == "value x"
-
-
-def test_comment_environment_removed():
-    assert ax.remove_comments("a\n\\begin{comment}\nhidden\n\\end{comment}\nb") == "a\n\nb"
-
-
 def test_commented_section_is_not_the_first_section():
-    # RECIPE.md §7 quirk: RP cut before comment removal, so %\section counted.
+    # docs/recipe/arxiv.md quirk: RP cut before comment removal, so %\section counted.
     files = {
         "main.tex": "\\documentclass{x}\\begin{document}\n%\\section{Old}\nPreamble text.\n"
         "\\section{Real}\nBody.\n\\end{document}"
@@ -60,41 +47,6 @@ def test_input_cycles_terminate():
         "b.tex": "B\\input{a}",
     }
     assert ax.clean_paper(files, OPTS)[0] == "\\section{S}AB"
-
-
-def test_main_file_choice():
-    files = {
-        "fig1.tex": "\\documentclass{standalone}\\begin{document}tikz\\end{document}",
-        "paper.tex": "\\documentclass{article}\\begin{document}\\section{A}" + "x" * 10 + "\\end{document}",
-    }
-    assert ax.find_main(files) == "paper.tex"
-
-
-@pytest.mark.parametrize(
-    "defs,use,expected",
-    [
-        ("\\newcommand{\\R}{\\mathbb{R}}", "x in \\R.", "x in \\mathbb{R}."),
-        ("\\newcommand*\\eg{e.g.}", "\\eg, this", "e.g., this"),
-        ("\\renewcommand{\\vec}[1]{\\mathbf{#1}}", "\\vec{x} and \\vec y", "\\mathbf{x} and \\mathbf{y}"),
-        ("\\newcommand{\\pair}[2]{(#1, #2)}", "\\pair{a}{b}", "(a, b)"),
-        ("\\newcommand{\\opt}[2][n]{#1_{#2}}", "\\opt{x} \\opt[m]{y}", "n_{x} m_{y}"),
-        ("\\def\\abs#1{|#1|}", "\\abs{z}", "|z|"),
-        ("\\def\\name{Müller–Lyer}", "the \\name illusion", "the Müller–Lyer illusion"),  # non-ASCII (RP dropped)
-        ("\\newcommand{\\a}{A}\n\\newcommand{\\b}{\\a\\a}", "\\b!", "AA!"),  # nested
-        ("\\newcommand{\\long}{first\nsecond {nested}}", "\\long.", "first\nsecond {nested}."),  # multi-line
-        ("\\newcommand{\\x}{X}", "\\xi and \\x", "\\xi and X"),  # name boundary
-        ("\\providecommand{\\y}{1}\\providecommand{\\y}{2}", "\\y", "1"),
-    ],
-)
-def test_macro_expansion(defs, use, expected):
-    macros, rest = ax.parse_macros(defs + "\n" + use)
-    assert ax.expand_macros(rest, macros).strip() == expected
-
-
-def test_self_referential_macro_is_bounded():
-    macros, rest = ax.parse_macros("\\renewcommand{\\x}{\\x\\x}\n\\x")
-    out = ax.expand_macros(rest, macros)
-    assert len(out) < 1_000_000
 
 
 @pytest.mark.parametrize(

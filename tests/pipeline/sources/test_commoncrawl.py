@@ -1,4 +1,5 @@
-"""CommonCrawl reading (RECIPE.md §2.2) on real and hostile WET, and the whole stage in a build."""
+"""CommonCrawl reading (docs/recipe/commoncrawl.md#reading-wet) on real and hostile WET, and the whole stage in a
+build."""
 
 import collections
 import gzip
@@ -140,6 +141,7 @@ def test_commoncrawl_build_tags_selects_and_records_models(shared_data, tmp_path
             "keep_buckets": ["head", "middle", "tail"],
         },
         quality={"enabled": False},
+        langid={"rounding": 1},
     )
     pp1 = {r["id"]: r["perplexity"] for r in shard_records(str(out), "commoncrawl")}
     pp2 = {r["id"]: r["perplexity"] for r in shard_records(str(out2), "commoncrawl")}
@@ -147,6 +149,10 @@ def test_commoncrawl_build_tags_selects_and_records_models(shared_data, tmp_path
     for r in shard_records(str(out2), "commoncrawl"):
         assert r["bucket"] == ("head" if r["perplexity"] < 620 else "middle" if r["perplexity"] < 1220 else "tail")
     assert "quality.bin" not in again.models
+    # langid.rounding: 1 rounds every score to one decimal, where the default gave two.
+    scores1 = [r["lang_score"] for r in shard_records(str(out), "commoncrawl")]
+    scores2 = [r["lang_score"] for r in shard_records(str(out2), "commoncrawl")]
+    assert all(round(x, 1) == x for x in scores2) and any(round(x, 1) != x for x in scores1)
 
 
 def test_url_digest_dedup_and_reference_positives(shared_data, tmp_path):

@@ -1,4 +1,4 @@
-"""RECIPE.md §5 Wikipedia rules on inline cases, then the real dumps (en, bg in UTF-16, zh)."""
+"""docs/recipe/wikipedia.md Wikipedia rules on inline cases, then the real dumps (en, bg in UTF-16, zh)."""
 
 import bz2
 import collections

@@ -1,4 +1,4 @@
-"""RECIPE.md §1.1: Table 1's epochs column from its unique-token column."""
+"""docs/recipe/README.md#mixture: Table 1's epochs column from its unique-token column."""
 
 import pytest
 
@@ -23,7 +23,7 @@ TABLE1_EPOCHS = {
     "arxiv": 1.06,
     "stackexchange": 1.03,
 }
-# RECIPE.md §1.1 "unique tokens (derived)" column, in billions, as printed (rounded to whole billions).
+# docs/recipe/README.md#mixture "unique tokens (derived)" column, in billions, as printed (rounded to whole billions).
 UNIQUE_B = {"commoncrawl": 853, "c4": 198, "github": 98, "wikipedia": 26, "books": 28, "arxiv": 33, "stackexchange": 27}
 SEEN_B = {"commoncrawl": 938, "c4": 210, "github": 63, "wikipedia": 63, "books": 63, "arxiv": 35, "stackexchange": 28}
 
