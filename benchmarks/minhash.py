@@ -166,11 +166,11 @@ def shingle_strings(text: str) -> list[str]:
 def speed(texts: list[str], repeat: int) -> dict[str, float]:
     import numpy as np
 
-    from corral.dedup import minhash as mh
+    from corral.dedup import minhash
 
     def corral():
         for t in texts:
-            mh.signature(mh.shingles(t, NGRAM, unique=False), PERM)
+            minhash.signature(minhash.shingles(t, NGRAM, unique=False), PERM)
 
     def datasketch():
         from datasketch import MinHash

@@ -70,20 +70,10 @@ def _rules(source: str, paths: list[str]) -> collections.Counter:
     from corral.pipeline.sources import arxiv, books, c4, github, stackexchange, wikipedia
 
     counts: collections.Counter = collections.Counter()
-    if source == "stackexchange":
-        st = stages("stackexchange")["read"]
-        groups = collections.defaultdict(list)
-        sizes: collections.Counter = collections.Counter()
+    if source == "stackexchange":  # per site: rows grouped by question, assembled (top sites: the build's)
+        st = stages("stackexchange")
         for p in paths:
-            for item in guarded("stackexchange", p, stackexchange.read_posts(p)):
-                if "row" in item:
-                    groups[stackexchange.group_key(item)].append(item)
-                    sizes[item["site"]] += 1
-                else:
-                    counts[item["status"]] += 1
-        top = stackexchange.top_site_names(sizes.items(), st["top_sites"])
-        for key, posts in groups.items():
-            for o in stackexchange.assemble(key, posts, top, st):
+            for o in stackexchange.read_file(p, st):
                 counts[o["status"]] += 1
         return counts
     if source == "c4-from-wet":

@@ -3,26 +3,26 @@
 import numpy as np
 import pytest
 
-from corral.dedup import minhash as mh
+from corral.dedup import minhash
 from corral.dedup.near import bucket_edges, component_table, components
 
 
 def test_normalize_and_shingles():
-    assert mh.normalize("Hello,   World! «Ça va?»") == "hello world ça va"
-    assert len(mh.shingles("a b c d e f g", 5)) == 3
-    assert len(mh.shingles("too short", 5)) == 1  # fewer words than n: one shingle
-    assert len(mh.shingles("", 5)) == 0 and len(mh.shingles("!!!", 5)) == 0
-    assert np.array_equal(mh.shingles("A b c d e", 5), mh.shingles("a, B c d e.", 5))
+    assert minhash.normalize("Hello,   World! «Ça va?»") == "hello world ça va"
+    assert len(minhash.shingles("a b c d e f g", 5)) == 3
+    assert len(minhash.shingles("too short", 5)) == 1  # fewer words than n: one shingle
+    assert len(minhash.shingles("", 5)) == 0 and len(minhash.shingles("!!!", 5)) == 0
+    assert np.array_equal(minhash.shingles("A b c d e", 5), minhash.shingles("a, B c d e.", 5))
 
 
 def test_signature_deterministic_and_empty():
-    s = mh.shingles("the quick brown fox jumps over the lazy dog again and again")
-    assert np.array_equal(mh.signature(s, 128), mh.signature(s.copy(), 128))
-    assert mh.signature(s, 128).dtype == np.uint32
-    assert (mh.signature(np.empty(0, dtype=np.uint64), 16) == 0xFFFFFFFF).all()
+    s = minhash.shingles("the quick brown fox jumps over the lazy dog again and again")
+    assert np.array_equal(minhash.signature(s, 128), minhash.signature(s.copy(), 128))
+    assert minhash.signature(s, 128).dtype == np.uint32
+    assert (minhash.signature(np.empty(0, dtype=np.uint64), 16) == 0xFFFFFFFF).all()
     long = np.arange(10_000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # spans several blocks
-    ref = mh.signature(long[:5000], 64)
-    assert np.array_equal(np.minimum(ref, mh.signature(long[5000:], 64)), mh.signature(long, 64))
+    ref = minhash.signature(long[:5000], 64)
+    assert np.array_equal(np.minimum(ref, minhash.signature(long[5000:], 64)), minhash.signature(long, 64))
 
 
 def test_signatures_of_many_equal_each_signature():
@@ -30,17 +30,18 @@ def test_signatures_of_many_equal_each_signature():
     document's own signature, in order."""
     rng = np.random.default_rng(3)
     sizes = [0, 1, 5, 300, 0, 1023, 1024, 1025, 5000, 2, 700, 400]
-    sets = [mh.distinct(rng.integers(0, 2**63, size=n, dtype=np.uint64)) for n in sizes]
-    got = mh.signatures(sets, 64)
+    sets = [minhash.distinct(rng.integers(0, 2**63, size=n, dtype=np.uint64)) for n in sizes]
+    got = minhash.signatures(sets, 64)
     assert got.shape == (len(sets), 64) and got.dtype == np.uint32
-    assert np.array_equal(got, np.stack([mh.signature(x, 64) for x in sets]))
-    assert mh.signatures([], 64).shape == (0, 64)
+    assert np.array_equal(got, np.stack([minhash.signature(x, 64) for x in sets]))
+    assert minhash.signatures([], 64).shape == (0, 64)
 
 
 def test_distinct_is_sorted_unique():
     x = np.array([5, 3, 5, 1, 3, 9], dtype=np.uint64)
-    assert np.array_equal(mh.distinct(x), np.unique(x))
-    assert len(mh.distinct(np.empty(0, np.uint64))) == 0 and list(mh.distinct(np.array([7], np.uint64))) == [7]
+    assert np.array_equal(minhash.distinct(x), np.unique(x))
+    assert len(minhash.distinct(np.empty(0, np.uint64))) == 0
+    assert list(minhash.distinct(np.array([7], np.uint64))) == [7]
 
 
 def test_estimate_is_unbiased():
@@ -54,53 +55,54 @@ def test_estimate_is_unbiased():
         b = list(a)
         for j in rng.choice(n, int(rng.integers(0, n)), replace=False):
             b[j] = f"x{rng.integers(1e12)}"
-        A, B = mh.shingles(" ".join(a)), mh.shingles(" ".join(b))
-        errors.append(mh.estimate_jaccard(mh.signature(A, 128), mh.signature(B, 128)) - mh.jaccard(A, B))
+        A, B = minhash.shingles(" ".join(a)), minhash.shingles(" ".join(b))
+        estimate = minhash.estimate_jaccard(minhash.signature(A, 128), minhash.signature(B, 128))
+        errors.append(estimate - minhash.jaccard(A, B))
     assert abs(np.mean(errors)) < 0.01
     assert np.mean(np.abs(errors)) < 0.05  # and each estimate is close: 128 permutations → σ ≈ 0.04
 
 
 def test_exact_jaccard():
     a, b = np.array([1, 2, 3, 4], np.uint64), np.array([3, 4, 5], np.uint64)
-    assert mh.jaccard(a, b) == 2 / 5 and mh.jaccard(a, a) == 1.0
+    assert minhash.jaccard(a, b) == 2 / 5 and minhash.jaccard(a, a) == 1.0
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])
 def test_band_rows_derivation(threshold):
-    p = mh.derive_lsh(threshold)
-    assert p.bands * p.rows <= p.num_perm and p.num_perm in mh.NUM_PERM_LADDER
+    p = minhash.derive_lsh(threshold)
+    assert p.bands * p.rows <= p.num_perm and p.num_perm in minhash.NUM_PERM_LADDER
     # With verification, pairs at the threshold are almost always candidates (recall first) …
     assert 1 - (1 - threshold**p.rows) ** p.bands >= 0.95
     # … without it, the candidate curve crosses one half near the threshold: (1/b)^(1/r) ≈ threshold.
-    q = mh.derive_lsh(threshold, verify=False)
+    q = minhash.derive_lsh(threshold, verify=False)
     assert abs((1 / q.bands) ** (1 / q.rows) - threshold) < 0.1
-    fixed = mh.derive_lsh(threshold, num_perm=128)
+    fixed = minhash.derive_lsh(threshold, num_perm=128)
     assert fixed.num_perm == 128 and fixed.bands * fixed.rows <= 128
     assert 0 <= fixed.false_negative < 0.01 and 0 <= fixed.false_positive < 0.5  # recall first: FPs are verified away
     assert "false-positive area" in p.describe()
 
 
 def test_higher_threshold_needs_more_rows():
-    assert mh.derive_lsh(0.9, 128).rows > mh.derive_lsh(0.5, 128).rows
-    assert mh.derive_lsh(0.9, 128, verify=False).rows > mh.derive_lsh(0.5, 128, verify=False).rows
+    assert minhash.derive_lsh(0.9, 128).rows > minhash.derive_lsh(0.5, 128).rows
+    assert minhash.derive_lsh(0.9, 128, verify=False).rows > minhash.derive_lsh(0.5, 128, verify=False).rows
     with pytest.raises(ValueError):
-        mh.derive_lsh(1.5)
+        minhash.derive_lsh(1.5)
 
 
 def test_band_keys_match_for_equal_bands():
-    p = mh.derive_lsh(0.8, 64)
-    s = mh.signature(mh.shingles("one two three four five six seven eight nine ten"), 64)
+    p = minhash.derive_lsh(0.8, 64)
+    s = minhash.signature(minhash.shingles("one two three four five six seven eight nine ten"), 64)
     t = s.copy()
     t[(p.bands - 1) * p.rows] ^= 1  # the last band differs
-    ks, kt = mh.band_keys(s, p), mh.band_keys(t, p)
+    ks, kt = minhash.band_keys(s, p), minhash.band_keys(t, p)
     assert len(ks) == p.bands and (ks[:-1] == kt[:-1]).all() and ks[-1] != kt[-1]
     assert (ks >= 0).all()  # 63 bits: Beam's signed integer coder carries them
 
 
 def test_equal_rows_in_different_bands_get_different_keys():
-    p = mh.derive_lsh(0.8, 64)
+    p = minhash.derive_lsh(0.8, 64)
     sig = np.zeros(64, dtype=np.uint32)  # every band has the same rows
-    assert len(set(mh.band_keys(sig, p).tolist())) == p.bands
+    assert len(set(minhash.band_keys(sig, p).tolist())) == p.bands
 
 
 def as_map(rows):
@@ -141,9 +143,9 @@ def test_ascii_fast_path_gives_the_same_words():
     rnd = random.Random(1)
     for _ in range(5000):
         t = "".join(rnd.choice(string.printable + "\x1c\x1d\x1e\x1f") for _ in range(rnd.randint(0, 60)))
-        ref = mh.normalize(t)
-        assert mh.words(t) == (ref.encode().split(b" ") if ref else [])
-    assert mh.words("Ça, va!") == ["ça".encode(), b"va"]  # the non-ASCII path
+        ref = minhash.normalize(t)
+        assert minhash.words(t) == (ref.encode().split(b" ") if ref else [])
+    assert minhash.words("Ça, va!") == ["ça".encode(), b"va"]  # the non-ASCII path
 
 
 def test_bucket_edges_join_each_member_to_its_buckets_smallest_key():

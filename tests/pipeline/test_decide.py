@@ -65,12 +65,12 @@ def test_partition_bounds_split_the_key_space_evenly():
 def test_band_and_line_tables_hold_every_key_once_with_its_document(tmp_path):
     """A row of band keys per document (`near`) and a run of line keys per document (`c4lines`):
     every key lands once, in its partition, with its document's row and column."""
-    from corral.dedup import minhash as mh
+    from corral.dedup import minhash
     from corral.pipeline import keytables as T
 
-    p = mh.derive_lsh(0.8, 64)
-    sigs = [mh.signature(mh.shingles(f"doc {k} " + "word " * k), 64) for k in range(1, 30)]
-    bands = np.stack([mh.band_keys(sig, p) for sig in sigs]).astype(np.uint64)
+    p = minhash.derive_lsh(0.8, 64)
+    sigs = [minhash.signature(minhash.shingles(f"doc {k} " + "word " * k), 64) for k in range(1, 30)]
+    bands = np.stack([minhash.band_keys(sig, p) for sig in sigs]).astype(np.uint64)
     docs = np.arange(100, 129, dtype=np.int64)
     key_file = str(tmp_path / "keys" / "000000.npz")
     T.save_tables(key_file, {"bands": bands, "doc": docs})

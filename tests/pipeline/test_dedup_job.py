@@ -11,7 +11,7 @@ import pytest
 from helpers import shard_records, write_manifest
 
 from corral.cli import main
-from corral.dedup import minhash as mh
+from corral.dedup import minhash
 from corral.manifests.verify import verify_build
 from corral.pipeline.dag import build
 from corral.pipeline.dedup_job import DedupInputError, dedup
@@ -106,8 +106,8 @@ def test_verification_rejects_candidates_below_the_threshold(tmp_path):
     docs = [{"id": "a", "text": " ".join(base)}, {"id": "b", "text": " ".join(v)}]
     p = tmp_path / "c.jsonl"
     p.write_text("\n".join(json.dumps(d) for d in docs))
-    sa, sb = mh.shingles(docs[0]["text"]), mh.shingles(docs[1]["text"])
-    assert mh.jaccard(sa, sb) < 0.8
+    sa, sb = minhash.shingles(docs[0]["text"]), minhash.shingles(docs[1]["text"])
+    assert minhash.jaccard(sa, sb) < 0.8
     loose = dedup(str(p), str(tmp_path / "loose"), threshold=0.8, num_perm=64, verify=True)
     assert loose.sources["input"].funnel.kept == 2  # whatever the bands said, the exact check keeps both
 
