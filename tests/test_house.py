@@ -53,25 +53,13 @@ def test_lower_layers_import_nothing_above_them(under):
     assert not bad, "\n".join(bad)
 
 
-def _is_argument_table(fn: ast.FunctionDef) -> bool:
-    """A function that mostly declares command-line arguments: a table, not logic."""
-    calls = [
-        n
-        for n in ast.walk(fn)
-        if isinstance(n, ast.Call)
-        and isinstance(n.func, ast.Attribute)
-        and n.func.attr in ("add_argument", "add_parser", "add_argument_group")
-    ]
-    return len(calls) * 3 >= len(fn.body)  # every statement block is an argument or two
-
-
 def test_functions_are_short():
     long = []
     for path in _modules("corral"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 lines = node.end_lineno - node.lineno + 1
-                if lines > MAX_FUNCTION_LINES and not _is_argument_table(node):
+                if lines > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, "\n".join(long)
 
