@@ -67,14 +67,20 @@ def _needs_wikipedia(mixture: Mixture) -> list[str]:
     return needs
 
 
-def _match_all(mixture, manifest_path: str) -> dict[str, list[tuple[str, int]]]:
-    """Each source's input files with their sizes; a configuration problem is a BuildError."""
+def _learns_from_wikipedia(mixture, manifest_path: str) -> bool:
+    """Whether CommonCrawl trains side models on this build's Wikipedia; a BuildError when it
+    would and the manifest has no wikipedia source."""
     needs = _needs_wikipedia(mixture)
     if needs and "wikipedia" not in mixture.sources:
         raise BuildError(
             f"{manifest_path}: {'; '.join(needs)} — but the manifest has no wikipedia source "
             "(add one, or give pre-trained models and disable the classifier)"
         )
+    return bool(needs)
+
+
+def _match_all(mixture, manifest_path: str) -> dict[str, list[tuple[str, int]]]:
+    """Each source's input files with their sizes; a configuration problem is a BuildError."""
     inputs: dict[str, list[tuple[str, int]]] = {}
     for source in mixture.sources:
         try:
@@ -101,20 +107,19 @@ def _claim(out: str, mixture, overwrite: bool) -> None:
     _drop_other_sources(out, set(mixture.sources))
 
 
-def _fingerprints(mixture, inputs, order: list[str]) -> dict[str, str]:
+def _fingerprints(mixture, inputs, order: list[str], learns: bool) -> dict[str, str]:
     """Each source's resume fingerprint; CommonCrawl's covers the Wikipedia it learns from."""
-    output, needs = mixture.sections["output"], _needs_wikipedia(mixture)
+    output = mixture.sections["output"]
     prints: dict[str, str] = {}
     for source in order:
-        depends = prints.get("wikipedia") if source == "commoncrawl" and needs else None
+        depends = prints.get("wikipedia") if source == "commoncrawl" and learns else None
         prints[source] = resume.fingerprint(mixture.sources[source].stages, output, source, inputs[source], depends)
     return prints
 
 
-def _plans(mixture, out: str, inputs, prints, todo: list[str]) -> tuple[Graph, dict[str, SourcePlan]]:
+def _plans(mixture, out: str, inputs, prints, todo: list[str], learns: bool) -> tuple[Graph, dict[str, SourcePlan]]:
     """The phase graph of the sources to build; CommonCrawl waits for Wikipedia when it learns from it."""
     graph, plans, wiki_done = Graph(), {}, []
-    learns = bool(_needs_wikipedia(mixture))
     for source in todo:
         stages, paths = mixture.sources[source].stages, [path for path, _ in inputs[source]]
         plan = SourcePlan(source, stages, mixture.sections["output"], out, paths, prints[source])
@@ -168,15 +173,16 @@ def build(
     OUT must be new, empty or a build of the same mixture name (corral.pipeline.folders), unless
     `overwrite` clears another build from it first."""
     mixture = load_mixture(manifest_path)
+    learns = _learns_from_wikipedia(mixture, manifest_path)
     inputs = _match_all(mixture, manifest_path)
     _claim(out, mixture, overwrite)
     order = build_order(inputs)  # Wikipedia first: CommonCrawl may learn from it
-    prints = _fingerprints(mixture, inputs, order)
+    prints = _fingerprints(mixture, inputs, order, learns)
     reused = [s for s in order if resume.finished(out, s, prints[s])]
     todo = [s for s in order if s not in reused]
     resumed = [s for s in todo if resume.prepare(out, s, prints[s])]
     t0 = time.perf_counter()
-    graph, plans = _plans(mixture, out, inputs, prints, todo)
+    graph, plans = _plans(mixture, out, inputs, prints, todo, learns)
     if todo:
         watch = Progress(out, {s: len(inputs[s]) for s in todo}, enabled=progress)
         if runner is None:

@@ -261,8 +261,15 @@ def kept_records(outcomes: Iterable[dict[str, Any]], tally: Tally) -> Iterator[d
 def staged_summary(index: int, writer: StagedWriter, parts, tally: Tally, key_bytes: int, **extra) -> dict[str, Any]:
     """The summary of a task that staged one input file: its rows and parts, the counts and examples
     of what it dropped, the bytes of its key file, and `extra`."""
-    counts = {"counts": tally.rows(), "examples": tally.examples}
-    return {"index": index, "rows": writer.rows, "parts": parts, **counts, "key_bytes": key_bytes, **extra}
+    return {
+        "index": index,
+        "rows": writer.rows,
+        "parts": parts,
+        "counts": tally.rows(),
+        "examples": tally.examples,
+        "key_bytes": key_bytes,
+        **extra,
+    }
 
 
 def stage_outcomes(
