@@ -129,3 +129,15 @@ def six_sources(shared, tmp_path):
         "arxiv": {"inputs": [str(shared / "arxiv" / "*")]},
         "stackexchange": {"inputs": [str(shared / "stackexchange" / "*-Posts.xml")]},
     }
+
+
+# LLaMA Table 1's sampling proportions: what manifests/llama1.yaml must say.
+TABLE1_WEIGHTS = {
+    "commoncrawl": 0.67,
+    "c4": 0.15,
+    "github": 0.045,
+    "wikipedia": 0.045,
+    "books": 0.045,
+    "arxiv": 0.025,
+    "stackexchange": 0.02,
+}

@@ -1,6 +1,7 @@
 import textwrap
 
 import pytest
+from helpers import TABLE1_WEIGHTS
 
 from corral.manifests.mixture import ManifestError, load_mixture, parse_mixture, parse_quantity
 from corral.manifests.options import GITHUB_EXTENSIONS, WIKI_LANGUAGES, source_stages
@@ -27,15 +28,7 @@ def problems(text):
 
 def test_llama1_is_table1(manifests_dir):
     m = load_mixture(manifests_dir / "llama1.yaml")
-    assert m.weights == {
-        "commoncrawl": 0.67,
-        "c4": 0.15,
-        "github": 0.045,
-        "wikipedia": 0.045,
-        "books": 0.045,
-        "arxiv": 0.025,
-        "stackexchange": 0.02,
-    }
+    assert m.weights == TABLE1_WEIGHTS
     assert m.target_tokens == 1_400_000_000_000
     assert (
         sorted(m.sources["wikipedia"].stages["read"]["languages"]) == sorted(WIKI_LANGUAGES)

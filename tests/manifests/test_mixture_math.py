@@ -1,19 +1,12 @@
 """docs/recipe/README.md#mixture: Table 1's epochs column from its unique-token column."""
 
 import pytest
+from helpers import TABLE1_WEIGHTS
 
 from corral.manifests.mixture_math import epochs, epochs_table, seen_tokens, unique_tokens
 
 TARGET = 1_400_000_000_000  # 1.4T tokens
-WEIGHTS = {
-    "commoncrawl": 0.67,
-    "c4": 0.15,
-    "github": 0.045,
-    "wikipedia": 0.045,
-    "books": 0.045,
-    "arxiv": 0.025,
-    "stackexchange": 0.02,
-}
+WEIGHTS = TABLE1_WEIGHTS
 TABLE1_EPOCHS = {
     "commoncrawl": 1.10,
     "c4": 1.06,

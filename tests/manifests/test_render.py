@@ -1,5 +1,7 @@
 import json
 
+from helpers import TABLE1_WEIGHTS
+
 from corral.cli import main
 from corral.manifests.render import human_bytes, human_count
 
@@ -8,15 +10,7 @@ def test_inspect_llama1_json_gives_table1_weights(manifests_dir, capsys):
     assert main(["inspect", str(manifests_dir / "llama1.yaml"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     weights = {n: s["weight"] for n, s in out["sources"].items()}
-    assert weights == {
-        "commoncrawl": 0.67,
-        "c4": 0.15,
-        "github": 0.045,
-        "wikipedia": 0.045,
-        "books": 0.045,
-        "arxiv": 0.025,
-        "stackexchange": 0.02,
-    }
+    assert weights == TABLE1_WEIGHTS
     assert list(out["sources"]) == ["commoncrawl", "c4", "github", "wikipedia", "books", "arxiv", "stackexchange"]
     for s in out["sources"].values():
         assert set(s) >= {"weight", "epochs", "disk_bytes", "documents", "tokens", "funnel"}

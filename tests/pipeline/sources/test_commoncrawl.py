@@ -15,6 +15,8 @@ from corral.pipeline.sources import commoncrawl as cc
 
 READ = stages("commoncrawl")["read"]
 HEAD43 = "CC-MAIN-20170720121902-20170720141902-00000.head43.warc.wet.gz"
+# the English Wikipedia sample the side models learn from
+ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 TRUNC = "CC-MAIN-20170720121902-20170720141902-00000.truncated.warc.wet.gz"
 
 
@@ -101,11 +103,7 @@ def commoncrawl_build(shared, tmp_path, **cc_opts):
         tmp_path / f"m{len(os.listdir(tmp_path))}.yaml",
         {
             "commoncrawl": spec,
-            "wikipedia": {
-                "inputs": [
-                    str(shared / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-                ]
-            },
+            "wikipedia": {"inputs": [str(shared / "wikipedia" / ENWIKI)]},
         },
     )
     out = tmp_path / f"out{len(os.listdir(tmp_path))}"
@@ -174,15 +172,7 @@ def test_url_digest_dedup_and_reference_positives(shared_data, tmp_path):
         tmp_path / "m.yaml",
         {
             "commoncrawl": spec,
-            "wikipedia": {
-                "inputs": [
-                    str(
-                        shared_data
-                        / "wikipedia"
-                        / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-                    )
-                ]
-            },
+            "wikipedia": {"inputs": [str(shared_data / "wikipedia" / ENWIKI)]},
         },
     )
     manifest = build(m, str(tmp_path / "out"))
@@ -212,15 +202,7 @@ def test_commoncrawl_rebuilt_alone_learns_from_the_reused_wikipedia(shared_data,
         tmp_path / "changed.yaml",
         {
             "commoncrawl": spec,
-            "wikipedia": {
-                "inputs": [
-                    str(
-                        shared_data
-                        / "wikipedia"
-                        / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-                    )
-                ]
-            },
+            "wikipedia": {"inputs": [str(shared_data / "wikipedia" / ENWIKI)]},
         },
     )
     fresh = tmp_path / "fresh"
