@@ -157,7 +157,7 @@ def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> 
     import sentencepiece as spm
 
     from corral.dedup import lines as L
-    from corral.pipeline.inputs import guarded
+    from corral.pipeline.inputs.streams import guarded
     from corral.pipeline.quality import ccnet_rules as R
     from corral.pipeline.sources.commoncrawl import read_wet
 
@@ -222,7 +222,7 @@ def main() -> None:
         sys.exit("cc_net is not installed: run `bash benchmarks/setup_baselines.sh` first")
     if not WET.is_file():
         sys.exit(f"the real WET sample is not at {WET}")
-    from corral.model_cache import lid_model_path
+    from corral.core.model_cache import lid_model_path
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -301,7 +301,7 @@ def pipeline_rate(paths: list[str], models: dict[str, str], workers: int = 1) ->
     sys.path.insert(0, str(HERE.parent / "tests"))
     from helpers import write_manifest
 
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = {

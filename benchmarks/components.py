@@ -16,7 +16,7 @@ import sys
 CHILD = r"""
 import sys, time, resource
 import numpy as np
-from corral.dedup.near import component_table
+from corral.dedup.clusters import component_table
 kind, n = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
 if kind == "chain":

@@ -32,7 +32,7 @@ kind, out, dest = sys.argv[1:4]
 t = time.perf_counter()
 if kind == "pyarrow":
     import pyarrow.ipc as ipc, pyarrow.parquet as pq, pyarrow as pa, os
-    from corral.manifests.build import load_build
+    from corral.manifests.build_manifest import load_build
     m = load_build(out)
     for s, sb in m.sources.items():
         for i, e in enumerate(sb.shards):
@@ -40,7 +40,7 @@ if kind == "pyarrow":
             os.makedirs(os.path.join(dest, s), exist_ok=True)
             pq.write_table(table, os.path.join(dest, s, f"part-{i:05d}.parquet"), compression="zstd")
 else:
-    from corral.export.run import export
+    from corral.export.job import export
     export(out, dest, kind, say=lambda *a: None)
 print(json.dumps({"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -49,10 +49,10 @@ print(json.dumps({"seconds": time.perf_counter() - t,
 
 def make_build(out: Path, mb: int, seed: int = 0) -> int:
     """A one-source build of about `mb` MB of text; returns the text bytes."""
-    from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
+    from corral.core.schema import make_record
+    from corral.core.shards import ShardWriter
+    from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
-    from corral.schema import make_record
-    from corral.shards import ShardWriter
 
     rng = np.random.default_rng(seed)
     words = np.array(

@@ -41,10 +41,10 @@ SEQ, MICRO, ACCUM = 2048, 8, 32  # one rank's share of a 7B step on 8 GPUs: 256 
 
 
 def make_build(out: Path, docs: int, total_tokens: int, seed: int = 0) -> None:
-    from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
+    from corral.core.schema import TOKEN_SCHEMA
+    from corral.core.shards import token_batch_flat, write_shard
+    from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
-    from corral.schema import TOKEN_SCHEMA
-    from corral.shards import token_batch_flat, write_shard
 
     rng = np.random.default_rng(seed)
     mixture = parse_mixture("name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n")

@@ -29,7 +29,7 @@ def _docs_batches(mb: int):
     import pydoc_data.topics
     import random
 
-    from corral.schema import make_record, records_to_batch
+    from corral.core.schema import make_record, records_to_batch
 
     # Each document draws 5-60 lines at random from the docs, so documents differ the way real
     # ones do and zstd sees realistic redundancy rather than the same text repeated.
@@ -61,8 +61,8 @@ def part_write(kind: str, mb: int, out: str) -> dict:
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    from corral.schema import DOC_SCHEMA
-    from corral.shards import ShardWriter
+    from corral.core.schema import DOC_SCHEMA
+    from corral.core.shards import ShardWriter
 
     batches = list(_docs_batches(mb))  # built before timing: both sides write the same batches
     text_bytes = sum(b.column("text").nbytes for b in batches)
@@ -95,7 +95,7 @@ def part_read(kind: str, path: str) -> dict:
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    from corral.shards import read_token_shard
+    from corral.core.shards import read_token_shard
 
     t0 = time.perf_counter()
     if kind == "corral":
@@ -135,7 +135,7 @@ def main() -> None:
 
     import numpy as np
 
-    from corral.shards import write_token_shard
+    from corral.core.shards import write_token_shard
 
     with tempfile.TemporaryDirectory() as tmp:
         res = {}

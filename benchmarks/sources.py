@@ -44,7 +44,7 @@ def _inputs(tmp: Path) -> dict[str, list[str]]:
 
 
 def _uncompressed_bytes(paths: list[str]) -> int:
-    from corral.pipeline.inputs import open_input
+    from corral.pipeline.inputs.streams import open_input
 
     total = 0
     for p in paths:
@@ -66,7 +66,7 @@ def _rules(source: str, paths: list[str]) -> collections.Counter:
     """Run one source's reader and rules without Beam; return the outcome counts."""
     from helpers import stages
 
-    from corral.pipeline.inputs import guarded
+    from corral.pipeline.inputs.streams import guarded
     from corral.pipeline.sources import arxiv, books, c4, github, stackexchange, wikipedia
 
     counts: collections.Counter = collections.Counter()
@@ -102,7 +102,7 @@ def _rules(source: str, paths: list[str]) -> collections.Counter:
 def _pipeline(source: str, paths: list[str], tmp: Path) -> int:
     from helpers import write_manifest
 
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
 
     spec = {"inputs": paths}
     name = source

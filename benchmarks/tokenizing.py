@@ -36,8 +36,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def real_texts(tmp: Path) -> list[str]:
-    from corral.pipeline.dag import build
-    from corral.shards import iter_records
+    from corral.core.shards import iter_records
+    from corral.pipeline.build import build
 
     d = SHARED
     (tmp / "m.yaml").write_text(
@@ -60,10 +60,10 @@ def synthetic_texts(n: int = 2000) -> list[str]:
 
 
 def make_build(out: Path, texts: list[str], copies: int) -> None:
-    from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
+    from corral.core.schema import make_record
+    from corral.core.shards import ShardWriter
+    from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
-    from corral.schema import make_record
-    from corral.shards import ShardWriter
 
     mixture = parse_mixture("name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n    inputs: [x]\n")
     w = ShardWriter(str(out / "docs" / "c4"), max_rows=2000)
@@ -104,7 +104,7 @@ def main() -> None:
     logging.getLogger().setLevel(logging.ERROR)
     import sentencepiece as spm
 
-    from corral.tokenize.train import adopt_tokenizer, train_tokenizer
+    from corral.tokenize.tokenizer import adopt_tokenizer, train_tokenizer
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmpdir:

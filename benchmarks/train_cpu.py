@@ -8,7 +8,7 @@ the output projection, `corral.train.loss`; fused AdamW from `corral.train.optim
 with `torch.compile` per block; transformers runs as one uses it: `model(input_ids,
 labels=labels).loss` with its default (SDPA) attention and the fused AdamW that its `Trainer`
 picks by default on torch ≥ 2.8. corral's processes get the environment `corral train` gives its
-workers (`corral.train.launch.worker_env`: transparent huge pages for large CPU buffers); so that
+workers (`corral.launch.torchrun.worker_env`: transparent huge pages for large CPU buffers); so that
 the share of that setting is plain, transformers also runs a second time with it. Prints tokens/s,
 ratios against transformers as one runs it, and each side's peak RSS.
 
@@ -94,7 +94,7 @@ def main() -> None:
         f"dim {a.dim}, {a.heads} heads, {a.layers} layers, vocab {a.vocab}, batch {a.batch} × {a.seq}, fp32, "
         f"{torch.get_num_threads()} threads"
     )
-    from corral.train.launch import worker_env
+    from corral.launch.torchrun import worker_env
 
     plain = {k: v for k, v in os.environ.items() if k not in worker_env({})}
     hf = run("hf", a, plain)

@@ -41,7 +41,7 @@ def read_warcio_corral(path: str) -> tuple[int, int]:
     """warcio over corral's tolerant decompressor (what corral's readers do)."""
     from warcio.archiveiterator import ArchiveIterator
 
-    from corral.pipeline.inputs import open_input
+    from corral.pipeline.inputs.streams import open_input
 
     n = size = 0
     with open_input(path) as f:

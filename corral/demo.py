@@ -43,14 +43,15 @@ class _Progress:
 
 def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> dict[str, str]:
     """Run every stage into `out_dir` (sample/, build/, run/); returns the paths it made."""
-    from corral.manifests.build import load_build
+    from corral.manifests.build_manifest import load_build
     from corral.manifests.mixture import shipped_manifest
     from corral.manifests.render import inspect_data, render_table
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
+    from corral.pipeline.sources.registry import SOURCES
     from corral.report.html import write_report
     from corral.sample import write_sample
     from corral.tokenize.encode import tokenize_build
-    from corral.tokenize.train import tokenizer_path, train_tokenizer
+    from corral.tokenize.tokenizer import tokenizer_path, train_tokenizer
 
     out = Path(out_dir).resolve()
     sample, build_out, run = out / "sample", out / "build", out / "run"
@@ -76,7 +77,7 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     p.done("tokenize", t, ", ".join(f"{k} {v:,}" for k, v in tokens.items() if v) + " tokens")
 
     t = p.start("inspect", "Table 1 of this build")
-    print(render_table(inspect_data(str(build_out))), flush=True)
+    print(render_table(inspect_data(str(build_out), SOURCES)), flush=True)
     p.done("inspect", t, "printed")
 
     t = p.start("train", f"a tiny LLaMA for {steps} steps on CPU (torchrun, {nproc} process(es))")
@@ -87,7 +88,7 @@ def run_demo(out_dir: str = "demo", steps: int = DEMO_STEPS, nproc: int = 1) -> 
     report = write_report(str(build_out), run_dir=str(run))
     p.done("report", t, report)
 
-    from corral.train.export import HF_DIR, export_dir  # torch: imported once the build's workers are done
+    from corral.train.weights import HF_DIR, export_dir  # torch: imported once the build's workers are done
 
     paths = {
         "sample": str(sample),

@@ -37,7 +37,7 @@ import tarfile
 import uuid
 from xml.sax.saxutils import escape, quoteattr
 
-from corral.fs import atomic_write_bytes
+from corral.core.fs import atomic_write_bytes
 
 SEED = 20230227  # LLaMA's arXiv date, as a fixed seed
 CRAWL_DATE = "2026-11-01T00:00:00Z"  # every WARC-Date, dump and post date of the sample
@@ -248,7 +248,7 @@ def dist_info(dist: str) -> str | None:
 def license_files(info: str) -> list[str]:
     """A dist-info's license files (under licenses/, or LICENSE*/COPYING* beside METADATA), as the
     GitHub rules name license files."""
-    from corral.licenses import is_license_file
+    from corral.core.licenses import is_license_file
 
     found = glob.glob(os.path.join(info, "licenses", "**", "*"), recursive=True)
     found += glob.glob(os.path.join(info, "LICEN[CS]E*")) + glob.glob(os.path.join(info, "COPYING*"))

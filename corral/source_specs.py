@@ -1,7 +1,7 @@
 """The seven sources of LLaMA's Table 1, declared once.
 
 Every list of sources derives from SPECS: the document schema's `source` values and their order
-(corral.schema), the manifest's source sections and their per-source defaults
+(corral.core.schema), the manifest's source sections and their per-source defaults
 (corral.manifests.options), Table 1's row names (inspect, the report) and the module that reads and
 plans each source's phases (corral.pipeline.plans). This module imports nothing of corral, so every
 layer can read it.

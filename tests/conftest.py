@@ -24,11 +24,11 @@ def make_build(out: Path, n_docs: dict | None = None, tokenize: bool = True, sig
     (with `signals`, documents carry urls, languages, every signal and a meta object)."""
     import numpy as np
 
-    from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
+    from corral.core.model_cache import sha256_file
+    from corral.core.schema import make_record
+    from corral.core.shards import ShardWriter, write_token_shard
+    from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
-    from corral.model_cache import sha256_file
-    from corral.schema import make_record
-    from corral.shards import ShardWriter, write_token_shard
 
     n_docs = n_docs or {"c4": 30, "books": 7}
     weights = {"c4": 0.75, "books": 0.25}
@@ -90,7 +90,7 @@ def tiny_build(tmp_path) -> Path:
 def tokenized(tmp_path_factory) -> Path:
     """A small build with a trained 300-piece tokenizer and its token shards (for training tests)."""
     from corral.tokenize.encode import tokenize_build
-    from corral.tokenize.train import train_tokenizer
+    from corral.tokenize.tokenizer import train_tokenizer
 
     out = make_build(tmp_path_factory.mktemp("tok") / "b", n_docs={"c4": 60, "books": 20}, tokenize=False)
     train_tokenizer(str(out), vocab_size=300, threads=1)
@@ -107,9 +107,9 @@ def real_build(tmp_path_factory) -> Path:
     StackExchange) with a tokenizer trained on it and its token shards."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not present at {SHARED_DATA} (only on the project's own machines)")
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
     from corral.tokenize.encode import tokenize_build
-    from corral.tokenize.train import train_tokenizer
+    from corral.tokenize.tokenizer import train_tokenizer
 
     tmp = tmp_path_factory.mktemp("real")
     d = SHARED_DATA

@@ -10,9 +10,9 @@ import textwrap
 import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+from corral.core.shards import iter_records
 from corral.manifests.options import defaults, source_stages
 from corral.sample import dist_info, license_files
-from corral.shards import iter_records
 
 
 def stages(source: str, **overrides) -> dict:
@@ -27,7 +27,7 @@ def run_read(module, paths: list[str], tmp_path, **overrides) -> list[dict]:
     """Run `module.read_file` over paths in a Beam pipeline; return every outcome (collected through a file)."""
     import json
 
-    from corral.pipeline.on_beam import ReadFiles
+    from corral.engine.on_beam import ReadFiles
 
     out = tmp_path / f"outcomes-{len(os.listdir(tmp_path))}.jsonl"
     with beam.Pipeline(runner=FnApiRunner()) as p:

@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from corral.beam_local import local_runner
 from corral.cli import main
-from corral.pipeline.runners import RunnerProfileError, profile_flags
+from corral.engine.runners import RunnerProfileError, profile_flags
 from corral.sample import write_sample
 
 ARTIFACTS = Path(os.environ.get("CORRAL_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
@@ -81,7 +81,7 @@ def test_demo_sample_exercises_the_rules(demo):
     for name, reasons in expect.items():
         assert reasons <= set(funnels[name]["dropped"]), (name, funnels[name]["dropped"])
     # line dedup took the navigation and footer lines that every page of a site repeats
-    from corral.shards import iter_records
+    from corral.core.shards import iter_records
 
     docs = [r for f in (out / "build" / "docs" / "commoncrawl").glob("*.arrow") for r in iter_records(str(f))]
     assert docs and not any("All rights reserved." in r["text"] or "Privacy policy" in r["text"] for r in docs)
@@ -198,7 +198,7 @@ def test_build_cli_refuses_a_profile_without_its_options(tmp_path, capsys):
 
 
 def test_report_reads_at_most_its_bound_per_source(demo, monkeypatch):
-    from corral.manifests.build import load_build
+    from corral.manifests.build_manifest import load_build
     from corral.report import html
 
     out, _ = demo

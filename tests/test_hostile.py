@@ -51,7 +51,7 @@ def _peak_build(tmp_path, name, huge):
     )
     out = tmp_path / f"{name}-out"
     code = (
-        "import sys; from corral.pipeline.dag import build; build(sys.argv[1], sys.argv[2]);"
+        "import sys; from corral.pipeline.build import build; build(sys.argv[1], sys.argv[2]);"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
     )
     res = subprocess.run(
@@ -101,7 +101,7 @@ def test_an_oversized_wet_record_is_one_error(tmp_path, monkeypatch):
 
     from warcio.warcwriter import WARCWriter
 
-    from corral.pipeline.sources import cc_read as commoncrawl
+    from corral.pipeline.sources.commoncrawl import warc as commoncrawl
 
     buf = BytesIO()
     w = WARCWriter(buf, gzip=True)

@@ -1,4 +1,4 @@
-"""http(s):// inputs (corral.http_fs) against a loopback server with faults: resumed reads, retries,
+"""http(s):// inputs (corral.core.http_fs) against a loopback server with faults: resumed reads, retries,
 truncation and change detection, globs refused, and a build over HTTP equal to one over local files."""
 
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from http_server import LoopbackServer
 
-from corral import fs, http_fs
-from corral.pipeline.inputs import InputError, match_inputs
+from corral.core import fs, http_fs
+from corral.pipeline.inputs.match import InputError, match_inputs
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +64,7 @@ def test_http_inputs_are_read_only(served):
 
 
 def _docs(out: Path) -> dict:
-    from corral.shards import iter_records
+    from corral.core.shards import iter_records
 
     return {
         s.name: [(r["id"], r["text"]) for f in sorted(s.glob("*.arrow")) for r in iter_records(str(f))]
@@ -73,7 +73,7 @@ def _docs(out: Path) -> dict:
 
 
 def test_a_build_over_http_with_faults_equals_a_build_over_local_files(tmp_path):
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
     from corral.sample import write_sample
 
     sample = tmp_path / "sample"
@@ -124,7 +124,7 @@ def test_a_build_over_http_with_faults_equals_a_build_over_local_files(tmp_path)
 
 
 def test_a_url_that_fails_mid_build_is_one_counted_error_and_the_rest_goes_on(tmp_path):
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
     from corral.sample import write_sample
 
     sample = tmp_path / "sample"
@@ -148,8 +148,8 @@ def test_a_paths_list_expands_to_its_files_and_a_404_among_them_is_one_counted_e
 
     from corral.cli import main
     from corral.manifests.mixture import ManifestError, load_mixture
-    from corral.pipeline.dag import build
-    from corral.pipeline.inputs import read_paths_list
+    from corral.pipeline.build import build
+    from corral.pipeline.inputs.match import read_paths_list
     from corral.sample import write_sample
 
     sample = tmp_path / "sample"
@@ -268,7 +268,7 @@ def test_commoncrawl_by_paths_list_and_wikipedia_by_dump_urls_over_faults_equal_
 
     import yaml
 
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
     from corral.sample import write_sample
 
     sample = tmp_path / "sample"

@@ -1,8 +1,8 @@
-"""License files by name and the license a text states (corral.licenses)."""
+"""License files by name and the license a text states (corral.core.licenses)."""
 
 import pytest
 
-from corral.licenses import LICENSE_PATTERNS, detect_license, is_license_file
+from corral.core.licenses import LICENSE_PATTERNS, detect_license, is_license_file
 
 MIT = "Permission is hereby granted, free of charge, to any person obtaining a copy of this software"
 

@@ -11,11 +11,11 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
-from corral.fs import is_remote
-from corral.manifests.build import BuildManifest, Funnel, SourceBuild, load_build, relative_shard
+from corral.core.fs import is_remote
+from corral.core.schema import make_record
+from corral.core.shards import ShardWriter, count_rows, read_token_shard, write_token_shard
+from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, load_build, relative_shard
 from corral.manifests.verify import verify_build
-from corral.schema import make_record
-from corral.shards import ShardWriter, count_rows, read_token_shard, write_token_shard
 
 ROOT = {"dir": None}
 

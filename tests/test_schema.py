@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from corral.schema import (
+from corral.core.schema import (
     DOC_SCHEMA,
     SIGNALS,
     SOURCES,

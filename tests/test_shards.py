@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from corral.fs import TMP_MARK
-from corral.schema import make_record, records_to_batch
-from corral.shards import (
+from corral.core.fs import TMP_MARK
+from corral.core.schema import make_record, records_to_batch
+from corral.core.shards import (
     ShardError,
     ShardWriter,
     count_rows,
@@ -63,8 +63,8 @@ def test_process_killed_mid_write_leaves_no_partial_shard(tmp_path):
     """A real crash (SIGKILL, no cleanup runs): the final name never holds a partial shard."""
     script = textwrap.dedent(f"""
         import os, signal
-        from corral.schema import make_record, records_to_batch
-        from corral.shards import ShardWriter
+        from corral.core.schema import make_record, records_to_batch
+        from corral.core.shards import ShardWriter
         w = ShardWriter({str(tmp_path)!r}, max_rows=1000)
         for i in range(1500):
             w.write(make_record("c4", f"k{{i}}", "text " * 50))
@@ -147,7 +147,7 @@ def test_token_shard_refuses_ids_beyond_uint16(tmp_path):
 
 def test_token_shard_must_be_one_batch(tmp_path):
     b = token_batch(["a"], [np.array([1, 2], dtype=np.uint16)])
-    from corral.schema import TOKEN_SCHEMA
+    from corral.core.schema import TOKEN_SCHEMA
 
     info = write_shard(str(tmp_path / "t.arrow"), [b, b], schema=TOKEN_SCHEMA, compression=None)
     with pytest.raises(ShardError, match="one record batch"):

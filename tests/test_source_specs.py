@@ -2,7 +2,7 @@
 
 import importlib
 
-from corral import schema
+from corral.core import schema
 from corral.manifests.options import source_stages
 from corral.source_specs import SOURCES, SPECS, build_order, display, table_order
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from corral import model_cache
+from corral.core import model_cache
 
 SENTENCES = """\
 the cat sat on the mat

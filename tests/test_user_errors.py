@@ -174,7 +174,7 @@ def test_training_mistakes_are_one_line_before_launch(tmp_path, tokenized):
     bare = make_build(tmp_path / "bare", tokenize=False)
     run = str(tmp_path / "r")
     one_line(corral("train", str(bare), "--run-dir", run), 2, "no tokenizer", "corral tokenizer train")
-    from corral.tokenize.train import train_tokenizer
+    from corral.tokenize.tokenizer import train_tokenizer
 
     train_tokenizer(str(bare), vocab_size=300, threads=1)
     one_line(corral("train", str(bare), "--run-dir", run), 2, "no token shards", "corral tokenize")
@@ -207,7 +207,7 @@ def test_build_and_dedup_into_a_file_are_one_line(tmp_path):
 
 def test_verify_reports_a_corrupted_zstd_shard(tmp_path):
     from corral.tokenize.encode import tokenize_build
-    from corral.tokenize.train import train_tokenizer
+    from corral.tokenize.tokenizer import train_tokenizer
 
     out = make_build(tmp_path / "b", tokenize=False)
     train_tokenizer(str(out), vocab_size=300, threads=1)
@@ -255,8 +255,8 @@ def test_ctrl_c_in_build_says_how_to_resume_and_exits_130(tmp_path):
 
 
 def test_ctrl_c_in_tokenize_stops_beams_workers_and_exits_130(tmp_path):
-    from corral.procs import children
-    from corral.tokenize.train import train_tokenizer
+    from corral.core.procs import children
+    from corral.tokenize.tokenizer import train_tokenizer
 
     out = make_build(tmp_path / "b", n_docs={"c4": 400, "books": 40}, tokenize=False)
     train_tokenizer(str(out), vocab_size=300, threads=1)
@@ -351,7 +351,7 @@ def _hf_matches_sentencepiece(model: Path, dest: Path) -> None:
 
 
 def test_hf_tokenizer_equals_sentencepiece_on_whitespace_with_a_trained_model(tmp_path):
-    from corral.tokenize.train import tokenizer_path, train_tokenizer
+    from corral.tokenize.tokenizer import tokenizer_path, train_tokenizer
 
     out = make_build(tmp_path / "b", tokenize=False)
     train_tokenizer(str(out), vocab_size=300, threads=1)
@@ -396,7 +396,7 @@ def test_dedup_lists_removed_ids_and_refuses_another_jobs_folder(tmp_path, capsy
 def test_memory_estimate_counts_the_models_parameters_and_shards_the_state():
     import torch
 
-    from corral.train import memory
+    from corral.launch import memory
     from corral.train.model import Transformer, model_args
 
     for name in ("tiny", "7B"):
@@ -414,8 +414,8 @@ def test_memory_estimate_counts_the_models_parameters_and_shards_the_state():
 
 
 def test_a_tally_keeps_a_few_short_examples_per_drop_reason():
-    from corral.outcome import DROPPED, apply_rule, kept
-    from corral.pipeline.stage import EXAMPLE_CHARS, EXAMPLES_PER_REASON, Tally
+    from corral.core.outcome import DROPPED, apply_rule, kept
+    from corral.pipeline.rounds.stage import EXAMPLE_CHARS, EXAMPLES_PER_REASON, Tally
 
     t = Tally()
     for i in range(EXAMPLES_PER_REASON + 2):
@@ -429,7 +429,7 @@ def test_a_tally_keeps_a_few_short_examples_per_drop_reason():
 
 
 def test_a_folder_is_claimed_by_one_build_and_overwrite_clears_only_corrals_entries(tmp_path):
-    from corral.pipeline import folders
+    from corral.engine import folders
 
     out = tmp_path / "o"
     folders.claim(str(out), "build", "a", "--out", False, "build 'a'", "rebuild")

@@ -40,9 +40,9 @@ def small_model(vocab=300, **kw):
 
 def token_build(out: Path, weights: dict, docs: int = 60, eos: bool = True, seed: int = 0) -> Path:
     """A build of one token shard per source, `docs` random documents each, with the given weights."""
-    from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
+    from corral.core.shards import write_token_shard
+    from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
-    from corral.shards import write_token_shard
 
     rng = np.random.default_rng(seed)
     mixture = parse_mixture(

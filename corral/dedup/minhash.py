@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 import xxhash
 
-from corral.text import replace_category
+from corral.core.text import replace_category
 
 DEFAULT_NGRAM = 5  # word 5-gram shingles (datasketch's and text-dedup's usual choice for web text)
 DEFAULT_THRESHOLD = 0.8  # target Jaccard similarity (0.9 for books: LLaMA's ">90% overlap")

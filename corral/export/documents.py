@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corral.schema import SIGNALS
+from corral.core.schema import SIGNALS
 
 PARQUET_COMPRESSION = "zstd"  # pyarrow's Parquet writer; readable by every Parquet reader
 GZIP_LEVEL = 6  # gzip's default trade-off (dolma and datatrove write .jsonl.gz)

@@ -7,8 +7,11 @@ sources:
   commoncrawl:
     weight: 0.67               # sampling proportion; all weights sum to 1
     inputs: [gs://bucket/cc/*.warc.wet.gz]
-    langid: {threshold: 0.5}   # any stage section of corral.manifests.options
+    langid: {threshold: 0.5}   # any stage section the source declares (its `options`)
 ```
+
+The sources a manifest may name, and their stage sections, are those of the catalogue it is read
+with (corral.pipeline.sources.registry for a build).
 
 Validation collects every problem and raises one ManifestError whose message names the file, the
 field (dotted path) and its line: unknown sources, sections and options, wrong types, negative
@@ -24,15 +27,15 @@ import hashlib
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from corral.errors import UsageError
-from corral.manifests.options import TOP_SECTIONS, Option, defaults, source_stages
-from corral.source_specs import SOURCES
+from corral.core.errors import UsageError
+from corral.manifests.options import TOP_SECTIONS, Option, SourceOptions, defaults, source_stages
 
 WEIGHT_SUM_TOLERANCE = 1e-6  # weights must sum to 1 within this
 _TOP_KEYS = ("name", "description", "target_tokens", "seed", "sources", *TOP_SECTIONS)
@@ -85,7 +88,7 @@ def parse_quantity(value: Any) -> int:
 
 
 @dataclass
-class SourceSpec:
+class SourceSettings:
     name: str
     weight: float
     inputs: list[str | dict]  # paths, globs, URLs, or paths lists ({paths, base, limit, every})
@@ -96,7 +99,7 @@ class SourceSpec:
 class Mixture:
     name: str
     target_tokens: int
-    sources: dict[str, SourceSpec]
+    sources: dict[str, SourceSettings]
     path: str | None = None
     description: str = ""
     seed: int = 0
@@ -186,7 +189,14 @@ def shipped_manifest(name: str) -> str:
     return str(path)
 
 
-def load_mixture(path: str | os.PathLike) -> Mixture:
+def mixture_weights(path: str) -> dict[str, float]:
+    """Each source's weight in a mixture manifest, read without checking its stage options (the
+    report's Table 1 column, from manifests/llama1.yaml)."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return {name: float(spec["weight"]) for name, spec in data["sources"].items()}
+
+
+def load_mixture(path: str | os.PathLike, sources: Sequence[SourceOptions]) -> Mixture:
     """Read and validate a mixture manifest; raise ManifestError naming the file and each bad field."""
     path = str(path)
     try:
@@ -195,17 +205,17 @@ def load_mixture(path: str | os.PathLike) -> Mixture:
         raise ManifestError(path, [("", f"cannot read: {e.strerror or e}")]) from e
     except UnicodeDecodeError as e:
         raise ManifestError(path, [("", f"not UTF-8 text ({e.reason} at byte {e.start})")]) from e
-    return parse_mixture(text, path)
+    return parse_mixture(text, sources, path)
 
 
-def parse_mixture(text: str, path: str = "<mixture>") -> Mixture:
+def parse_mixture(text: str, sources: Sequence[SourceOptions], path: str = "<mixture>") -> Mixture:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ManifestError(path, [("", f"not valid YAML{where}: {getattr(e, 'problem', e)}")]) from e
-    v = _Validator(path, _line_map(text))
+    v = _Validator(path, _line_map(text), {s.name: s for s in sources})
     mixture = v.mixture(data)
     if v.problems:
         raise ManifestError(path, v.problems)
@@ -215,9 +225,10 @@ def parse_mixture(text: str, path: str = "<mixture>") -> Mixture:
 
 
 class _Validator:
-    def __init__(self, path: str, lines: dict[str, int]):
+    def __init__(self, path: str, lines: dict[str, int], catalogue: dict[str, SourceOptions]):
         self.path = path
         self.lines = lines
+        self.catalogue = catalogue
         self.problems: list[tuple[str, str]] = []
 
     def bad(self, fld: str, msg: str) -> None:
@@ -262,14 +273,14 @@ class _Validator:
         sections = {}
         for sec, opts in TOP_SECTIONS.items():
             sections[sec] = self.section(sec, data.get(sec), opts)
-        sources: dict[str, SourceSpec] = {}
+        sources: dict[str, SourceSettings] = {}
         raw_sources = data.get("sources")
         if not isinstance(raw_sources, dict) or not raw_sources:
-            self.bad("sources", f"required: a mapping of source name to its settings ({', '.join(SOURCES)})")
+            self.bad("sources", f"required: a mapping of source name to its settings ({', '.join(self.catalogue)})")
         else:
-            self.unknown("sources", raw_sources.keys(), SOURCES)
+            self.unknown("sources", raw_sources.keys(), list(self.catalogue))
             for sname, sdata in raw_sources.items():
-                if sname in SOURCES:
+                if sname in self.catalogue:
                     spec = self.source(sname, sdata)
                     if spec is not None:
                         sources[sname] = spec
@@ -287,12 +298,12 @@ class _Validator:
             sections=sections,
         )
 
-    def source(self, sname: str, sdata: Any) -> SourceSpec | None:
+    def source(self, sname: str, sdata: Any) -> SourceSettings | None:
         where = f"sources.{sname}"
         if not isinstance(sdata, dict):
             self.bad(where, "must be a mapping with weight, inputs and stage options")
             return None
-        stage_specs = source_stages(sname)
+        stage_specs = source_stages(self.catalogue[sname])
         self.unknown(where, sdata.keys(), (*_SOURCE_KEYS, *stage_specs))
         weight = 0.0
         w = sdata.get("weight")
@@ -325,7 +336,7 @@ class _Validator:
         stages = {
             stage: self.section(f"{where}.{stage}", sdata.get(stage), opts) for stage, opts in stage_specs.items()
         }
-        return SourceSpec(
+        return SourceSettings(
             name=sname, weight=weight, inputs=[p if isinstance(p, dict) else str(p) for p in inputs], stages=stages
         )
 

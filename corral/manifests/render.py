@@ -4,24 +4,27 @@ source's funnel, for a mixture manifest (before a build) or a build folder (afte
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
-from corral.manifests.build import BuildManifest, load_build
+from corral.manifests.build_manifest import BuildManifest, load_build
 from corral.manifests.mixture import Mixture, load_mixture
 from corral.manifests.mixture_math import epochs, seen_tokens
-from corral.source_specs import display, table_order
+from corral.manifests.options import SourceOptions
+from corral.manifests.table1 import display, table_order
 
 
 def is_mixture_path(path: str) -> bool:
     return path.endswith((".yaml", ".yml")) or (os.path.isfile(path) and not path.endswith(".json"))
 
 
-def inspect_data(path: str) -> dict[str, Any]:
-    """The inspect result as data: {"kind", "name", "target_tokens", "sources": {name: {...}}}. A
-    source may also carry "inputs" ({"input", "files", "problem"} each; the CLI's `--files` adds
-    them, since expanding inputs is the pipeline layer's job), which the table and JSON show."""
+def inspect_data(path: str, sources: Sequence[SourceOptions]) -> dict[str, Any]:
+    """The inspect result as data: {"kind", "name", "target_tokens", "sources": {name: {...}}}; a
+    mixture manifest is read with the `sources` it may name. A source may also carry "inputs"
+    ({"input", "files", "problem"} each; the CLI's `--files` adds them, since expanding inputs is
+    the pipeline layer's job), which the table and JSON show."""
     if is_mixture_path(path):
-        return _from_mixture(load_mixture(path))
+        return _from_mixture(load_mixture(path, sources))
     return _from_build(load_build(path), path)
 
 

@@ -12,11 +12,11 @@ import glob
 import os
 from dataclasses import dataclass, field
 
-from corral.fs import exists as file_exists
-from corral.fs import is_remote, sha256_of
-from corral.fs import size as file_size
-from corral.manifests.build import BuildManifestError, join, load_build
-from corral.shards import SHARD_SUFFIX, ShardError, count_rows, read_token_shard
+from corral.core.fs import exists as file_exists
+from corral.core.fs import is_remote, join, sha256_of
+from corral.core.fs import size as file_size
+from corral.core.shards import SHARD_SUFFIX, ShardError, count_rows, read_token_shard
+from corral.manifests.build_manifest import BuildManifestError, load_build
 
 
 @dataclass

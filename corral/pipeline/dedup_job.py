@@ -16,7 +16,7 @@ memory does not grow with them. It writes:
   OUT/manifest.json       the funnel (records read, kept, near duplicates dropped, errors), the shards
                           and the settings (threshold, n-gram, permutations, bands × rows, fingerprint)
 The same input gives the same output. An OUT that holds another job (other inputs or settings)
-or a build is refused unless --overwrite (corral.pipeline.folders).
+or a build is refused unless --overwrite (corral.engine.folders).
 """
 
 from __future__ import annotations
@@ -26,34 +26,33 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
-from corral import fs
+from corral.core import fs
+from corral.core.errors import UsageError
+from corral.core.fs import is_remote, join
+from corral.core.outcome import KEPT, error, funnel_from_counts
+from corral.core.schema import DOC_SCHEMA, SIGNALS
+from corral.core.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, iter_batches
 from corral.dedup import minhash
-from corral.errors import UsageError
-from corral.fs import atomic_write_bytes
-from corral.manifests.build import BuildManifest, SourceBuild, join, relative_shard
-from corral.outcome import KEPT, error, funnel_from_counts
-from corral.pipeline import folders, pool
-from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, open_raw, strip_compression_suffix
-from corral.pipeline.phases import BUILD_DIR, Graph, SourceTask, recorded_summaries, run_phase, work_dir
-from corral.pipeline.plans import SourcePlan, dedup_and_select
-from corral.pipeline.stage import stage_outcomes
-from corral.schema import DOC_SCHEMA, SIGNALS
-from corral.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, ShardInfo, iter_batches
+from corral.engine import folders
+from corral.engine.execute import execute
+from corral.engine.graph import Graph
+from corral.engine.progress import Progress
+from corral.engine.runners import Executor
+from corral.manifests.build_manifest import BuildManifest, SourceBuild
+from corral.pipeline.collect import funnel_counts, merge_errors, selected
+from corral.pipeline.inputs.streams import iter_jsonl, open_raw, strip_compression_suffix
+from corral.pipeline.phases import add_source
+from corral.pipeline.rounds.near import write_clusters
+from corral.pipeline.rounds.stage import work_dir
+from corral.pipeline.sources.base import Piece, Source, SourcePlan
 
 LABEL = "input"  # the funnel's source name for a standalone job
 ERRORS = "errors.jsonl"  # OUT/errors.jsonl: the dead letters, one JSON object a line
 REMOVED = "removed.jsonl"  # OUT/removed.jsonl: each dropped near duplicate and its cluster's representative
-CLUSTER_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("cluster", pa.string(), nullable=False),
-        pa.field("representative", pa.bool_(), nullable=False),
-    ]
-)
+CLUSTERS = "clusters.arrow"  # OUT/clusters.arrow: every member of a cluster of two or more
 
 
 class DedupInputError(UsageError):
@@ -158,85 +157,55 @@ def write_removed(clusters: str, dest: str) -> int:
     return n
 
 
-def write_clusters(path: str, rows: list[tuple[str, str, bool]]) -> None:
-    """OUT/clusters.arrow: (id, its cluster's representative id, whether it is that one) per member."""
-    from corral.shards import write_shard
-
-    rows = sorted(rows)
-    batch = pa.RecordBatch.from_arrays(
-        [
-            pa.array([r[0] for r in rows], pa.string()),
-            pa.array([r[1] for r in rows], pa.string()),
-            pa.array([bool(r[2]) for r in rows], pa.bool_()),
-        ],
-        schema=CLUSTER_SCHEMA,
-    )
-    write_shard(path, [batch], schema=CLUSTER_SCHEMA, compression="zstd")
+# --- the job: a build source of its own, near dedup only ---------------------------------------------
 
 
-# --- the job: phases over files, as `corral build` runs a source's near dedup ----------------------
+class Documents(Source):
+    """The job's input as a source: records with a `text`, read as they are, near dedup only."""
+
+    name = LABEL
+
+    def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        return read_records(piece.path)
+
+    def rounds(self, stages: dict[str, Any]) -> list[str]:
+        return ["near"]
 
 
-class _StageTask(SourceTask):
-    """One input file → its staged records and their MinHash band keys."""
+@dataclass(frozen=True)
+class DedupSettings:
+    """The job's MinHash settings (corral.dedup.minhash)."""
 
-    phase = "stage"
+    threshold: float = minhash.DEFAULT_THRESHOLD
+    ngram: int = minhash.DEFAULT_NGRAM
+    num_perm: int | None = None  # derived from the threshold when not given
+    verify: bool = True  # check each candidate pair's exact Jaccard
 
-    def run(self, item, *earlier):
-        outcomes = guarded(LABEL, item["path"], read_records(item["path"]))
-        return stage_outcomes(self.out, LABEL, item["index"], outcomes, self.stages)
 
-
-def _settings(threshold: float, ngram: int, num_perm: int | None, verify: bool):
+def _stages(s: DedupSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the stages a build source would run, the settings the manifest records)."""
-    params = minhash.derive_lsh(threshold, num_perm, verify)
-    shingles = {"threshold": threshold, "ngram": ngram, "num_perm": params.num_perm, "verify": verify}
+    params = minhash.derive_lsh(s.threshold, s.num_perm, s.verify)
+    shingles = {"threshold": s.threshold, "ngram": s.ngram, "num_perm": params.num_perm, "verify": s.verify}
     stages = {"exact_dedup": {"enabled": False}, "minhash": {"enabled": True, **shingles}}
     lsh = {"bands": params.bands, "rows": params.rows, "seed": minhash.SEED}
     return stages, {"dedup": {**shingles, **lsh}}
 
 
-def _run_phases(out: str, files: list[str], stages: dict[str, Any], fingerprint: str, workers: int) -> SourcePlan:
-    """Stage every file with its band keys, then decide and select as a build source's near dedup does."""
-    output = {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS, "shard_max_bytes": DEFAULT_MAX_BYTES}
-    plan = SourcePlan(LABEL, stages, output, out, files, fingerprint)
-    graph = Graph()
-    staged = run_phase(graph, "stage", _StageTask(out, stages), out, items=plan.file_items())
-    plan.count_phases = ["stage"]
-    docs = join(out, "docs")
-    dedup_and_select(graph, plan, staged, unique=False, cluster_rows=join(out, "clusters.arrow"), docs_dir=docs)
-    pool.execute(graph, workers)
-    return plan
-
-
 def _write_side_files(out: str) -> None:
-    """OUT/errors.jsonl (the dead letters, when any), clusters.arrow and removed.jsonl; the
-    working files under OUT/_build removed."""
-    errors = []
-    for path in fs.list_files(join(work_dir(out, LABEL), "errors")):
-        errors += [ln for ln in fs.read_bytes(path).decode("utf-8").splitlines() if ln]
+    """OUT/errors.jsonl (the dead letters, when any), clusters.arrow and removed.jsonl."""
     fs.remove([join(out, ERRORS)])
-    if errors:
-        atomic_write_bytes(join(out, ERRORS), ("\n".join(sorted(errors)) + "\n").encode("utf-8"))
-    if not fs.exists(join(out, "clusters.arrow")):
-        write_clusters(join(out, "clusters.arrow"), [])
-    write_removed(join(out, "clusters.arrow"), join(out, REMOVED))
+    merge_errors(out, LABEL, join(out, ERRORS))
+    if not fs.exists(join(out, CLUSTERS)):
+        write_clusters(join(out, CLUSTERS), [])
+    write_removed(join(out, CLUSTERS), join(out, REMOVED))
 
 
-def _source_build(out: str, plan: SourcePlan) -> SourceBuild:
+def _source_build(out: str, source: Source) -> SourceBuild:
     """The job's one source: its funnel from the phases' counts, its shards from the select phase."""
-    counts: dict[tuple[str, str, str | None], int] = {}
-    for phase in plan.count_phases:
-        for summary in recorded_summaries(out, LABEL, phase):
-            for status, reason, _group, n in summary["counts"]:
-                counts[(LABEL, status, reason)] = counts.get((LABEL, status, reason), 0) + n
-    selected = recorded_summaries(out, LABEL, "select")
-    written = sorted((d for summary in selected for d in summary["shards"]), key=lambda d: d["path"])
-    shards = [relative_shard(ShardInfo(**d), out) for d in written]
-    sb = SourceBuild(
-        1.0, sum(d["documents"] for d in shards), sum(summary["bytes"] for summary in selected), shards=shards
-    )
-    funnel = funnel_from_counts(counts.items()).get(LABEL)
+    counts = funnel_counts(out, source, ("stage", "select"), set())
+    shards, text_bytes = selected(out, LABEL)
+    sb = SourceBuild(1.0, sum(d["documents"] for d in shards), text_bytes, shards=shards)
+    funnel = funnel_from_counts(((LABEL, s, r), n) for (s, r), n in counts.items()).get(LABEL)
     if funnel is not None:
         sb.funnel = funnel
     return sb
@@ -245,37 +214,47 @@ def _source_build(out: str, plan: SourcePlan) -> SourceBuild:
 def dedup(
     spec: str,
     out: str,
-    threshold: float = minhash.DEFAULT_THRESHOLD,
-    ngram: int = minhash.DEFAULT_NGRAM,
-    num_perm: int | None = None,
-    verify: bool = True,
-    workers: int | None = None,
+    how: Executor | None = None,
+    *,
+    settings: DedupSettings | None = None,
     overwrite: bool = False,
 ) -> BuildManifest:
-    """Run the near-duplicate job over the input files; return the written manifest.
+    """Run the near-duplicate job over the input files on `how` (the local pool, one worker, by
+    default); return the written manifest.
 
-    The phases of a build source's near dedup (corral.pipeline.near): each file staged with its
+    The phases of a build source's near dedup (corral.pipeline.rounds.near): each file staged with its
     band keys; the LSH partitions' candidate edges, verified by exact Jaccard against the staged
     texts; components and their representatives; then each file's records written out, tagged or
     dropped. The pipeline carries work items and summaries only; the working files under
     OUT/_build are removed at the end.
     """
     files = input_files(spec)
-    stages, settings = _settings(threshold, ngram, num_perm, verify)
-    print_ = hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode("utf-8")).hexdigest()
-    try:  # the same inputs and settings redo the job; other ones are refused (corral.pipeline.folders)
+    stages, recorded = _stages(settings or DedupSettings())
+    print_ = hashlib.sha256(json.dumps([recorded, files], sort_keys=True).encode("utf-8")).hexdigest()
+    try:  # the same inputs and settings redo the job; other ones are refused (corral.engine.folders)
         folders.claim(
-            out, "dedup", print_, "--out", overwrite, "this dedup job", "rerun it with its own input and settings"
+            out,
+            "dedup",
+            print_,
+            flag="--out",
+            overwrite=overwrite,
+            what="this dedup job",
+            redo="rerun it with its own input and settings",
         )
     except folders.FolderInUse as e:
         raise DedupInputError(str(e)) from e
-    settings["dedup"]["fingerprint"] = print_
+    recorded["dedup"]["fingerprint"] = print_
     fs.remove([work_dir(out, LABEL), join(out, "docs")])
-    plan = _run_phases(out, files, stages, print_, workers or 1)
+    output = {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS, "shard_max_bytes": DEFAULT_MAX_BYTES}
+    plan = SourcePlan(LABEL, stages, output, out, [Piece(f) for f in files], fingerprint=print_)
+    plan.docs_dir, plan.cluster_rows = join(out, "docs"), join(out, CLUSTERS)
+    source, graph = Documents(), Graph()
+    add_source(graph, source, plan)
+    execute(graph, how or Executor(), Progress(graph, "dedup"))
     _write_side_files(out)
-    sb = _source_build(out, plan)
-    fs.remove([join(out, BUILD_DIR)])
+    sb = _source_build(out, source)
+    fs.remove([join(out, folders.BUILD_DIR)])
     mixture = {"name": "dedup", "inputs": [spec], "target_tokens": 0}
-    manifest = BuildManifest(mixture=mixture, settings=settings, sources={LABEL: sb})
+    manifest = BuildManifest(mixture=mixture, settings=recorded, sources={LABEL: sb})
     manifest.save(out)
     return manifest

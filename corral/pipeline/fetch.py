@@ -6,7 +6,7 @@ the manifest that reads the local files.
   checksum list beside it (Wikimedia's `<wiki>-<date>-sha1sums.txt` / `-md5sums.txt`). A file under
   its final name is complete: a rerun never downloads it again.
 - A `.part` left by a killed fetch is resumed with a Range request (restarted where the server
-  ignores Range). Downloads run `--parallel` at a time (default 4), each with corral.http_fs's
+  ignores Range). Downloads run `--parallel` at a time (default 4), each with corral.core.http_fs's
   retries; a file that still fails is reported and the others go on.
 - Paths lists are copied too, and the manifest copy names them with `base` pointing into DIR and
   the `limit`/`every` that was fetched. Local inputs stay as they are. `--only SOURCE` fetches one
@@ -27,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral import fs
-from corral.errors import UsageError
+from corral.core import fs
+from corral.core.errors import UsageError
 from corral.manifests.mixture import ManifestError, load_mixture
-from corral.pipeline.inputs import InputError, match_inputs, paths_list_problem, read_paths_list
+from corral.pipeline.inputs.match import InputError, match_inputs, paths_list_problem, read_paths_list
+from corral.pipeline.sources.registry import SOURCES
 
 PARALLEL = 4  # downloads at once (corral's choice: polite to one publisher)
 PART = ".part"  # a download in progress
@@ -128,7 +129,7 @@ def _download(job: Job, progress: _Progress, sums: dict, lock: threading.Lock) -
     have = os.path.getsize(part) if os.path.isfile(part) else 0
     expected = _checksums(job.url, sums, lock)
     if job.url.split("://", 1)[0].lower() in ("http", "https"):
-        from corral.http_fs import HttpReader
+        from corral.core.http_fs import HttpReader
 
         reader = HttpReader(job.url, start=have)
         if reader.pos != have:  # the server ignored the Range: start over
@@ -163,7 +164,7 @@ def plan(manifest_path: str, to: str, only: str | None, limit: int | None) -> tu
     """The files to fetch, and the manifest copy's sources (inputs rewritten to DIR)."""
     import yaml
 
-    mixture = load_mixture(manifest_path)
+    mixture = load_mixture(manifest_path, SOURCES)
     if only and only not in mixture.sources:
         raise FetchError(f"--only {only}: the manifest has no such source ({', '.join(mixture.sources)})")
     with open(manifest_path, encoding="utf-8") as f:

@@ -1,173 +1,92 @@
-"""Phases over files: the build's execution model (docs/design.md).
+"""A source's phases in a build's graph: its own, up to staged documents with their keys (the
+source's `stage`, corral.pipeline.sources.base), then the same for every source:
 
-A phase is a kind of task run over a list of work items — an input file, a group of staged files,
-a partition of dedup keys, a language's side model. A task reads and writes files under OUT and
-returns a small JSON summary; nothing else leaves it. Each finished item leaves a completion record,
-`OUT/_build/<source>/done/<phase>/<key>.json`, holding the item's fingerprint and its summary, so a
-rerun after a kill returns the recorded summary of every finished item without redoing it.
+  staged files + key files ─► the dedup rounds its settings enable (unique ids, exact contents,
+  MinHash near duplicates) ─► select (the decisions and the source's own thresholds applied,
+  OUT/docs/<source>/part-*.arrow written)
 
-The sources add their phases to a `Graph`. Two executors run it: `corral.pipeline.pool` on this
-machine (a pool of worker processes, or this process alone), and `corral.pipeline.on_beam` on any
-Beam runner (the FnApiRunner, the DaskRunner, Flink, Spark, Dataflow). Both run the same tasks
-through `run_item`, so they write the same files.
+Nothing here names a source.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import replace
+from functools import partial
 
-from corral import fs
+from corral.engine.graph import Graph, Handle
+from corral.pipeline.rounds.decide import RoundTask, round_items, rounds_of
+from corral.pipeline.rounds.near import ClustersTask, LshTask, clusters_items, lsh_items
+from corral.pipeline.rounds.select import SelectPlan, SelectTask, select_items
+from corral.pipeline.rounds.stage import StagedSummary
+from corral.pipeline.sources.base import Source, SourcePlan, Staged
 
-BUILD_DIR = "_build"
-EXAMPLES = "examples"  # OUT/_build/<source>/examples/<phase>--<key>.json: a task's dropped examples
-
-
-def work_dir(out: str, source: str) -> str:
-    """A source's working folder under OUT (staged shards, key files, decisions, completion records)."""
-    return fs.join(out, f"{BUILD_DIR}/{source}")
+KEY_ROUNDS = ("unique", "exact")  # the rounds decided by key partitions, in this order, before near
 
 
-def done_path(out: str, source: str, phase: str, key: str) -> str:
-    return fs.join(work_dir(out, source), f"done/{phase}/{key}.json")
-
-
-def read_done(out: str, source: str, phase: str, key: str) -> dict[str, Any] | None:
-    try:
-        return json.loads(fs.read_bytes(done_path(out, source, phase, key)))
-    except (OSError, ValueError):
-        return None
-
-
-def recorded_summaries(out: str, source: str, phase: str) -> list[dict[str, Any]]:
-    """Every completion record's summary of a phase, in key order."""
-    folder = fs.join(work_dir(out, source), f"done/{phase}")
-    found = []
-    for path in fs.list_files(folder):
-        if path.endswith(".json") and fs.TMP_MARK not in path:
-            try:
-                found.append(json.loads(fs.read_bytes(path))["summary"])
-            except (OSError, ValueError, KeyError):
-                continue
-    return found
-
-
-class Task:
-    """One kind of work. Subclasses set `phase` and implement `run(item) -> summary`; `setup` loads
-    what a worker needs once (models are loaded there or lazily, never pickled with the task).
-
-    An item is a JSON-able dict with at least `source`, `key` (unique within the phase, a file name)
-    and `fingerprint` (what its outputs depend on: a changed one is redone)."""
-
-    phase = "task"
-
-    def setup(self) -> None:
-        pass
-
-    def run(self, item: dict[str, Any], *earlier: list[dict[str, Any]]) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-class FolderTask(Task):
-    """A task that reads and writes under the build folder OUT."""
-
-    def __init__(self, out: str):
-        self.out = out
-
-
-class SourceTask(FolderTask):
-    """A task of one source's phases: the build folder and the source's stage options."""
-
-    def __init__(self, out: str, stages: dict[str, Any]):
-        super().__init__(out)
-        self.stages = stages
-
-
-def run_item(task: Task, out: str, item: dict[str, Any], earlier: tuple | list) -> dict[str, Any]:
-    """Run a task on one item unless its completion record (same fingerprint) says it is done;
-    record it when it finishes. Returns the item's summary (`reused` when recorded before)."""
-    src, phase, key = item["source"], task.phase, item["key"]
-    done = read_done(out, src, phase, key)
-    if done is not None and done.get("fingerprint") == item["fingerprint"]:
-        return {**done["summary"], "reused": True}
-    t0 = time.perf_counter()
-    summary = {**task.run(item, *earlier), "phase": phase}
-    summary["seconds"] = round(time.perf_counter() - t0, 4)
-    examples = summary.pop("examples", None)
-    if examples:  # texts never cross a shuffle: the dropped examples go to a file of their own
-        fs.atomic_write_bytes(
-            fs.join(work_dir(out, src), f"{EXAMPLES}/{phase}--{key}.json"),
-            json.dumps(examples, ensure_ascii=False).encode("utf-8"),
-            durable=False,
-        )
-    record = {"fingerprint": item["fingerprint"], "item": item, "summary": summary}
-    fs.atomic_write_bytes(
-        done_path(out, src, phase, key), json.dumps(record, ensure_ascii=False).encode("utf-8"), durable=False
+def add_source(graph: Graph, source: Source, plan: SourcePlan) -> tuple[Staged, Handle]:
+    """Add a source's phases to the graph; return what its own phases staged and its select phase."""
+    staged = source.stage(graph, plan)
+    wanted = source.rounds(plan.stages)
+    rounds = _key_rounds(graph, plan, staged, [r for r in KEY_ROUNDS if r in wanted])
+    near = [_near_phases(graph, plan, staged, rounds)] if "near" in wanted else []
+    template = SelectPlan(plan.output["shard_max_bytes"], (), "near" in wanted, (), staged.phase)
+    shared = partial(_select_plan, source, plan.stages, template)
+    selected = graph.add(
+        f"{plan.name}/select",
+        SelectTask(plan.out, plan.name, plan.output, staged.rule, plan.docs_dir),
+        plan.ledger,
+        plan=shared,
+        earlier=[staged.handle, *rounds],
+        waits=near + staged.select_waits,
     )
-    return summary
+    return staged, selected
 
 
-def planned_items(phase: Phase, lists: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """A phase's work items: given, or planned from the earlier phases' summaries."""
-    return list(phase.items or []) if phase.plan is None else list(phase.plan(*lists))
+def _plan_round(name: str, stage_phase: str, staged: list[StagedSummary], *earlier) -> list:
+    return round_items(name, staged, rounds_of(s for lst in earlier for s in lst), stage_phase)
 
 
-@dataclass
-class Phase:
-    label: str
-    task: Task
-    out: str
-    items: list[dict[str, Any]] | None
-    plan: Callable[..., Iterable[dict[str, Any]]] | None
-    earlier: list[Handle]
-    waits: list[Handle]
-    level: int = 0
+def _key_rounds(graph: Graph, plan: SourcePlan, staged: Staged, names: list[str]) -> list[Handle]:
+    """The key rounds, each leaving out what the ones before it decided."""
+    rounds: list[Handle] = []
+    for name in names:
+        rounds.append(
+            graph.add(
+                f"{plan.name}/{name}",
+                RoundTask(plan.out, plan.name),
+                plan.ledger,
+                plan=partial(_plan_round, name, staged.phase),
+                earlier=[staged.handle, *rounds],
+            )
+        )
+    return rounds
 
 
-@dataclass
-class Handle:
-    """The summaries of one phase, or of several merged."""
-
-    phases: list[Phase]
-    label: str
+def _plan_lsh(minhash_stage: dict, staged: list[StagedSummary], *earlier) -> list:
+    before = rounds_of(s for lst in earlier for s in lst)
+    return lsh_items(sum(s.rows for s in staged), len(staged), before, minhash_stage)
 
 
-class Graph:
-    """The phases of a build, in the order they were added (each after those it reads or waits for)."""
-
-    def __init__(self):
-        self.phases: list[Phase] = []
-
-
-def run_phase(
-    g: Graph,
-    label: str,
-    task: Task,
-    out: str,
-    items: list[dict[str, Any]] | None = None,
-    plan: Callable[..., Iterable[dict[str, Any]]] | None = None,
-    earlier: Iterable[Handle] = (),
-    waits: Iterable[Handle] = (),
-) -> Handle:
-    """Add one phase; return a handle on its summaries.
-
-    Items are given (`items`) or planned from earlier phases' summaries (`plan(*lists)`, with the
-    same lists handed to the task's `run` after the item). `waits` are phases this one waits for
-    without reading them."""
-    earlier, waits = list(earlier), list(waits)
-    level = 1 + max((ph.level for h in earlier + waits for ph in h.phases), default=-1)
-    phase = Phase(label, task, out, items, plan, earlier, waits, level)
-    g.phases.append(phase)
-    return Handle([phase], label)
+def _near_phases(graph: Graph, plan: SourcePlan, staged: Staged, rounds: list[Handle]) -> Handle:
+    """MinHash LSH over the staged band keys, then the clusters phase; returns the clusters phase."""
+    lsh = graph.add(
+        f"{plan.name}/near-lsh",
+        LshTask(plan.out, plan.name),
+        plan.ledger,
+        plan=partial(_plan_lsh, plan.stages["minhash"]),
+        earlier=[staged.handle, *rounds],
+    )
+    clusters = partial(clusters_items, stage_phase=staged.phase, cluster_rows=plan.cluster_rows)
+    return graph.add(
+        f"{plan.name}/near-clusters", ClustersTask(plan.out, plan.name), plan.ledger, plan=clusters, earlier=[lsh]
+    )
 
 
-def merged(label: str, handles: list[Handle]) -> Handle:
-    """Several phases' summaries as one list (each summary names its `phase`)."""
-    return Handle([ph for h in handles for ph in h.phases], label)
-
-
-def of_phase(summaries: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
-    return [s for s in summaries if s.get("phase") == phase]
+def _select_plan(source: Source, stages: dict, template: SelectPlan, summaries, *earlier) -> list:
+    """The select items: the template with the rounds that ran and the groups the source drops whole."""
+    shared = replace(
+        template,
+        rounds=rounds_of(s for lst in earlier for s in lst),
+        exclude_groups=tuple(source.excluded_groups(stages, summaries)),
+    )
+    return select_items(summaries, shared)

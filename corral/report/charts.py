@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from corral.manifests.build import BuildManifest
-from corral.source_specs import display
+from corral.manifests.build_manifest import BuildManifest
+from corral.manifests.table1 import display
 
 HEAVY_EPOCHS = 4  # Muennighoff et al. 2023 (Scaling Data-Constrained LMs): up to ~4 epochs cost little
 WIDE, TALL, SHORT = 9, 3.5, 3  # figure width and the two heights (inches)

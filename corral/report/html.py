@@ -24,13 +24,13 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from corral.fs import atomic_write_bytes, read_bytes
-from corral.manifests.build import BuildManifest, join, load_build
-from corral.manifests.mixture import load_mixture, shipped_manifest
+from corral.core.fs import atomic_write_bytes, join, read_bytes
+from corral.core.shards import iter_batches
+from corral.manifests.build_manifest import BuildManifest, load_build
+from corral.manifests.mixture import mixture_weights, shipped_manifest
+from corral.manifests.table1 import display
 from corral.report.charts import Inputs, task_seconds
 from corral.report.charts import charts as chart_images
-from corral.shards import iter_batches
-from corral.source_specs import display
 
 MAX_DOCS_PER_SOURCE = 200_000  # documents read per source for the distributions (bounded memory)
 DEAD_LETTERS_SHOWN = 5  # dead letters listed per source (all are in OUT/errors/<source>/errors.jsonl)
@@ -40,7 +40,7 @@ COLUMNS = ["lang", "perplexity", "bucket", "quality", "dup_count"]  # read as Py
 
 def paper_weights() -> dict[str, float]:
     """LLaMA-1's Table 1 sampling proportions, as manifests/llama1.yaml writes them."""
-    return {name: src.weight for name, src in load_mixture(shipped_manifest("llama1.yaml")).sources.items()}
+    return mixture_weights(shipped_manifest("llama1.yaml"))
 
 
 def _batches(out: str, shards: list[dict[str, Any]]):

@@ -1,12 +1,13 @@
-"""`corral tokenize OUT`: a Beam job from document shards to token shards.
+"""`corral tokenize OUT`: document shards → token shards, as phases on the engine (corral.engine).
 
 One task per document shard: its documents are encoded with OUT's tokenizer in batches
 (SentencePiece's batched `encode`, `threads` native threads), BOS/EOS added as the manifest's
 `tokenizer` section says, and written as one uncompressed token shard
 `OUT/tokens/<source>/<the document shard's name>` (TOKEN_SCHEMA: id, list<uint16>), in the
-document shard's order. After each shard a progress record `OUT/_tokenize/<source>/<name>.json`
-names the document shard's and the tokenizer's sha256 and the token shard's checksum; a rerun skips
-every shard whose record and token shard still match, so an interrupted job resumes per shard.
+document shard's order. The tasks run on the local pool or any Beam runner, like a build's. Each
+finished shard leaves a completion record under `OUT/_tokenize/<source>/` naming the document
+shard's and the tokenizer's sha256 and the token shard's checksum; a rerun skips every shard whose
+record and token shard still match, so an interrupted job resumes per shard.
 
 At the end the build manifest gets each source's `token_shards` and `tokens`, and
 `settings.tokenize` (tokenizer sha256, bos, eos); token shards no longer listed are removed.
@@ -16,24 +17,26 @@ A tokenizer with more than 65,536 pieces is refused: token ids are uint16.
 from __future__ import annotations
 
 import itertools
-import json
 import os
-from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
-import apache_beam as beam
 import numpy as np
 
-from corral.fs import atomic_write_bytes, is_remote, read_bytes, sha256_of
-from corral.fs import exists as file_exists
-from corral.manifests.build import BuildManifest, join, load_build
-from corral.schema import TOKEN_SCHEMA
-from corral.shards import ShardError, ShardInfo, iter_batches, token_batch_flat, write_shard
+from corral.core.fs import exists as file_exists
+from corral.core.fs import is_remote, join, read_bytes, sha256_of, size
+from corral.core.schema import TOKEN_SCHEMA
+from corral.core.shards import ShardError, ShardInfo, iter_batches, token_batch_flat, write_shard
+from corral.engine.execute import execute
+from corral.engine.graph import Graph, Item, Ledger, Summary, Task
+from corral.engine.progress import Progress
+from corral.engine.records import summary_of
+from corral.engine.runners import Executor
+from corral.manifests.build_manifest import BuildManifest, load_build
 from corral.tokenize import spec
-from corral.tokenize.train import MODEL_KEY, TokenizerError
+from corral.tokenize.tokenizer import MODEL_KEY, TokenizerError
 
 TOKENS_DIR = "tokens"
-PROGRESS_DIR = "_tokenize"
+PROGRESS_DIR = "_tokenize"  # OUT/_tokenize/<source>/done/tokenize/<shard>.json: the completion records
 ENCODE_BATCH = 256  # documents per batched encode call: bounds the Python lists of ids held at once
 
 
@@ -59,101 +62,98 @@ def pack(encoded: list[list[int]], bos: int | None, eos: int | None) -> tuple[np
     return lengths, values
 
 
-def _progress_path(out: str, source: str, name: str) -> str:
-    return join(out, f"{PROGRESS_DIR}/{source}/{name}.json")
+@dataclass(frozen=True)
+class ShardItem(Item):
+    """One document shard to tokenize, with what its token shard depends on."""
+
+    source: str = ""
+    doc_path: str = ""  # relative to OUT
+    doc_sha256: str = ""
+    documents: int = 0
+    bos: bool = True
+    eos: bool = True
 
 
-def _done(out: str, task: dict[str, Any]) -> dict[str, Any] | None:
-    """The shard's progress record if it and its token shard still match this task."""
-    path = _progress_path(out, task["source"], task["name"])
-    if not file_exists(path):
-        return None
-    try:
-        rec = json.loads(read_bytes(path))
-    except (OSError, ValueError):
-        return None
-    same = all(rec.get(k) == task[k] for k in ("doc_sha256", "tokenizer_sha256", "bos", "eos"))
-    token_path = join(out, rec.get("path", ""))
-    if not same or not file_exists(token_path) or sha256_of(token_path) != rec.get("sha256"):
-        return None
-    return rec
+@dataclass
+class TokenSummary(Summary):
+    source: str = ""
+    path: str = ""  # the token shard, relative to OUT
+    sha256: str = ""
+    documents: int = 0
+    bytes: int = 0
+    tokens: int = 0
 
 
-class TokenizeShard(beam.DoFn):
-    """task → the token shard's summary (written, or found done)."""
+class TokenizeShard(Task):
+    """A document shard → its token shard."""
+
+    phase = "tokenize"
+    summary = TokenSummary
 
     def __init__(self, out: str, threads: int):
         self.out, self.threads, self.sp = out, threads, None
 
-    def setup(self):
+    def setup(self) -> None:
         import sentencepiece as spm
 
         manifest = load_build(self.out)
         self.sp = spm.SentencePieceProcessor(model_proto=read_bytes(join(self.out, manifest.models[MODEL_KEY]["path"])))
 
-    def process(self, task: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        done = _done(self.out, task)
-        if done is not None:
-            yield {**done, "resumed": True}
-            return
-        bos = self.sp.bos_id() if task["bos"] else None
-        eos = self.sp.eos_id() if task["eos"] else None
+    def still_done(self, item: ShardItem, summary: TokenSummary) -> bool:
+        """The recorded token shard is still there, whole (its checksum is `corral verify`'s job)."""
+        path = join(self.out, summary.path)
+        return file_exists(path) and size(path) == summary.bytes
+
+    def run(self, item: ShardItem, *earlier) -> TokenSummary:
+        if self.sp is None:
+            self.setup()
+        bos = self.sp.bos_id() if item.bos else None
+        eos = self.sp.eos_id() if item.eos else None
         ids: list[str] = []
         lengths, values = [], []
-        for batch in iter_batches(join(self.out, task["doc_path"])):
+        for batch in iter_batches(join(self.out, item.doc_path)):
             texts = batch.column("text").to_pylist()
-            doc_ids = batch.column("id").to_pylist()
             for i in range(0, len(texts), ENCODE_BATCH):
-                encoded = self.sp.encode(texts[i : i + ENCODE_BATCH], num_threads=self.threads)
-                n, v = pack(encoded, bos, eos)
+                n, v = pack(self.sp.encode(texts[i : i + ENCODE_BATCH], num_threads=self.threads), bos, eos)
                 lengths.append(n)
                 values.append(v)
-            ids += doc_ids
+            ids += batch.column("id").to_pylist()
         lengths_all = np.concatenate(lengths) if lengths else np.empty(0, dtype=np.int64)
         values_all = np.concatenate(values) if values else np.empty(0, dtype=np.uint16)
         del lengths, values
-        rel = f"{TOKENS_DIR}/{task['source']}/{task['name']}"
-        info = write_shard(
-            join(self.out, rel), [token_batch_flat(ids, lengths_all, values_all)], schema=TOKEN_SCHEMA, compression=None
+        rel = f"{TOKENS_DIR}/{item.source}/{os.path.basename(item.doc_path)}"
+        batch = token_batch_flat(ids, lengths_all, values_all)
+        info = write_shard(join(self.out, rel), [batch], schema=TOKEN_SCHEMA, compression=None)
+        return TokenSummary(
+            source=item.source,
+            path=rel,
+            sha256=info.sha256,
+            documents=info.documents,
+            bytes=info.bytes,
+            tokens=int(values_all.size),
+            records=info.documents,
         )
-        rec = {
-            "source": task["source"],
-            "path": rel,
-            "sha256": info.sha256,
-            "documents": info.documents,
-            "bytes": info.bytes,
-            "tokens": int(values_all.size),
-            "doc_sha256": task["doc_sha256"],
-            "tokenizer_sha256": task["tokenizer_sha256"],
-            "bos": task["bos"],
-            "eos": task["eos"],
-        }
-        atomic_write_bytes(_progress_path(self.out, task["source"], task["name"]), json.dumps(rec).encode())
-        yield {**rec, "resumed": False}
 
 
-def tasks(out: str, manifest: BuildManifest) -> list[dict[str, Any]]:
-    entry = manifest.models.get(MODEL_KEY)
-    if not entry:
-        raise TokenizerError(f"{out}: no tokenizer in the build manifest (run `corral tokenizer train {out}` first)")
+def shard_items(manifest: BuildManifest) -> dict[str, list[ShardItem]]:
+    """Per source, its document shards to tokenize."""
     section = manifest.settings.get("tokenizer", {})
     bos, eos = bool(section.get("bos", True)), bool(section.get("eos", True))
-    out_tasks = []
-    for source, sb in manifest.sources.items():
-        for shard in sb.shards:
-            out_tasks.append(
-                {
-                    "source": source,
-                    "doc_path": shard["path"],
-                    "name": os.path.basename(shard["path"]),
-                    "doc_sha256": shard["sha256"],
-                    "documents": shard["documents"],
-                    "tokenizer_sha256": entry["sha256"],
-                    "bos": bos,
-                    "eos": eos,
-                }
+    return {
+        source: [
+            ShardItem(
+                os.path.basename(shard["path"]),
+                source,
+                shard["path"],
+                doc_sha256=shard["sha256"],
+                documents=shard["documents"],
+                bos=bos,
+                eos=eos,
             )
-    return out_tasks
+            for shard in sb.shards
+        ]
+        for source, sb in manifest.sources.items()
+    }
 
 
 def check_tokenizer(out: str, manifest: BuildManifest) -> None:
@@ -184,48 +184,58 @@ def _remove_stale(out: str, keep: set[str]) -> None:
                 os.remove(os.path.join(dirpath, f))
 
 
-def tokenize_build(
-    out: str, workers: int | None = None, threads: int | None = None
-) -> tuple[BuildManifest, dict[str, int]]:
-    """Tokenize every document shard of OUT; update the build manifest; return it and the counts
-    of shards tokenized and resumed."""
-    from corral.beam_local import local_runner
+def _run(out: str, manifest: BuildManifest, how: Executor, threads: int) -> dict[str, list[TokenSummary]]:
+    """Tokenize every shard, a phase per source; each source's summaries, in shard order."""
+    items, sha = shard_items(manifest), manifest.models[MODEL_KEY]["sha256"]
+    ledgers = {source: Ledger(join(out, PROGRESS_DIR), source, sha) for source in items}
+    graph, task = Graph(), TokenizeShard(out, threads)
+    for source, todo in items.items():
+        graph.add(f"tokenize/{source}", task, ledgers[source], items=todo, inputs=True)
+    execute(graph, how, Progress(graph, "tokenize"))
+    found: dict[str, list[TokenSummary]] = {}
+    for source, todo in items.items():
+        found[source] = [summary_of(ledgers[source], task, item) for item in todo]
+        if any(s is None for s in found[source]):
+            raise ShardError(f"{source}: a token shard left no completion record")
+    return found
 
+
+def tokenize_build(
+    out: str, how: Executor | None = None, *, threads: int | None = None
+) -> tuple[BuildManifest, dict[str, int]]:
+    """Tokenize every document shard of OUT on `how` (the local pool, one worker, by default);
+    update the build manifest; return it and the counts of shards tokenized and resumed."""
     manifest = load_build(out)
     check_tokenizer(out, manifest)
-    todo = tasks(out, manifest)
-    workers = workers or 1
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    summaries_path = join(out, f"{PROGRESS_DIR}/summary.json")
-    runner, options = local_runner(workers)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        (
-            p
-            | "Shards" >> beam.Create(todo)
-            | "Spread" >> beam.Reshuffle()
-            | "Tokenize" >> beam.ParDo(TokenizeShard(out, threads))
-            | "All" >> beam.combiners.ToList()
-            | "Save" >> beam.Map(lambda s: atomic_write_bytes(summaries_path, json.dumps(s).encode()))
-        )
-    summaries = json.loads(read_bytes(summaries_path)) if todo else []
-    by_source: dict[str, list[dict[str, Any]]] = {s: [] for s in manifest.sources}
-    for s in summaries:
-        by_source[s["source"]].append(s)
+    how = how or Executor()
+    threads = threads or max(1, (os.cpu_count() or 1) // how.workers)
+    before = _recorded(out, manifest)
+    by_source = _run(out, manifest, how, threads)
     for source, sb in manifest.sources.items():
-        rows = sorted(by_source[source], key=lambda r: r["path"])
-        sb.token_shards = [ShardInfo(r["path"], r["sha256"], r["documents"], r["bytes"]).to_dict() for r in rows]
-        sb.tokens = sum(int(r["tokens"]) for r in rows)
-        if sum(r["documents"] for r in rows) != sb.documents:
+        rows = sorted(by_source[source], key=lambda r: r.path)
+        sb.token_shards = [ShardInfo(r.path, r.sha256, r.documents, r.bytes).to_dict() for r in rows]
+        sb.tokens = sum(r.tokens for r in rows)
+        if sum(r.documents for r in rows) != sb.documents:
             raise ShardError(
-                f"{source}: {sum(r['documents'] for r in rows)} documents tokenized, the manifest lists {sb.documents}"
+                f"{source}: {sum(r.documents for r in rows)} documents tokenized, the manifest lists {sb.documents}"
             )
-    first = todo[0] if todo else {}
+    section = manifest.settings.get("tokenizer", {})
     manifest.settings["tokenize"] = {
         "tokenizer_sha256": manifest.models[MODEL_KEY]["sha256"],
-        "bos": first.get("bos", True),
-        "eos": first.get("eos", True),
+        "bos": bool(section.get("bos", True)),
+        "eos": bool(section.get("eos", True)),
     }
     manifest.save(out)
-    _remove_stale(out, {os.path.normpath(r["path"]) for rows in by_source.values() for r in rows})
-    resumed = sum(1 for s in summaries if s.get("resumed"))
-    return manifest, {"shards": len(todo), "resumed": resumed, "tokenized": len(todo) - resumed}
+    _remove_stale(out, {os.path.normpath(r.path) for rows in by_source.values() for r in rows})
+    shards = sum(len(rows) for rows in by_source.values())
+    return manifest, {"shards": shards, "resumed": before, "tokenized": shards - before}
+
+
+def _recorded(out: str, manifest: BuildManifest) -> int:
+    """How many shards an earlier run already tokenized with this tokenizer (and still match)."""
+    sha, task = manifest.models[MODEL_KEY]["sha256"], TokenizeShard(out, 1)
+    return sum(
+        summary_of(Ledger(join(out, PROGRESS_DIR), source, sha), task, item) is not None
+        for source, todo in shard_items(manifest).items()
+        for item in todo
+    )

@@ -24,8 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from corral.fs import atomic_write_bytes, read_bytes
-from corral.manifests.build import join
+from corral.core.fs import atomic_write_bytes, join, read_bytes
 from corral.tokenize import spec
 
 HF_DIR = "tokenizer/hf"

@@ -1,4 +1,4 @@
-"""Checkpoints with torch.distributed.checkpoint (the finished model's export: corral.train.export).
+"""Checkpoints with torch.distributed.checkpoint (the finished model's export: corral.train.weights).
 
 RUN/checkpoints/step-NNNNNNNN/ holds the sharded model and optimizer (DCP files), one
 `rank-R.pt` per rank (its RNG states and loader state) and `meta.json` (step, scheduler, the

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from corral.errors import UsageError
+from corral.core.errors import UsageError
 from corral.train.attention import BACKENDS
 from corral.train.model import CONFIGS, model_args
 from corral.train.optim import ADAM_EPS, GRAD_CLIP, WARMUP_STEPS, WEIGHT_DECAY
@@ -64,7 +64,7 @@ class TrainConfig:
     def resolved(self, world: int, gpu_bytes: int | None = None) -> TrainConfig:
         """Fill the defaults that depend on the model, the world size and (on CUDA) the GPU's memory;
         check every field. A paper size on GPUs gets the named configuration that fits
-        (`corral.train.plan.fit`: micro-batch, activation checkpointing, compile); anything else
+        (`corral.launch.plan.fit`: micro-batch, activation checkpointing, compile); anything else
         micro-batch 8, no checkpointing, eager."""
         c = TrainConfig(**asdict(self))
         if c.model not in CONFIGS:
@@ -72,7 +72,7 @@ class TrainConfig:
         paper = c.model in PAPER_LR
         c.seq_len = c.seq_len or (PAPER_SEQ_LEN if paper else CONFIGS[c.model].get("max_seq_len", 2048))
         if paper and gpu_bytes and None in (c.micro_batch, c.ac, c.compile):
-            from corral.train.plan import fit
+            from corral.launch.plan import fit
 
             shape = model_args(c.model, max_seq_len=c.seq_len)
             f = fit(shape, c.seq_len, world, gpu_bytes, c.batch_tokens or PAPER_BATCH_TOKENS)

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from corral.manifests.build import BuildManifest, join, load_build
-from corral.shards import TokenShard, read_token_shard
+from corral.core.fs import join
+from corral.core.shards import TokenShard, read_token_shard
+from corral.manifests.build_manifest import BuildManifest, load_build
 
 EOS_ID = 2  # docs/recipe/training.md#tokenizer: </s>
 _MASK64 = (1 << 64) - 1

@@ -29,10 +29,11 @@ import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.api import CheckpointException
 
-from corral.manifests.build import build_dir, load_build, manifest_sha256
+from corral.launch import memory
+from corral.manifests.build_manifest import build_dir, load_build, manifest_sha256
 from corral.train import checkpoint as ckpt
-from corral.train import export, memory
 from corral.train import parallel as par
+from corral.train import weights
 from corral.train.attention import documents
 from corral.train.config import TrainConfig, save_config
 from corral.train.data import Batch, DataError, MixtureLoader
@@ -313,11 +314,11 @@ class Trainer:
             self.prefetch.close()
         self.checkpointer.wait()
         ckpt_path = ckpt.checkpoint_path(cfg.run_dir, self.step)
-        dest = export.export_dir(cfg.run_dir)
+        dest = weights.export_dir(cfg.run_dir)
         if cfg.export and self.step == cfg.steps and not self.stop_signum:
             sd = par.full_state_dict(self.model)
             if self.rank == 0:
-                export.export(sd, self.args, dest, self.tokenizer_model)
+                weights.export(sd, self.args, dest, self.tokenizer_model)
         dist.barrier()
         if self.rank == 0:
             took = _duration(time.perf_counter() - t_start)
@@ -338,8 +339,8 @@ class Trainer:
                 print(
                     f"finished: step {self.step} of {cfg.steps} in {took}; checkpoint {ckpt_path}"
                     + (
-                        f"; export {dest}/{export.HF_DIR} (transformers' AutoModelForCausalLM and AutoTokenizer) "
-                        f"and {dest}/{export.META_DIR} (Meta's layout)"
+                        f"; export {dest}/{weights.HF_DIR} (transformers' AutoModelForCausalLM and AutoTokenizer) "
+                        f"and {dest}/{weights.META_DIR} (Meta's layout)"
                         if cfg.export
                         else ""
                     ),
@@ -381,7 +382,7 @@ def _die_with_launcher() -> None:
 def main(argv: list[str] | None = None) -> int:
     import json
 
-    from corral.manifests.build import BuildManifestError
+    from corral.manifests.build_manifest import BuildManifestError
     from corral.train.config import ConfigError
 
     _die_with_launcher()

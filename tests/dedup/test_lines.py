@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from corral.core.schema import make_record
 from corral.dedup import keys as K
 from corral.dedup import lines as L
-from corral.schema import make_record
 
 
 @pytest.mark.parametrize(

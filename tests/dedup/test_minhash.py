@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from corral.dedup import minhash
-from corral.dedup.near import bucket_edges, component_table, components
+from corral.dedup.clusters import bucket_edges, component_table, components
 
 
 def test_normalize_and_shingles():

@@ -13,10 +13,10 @@ import pytest
 from conftest import make_build
 
 from corral.cli import main
-from corral.export import run as export_run
+from corral.core.shards import read_shard, read_token_shard
+from corral.export import job as export_run
 from corral.export.documents import NUMERIC, jsonl_row
-from corral.manifests.build import load_build
-from corral.shards import read_shard, read_token_shard
+from corral.manifests.build_manifest import load_build
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ import textwrap
 import pytest
 from helpers import TABLE1_WEIGHTS
 
+from corral.core.schema import SOURCES
 from corral.manifests.mixture import ManifestError, load_mixture, parse_mixture, parse_quantity
 from corral.manifests.options import GITHUB_EXTENSIONS, WIKI_LANGUAGES, source_stages
-from corral.schema import SOURCES
 
 GOOD = """\
 name: t

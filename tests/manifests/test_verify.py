@@ -2,7 +2,7 @@ import json
 import os
 
 from corral.cli import main
-from corral.manifests.build import load_build
+from corral.manifests.build_manifest import load_build
 from corral.manifests.verify import verify_build
 
 

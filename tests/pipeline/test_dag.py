@@ -9,9 +9,9 @@ import pytest
 from helpers import six_sources, write_manifest
 
 from corral.cli import main
-from corral.manifests.build import load_build
+from corral.manifests.build_manifest import load_build
 from corral.manifests.verify import verify_build
-from corral.pipeline.dag import BuildError, build
+from corral.pipeline.build import BuildError, build
 
 
 def test_build_six_sources_from_the_real_samples(shared_data, tmp_path, capsys):

@@ -1,9 +1,9 @@
-"""Dedup decisions on disk (corral.pipeline.decide): a task reads only its files' share of them."""
+"""Dedup decisions on disk (corral.pipeline.rounds.decide): a task reads only its files' share of them."""
 
 import numpy as np
 
 from corral.dedup import keys as K
-from corral.pipeline.decide import decision_path, load_sorted, losers_between, save_sorted
+from corral.pipeline.rounds.decide import decision_path, load_sorted, losers_between, save_sorted
 
 
 def test_losers_between_reads_each_partition_s_range(tmp_path):
@@ -27,7 +27,7 @@ def test_losers_between_reads_each_partition_s_range(tmp_path):
 
 
 def test_round_tables_give_each_partition_exactly_its_range(tmp_path):
-    from corral.pipeline import keytables as T
+    from corral.pipeline.rounds import keytables as T
 
     rng = np.random.default_rng(2)
     ids = rng.integers(0, 2**64 - 1, size=5000, dtype=np.uint64)
@@ -54,7 +54,7 @@ def test_round_tables_give_each_partition_exactly_its_range(tmp_path):
 
 
 def test_partition_bounds_split_the_key_space_evenly():
-    from corral.pipeline.keytables import bounds
+    from corral.pipeline.rounds.keytables import bounds
 
     assert bounds(0, 1) == (0, None)
     assert bounds(0, 2) == (0, 2**63) and bounds(1, 2) == (2**63, None)
@@ -66,7 +66,7 @@ def test_band_and_line_tables_hold_every_key_once_with_its_document(tmp_path):
     """A row of band keys per document (`near`) and a run of line keys per document (`c4lines`):
     every key lands once, in its partition, with its document's row and column."""
     from corral.dedup import minhash
-    from corral.pipeline import keytables as T
+    from corral.pipeline.rounds import keytables as T
 
     p = minhash.derive_lsh(0.8, 64)
     sigs = [minhash.signature(minhash.shingles(f"doc {k} " + "word " * k), 64) for k in range(1, 30)]
@@ -97,7 +97,7 @@ def test_band_and_line_tables_hold_every_key_once_with_its_document(tmp_path):
 
 
 def test_by_partition_puts_each_partition_s_answer_back_in_order():
-    from corral.pipeline.keytables import by_partition, partition_of
+    from corral.pipeline.rounds.keytables import by_partition, partition_of
 
     values = np.array([2**63 + 5, 3, 2**64 - 1, 7, 2**62], dtype=np.uint64)
     seen = []

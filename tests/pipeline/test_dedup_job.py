@@ -13,7 +13,7 @@ from helpers import shard_records, write_manifest
 from corral.cli import main
 from corral.dedup import minhash
 from corral.manifests.verify import verify_build
-from corral.pipeline.dag import build
+from corral.pipeline.build import build
 from corral.pipeline.dedup_job import DedupInputError, dedup
 
 VOCAB = [f"w{i}" for i in range(5000)]

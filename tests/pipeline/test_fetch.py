@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from http_server import LoopbackServer
 
-from corral import http_fs
 from corral.cli import main
+from corral.core import http_fs
 
 WIKI = "enwiki/20261101/enwiki-20261101-pages-articles.xml.bz2"
 
@@ -70,7 +70,7 @@ def _manifest(path: Path, url: str, fault: str = "drop") -> Path:
 
 
 def _docs(out: Path) -> dict:
-    from corral.shards import iter_records
+    from corral.core.shards import iter_records
 
     return {
         s.name: [(r["id"], r["text"]) for f in sorted(s.glob("*.arrow")) for r in iter_records(str(f))]
@@ -79,7 +79,7 @@ def _docs(out: Path) -> dict:
 
 
 def test_fetch_mirrors_byte_identical_files_and_writes_a_manifest_that_builds(www, tmp_path, capsys):
-    from corral.pipeline.dag import build
+    from corral.pipeline.build import build
 
     to = tmp_path / "mirror"
     with LoopbackServer(str(www)) as url:

@@ -5,9 +5,10 @@ import random
 
 import pytest
 
-from corral.outcome import kept
-from corral.pipeline.inputs import InputError, TruncatedInput, guarded, match_inputs, open_input
-from corral.schema import make_record
+from corral.core.outcome import kept
+from corral.core.schema import make_record
+from corral.pipeline.inputs.match import InputError, match_inputs
+from corral.pipeline.inputs.streams import TruncatedInput, guarded, open_input
 
 
 def lines(n, seed=0):

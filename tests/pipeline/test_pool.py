@@ -1,4 +1,4 @@
-"""The local executor (corral.pipeline.pool): phases in dependency order, on the driver alone or a
+"""The local executor (corral.engine.pool): phases in dependency order, on the driver alone or a
 pool of forked workers, the same records either way; errors named; workers never outlive the driver."""
 
 import json
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from corral.pipeline import pool
+from corral.engine import pool
 from corral.pipeline.phases import Graph, Task, recorded_summaries, run_phase
 
 
@@ -127,7 +127,7 @@ def test_workers_die_with_a_killed_driver(tmp_path):
         textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from corral.pipeline import pool
+        from corral.engine import pool
         from corral.pipeline.phases import Graph, Task, run_phase
 
         class Sleep(Task):

@@ -10,7 +10,7 @@ import time
 import yaml
 from helpers import raw_inputs, shard_records
 
-from corral.pipeline.dag import build
+from corral.pipeline.build import build
 
 
 def manifest(path, sources, **books_extra):
@@ -82,7 +82,7 @@ def test_rerun_reuses_finished_sources_and_a_changed_setting_rebuilds_only_its_s
 def test_a_rebuild_keeps_the_tokenizer_and_the_token_shards_of_unchanged_sources(tmp_path):
     from corral.manifests.verify import verify_build
     from corral.tokenize.encode import tokenize_build
-    from corral.tokenize.train import train_tokenizer
+    from corral.tokenize.tokenizer import train_tokenizer
 
     sources = raw_inputs(tmp_path / "raw", n=60)
     out = tmp_path / "out"

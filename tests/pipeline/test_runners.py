@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import package_repos, raw_inputs, shard_records, six_sources, write_manifest
 
-from corral.pipeline.dag import build
+from corral.pipeline.build import build
 
 DASK = Path(sys.prefix) / "bin" / "dask"
 

@@ -9,12 +9,12 @@ import pytest
 from conftest import REAL_VOCAB, SHARED_DATA, make_build
 
 from corral.cli import main
-from corral.manifests.build import load_build
+from corral.core.shards import read_token_shard
+from corral.manifests.build_manifest import load_build
 from corral.manifests.verify import verify_build
-from corral.shards import read_token_shard
 from corral.tokenize import spec
 from corral.tokenize.encode import pack, tokenize_build
-from corral.tokenize.train import (
+from corral.tokenize.tokenizer import (
     TokenizerError,
     adopt_tokenizer,
     quotas,

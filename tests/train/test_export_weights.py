@@ -1,9 +1,9 @@
-"""corral.train.export: the Hugging Face export loads in transformers with the same logits."""
+"""corral.train.weights: the Hugging Face export loads in transformers with the same logits."""
 
 import torch
 from train_helpers import small_model
 
-from corral.train.export import export
+from corral.train.weights import export
 from corral.train.model import Transformer
 
 

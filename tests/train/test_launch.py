@@ -1,8 +1,8 @@
-"""corral.train.launch: the workers' environment and the torchrun command."""
+"""corral.launch.torchrun: the workers' environment and the torchrun command."""
 
 
 def test_worker_env_and_torchrun_command():
-    from corral.train.launch import torchrun_command, worker_env
+    from corral.launch.torchrun import torchrun_command, worker_env
 
     assert worker_env({"PATH": "/bin"}) == {
         "PATH": "/bin",

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corral.manifests.build import BuildManifest, Funnel, SourceBuild, relative_shard
+from corral.core.shards import TokenShard, write_token_shard
+from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
 from corral.manifests.mixture import parse_mixture
-from corral.shards import TokenShard, write_token_shard
 from corral.train.data import MixtureLoader, held_out_counts, lengths_of, permute
 
 

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlparse
 
-from corral.text import replace_category
+from corral.core.text import replace_category
 
 LID_ROUNDING = 2  # docs/recipe/commoncrawl.md#language-id: cc_net rounds language scores to 2 decimals
 # docs/recipe/commoncrawl.md#buckets: cc_net percentile_head / percentile_tail

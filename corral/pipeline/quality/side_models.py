@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any
 
-from corral.fs import atomic_write_bytes, is_remote, read_bytes
+from corral.core.fs import atomic_write_bytes, is_remote, read_bytes
 from corral.pipeline.quality.ccnet_rules import normalize, quality_input
 
 # fastText's supervised training raises "Encountered NaN" at random on small sets (about half the
@@ -83,7 +83,7 @@ def _train_sentencepiece(lines: list[str], vocab_size: int) -> tuple[bytes, bool
 
 def _train_kenlm(tokenized: str, order: int, memory: str, tmp: str, binary: str) -> None:
     """An `order`-gram KenLM model of the tokenized text file, written as a binary at `binary`."""
-    from corral.model_cache import kenlm_tool
+    from corral.core.model_cache import kenlm_tool
 
     arpa = binary.removesuffix(".bin")
     lmplz = [str(kenlm_tool("lmplz")), "-o", str(order), "-S", memory, "-T", tmp, "--discount_fallback"]

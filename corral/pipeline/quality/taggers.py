@@ -23,7 +23,7 @@ class LanguageId:
         if self.model is None:
             import fasttext
 
-            from corral.model_cache import lid_model_path
+            from corral.core.model_cache import lid_model_path
 
             self.model = fasttext.load_model(str(lid_model_path(self.model_path)))
         return self.model

@@ -25,9 +25,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from corral.outcome import dropped, error, kept
-from corral.pipeline.inputs import guarded, iter_jsonl, open_input, strip_compression_suffix
-from corral.schema import make_record
+from corral.core.outcome import dropped, error, kept
+from corral.core.schema import make_record
+from corral.manifests.options import Option
+from corral.pipeline.inputs.streams import iter_jsonl, open_input, strip_compression_suffix
+from corral.pipeline.sources.base import Piece, Source
 
 SOURCE = "books"
 
@@ -180,6 +182,20 @@ def _read_jsonl(path: str, strip: bool) -> Iterator[dict[str, Any]]:
         yield book_record(obj["text"], key, strip, where, {"title": title} if title else {})
 
 
-def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
-    return guarded(SOURCE, path, read_books(path, stages["read"]["strip_gutenberg"]))
+# --- the source ------------------------------------------------------------------------------
+
+OPTIONS = {
+    "read": {
+        "strip_gutenberg": Option(True, "bool", "keep only text between the PG START and END markers"),
+    },
+}
+
+
+class Books(Source):
+    name = SOURCE
+    options = OPTIONS
+    # §2.1 Books: "removing books with more than 90% content overlap".
+    common_defaults = {"minhash": {"enabled": True, "threshold": 0.9}}
+
+    def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        return read_books(piece.path, stages["read"]["strip_gutenberg"])

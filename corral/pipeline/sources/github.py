@@ -43,10 +43,13 @@ from typing import Any
 
 import regex
 
-from corral.licenses import detect_license, is_license_file
-from corral.outcome import dropped, error, kept
-from corral.pipeline.inputs import guarded, is_remote, iter_jsonl, strip_compression_suffix
-from corral.schema import make_record
+from corral.core.fs import is_remote
+from corral.core.licenses import detect_license, is_license_file
+from corral.core.outcome import dropped, error, kept
+from corral.core.schema import make_record
+from corral.manifests.options import Option
+from corral.pipeline.inputs.streams import iter_jsonl, strip_compression_suffix
+from corral.pipeline.sources.base import Piece, Source
 
 SOURCE = "github"
 MAX_FILE_BYTES = 1 << 20  # BigQuery github_repos.contents holds content only for files under 1 MiB
@@ -249,7 +252,7 @@ def _export_rows(path: str) -> Iterator[tuple[str, dict[str, Any] | None, str | 
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        from corral.pipeline.inputs import open_raw
+        from corral.pipeline.inputs.streams import open_raw
 
         with open_raw(path) as raw:
             pf = pq.ParquetFile(raw)
@@ -296,6 +299,104 @@ def read_github(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from read_export(path, stages)
 
 
-def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
-    return guarded(SOURCE, path, read_github(path, stages))
+# --- the source ------------------------------------------------------------------------------
+
+# docs/recipe/github.md: RedPajama github_run_filter.py extension whitelist (case-sensitive endswith).
+GITHUB_EXTENSIONS = (
+    ".asm",
+    ".bat",
+    ".cmd",
+    ".c",
+    ".h",
+    ".cs",
+    ".cpp",
+    ".hpp",
+    ".c++",
+    ".h++",
+    ".cc",
+    ".hh",
+    ".C",
+    ".H",
+    ".cmake",
+    ".css",
+    ".dockerfile",
+    ".f90",
+    ".f",
+    ".f03",
+    ".f08",
+    ".f77",
+    ".f95",
+    ".for",
+    ".fpp",
+    ".go",
+    ".hs",
+    ".html",
+    ".java",
+    ".js",
+    ".jl",
+    ".lua",
+    ".md",
+    ".markdown",
+    ".php",
+    ".php3",
+    ".php4",
+    ".php5",
+    ".phps",
+    ".phpt",
+    ".pl",
+    ".pm",
+    ".pod",
+    ".perl",
+    ".ps1",
+    ".psd1",
+    ".psm1",
+    ".py",
+    ".rb",
+    ".rs",
+    ".sql",
+    ".scala",
+    ".sh",
+    ".bash",
+    ".command",
+    ".zsh",
+    ".ts",
+    ".tsx",
+    ".tex",
+    ".vb",
+    "Dockerfile",
+    "Makefile",
+    ".xml",
+    ".rst",
+    ".m",
+    ".smali",
+)
+
+
+OPTIONS = {
+    "license": {
+        "allowed": Option(["mit", "bsd", "apache"], "str_list", "LLaMA kept Apache, BSD, MIT"),
+    },
+    "clean": {
+        "remove_headers": Option(True, "bool", "RP clean_copyright_comments"),
+    },
+    "filter": {
+        "extensions": Option(list(GITHUB_EXTENSIONS), "str_list", "RP extension whitelist"),
+        "max_line_length": Option(1000, "int", "RP github_run_filter.py max_line_length"),
+        "max_avg_line_length": Option(100, "float", "RP avg_line_length"),
+        "min_alnum_fraction": Option(0.25, "float", "RP alnum_prop", maximum=1.0),
+        "min_alpha_per_token": Option(1.5, "float", "RP num_alpha / num_tokens"),
+    },
+}
+
+
+class GitHub(Source):
+    name = SOURCE
+    options = OPTIONS
+    # §2.1 GitHub: "we removed duplicates at the file level, with exact matches".
+    common_defaults = {"exact_dedup": {"enabled": True}}
+
+    def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        return read_github(piece.path, stages)
+
+    def content_key(self, record: dict[str, Any]) -> str:
+        return dedup_key(record)

@@ -35,9 +35,12 @@ from bs4 import BeautifulSoup
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 
-from corral.outcome import dropped, error, kept
-from corral.pipeline.inputs import guarded, open_input, open_raw
-from corral.schema import make_record
+from corral.core.outcome import dropped, error, kept
+from corral.core.schema import make_record
+from corral.manifests.options import Option
+from corral.pipeline.inputs.streams import guarded, open_input, open_raw
+from corral.pipeline.rounds.stage import StagedSummary
+from corral.pipeline.sources.base import Piece, Source
 
 SOURCE = "stackexchange"
 EXCLUDED_REASON = "not_top_site"  # every row of a site outside the top `read.top_sites`
@@ -115,7 +118,7 @@ def read_posts(path: str) -> Iterator[dict[str, Any]]:
     """Posts of one input as {"site", "row"} dicts, or error outcomes."""
     site = site_from_path(path)
     if path.lower().endswith(".7z"):
-        from corral.pipeline.archives import iter_7z_members
+        from corral.pipeline.inputs.archives import iter_7z_members
 
         members = iter_7z_members(lambda: open_raw(path), lambda n: os.path.basename(n) == "Posts.xml")
         found = False
@@ -263,7 +266,7 @@ class PostGroups:
             self.folder.cleanup()
 
 
-def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def read_site(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One Posts.xml (one site) → its outcomes: a document per question with its answers, and one
     outcome per other row, each tagged with its `group` (the site), so that the build can count a
     site's rows and drop the sites outside the top `read.top_sites` as a whole. A site's posts are
@@ -280,17 +283,36 @@ def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str
             yield {**o, "group": key[0]}
 
 
-def site_rows(staged: Iterable[dict[str, Any]]) -> dict[str, int]:
+def site_rows(staged: Iterable[StagedSummary]) -> dict[str, int]:
     """Rows read per site, from the stage summaries."""
     rows: dict[str, int] = {}
     for s in staged:
-        for group, n in s.get("groups", {}).items():
+        for group, n in s.groups.items():
             rows[group] = rows.get(group, 0) + n
     return rows
 
 
-def excluded_groups(stages: dict[str, dict[str, Any]], staged: list[dict[str, Any]]) -> list[str]:
-    """The sites outside the top `read.top_sites` by rows: every row of theirs is `not_top_site`."""
-    rows = site_rows(staged)
-    top = set(top_site_names(rows.items(), stages["read"]["top_sites"]))
-    return sorted(set(rows) - top)
+# --- the source ------------------------------------------------------------------------------
+
+OPTIONS = {
+    "read": {
+        "top_sites": Option(28, "int", "the 28 largest sites", minimum=1),
+        "score_sort": Option("numeric", "str", "quirk: RP sorted score strings", choices=("numeric", "string")),
+        "include_unanswered": Option(True, "bool", "RP emits questions with no answer"),
+    },
+}
+
+
+class StackExchange(Source):
+    name = SOURCE
+    options = OPTIONS
+    excluded_reason = EXCLUDED_REASON
+
+    def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        return read_site(piece.path, stages)
+
+    def excluded_groups(self, stages: dict[str, Any], staged: list[StagedSummary]) -> list[str]:
+        """The sites outside the top `read.top_sites` by rows: every row of theirs is `not_top_site`."""
+        rows = site_rows(staged)
+        top = set(top_site_names(rows.items(), stages["read"]["top_sites"]))
+        return sorted(set(rows) - top)

@@ -31,9 +31,11 @@ import mwparserfromhell
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 
-from corral.outcome import dropped, error, kept
-from corral.pipeline.inputs import guarded, open_input
-from corral.schema import make_record
+from corral.core.outcome import dropped, error, kept
+from corral.core.schema import make_record
+from corral.manifests.options import Option
+from corral.pipeline.inputs.streams import open_input
+from corral.pipeline.sources.base import Piece, Source
 
 SOURCE = "wikipedia"
 MAGIC_WORDS = re.compile(r"__[A-Z]*__")  # docs/recipe/wikipedia.md: HF-wiki v2 re_rm_magic
@@ -291,6 +293,46 @@ def _page(elem, path, lang, languages, namespaces, site_names, clean) -> dict[st
     )
 
 
-def read_file(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """One input's outcomes, a failure mid-file counted as one error (the build's per-file task)."""
-    return guarded(SOURCE, path, read_dump(path, stages["read"], stages["clean"]))
+# --- the source ------------------------------------------------------------------------------
+
+# The 20 Wikipedia languages of the paper (docs/recipe/wikipedia.md, LLaMA §2.1).
+WIKI_LANGUAGES = (
+    "bg",
+    "ca",
+    "cs",
+    "da",
+    "de",
+    "en",
+    "es",
+    "fr",
+    "hr",
+    "hu",
+    "it",
+    "nl",
+    "pl",
+    "pt",
+    "ro",
+    "ru",
+    "sl",
+    "sr",
+    "sv",
+    "uk",
+)
+
+OPTIONS = {
+    "read": {
+        "languages": Option(list(WIKI_LANGUAGES), "str_list", "the paper's 20 languages"),
+        "namespaces": Option(["0"], "str_list", "main namespace only"),
+    },
+    "clean": {
+        "strip_magic_words": Option(True, "bool", "HF-wiki v2 removes __MAGIC__ words"),
+    },
+}
+
+
+class Wikipedia(Source):
+    name = SOURCE
+    options = OPTIONS
+
+    def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        return read_dump(piece.path, stages["read"], stages["clean"])

@@ -7,7 +7,7 @@ import pytest
 from helpers import run_read, shard_records, write_manifest
 
 from corral.manifests.verify import verify_build
-from corral.pipeline.dag import build
+from corral.pipeline.build import build
 from corral.pipeline.sources import books
 
 NEW = (

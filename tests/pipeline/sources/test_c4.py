@@ -7,7 +7,7 @@ import pytest
 from helpers import shard_records, stages, write_manifest
 
 from corral.manifests.verify import verify_build
-from corral.pipeline.dag import build
+from corral.pipeline.build import build
 from corral.pipeline.sources import c4
 
 OPTS = stages("c4")["clean"]

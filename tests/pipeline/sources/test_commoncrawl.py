@@ -9,8 +9,8 @@ import os
 from helpers import shard_records, stages, write_manifest
 
 from corral.manifests.verify import verify_build
-from corral.pipeline.dag import build
-from corral.pipeline.inputs import guarded
+from corral.pipeline.build import build
+from corral.pipeline.inputs.streams import guarded
 from corral.pipeline.sources import commoncrawl as cc
 
 READ = stages("commoncrawl")["read"]

@@ -11,7 +11,7 @@ from helpers import package_repos, run_read, shard_records, stages, write_manife
 
 from corral.manifests.options import GITHUB_EXTENSIONS
 from corral.manifests.verify import verify_build
-from corral.pipeline.dag import build
+from corral.pipeline.build import build
 from corral.pipeline.sources import github as gh
 
 ST = stages("github")

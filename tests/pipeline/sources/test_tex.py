@@ -1,8 +1,8 @@
-"""The TeX the ArXiv rules need (corral.pipeline.sources.tex): comments, the main file, macros."""
+"""The TeX the ArXiv rules need (corral.pipeline.sources.arxiv.tex): comments, the main file, macros."""
 
 import pytest
 
-from corral.pipeline.sources import tex
+from corral.pipeline.sources.arxiv import tex
 
 
 def test_comments_full_line_trailing_and_escaped_percent():

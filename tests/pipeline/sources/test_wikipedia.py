@@ -7,7 +7,7 @@ from helpers import run_read, shard_records, write_manifest
 
 from corral.manifests.options import WIKI_LANGUAGES
 from corral.manifests.verify import verify_build
-from corral.pipeline.dag import build
+from corral.pipeline.build import build
 from corral.pipeline.sources import wikipedia as wk
 
 MEDIA, CATS = wk.aliases("de", {})

@@ -1,0 +1,188 @@
+"""One filesystem layer for local paths and every Beam filesystem (gs://, s3://, hdfs://, …).
+
+Everything here moves raw bytes: remote files are opened with `CompressionTypes.UNCOMPRESSED`, never
+Beam's AUTO mode (which would inflate a `.gz` by its name, so that a checksum or a copy of a remote
+`.gz` would be of the inflated bytes). Decompression is the readers' job (`corral.pipeline.inputs`).
+Writes are atomic: a temporary name beside the final one, fsynced and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+
+TMP_MARK = ".tmp-"  # temporary names contain this; never a final file name
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def local_path(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def join(folder: str, rel: str) -> str:
+    """`folder/rel` on any filesystem, always with '/' (so a remote path stays one); an empty folder
+    is the current one. The one path join of corral."""
+    return f"{folder.rstrip('/')}/{rel}" if folder else rel
+
+
+def _beam_fs():
+    """Beam's FileSystems, with corral's http(s):// filesystem registered (by its import)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    import corral.core.http_fs  # noqa: F401
+
+    return FileSystems
+
+
+beam_filesystems = _beam_fs
+
+
+def open_read(path: str):
+    """A readable binary file object of the raw bytes, on any filesystem."""
+    if is_remote(path):
+        from apache_beam.io.filesystems import CompressionTypes
+
+        return _beam_fs().open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return open(local_path(path), "rb")
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole (small) file's raw bytes."""
+    with open_read(path) as f:
+        return f.read()
+
+
+def exists(path: str) -> bool:
+    """Whether a file exists."""
+    if is_remote(path):
+        return _beam_fs().exists(path)
+    return os.path.isfile(local_path(path))
+
+
+def size(path: str) -> int:
+    """A file's size in bytes."""
+    if is_remote(path):
+        return _beam_fs().match([path])[0].metadata_list[0].size_in_bytes
+    return os.path.getsize(local_path(path))
+
+
+def digest_of(path: str, algorithm: str = "sha256", chunk: int = 4 << 20) -> str:
+    """A hashlib digest (sha256, sha1, md5, …) of a file's raw bytes, streamed."""
+    h = hashlib.new(algorithm)
+    with open_read(path) as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_of(path: str, chunk: int = 4 << 20) -> str:
+    """sha256 of a file's raw bytes, streamed."""
+    return digest_of(path, "sha256", chunk)
+
+
+def list_files(folder: str) -> list[str]:
+    """The files directly in `folder` (empty when it does not exist), sorted."""
+    if is_remote(folder):
+        fs = _beam_fs()
+        pattern = join(folder, "*")
+        try:
+            return sorted(m.path for m in fs.match([pattern])[0].metadata_list)
+        except Exception:
+            return []
+    folder = local_path(folder)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
+
+
+def remove(paths: list[str]) -> None:
+    """Delete files or folders (recursively) that exist; others are ignored."""
+    remote = [p for p in paths if is_remote(p)]
+    if remote:
+        fs = _beam_fs()
+        there = [p for p in remote if fs.exists(p)]
+        if there:
+            fs.delete(there)
+    for p in paths:
+        if is_remote(p):
+            continue
+        p = local_path(p)
+        if os.path.isdir(p):
+            shutil.rmtree(p, ignore_errors=True)
+        elif os.path.lexists(p):
+            os.remove(p)
+
+
+class AtomicFile:
+    """Open a temporary file beside `path`; `commit` makes it appear whole under `path`, `abort` removes it.
+
+    `durable` files are fsynced (with their folder) before the rename, so they survive a machine
+    crash too; a build's working files under OUT/_build are not (a killed process never leaves a
+    partial one, and fsyncing hundreds of small files a second costs more than the work)."""
+
+    def __init__(self, path: str, durable: bool = True):
+        self.path, self.durable = path, durable
+        head, tail = path.rsplit("/", 1) if "/" in path else (".", path)
+        # A hidden name in the same folder, so the final rename never crosses filesystems.
+        self.tmp_path = f"{head}/.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+        if is_remote(path):
+            from apache_beam.io.filesystems import CompressionTypes
+
+            self._fs = _beam_fs()
+            self.raw = self._fs.create(self.tmp_path, compression_type=CompressionTypes.UNCOMPRESSED)
+        else:
+            self._fs = None
+            os.makedirs(local_path(head) or ".", exist_ok=True)
+            self.tmp_path = local_path(self.tmp_path)
+            self.raw = open(self.tmp_path, "wb")
+
+    def commit(self) -> None:
+        if self._fs is not None:
+            self.raw.close()
+            if self._fs.exists(self.path):
+                self._fs.delete([self.path])
+            self._fs.rename([self.tmp_path], [self.path])
+            return
+        self.raw.flush()
+        if self.durable:
+            os.fsync(self.raw.fileno())
+        self.raw.close()
+        final = local_path(self.path)
+        os.replace(self.tmp_path, final)
+        if not self.durable:
+            return
+        dir_fd = os.open(os.path.dirname(os.path.abspath(final)), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def abort(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:
+            pass
+        try:
+            if self._fs is not None:
+                self._fs.delete([self.tmp_path])
+            else:
+                os.unlink(self.tmp_path)
+        except Exception:
+            pass
+
+
+def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> str:
+    """Write `data` to `path` atomically; return its sha256."""
+    target = AtomicFile(path, durable)
+    try:
+        target.raw.write(data)
+        target.commit()
+    except BaseException:
+        target.abort()
+        raise
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,138 @@
+"""A job's progress, read from the completion records as they appear (corral.engine.records).
+
+On a terminal: one live line, rewritten in place; otherwise (a log, CI): a plain line every
+LOG_EVERY seconds, through the job's logger. Per unit (a build's source) it shows the phase it is
+in with the items done, and overall the inputs read out of those planned (the items of the phases
+marked `inputs`), records/s and an ETA.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from corral.core import fs
+from corral.engine.graph import Graph, Ledger
+from corral.engine.records import folder
+
+POLL = 0.5  # seconds between looks at the completion records
+LOG_EVERY = 10.0  # seconds between plain progress lines
+
+
+@dataclass
+class _Unit:
+    ledger: Ledger
+    input_phases: set[str]
+    planned: int
+
+
+def _units(graph: Graph) -> dict[str, _Unit]:
+    """Each unit's records, the phases that read its inputs and how many inputs they plan."""
+    units: dict[str, _Unit] = {}
+    for ph in graph.phases:
+        unit = units.setdefault(ph.ledger.unit, _Unit(ph.ledger, set(), 0))
+        if ph.inputs:
+            unit.input_phases.add(ph.task.phase)
+            unit.planned += len(ph.items or [])
+    return units
+
+
+class Progress:
+    """The progress line of a job (`name`: build, tokenize, …) while its graph runs."""
+
+    def __init__(self, graph: Graph, name: str, enabled: bool | None = None, stream=None):
+        self.units, self.name = _units(graph), name
+        self.log = logging.getLogger(f"corral.{name}")
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        local = not any(fs.is_remote(u.ledger.root) for u in self.units.values())
+        self.enabled = local if enabled is None else enabled
+        self.seen: set[str] = set()
+        self.records = 0
+        self.read = 0
+        self.stop = threading.Event()
+        self.thread = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.t0 = time.monotonic()
+            self.thread = threading.Thread(target=self._loop, name="corral-progress", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+            line = self.line()
+            if self.live:
+                self.stream.write("\r" + line + "\n")
+                self.stream.flush()
+            else:
+                self.log.info("%s", line)
+        return False
+
+    def _loop(self):
+        last_log = time.monotonic()
+        while not self.stop.wait(POLL):
+            line = self.line()
+            if self.live:
+                self.stream.write("\r" + line[:200].ljust(80))
+                self.stream.flush()
+            elif time.monotonic() - last_log >= LOG_EVERY:
+                self.log.info("%s", line)
+                last_log = time.monotonic()
+
+    def _scan(self) -> dict[str, tuple[str, int]]:
+        """Per unit: (its latest phase with records, how many)."""
+        where = {}
+        for name, unit in self.units.items():
+            done = os.path.join(fs.local_path(folder(unit.ledger)), "done")
+            if not os.path.isdir(done):
+                continue
+            latest = None
+            for phase in os.listdir(done):
+                path = os.path.join(done, phase)
+                names = [n for n in os.listdir(path) if n.endswith(".json") and fs.TMP_MARK not in n]
+                mtime = os.path.getmtime(path)
+                if latest is None or mtime >= latest[2]:
+                    latest = (phase, len(names), mtime)
+                if phase in unit.input_phases:
+                    for n in names:
+                        self._count(os.path.join(path, n))
+            if latest:
+                where[name] = latest[:2]
+        return where
+
+    def _count(self, path: str) -> None:
+        if path in self.seen:
+            return
+        self.seen.add(path)
+        try:
+            summary = json.loads(open(path, "rb").read())["summary"]
+        except (OSError, ValueError, KeyError):
+            return
+        self.read += 1
+        self.records += int(summary.get("records", 0))
+
+    def line(self) -> str:
+        try:
+            where = self._scan()
+        except OSError:
+            where = {}
+        elapsed = max(time.monotonic() - self.t0, 1e-6)
+        total = sum(u.planned for u in self.units.values())
+        eta = ""
+        if 0 < self.read < total:
+            left = (total - self.read) * elapsed / self.read
+            eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
+        phases = ", ".join(f"{s} {ph} {n}" for s, (ph, n) in sorted(where.items()))
+        return (
+            f"[{self.name}] inputs {self.read}/{total} · {self.records / elapsed:,.0f} records/s · {elapsed:.0f} s{eta}"
+            + (f" · {phases}" if phases else "")
+        )

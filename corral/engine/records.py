@@ -1,0 +1,121 @@
+"""Completion records: what a finished work item leaves, so that a rerun redoes only the rest.
+
+Every finished item leaves `<root>/<unit>/done/<phase>/<key>.json`: the unit's fingerprint, the
+item and the task's summary, as JSON. `run_item` returns the recorded summary instead of running an
+item again when the record's fingerprint and item are the same and the task says its outputs are
+still there. Items and summaries are dataclasses; `plain` and `typed` turn them into JSON values
+and back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+import typing
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from corral.core import fs
+from corral.engine.graph import Item, Ledger, Summary, Task
+
+EXAMPLES = "examples"  # <root>/<unit>/examples/<phase>--<key>.json: a task's dropped examples
+
+
+def plain(obj: Any) -> Any:
+    """A dataclass (and what it holds) as JSON values: objects, lists, strings, numbers."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def typed(cls: type, data: dict[str, Any]) -> Any:
+    """The dataclass `cls` from its `plain` form (nested dataclasses and lists of them too)."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{f.name: _value(hints[f.name], data[f.name]) for f in fields(cls) if f.name in data})
+
+
+def _value(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if is_dataclass(hint):
+        return typed(hint, value)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _value(args[0], value)
+    if typing.get_origin(hint) is list and args and is_dataclass(args[0]):
+        return [typed(args[0], v) for v in value]
+    if typing.get_origin(hint) is tuple and args and is_dataclass(args[0]):
+        return tuple(typed(args[0], v) for v in value)
+    if typing.get_origin(hint) is tuple:
+        return tuple(value)
+    return value
+
+
+def folder(ledger: Ledger) -> str:
+    """A unit's folder: its completion records and whatever its tasks keep beside them."""
+    return fs.join(ledger.root, ledger.unit)
+
+
+def done_path(ledger: Ledger, phase: str, key: str) -> str:
+    return fs.join(folder(ledger), f"done/{phase}/{key}.json")
+
+
+def read_done(ledger: Ledger, phase: str, key: str) -> dict[str, Any] | None:
+    """An item's completion record as written, or None."""
+    try:
+        return json.loads(fs.read_bytes(done_path(ledger, phase, key)))
+    except (OSError, ValueError):
+        return None
+
+
+def recorded(ledger: Ledger, phase: str, kind: type[Summary]) -> list[Any]:
+    """Every completion record's summary of a phase, in key order, as `kind`."""
+    found = []
+    for path in fs.list_files(fs.join(folder(ledger), f"done/{phase}")):
+        if path.endswith(".json") and fs.TMP_MARK not in path:
+            try:
+                found.append(typed(kind, json.loads(fs.read_bytes(path))["summary"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return found
+
+
+def summary_of(ledger: Ledger, task: Task, item: Item) -> Summary | None:
+    """The recorded summary of an item that finished with these settings and is still done."""
+    done = read_done(ledger, task.phase, item.key)
+    if done is None or done.get("fingerprint") != ledger.fingerprint or done.get("item") != plain(item):
+        return None
+    try:
+        summary = typed(task.summary, done["summary"])
+    except (KeyError, TypeError):
+        return None
+    return summary if task.still_done(item, summary) else None
+
+
+def run_item(task: Task, ledger: Ledger, item: Item, earlier: tuple | list) -> Summary:
+    """Run a task on one item unless its completion record says it is done; record it when it
+    finishes. Returns the item's summary (`reused` when a record answered)."""
+    summary = summary_of(ledger, task, item)
+    if summary is not None:
+        summary.reused = True
+        return summary
+    t0 = time.perf_counter()
+    summary = task.run(item, *earlier)
+    summary.seconds = round(time.perf_counter() - t0, 4)
+    examples, summary.examples = summary.examples, None
+    if examples:  # texts never cross a shuffle: the dropped examples go to a file of their own
+        fs.atomic_write_bytes(
+            fs.join(folder(ledger), f"{EXAMPLES}/{task.phase}--{item.key}.json"),
+            json.dumps(examples, ensure_ascii=False).encode("utf-8"),
+            durable=False,
+        )
+    record = {"fingerprint": ledger.fingerprint, "item": plain(item), "summary": plain(summary)}
+    fs.atomic_write_bytes(
+        done_path(ledger, task.phase, item.key), json.dumps(record, ensure_ascii=False).encode("utf-8"), durable=False
+    )
+    return summary

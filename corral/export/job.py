@@ -1,0 +1,364 @@
+"""`corral export OUT --to DIR --format parquet|jsonl|dolma|megatron [--source S]`: a build handed
+on to other tools, checked and resumable.
+
+- Every output file is written under a temporary name and renamed only when whole, so a failed or
+  killed export never leaves a file under its final name.
+- The files are written by tasks on the engine (corral.engine), a document shard's files or a
+  source's Megatron dataset each, on the local pool or any Beam runner. While an export runs, each
+  finished task leaves a completion record under DIR/_export, so a killed export resumes.
+- DIR/export.json records, for each file, the shard it came from (path and sha256), its rows (and
+  tokens), its size and sha256. It is written (atomically) when the export starts and when it ends,
+  so a rerun skips what is finished and still matches its shard, and redoes the rest.
+- DIR/README.md is a short dataset card: the build manifest's sha256, the mixture, each source's
+  funnel, the files, and how to load them.
+- A DIR holding an export of another build or format is refused, as are files corral did not write.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from corral.core.errors import UsageError
+from corral.core.fs import AtomicFile, atomic_write_bytes, join, sha256_of
+from corral.core.schema import DOC_SCHEMA
+from corral.core.shards import HashingSink, iter_batches, read_token_shard
+from corral.engine.execute import execute
+from corral.engine.graph import Graph, Item, Ledger, Summary, Task
+from corral.engine.progress import Progress
+from corral.engine.records import summary_of
+from corral.engine.runners import Executor
+from corral.export import FORMATS, megatron
+from corral.export.documents import JsonlOut, ParquetOut, dolma_attributes, dolma_document, jsonl_row
+from corral.manifests.build_manifest import BuildManifest, load_build, manifest_sha256
+
+RECORD = "export.json"
+RECORDS = "_export"  # DEST/_export: the completion records of an export that has not finished
+CARD = "README.md"
+
+
+class ExportError(UsageError):
+    """The export cannot run as asked: the message says what to fix."""
+
+
+@dataclass
+class Result:
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    data_path: str | None = None  # megatron: the weighted --data-path
+
+
+def _targets(fmt: str, source: str, index: int) -> list[str]:
+    """Output files (relative to DIR) of shard `index` of `source`."""
+    name = f"part-{index:05d}"
+    if fmt == "parquet":
+        return [f"{source}/{name}.parquet"]
+    if fmt == "jsonl":
+        return [f"{source}/{name}.jsonl.gz"]
+    return [f"documents/{source}/{name}.jsonl.gz", f"attributes/corral/{source}/{name}.jsonl.gz"]
+
+
+def _load_record(dest: str, fmt: str, sha: str) -> dict[str, Any]:
+    path = os.path.join(dest, RECORD)
+    if not os.path.exists(path):
+        stray = [n for n in os.listdir(dest)] if os.path.isdir(dest) else []
+        if stray:
+            raise ExportError(
+                f"{dest}: holds files corral's export did not write ({', '.join(sorted(stray)[:3])}): "
+                "choose an empty or new --to"
+            )
+        return {"format": fmt, "build_manifest_sha256": sha, "files": {}}
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    if record.get("format") != fmt or record.get("build_manifest_sha256") != sha:
+        raise ExportError(
+            f"{dest}: holds a {record.get('format')} export of the build whose manifest sha256 is "
+            f"{record.get('build_manifest_sha256')}; this is a {fmt} export of {sha}: choose another --to"
+        )
+    return record
+
+
+def _save_record(dest: str, record: dict[str, Any]) -> None:
+    atomic_write_bytes(os.path.join(dest, RECORD), json.dumps(record, indent=2, sort_keys=True).encode())
+
+
+def _done(dest: str, record: dict[str, Any], rel: str, origin: str) -> bool:
+    entry = record["files"].get(rel)
+    path = os.path.join(dest, rel)
+    return (
+        bool(entry)
+        and entry.get("from_sha256") == origin
+        and os.path.exists(path)
+        and os.path.getsize(path) == entry["bytes"]
+    )
+
+
+def _export_shard(fmt: str, shard_path: str, outs: list[str], added: str) -> list[dict[str, Any]]:
+    """Stream one document shard into its output file(s); return each file's rows, bytes and sha256."""
+    files = [AtomicFile(p) for p in outs]
+    sinks = [HashingSink(f.raw) for f in files]
+    try:
+        if fmt == "parquet":
+            writers = [ParquetOut(sinks[0], DOC_SCHEMA)]
+        elif fmt == "jsonl":
+            writers = [JsonlOut(sinks[0], jsonl_row)]
+        else:
+            writers = [JsonlOut(sinks[0], lambda r: dolma_document(r, added)), JsonlOut(sinks[1], dolma_attributes)]
+        rows = 0
+        for batch in iter_batches(shard_path):
+            for w in writers:
+                w.write(batch)
+            rows += batch.num_rows
+        for w in writers:
+            w.close()
+        for f in files:
+            f.commit()
+    except BaseException:
+        for f in files:
+            f.abort()
+        raise
+    return [{"rows": rows, "bytes": s.size, "sha256": s.sha256.hexdigest()} for s in sinks]
+
+
+def _export_tokens(dest: str, source: str, shards: list[str], out: str, vocab: int) -> dict[str, Any]:
+    """One source's token shards (paths relative to OUT) as one Megatron indexed dataset."""
+    prefix = os.path.join(dest, f"{source}_text_document")
+
+    def pieces():
+        for path in shards:
+            shard = read_token_shard(join(out, path))
+            yield shard.tokens, np.asarray(shard.offsets, dtype=np.int64)
+
+    docs, tokens = megatron.write_indexed(prefix, pieces(), megatron.dtype_for(vocab))
+    return {
+        "rows": docs,
+        "tokens": tokens,
+        "bytes": os.path.getsize(prefix + ".bin"),
+        "sha256": sha256_of(prefix + ".bin"),
+        "idx_sha256": sha256_of(prefix + ".idx"),
+    }
+
+
+def _origin(entries: list[dict]) -> str:
+    return hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ExportItem(Item):
+    """Files to write from a build's shards: one document shard's file(s), or one source's Megatron
+    dataset from all its token shards (`origin`: the sha256 they depend on)."""
+
+    source: str = ""
+    shards: tuple[str, ...] = ()  # relative to OUT
+    targets: tuple[str, ...] = ()  # relative to DEST
+    origin: str = ""
+
+
+@dataclass
+class ExportSummary(Summary):
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # each target's export.json entry
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every task of one export shares."""
+
+    out: str
+    dest: str
+    fmt: str
+    added: str  # dolma's `added`: when the build was made
+    vocab: int  # megatron: the tokenizer's vocabulary (the token dtype)
+
+
+class ExportTask(Task):
+    """One item's files, each written whole under a temporary name and renamed."""
+
+    phase = "export"
+    summary = ExportSummary
+
+    def __init__(self, settings: _Settings):
+        self.s = settings
+
+    def still_done(self, item: ExportItem, summary: ExportSummary) -> bool:
+        return all(
+            os.path.exists(os.path.join(self.s.dest, rel))
+            and os.path.getsize(os.path.join(self.s.dest, rel)) == e["bytes"]
+            for rel, e in summary.files.items()
+        )
+
+    def run(self, item: ExportItem, *earlier) -> ExportSummary:
+        s = self.s
+        if s.fmt == "megatron":
+            rel = item.targets[0]
+            stats = _export_tokens(s.dest, item.source, list(item.shards), s.out, s.vocab)
+            entry = {**stats, "source": item.source, "from_sha256": item.origin, "idx": rel[: -len(".bin")] + ".idx"}
+            return ExportSummary(files={rel: entry}, records=stats["rows"])
+        outs = [os.path.join(s.dest, r) for r in item.targets]
+        stats = _export_shard(s.fmt, join(s.out, item.shards[0]), outs, s.added)
+        files = {
+            r: {**st, "source": item.source, "from": item.shards[0], "from_sha256": item.origin}
+            for r, st in zip(item.targets, stats)
+        }
+        return ExportSummary(files=files, records=stats[0]["rows"])
+
+
+def _items(manifest: BuildManifest, fmt: str, chosen: list[str]) -> list[ExportItem]:
+    """What to write: per document shard its file(s), or per source one Megatron dataset."""
+    if fmt == "megatron":
+        return [
+            ExportItem(
+                f"{s}_text_document",
+                s,
+                tuple(e["path"] for e in manifest.sources[s].token_shards),
+                targets=(f"{s}_text_document.bin",),
+                origin=_origin(manifest.sources[s].token_shards),
+            )
+            for s in chosen
+        ]
+    return [
+        ExportItem(f"{s}-{i:05d}", s, (entry["path"],), targets=tuple(_targets(fmt, s, i)), origin=entry["sha256"])
+        for s in chosen
+        for i, entry in enumerate(manifest.sources[s].shards)
+    ]
+
+
+def _check(out: str, manifest: BuildManifest, fmt: str, sources: list[str] | None) -> list[str]:
+    """The sources to export; an ExportError for what cannot be exported as asked."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    unknown = sorted(set(sources or []) - set(manifest.sources))
+    if unknown:
+        raise ExportError(f"--source {', '.join(unknown)}: the build has {', '.join(manifest.sources)}")
+    chosen = [s for s in manifest.sources if not sources or s in sources]
+    if fmt == "megatron":
+        missing = [s for s in chosen if not manifest.sources[s].token_shards]
+        if not manifest.models.get("tokenizer") or missing:
+            raise ExportError(f"{out}: no token shards for {', '.join(missing or chosen)}: run `corral tokenize {out}`")
+    return chosen
+
+
+def _run(settings: _Settings, todo: list[ExportItem], ledger_of, how: Executor) -> dict[str, ExportSummary]:
+    """Write every item's files on the executor, a phase per source; each item's summary by key."""
+    graph, task = Graph(), ExportTask(settings)
+    for source in dict.fromkeys(item.source for item in todo):
+        mine = [item for item in todo if item.source == source]
+        graph.add(f"export/{source}", task, ledger_of(source), items=mine, inputs=True)
+    execute(graph, how, Progress(graph, "export"))
+    found = {}
+    for item in todo:
+        summary = summary_of(ledger_of(item.source), task, item)
+        if summary is None:
+            raise ExportError(f"{item.key}: the export left no completion record")
+        found[item.key] = summary
+    return found
+
+
+def export(
+    out: str, dest: str, fmt: str, sources: list[str] | None = None, how: Executor | None = None, *, say=print
+) -> Result:
+    """Export build OUT into DEST in `fmt` on `how` (the local pool, one worker, by default); see the
+    module docstring."""
+    manifest = load_build(out)
+    chosen = _check(out, manifest, fmt, sources)
+    sha = manifest_sha256(out)
+    if os.path.isfile(dest):
+        raise ExportError(f"--to {dest}: is a file, not a folder")
+    record = _load_record(dest, fmt, sha)
+    os.makedirs(dest, exist_ok=True)
+    _save_record(dest, record)  # the folder is this export's from now on: a rerun resumes it
+    tok = manifest.models.get("tokenizer") or {}
+    added = manifest.created or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    settings = _Settings(out, dest, fmt, added, int(tok.get("vocab_size", 0)))
+    items = _items(manifest, fmt, chosen)
+
+    def ledger_of(source: str) -> Ledger:
+        return Ledger(os.path.join(dest, RECORDS), source, f"{fmt}:{sha}")
+
+    result, todo = Result(), []
+    for item in items:
+        finished = all(_done(dest, record, r, item.origin) for r in item.targets)
+        if finished or summary_of(ledger_of(item.source), ExportTask(settings), item) is not None:
+            result.skipped += list(item.targets)
+        if not finished:
+            todo.append(item)
+    summaries = _run(settings, todo, ledger_of, how or Executor())
+    for item in todo:
+        summary = summaries[item.key]
+        record["files"].update(summary.files)
+        if item.targets[0] not in result.skipped:
+            result.written += list(item.targets)
+            say(f"corral export: {_said(item.targets[0], summary.files[item.targets[0]])}")
+    _save_record(dest, record)
+    shutil.rmtree(os.path.join(dest, RECORDS), ignore_errors=True)
+    if fmt == "megatron":
+        weights = {s: manifest.sources[s].weight for s in chosen}
+        prefixes = {s: os.path.join(os.path.abspath(dest), f"{s}_text_document") for s in chosen if weights[s] > 0}
+        result.data_path = megatron.data_path(weights, prefixes)
+    atomic_write_bytes(os.path.join(dest, CARD), card(manifest, sha, fmt, record, out, result.data_path).encode())
+    return result
+
+
+def _said(rel: str, entry: dict[str, Any]) -> str:
+    if "tokens" in entry:
+        return f"{rel}: {entry['rows']:,} documents, {entry['tokens']:,} tokens"
+    return f"{rel}: {entry['rows']:,} documents"
+
+
+def card(manifest: BuildManifest, sha: str, fmt: str, record: dict[str, Any], out: str, data_path: str | None) -> str:
+    """The dataset card: what was exported, from which build, and how to load it."""
+    name = manifest.mixture.get("name", "corral build")
+    lines = [
+        f"# {name}: {fmt} export",
+        "",
+        f"Exported by corral from the build at `{os.path.abspath(out)}`, whose `manifest.json` has "
+        f"sha256 `{sha}`. Each file's rows, size and sha256 are in `{RECORD}`.",
+        "",
+        "| source | weight | input | kept | dropped | errors | files | rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s, sb in manifest.sources.items():
+        files = [f for f in record["files"].values() if f.get("source") == s]
+        if not files:
+            continue
+        f = sb.funnel
+        lines.append(
+            f"| {s} | {sb.weight:g} | {f.input:,} | {f.kept:,} | {sum(f.dropped.values()):,} | "
+            f"{sum(f.errors.values()):,} | {len(files)} | {sum(x['rows'] for x in files):,} |"
+        )
+    lines.append("")
+    if fmt == "parquet":
+        lines += [
+            "```python",
+            "import datasets",
+            'ds = datasets.load_dataset("parquet", data_files={"train": "*/part-*.parquet"}, split="train")',
+            "```",
+        ]
+    elif fmt == "jsonl":
+        lines += [
+            "```python",
+            "import datasets",
+            'ds = datasets.load_dataset("json", data_files={"train": "*/part-*.jsonl.gz"}, split="train")',
+            "```",
+        ]
+    elif fmt == "dolma":
+        lines += [
+            "dolma layout: `documents/<source>/part-*.jsonl.gz` and the attribute set `corral` under "
+            "`attributes/corral/<source>/` (`corral__<signal>`: one span over the whole text)."
+        ]
+    else:
+        lines += [
+            "Megatron-LM indexed datasets (`<source>_text_document.bin/.idx`, one sequence per document). "
+            "Weighted by the mixture:",
+            "",
+            "```",
+            f"--data-path {data_path}",
+            "```",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,140 @@
+"""What a built source leaves for the manifest, read back from its completion records (nothing passes
+from the workers to the driver except through OUT): the funnel counts, the shards and their text
+bytes, the side models, the dead letters (merged into one file), the dropped examples (merged into
+OUT/examples/<source>.json) and what crossed the pipeline's shuffles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.core import fs
+from corral.core.shards import ShardInfo
+from corral.engine.graph import Summary
+from corral.engine.records import EXAMPLES, recorded
+from corral.manifests.build_manifest import relative_shard
+from corral.pipeline.rounds.select import SelectSummary
+from corral.pipeline.rounds.stage import EXAMPLES_PER_REASON, StagedSummary, ledger, work_dir
+from corral.pipeline.sources.base import Source, SourcePlan, Staged
+
+
+@dataclass
+class _Counted(Summary):
+    """What the summary of every phase that counts records has: counts per (status, reason, group)
+    and the rows read per group."""
+
+    counts: list[list[Any]] = field(default_factory=list)
+    groups: dict[str, int] = field(default_factory=dict)
+
+
+def funnel_counts(out: str, source: Source, phases: tuple[str, ...], excluded: set[str]) -> dict[tuple, int]:
+    """(status, reason) → records, over the summaries of the phases that count. The records of a
+    group the source drops whole count under its `excluded_reason`, whatever else befell them."""
+    gone = ("dropped", source.excluded_reason)
+    counts: dict[tuple[str, str | None], int] = {}
+    for phase in phases:
+        for s in recorded(ledger(out, source.name), phase, _Counted):
+            for status, reason, group, n in s.counts:
+                key = gone if group in excluded else (status, reason)
+                counts[key] = counts.get(key, 0) + n
+            for group, n in s.groups.items() if excluded else ():
+                if group in excluded:  # its staged rows are counted here, not at select
+                    counts[gone] = counts.get(gone, 0) + n - sum(c[3] for c in s.counts if c[2] == group)
+    return counts
+
+
+def selected(out: str, name: str) -> tuple[list[dict[str, Any]], int]:
+    """The shards the select pass wrote (paths relative to OUT, sorted) and their text bytes."""
+    summaries = recorded(ledger(out, name), "select", SelectSummary)
+    shards = sorted((relative_shard(ShardInfo(**d), out) for s in summaries for d in s.shards), key=lambda d: d["path"])
+    return shards, sum(s.bytes for s in summaries)
+
+
+def models(out: str, name: str, phases: tuple[str, ...]) -> dict[str, Any]:
+    """The side models the phases' summaries name, with paths relative to OUT."""
+    found: dict[str, Any] = {}
+    prefix = out.rstrip("/") + "/"
+    for phase in phases:
+        for path in fs.list_files(fs.join(work_dir(out, name), f"done/{phase}")):
+            if not path.endswith(".json") or fs.TMP_MARK in path:
+                continue
+            for model, info in json.loads(fs.read_bytes(path))["summary"].get("models", {}).items():
+                where = info["path"][len(prefix) :] if info["path"].startswith(prefix) else info["path"]
+                found[model] = {**info, "path": where}
+    return found
+
+
+def merge_errors(out: str, name: str, dest: str) -> list[str]:
+    """Every task's dead letters, sorted, into `dest` (when there are any); returns them."""
+    lines = []
+    for path in fs.list_files(fs.join(work_dir(out, name), "errors")):
+        if path.endswith(".jsonl") and fs.TMP_MARK not in path:
+            lines += [ln for ln in fs.read_bytes(path).decode("utf-8").splitlines() if ln]
+    if lines:
+        fs.atomic_write_bytes(dest, ("\n".join(sorted(lines)) + "\n").encode("utf-8"))
+    return lines
+
+
+def merge_examples(out: str, name: str) -> None:
+    """OUT/examples/<source>.json: up to EXAMPLES_PER_REASON dropped documents per reason, {reason:
+    [[id, start of text], …]}, from the tasks' example files in phase and item order."""
+    merged: dict[str, list] = {}
+    for path in sorted(fs.list_files(fs.join(work_dir(out, name), EXAMPLES))):
+        if fs.TMP_MARK in path:
+            continue
+        for reason, rows in json.loads(fs.read_bytes(path)).items():
+            room = EXAMPLES_PER_REASON - len(merged.setdefault(reason, []))
+            merged[reason] += rows[: max(0, room)]
+    dest = fs.join(out, f"examples/{name}.json")
+    if merged:
+        fs.atomic_write_bytes(dest, json.dumps(merged, ensure_ascii=False, indent=1).encode("utf-8"))
+    else:  # none this time: no stale file from an earlier build
+        fs.remove([dest])
+
+
+def shuffle_stats(out: str, name: str, records: int) -> dict[str, Any]:
+    """What crossed the pipeline's shuffles for this source (work items and their summaries, as
+    recorded) and what went through key files, per input record; each phase's tasks and seconds."""
+    folder = fs.join(work_dir(out, name), "done")
+    shuffled = key_bytes = 0
+    phases, seconds = {}, {}
+    for phase_dir in sorted(os.listdir(folder)) if not fs.is_remote(folder) and os.path.isdir(folder) else []:
+        n, took = 0, 0.0
+        for path in fs.list_files(fs.join(folder, phase_dir)):
+            rec = json.loads(fs.read_bytes(path))
+            n += 1
+            shuffled += len(json.dumps(rec["item"])) + len(json.dumps(rec["summary"]))
+            key_bytes += int(rec["summary"].get("key_bytes", 0))
+            took += float(rec["summary"].get("seconds", 0.0))
+        phases[phase_dir], seconds[phase_dir] = n, round(took, 3)
+    per = max(records, 1)
+    return {
+        "tasks": phases,
+        "task_seconds": seconds,
+        "shuffle_bytes": shuffled,
+        "shuffle_bytes_per_record": round(shuffled / per, 1),
+        "key_file_bytes_per_record": round(key_bytes / per, 1),
+    }
+
+
+def collect(source: Source, plan: SourcePlan, staged: Staged) -> dict[str, Any]:
+    """A built source's record for the manifest: funnel counts, shards, text bytes, models and
+    shuffle sizes; its dead letters merged into OUT/errors/<source>/errors.jsonl and its examples
+    into OUT/examples/<source>.json."""
+    out, name = plan.out, plan.name
+    first = recorded(ledger(out, name), staged.counted[0], StagedSummary)
+    excluded = set(source.excluded_groups(plan.stages, first))
+    counts = funnel_counts(out, source, (*staged.counted, "select"), excluded)
+    shards, text_bytes = selected(out, name)
+    merge_errors(out, name, fs.join(out, f"errors/{name}/errors.jsonl"))
+    merge_examples(out, name)
+    return {
+        "shards": shards,
+        "bytes": text_bytes,
+        "models": models(out, name, staged.models),
+        "funnel": [[s, r, n] for (s, r), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))],
+        "stats": shuffle_stats(out, name, sum(counts.values())),
+    }

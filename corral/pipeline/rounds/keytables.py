@@ -1,0 +1,117 @@
+"""Round tables: one file's keys for one dedup round, sorted by key, so that a round's partition
+reads only its share of each file.
+
+A round's partitions split the 64-bit key space into equal ranges (partition p of n holds the keys
+in [p·2⁶⁴/n, (p+1)·2⁶⁴/n)). Each staged file writes, per round it takes part in, a table sorted by
+key: `<folder>/<file>.<round>.npy` beside the file's `<folder>/<file>.npz`, a structured array of
+the key, the document's row in the file and the columns the round ranks by. A partition finds its
+range by binary search and copies only that slice; on a local filesystem the table is memory-mapped,
+so a partition reads about 1/n of it. (A table on remote storage is read whole, then sliced.)
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from corral.core import fs
+
+# The rounds whose partitions read round tables: (key file folder, key array, the columns kept
+# beside each key, the array's shape): `one` key per document, a `row` of keys per document (n × b
+# MinHash band keys), or a `run` of keys per document (delimited by the key file's `offsets`).
+# `url` is CommonCrawl's URL + digest among the records its first pass read (first occurrence
+# stays); `c4url` is C4's normalised URL (largest text md5 stays); `unique` is the id (latest
+# timestamp, then larger md5); `exact` is the content key (smallest id, read from the staged texts);
+# `near` the band keys (each with its document's key); `c4lines` C4's line keys (each with its
+# page's URL md5, the smallest of which owns the line); `cclines` a CommonCrawl file's distinct line
+# hashes (each with its owner and whether the file repeats it), for its hash group's duplicates.
+ROUND_TABLES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "unique": ("keys", "id_key", ("ts", "md5"), "one"),
+    "exact": ("keys", "exact", (), "one"),
+    "url": ("ccread-keys", "id_key", (), "one"),
+    "c4url": ("c4read-keys", "url_key", ("md5",), "one"),
+    "near": ("keys", "bands", ("doc",), "row"),
+    "c4lines": ("clean-keys", "lines", ("rank",), "run"),
+    "cclines": ("ccread-keys", "lh", ("lo", "lr"), "one"),
+}
+
+
+def table_path(key_file: str, round_: str) -> str:
+    """The round table beside a file's key file (`…/<file>.npz` → `…/<file>.<round>.npy`)."""
+    return key_file[: -len(".npz")] + f".{round_}.npy"
+
+
+def save_tables(key_file: str, arrays: Mapping[str, np.ndarray], rounds: Iterable[str] | None = None) -> int:
+    """Write the round tables that a key file's arrays feed (by the key file's folder), or only
+    those of `rounds`; returns the bytes written."""
+    folder = key_file.rstrip("/").split("/")[-2]
+    wanted = None if rounds is None else set(rounds)
+    written = 0
+    for round_, (f, key, ranks, shape) in ROUND_TABLES.items():
+        if f != folder or key not in arrays or (wanted is not None and round_ not in wanted):
+            continue
+        keys, rows = _keys_and_rows(arrays, key, shape)
+        order = np.argsort(keys, kind="stable")
+        dtype = [("key", np.uint64), ("row", np.int64)] + [(r, arrays[r].dtype) for r in ranks]
+        table = np.empty(len(keys), dtype=dtype)
+        table["key"] = keys[order]
+        table["row"] = rows[order]
+        for r in ranks:
+            table[r] = arrays[r][table["row"]]
+        buf = io.BytesIO()
+        np.save(buf, table)
+        data = buf.getvalue()
+        fs.atomic_write_bytes(table_path(key_file, round_), data, durable=False)
+        written += len(data)
+    return written
+
+
+def _keys_and_rows(arrays: Mapping[str, np.ndarray], key: str, shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """A key array flattened to one key per entry, with the document row of each."""
+    keys = np.asarray(arrays[key], dtype=np.uint64)
+    if shape == "row":
+        return keys.reshape(-1), np.repeat(np.arange(len(keys), dtype=np.int64), keys.shape[1] if keys.ndim == 2 else 0)
+    if shape == "run":
+        counts = np.diff(arrays["offsets"])
+        return keys, np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return keys, np.arange(len(keys), dtype=np.int64)
+
+
+def bounds(p: int, n: int) -> tuple[int, int | None]:
+    """The key range of partition p of n: [lo, hi), hi None for the last."""
+    lo = -(-(p << 64) // n)  # ceil(p·2⁶⁴/n)
+    return lo, (None if p + 1 == n else -(-((p + 1) << 64) // n))
+
+
+def partition_of(keys: np.ndarray, n: int) -> np.ndarray:
+    """The partition of each key (the p whose range holds it)."""
+    edges = np.array([bounds(p, n)[0] for p in range(1, n)], dtype=np.uint64)
+    return np.searchsorted(edges, keys, side="right")
+
+
+def by_partition(values: np.ndarray, n: int, fn, missing) -> np.ndarray:
+    """fn(p, the values in partition p) for each of n partitions holding some of `values`, put back
+    in the values' order (`missing` where n is 0). Lets a task look its keys up in one partition's
+    decision each, memory-mapped, instead of reading every partition whole."""
+    out = np.full(len(values), missing)
+    part = partition_of(values, max(n, 1))
+    for p in range(n):
+        m = part == p
+        if m.any():
+            out[m] = fn(p, values[m])
+    return out
+
+
+def read_partition(path: str, p: int, n: int) -> np.ndarray:
+    """The rows of a round table whose key falls in partition p of n (a copy, sorted by key)."""
+    if fs.is_remote(path):
+        table = np.load(io.BytesIO(fs.read_bytes(path)))
+    else:
+        table = np.load(fs.local_path(path), mmap_mode="r")
+    keys = table["key"]
+    lo, hi = bounds(p, n)
+    a = int(np.searchsorted(keys, np.uint64(lo))) if lo else 0
+    b = int(np.searchsorted(keys, np.uint64(hi))) if hi is not None else len(keys)
+    return np.array(table[a:b])

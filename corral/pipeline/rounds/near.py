@@ -1,0 +1,236 @@
+"""Near dedup over key files: the `near` round of a build source, and of `corral dedup`.
+
+  lsh-<p>     partition p of the band keys of every key file (documents earlier rounds dropped left
+              out) → its buckets' candidate edges (member → the bucket's smallest document), each
+              verified by the exact Jaccard similarity of the two documents' shingle sets (saved by
+              the stage phase) → decide/near-edges-<p>.npz (edges and their locators)
+  clusters    every partition's verified edges → connected components → the representative of each
+              (the smallest id, read for cluster members only) → decide/near-clusters.npz (member
+              locators, sorted; representative or not; cluster size), and, when asked, the clusters
+              as rows (`corral dedup`'s clusters.arrow)
+The select pass keeps a cluster's representative (tagged `dup_cluster` = its id, `dup_count` = the
+size), drops the other members as `near_duplicate`, and tags every other document with its own id
+and 1. Only band keys and locators are read back from files; texts never leave the staged parts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from corral.core import fs
+from corral.core.shards import write_shard
+from corral.dedup import minhash
+from corral.dedup.clusters import bucket_edges, component_table
+from corral.dedup.keys import ROW_BITS, concat, loc, lookup, member_of
+from corral.engine.graph import Item, Summary, Task
+from corral.pipeline.rounds.decide import Round, losers_of
+from corral.pipeline.rounds.keytables import read_partition, table_path
+from corral.pipeline.rounds.stage import StagedFile, StagedRows, load_arrays, save_arrays, staged_parts, work_dir
+
+BANDS_PER_PARTITION = 1 << 23  # (band key, document) pairs one LSH task holds: 128 MB
+CLUSTER_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("cluster", pa.string(), nullable=False),
+        pa.field("representative", pa.bool_(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class NearSettings:
+    """A source's `minhash` stage, as the LSH partitions need it."""
+
+    threshold: float
+    ngram: int
+    verify: bool
+
+
+@dataclass(frozen=True)
+class LshItem(Item):
+    p: int = 0
+    partitions: int = 1
+    files: int = 0
+    before: tuple[Round, ...] = ()
+    settings: NearSettings | None = None
+
+
+@dataclass
+class LshSummary(Summary):
+    p: int = 0
+    partitions: int = 1
+    candidates: int = 0
+    edges: int = 0
+
+
+@dataclass(frozen=True)
+class ClustersItem(Item):
+    partitions: int = 1
+    stage_phase: str = "stage"
+    cluster_rows: str | None = None  # also write the clusters as rows here (clusters.arrow)
+
+
+@dataclass
+class ClustersSummary(Summary):
+    clusters: int = 0
+    members: int = 0
+
+
+def edges_path(out: str, source: str, p: int) -> str:
+    return fs.join(work_dir(out, source), f"decide/near-edges-{p:04d}.npz")
+
+
+def clusters_path(out: str, source: str) -> str:
+    return fs.join(work_dir(out, source), "decide/near-clusters.npz")
+
+
+def lsh_items(rows: int, files: int, before: tuple[Round, ...], minhash_stage: dict[str, Any]) -> list[LshItem]:
+    """The LSH partitions of a source's band keys: about BANDS_PER_PARTITION pairs each."""
+    bands = minhash.derive_lsh(minhash_stage["threshold"], minhash_stage["num_perm"], minhash_stage["verify"]).bands
+    settings = NearSettings(minhash_stage["threshold"], minhash_stage["ngram"], minhash_stage["verify"])
+    n = max(1, math.ceil(rows * bands / BANDS_PER_PARTITION))
+    return [LshItem(f"lsh-{p:04d}", p, n, files=files, before=before, settings=settings) for p in range(n)]
+
+
+class LshTask(Task):
+    """One partition of the band keys → verified candidate edges."""
+
+    phase = "near-lsh"
+    summary = LshSummary
+
+    def __init__(self, out: str, source: str):
+        self.out, self.source = out, source
+
+    def run(self, item: LshItem, *earlier) -> LshSummary:
+        p, n = item.p, item.partitions
+        gone = losers_of(self.out, self.source, item.before)
+        pairs, docs, locs = [], [], []
+        for i in range(item.files):
+            t = read_partition(table_path(StagedFile(self.out, self.source, i).key_path(), "near"), p, n)
+            at = loc(i, 0) + t["row"]
+            keep = ~member_of(gone, at)
+            pairs.append(np.stack([t["key"][keep].view(np.int64), t["doc"][keep]], axis=1))
+            docs.append(t["doc"][keep])
+            locs.append(at[keep])
+        pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
+        edges = bucket_edges(pairs)
+        doc, at = concat(docs, np.int64), concat(locs, np.int64)
+        order = np.argsort(doc, kind="stable")
+        doc, at = doc[order], at[order]
+        ends = lookup(doc, at, edges.reshape(-1), -1).reshape(-1, 2) if len(edges) else np.empty((0, 2), np.int64)
+        candidates = len(edges)
+        if item.settings.verify and len(edges):
+            keep = self._verify(item, ends)
+            edges, ends = edges[keep], ends[keep]
+        save_arrays(edges_path(self.out, self.source, p), {"edges": edges, "locs": ends})
+        return LshSummary(p=p, partitions=n, candidates=int(candidates), edges=int(len(edges)))
+
+    def _verify(self, item: LshItem, ends: np.ndarray) -> np.ndarray:
+        """Exact Jaccard of each edge's two shingle sets, as the stage phase saved them."""
+        sets: dict[int, dict[str, np.ndarray]] = {}
+
+        def shingles(locator: int) -> np.ndarray:
+            index, row = locator >> ROW_BITS, locator & ((1 << ROW_BITS) - 1)
+            if index not in sets:
+                sets[index] = load_arrays(StagedFile(self.out, self.source, index).key_path("shingles"))
+            a = sets[index]
+            return a["shingles"][a["offsets"][row] : a["offsets"][row + 1]]
+
+        threshold = item.settings.threshold
+        return np.array([minhash.jaccard(shingles(a), shingles(b)) >= threshold for a, b in ends.tolist()], dtype=bool)
+
+
+def clusters_items(lsh: list[LshSummary], stage_phase: str, cluster_rows: str | None) -> list[ClustersItem]:
+    n = max((s.partitions for s in lsh), default=1)
+    return [ClustersItem("clusters", n, stage_phase, cluster_rows)]
+
+
+class ClustersTask(Task):
+    """Every partition's edges → clusters and their representatives."""
+
+    phase = "near-clusters"
+    summary = ClustersSummary
+
+    def __init__(self, out: str, source: str):
+        self.out, self.source = out, source
+
+    def run(self, item: ClustersItem, *earlier) -> ClustersSummary:
+        chunks, node_doc, node_loc = [], [], []
+        for p in range(item.partitions):
+            a = load_arrays(edges_path(self.out, self.source, p))
+            chunks.append(a["edges"])
+            node_doc.append(a["edges"].reshape(-1))
+            node_loc.append(a["locs"].reshape(-1))
+        table = component_table(chunks)
+        if not len(table.nodes):
+            arrays = {"members": np.empty(0, np.int64), "rep": np.empty(0, bool), "size": np.empty(0, np.int64)}
+            save_arrays(clusters_path(self.out, self.source), arrays)
+            return ClustersSummary()
+        docs, locs = np.concatenate(node_doc), np.concatenate(node_loc)
+        order = np.argsort(docs, kind="stable")
+        member_loc = lookup(docs[order], locs[order], table.nodes, -1)
+        files = {int(x) for x in np.unique(member_loc >> ROW_BITS)}
+        rows = StagedRows(staged_parts(self.out, self.source, item.stage_phase, files))
+        ids = [rows.get(int(x), "id") for x in member_loc.tolist()]
+        best: dict[int, tuple[str, int]] = {}
+        for j, (comp, doc_id) in enumerate(zip(table.reps.tolist(), ids)):
+            if comp not in best or doc_id < best[comp][0]:
+                best[comp] = (doc_id, j)
+        rep = np.zeros(len(ids), dtype=bool)
+        rep[[j for _, j in best.values()]] = True
+        rep_id = [best[c][0] for c in table.reps.tolist()]
+        order = np.argsort(member_loc)
+        save_arrays(
+            clusters_path(self.out, self.source),
+            {"members": member_loc[order], "rep": rep[order], "size": table.sizes[order].astype(np.int64)},
+        )
+        if item.cluster_rows:
+            write_clusters(item.cluster_rows, sorted(zip(ids, rep_id, rep.tolist())))
+        return ClustersSummary(clusters=len(best), members=len(ids))
+
+
+def write_clusters(path: str, rows: list[tuple[str, str, bool]]) -> None:
+    """Clusters as rows: (id, its cluster's representative id, whether it is that one) per member."""
+    rows = sorted(rows)
+    batch = pa.RecordBatch.from_arrays(
+        [
+            pa.array([r[0] for r in rows], pa.string()),
+            pa.array([r[1] for r in rows], pa.string()),
+            pa.array([bool(r[2]) for r in rows], pa.bool_()),
+        ],
+        schema=CLUSTER_SCHEMA,
+    )
+    write_shard(path, [batch], schema=CLUSTER_SCHEMA, compression="zstd")
+
+
+class Clusters:
+    """The clusters a select pass applies: lookups by locator."""
+
+    def __init__(self, members: np.ndarray, rep: np.ndarray, size: np.ndarray):
+        self.members, self.rep, self.size = members, rep, size
+
+    @classmethod
+    def load(cls, out: str, source: str) -> Clusters:
+        a = load_arrays(clusters_path(out, source))
+        return cls(a["members"], a["rep"], a["size"])
+
+    def slice(self, first: int, last: int) -> Clusters:
+        lo, hi = np.searchsorted(self.members, [loc(first, 0), loc(last + 1, 0)])
+        return Clusters(self.members[lo:hi], self.rep[lo:hi], self.size[lo:hi])
+
+    def tags(self, locators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dropped: a member that does not represent its cluster, size: the cluster's size or 1)."""
+        i = np.searchsorted(self.members, locators)
+        i[i == len(self.members)] = 0
+        hit = (self.members[i] == locators) if len(self.members) else np.zeros(len(locators), bool)
+        dropped = np.zeros(len(locators), bool)
+        size = np.ones(len(locators), np.int64)
+        if len(self.members):
+            dropped[hit] = ~self.rep[i[hit]]
+            size[hit] = self.size[i[hit]]
+        return dropped, size
