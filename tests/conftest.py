@@ -29,12 +29,14 @@ def make_build(out: Path, n_docs: dict | None = None, tokenize: bool = True, sig
     from corral.core.shards import ShardWriter, write_token_shard
     from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
+    from corral.pipeline.sources.registry import SOURCES
 
     n_docs = n_docs or {"c4": 30, "books": 7}
     weights = {"c4": 0.75, "books": 0.25}
     mixture = parse_mixture(
         "name: t\ntarget_tokens: 10K\nsources:\n"
-        + "".join(f"  {s}:\n    weight: {weights[s]}\n    inputs: [{s}/*]\n" for s in n_docs)
+        + "".join(f"  {s}:\n    weight: {weights[s]}\n    inputs: [{s}/*]\n" for s in n_docs),
+        SOURCES,
     )
     sources = {}
     for s, n in n_docs.items():

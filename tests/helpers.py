@@ -1,4 +1,4 @@
-"""Helpers shared by the source tests: run a source's Read transform or a whole build on the local runner."""
+"""Helpers shared by the source tests: read a source's inputs as a build task does, or build a manifest."""
 
 from __future__ import annotations
 
@@ -7,40 +7,30 @@ import shutil
 import site
 import textwrap
 
-import apache_beam as beam
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
 from corral.core.shards import iter_records
 from corral.manifests.options import defaults, source_stages
+from corral.pipeline.sources.base import Piece
+from corral.pipeline.sources.registry import by_name
 from corral.sample import dist_info, license_files
 
 
-def stages(source: str, **overrides) -> dict:
-    """A source's resolved stage options, with {stage: {option: value}} overrides."""
+def stages(source, **overrides) -> dict:
+    """A source's (its name's or the object's) resolved stage options, with {stage: {option: value}}
+    overrides."""
+    source = by_name()[source] if isinstance(source, str) else source
     out = {name: defaults(opts) for name, opts in source_stages(source).items()}
     for stage, opts in overrides.items():
         out[stage].update(opts)
     return out
 
 
-def run_read(module, paths: list[str], tmp_path, **overrides) -> list[dict]:
-    """Run `module.read_file` over paths in a Beam pipeline; return every outcome (collected through a file)."""
+def run_read(source, paths: list[str], tmp_path, **overrides) -> list[dict]:
+    """Every outcome of a source's inputs as a build's stage task reads them (failures counted), each
+    through JSON as a completion record carries what a task reports."""
     import json
 
-    from corral.engine.on_beam import ReadFiles
-
-    out = tmp_path / f"outcomes-{len(os.listdir(tmp_path))}.jsonl"
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        (
-            p
-            | beam.Create(paths)
-            | ReadFiles(module.read_file, stages(module.SOURCE, **overrides))
-            | beam.Map(json.dumps)
-            | beam.combiners.ToList()
-            | beam.Map(lambda lines: out.write_text("\n".join(lines)))
-        )
-    text = out.read_text()
-    return [json.loads(line) for line in text.splitlines() if line]
+    st = stages(source, **overrides)
+    return [json.loads(json.dumps(o)) for path in paths for o in source.outcomes(Piece(path), st)]
 
 
 def write_manifest(path, sources: dict[str, dict]) -> str:

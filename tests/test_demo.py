@@ -11,11 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from corral.beam_local import local_runner
 from corral.cli import main
-from corral.engine.runners import RunnerProfileError, profile_flags
 from corral.sample import write_sample
 
 ARTIFACTS = Path(os.environ.get("CORRAL_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
@@ -148,53 +145,6 @@ def test_report_renders_every_chart_in_headless_chromium(demo):
         [*flags, "--window-size=1100,6000", f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120
     )
     assert shot.stat().st_size > 50_000
-
-
-# --- runner profiles ----------------------------------------------------------------------------
-
-
-def test_local_profile_is_the_fn_api_runner():
-    runner, options = local_runner(2)
-    assert type(runner).__name__ == "FnApiRunner"
-    assert options.get_all_options()["direct_running_mode"] == "multi_processing"
-
-
-def test_flink_spark_dataflow_profiles_produce_beams_standard_options():
-    flink = PipelineOptions(
-        profile_flags("flink", flink_master="jm:8081", parallelism=16, extra=["--environment_type=DOCKER"])
-    ).get_all_options()
-    assert flink["runner"] == "FlinkRunner" and flink["flink_master"] == "jm:8081" and flink["parallelism"] == 16
-    assert flink["environment_type"] == "DOCKER"
-    spark = PipelineOptions(profile_flags("spark", spark_master="spark://m:7077")).get_all_options()
-    assert spark["runner"] == "SparkRunner" and spark["spark_master_url"] == "spark://m:7077"
-    opts = PipelineOptions(
-        profile_flags("dataflow", project="p", region="europe-west4", temp_location="gs://b/tmp", parallelism=50)
-    )
-    gc = opts.view_as(GoogleCloudOptions)
-    assert opts.view_as(StandardOptions).runner == "DataflowRunner"
-    assert (gc.project, gc.region, gc.temp_location) == ("p", "europe-west4", "gs://b/tmp")
-    assert opts.get_all_options()["max_num_workers"] == 50
-
-
-@pytest.mark.parametrize(
-    "name, kwargs, missing",
-    [
-        ("flink", {}, "--flink-master"),
-        ("spark", {}, "--spark-master"),
-        ("dataflow", {"project": "p"}, "--region, --temp-location"),
-        ("dataflow", {"project": "p", "region": "r", "temp_location": "/tmp/x"}, "gs://"),
-        ("prism", {}, "choose local, dask"),
-    ],
-)
-def test_profiles_name_what_is_missing(name, kwargs, missing):
-    with pytest.raises(RunnerProfileError, match=re.escape(missing)):
-        profile_flags(name, **kwargs)
-
-
-def test_build_cli_refuses_a_profile_without_its_options(tmp_path, capsys):
-    manifest = Path(__file__).resolve().parent.parent / "manifests" / "sample.yaml"
-    assert main(["build", str(manifest), "--out", str(tmp_path / "o"), "--runner", "flink"]) == 2
-    assert "--flink-master" in capsys.readouterr().err
 
 
 def test_report_reads_at_most_its_bound_per_source(demo, monkeypatch):

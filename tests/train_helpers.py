@@ -43,11 +43,13 @@ def token_build(out: Path, weights: dict, docs: int = 60, eos: bool = True, seed
     from corral.core.shards import write_token_shard
     from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
+    from corral.pipeline.sources.registry import SOURCES
 
     rng = np.random.default_rng(seed)
     mixture = parse_mixture(
         "name: t\ntarget_tokens: 1M\nsources:\n"
-        + "".join(f"  {s}:\n    weight: {w}\n    inputs: [x]\n" for s, w in weights.items())
+        + "".join(f"  {s}:\n    weight: {w}\n    inputs: [x]\n" for s, w in weights.items()),
+        SOURCES,
     )
     sources = {}
     for si, s in enumerate(weights):

@@ -3,9 +3,11 @@ import textwrap
 import pytest
 from helpers import TABLE1_WEIGHTS
 
-from corral.core.schema import SOURCES
 from corral.manifests.mixture import ManifestError, load_mixture, parse_mixture, parse_quantity
-from corral.manifests.options import GITHUB_EXTENSIONS, WIKI_LANGUAGES, source_stages
+from corral.manifests.options import source_stages
+from corral.pipeline.sources.github import GITHUB_EXTENSIONS
+from corral.pipeline.sources.registry import SOURCES, by_name
+from corral.pipeline.sources.wikipedia import WIKI_LANGUAGES
 
 GOOD = """\
 name: t
@@ -22,12 +24,12 @@ sources:
 
 def problems(text):
     with pytest.raises(ManifestError) as e:
-        parse_mixture(textwrap.dedent(text), "m.yaml")
+        parse_mixture(textwrap.dedent(text), SOURCES, "m.yaml")
     return str(e.value)
 
 
 def test_llama1_is_table1(manifests_dir):
-    m = load_mixture(manifests_dir / "llama1.yaml")
+    m = load_mixture(manifests_dir / "llama1.yaml", SOURCES)
     assert m.weights == TABLE1_WEIGHTS
     assert m.target_tokens == 1_400_000_000_000
     assert (
@@ -59,14 +61,14 @@ def test_llama1_is_table1(manifests_dir):
 
 
 def test_sample_manifest_is_valid(manifests_dir):
-    m = load_mixture(manifests_dir / "sample.yaml")
-    assert set(m.sources) == set(SOURCES)
+    m = load_mixture(manifests_dir / "sample.yaml", SOURCES)
+    assert set(m.sources) == {s.name for s in SOURCES}
     assert abs(sum(m.weights.values()) - 1) < 1e-9
 
 
 def test_defaults_fill_every_stage():
-    m = parse_mixture(GOOD)
-    assert set(m.sources["c4"].stages) == set(source_stages("c4"))
+    m = parse_mixture(GOOD, SOURCES)
+    assert set(m.sources["c4"].stages) == set(source_stages(by_name()["c4"]))
     assert m.sources["c4"].stages["clean"]["min_words_per_line"] == 5
     settings = m.settings()
     assert settings["sources"]["books"]["minhash"]["threshold"] == 0.9
@@ -91,7 +93,7 @@ def test_error_unknown_top_level_field():
 def test_error_weights_do_not_sum_to_one():
     msg = problems(GOOD.replace("weight: 0.25", "weight: 0.2500011"))
     assert "weights must sum to 1" in msg and "1.0000011" in msg
-    parse_mixture(GOOD.replace("weight: 0.25", "weight: 0.2500001"))  # within 1e-6: fine
+    parse_mixture(GOOD.replace("weight: 0.25", "weight: 0.2500001"), SOURCES)  # within 1e-6: fine
 
 
 def test_error_no_inputs():
@@ -143,7 +145,7 @@ def test_error_structure():
 
 def test_missing_file_names_the_file(tmp_path):
     with pytest.raises(ManifestError, match="nope.yaml: cannot read"):
-        load_mixture(tmp_path / "nope.yaml")
+        load_mixture(tmp_path / "nope.yaml", SOURCES)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +174,7 @@ def test_parse_quantity_rejects(value):
 def test_inputs_resolve_env_and_relative_paths(tmp_path, monkeypatch):
     p = tmp_path / "m.yaml"
     p.write_text(GOOD.replace("[c4/*.json.gz]", "['${RAWX}/c4/*.json.gz', 'gs://b/c4/*']"))
-    m = load_mixture(p)
+    m = load_mixture(p, SOURCES)
     with pytest.raises(ManifestError, match=r"sources.c4.inputs\[0\]: environment variable\(s\) RAWX not set"):
         m.resolved_inputs("c4")
     monkeypatch.setenv("RAWX", "/data/raw")

@@ -10,6 +10,7 @@ from conftest import REAL_VOCAB, SHARED_DATA, make_build
 
 from corral.cli import main
 from corral.core.shards import read_token_shard
+from corral.engine.runners import Executor
 from corral.manifests.build_manifest import load_build
 from corral.manifests.verify import verify_build
 from corral.tokenize import spec
@@ -164,7 +165,7 @@ def test_tokenize_with_llamas_model_gives_sentencepieces_ids_and_hf_agrees(real_
     out = tmp_path / "out"
     shutil.copytree(real_build, out, ignore=shutil.ignore_patterns("tokens", "_tokenize", "tokenizer"))
     adopt_tokenizer(str(out), str(LLAMA_MODEL))
-    manifest, counts = tokenize_build(str(out), workers=2)
+    manifest, counts = tokenize_build(str(out), Executor(workers=2))
     assert counts == {"shards": 5, "resumed": 0, "tokenized": 5}
     sp = spm.SentencePieceProcessor(model_file=str(LLAMA_MODEL))
     from helpers import shard_records

@@ -3,8 +3,8 @@
 import torch
 from train_helpers import small_model
 
-from corral.train.weights import export
 from corral.train.model import Transformer
+from corral.train.weights import export
 
 
 def test_hf_export_loads_in_transformers_with_the_same_logits(tmp_path):

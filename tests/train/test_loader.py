@@ -9,13 +9,14 @@ import pytest
 from corral.core.shards import TokenShard, write_token_shard
 from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
 from corral.manifests.mixture import parse_mixture
+from corral.pipeline.sources.registry import SOURCES
 from corral.train.data import MixtureLoader, held_out_counts, lengths_of, permute
 
 
 def unique_build(out: Path, shards: list[int], eos: bool = True, length=(3, 40), seed=0) -> Path:
     """One source whose document i is made of the token 100 + i only (and an EOS when `eos`)."""
     rng = np.random.default_rng(seed)
-    mixture = parse_mixture("name: u\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n")
+    mixture = parse_mixture("name: u\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n", SOURCES)
     entries, tokens, doc = [], 0, 0
     for k, n in enumerate(shards):
         toks = []

@@ -88,7 +88,7 @@ def test_read_transform_txt_jsonl_and_bad_input(tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe not utf8 \x80")
     gz = gzip.compress(OLD.encode())
     (tmp_path / "pg9.txt.gz").write_bytes(gz[: len(gz) // 2])  # truncated
-    outs = run_read(books, [str(p) for p in sorted(tmp_path.iterdir()) if p.suffix != ".jsonl"], tmp_path)
+    outs = run_read(books.Books(), [str(p) for p in sorted(tmp_path.iterdir()) if p.suffix != ".jsonl"], tmp_path)
     kept = sorted(o["record"]["text"] for o in outs if o["status"] == "kept")
     assert kept == ["Novel one.", "Novel two.", "Once upon a time."]
     reasons = sorted(o["reason"] for o in outs if o["status"] == "error")
@@ -130,6 +130,6 @@ def test_pg19_and_books3_ids_never_collide(tmp_path):
         + json.dumps({"text": "Another.", "title": "2"})
         + "\n"
     )
-    outs = run_read(books, [str(tmp_path / "pg1.txt"), str(tmp_path / "b3.jsonl")], tmp_path)
+    outs = run_read(books.Books(), [str(tmp_path / "pg1.txt"), str(tmp_path / "b3.jsonl")], tmp_path)
     ids = [o["record"]["id"] for o in outs if o["status"] == "kept"]
     assert len(ids) == 3 and len(set(ids)) == 3

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import package_repos, run_read, shard_records, stages, write_manifest
 
-from corral.manifests.options import GITHUB_EXTENSIONS
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import build
 from corral.pipeline.sources import github as gh
+from corral.pipeline.sources.github import GITHUB_EXTENSIONS
 
 ST = stages("github")
 
@@ -138,7 +138,7 @@ def test_repo_folders(tmp_path):
     os.symlink("/etc/passwd", a / "leak.py")
     make_repo(tmp_path / "repos" / "beta", {"b.py": good + "# beta\n"}, GPL)
     make_repo(tmp_path / "repos" / "gamma", {"c.py": good + "# gamma\n"})
-    outs = run_read(gh, sorted(str(p) for p in (tmp_path / "repos").iterdir()), tmp_path)
+    outs = run_read(gh.GitHub(), sorted(str(p) for p in (tmp_path / "repos").iterdir()), tmp_path)
     reasons = collections.Counter((o["status"], o["reason"]) for o in outs if o["status"] != "kept")
     assert reasons == {
         ("dropped", "skipped_path"): 1,
@@ -166,7 +166,7 @@ def test_exports_jsonl_and_parquet(tmp_path):
     ]
     (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{bad json\n")
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "e.parquet")
-    outs = run_read(gh, [str(tmp_path / "e.jsonl"), str(tmp_path / "e.parquet")], tmp_path)
+    outs = run_read(gh.GitHub(), [str(tmp_path / "e.jsonl"), str(tmp_path / "e.parquet")], tmp_path)
     kept = sorted(o["record"]["url"] for o in outs if o["status"] == "kept")
     assert kept == [
         "https://github.com/o/r/blob/HEAD/m.py",

@@ -99,7 +99,7 @@ def test_malformed_xml_keeps_rows_before_the_damage(tmp_path):
 def test_read_transform_rules(tmp_path):
     p = tmp_path / "tea.stackexchange.com-Posts.xml"
     p.write_text(posts_xml(ROWS))
-    outs = run_read(se, [str(p)], tmp_path)
+    outs = run_read(se.StackExchange(), [str(p)], tmp_path)
     reasons = collections.Counter(o["reason"] for o in outs if o["status"] == "dropped")
     assert reasons == {"answer_merged": 4, "other_post_type": 1, "orphan_answer": 1}
     docs = {o["record"]["meta"] and o["record"]["url"]: o["record"]["text"] for o in outs if o["status"] == "kept"}
@@ -114,7 +114,7 @@ def test_read_transform_rules(tmp_path):
 def test_unanswered_can_be_dropped_and_string_sort_reproduced(tmp_path):
     p = tmp_path / "tea.stackexchange.com-Posts.xml"
     p.write_text(posts_xml(ROWS))
-    outs = run_read(se, [str(p)], tmp_path, read={"include_unanswered": False, "score_sort": "string"})
+    outs = run_read(se.StackExchange(), [str(p)], tmp_path, read={"include_unanswered": False, "score_sort": "string"})
     texts = [o["record"]["text"] for o in outs if o["status"] == "kept"]
     assert texts == ["Q: Why brew? Is it good?\nA: nine\nA: two\nA: ten\nA: minus one"]
     assert sum(o["reason"] == "unanswered" for o in outs) == 1
@@ -127,7 +127,7 @@ def test_top_sites_and_7z(tmp_path):
         z.writestr(posts_xml(ROWS), "Posts.xml")
         z.writestr("<users/>", "Users.xml")
     small.write_text(posts_xml(ROWS[:2]))
-    outs = run_read(se, [str(big), str(small)], tmp_path)
+    outs = run_read(se.StackExchange(), [str(big), str(small)], tmp_path)
     assert {o["group"] for o in outs} == {"big.stackexchange.com", "small.stackexchange.com"}
     assert len(outs) == len(ROWS) + 2
     m = write_manifest(
@@ -143,7 +143,7 @@ def test_top_sites_and_7z(tmp_path):
 def test_corrupt_7z_is_an_error_not_a_crash(tmp_path):
     p = tmp_path / "bad.stackexchange.com.7z"
     p.write_bytes(b"7z\xbc\xaf\x27\x1c" + b"\x00" * 50)
-    outs = run_read(se, [str(p)], tmp_path)
+    outs = run_read(se.StackExchange(), [str(p)], tmp_path)
     assert [o["status"] for o in outs] == ["error"]
 
 

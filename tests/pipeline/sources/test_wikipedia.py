@@ -5,10 +5,10 @@ import collections
 
 from helpers import run_read, shard_records, write_manifest
 
-from corral.manifests.options import WIKI_LANGUAGES
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import build
 from corral.pipeline.sources import wikipedia as wk
+from corral.pipeline.sources.wikipedia import WIKI_LANGUAGES
 
 MEDIA, CATS = wk.aliases("de", {})
 
@@ -97,7 +97,7 @@ def test_read_rules(tmp_path):
             ).encode()
         )
     )
-    outs = run_read(wk, [str(p)], tmp_path)
+    outs = run_read(wk.Wikipedia(), [str(p)], tmp_path)
     reasons = collections.Counter(o["reason"] for o in outs if o["status"] == "dropped")
     assert reasons == {"not_main_namespace": 1, "redirect": 1, "empty": 1}
     (doc,) = [o["record"] for o in outs if o["status"] == "kept"]
@@ -108,8 +108,8 @@ def test_read_rules(tmp_path):
 def test_language_filter(tmp_path):
     p = tmp_path / "x.xml"
     p.write_text(dump([("A", 0, "Text.", False)], dbname="jawiki"))
-    assert [o["reason"] for o in run_read(wk, [str(p)], tmp_path)] == ["language_not_selected"]
-    outs = run_read(wk, [str(p)], tmp_path, read={"languages": ["ja"]})
+    assert [o["reason"] for o in run_read(wk.Wikipedia(), [str(p)], tmp_path)] == ["language_not_selected"]
+    outs = run_read(wk.Wikipedia(), [str(p)], tmp_path, read={"languages": ["ja"]})
     assert outs[0]["status"] == "kept" and outs[0]["record"]["lang"] == "ja"
 
 
@@ -127,7 +127,9 @@ def test_entities_refused_and_malformed_xml(tmp_path):
     good = dump([("A", 0, "Good text.", False)], dbname="enwiki")
     (tmp_path / "enwiki-broken.xml").write_text(good + dump([("B", 0, "More.", False)])[:150])
     outs = run_read(
-        wk, [str(tmp_path / n) for n in ("enwiki-bomb.xml", "enwiki-ext.xml", "enwiki-broken.xml")], tmp_path
+        wk.Wikipedia(),
+        [str(tmp_path / n) for n in ("enwiki-bomb.xml", "enwiki-ext.xml", "enwiki-broken.xml")],
+        tmp_path,
     )
     errors = sorted(o["reason"] for o in outs if o["status"] == "error")
     assert errors == ["malformed_xml", "xml_entities_forbidden", "xml_entities_forbidden"]

@@ -1,9 +1,11 @@
-"""Builds on a real dask.distributed cluster: a `dask scheduler` and two `dask worker` processes on
-127.0.0.1, driven through Beam's DaskRunner by `corral build --runner dask`."""
+"""Runners (corral.engine.runners): builds on a real dask.distributed cluster (a `dask scheduler`
+and two `dask worker` processes on 127.0.0.1, driven through Beam's DaskRunner by `corral build
+--runner dask`), Beam's FnApiRunner, and the options the cluster profiles produce."""
 
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,8 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from helpers import package_repos, raw_inputs, shard_records, six_sources, write_manifest
 
+from corral.cli import main
+from corral.engine.runners import RunnerProfileError, local_runner, profile_flags
 from corral.pipeline.build import build
 
 DASK = Path(sys.prefix) / "bin" / "dask"
@@ -222,3 +227,50 @@ def test_all_seven_real_sources_on_dask_equal_the_local_build(shared_data, tmp_p
         _same(tmp_path / "local", tmp_path / "killed", sources)  # dask rescheduled the lost work
     else:
         assert "Error" in err and not (tmp_path / "killed" / "manifest.json").exists()
+
+
+# --- runner profiles: the options each named runner gets ------------------------------------------
+
+
+def test_local_profile_is_the_fn_api_runner():
+    runner, options = local_runner(2)
+    assert type(runner).__name__ == "FnApiRunner"
+    assert options.get_all_options()["direct_running_mode"] == "multi_processing"
+
+
+def test_flink_spark_dataflow_profiles_produce_beams_standard_options():
+    flink = PipelineOptions(
+        profile_flags("flink", flink_master="jm:8081", parallelism=16, extra=["--environment_type=DOCKER"])
+    ).get_all_options()
+    assert flink["runner"] == "FlinkRunner" and flink["flink_master"] == "jm:8081" and flink["parallelism"] == 16
+    assert flink["environment_type"] == "DOCKER"
+    spark = PipelineOptions(profile_flags("spark", spark_master="spark://m:7077")).get_all_options()
+    assert spark["runner"] == "SparkRunner" and spark["spark_master_url"] == "spark://m:7077"
+    opts = PipelineOptions(
+        profile_flags("dataflow", project="p", region="europe-west4", temp_location="gs://b/tmp", parallelism=50)
+    )
+    gc = opts.view_as(GoogleCloudOptions)
+    assert opts.view_as(StandardOptions).runner == "DataflowRunner"
+    assert (gc.project, gc.region, gc.temp_location) == ("p", "europe-west4", "gs://b/tmp")
+    assert opts.get_all_options()["max_num_workers"] == 50
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, missing",
+    [
+        ("flink", {}, "--flink-master"),
+        ("spark", {}, "--spark-master"),
+        ("dataflow", {"project": "p"}, "--region, --temp-location"),
+        ("dataflow", {"project": "p", "region": "r", "temp_location": "/tmp/x"}, "gs://"),
+        ("prism", {}, "choose local, dask"),
+    ],
+)
+def test_profiles_name_what_is_missing(name, kwargs, missing):
+    with pytest.raises(RunnerProfileError, match=re.escape(missing)):
+        profile_flags(name, **kwargs)
+
+
+def test_build_cli_refuses_a_profile_without_its_options(tmp_path, capsys):
+    manifest = Path(__file__).resolve().parents[2] / "manifests" / "sample.yaml"
+    assert main(["build", str(manifest), "--out", str(tmp_path / "o"), "--runner", "flink"]) == 2
+    assert "--flink-master" in capsys.readouterr().err

@@ -1,34 +1,12 @@
-"""Dedup decisions on disk (corral.pipeline.rounds.decide): a task reads only its files' share of them."""
+"""Round tables (corral.pipeline.rounds.keytables): a file's keys sorted per round, so a partition
+reads exactly its range of the key space."""
 
 import numpy as np
 
-from corral.dedup import keys as K
-from corral.pipeline.rounds.decide import decision_path, load_sorted, losers_between, save_sorted
-
-
-def test_losers_between_reads_each_partition_s_range(tmp_path):
-    out = str(tmp_path)
-    rng = np.random.default_rng(1)
-    everything = np.sort(
-        np.array([K.loc(int(f), int(r)) for f, r in zip(rng.integers(0, 50, 2000), rng.integers(0, 1000, 2000))])
-    )
-    everything = np.unique(everything)
-    parts = [everything[everything % 3 == p] for p in range(3)]  # three partitions, as a round writes them
-    for p, lost in enumerate(parts):
-        save_sorted(decision_path(out, "s", "unique", p), lost)
-    save_sorted(decision_path(out, "s", "empty", 0), np.empty(0, np.int64))
-    for first, last in ((0, 0), (7, 9), (49, 49), (0, 49)):
-        want = everything[(everything >= K.loc(first, 0)) & (everything < K.loc(last + 1, 0))]
-        got = losers_between(out, "s", "unique", 3, first, last)
-        assert np.array_equal(got, want) and got.dtype == np.int64
-    assert len(losers_between(out, "s", "empty", 1, 0, 10)) == 0
-    mapped = load_sorted(decision_path(out, "s", "unique", 0), mapped=True)
-    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, parts[0])
+from corral.pipeline.rounds import keytables as T
 
 
 def test_round_tables_give_each_partition_exactly_its_range(tmp_path):
-    from corral.pipeline.rounds import keytables as T
-
     rng = np.random.default_rng(2)
     ids = rng.integers(0, 2**64 - 1, size=5000, dtype=np.uint64)
     ids[:10] = ids[10]  # shared keys stay together, in row order
@@ -66,7 +44,6 @@ def test_band_and_line_tables_hold_every_key_once_with_its_document(tmp_path):
     """A row of band keys per document (`near`) and a run of line keys per document (`c4lines`):
     every key lands once, in its partition, with its document's row and column."""
     from corral.dedup import minhash
-    from corral.pipeline.rounds import keytables as T
 
     p = minhash.derive_lsh(0.8, 64)
     sigs = [minhash.signature(minhash.shingles(f"doc {k} " + "word " * k), 64) for k in range(1, 30)]

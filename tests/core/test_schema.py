@@ -5,7 +5,7 @@ import pytest
 from corral.core.schema import (
     DOC_SCHEMA,
     SIGNALS,
-    SOURCES,
+    SOURCE_NAME,
     TOKEN_SCHEMA,
     RecordError,
     make_record,
@@ -30,7 +30,7 @@ def test_stable_id_separates_source_and_key():
     assert stable_id("c4", "\x00x") != stable_id("c4", "x")
 
 
-@pytest.mark.parametrize("source,key", [("nope", "k"), ("c4", ""), ("c4", b"")])
+@pytest.mark.parametrize("source,key", [("No-pe", "k"), ("c4", ""), ("c4", b"")])
 def test_stable_id_rejects_bad_input(source, key):
     with pytest.raises(RecordError):
         stable_id(source, key)
@@ -69,7 +69,7 @@ def test_validate_record_names_the_problem():
     with pytest.raises(RecordError, match="'text' must be a string"):
         validate_record({**r, "text": None})
     with pytest.raises(RecordError, match="source"):
-        validate_record({**r, "source": "web"})
+        validate_record({**r, "source": "Web!"})
 
 
 def test_schema_columns():
@@ -79,4 +79,12 @@ def test_schema_columns():
     assert not DOC_SCHEMA.field("id").nullable
     assert DOC_SCHEMA.names[-1] == "meta"
     assert str(TOKEN_SCHEMA.field("tokens").type) == "list<item: uint16 not null>"
-    assert len(SOURCES) == 7
+
+
+def test_a_source_name_is_lower_case_letters_digits_and_underscores():
+    for name in ("commoncrawl", "c4", "my_source2"):
+        assert SOURCE_NAME.fullmatch(name)
+    for name in ("", "C4", "2c", "my-source", "a b"):
+        assert not SOURCE_NAME.fullmatch(name)
+        with pytest.raises(RecordError):
+            stable_id(name, "key")

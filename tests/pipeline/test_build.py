@@ -9,6 +9,7 @@ import pytest
 from helpers import six_sources, write_manifest
 
 from corral.cli import main
+from corral.engine.runners import Executor
 from corral.manifests.build_manifest import load_build
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import BuildError, build
@@ -31,7 +32,7 @@ def test_build_six_sources_from_the_real_samples(shared_data, tmp_path, capsys):
     # Deterministic: a second build (2 worker processes this time) writes byte-identical shards, and
     # so do the same phases as one Beam pipeline on the FnApiRunner (`--runner direct`).
     first = {n: [sh["sha256"] for sh in s.shards] for n, s in manifest.sources.items()}
-    again = build(m, str(tmp_path / "out2"), workers=2)
+    again = build(m, str(tmp_path / "out2"), Executor(workers=2))
     assert {n: [sh["sha256"] for sh in s.shards] for n, s in again.sources.items()} == first
     assert main(["build", m, "--out", str(tmp_path / "out3"), "--runner", "direct"]) == 0
     on_beam = load_build(str(tmp_path / "out3"))

@@ -11,7 +11,8 @@ from helpers import run_read, shard_records, stages, write_manifest
 
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import build
-from corral.pipeline.sources import arxiv as ax
+from corral.pipeline.sources.arxiv import ArXiv
+from corral.pipeline.sources.arxiv import papers as ax
 
 OPTS = stages("arxiv")["clean"]
 
@@ -127,7 +128,7 @@ def test_archives_bulk_tar_and_unsafe_members(tmp_path):
             tf.addfile(info, io.BytesIO(data))
     (tmp_path / "arXiv_src_2102_001.tar").write_bytes(bulk.getvalue())
     (tmp_path / "broken.tar.gz").write_bytes(tar_bytes(PAPER)[:40])
-    outs = run_read(ax, sorted(str(p) for p in tmp_path.iterdir() if not p.name.startswith("outcomes")), tmp_path)
+    outs = run_read(ArXiv(), sorted(str(p) for p in tmp_path.iterdir() if not p.name.startswith("outcomes")), tmp_path)
     kept = {o["record"]["url"]: o["record"]["text"] for o in outs if o["status"] == "kept"}
     assert kept == {
         f"https://arxiv.org/abs/{i}": "\\section{S}\nLet $n \\in \\mathbb{N}$." for i in ("2101.00001", "2102.00003")
@@ -168,6 +169,6 @@ def test_members_over_the_bounds_and_gzip_bombs_are_refused(tmp_path, monkeypatc
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     (tmp_path / "arXiv_src_2103_001.tar").write_bytes(bulk.getvalue())
-    outs = run_read(ax, sorted(str(p) for p in tmp_path.iterdir() if not p.name.startswith("outcomes")), tmp_path)
+    outs = run_read(ArXiv(), sorted(str(p) for p in tmp_path.iterdir() if not p.name.startswith("outcomes")), tmp_path)
     reasons = collections.Counter(o["reason"] for o in outs if o["status"] == "error")
     assert reasons["member_too_large"] == 3 and not [o for o in outs if o["status"] == "kept"]

@@ -9,6 +9,7 @@ import pytest
 from http_server import LoopbackServer
 
 from corral.core import fs, http_fs
+from corral.engine.runners import Executor
 from corral.pipeline.inputs.match import InputError, match_inputs
 
 
@@ -115,7 +116,7 @@ def test_a_build_over_http_with_faults_equals_a_build_over_local_files(tmp_path)
             [f"{url}/norange/books/{n}" for n in books],
             [f"{url}/flaky/wikipedia/enwiki-20261101-pages-articles.xml.bz2"],
         )
-        built = build(remote, str(tmp_path / "remote"), workers=2)
+        built = build(remote, str(tmp_path / "remote"), Executor(workers=2))
     before = json.loads((tmp_path / "local" / "manifest.json").read_text())
     assert _docs(tmp_path / "remote") == _docs(tmp_path / "local")
     for name, sb in built.sources.items():
@@ -150,6 +151,7 @@ def test_a_paths_list_expands_to_its_files_and_a_404_among_them_is_one_counted_e
     from corral.manifests.mixture import ManifestError, load_mixture
     from corral.pipeline.build import build
     from corral.pipeline.inputs.match import read_paths_list
+    from corral.pipeline.sources.registry import SOURCES
     from corral.sample import write_sample
 
     sample = tmp_path / "sample"
@@ -187,7 +189,7 @@ def test_a_paths_list_expands_to_its_files_and_a_404_among_them_is_one_counted_e
         "    inputs: [{paths: '', limit: 0, every: x, depth: 2}]\n"
     )
     with pytest.raises(ManifestError) as e:
-        load_mixture(str(bad))
+        load_mixture(str(bad), SOURCES)
     text = str(e.value)
     for field in ("inputs[0].paths", "inputs[0].limit", "inputs[0].every", "depth"):
         assert field in text, text
@@ -228,7 +230,7 @@ def test_the_papers_manifest_without_network_fails_fast_in_one_line(tmp_path):
     import sys
     import time
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {
         **os.environ,
         "HTTPS_PROXY": "http://127.0.0.1:9",
@@ -285,7 +287,7 @@ def test_commoncrawl_by_paths_list_and_wikipedia_by_dump_urls_over_faults_equal_
     (crawl / "wet.paths.gz").write_bytes(gzip.compress(("\n".join(listed) + "\n").encode()))
     shutil.copytree(sample / "wikipedia", www / "wikipedia")
     dumps = sorted(p.name for p in (www / "wikipedia").iterdir())
-    spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "manifests" / "sample.yaml").read_text())
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifests" / "sample.yaml").read_text())
 
     def manifest(path: Path, cc_inputs, wiki_inputs) -> str:
         m = {
@@ -315,7 +317,7 @@ def test_commoncrawl_by_paths_list_and_wikipedia_by_dump_urls_over_faults_equal_
                 [f"{url}/norange/wikipedia/{n}" for n in dumps],
             ),
             str(tmp_path / "remote"),
-            workers=2,
+            Executor(workers=2),
         )
     assert _docs(tmp_path / "remote") == _docs(tmp_path / "local")
     assert remote.sources["wikipedia"].funnel == local.sources["wikipedia"].funnel

@@ -1,0 +1,82 @@
+"""Completion records (corral.engine.records): dataclasses to JSON and back; an item runs once,
+again when its fingerprint, its own fields or its outputs change; examples go to a file."""
+
+import json
+from dataclasses import dataclass, field
+
+from engine_tasks import Number, Square, Squared, ledger
+
+from corral.engine.graph import Item, Summary, Task
+from corral.engine.records import plain, read_done, recorded, run_item, summary_of, typed
+
+
+@dataclass(frozen=True)
+class Part:
+    path: str
+    rows: int
+
+
+@dataclass
+class Nested(Summary):
+    parts: list[Part] = field(default_factory=list)
+    pair: tuple[int, int] = (0, 0)
+    maybe: Part | None = None
+
+
+def test_plain_and_typed_round_trip_through_json():
+    s = Nested(parts=[Part("a", 1), Part("b", 2)], pair=(3, 4), maybe=Part("c", 5), records=7)
+    back = typed(Nested, json.loads(json.dumps(plain(s))))
+    assert back == s and isinstance(back.parts[0], Part) and back.pair == (3, 4)
+    assert typed(Nested, {"records": 1, "unknown": "ignored"}).records == 1
+
+
+def _square(tmp_path, n=3, fingerprint="f"):
+    task = Square()
+    task.setup()
+    return task, ledger(str(tmp_path), fingerprint), Number("k", n)
+
+
+def test_an_item_runs_once_and_its_record_answers_after(tmp_path):
+    task, at, item = _square(tmp_path)
+    first = run_item(task, at, item, [])
+    assert (first.square, first.reused) == (9, False)
+    assert read_done(at, "square", "k")["item"] == {"key": "k", "n": 3}
+    again = run_item(task, at, item, [])
+    assert (again.square, again.reused) == (9, True)
+    assert [s.square for s in recorded(at, "square", Squared)] == [9]
+
+
+def test_a_changed_fingerprint_or_item_runs_again(tmp_path):
+    task, at, item = _square(tmp_path)
+    run_item(task, at, item, [])
+    assert summary_of(ledger(str(tmp_path), "other"), task, item) is None
+    assert summary_of(at, task, Number("k", 4)) is None
+    assert run_item(task, at, Number("k", 4), []).square == 16
+
+
+class Gone(Square):
+    def still_done(self, item, summary):
+        return False
+
+
+def test_a_record_whose_outputs_are_gone_runs_again(tmp_path):
+    task, at, item = _square(tmp_path)
+    run_item(task, at, item, [])
+    gone = Gone()
+    gone.setup()
+    assert run_item(gone, at, item, []).reused is False
+
+
+class Drops(Task):
+    phase = "drops"
+
+    def run(self, item, *earlier):
+        return Summary(examples={"too_short": [["doc-1", "a short text"]]})
+
+
+def test_dropped_examples_go_to_a_file_not_into_the_record(tmp_path):
+    at = ledger(str(tmp_path))
+    run_item(Drops(), at, Item("a"), [])
+    assert read_done(at, "drops", "a")["summary"]["examples"] is None
+    saved = json.loads((tmp_path / "s" / "examples" / "drops--a.json").read_text())
+    assert saved == {"too_short": [["doc-1", "a short text"]]}
