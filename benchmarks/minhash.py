@@ -119,7 +119,7 @@ def corral_removed(docs: list[dict], tmp: Path, repeat: int) -> tuple[set[str], 
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    from corral.pipeline.dedup_job import dedup
+    from corral.pipeline.dedup_job import DedupSettings, dedup
 
     src = tmp / "corpus.jsonl"
     src.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
@@ -127,7 +127,7 @@ def corral_removed(docs: list[dict], tmp: Path, repeat: int) -> tuple[set[str], 
     for _ in range(max(1, repeat)):
         shutil.rmtree(tmp / "corral-out", ignore_errors=True)
         t0 = time.perf_counter()
-        dedup(str(src), str(tmp / "corral-out"), threshold=THRESHOLD, ngram=NGRAM)
+        dedup(str(src), str(tmp / "corral-out"), settings=DedupSettings(threshold=THRESHOLD, ngram=NGRAM))
         runs.append(time.perf_counter() - t0)
     kept = {
         r["id"]

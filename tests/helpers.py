@@ -11,7 +11,7 @@ from corral.core.shards import iter_records
 from corral.manifests.options import defaults, source_stages
 from corral.pipeline.sources.base import Piece
 from corral.pipeline.sources.registry import by_name
-from corral.sample import dist_info, license_files
+from corral.sample.formats import dist_info, license_files
 
 
 def stages(source, **overrides) -> dict:

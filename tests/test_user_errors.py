@@ -397,6 +397,7 @@ def test_memory_estimate_counts_the_models_parameters_and_shards_the_state():
     import torch
 
     from corral.launch import memory
+    from corral.train.metrics import count
     from corral.train.model import Transformer, model_args
 
     for name in ("tiny", "7B"):
@@ -404,13 +405,13 @@ def test_memory_estimate_counts_the_models_parameters_and_shards_the_state():
         with torch.device("meta"):
             assert memory.num_params(a) == Transformer(a).num_params(), name
     a = model_args("7B")
-    one = memory.estimate(a, 8, 2048, 1, "none", 2, attention_probs=False)
-    many = memory.estimate(a, 8, 2048, 64, "none", 2, attention_probs=False)
+    one = memory.estimate(a, 8, 2048, 1, ac="none", act_bytes=2, attention_probs=False)
+    many = memory.estimate(a, 8, 2048, 64, ac="none", act_bytes=2, attention_probs=False)
     assert one.state_bytes == 16 * one.params and many.state_bytes == one.state_bytes // 64
     assert one.per_rank > 100 * 2**30
-    full = memory.estimate(a, 8, 2048, 64, "full", 2, attention_probs=False)
+    full = memory.estimate(a, 8, 2048, 64, ac="full", act_bytes=2, attention_probs=False)
     assert full.activation_bytes < many.activation_bytes / 10  # full AC keeps each block's input only
-    assert memory.count(6_738_415_616) == "6.7B" and memory.count(618_816) == "619K"
+    assert count(6_738_415_616) == "6.7B" and count(618_816) == "619K"
 
 
 def test_a_tally_keeps_a_few_short_examples_per_drop_reason():
@@ -426,20 +427,3 @@ def test_a_tally_keeps_a_few_short_examples_per_drop_reason():
     assert {len(e[1]) for e in t.examples["too_short"]} == {EXAMPLE_CHARS}
     assert t.examples["badword"] == [["b1", "a bad word"]]
     assert ["dropped", "too_short", "", EXAMPLES_PER_REASON + 2] in t.rows()
-
-
-def test_a_folder_is_claimed_by_one_build_and_overwrite_clears_only_corrals_entries(tmp_path):
-    from corral.engine import folders
-
-    out = tmp_path / "o"
-    folders.claim(str(out), "build", "a", "--out", False, "build 'a'", "rebuild")
-    (out / "docs").mkdir()
-    folders.claim(str(out), "build", "a", "--out", False, "build 'a'", "rebuild")  # the same name resumes
-    with pytest.raises(folders.FolderInUse, match="holds build 'a', not build 'b'"):
-        folders.claim(str(out), "build", "b", "--out", False, "build 'b'", "rebuild")
-    folders.claim(str(out), "build", "b", "--out", True, "build 'b'", "rebuild")
-    assert not (out / "docs").exists() and folders.owner(str(out))["name"] == "b"
-    (out / "thesis.tex").write_text("mine")
-    with pytest.raises(folders.FolderInUse, match="thesis.tex"):
-        folders.claim(str(out), "build", "c", "--out", True, "build 'c'", "rebuild")
-    assert (out / "thesis.tex").read_text() == "mine"

@@ -75,6 +75,7 @@ def make_record(
     source: str,
     key: str | bytes,
     text: str,
+    *,
     url: str | None = None,
     lang: str | None = None,
     meta: Mapping[str, Any] | None = None,

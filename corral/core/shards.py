@@ -116,6 +116,7 @@ class ShardWriter:
     def __init__(
         self,
         out_dir: str,
+        *,
         prefix: str = "part",
         schema: pa.Schema = DOC_SCHEMA,
         max_rows: int = DEFAULT_MAX_ROWS,

@@ -234,7 +234,7 @@ def derive_lsh(threshold: float = DEFAULT_THRESHOLD, num_perm: int | None = None
         if err <= ERROR_BUDGET:
             break
     p, bands, rows, fp, fn = chosen
-    return LshParams(threshold, p, bands, rows, fp, fn)
+    return LshParams(threshold, p, bands, rows, false_positive=fp, false_negative=fn)
 
 
 def band_keys_many(sigs: np.ndarray, params: LshParams) -> np.ndarray:

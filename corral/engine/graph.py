@@ -101,6 +101,7 @@ class Graph:
         label: str,
         task: Task,
         ledger: Ledger,
+        *,
         items: list[Item] | None = None,
         plan: Callable[..., Iterable[Item]] | None = None,
         earlier: Iterable[Handle] = (),
@@ -114,7 +115,9 @@ class Graph:
         for without reading them; `inputs` marks a phase whose items are the job's input files."""
         earlier, waits = list(earlier), list(waits)
         level = 1 + max((ph.level for h in earlier + waits for ph in h.phases), default=-1)
-        phase = Phase(label, task, ledger, items, plan, earlier, waits, level, inputs)
+        phase = Phase(
+            label, task, ledger, items=items, plan=plan, earlier=earlier, waits=waits, level=level, inputs=inputs
+        )
         self.phases.append(phase)
         return Handle([phase], label)
 

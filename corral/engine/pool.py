@@ -24,6 +24,7 @@ import signal
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Any
 
 from corral.engine.graph import Graph, Handle, Ledger, Phase, Summary, Task, planned_items
@@ -50,12 +51,13 @@ def _run_here(graph: Graph) -> None:
         task = copy.copy(ph.task)
         if items:
             task.setup()
-        done[id(ph)] = [_noted(ph, item, run_item, task, ph.ledger, item, lists) for item in items]
+        done[id(ph)] = [_noted(ph, item, partial(run_item, task, ph.ledger, item, lists)) for item in items]
 
 
-def _noted(ph: Phase, item, fn, *args):
+def _noted(ph: Phase, item, fn):
+    """`fn()`, an exception it raises noted with the phase and item."""
     try:
-        return fn(*args)
+        return fn()
     except Exception as e:
         e.add_note(f"in phase {ph.label}, item {item.key}")
         raise

@@ -301,7 +301,8 @@ def export(
         weights = {s: manifest.sources[s].weight for s in chosen}
         prefixes = {s: os.path.join(os.path.abspath(dest), f"{s}_text_document") for s in chosen if weights[s] > 0}
         result.data_path = megatron.data_path(weights, prefixes)
-    atomic_write_bytes(os.path.join(dest, CARD), card(manifest, sha, fmt, record, out, result.data_path).encode())
+    about = _Card(out, sha, fmt, result.data_path)
+    atomic_write_bytes(os.path.join(dest, CARD), card(manifest, record, about).encode())
     return result
 
 
@@ -311,8 +312,20 @@ def _said(rel: str, entry: dict[str, Any]) -> str:
     return f"{rel}: {entry['rows']:,} documents"
 
 
-def card(manifest: BuildManifest, sha: str, fmt: str, record: dict[str, Any], out: str, data_path: str | None) -> str:
+@dataclass(frozen=True)
+class _Card:
+    """What the dataset card says of an export besides its files: the build (its folder and its
+    manifest's sha256), the format and, for Megatron, the weighted --data-path."""
+
+    out: str
+    sha: str
+    fmt: str
+    data_path: str | None
+
+
+def card(manifest: BuildManifest, record: dict[str, Any], about: _Card) -> str:
     """The dataset card: what was exported, from which build, and how to load it."""
+    out, sha, fmt, data_path = about.out, about.sha, about.fmt, about.data_path
     name = manifest.mixture.get("name", "corral build")
     lines = [
         f"# {name}: {fmt} export",

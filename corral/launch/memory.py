@@ -52,6 +52,7 @@ def estimate(
     micro_batch: int,
     seq_len: int,
     world: int,
+    *,
     ac: str,
     act_bytes: int,
     attention_probs: bool,
@@ -108,14 +109,6 @@ def gpu_total() -> int | None:
         return int(res.stdout.split()[0]) * 2**20 if res.returncode == 0 and res.stdout.strip() else None
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
-
-
-def count(n: int) -> str:
-    """A parameter count the way papers write it: 6.7B, 125M, 619K."""
-    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.{1 if n < 100 * size else 0}f}{unit}"
-    return str(n)
 
 
 def gib(n: int | float) -> str:

@@ -9,10 +9,11 @@ count takes at a given MFU, beside the paper's own figure for 65B.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from corral.launch import memory
-from corral.train.metrics import flops_per_token
+from corral.train.config import PAPER_BATCH_TOKENS, PAPER_LR, PAPER_SEQ_LEN, TrainConfig
+from corral.train.metrics import count, flops_per_token
 from corral.train.model import ModelArgs, model_args
 
 PAPER_SIZES = ("7B", "13B", "33B", "65B")
@@ -43,11 +44,28 @@ def fit(args: ModelArgs, seq_len: int, gpus: int, gpu_bytes: int, batch_tokens: 
     last = None
     for ac in ("selective", "full"):
         for mb in (m for m in MICRO_BATCHES if per_gpu % m == 0):
-            est = memory.estimate(args, mb, seq_len, gpus, ac, 2, attention_probs=False, cuda=True)
+            est = memory.estimate(args, mb, seq_len, gpus, ac=ac, act_bytes=2, attention_probs=False, cuda=True)
             last = Fit(mb, ac, True, est, est.per_rank <= budget)
             if last.fits:
                 return last
     return last
+
+
+def fitted(cfg: TrainConfig, world: int, gpu_bytes: int | None) -> TrainConfig:
+    """A paper size on GPUs of `gpu_bytes` with the setting that fits (`fit`: micro-batch, activation
+    checkpointing, compile) wherever the config leaves them open; any other config as it is."""
+    if cfg.model not in PAPER_LR or not gpu_bytes or None not in (cfg.micro_batch, cfg.ac, cfg.compile):
+        return cfg
+    seq_len = cfg.seq_len or PAPER_SEQ_LEN
+    f = fit(
+        model_args(cfg.model, max_seq_len=seq_len), seq_len, world, gpu_bytes, cfg.batch_tokens or PAPER_BATCH_TOKENS
+    )
+    return replace(
+        cfg,
+        micro_batch=cfg.micro_batch or f.micro_batch,
+        ac=cfg.ac or f.ac,
+        compile=f.compile if cfg.compile is None else cfg.compile,
+    )
 
 
 def paper_mfu() -> float:
@@ -61,6 +79,7 @@ def plan_lines(
     models: list[str],
     gpus: int,
     gpu_bytes: int,
+    *,
     mfu: float,
     peak: float,
     seq_len: int = 2048,
@@ -68,7 +87,7 @@ def plan_lines(
 ) -> list[str]:
     lines = [
         f"plan: {gpus} GPUs of {memory.gib(gpu_bytes)}, peak {peak / 1e12:.0f} TFLOP/s bf16, MFU {mfu:.0%}, "
-        f"sequence {seq_len}, {memory.count(batch_tokens)} tokens a step",
+        f"sequence {seq_len}, {count(batch_tokens)} tokens a step",
         f"{'model':>6} {'params':>7} {'fits':>4} {'micro':>5} {'ac':>9} {'state':>10} {'activ.':>10} "
         f"{'gathered':>10} {'loss':>9} {'total/GPU':>10} {'tok/s/GPU':>9} {'tokens':>6} {'days':>6}",
     ]
@@ -82,10 +101,10 @@ def plan_lines(
         tokens = PAPER_TOKENS.get(name, 1.0e12)
         days = tokens / (tps * gpus) / 86400
         lines.append(
-            f"{name:>6} {memory.count(e.params):>7} {'yes' if f.fits else 'NO':>4} {f.micro_batch:>5} "
+            f"{name:>6} {count(e.params):>7} {'yes' if f.fits else 'NO':>4} {f.micro_batch:>5} "
             f"{f.ac:>9} {memory.gib(e.state_bytes):>10} {memory.gib(e.activation_bytes):>10} "
             f"{memory.gib(e.gathered_bytes):>10} {memory.gib(e.logits_bytes):>9} "
-            f"{memory.gib(e.per_rank):>10} {tps:>9,.0f} {memory.count(int(tokens)):>6} {days:>6.1f}"
+            f"{memory.gib(e.per_rank):>10} {tps:>9,.0f} {count(int(tokens)):>6} {days:>6.1f}"
         )
     p = PAPER_65B
     lines.append(

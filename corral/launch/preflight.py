@@ -19,8 +19,10 @@ from corral.core.fs import exists as file_exists
 from corral.core.fs import join
 from corral.launch import memory
 from corral.manifests.build_manifest import BuildManifest, BuildManifestError, load_build, manifest_sha256
+from corral.train.attention import CUDA_ONLY, NO_CPU_BACKWARD
 from corral.train.checkpoint import CKPT_DIR, complete_checkpoints
 from corral.train.config import TrainConfig
+from corral.train.metrics import count
 from corral.train.model import model_args
 from corral.train.weights import EXPORT_DIR, HF_DIR, export_dir
 
@@ -83,22 +85,22 @@ def check_build(cfg: TrainConfig) -> BuildManifest:
     return manifest
 
 
+# Why an attention backend does not train on a CPU (corral.train.attention's CUDA_ONLY and NO_CPU_BACKWARD).
+WHY_CUDA = {
+    "flex": "PyTorch's flex_attention has no backward on CPU; its forward runs here for evaluation",
+    "varlen": "flash attention's varlen kernel",
+    "xformers": "xformers has no CPU kernel",
+}
+
+
 def check_backend(cfg: TrainConfig, cuda: bool) -> None:
-    if cfg.attn == "flex" and not cuda:
+    """The attention backend can train here: on CUDA for those with no CPU kernel or backward, and
+    xformers installed when it is asked for."""
+    if not cuda and cfg.attn in (*CUDA_ONLY, *NO_CPU_BACKWARD):
         raise PreflightError(
-            "--attn flex trains on CUDA only (PyTorch's flex_attention has no backward on CPU; its "
-            "forward runs here for evaluation): use --attn sdpa on this machine"
-        )
-    if cfg.attn == "varlen" and not cuda:
-        raise PreflightError(
-            "--attn varlen runs on CUDA only (flash attention's varlen kernel) and this machine "
-            "has no GPU: use --attn sdpa"
+            f"--attn {cfg.attn} trains on CUDA only ({WHY_CUDA[cfg.attn]}) and this machine has no GPU: use --attn sdpa"
         )
     if cfg.attn == "xformers":
-        if not cuda:
-            raise PreflightError(
-                "--attn xformers: xformers runs on CUDA only and this machine has no GPU: use --attn sdpa"
-            )
         import importlib.util
 
         if importlib.util.find_spec("xformers") is None:
@@ -112,14 +114,21 @@ def check_memory(cfg: TrainConfig, vocab_size: int, nproc: int, nnodes: int, cud
     args = model_args(cfg.model, vocab_size=vocab_size)
     bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and cuda)
     est = memory.estimate(
-        args, cfg.micro_batch, cfg.seq_len, world, cfg.ac, 2 if bf16 else 4, attention_probs=not cuda, cuda=cuda
+        args,
+        cfg.micro_batch,
+        cfg.seq_len,
+        world,
+        ac=cfg.ac,
+        act_bytes=2 if bf16 else 4,
+        attention_probs=not cuda,
+        cuda=cuda,
     )
     if cuda:
         have, need, where = memory.gpu_total(), est.per_rank, "each GPU"
     else:
         have, need, where = memory.host_available(), est.per_rank * nproc, "this host"
     line = (
-        f"model {cfg.model}: {memory.count(est.params)} parameters; about {memory.gib(need)} on {where} "
+        f"model {cfg.model}: {count(est.params)} parameters; about {memory.gib(need)} on {where} "
         f"({memory.gib(est.state_bytes)} weights, gradients and AdamW state per rank, "
         f"{memory.gib(est.activation_bytes)} activations per micro-batch of {cfg.micro_batch} × {cfg.seq_len})"
     )

@@ -37,6 +37,7 @@ def worker_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 def torchrun_command(
     config_path: str,
     nproc: int,
+    *,
     nnodes: int = 1,
     node_rank: int = 0,
     master_addr: str = "127.0.0.1",

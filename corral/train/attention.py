@@ -31,8 +31,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from corral.train.data import lengths_of
-
 log = logging.getLogger(__name__)
 BACKENDS = ("sdpa", "flex", "varlen", "xformers", "reference")
 CUDA_ONLY = ("varlen", "xformers")  # no CPU kernel at all
@@ -100,6 +98,12 @@ def doc_block_mask(doc_ids: torch.Tensor, block: int = FLEX_BLOCK):
     return BlockMask.from_kv_blocks(
         num, ind, full_num, full_ind, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(seq, seq)
     )
+
+
+def lengths_of(ids: np.ndarray) -> np.ndarray:
+    """The run lengths of a row of non-decreasing document numbers (int32)."""
+    change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    return np.diff(np.concatenate(([0], change, [len(ids)]))).astype(np.int32)
 
 
 def documents(impl: str, docs: list[np.ndarray] | np.ndarray | torch.Tensor, device: torch.device | str) -> Documents:

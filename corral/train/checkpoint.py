@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+@dataclass
+class Trained:
+    """What a checkpoint holds of training besides the loader and the RNGs: the (sharded) model, its
+    optimizer and the learning-rate schedule."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+
+
 class Checkpointer:
     """Writes checkpoints, with `dcp.async_save` when `asynchronous`: the state is staged to host
     memory while training waits, then written by a background thread over a gloo process group of
@@ -82,7 +93,7 @@ class Checkpointer:
         self._group = dist.new_group(backend="gloo") if asynchronous else None
         self._pending: tuple[Any, str, str, dict[str, Any]] | None = None
 
-    def save(self, step: int, model, optimizer, scheduler, loader_state: dict[str, Any], meta: dict[str, Any]) -> str:
+    def save(self, step: int, trained: Trained, loader_state: dict[str, Any], meta: dict[str, Any]) -> str:
         """Start checkpoint `step` (collective: every rank calls it); return its final folder."""
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -95,7 +106,7 @@ class Checkpointer:
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp, exist_ok=True)
         dist.barrier()
-        model_sd, optim_sd = get_state_dict(model, optimizer)
+        model_sd, optim_sd = get_state_dict(trained.model, trained.optimizer)
         state = {"model": model_sd, "optim": optim_sd}
         if self.asynchronous:
             future = dcp.async_save(state, checkpoint_id=tmp, process_group=self._group)
@@ -103,7 +114,12 @@ class Checkpointer:
             dcp.save(state, checkpoint_id=tmp)
             future = None
         torch.save({"rng": _rng_state(), "loader": loader_state}, os.path.join(tmp, f"rank-{rank}.pt"))
-        full_meta = {**meta, "step": step, "scheduler": scheduler.state_dict(), "world_size": dist.get_world_size()}
+        full_meta = {
+            **meta,
+            "step": step,
+            "scheduler": trained.scheduler.state_dict(),
+            "world_size": dist.get_world_size(),
+        }
         self._pending = (future, tmp, final, full_meta)
         if not self.asynchronous:
             self.wait()
@@ -128,7 +144,7 @@ class Checkpointer:
         dist.barrier()
 
 
-def load(path: str, model, optimizer, scheduler, loader, manifest_sha256: str) -> dict[str, Any]:
+def load(path: str, trained: Trained, loader, manifest_sha256: str) -> dict[str, Any]:
     """Restore a checkpoint into the (already sharded) model and optimizer; return its meta."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
@@ -141,11 +157,11 @@ def load(path: str, model, optimizer, scheduler, loader, manifest_sha256: str) -
             f"{meta.get('manifest_sha256')}; this build's is {manifest_sha256}: "
             "resume with the same build, or start a new run directory"
         )
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+    model_sd, optim_sd = get_state_dict(trained.model, trained.optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     dcp.load(state, checkpoint_id=path)
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    scheduler.load_state_dict(meta["scheduler"])
+    set_state_dict(trained.model, trained.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    trained.scheduler.load_state_dict(meta["scheduler"])
     rank = dist.get_rank()
     own = os.path.join(path, f"rank-{rank}.pt")
     if meta.get("world_size") != dist.get_world_size() or not os.path.exists(own):

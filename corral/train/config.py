@@ -12,7 +12,7 @@ from typing import Any
 
 from corral.core.errors import UsageError
 from corral.train.attention import BACKENDS
-from corral.train.model import CONFIGS, model_args
+from corral.train.model import CONFIGS
 from corral.train.optim import ADAM_EPS, GRAD_CLIP, WARMUP_STEPS, WEIGHT_DECAY
 from corral.train.parallel import AC_MODES
 
@@ -61,24 +61,16 @@ class TrainConfig:
     stop_at: int | None = None  # leave after this step with a checkpoint (time-limited jobs; resume later)
     export: bool = True
 
-    def resolved(self, world: int, gpu_bytes: int | None = None) -> TrainConfig:
-        """Fill the defaults that depend on the model, the world size and (on CUDA) the GPU's memory;
-        check every field. A paper size on GPUs gets the named configuration that fits
-        (`corral.launch.plan.fit`: micro-batch, activation checkpointing, compile); anything else
-        micro-batch 8, no checkpointing, eager."""
+    def resolved(self, world: int) -> TrainConfig:
+        """Fill the defaults that depend on the model and the world size; check every field. What the
+        config leaves open of micro-batch, activation checkpointing and compile is micro-batch 8, no
+        checkpointing, eager (on GPUs, `corral train` first fills them with the setting that fits a
+        paper size: corral.launch.plan.fitted)."""
         c = TrainConfig(**asdict(self))
         if c.model not in CONFIGS:
             raise ConfigError(f"model: {c.model!r} is not one of {', '.join(CONFIGS)}")
         paper = c.model in PAPER_LR
         c.seq_len = c.seq_len or (PAPER_SEQ_LEN if paper else CONFIGS[c.model].get("max_seq_len", 2048))
-        if paper and gpu_bytes and None in (c.micro_batch, c.ac, c.compile):
-            from corral.launch.plan import fit
-
-            shape = model_args(c.model, max_seq_len=c.seq_len)
-            f = fit(shape, c.seq_len, world, gpu_bytes, c.batch_tokens or PAPER_BATCH_TOKENS)
-            c.micro_batch = c.micro_batch or f.micro_batch
-            c.ac = c.ac or f.ac
-            c.compile = f.compile if c.compile is None else c.compile
         c.micro_batch = c.micro_batch or DEFAULT_MICRO_BATCH
         c.ac = c.ac or "none"
         c.compile = bool(c.compile)

@@ -32,13 +32,13 @@ from typing import Any
 import numpy as np
 
 from corral.core.fs import join
+from corral.core.permute import mix64, permute_many
 from corral.core.shards import TokenShard, read_token_shard
-from corral.manifests.build_manifest import BuildManifest, load_build
+from corral.manifests.build_manifest import BuildManifest, SourceBuild, load_build
+from corral.train.attention import lengths_of
 
 EOS_ID = 2  # docs/recipe/training.md#tokenizer: </s>
-_MASK64 = (1 << 64) - 1
 START_CHUNK = 4096  # training windows whose stream offsets are computed together (32 KB)
-_ROUNDS = 4  # Feistel rounds, two on each half (Luby and Rackoff 1988: 4 make a pseudo-random permutation)
 
 
 class DataError(ValueError):
@@ -61,59 +61,6 @@ class Batch:
     def rows(self, i: int, j: int) -> Batch:
         lengths = self.doc_lengths[i:j] if self.doc_lengths is not None else None
         return Batch(self.inputs[i:j], self.targets[i:j], lengths, self.sources[i:j])
-
-
-def lengths_of(ids: np.ndarray) -> np.ndarray:
-    """The run lengths of a row of non-decreasing document numbers (int32)."""
-    change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    return np.diff(np.concatenate(([0], change, [len(ids)]))).astype(np.int32)
-
-
-def _mix(x: int) -> int:
-    """splitmix64's finaliser: a well-mixed 64-bit hash of an integer (Steele et al. 2014)."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def permute_many(i: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
-    """Positions of each i (0 ≤ i < n) in the seeded permutation of range(n) named by its key,
-    without building the permutation: an alternating Feistel network (as format-preserving
-    encryption's FFX uses) on the bit_length(n − 1) bits of the index, its high and low halves
-    xored in turn with a keyed hash of the other (multiply by an odd constant, fold the high bits
-    down), cycle-walked back into range (each walk lands in range with probability > 1/2). numpy's
-    uint64 arithmetic wraps modulo 2⁶⁴, as the hash wants."""
-    i = np.asarray(i, dtype=np.uint64)
-    if n <= 1:
-        return np.zeros(i.shape, dtype=np.int64)
-    bits = (n - 1).bit_length()
-    lo_bits = np.uint64(bits - bits // 2)
-    masks = (np.uint64((1 << (bits - bits // 2)) - 1), np.uint64((1 << (bits // 2)) - 1))  # low, high half
-    keys = np.broadcast_to(np.asarray(keys, dtype=np.uint64), i.shape)
-    salts = [keys + np.uint64(r * 0x632BE59BD9B4E019 & _MASK64) for r in range(_ROUNDS)]
-    mult, fold = np.uint64(0xBF58476D1CE4E5B9), np.uint64(31)
-    x, out, todo = i.copy(), np.empty(i.shape, dtype=np.int64), np.arange(len(i))
-    while len(todo):
-        high, low = x[todo] >> lo_bits, x[todo] & masks[0]
-        for r in range(_ROUNDS):
-            if r % 2 == 0:
-                f = (high ^ salts[r][todo]) * mult
-                low = low ^ ((f ^ (f >> fold)) & masks[0])
-            else:
-                f = (low ^ salts[r][todo]) * mult
-                high = high ^ ((f ^ (f >> fold)) & masks[1])
-        y = (high << lo_bits) | low
-        done = y < np.uint64(n)
-        out[todo[done]] = y[done].astype(np.int64)
-        x[todo[~done]] = y[~done]
-        todo = todo[~done]
-    return out
-
-
-def permute(i: int, n: int, key: int) -> int:
-    """`permute_many` for one position."""
-    return int(permute_many(np.array([i]), n, np.array([key], dtype=np.uint64))[0])
 
 
 class _Shard:
@@ -264,7 +211,7 @@ class _Source:
         n = self.windows_per_epoch(length)
         epochs, j = np.divmod(ks, n)
         uniq, which = np.unique(epochs, return_inverse=True)  # a step spans one epoch, or two
-        keys = np.array([_mix((seed << 32) ^ (index << 16) ^ int(e)) for e in uniq], dtype=np.uint64)[which]
+        keys = np.array([mix64((seed << 32) ^ (index << 16) ^ int(e)) for e in uniq], dtype=np.uint64)[which]
         return permute_many(j, n, keys) * length
 
     def window(self, seed: int, index: int, k: int, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +222,15 @@ class _Source:
         return self.train.read(a, a + length)
 
     def windows(
-        self, seed: int, index: int, ks: list[int], length: int, toks: np.ndarray, lengths: list | None, rows: list[int]
+        self,
+        seed: int,
+        index: int,
+        ks: list[int],
+        length: int,
+        *,
+        toks: np.ndarray,
+        lengths: list | None,
+        rows: list[int],
     ) -> None:
         """Write windows ks into rows `rows` of toks and, unless None, the lengths of the documents
         in each row's first length − 1 tokens (the inputs) into lengths[row]: one converting copy a
@@ -360,10 +315,9 @@ def held_out_counts(sizes: list[int], fraction: float) -> list[int]:
     return counts
 
 
-def _load_source(
-    out: str, name: str, weight: float, entries: list[dict], add_eos: bool, val_fraction: float
-) -> _Source:
-    shards = [read_token_shard(join(out, e["path"])) for e in entries]
+def _load_source(out: str, name: str, sb: SourceBuild, *, add_eos: bool, val_fraction: float) -> _Source:
+    weight = sb.weight
+    shards = [read_token_shard(join(out, e["path"])) for e in sb.token_shards]
     held = held_out_counts([len(s) for s in shards], val_fraction)
     parts = [_Shard(s, len(s) - v, int(add_eos)) for s, v in zip(shards, held)]
     train = _Stream([(p, 0, p.cut) for p in parts])
@@ -383,6 +337,7 @@ class MixtureLoader:
         out: str,
         seq_len: int,
         micro_batch: int,
+        *,
         rank: int = 0,
         world: int = 1,
         seed: int = 0,
@@ -396,7 +351,7 @@ class MixtureLoader:
             raise DataError(f"{out}: no token shards (run `corral tokenize {out}` first)")
         add_eos = not manifest.settings.get("tokenize", {}).get("eos", True)
         self.sources = [
-            _load_source(out, n, sb.weight, sb.token_shards, add_eos, val_fraction) for n, sb in sources.items()
+            _load_source(out, n, sb, add_eos=add_eos, val_fraction=val_fraction) for n, sb in sources.items()
         ]
         total = sum(s.weight for s in self.sources)
         self.weights = [s.weight / total for s in self.sources]
@@ -455,7 +410,7 @@ class MixtureLoader:
         for i, (s, _) in enumerate(mine):
             by_source.setdefault(s, []).append(i)
         for s, rows in by_source.items():  # each source's windows read together
-            self.sources[s].windows(self.seed, s, [mine[i][1] for i in rows], length, x, docs, rows)
+            self.sources[s].windows(self.seed, s, [mine[i][1] for i in rows], length, toks=x, lengths=docs, rows=rows)
         batches = []
         for i in range(0, len(mine), self.micro_batch):
             xs = x[i : i + self.micro_batch]

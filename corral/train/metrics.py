@@ -85,3 +85,11 @@ class MetricsFile:
             rows = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
         with open(self.path, "w", encoding="utf-8") as f:
             f.writelines(rows)
+
+
+def count(n: int) -> str:
+    """A count the way papers write it: 6.7B, 125M, 619K."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.{1 if n < 100 * size else 0}f}{unit}"
+    return str(n)

@@ -29,7 +29,6 @@ import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.api import CheckpointException
 
-from corral.launch import memory
 from corral.manifests.build_manifest import build_dir, load_build, manifest_sha256
 from corral.train import checkpoint as ckpt
 from corral.train import parallel as par
@@ -37,7 +36,7 @@ from corral.train import weights
 from corral.train.attention import documents
 from corral.train.config import TrainConfig, save_config
 from corral.train.data import Batch, DataError, MixtureLoader
-from corral.train.metrics import MetricsFile, flops_per_token, mfu, peak_flops
+from corral.train.metrics import MetricsFile, count, flops_per_token, mfu, peak_flops
 from corral.train.model import CONFIGS, Transformer, model_args
 from corral.train.optim import make_optimizer, make_scheduler
 from corral.train.prefetch import HostBatch, Prefetcher
@@ -86,8 +85,7 @@ def vocab_size_of(manifest) -> int:
 class Trainer:
     def __init__(self, cfg: TrainConfig, stop: StopSignal | None = None):
         self.rank, self.world, self.device = par.init_distributed()
-        gpu_bytes = torch.cuda.get_device_properties(self.device).total_memory if self.device.type == "cuda" else None
-        self.cfg = cfg = cfg.resolved(self.world, gpu_bytes)
+        self.cfg = cfg = cfg.resolved(self.world)
         self.out = build_dir(cfg.out)
         manifest = load_build(self.out)
         self.manifest_sha = manifest_sha256(self.out)
@@ -109,11 +107,11 @@ class Trainer:
             self.out,
             cfg.seq_len,
             cfg.micro_batch,
-            self.rank,
-            self.world,
-            cfg.seed,
-            cfg.val_fraction,
-            manifest,
+            rank=self.rank,
+            world=self.world,
+            seed=cfg.seed,
+            val_fraction=cfg.val_fraction,
+            manifest=manifest,
             doc_ids=cfg.doc_mask,
         )
         self.accum = cfg.accum(self.world)
@@ -175,7 +173,7 @@ class Trainer:
         found = ckpt.complete_checkpoints(self.cfg.run_dir)
         for _step, path in reversed(found):
             try:
-                meta = ckpt.load(path, self.model, self.opt, self.sched, self.loader, self.manifest_sha)
+                meta = ckpt.load(path, ckpt.Trained(self.model, self.opt, self.sched), self.loader, self.manifest_sha)
             except ckpt.CheckpointError:
                 raise
             except (Exception, CheckpointException) as e:  # truncated or corrupt files (DCP's is a BaseException)
@@ -288,7 +286,7 @@ class Trainer:
             "model_args": self.args.to_dict(),
             "build": self.out,
         }
-        self.checkpointer.save(self.step, self.model, self.opt, self.sched, self.loader_state, meta)
+        self.checkpointer.save(self.step, ckpt.Trained(self.model, self.opt, self.sched), self.loader_state, meta)
 
     def run(self) -> int:
         """Train to the last step (or --stop-at, or a signal); returns the exit code."""
@@ -360,7 +358,7 @@ class Trainer:
             eta = f"  ETA {_duration(per_step * (cfg.steps - self.step))}"
         print(
             f"step {self.step}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
-            f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}  {memory.count(seen)} tokens seen"
+            f"grad {row['grad_norm']:.3f}  {row['tokens_per_s']:,.0f} tok/s{m}  {count(seen)} tokens seen"
             + (f"  val {sum(val.values()) / len(val):.4f}" if val else "")
             + eta,
             flush=True,

@@ -14,7 +14,7 @@ from corral.cli import main
 from corral.dedup import minhash
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import build
-from corral.pipeline.dedup_job import DedupInputError, dedup
+from corral.pipeline.dedup_job import DedupInputError, DedupSettings, dedup
 
 VOCAB = [f"w{i}" for i in range(5000)]
 
@@ -108,7 +108,7 @@ def test_verification_rejects_candidates_below_the_threshold(tmp_path):
     p.write_text("\n".join(json.dumps(d) for d in docs))
     sa, sb = minhash.shingles(docs[0]["text"]), minhash.shingles(docs[1]["text"])
     assert minhash.jaccard(sa, sb) < 0.8
-    loose = dedup(str(p), str(tmp_path / "loose"), threshold=0.8, num_perm=64, verify=True)
+    loose = dedup(str(p), str(tmp_path / "loose"), settings=DedupSettings(threshold=0.8, num_perm=64, verify=True))
     assert loose.sources["input"].funnel.kept == 2  # whatever the bands said, the exact check keeps both
 
 

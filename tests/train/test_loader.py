@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from corral.core.permute import permute
 from corral.core.shards import TokenShard, write_token_shard
 from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
 from corral.manifests.mixture import parse_mixture
 from corral.pipeline.sources.registry import SOURCES
-from corral.train.data import MixtureLoader, held_out_counts, lengths_of, permute
+from corral.train.attention import lengths_of
+from corral.train.data import MixtureLoader, held_out_counts
 
 
 def unique_build(out: Path, shards: list[int], eos: bool = True, length=(3, 40), seed=0) -> Path:

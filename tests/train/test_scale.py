@@ -14,6 +14,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from corral.cli import main
+from corral.launch.plan import fitted
 from corral.train import attention
 from corral.train import loss as fused
 from corral.train import model as model_mod
@@ -39,12 +40,12 @@ def test_plan_prints_memory_and_days_for_the_paper_sizes_and_7b_fits_80gb(capsys
 
 
 def test_paper_sizes_on_a_gpu_get_a_configuration_that_fits():
-    c = TrainConfig(out="x", model="7B").resolved(8, 80 * 10**9)
+    c = fitted(TrainConfig(out="x", model="7B"), 8, 80 * 10**9).resolved(8)
     assert c.ac == "selective" and c.compile and c.micro_batch >= 1
     assert c.batch_tokens % (8 * c.micro_batch * c.seq_len) == 0
     cpu = TrainConfig(out="x", model="tiny").resolved(1)
     assert (cpu.micro_batch, cpu.ac, cpu.compile) == (8, "none", False)
-    mine = TrainConfig(out="x", model="7B", micro_batch=1, ac="full").resolved(8, 80 * 10**9)
+    mine = fitted(TrainConfig(out="x", model="7B", micro_batch=1, ac="full"), 8, 80 * 10**9).resolved(8)
     assert (mine.micro_batch, mine.ac) == (1, "full")  # what a user sets wins
 
 

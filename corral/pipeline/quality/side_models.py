@@ -93,7 +93,7 @@ def _train_kenlm(tokenized: str, order: int, memory: str, tmp: str, binary: str)
 
 
 def train_perplexity_models(
-    lang: str, texts: Iterable[str], models_dir: str, vocab_size: int, order: int, memory: str = LMPLZ_MEMORY
+    lang: str, texts: Iterable[str], models_dir: str, *, vocab_size: int, order: int, memory: str = LMPLZ_MEMORY
 ) -> dict[str, dict[str, Any]]:
     """Train `{lang}.sp.model` and `{lang}.arpa.bin` from raw texts; return their model infos."""
     import sentencepiece as spm

@@ -154,7 +154,7 @@ def decode_source(data: bytes) -> str | None:
 
 
 def file_outcome(
-    repo: str, path: str, content: str, license_name: str, stages: dict[str, Any], where: str
+    repo: str, path: str, content: str, license_name: str, stages: dict[str, Any], *, where: str
 ) -> dict[str, Any]:
     """One source file's outcome after the path, header and quality rules (license already passed)."""
     f = stages["filter"]
@@ -243,7 +243,7 @@ def read_repo_folder(root: str, stages: dict[str, Any]) -> Iterator[dict[str, An
         if content is None:
             yield dropped(SOURCE, "binary", where)
             continue
-        yield file_outcome(repo, rel, content, license_name, stages, where)
+        yield file_outcome(repo, rel, content, license_name, stages, where=where)
 
 
 def _export_rows(path: str) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
@@ -289,7 +289,7 @@ def read_export(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if len(content.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
             yield dropped(SOURCE, "too_large", where)
             continue
-        yield file_outcome(repo, fpath, content, fam, stages, where)
+        yield file_outcome(repo, fpath, content, fam, stages, where=where)
 
 
 def read_github(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:

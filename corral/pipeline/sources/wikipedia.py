@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import mwparserfromhell
@@ -251,9 +252,8 @@ def read_dump(path: str, read: dict[str, Any], clean: dict[str, Any]) -> Iterato
                     root.clear()
                 elif tag == "page":
                     n += 1
-                    yield _page(
-                        elem, path, language_of(dbname, xml_lang, path), languages, namespaces, site_names, clean
-                    )
+                    lang = language_of(dbname, xml_lang, path)
+                    yield _page(elem, _Dump(path, lang, site_names, languages, namespaces), clean)
                     root.clear()  # release the page: memory stays flat over a whole dump
         except (EntitiesForbidden, DTDForbidden, ExternalReferenceForbidden) as e:
             yield error(SOURCE, "xml_entities_forbidden", f"{path} after page {n}", type(e).__name__)
@@ -263,7 +263,20 @@ def read_dump(path: str, read: dict[str, Any], clean: dict[str, Any]) -> Iterato
             yield error(SOURCE, "malformed_xml", f"{path} after page {n}", str(e))
 
 
-def _page(elem, path, lang, languages, namespaces, site_names, clean) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Dump:
+    """What a dump's <siteinfo> and the build's `read` options say of each of its pages."""
+
+    path: str
+    lang: str | None
+    site_names: dict[str, str]
+    languages: set[str]
+    namespaces: set[str]
+
+
+def _page(elem, dump: _Dump, clean: dict[str, Any]) -> dict[str, Any]:
+    path, lang, site_names = dump.path, dump.lang, dump.site_names
+    languages, namespaces = dump.languages, dump.namespaces
     title = (_child(elem, "title").text or "") if _child(elem, "title") is not None else ""
     page_id = (_child(elem, "id").text or "") if _child(elem, "id") is not None else ""
     where = f"{path} page {page_id or title}"

@@ -8,7 +8,7 @@ from helpers import shard_records, stages, write_manifest
 
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import build
-from corral.pipeline.sources import c4
+from corral.pipeline.sources.c4 import rules as c4
 
 OPTS = stages("c4")["clean"]
 GOOD = "This is a perfectly fine sentence for the page."

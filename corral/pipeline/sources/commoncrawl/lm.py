@@ -96,8 +96,8 @@ class LmTask(Task):
             lang,
             [lead_section(t) for _, t in docs],
             models_dir(self.out),
-            self.ppl["sp_vocab_size"],
-            self.ppl["lm_order"],
+            vocab_size=self.ppl["sp_vocab_size"],
+            order=self.ppl["lm_order"],
         )
         paths = {"sp": infos[f"{lang}.sp.model"]["path"], "lm": infos[f"{lang}.arpa.bin"]["path"]}
         return LmSummary(lang=lang, models=infos, paths=paths)

@@ -1,26 +1,8 @@
-"""`corral sample DIR`: a deterministic raw sample of all seven sources in their native formats.
-
-The text is real language present wherever corral is installed, never random words:
-- English: the paragraphs of Python's bundled documentation topics (`pydoc_data.topics`) and the
-  prose of the standard library's docstrings (read with `ast`, in file order);
-- French, Spanish, Russian, Swedish, Catalan, German: the translated messages of Sphinx's message
-  catalogs (a corral dependency), read from their `.mo` files with the standard `gettext`;
-- source code and license texts: installed packages' trees and their dist-info license files.
-
-Each source's files exercise its rules: CommonCrawl WET (gzip members, one per record) with
-boilerplate lines repeated across a site's pages, pages in other languages, low-quality keyword
-pages, and pages crawled twice; C4 JSON lines with exact duplicates; repository folders under MIT,
-BSD, Apache, MPL and no license; Wikipedia XML dumps (en, fr, es, ru) with templates, references,
-file links, tables, categories, redirects and talk pages; Gutenberg books with their header and
-license boilerplate, a near-duplicate second edition and a re-upload under another number; arXiv
-tarballs with macros, comments, `\\input` files and a bibliography (and one without sections);
-StackExchange Posts.xml with answers, tag wikis and an orphan answer. The same DIR comes out
-byte-identical on every run (fixed seeds, dates and archive times).
-"""
+"""The sample's raw files, one writer per source in its native format: WET, C4 JSON lines, repository
+folders, Wikipedia XML dumps, Gutenberg books, arXiv tarballs and StackExchange Posts.xml."""
 
 from __future__ import annotations
 
-import ast
 import base64
 import bz2
 import glob
@@ -30,7 +12,6 @@ import io
 import json
 import os
 import random
-import re
 import shutil
 import sysconfig
 import tarfile
@@ -39,10 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from corral.core.fs import atomic_write_bytes
 
-SEED = 20230227  # LLaMA's arXiv date, as a fixed seed
 CRAWL_DATE = "2026-11-01T00:00:00Z"  # every WARC-Date, dump and post date of the sample
-FOREIGN = ("fr", "es", "ru", "sv", "ca", "de")  # Sphinx catalogs with enough sentences; all in LLaMA's 20
-WIKI_LANGS = ("en", "fr", "es", "ru")
 REPO_FILES = 30  # source files copied per repository (the demo stays small)
 # installed packages as repositories: import name, distribution name
 REPOS = (
@@ -54,79 +32,6 @@ REPOS = (
     ("defusedxml", "defusedxml"),
 )
 UNLICENSED = ("iniconfig", "iniconfig")  # copied without its license files: dropped as no_license
-
-
-# --- real text ----------------------------------------------------------------------------------
-
-
-def _prose(block: str, min_words: int = 12) -> str | None:
-    lines = block.strip().splitlines()
-    if not lines or lines[0].startswith((" ", "\t", ">>>", "...", "*", "-", "|", "+", "=", ":", "..")):
-        return None
-    text = " ".join(line.strip() for line in lines)
-    if len(text.split()) < min_words:
-        return None
-    if sum(c.isalpha() or c == " " for c in text) / len(text) < 0.85:
-        return None
-    return text
-
-
-def _paragraphs(text: str) -> list[str]:
-    return [p for p in (_prose(b) for b in re.split(r"\n\s*\n", text)) if p]
-
-
-def doc_topics() -> list[tuple[str, list[str]]]:
-    """(topic, paragraphs) of Python's documentation topics that have at least two paragraphs."""
-    from pydoc_data.topics import topics
-
-    out = [(name, _paragraphs(topics[name])) for name in sorted(topics)]
-    return [(name, ps) for name, ps in out if len(ps) >= 2]
-
-
-def stdlib_topics() -> list[tuple[str, list[str]]]:
-    """(module, paragraphs of its docstrings) for standard-library modules with at least three."""
-    out = []
-    for path in sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py"))):
-        try:
-            with open(path, encoding="utf-8") as f:
-                tree = ast.parse(f.read())
-        except (SyntaxError, UnicodeDecodeError, OSError):
-            continue
-        paras: list[str] = []
-        for node in [tree, *ast.walk(tree)]:
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                if doc:
-                    paras += _paragraphs(doc)
-        paras = list(dict.fromkeys(paras))
-        if len(paras) >= 3:
-            out.append((os.path.basename(path)[:-3], paras))
-    return out
-
-
-def foreign_sentences(lang: str) -> list[str]:
-    """Sphinx's translated messages in `lang` with at least six words, placeholders and markup removed."""
-    import gettext
-
-    import sphinx
-
-    mo = os.path.join(os.path.dirname(sphinx.__file__), "locale", lang, "LC_MESSAGES", "sphinx.mo")
-    with open(mo, "rb") as f:
-        catalog = gettext.GNUTranslations(f)._catalog  # msgid → msgstr, as gettext loaded it
-    out = []
-    for key in sorted(k for k in catalog if isinstance(k, str) and k):
-        text = catalog[key]
-        if not isinstance(text, str):
-            continue
-        text = re.sub(r"%\(\w+\)[sdr]|%[sdr]|\{\w*\}|<[^>]+>|``|\*\*", "", text)
-        for block in re.split(r"\n\s*\n", text):
-            block = " ".join(block.split())
-            if len(block.split()) >= 6 and "::" not in block and "sphinx." not in block:
-                out.append(block)
-    return list(dict.fromkeys(out))
-
-
-# --- writers ------------------------------------------------------------------------------------
 
 
 def _gzip(data: bytes) -> bytes:
@@ -182,7 +87,7 @@ def _wet_file(name: str, pages: list[tuple[str, str]]) -> bytes:
     return b"".join(out)
 
 
-def _commoncrawl(
+def write_commoncrawl(
     out: str, english: list[tuple[str, list[str]]], foreign: dict[str, list[str]], rng: random.Random
 ) -> int:
     pages: list[tuple[str, str]] = []
@@ -215,7 +120,7 @@ def _commoncrawl(
     return len(pages) + len(recrawled)
 
 
-def _c4(out: str, english: list[tuple[str, list[str]]], rng: random.Random) -> int:
+def write_c4(out: str, english: list[tuple[str, list[str]]], rng: random.Random) -> int:
     docs = []
     for module, paras in english:
         for j in range(0, len(paras), 4):
@@ -255,7 +160,7 @@ def license_files(info: str) -> list[str]:
     return sorted(f for f in set(found) if os.path.isfile(f) and is_license_file(os.path.basename(f)))
 
 
-def _github(out: str) -> int:
+def write_github(out: str) -> int:
     import importlib.util
 
     n = 0
@@ -303,7 +208,7 @@ def _wikitext(title: str, paras: list[str], lang: str, i: int) -> str:
     return "\n\n".join(parts)
 
 
-def _wikipedia(out: str, articles: dict[str, list[tuple[str, list[str]]]]) -> int:
+def write_wikipedia(out: str, articles: dict[str, list[tuple[str, list[str]]]]) -> int:
     n = 0
     for lang, items in articles.items():
         db = f"{lang}wiki"
@@ -370,7 +275,7 @@ def _gutenberg(number: int, title: str, author: str, chapters: list[tuple[str, l
     return head + "\n\n\n".join(body) + tail
 
 
-def _books(out: str, english: list[tuple[str, list[str]]]) -> int:
+def write_books(out: str, english: list[tuple[str, list[str]]]) -> int:
     per = max(1, len(english) // 3)
     volumes = [english[i * per : (i + 1) * per] for i in range(3)]
     titles = ["Notes on the Standard Library", "Modules and Their Uses", "A Reader of Docstrings"]
@@ -407,7 +312,7 @@ def _tar_gz(files: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def _arxiv(out: str, english: list[tuple[str, list[str]]]) -> int:
+def write_arxiv(out: str, english: list[tuple[str, list[str]]]) -> int:
     n = 0
     for k, (module, paras) in enumerate(english):
         half = max(1, len(paras) // 2)
@@ -459,7 +364,7 @@ def _arxiv(out: str, english: list[tuple[str, list[str]]]) -> int:
     return n + 1
 
 
-def _stackexchange(out: str, topics: list[tuple[str, list[str]]]) -> int:
+def write_stackexchange(out: str, topics: list[tuple[str, list[str]]]) -> int:
     n = 0
     sites = {"python.stackexchange.com": topics[0::2], "docs.stackexchange.com": topics[1::2]}
     for site, items in sites.items():
@@ -502,29 +407,3 @@ def _stackexchange(out: str, topics: list[tuple[str, list[str]]]) -> int:
         atomic_write_bytes(os.path.join(out, "stackexchange", f"{site}-Posts.xml"), "\n".join(lines).encode("utf-8"))
         n += len(rows)
     return n
-
-
-def write_sample(out: str) -> dict[str, int]:
-    """Write the sample under `out` (replacing what a previous run wrote there); raw records per source."""
-    for source in ("commoncrawl", "c4", "github", "wikipedia", "books", "arxiv", "stackexchange"):
-        shutil.rmtree(os.path.join(out, source), ignore_errors=True)
-    rng = random.Random(SEED)
-    modules = stdlib_topics()
-    docs = doc_topics()
-    foreign = {lang: foreign_sentences(lang) for lang in FOREIGN}
-    # disjoint shares of the standard library's modules, so sources do not repeat each other
-    cc, c4, books, arxiv, se = modules[0::5], modules[1::5], modules[2::5], modules[3::5][:12], modules[4::5]
-    wiki = {"en": docs}
-    for lang in WIKI_LANGS[1:]:
-        s = foreign[lang]
-        wiki[lang] = [(f"{lang}-{i}", s[i : i + 5]) for i in range(0, len(s) - 4, 5)]
-    counts = {
-        "commoncrawl": _commoncrawl(out, cc, foreign, rng),
-        "c4": _c4(out, c4, rng),
-        "github": _github(out),
-        "wikipedia": _wikipedia(out, wiki),
-        "books": _books(out, books),
-        "arxiv": _arxiv(out, arxiv),
-        "stackexchange": _stackexchange(out, se),
-    }
-    return counts
