@@ -11,20 +11,14 @@ import sys
 from pathlib import Path
 
 from corral.commands import COMMANDS
-
-
-class _QuietBeam(logging.Filter):
-    """Drop Beam's import-time notice about optional GCP client libraries corral does not use."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "apitools not found" not in record.getMessage()
-
+from corral.engine.beam_worker import quiet
 
 # What each command has kept when Ctrl-C stops it, and how to go on.
 ON_INTERRUPT = {
     "build": "finished work items are kept: run the same command again to resume",
     "dedup": "run the same command again to redo the job",
     "tokenize": "finished shards are kept: run the same command again to resume",
+    "export": "finished files are kept: run the same command again to resume",
     "tokenizer": "nothing was recorded: run the same command again",
     "demo": "run the same command again (each stage resumes or redoes its part)",
     "fetch": "finished files are kept and partial ones resume: run the same command again",
@@ -107,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_QuietBeam())
+        handler.addFilter(quiet)  # Beam's notices that do not apply to corral
     args = parser().parse_args(argv)
     if args.command == "fetch" or getattr(args, "runner", "local") != "local":
         # Beam's runners and fetch's download threads wait where a KeyboardInterrupt does not reach:
@@ -125,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
 def _interrupted(command: str) -> None:
     """Say what Ctrl-C kept and leave with 130 at once: Beam's runner threads would otherwise keep
     the interpreter from exiting. Everything finished is already renamed into place."""
+    import threading
+
     from corral.core.procs import kill_descendants
 
+    threading.excepthook = lambda args: None  # a runner's threads see their workers go: that is not news
+    logging.disable(logging.CRITICAL)
     kill_descendants()
     print(
         f"\ncorral {command}: interrupted; {ON_INTERRUPT.get(command, 'run the same command again')}", file=sys.stderr

@@ -15,7 +15,7 @@ import pytest
 from conftest import SHARED_DATA, make_build
 from train_helpers import logged_losses
 
-from corral.cli import main
+from corral.cli import ON_INTERRUPT, main
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_MANIFEST = ROOT / "manifests" / "sample.yaml"
@@ -254,35 +254,69 @@ def test_ctrl_c_in_build_says_how_to_resume_and_exits_130(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
 
 
-def test_ctrl_c_in_tokenize_stops_beams_workers_and_exits_130(tmp_path):
-    from corral.core.procs import children
-    from corral.tokenize.tokenizer import train_tokenizer
-
-    out = make_build(tmp_path / "b", n_docs={"c4": 400, "books": 40}, tokenize=False)
-    train_tokenizer(str(out), vocab_size=300, threads=1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "corral.cli", "tokenize", str(out), "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for(lambda: children(proc.pid) or proc.poll() is not None)  # Beam's SDK workers are starting
-    assert proc.poll() is None, "tokenize finished before its workers started"
-    workers = children(proc.pid)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err and "resume" in err and "Traceback" not in err
-    time.sleep(0.5)
+def _running_children(pids) -> list[int]:
+    """The processes of `pids` still running (a killed one may linger as a zombie until it is reaped)."""
     alive = []
-    for pid in workers:  # none left running (a killed one may linger as a zombie until init reaps it)
+    for pid in pids:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
         if state != "Z":
-            alive.append((pid, state))
-    assert not alive
+            alive.append(pid)
+    return alive
+
+
+def _ctrl_c(cmd: list[str], started) -> tuple[int, str, list[int]]:
+    """Run `corral CMD` in a process group of its own, press Ctrl-C (SIGINT to the whole group, as a
+    terminal does) once `started()` says its work is under way; its exit code, stderr and workers."""
+    from corral.core.procs import children
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli", *cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    _wait_for(lambda: started() or proc.poll() is not None)
+    workers = children(proc.pid)
+    assert proc.poll() is None, f"{cmd[0]} finished before it was interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err, workers
+
+
+@pytest.mark.parametrize("runner", ["local", "direct"])
+def test_ctrl_c_in_tokenize_and_export_exits_130_in_one_line_five_times(tmp_path, runner):
+    """Both run on the engine (the local pool by default, Beam's FnApiRunner with --runner direct):
+    Ctrl-C mid-job leaves no worker, exits 130 and says in one line what is kept; a rerun finishes."""
+    import shutil
+
+    from corral.tokenize.tokenizer import train_tokenizer
+
+    out = make_build(tmp_path / "b", n_docs={"c4": 3000, "books": 300}, tokenize=False)
+    train_tokenizer(str(out), vocab_size=300, threads=1)
+    flags = ["--workers", "2", "--runner", runner]
+    for attempt in range(5):
+        shutil.rmtree(out / "_tokenize", ignore_errors=True)
+        code, err, workers = _ctrl_c(["tokenize", str(out), *flags], lambda: any((out / "_tokenize").rglob("*.json")))
+        assert code == 130, (attempt, err[-3000:])
+        assert err.strip().splitlines() == [f"corral tokenize: interrupted; {ON_INTERRUPT['tokenize']}"], err
+        time.sleep(0.5)
+        assert not _running_children(workers)
     assert main(["tokenize", str(out)]) == 0
+    for attempt in range(5):
+        dest = tmp_path / f"export-{attempt}"
+        code, err, workers = _ctrl_c(
+            ["export", str(out), "--to", str(dest), "--format", "jsonl", *flags],
+            lambda dest=dest: any((dest / "_export").rglob("*.json")),
+        )
+        assert code == 130, (attempt, err[-3000:])
+        assert err.strip().splitlines() == [f"corral export: interrupted; {ON_INTERRUPT['export']}"], err
+        time.sleep(0.5)
+        assert not _running_children(workers)
+    assert main(["export", str(out), "--to", str(tmp_path / "export-0"), "--format", "jsonl"]) == 0
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

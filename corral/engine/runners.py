@@ -11,6 +11,8 @@ runner gets.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,16 +77,33 @@ def executor(flags: RunnerFlags) -> Iterator[Executor]:
         yield Executor("local", workers)
 
 
+# The command of each FnApiRunner worker process: Beam's SDK worker with SIGINT ignored (corral.engine.beam_worker).
+WORKER_COMMAND = f"{sys.executable} -m corral.engine.beam_worker"
+# What Beam's FnApiRunner says of more than one worker without its own multi-process mode, whose
+# worker command corral replaces with WORKER_COMMAND: the workers are processes all the same.
+RUNNING_MODE_NOTICE = "direct_running_mode should be `multi_processing`"
+
+
+def _not_running_mode_notice(record: logging.LogRecord) -> bool:
+    return RUNNING_MODE_NOTICE not in record.getMessage()
+
+
 def local_runner(workers: int | None = None):
-    """(runner, options) for Beam's embedded FnApiRunner."""
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    """(runner, options) for Beam's embedded FnApiRunner: in this process with one worker, else with
+    `workers` worker processes, each running WORKER_COMMAND."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
     workers = workers or 1
     # No type check: corral's transforms carry no type hints, and Beam's inference costs ~0.3 s a job.
     flags = [f"--direct_num_workers={workers}", "--default_sdk_harness_log_level=WARNING", "--no_pipeline_type_check"]
-    if workers > 1:
-        flags.append("--direct_running_mode=multi_processing")
-    return FnApiRunner(), PipelineOptions(flags)
+    if workers == 1:
+        return FnApiRunner(), PipelineOptions(flags)
+    log = logging.getLogger(fn_runner.__name__)
+    if _not_running_mode_notice not in log.filters:
+        log.addFilter(_not_running_mode_notice)
+    environment = SubprocessSDKEnvironment.from_command_string(WORKER_COMMAND)
+    return FnApiRunner(default_environment=environment), PipelineOptions(flags)
 
 
 # Partitions of each phase's work items on Dask: Beam's default puts up to 128 items in one
