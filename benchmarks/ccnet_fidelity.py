@@ -159,7 +159,7 @@ def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> 
     from corral.dedup import lines as L
     from corral.pipeline.inputs.streams import guarded
     from corral.pipeline.quality import ccnet_rules as R
-    from corral.pipeline.sources.commoncrawl import read_wet
+    from corral.pipeline.sources.commoncrawl.warc import read_wet
 
     read = {"min_len": 300, "format": "wet"}
     records = [
@@ -301,6 +301,7 @@ def pipeline_rate(paths: list[str], models: dict[str, str], workers: int = 1) ->
     sys.path.insert(0, str(HERE.parent / "tests"))
     from helpers import write_manifest
 
+    from corral.engine.runners import Executor
     from corral.pipeline.build import build
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -315,7 +316,7 @@ def pipeline_rate(paths: list[str], models: dict[str, str], workers: int = 1) ->
         }
         m = write_manifest(Path(tmp) / "m.yaml", {"commoncrawl": spec})
         t0 = time.perf_counter()
-        manifest = build(m, str(Path(tmp) / "out"), workers=workers, progress=False)
+        manifest = build(m, str(Path(tmp) / "out"), Executor(workers=workers), progress=False)
         return time.perf_counter() - t0, manifest.sources["commoncrawl"].funnel.to_dict()
 
 

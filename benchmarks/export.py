@@ -53,6 +53,7 @@ def make_build(out: Path, mb: int, seed: int = 0) -> int:
     from corral.core.shards import ShardWriter
     from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
+    from corral.pipeline.sources.registry import SOURCES
 
     rng = np.random.default_rng(seed)
     words = np.array(
@@ -75,7 +76,9 @@ def make_build(out: Path, mb: int, seed: int = 0) -> int:
             "données",
         ]
     )
-    mixture = parse_mixture("name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n")
+    mixture = parse_mixture(
+        "name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n", SOURCES
+    )
     w = ShardWriter(str(out / "docs" / "c4"), max_bytes=SHARD_MB << 20)
     total, i = 0, 0
     with w:

@@ -45,9 +45,12 @@ def make_build(out: Path, docs: int, total_tokens: int, seed: int = 0) -> None:
     from corral.core.shards import token_batch_flat, write_shard
     from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
+    from corral.pipeline.sources.registry import SOURCES
 
     rng = np.random.default_rng(seed)
-    mixture = parse_mixture("name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n")
+    mixture = parse_mixture(
+        "name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1\n    inputs: [x]\n", SOURCES
+    )
     entries, tokens = [], 0
     mean = total_tokens / docs
     per_shard = -(-docs // SHARDS)

@@ -67,27 +67,29 @@ def _rules(source: str, paths: list[str]) -> collections.Counter:
     from helpers import stages
 
     from corral.pipeline.inputs.streams import guarded
-    from corral.pipeline.sources import arxiv, books, c4, github, stackexchange, wikipedia
+    from corral.pipeline.sources import books, github, stackexchange, wikipedia
+    from corral.pipeline.sources.arxiv import papers as arxiv
+    from corral.pipeline.sources.c4 import pages, rules
 
     counts: collections.Counter = collections.Counter()
     if source == "stackexchange":  # per site: rows grouped by question, assembled (top sites: the build's)
         st = stages("stackexchange")
         for p in paths:
-            for o in stackexchange.read_file(p, st):
+            for o in guarded(source, p, stackexchange.read_site(p, st)):
                 counts[o["status"]] += 1
         return counts
     if source == "c4-from-wet":
         opts = stages("c4", clean={"enabled": True})["clean"]
         for p in paths:
-            for o in guarded("c4", p, c4.read_wet_pages(p)):
+            for o in guarded("c4", p, pages.read_wet_pages(p)):
                 if o["status"] == "kept":
-                    text, reason = c4.clean_page(o["record"]["text"], opts)
+                    text, reason = rules.clean_page(o["record"]["text"], opts)
                     counts["kept" if text else "dropped"] += 1
                 else:
                     counts[o["status"]] += 1
         return counts
     readers = {
-        "c4": lambda p: c4.read_c4_json(p),
+        "c4": lambda p: pages.read_c4_json(p),
         "github": lambda p: github.read_github(p, stages("github")),
         "wikipedia": lambda p: wikipedia.read_dump(p, stages("wikipedia")["read"], stages("wikipedia")["clean"]),
         "books": lambda p: books.read_books(p),
@@ -110,7 +112,7 @@ def _pipeline(source: str, paths: list[str], tmp: Path) -> int:
         name, spec = "c4", {"inputs": paths, "read": {"format": "wet"}, "clean": {"enabled": True}}
     m = write_manifest(tmp / f"{source}.yaml", {name: spec})
     out = tempfile.mkdtemp(dir=tmp)
-    manifest = build(m, out, workers=1)
+    manifest = build(m, out)
     return manifest.sources[name].funnel.input
 
 

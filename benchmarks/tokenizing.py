@@ -64,8 +64,11 @@ def make_build(out: Path, texts: list[str], copies: int) -> None:
     from corral.core.shards import ShardWriter
     from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
     from corral.manifests.mixture import parse_mixture
+    from corral.pipeline.sources.registry import SOURCES
 
-    mixture = parse_mixture("name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n    inputs: [x]\n")
+    mixture = parse_mixture(
+        "name: bench\ntarget_tokens: 1M\nsources:\n  c4:\n    weight: 1.0\n    inputs: [x]\n", SOURCES
+    )
     w = ShardWriter(str(out / "docs" / "c4"), max_rows=2000)
     n = 0
     with w:
@@ -87,7 +90,7 @@ CORRAL = """
 import json, sys, time
 from corral.tokenize.encode import tokenize_build
 t0 = time.perf_counter()
-m, counts = tokenize_build(sys.argv[1], workers=1, threads=int(sys.argv[2]))
+m, counts = tokenize_build(sys.argv[1], threads=int(sys.argv[2]))
 dt = time.perf_counter() - t0
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec
 hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))

@@ -54,7 +54,7 @@ def _constants() -> dict:
     return {"EXPORT_FORMATS": FORMATS, "DEMO_STEPS": DEMO_STEPS}
 
 
-def _add_arguments(sp: argparse.ArgumentParser, arguments: dict, constants: dict) -> None:
+def _add_arguments(command: argparse.ArgumentParser, arguments: dict, constants: dict) -> None:
     for flag, options in arguments.items():
         options = {
             key: constants[value[6:]] if isinstance(value, str) and value.startswith("const:") else value
@@ -62,22 +62,22 @@ def _add_arguments(sp: argparse.ArgumentParser, arguments: dict, constants: dict
         }
         if "type" in options:
             options["type"] = ARGUMENT_TYPES[options["type"]]
-        sp.add_argument(flag, **options)
+        command.add_argument(flag, **options)
 
 
 def _add_command(sub, name: str, spec: dict, key: str, shared: dict) -> None:
     """One subcommand of the table in corral/cli.yaml (`key` names it in COMMANDS), with its actions
     or its arguments; `shared` holds the runner flags and the constants."""
-    sp = sub.add_parser(name, help=spec["help"], description=spec.get("description"))
+    command = sub.add_parser(name, help=spec["help"], description=spec.get("description"))
     if "actions" in spec:
-        actions = sp.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+        actions = command.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
         for action, action_spec in spec["actions"].items():
             _add_command(actions, action, action_spec, f"{key} {action}", shared)
         return
-    _add_arguments(sp, spec["arguments"], shared["constants"])
+    _add_arguments(command, spec["arguments"], shared["constants"])
     if spec.get("runner"):
-        _add_arguments(sp, shared["runner"], shared["constants"])
-    sp.set_defaults(func=COMMANDS[key])
+        _add_arguments(command, shared["runner"], shared["constants"])
+    command.set_defaults(func=COMMANDS[key])
 
 
 def parser() -> argparse.ArgumentParser:

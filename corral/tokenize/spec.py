@@ -61,9 +61,6 @@ LLAMA_NORMALIZER_SPEC: dict[str, Any] = {
     "remove_extra_whitespaces": False,
 }
 
-# Trainer fields that say where and how a model was trained, not what it is.
-CIRCUMSTANTIAL = frozenset({"input", "model_prefix", "num_threads"})
-
 UINT16_VOCAB = 1 << 16  # token shards store ids as uint16
 
 

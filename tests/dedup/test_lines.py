@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from corral.core.schema import make_record
-from corral.dedup import keys as K
 from corral.dedup import lines as L
+from corral.dedup.keys import duplicate_lines
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,6 @@ def dedup(docs: list[list[str]]) -> list[str | None]:
     hashes = [L.doc_hashes(r["text"]) for r in recs]
     flat = np.array([h for hs in hashes for h in set(hs)], dtype=np.uint64)
     owners = np.array([i for i, hs in enumerate(hashes) for _ in set(hs)], dtype=np.uint64)
-    dups = set(K.duplicate_lines(flat, owners).tolist())
+    dups = set(duplicate_lines(flat, owners).tolist())
     out = [L.dedup_record(r, dups, hs) for r, hs in zip(recs, hashes)]
     return [None if r is None else r["text"] for r in out]

@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from helpers import package_repos, raw_inputs, shard_records, six_sources, write_manifest
 
 from corral.cli import main
-from corral.engine.runners import RunnerProfileError, local_runner, profile_flags
+from corral.engine.runners import WORKER_COMMAND, RunnerProfileError, local_runner, profile_flags
 from corral.pipeline.build import build
 
 DASK = Path(sys.prefix) / "bin" / "dask"
@@ -232,10 +232,14 @@ def test_all_seven_real_sources_on_dask_equal_the_local_build(shared_data, tmp_p
 # --- runner profiles: the options each named runner gets ------------------------------------------
 
 
-def test_local_profile_is_the_fn_api_runner():
+def test_the_direct_profile_is_the_fn_api_runner_with_corrals_worker_processes():
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+    one, _ = local_runner(1)
     runner, options = local_runner(2)
-    assert type(runner).__name__ == "FnApiRunner"
-    assert options.get_all_options()["direct_running_mode"] == "multi_processing"
+    assert type(runner).__name__ == "FnApiRunner" and options.get_all_options()["direct_num_workers"] == 2
+    assert runner._default_environment == SubprocessSDKEnvironment.from_command_string(WORKER_COMMAND)
+    assert not isinstance(one._default_environment, SubprocessSDKEnvironment)  # one worker: in this process
 
 
 def test_flink_spark_dataflow_profiles_produce_beams_standard_options():

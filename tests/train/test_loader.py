@@ -139,7 +139,7 @@ def test_the_vectorised_read_equals_window_by_window(tmp_path):
     src = loader.sources[0]
     ks = list(range(3 * src.windows_per_epoch(48)))
     toks, lengths = np.zeros((len(ks), 48), np.int64), [None] * len(ks)
-    src.windows(2, 0, ks, 48, toks, lengths, list(range(len(ks))))
+    src.windows(2, 0, ks, 48, toks=toks, lengths=lengths, rows=list(range(len(ks))))
     for r, k in enumerate(ks):
         t, d = src.window(2, 0, k, 48)
         assert np.array_equal(toks[r], t) and np.array_equal(lengths[r], lengths_of(d[:-1])), k
