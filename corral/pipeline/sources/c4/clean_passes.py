@@ -20,6 +20,7 @@ from corral.core import fs
 from corral.core.outcome import DROPPED, apply_rule, is_kept, kept
 from corral.dedup.keys import concat, hex64, key64, line_owners, loc, lookup
 from corral.engine.graph import Graph, Item, Summary, Task, merged, of_type
+from corral.pipeline.rounds import stage
 from corral.pipeline.rounds.decide import (
     RoundTask,
     load_sorted,
@@ -30,21 +31,6 @@ from corral.pipeline.rounds.decide import (
     save_sorted,
 )
 from corral.pipeline.rounds.keytables import by_partition, read_partition, table_path
-from corral.pipeline.rounds.stage import (
-    FileItem,
-    KeyCollector,
-    StagedFile,
-    StagedSummary,
-    StagedWriter,
-    Tally,
-    file_items,
-    iter_staged,
-    kept_records,
-    load_arrays,
-    save_keys,
-    summarize,
-    work_dir,
-)
 from corral.pipeline.sources.base import PieceItem, Source, SourcePlan, Staged
 from corral.pipeline.sources.c4.rules import (
     SOURCE,
@@ -61,7 +47,7 @@ from corral.pipeline.sources.c4.rules import (
 
 
 @dataclass
-class CleanSummary(StagedSummary):
+class CleanSummary(stage.StagedSummary):
     line_keys: int = 0  # distinct line keys of the file's pages, for the c4-lines partitions
 
 
@@ -117,38 +103,38 @@ class _PassTask(Task):
 
 class ReadTask(_PassTask):
     phase = "c4-read"
-    summary = StagedSummary
+    summary = stage.StagedSummary
 
-    def run(self, item: PieceItem, *earlier) -> StagedSummary:
-        opts, target = self.stages["clean"], StagedFile(self.out, SOURCE, item.index)
-        tally, writer = Tally(), StagedWriter(target, "read")
+    def run(self, item: PieceItem, *earlier) -> stage.StagedSummary:
+        opts, target = self.stages["clean"], stage.StagedFile(self.out, SOURCE, item.index)
+        tally, writer = stage.Tally(), stage.StagedWriter(target, "read")
         urls, md5s = [], []
         length = _length_rule(opts)
         outcomes = (apply_rule(o, length) for o in self.source.outcomes(item.piece, self.stages))
-        for r in kept_records(outcomes, tally):
+        for r in stage.kept_records(outcomes, tally):
             writer.write(r)
             urls.append(key64(normalize_url(r["url"] or r["id"])))
             md5s.append(hex64(hashlib.md5(r["text"].encode("utf-8")).hexdigest()))
         parts = writer.close()
-        key_bytes = save_keys(
+        key_bytes = stage.save_keys(
             target.key_path("c4read-keys"), {"url_key": np.array(urls, np.uint64), "md5": np.array(md5s, np.uint64)}
         )
         tally.save_errors(target)
-        return summarize(StagedSummary, target, parts, tally, key_bytes=key_bytes)
+        return stage.summarize(stage.StagedSummary, target, parts, tally, key_bytes=key_bytes)
 
 
 class CleanTask(_PassTask):
     phase = "c4-clean"
     summary = CleanSummary
 
-    def run(self, item: FileItem, summaries) -> CleanSummary:
-        opts, target = self.stages["clean"], StagedFile(self.out, SOURCE, item.index)
+    def run(self, item: stage.FileItem, summaries) -> CleanSummary:
+        opts, target = self.stages["clean"], stage.StagedFile(self.out, SOURCE, item.index)
         lost = rows_lost(self.out, SOURCE, rounds_of(summaries)[0], item.index)
-        tally, writer = Tally(), StagedWriter(target, "clean")
+        tally, writer = stage.Tally(), stage.StagedWriter(target, "clean")
         clean = _clean_rule(opts)
         line_keys, offsets, rank = [], [0], []
         row = 0
-        for batch in iter_staged(item.parts):
+        for batch in stage.iter_staged(item.parts):
             for r in batch.to_pylist():
                 i, row = row, row + 1
                 if i in lost:
@@ -171,13 +157,13 @@ class CleanTask(_PassTask):
             "offsets": np.array(offsets, np.int64),
             "rank": np.array(rank, np.uint64),
         }
-        key_bytes = save_keys(target.key_path("clean-keys"), arrays)
-        return summarize(CleanSummary, target, parts, tally, key_bytes=key_bytes, line_keys=len(line_keys))
+        key_bytes = stage.save_keys(target.key_path("clean-keys"), arrays)
+        return stage.summarize(CleanSummary, target, parts, tally, key_bytes=key_bytes, line_keys=len(line_keys))
 
 
 def owners_path(out: str, p: int, part: str) -> str:
     """Partition p's sorted line keys (`keys`) or their owners (`owner`), as mmap-able arrays."""
-    return fs.join(work_dir(out, SOURCE), f"lines/owners-{p:04d}.{part}.npy")
+    return fs.join(stage.work_dir(out, SOURCE), f"lines/owners-{p:04d}.{part}.npy")
 
 
 class LinesTask(Task):
@@ -191,7 +177,9 @@ class LinesTask(Task):
         p, n = item.p, item.partitions
         keys, ranks, locs = [], [], []
         for i in range(item.files):
-            t = read_partition(table_path(StagedFile(self.out, SOURCE, i).key_path("clean-keys"), "c4lines"), p, n)
+            t = read_partition(
+                table_path(stage.StagedFile(self.out, SOURCE, i).key_path("clean-keys"), "c4lines"), p, n
+            )
             keys.append(t["key"])
             ranks.append(t["rank"])
             locs.append(loc(i, 0) + t["row"])
@@ -203,21 +191,21 @@ class LinesTask(Task):
 
 class FinalTask(_PassTask):
     phase = "c4-final"
-    summary = StagedSummary
+    summary = stage.StagedSummary
 
     def __init__(self, out: str, source: Source, stages: dict[str, Any]):
         super().__init__(out, source, stages)
         self.english = _English(stages["clean"]["lang_threshold"])
         self.badwords = None
 
-    def run(self, item: FileItem, summaries) -> StagedSummary:
-        opts, target = self.stages["clean"], StagedFile(self.out, SOURCE, item.index)
+    def run(self, item: stage.FileItem, summaries) -> stage.StagedSummary:
+        opts, target = self.stages["clean"], stage.StagedFile(self.out, SOURCE, item.index)
         if opts["badwords"] and self.badwords is None:
             self.badwords = badwords_regex(load_badwords(opts["badwords"]))
         owned = self._owned_lines(item, summaries) if opts["line_dedup"] else None
-        tally, writer = Tally(), StagedWriter(target)
-        collector = KeyCollector(self.stages)
-        for i, r in enumerate(r for batch in iter_staged(item.parts) for r in batch.to_pylist()):
+        tally, writer = stage.Tally(), stage.StagedWriter(target)
+        collector = stage.KeyCollector(self.stages)
+        for i, r in enumerate(r for batch in stage.iter_staged(item.parts) for r in batch.to_pylist()):
             if owned is not None:
                 text = keep_owned_lines_by_key(r["text"], owned(i))
                 if not text:
@@ -234,8 +222,8 @@ class FinalTask(_PassTask):
             writer.write(r)
             collector.add(r)
         parts = writer.close()
-        key_bytes = save_keys(target.key_path(), collector.arrays())
-        return summarize(StagedSummary, target, parts, tally, key_bytes=key_bytes)
+        key_bytes = stage.save_keys(target.key_path(), collector.arrays())
+        return stage.summarize(stage.StagedSummary, target, parts, tally, key_bytes=key_bytes)
 
     def _drop_reason(self, text: str) -> str | None:
         if not self.english(text):
@@ -244,12 +232,12 @@ class FinalTask(_PassTask):
             return "badword"
         return None
 
-    def _owned_lines(self, item: FileItem, summaries):
+    def _owned_lines(self, item: stage.FileItem, summaries):
         """row → the set of line keys this file's page at that row owns. Each of the file's line keys
         is looked up in its partition's owners only (mapped: the lookups read the pages they
         touch, not every partition whole)."""
         n = max((s.partitions for s in of_type(summaries, LinesSummary)), default=0)
-        a = load_arrays(StagedFile(self.out, SOURCE, item.index).key_path("clean-keys"))
+        a = stage.load_arrays(stage.StagedFile(self.out, SOURCE, item.index).key_path("clean-keys"))
 
         def owners(p, v):
             keys = load_sorted(owners_path(self.out, p, "keys"), mapped=True)
@@ -265,12 +253,12 @@ class FinalTask(_PassTask):
         return owned
 
 
-def _plan_url(read: list[StagedSummary]):
+def _plan_url(read: list[stage.StagedSummary]):
     return round_items("c4url", read, (), "c4-read")
 
 
-def _plan_files(summaries) -> list[FileItem]:
-    return file_items(s for s in of_type(summaries, StagedSummary))
+def _plan_files(summaries) -> list[stage.FileItem]:
+    return stage.file_items(s for s in of_type(summaries, stage.StagedSummary))
 
 
 def _plan_lines(cleaned: list[CleanSummary]) -> list[LinesItem]:
