@@ -212,7 +212,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--copies", type=int, default=1)
-    ap.add_argument("--pipeline", action="store_true", help="also time corral's Beam stage end to end")
+    ap.add_argument("--pipeline", action="store_true", help="also time corral's build end to end")
     ap.add_argument("--part", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.part:

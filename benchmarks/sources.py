@@ -3,8 +3,8 @@
 For each source, two figures on one core:
   rules     the source's reader and rules as plain Python (no Beam): documents kept or dropped per
             second, and MB/s of uncompressed input
-  pipeline  `corral build` of that source alone on the local runner with one worker (Beam's
-            FnApiRunner in process), end to end: reading, rules, id/exact dedup, shard writing, manifest
+  pipeline  `corral build` of that source alone on the local pool with one worker (the driver
+            alone), end to end: reading, rules, id/exact dedup, shard writing, manifest
 Each figure is the best of --repeat runs. Peak RSS (VmHWM) of this process is printed at the end.
 
     .venv/bin/python benchmarks/sources.py [--repeat 3] [--only books,c4]

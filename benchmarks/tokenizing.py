@@ -4,8 +4,8 @@ everything it imports.)
 
 The corpus: the real samples' documents (C4, English/Bulgarian/Chinese Wikipedia, books, arXiv,
 StackExchange, from ../shared/data) built once, then copied `--copies` times into document shards
-of a fresh build folder (distinct ids, same texts), so that Beam's start-up is a small part of the
-time. The tokenizer is LLaMA's own tokenizer.model. Without ../shared/data the documents are
+of a fresh build folder (distinct ids, same texts), so that the job's start-up is a small part of
+the time. The tokenizer is LLaMA's own tokenizer.model. Without ../shared/data the documents are
 synthetic word salad and the tokenizer is trained on them.
 
 Two settings, each timed on the same texts:

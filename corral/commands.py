@@ -136,6 +136,7 @@ def _executor(args):
 
     from corral.engine.runners import RunnerFlags, executor
 
+    logging.getLogger("corral").setLevel(logging.INFO)  # the job's progress line, every 10 s in a log
     return executor(RunnerFlags(**{f.name: getattr(args, f.name) for f in fields(RunnerFlags)}))
 
 

@@ -2,7 +2,7 @@
 
 Everything here moves raw bytes: remote files are opened with `CompressionTypes.UNCOMPRESSED`, never
 Beam's AUTO mode (which would inflate a `.gz` by its name, so that a checksum or a copy of a remote
-`.gz` would be of the inflated bytes). Decompression is the readers' job (`corral.pipeline.inputs`).
+`.gz` would be of the inflated bytes). Decompression is the readers' job (`corral.pipeline.inputs.streams`).
 Writes are atomic: a temporary name beside the final one, fsynced and renamed when complete.
 """
 

@@ -78,14 +78,6 @@ class Funnel:
     def error(self, reason: str, n: int = 1) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + n
 
-    def merge(self, other: Funnel) -> Funnel:
-        out = Funnel(self.input + other.input, self.kept + other.kept, dict(self.dropped), dict(self.errors))
-        for r, n in other.dropped.items():
-            out.drop(r, n)
-        for r, n in other.errors.items():
-            out.error(r, n)
-        return out
-
     @property
     def accounted(self) -> int:
         return self.kept + sum(self.dropped.values()) + sum(self.errors.values())

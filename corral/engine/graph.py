@@ -29,9 +29,10 @@ class Item:
 @dataclass
 class Summary:
     """What a task returns for one item. Subclasses add their own fields; these are the engine's:
-    `records` (input records the item read, for progress), `examples` (dropped documents kept for
-    the report: written to a file of their own, never passed on), `seconds` and `reused` (set by
-    the engine: the task's time, and whether a completion record answered instead)."""
+    `records` (input records the item read, for progress), `examples` (what a task dropped, a few
+    of each reason, kept for the report: written to a file of their own, never passed on),
+    `seconds` and `reused` (set by the engine: the task's time, and whether a completion record
+    answered instead)."""
 
     records: int = 0
     examples: dict[str, list[list[str]]] | None = None

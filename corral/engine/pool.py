@@ -27,13 +27,14 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Any
 
+from corral.core.errors import Failure
 from corral.engine.graph import Graph, Handle, Ledger, Phase, Summary, Task, planned_items
 from corral.engine.records import run_item
 
 KEEP_TASKS = 4  # phases a worker keeps set up at once (phases of several sources interleave)
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(Failure, RuntimeError):
     """A worker process ended without finishing its item (killed, or out of memory)."""
 
 
@@ -64,7 +65,7 @@ def _noted(ph: Phase, item, fn):
 
 
 class LocalPool:
-    """Worker processes forked once, when entered (so before the build starts a thread of its own);
+    """Worker processes forked once, when entered (so before the job starts a thread of its own);
     with one worker, none: the driver runs the phases itself."""
 
     def __init__(self, workers: int):
@@ -135,7 +136,7 @@ class LocalPool:
                 except BrokenProcessPool as e:
                     raise WorkerDied(
                         f"a worker process died while running phase {ph.label}, item {item.key} "
-                        "(killed, or out of memory?); run the build again to resume from what finished"
+                        "(killed, or out of memory?); run the same command again to resume from what finished"
                     ) from e
                 left[id(ph)] -= 1
                 if not left[id(ph)]:

@@ -1,7 +1,7 @@
 """A job's progress, read from the completion records as they appear (corral.engine.records).
 
 On a terminal: one live line, rewritten in place; otherwise (a log, CI): a plain line every
-LOG_EVERY seconds, through the job's logger. Per unit (a build's source) it shows the phase it is
+LOG_EVERY seconds, through the job's logger. Per unit (the folder its records go to) it shows the phase it is
 in with the items done, and overall the inputs read out of those planned (the items of the phases
 marked `inputs`), records/s and an ETA.
 """

@@ -21,8 +21,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from corral.core.errors import UsageError
 
-RUNNERS = ("local", "direct", "dask", "flink", "spark", "dataflow")
-
 
 @dataclass
 class Executor:
@@ -107,7 +105,7 @@ def local_runner(workers: int | None = None):
 
 
 # Partitions of each phase's work items on Dask: Beam's default puts up to 128 items in one
-# partition, so a build's input files would all run on one worker.
+# partition, so a job's input files would all run on one worker.
 DASK_PARTITIONS = 32
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from corral.core.errors import UsageError
+from corral.core.errors import Failure, UsageError
 from corral.core.fs import AtomicFile, atomic_write_bytes, join, sha256_of
 from corral.core.schema import DOC_SCHEMA
 from corral.core.shards import HashingSink, iter_batches, read_token_shard
@@ -253,9 +253,9 @@ def _run(settings: _Settings, todo: list[ExportItem], ledger_of, how: Executor) 
     execute(graph, how, Progress(graph, "export"))
     found = {}
     for item in todo:
-        summary = summary_of(ledger_of(item.source), task, item)
+        summary = summary_of(ledger_of(item.source), task, item, check=False)
         if summary is None:
-            raise ExportError(f"{item.key}: the export left no completion record")
+            raise Failure(f"{item.key}: the export left no completion record")
         found[item.key] = summary
     return found
 

@@ -1,2 +1,2 @@
-"""The corpus build: per-source readers and cleaners, quality signals, and the phases that run them
-(on this machine, or as Beam pipelines on any Beam runner)."""
+"""The corpus build and the jobs beside it (`corral dedup`, `corral fetch`): sources, input reading,
+quality signals and dedup rounds, as phases on the engine (corral.engine)."""

@@ -41,9 +41,9 @@ from corral.pipeline.sources.base import Piece, Source, SourcePlan, Staged
 from corral.pipeline.sources.registry import by_name
 
 BUILD_LOG = logging.getLogger("corral.build")
-# A built source's working files, removed once it is finished (its completion records stay).
-STAGED_FOLDERS = ("stage", "read", "clean", "keys", "shingles", "ccread-keys", "c4read-keys", "clean-keys")
-STAGED_FOLDERS += ("lines", "decide", "examples")
+# The working folders of every built source (corral.pipeline.rounds), removed with those of its own
+# phases (`Staged.working`) once it is finished; its completion records stay.
+WORKING = ("stage", "keys", "shingles", "decide", "examples")
 
 
 class BuildError(UsageError, RuntimeError):
@@ -186,7 +186,7 @@ def _source_record(out: str, name: str, job: _Job, built) -> dict[str, Any]:
     plan, staged = built[name]
     record = collect(job.catalogue[name], plan, staged)
     resume.mark_finished(folder, job.prints[name], record)
-    fs.remove([fs.join(folder, f) for f in STAGED_FOLDERS])
+    fs.remove([fs.join(folder, f) for f in (*WORKING, *staged.working)])
     return record
 
 

@@ -125,7 +125,7 @@ def collect(source: Source, plan: SourcePlan, staged: Staged) -> dict[str, Any]:
     shuffle sizes; its dead letters merged into OUT/errors/<source>/errors.jsonl and its examples
     into OUT/examples/<source>.json."""
     out, name = plan.out, plan.name
-    first = recorded(ledger(out, name), staged.counted[0], StagedSummary)
+    first = recorded(ledger(out, name), staged.phase, StagedSummary)  # what select decides from
     excluded = set(source.excluded_groups(plan.stages, first))
     counts = funnel_counts(out, source, (*staged.counted, "select"), excluded)
     shards, text_bytes = selected(out, name)

@@ -1,1 +1,2 @@
-"""SentencePiece BPE training with LLaMA's trainer spec, and Beam tokenization into token shards."""
+"""SentencePiece BPE training with LLaMA's trainer spec, and tokenization into token shards as phases
+on the engine."""

@@ -100,9 +100,9 @@ class TokenizeShard(Task):
         self.sp = spm.SentencePieceProcessor(model_proto=read_bytes(join(self.out, manifest.models[MODEL_KEY]["path"])))
 
     def still_done(self, item: ShardItem, summary: TokenSummary) -> bool:
-        """The recorded token shard is still there, whole (its checksum is `corral verify`'s job)."""
+        """The recorded token shard is still there, the same bytes."""
         path = join(self.out, summary.path)
-        return file_exists(path) and size(path) == summary.bytes
+        return file_exists(path) and size(path) == summary.bytes and sha256_of(path) == summary.sha256
 
     def run(self, item: ShardItem, *earlier) -> TokenSummary:
         if self.sp is None:
@@ -194,7 +194,7 @@ def _run(out: str, manifest: BuildManifest, how: Executor, threads: int) -> dict
     execute(graph, how, Progress(graph, "tokenize"))
     found: dict[str, list[TokenSummary]] = {}
     for source, todo in items.items():
-        found[source] = [summary_of(ledgers[source], task, item) for item in todo]
+        found[source] = [summary_of(ledgers[source], task, item, check=False) for item in todo]
         if any(s is None for s in found[source]):
             raise ShardError(f"{source}: a token shard left no completion record")
     return found
@@ -232,10 +232,11 @@ def tokenize_build(
 
 
 def _recorded(out: str, manifest: BuildManifest) -> int:
-    """How many shards an earlier run already tokenized with this tokenizer (and still match)."""
+    """How many shards an earlier run already tokenized with this tokenizer (their token shards are
+    checked when the job reaches them)."""
     sha, task = manifest.models[MODEL_KEY]["sha256"], TokenizeShard(out, 1)
     return sum(
-        summary_of(Ledger(join(out, PROGRESS_DIR), source, sha), task, item) is not None
+        summary_of(Ledger(join(out, PROGRESS_DIR), source, sha), task, item, check=False) is not None
         for source, todo in shard_items(manifest).items()
         for item in todo
     )

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corral.core.permute import permute
 from corral.core.shards import TokenShard, write_token_shard
 from corral.manifests.build_manifest import BuildManifest, Funnel, SourceBuild, relative_shard
 from corral.manifests.mixture import parse_mixture
@@ -36,14 +35,6 @@ def unique_build(out: Path, shards: list[int], eos: bool = True, length=(3, 40),
         mixture=mixture.to_dict(), settings={**mixture.settings(), "tokenize": {"eos": eos}}, sources=sources
     ).save(str(out))
     return out
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000, 4097])
-def test_permute_is_a_bijection_that_depends_on_its_key(n):
-    a = [permute(i, n, 11) for i in range(n)]
-    assert sorted(a) == list(range(n))
-    if n > 7:
-        assert a != [permute(i, n, 12) for i in range(n)] and a != list(range(n))
 
 
 def test_held_out_counts_spread_over_shards_and_keep_training_documents():

@@ -277,7 +277,8 @@ def staged_parts(out: str, source: str, phase: str, indices: Iterable[int]) -> d
 
 
 def row_groups(target: StagedFile) -> np.ndarray:
-    """The group of every staged row of a file ('' where none), from its key file."""
+    """The group of every staged row of a file ('' where none), from its key file (whose `group`
+    array a source that groups its records writes through KeyCollector)."""
     a = load_arrays(target.key_path())
     if "group" not in a:
         return np.full(len(a["id_key"]), "", dtype=object)

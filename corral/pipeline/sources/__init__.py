@@ -1,2 +1,2 @@
-"""Per-source readers and cleaners: pure rule functions, and each source's `read_file(path, stages)`
-(one input file's outcomes) that a build task runs, or `on_beam.ReadFiles` in another Beam pipeline."""
+"""The sources of a build: the protocol every source implements (base), the list of them (registry),
+and one module or package per source, its rules first and its phases after."""

@@ -27,24 +27,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.core import fs
 from corral.dedup.exact import text_md5
-from corral.engine.folders import BUILD_DIR
 from corral.engine.graph import Graph, Handle, Item, Ledger, Task
 from corral.manifests.options import Option
 from corral.pipeline.inputs.match import match_inputs
 from corral.pipeline.inputs.streams import guarded
 from corral.pipeline.rounds.select import SelectRule
-from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, stage_outcomes
+from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, ledger, stage_outcomes
 
 
 @dataclass(frozen=True)
 class Piece:
-    """A unit of input: a whole file, or (for a source that splits its inputs) a range of one."""
+    """A unit of input, what one stage task reads: a whole input file. (A source that splits a big
+    file into ranges will say so here, with the range its `read` honours.)"""
 
     path: str
-    start: int = 0
-    end: int | None = None  # None: to the end of the file
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class SourcePlan:
     @property
     def ledger(self) -> Ledger:
         """Where its phases keep their completion records (OUT/_build/<source>/done/…)."""
-        return Ledger(fs.join(self.out, BUILD_DIR), self.name, self.fingerprint)
+        return ledger(self.out, self.name, self.fingerprint)
 
     def piece_items(self) -> list[PieceItem]:
         return [PieceItem(file_key(i), piece, i) for i, piece in enumerate(self.pieces)]
@@ -90,6 +87,7 @@ class Staged:
     models: tuple[str, ...] = ()  # phases whose summaries name side models
     rule: SelectRule | None = None  # the source's own thresholds at select
     select_waits: list[Handle] = field(default_factory=list)  # phases select waits for (side models)
+    working: tuple[str, ...] = ()  # folders its own phases write under OUT/_build/<source>, removed when built
 
 
 class Source:

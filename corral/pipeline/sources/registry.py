@@ -1,6 +1,6 @@
-"""The sources a build knows, in Table 1's order (Touvron et al. 2023, §2.1): a plain list.
-
-Adding a source is writing its module (a `Source`, corral.pipeline.sources.base) and adding it here.
+"""The sources a build knows: a plain list, Table 1's seven first, in its order (Touvron et al. 2023,
+§2.1). Adding a source is writing its module (a `Source`, corral.pipeline.sources.base), importing
+it here and adding it to the list.
 """
 
 from __future__ import annotations

@@ -20,9 +20,7 @@ def test_a_source_added_to_the_registry_builds(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "SOURCES", (*registry.SOURCES, Lines()))  # the one line
     (tmp_path / "a.txt").write_text("the first document of a\n\nshort\nthe same line twice\n")
     (tmp_path / "b.txt.gz").write_bytes(gzip.compress(b"the same line twice\nthe last document of b\n"))
-    m = write_manifest(
-        tmp_path / "m.yaml", {"lines": {"inputs": [str(tmp_path / "*.txt*")], "read": {"min_chars": 6}}}
-    )
+    m = write_manifest(tmp_path / "m.yaml", {"lines": {"inputs": [str(tmp_path / "*.txt*")], "read": {"min_chars": 6}}})
     for workers in (1, 2):
         manifest = build(m, str(tmp_path / f"out-{workers}"), Executor(workers=workers))
         f = manifest.sources["lines"].funnel

@@ -6,8 +6,8 @@ from corral.pipeline.sources.base import Source
 from corral.pipeline.sources.registry import SOURCES, by_name
 
 
-def test_the_registry_lists_table_1s_sources_in_its_order():
-    assert [s.name for s in SOURCES] == list(ROWS)
+def test_the_registry_lists_table_1s_sources_first_in_its_order():
+    assert [s.name for s in SOURCES][: len(ROWS)] == list(ROWS)
     assert by_name() == {s.name: s for s in SOURCES}
 
 

@@ -290,4 +290,9 @@ def add_clean_phases(graph: Graph, source: Source, plan: SourcePlan) -> Staged:
         plan=_plan_files,
         earlier=[merged("c4/BeforeFinal", before_final)],
     )
-    return Staged(final, phase="c4-final", counted=("c4-read", "c4-clean", "c4-final"))
+    return Staged(
+        final,
+        phase="c4-final",
+        counted=("c4-read", "c4-clean", "c4-final"),
+        working=("read", "clean", "c4read-keys", "clean-keys", "lines"),
+    )

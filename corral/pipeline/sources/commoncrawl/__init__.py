@@ -62,8 +62,8 @@ OPTIONS = {
         "languages": Option(["en"], "str_list", "RP `-l en`; empty keeps all"),
     },
     "perplexity": {
-        "sp_model": Option(None, "str", "SentencePiece model; null = trained in the DAG on Wikipedia", nullable=True),
-        "lm_model": Option(None, "str", "KenLM model (.arpa/.bin); null = trained in the DAG", nullable=True),
+        "sp_model": Option(None, "str", "SentencePiece model; null = trained in the build on Wikipedia", nullable=True),
+        "lm_model": Option(None, "str", "KenLM model (.arpa/.bin); null = trained in the build", nullable=True),
         "lm_order": Option(5, "int", "lmplz -o 5", minimum=1, maximum=6),
         "lm_docs": Option(1_000_000, "int", "NDOC_FOR_LM Wikipedia documents", minimum=1),
         "sp_vocab_size": Option(65536, "int", "spm_train --vocab_size", minimum=1),
@@ -146,6 +146,7 @@ class CommonCrawl(Source):
             models=("lm", "models"),
             rule=Thresholds(out, st),
             select_waits=[models],
+            working=("read", "ccread-keys", "lines"),
         )
 
     def _items(self, plan: SourcePlan) -> list[WetItem]:
