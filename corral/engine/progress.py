@@ -69,6 +69,8 @@ class Progress:
         if self.thread is not None:
             self.stop.set()
             self.thread.join()
+            if exc[0] is not None:  # interrupted or failed: the command says so in one line of its own
+                return False
             line = self.line()
             if self.live:
                 self.stream.write("\r" + line + "\n")

@@ -85,6 +85,13 @@ def recorded(ledger: Ledger, phase: str, kind: type[Summary]) -> list[Any]:
     return found
 
 
+def reused(ledger: Ledger, phase: str, before: dict[str, Any]) -> int:
+    """How many of the items whose records `before` holds (key → record, as `read_done` read them
+    before a run) the run answered from those records: their record is the same one after it (an item
+    that ran again is recorded anew, with its own time)."""
+    return sum(1 for key, rec in before.items() if rec is not None and read_done(ledger, phase, key) == rec)
+
+
 def summary_of(ledger: Ledger, task: Task, item: Item, *, check: bool = True) -> Summary | None:
     """The recorded summary of an item that finished with these settings and (unless `check` is
     off: a job reading back what it has just run) whose outputs are still there."""

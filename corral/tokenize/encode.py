@@ -29,7 +29,7 @@ from corral.core.shards import ShardError, ShardInfo, iter_batches, token_batch_
 from corral.engine.execute import execute
 from corral.engine.graph import Graph, Item, Ledger, Summary, Task
 from corral.engine.progress import Progress
-from corral.engine.records import summary_of
+from corral.engine.records import read_done, reused, summary_of
 from corral.engine.runners import Executor
 from corral.manifests.build_manifest import BuildManifest, load_build
 from corral.tokenize import spec
@@ -209,7 +209,9 @@ def tokenize_build(
     check_tokenizer(out, manifest)
     how = how or Executor()
     threads = threads or max(1, (os.cpu_count() or 1) // how.workers)
-    before = _recorded(out, manifest)
+    sha, items = manifest.models[MODEL_KEY]["sha256"], shard_items(manifest)
+    ledgers = {source: Ledger(join(out, PROGRESS_DIR), source, sha) for source in items}
+    before = {s: {i.key: read_done(ledgers[s], TokenizeShard.phase, i.key) for i in items[s]} for s in items}
     by_source = _run(out, manifest, how, threads)
     for source, sb in manifest.sources.items():
         rows = sorted(by_source[source], key=lambda r: r.path)
@@ -228,15 +230,5 @@ def tokenize_build(
     manifest.save(out)
     _remove_stale(out, {os.path.normpath(r.path) for rows in by_source.values() for r in rows})
     shards = sum(len(rows) for rows in by_source.values())
-    return manifest, {"shards": shards, "resumed": before, "tokenized": shards - before}
-
-
-def _recorded(out: str, manifest: BuildManifest) -> int:
-    """How many shards an earlier run already tokenized with this tokenizer (their token shards are
-    checked when the job reaches them)."""
-    sha, task = manifest.models[MODEL_KEY]["sha256"], TokenizeShard(out, 1)
-    return sum(
-        summary_of(Ledger(join(out, PROGRESS_DIR), source, sha), task, item, check=False) is not None
-        for source, todo in shard_items(manifest).items()
-        for item in todo
-    )
+    resumed = sum(reused(ledgers[s], TokenizeShard.phase, before[s]) for s in items)
+    return manifest, {"shards": shards, "resumed": resumed, "tokenized": shards - resumed}
