@@ -1,15 +1,18 @@
 """Run a job's graph on its executor: the local pool (the default) or a Beam runner, with its
-progress line shown while it runs. Every job (build, dedup, tokenize, export) runs through here.
+progress line shown while it runs. Every job (build, dedup, tokenize, export) runs through here;
+`run_each` is the whole of a job that is one task over each unit's items (tokenize, export).
 """
 
 from __future__ import annotations
 
 import contextlib
 
+from corral.core.errors import Failure
 from corral.engine import on_beam
-from corral.engine.graph import Graph
+from corral.engine.graph import Graph, Item, Ledger, Summary, Task
 from corral.engine.pool import LocalPool
 from corral.engine.progress import Progress
+from corral.engine.records import read_done, record_of, summary_of
 from corral.engine.runners import Executor
 
 
@@ -23,3 +26,24 @@ def execute(graph: Graph, how: Executor, progress: Progress | None = None) -> No
     else:
         with watch:
             on_beam.execute(graph, how.runner, how.options)
+
+
+def run_each(task: Task, units: dict[Ledger, list[Item]], how: Executor, job: str) -> dict[str, list[Summary]]:
+    """`task` over each unit's items, a phase per unit, with the `job`'s progress line; each unit's
+    summaries in item order, `reused` where an earlier run's record answered (that record is the
+    same one after the run: an item run again is recorded anew, with its own time)."""
+    before = {(at.unit, i.key): read_done(at, task.phase, i.key) for at, items in units.items() for i in items}
+    graph = Graph()
+    for ledger, items in units.items():
+        graph.add(f"{job}/{ledger.unit}", task, ledger, items=items, inputs=True)
+    execute(graph, how, Progress(graph, job))
+    found: dict[str, list[Summary]] = {}
+    for ledger, items in units.items():
+        found[ledger.unit] = []
+        for item in items:
+            summary = summary_of(ledger, task, item, check=False)  # just run or checked by the run
+            if summary is None:
+                raise Failure(f"{job} {ledger.unit}: item {item.key} left no completion record")
+            summary.reused = before[(ledger.unit, item.key)] == record_of(ledger, item, summary)
+            found[ledger.unit].append(summary)
+    return found

@@ -13,6 +13,7 @@ import json
 import time
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -73,23 +74,30 @@ def read_done(ledger: Ledger, phase: str, key: str) -> dict[str, Any] | None:
         return None
 
 
-def recorded(ledger: Ledger, phase: str, kind: type[Summary]) -> list[Any]:
-    """Every completion record's summary of a phase, in key order, as `kind`."""
-    found = []
+def records(ledger: Ledger, phase: str) -> Iterator[dict[str, Any]]:
+    """Every completion record of a phase as written, in key order (one that cannot be read is passed over)."""
     for path in fs.list_files(fs.join(folder(ledger), f"done/{phase}")):
         if path.endswith(".json") and fs.TMP_MARK not in path:
             try:
-                found.append(typed(kind, json.loads(fs.read_bytes(path))["summary"]))
-            except (OSError, ValueError, KeyError, TypeError):
+                yield json.loads(fs.read_bytes(path))
+            except (OSError, ValueError):
                 continue
+
+
+def recorded(ledger: Ledger, phase: str, kind: type[Summary]) -> list[Any]:
+    """Every completion record's summary of a phase, in key order, as `kind`."""
+    found = []
+    for rec in records(ledger, phase):
+        try:
+            found.append(typed(kind, rec["summary"]))
+        except (KeyError, TypeError):
+            continue
     return found
 
 
-def reused(ledger: Ledger, phase: str, before: dict[str, Any]) -> int:
-    """How many of the items whose records `before` holds (key → record, as `read_done` read them
-    before a run) the run answered from those records: their record is the same one after it (an item
-    that ran again is recorded anew, with its own time)."""
-    return sum(1 for key, rec in before.items() if rec is not None and read_done(ledger, phase, key) == rec)
+def record_of(ledger: Ledger, item: Item, summary: Summary) -> dict[str, Any]:
+    """The completion record of an item and its summary, as `run_item` writes it."""
+    return {"fingerprint": ledger.fingerprint, "item": plain(item), "summary": plain(summary)}
 
 
 def summary_of(ledger: Ledger, task: Task, item: Item, *, check: bool = True) -> Summary | None:
@@ -122,8 +130,6 @@ def run_item(task: Task, ledger: Ledger, item: Item, earlier: tuple | list) -> S
             json.dumps(examples, ensure_ascii=False).encode("utf-8"),
             durable=False,
         )
-    record = {"fingerprint": ledger.fingerprint, "item": plain(item), "summary": plain(summary)}
-    fs.atomic_write_bytes(
-        done_path(ledger, task.phase, item.key), json.dumps(record, ensure_ascii=False).encode("utf-8"), durable=False
-    )
+    record = json.dumps(record_of(ledger, item, summary), ensure_ascii=False).encode("utf-8")
+    fs.atomic_write_bytes(done_path(ledger, task.phase, item.key), record, durable=False)
     return summary

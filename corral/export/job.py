@@ -26,14 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from corral.core.errors import Failure, UsageError
+from corral.core.errors import UsageError
 from corral.core.fs import AtomicFile, atomic_write_bytes, join, sha256_of
 from corral.core.schema import DOC_SCHEMA
 from corral.core.shards import HashingSink, iter_batches, read_token_shard
-from corral.engine.execute import execute
-from corral.engine.graph import Graph, Item, Ledger, Summary, Task
-from corral.engine.progress import Progress
-from corral.engine.records import summary_of
+from corral.engine.execute import run_each
+from corral.engine.graph import Item, Ledger, Summary, Task
 from corral.engine.runners import Executor
 from corral.export import FORMATS, megatron
 from corral.export.documents import JsonlOut, ParquetOut, dolma_attributes, dolma_document, jsonl_row
@@ -244,22 +242,6 @@ def _check(out: str, manifest: BuildManifest, fmt: str, sources: list[str] | Non
     return chosen
 
 
-def _run(settings: _Settings, todo: list[ExportItem], ledger_of, how: Executor) -> dict[str, ExportSummary]:
-    """Write every item's files on the executor, a phase per source; each item's summary by key."""
-    graph, task = Graph(), ExportTask(settings)
-    for source in dict.fromkeys(item.source for item in todo):
-        mine = [item for item in todo if item.source == source]
-        graph.add(f"export/{source}", task, ledger_of(source), items=mine, inputs=True)
-    execute(graph, how, Progress(graph, "export"))
-    found = {}
-    for item in todo:
-        summary = summary_of(ledger_of(item.source), task, item, check=False)
-        if summary is None:
-            raise Failure(f"{item.key}: the export left no completion record")
-        found[item.key] = summary
-    return found
-
-
 def export(
     out: str, dest: str, fmt: str, sources: list[str] | None = None, how: Executor | None = None, *, say=print
 ) -> Result:
@@ -278,23 +260,21 @@ def export(
     settings = _Settings(out, dest, fmt, added, int(tok.get("vocab_size", 0)))
     items = _items(manifest, fmt, chosen)
 
-    def ledger_of(source: str) -> Ledger:
-        return Ledger(os.path.join(dest, RECORDS), source, f"{fmt}:{sha}")
-
-    result, todo = Result(), []
+    result, units = Result(), {}
     for item in items:
-        finished = all(_done(dest, record, r, item.origin) for r in item.targets)
-        if finished or summary_of(ledger_of(item.source), ExportTask(settings), item) is not None:
+        if all(_done(dest, record, r, item.origin) for r in item.targets):  # finished in an earlier export
             result.skipped += list(item.targets)
-        if not finished:
-            todo.append(item)
-    summaries = _run(settings, todo, ledger_of, how or Executor())
-    for item in todo:
-        summary = summaries[item.key]
-        record["files"].update(summary.files)
-        if item.targets[0] not in result.skipped:
-            result.written += list(item.targets)
-            say(f"corral export: {_said(item.targets[0], summary.files[item.targets[0]])}")
+        else:
+            units.setdefault(Ledger(os.path.join(dest, RECORDS), item.source, f"{fmt}:{sha}"), []).append(item)
+    for summaries in run_each(ExportTask(settings), units, how or Executor(), "export").values():
+        for summary in summaries:
+            record["files"].update(summary.files)
+            first = next(iter(summary.files))
+            if summary.reused:  # finished before an interruption
+                result.skipped += list(summary.files)
+            else:
+                result.written += list(summary.files)
+                say(f"corral export: {_said(first, summary.files[first])}")
     _save_record(dest, record)
     shutil.rmtree(os.path.join(dest, RECORDS), ignore_errors=True)
     if fmt == "megatron":

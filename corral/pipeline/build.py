@@ -25,7 +25,6 @@ from typing import Any
 
 from corral.core import fs
 from corral.core.errors import UsageError
-from corral.core.outcome import funnel_from_counts
 from corral.engine import folders, resume
 from corral.engine.execute import execute
 from corral.engine.graph import Graph
@@ -33,7 +32,7 @@ from corral.engine.progress import Progress
 from corral.engine.runners import Executor
 from corral.manifests.build_manifest import BuildManifest, BuildManifestError, SourceBuild, load_build
 from corral.manifests.mixture import Mixture, load_mixture
-from corral.pipeline.collect import collect
+from corral.pipeline.collect import collect, source_build
 from corral.pipeline.inputs.match import InputError
 from corral.pipeline.phases import add_source
 from corral.pipeline.rounds.stage import work_dir
@@ -196,10 +195,7 @@ def _manifest(out: str, mixture: Mixture, job: _Job, built, seconds: float) -> B
     stats: dict[str, Any] = {"seconds": round(seconds, 3), "sources": {}}
     for name, spec in mixture.sources.items():
         record = _source_record(out, name, job, built)
-        shards = record["shards"]
-        sb = SourceBuild(spec.weight, sum(s["documents"] for s in shards), record["bytes"], shards=shards)
-        sb.funnel = funnel_from_counts([((name, s, r), n) for s, r, n in record["funnel"]]).get(name, sb.funnel)
-        sources[name] = sb
+        sources[name] = source_build(name, spec.weight, record)
         models.update(record.get("models", {}))
         stats["sources"][name] = record.get("stats", {})
     return BuildManifest(

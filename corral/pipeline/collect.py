@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.core import fs
+from corral.core.outcome import funnel_from_counts
 from corral.core.shards import ShardInfo
 from corral.engine.graph import Summary
-from corral.engine.records import EXAMPLES, recorded
-from corral.manifests.build_manifest import relative_shard
+from corral.engine.records import EXAMPLES, recorded, records
+from corral.manifests.build_manifest import SourceBuild, relative_shard
 from corral.pipeline.rounds.select import SelectSummary
 from corral.pipeline.rounds.stage import EXAMPLES_PER_REASON, StagedSummary, ledger, work_dir
 from corral.pipeline.sources.base import Source, SourcePlan, Staged
@@ -58,10 +59,8 @@ def models(out: str, name: str, phases: tuple[str, ...]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     prefix = out.rstrip("/") + "/"
     for phase in phases:
-        for path in fs.list_files(fs.join(work_dir(out, name), f"done/{phase}")):
-            if not path.endswith(".json") or fs.TMP_MARK in path:
-                continue
-            for model, info in json.loads(fs.read_bytes(path))["summary"].get("models", {}).items():
+        for rec in records(ledger(out, name), phase):
+            for model, info in rec["summary"].get("models", {}).items():
                 where = info["path"][len(prefix) :] if info["path"].startswith(prefix) else info["path"]
                 found[model] = {**info, "path": where}
     return found
@@ -95,7 +94,7 @@ def merge_examples(out: str, name: str) -> None:
         fs.remove([dest])
 
 
-def shuffle_stats(out: str, name: str, records: int) -> dict[str, Any]:
+def shuffle_stats(out: str, name: str, read: int) -> dict[str, Any]:
     """What crossed the pipeline's shuffles for this source (work items and their summaries, as
     recorded) and what went through key files, per input record; each phase's tasks and seconds."""
     folder = fs.join(work_dir(out, name), "done")
@@ -103,14 +102,13 @@ def shuffle_stats(out: str, name: str, records: int) -> dict[str, Any]:
     phases, seconds = {}, {}
     for phase_dir in sorted(os.listdir(folder)) if not fs.is_remote(folder) and os.path.isdir(folder) else []:
         n, took = 0, 0.0
-        for path in fs.list_files(fs.join(folder, phase_dir)):
-            rec = json.loads(fs.read_bytes(path))
+        for rec in records(ledger(out, name), phase_dir):
             n += 1
             shuffled += len(json.dumps(rec["item"])) + len(json.dumps(rec["summary"]))
             key_bytes += int(rec["summary"].get("key_bytes", 0))
             took += float(rec["summary"].get("seconds", 0.0))
         phases[phase_dir], seconds[phase_dir] = n, round(took, 3)
-    per = max(records, 1)
+    per = max(read, 1)  # records read from the inputs
     return {
         "tasks": phases,
         "task_seconds": seconds,
@@ -118,6 +116,19 @@ def shuffle_stats(out: str, name: str, records: int) -> dict[str, Any]:
         "shuffle_bytes_per_record": round(shuffled / per, 1),
         "key_file_bytes_per_record": round(key_bytes / per, 1),
     }
+
+
+def funnel_rows(counts: dict[tuple, int]) -> list[list[Any]]:
+    """Funnel counts as the record keeps them: [status, reason, n], sorted."""
+    return [[s, r, n] for (s, r), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
+
+
+def source_build(name: str, weight: float, record: dict[str, Any]) -> SourceBuild:
+    """A source's entry in the manifest, from its record (shards, text bytes, funnel rows)."""
+    shards = record["shards"]
+    sb = SourceBuild(weight, sum(s["documents"] for s in shards), record["bytes"], shards=shards)
+    sb.funnel = funnel_from_counts([((name, s, r), n) for s, r, n in record["funnel"]]).get(name, sb.funnel)
+    return sb
 
 
 def collect(source: Source, plan: SourcePlan, staged: Staged) -> dict[str, Any]:
@@ -135,6 +146,6 @@ def collect(source: Source, plan: SourcePlan, staged: Staged) -> dict[str, Any]:
         "shards": shards,
         "bytes": text_bytes,
         "models": models(out, name, staged.models),
-        "funnel": [[s, r, n] for (s, r), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))],
+        "funnel": funnel_rows(counts),
         "stats": shuffle_stats(out, name, sum(counts.values())),
     }

@@ -32,7 +32,7 @@ from typing import Any
 from corral.core import fs
 from corral.core.errors import UsageError
 from corral.core.fs import is_remote, join
-from corral.core.outcome import KEPT, error, funnel_from_counts
+from corral.core.outcome import KEPT, error
 from corral.core.schema import DOC_SCHEMA, SIGNALS
 from corral.core.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, iter_batches
 from corral.dedup import minhash
@@ -42,7 +42,7 @@ from corral.engine.graph import Graph
 from corral.engine.progress import Progress
 from corral.engine.runners import Executor
 from corral.manifests.build_manifest import BuildManifest, SourceBuild
-from corral.pipeline.collect import funnel_counts, merge_errors, selected
+from corral.pipeline.collect import funnel_counts, funnel_rows, merge_errors, selected, source_build
 from corral.pipeline.inputs.streams import iter_jsonl, open_raw, strip_compression_suffix
 from corral.pipeline.phases import add_source
 from corral.pipeline.rounds.near import write_clusters
@@ -202,13 +202,9 @@ def _write_side_files(out: str) -> None:
 
 def _source_build(out: str, source: Source) -> SourceBuild:
     """The job's one source: its funnel from the phases' counts, its shards from the select phase."""
-    counts = funnel_counts(out, source, ("stage", "select"), set())
     shards, text_bytes = selected(out, LABEL)
-    sb = SourceBuild(1.0, sum(d["documents"] for d in shards), text_bytes, shards=shards)
-    funnel = funnel_from_counts(((LABEL, s, r), n) for (s, r), n in counts.items()).get(LABEL)
-    if funnel is not None:
-        sb.funnel = funnel
-    return sb
+    funnel = funnel_rows(funnel_counts(out, source, ("stage", "select"), set()))
+    return source_build(LABEL, 1.0, {"shards": shards, "bytes": text_bytes, "funnel": funnel})
 
 
 def dedup(

@@ -26,10 +26,8 @@ from corral.core.fs import exists as file_exists
 from corral.core.fs import is_remote, join, read_bytes, sha256_of, size
 from corral.core.schema import TOKEN_SCHEMA
 from corral.core.shards import ShardError, ShardInfo, iter_batches, token_batch_flat, write_shard
-from corral.engine.execute import execute
-from corral.engine.graph import Graph, Item, Ledger, Summary, Task
-from corral.engine.progress import Progress
-from corral.engine.records import read_done, reused, summary_of
+from corral.engine.execute import run_each
+from corral.engine.graph import Item, Ledger, Summary, Task
 from corral.engine.runners import Executor
 from corral.manifests.build_manifest import BuildManifest, load_build
 from corral.tokenize import spec
@@ -184,22 +182,6 @@ def _remove_stale(out: str, keep: set[str]) -> None:
                 os.remove(os.path.join(dirpath, f))
 
 
-def _run(out: str, manifest: BuildManifest, how: Executor, threads: int) -> dict[str, list[TokenSummary]]:
-    """Tokenize every shard, a phase per source; each source's summaries, in shard order."""
-    items, sha = shard_items(manifest), manifest.models[MODEL_KEY]["sha256"]
-    ledgers = {source: Ledger(join(out, PROGRESS_DIR), source, sha) for source in items}
-    graph, task = Graph(), TokenizeShard(out, threads)
-    for source, todo in items.items():
-        graph.add(f"tokenize/{source}", task, ledgers[source], items=todo, inputs=True)
-    execute(graph, how, Progress(graph, "tokenize"))
-    found: dict[str, list[TokenSummary]] = {}
-    for source, todo in items.items():
-        found[source] = [summary_of(ledgers[source], task, item, check=False) for item in todo]
-        if any(s is None for s in found[source]):
-            raise ShardError(f"{source}: a token shard left no completion record")
-    return found
-
-
 def tokenize_build(
     out: str, how: Executor | None = None, *, threads: int | None = None
 ) -> tuple[BuildManifest, dict[str, int]]:
@@ -209,10 +191,9 @@ def tokenize_build(
     check_tokenizer(out, manifest)
     how = how or Executor()
     threads = threads or max(1, (os.cpu_count() or 1) // how.workers)
-    sha, items = manifest.models[MODEL_KEY]["sha256"], shard_items(manifest)
-    ledgers = {source: Ledger(join(out, PROGRESS_DIR), source, sha) for source in items}
-    before = {s: {i.key: read_done(ledgers[s], TokenizeShard.phase, i.key) for i in items[s]} for s in items}
-    by_source = _run(out, manifest, how, threads)
+    sha = manifest.models[MODEL_KEY]["sha256"]
+    units = {Ledger(join(out, PROGRESS_DIR), source, sha): todo for source, todo in shard_items(manifest).items()}
+    by_source = run_each(TokenizeShard(out, threads), units, how, "tokenize")
     for source, sb in manifest.sources.items():
         rows = sorted(by_source[source], key=lambda r: r.path)
         sb.token_shards = [ShardInfo(r.path, r.sha256, r.documents, r.bytes).to_dict() for r in rows]
@@ -230,5 +211,5 @@ def tokenize_build(
     manifest.save(out)
     _remove_stale(out, {os.path.normpath(r.path) for rows in by_source.values() for r in rows})
     shards = sum(len(rows) for rows in by_source.values())
-    resumed = sum(reused(ledgers[s], TokenizeShard.phase, before[s]) for s in items)
+    resumed = sum(r.reused for rows in by_source.values() for r in rows)
     return manifest, {"shards": shards, "resumed": resumed, "tokenized": shards - resumed}

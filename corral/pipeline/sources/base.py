@@ -133,14 +133,18 @@ class Source:
         return []
 
 
-class StageTask(Task):
+class SourceTask(Task):
+    """A task of a source's own phases: the build folder, the source and its stage options."""
+
+    def __init__(self, out: str, source: Source, stages: dict[str, Any]):
+        self.out, self.source, self.stages = out, source, stages
+
+
+class StageTask(SourceTask):
     """One piece → its staged documents, key file and dead letters, through the source's `read`."""
 
     phase = "stage"
     summary = StagedSummary
-
-    def __init__(self, out: str, source: Source, stages: dict[str, Any]):
-        self.out, self.source, self.stages = out, source, stages
 
     def run(self, item: PieceItem, *earlier) -> StagedSummary:
         target = StagedFile(self.out, self.source.name, item.index)

@@ -31,7 +31,7 @@ from corral.pipeline.rounds.decide import (
     save_sorted,
 )
 from corral.pipeline.rounds.keytables import by_partition, read_partition, table_path
-from corral.pipeline.sources.base import PieceItem, Source, SourcePlan, Staged
+from corral.pipeline.sources.base import PieceItem, Source, SourcePlan, SourceTask, Staged
 from corral.pipeline.sources.c4.rules import (
     SOURCE,
     badwords_regex,
@@ -94,14 +94,7 @@ class _English:
         return labels[0] == "__label__en" and float(probs[0]) >= self.threshold
 
 
-class _PassTask(Task):
-    """A pass of C4's cleaning: the build folder, the source and its stage options."""
-
-    def __init__(self, out: str, source: Source, stages: dict[str, Any]):
-        self.out, self.source, self.stages = out, source, stages
-
-
-class ReadTask(_PassTask):
+class ReadTask(SourceTask):
     phase = "c4-read"
     summary = stage.StagedSummary
 
@@ -123,7 +116,7 @@ class ReadTask(_PassTask):
         return stage.summarize(stage.StagedSummary, target, parts, tally, key_bytes=key_bytes)
 
 
-class CleanTask(_PassTask):
+class CleanTask(SourceTask):
     phase = "c4-clean"
     summary = CleanSummary
 
@@ -189,7 +182,7 @@ class LinesTask(Task):
         return LinesSummary(p=p, partitions=n, lines=int(len(k)))
 
 
-class FinalTask(_PassTask):
+class FinalTask(SourceTask):
     phase = "c4-final"
     summary = stage.StagedSummary
 

@@ -11,7 +11,6 @@ cc-lines  per hash group (cc_net: shard = the file's slice of num_shards, group 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from corral.pipeline.rounds.stage import (
     summarize,
     work_dir,
 )
-from corral.pipeline.sources.base import PieceItem, Source
+from corral.pipeline.sources.base import PieceItem, SourceTask
 from corral.pipeline.sources.commoncrawl.warc import SOURCE
 
 
@@ -87,12 +86,9 @@ def file_line_keys(hashes: np.ndarray, offsets: np.ndarray, owners: np.ndarray) 
     return {"lh": h[starts], "lo": o[starts], "lr": counts >= 2}
 
 
-class ReadTask(Task):
+class ReadTask(SourceTask):
     phase = "cc-read"
     summary = ReadSummary
-
-    def __init__(self, out: str, source: Source, stages: dict[str, Any]):
-        self.out, self.source, self.stages = out, source, stages
 
     def run(self, item: WetItem, *earlier) -> ReadSummary:
         st, target = self.stages, StagedFile(self.out, SOURCE, item.index)
