@@ -31,7 +31,6 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from bs4 import BeautifulSoup
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 
@@ -70,6 +69,8 @@ def clean_html(html: str) -> str:
     """Post HTML → readable text: lists as "* " lines, code with its line breaks, no tags."""
     if "<" not in html and "&" not in html:
         return html.strip()
+    from bs4 import BeautifulSoup  # here, not at the top: every command that reads a manifest imports this module
+
     soup = BeautifulSoup(html, "lxml")
     for br in soup.find_all("br"):
         br.replace_with("\n")

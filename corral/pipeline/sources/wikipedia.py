@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import mwparserfromhell
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 
@@ -169,6 +168,8 @@ def clean_wikitext(raw: str, media: set[str], categories: set[str], strip_magic:
     """docs/recipe/wikipedia.md: HF-wiki v2.0.0 markup removal; `media`/`categories` are lowercase prefixes.
 
     `strip_magic=False` keeps `__MAGIC__` words (HF-wiki v1.0.0 did not remove them)."""
+    import mwparserfromhell  # here, not at the top: every command that reads a manifest imports this module
+
     wikicode = mwparserfromhell.parse(strip_media_links(strip_refs(strip_wikitables(raw)), media))
     # Removals run once over the whole page: nodes removed through get_sections()' views can
     # survive in the text (seen on real pages); the section split below then only formats.
