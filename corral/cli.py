@@ -43,7 +43,20 @@ def _count(minimum: int):
 POSITIVE, NONNEGATIVE = _count(1), _count(0)
 
 
-ARGUMENT_TYPES = {"positive": POSITIVE, "nonnegative": NONNEGATIVE, "int": int, "float": float}
+def _size(text: str) -> int:
+    """An argparse type: a size in bytes, a number or one like 8MB or 256MiB."""
+    from corral.manifests.mixture import parse_quantity
+
+    try:
+        value = parse_quantity(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is below 1 byte")
+    return value
+
+
+ARGUMENT_TYPES = {"positive": POSITIVE, "nonnegative": NONNEGATIVE, "int": int, "float": float, "size": _size}
 
 
 def _constants() -> dict:

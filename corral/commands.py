@@ -147,7 +147,7 @@ def cmd_build(args) -> int:
     logging.getLogger("corral.build").setLevel(logging.INFO)  # which sources were built and which reused
     _check_folder("--out", args.out)
     with _executor(args) as how:
-        manifest = build(args.manifest, args.out, how, overwrite=args.overwrite)
+        manifest = build(args.manifest, args.out, how, overwrite=args.overwrite, piece_size=args.piece_size)
     for name, s in manifest.sources.items():
         f = s.funnel
         print(

@@ -42,6 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.counts[self.path] = self.counts.get(self.path, 0) + 1
             if self.headers.get("Range"):
                 self.ranged.append(self.path)
+                self.ranges_asked.append((self.path, self.headers["Range"]))
             return self.counts[self.path]
 
     def do_HEAD(self):
@@ -67,16 +68,20 @@ class _Handler(BaseHTTPRequestHandler):
         etag = '"' + hashlib.md5(data).hexdigest()[:16] + '"'
         if fault == "changing" and n > 1:
             etag = '"changed"'
-        start = 0
+        start, end = 0, len(data)
         rng = self.headers.get("Range")
         ranges = fault != "norange"
         if rng and ranges and rng.startswith("bytes=") and self.headers.get("If-Range", etag) == etag:
-            start = int(rng[len("bytes=") :].split("-")[0])
+            first, _, last = rng[len("bytes=") :].partition("-")
+            start, end = int(first), min(len(data), int(last) + 1 if last else len(data))
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
         else:
             self.send_response(200)
-        chunk = data[start:]
+        chunk = data[start:end]
+        if body:
+            with self.lock:
+                self.sent.append((self.path, start, len(chunk)))
         self.send_header("Content-Length", str(len(chunk) + (1000 if fault == "short" else 0)))
         self.send_header("ETag", etag)
         if ranges:
@@ -116,7 +121,11 @@ class LoopbackServer:
     """`with LoopbackServer(folder) as url:` → "http://127.0.0.1:PORT"."""
 
     def __init__(self, root: str):
-        handler = type("Handler", (_Handler,), {"root": root, "counts": {}, "ranged": [], "lock": threading.Lock()})
+        handler = type(
+            "Handler",
+            (_Handler,),
+            {"root": root, "counts": {}, "ranged": [], "ranges_asked": [], "sent": [], "lock": threading.Lock()},
+        )
         self.server = _Server(("127.0.0.1", 0), handler)
         self.handler = handler
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

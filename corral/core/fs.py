@@ -9,6 +9,7 @@ Writes are atomic: a temporary name beside the final one, fsynced and renamed wh
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import uuid
@@ -49,6 +50,47 @@ def open_read(path: str):
 
         return _beam_fs().open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     return open(local_path(path), "rb")
+
+
+class _Window(io.RawIOBase):
+    """At most `length` bytes of a stream already at the window's start."""
+
+    def __init__(self, raw, length: int):
+        self.raw, self.left = raw, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self.left <= 0:
+            return 0
+        with memoryview(buf) as view:
+            n = self.raw.readinto(view[: min(len(buf), self.left)])
+        self.left -= n or 0
+        return n or 0
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        finally:
+            super().close()
+
+
+def open_range(path: str, start: int, end: int):
+    """A buffered binary stream of the raw bytes [start, end) of a file, on any filesystem: a seek
+    on local disk and Beam's filesystems, one `Range` request over HTTP(S), so that a task reads
+    only its piece of a big file."""
+    if path.startswith(("http://", "https://")):
+        from corral.core.http_fs import CHUNK, HttpReader
+
+        raw = HttpReader(path, start, end)
+        skip = start - raw.pos  # a server that ignored the Range sends the file from its start
+        while skip > 0:
+            skip -= len(raw.read(min(skip, CHUNK)) or b"") or skip
+        return io.BufferedReader(_Window(raw, end - start), buffer_size=CHUNK)
+    f = open_read(path)
+    f.seek(start)
+    return io.BufferedReader(_Window(f, end - start), buffer_size=1 << 20)
 
 
 def read_bytes(path: str) -> bytes:

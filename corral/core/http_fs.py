@@ -140,23 +140,27 @@ def head(url: str) -> dict[str, Any]:
 
 class HttpReader(io.RawIOBase):
     """The body of one URL as a stream, resumed across dropped connections. With `start`, it asks
-    for the body from that byte (a partial download's resume); `pos` says where it really starts
-    (0 when the server ignores the Range), `size` is the whole file's."""
+    for the body from that byte (a partial download's resume, a task's piece of a big file); `pos`
+    says where it really starts (0 when the server ignores the Range), `size` is the whole file's.
+    With `end`, it asks only for the bytes before it (`Range: bytes=start-(end-1)`) and stops there."""
 
-    def __init__(self, url: str, start: int = 0):
-        self.url, self.pos, self.resumes = url, 0, 0
+    def __init__(self, url: str, start: int = 0, end: int | None = None):
+        self.url, self.pos, self.resumes, self.end = url, 0, 0, end
         self.size = self.etag = None
         self.ranges = False
         self._resp = None
         self._open(first=True, start=start)
 
+    def _range(self, start: int) -> str:
+        return f"bytes={start}-{'' if self.end is None else self.end - 1}"
+
     def readable(self) -> bool:
         return True
 
     def _open(self, first: bool = False, start: int = 0) -> None:
-        headers = {"Range": f"bytes={start}-"} if first and start else {}
+        headers = {"Range": self._range(start)} if first and (start or self.end is not None) else {}
         if not first and self.ranges and self.pos:
-            headers["Range"] = f"bytes={self.pos}-"
+            headers["Range"] = self._range(self.pos)
             if self.etag:
                 headers["If-Range"] = self.etag
         resp = _retrying(
@@ -166,7 +170,7 @@ class HttpReader(io.RawIOBase):
         etag = resp.headers.get("ETag")
         if first:
             self.size, self.etag, self.ranges = _length(resp), etag, _ranges(resp)
-            if start and resp.status_code == 206:
+            if resp.status_code == 206:
                 self.pos, self.ranges = start, True
                 total = resp.headers.get("Content-Range", "").rsplit("/", 1)[-1]
                 self.size = int(total) if total.isdigit() else None
@@ -195,8 +199,8 @@ class HttpReader(io.RawIOBase):
             skip -= len(got)
 
     def readinto(self, buf) -> int:
-        want = len(buf)
-        if want == 0:
+        want = len(buf) if self.end is None else min(len(buf), self.end - self.pos)
+        if want <= 0:
             return 0
         wait = BACKOFF_S
         while True:
@@ -206,7 +210,7 @@ class HttpReader(io.RawIOBase):
                 data, failure = None, e
             else:
                 failure = None
-                if not data and self.size is not None and self.pos < self.size:
+                if not data and self.size is not None and self.pos < min(self.size, self.end or self.size):
                     failure = HttpInputError(f"body ended at byte {self.pos} of {self.size}")
             if failure is None:
                 break

@@ -29,12 +29,14 @@ class Item:
 @dataclass
 class Summary:
     """What a task returns for one item. Subclasses add their own fields; these are the engine's:
-    `records` (input records the item read, for progress), `examples` (what a task dropped, a few
-    of each reason, kept for the report: written to a file of their own, never passed on),
+    `records` and `input_bytes` (input records and bytes the item read, for progress; the engine
+    takes an item's own `input_bytes` where the task gives none), `examples` (what a task dropped, a
+    few of each reason, kept for the report: written to a file of their own, never passed on),
     `seconds` and `reused` (set by the engine: the task's time, and whether a completion record
     answered instead)."""
 
     records: int = 0
+    input_bytes: int = 0
     examples: dict[str, list[list[str]]] | None = None
     seconds: float = 0.0
     reused: bool = False

@@ -3,7 +3,8 @@
 On a terminal: one live line, rewritten in place; otherwise (a log, CI): a plain line every
 LOG_EVERY seconds, through the job's logger. Per unit (the folder its records go to) it shows the phase it is
 in with the items done, and overall the inputs read out of those planned (the items of the phases
-marked `inputs`), records/s and an ETA.
+marked `inputs`), the input bytes they read out of those planned (items that say their
+`input_bytes`: a piece of a big file), MB/s, records/s and an ETA, by bytes where they are known.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ POLL = 0.5  # seconds between looks at the completion records
 LOG_EVERY = 10.0  # seconds between plain progress lines
 
 
+MB = 1e6
+
+
 @dataclass
 class _Unit:
     ledger: Ledger
     input_phases: set[str]
     planned: int
+    planned_bytes: int = 0
 
 
 def _units(graph: Graph) -> dict[str, _Unit]:
@@ -39,6 +44,7 @@ def _units(graph: Graph) -> dict[str, _Unit]:
         if ph.inputs:
             unit.input_phases.add(ph.task.phase)
             unit.planned += len(ph.items or [])
+            unit.planned_bytes += sum(getattr(item, "input_bytes", 0) for item in ph.items or [])
     return units
 
 
@@ -55,6 +61,7 @@ class Progress:
         self.seen: set[str] = set()
         self.records = 0
         self.read = 0
+        self.bytes = 0
         self.stop = threading.Event()
         self.thread = None
 
@@ -121,6 +128,7 @@ class Progress:
             return
         self.read += 1
         self.records += int(summary.get("records", 0))
+        self.bytes += int(summary.get("input_bytes", 0))
 
     def line(self) -> str:
         try:
@@ -129,12 +137,19 @@ class Progress:
             where = {}
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         total = sum(u.planned for u in self.units.values())
+        total_bytes = sum(u.planned_bytes for u in self.units.values())
+        done, todo = (self.bytes, total_bytes) if total_bytes else (self.read, total)
         eta = ""
-        if 0 < self.read < total:
-            left = (total - self.read) * elapsed / self.read
+        if 0 < done < todo and self.read < total:
+            left = (todo - done) * elapsed / done
             eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
+        size = (
+            f" · {self.bytes / MB:,.0f}/{total_bytes / MB:,.0f} MB, {self.bytes / MB / elapsed:,.1f} MB/s"
+            if total_bytes
+            else ""
+        )
         phases = ", ".join(f"{s} {ph} {n}" for s, (ph, n) in sorted(where.items()))
         return (
-            f"[{self.name}] inputs {self.read}/{total} · {self.records / elapsed:,.0f} records/s · {elapsed:.0f} s{eta}"
-            + (f" · {phases}" if phases else "")
+            f"[{self.name}] inputs {self.read}/{total}{size} · {self.records / elapsed:,.0f} records/s · "
+            f"{elapsed:.0f} s{eta}" + (f" · {phases}" if phases else "")
         )

@@ -123,6 +123,7 @@ def run_item(task: Task, ledger: Ledger, item: Item, earlier: tuple | list) -> S
     t0 = time.perf_counter()
     summary = task.run(item, *earlier)
     summary.seconds = round(time.perf_counter() - t0, 4)
+    summary.input_bytes = summary.input_bytes or getattr(item, "input_bytes", 0)  # an item may say its size
     examples, summary.examples = summary.examples, None
     if examples:  # texts never cross a shuffle: the dropped examples go to a file of their own
         fs.atomic_write_bytes(

@@ -39,7 +39,8 @@ from corral.manifests.options import TOP_SECTIONS, Option, SourceOptions, defaul
 
 WEIGHT_SUM_TOLERANCE = 1e-6  # weights must sum to 1 within this
 _TOP_KEYS = ("name", "description", "target_tokens", "seed", "sources", *TOP_SECTIONS)
-_SOURCE_KEYS = ("weight", "inputs")
+_SOURCE_KEYS = ("weight", "inputs", "piece_size")
+PIECE_SIZE = 256 * 2**20  # input bytes a build task reads of a big file (corral's choice; `piece_size`)
 # An input given as a list of files (a crawl's wet.paths.gz): the list, the prefix its relative
 # lines join to (default: the list's folder), the first N files, every K-th file (a spread sample).
 PATHS_LIST_KEYS = ("paths", "base", "limit", "every")
@@ -93,6 +94,7 @@ class SourceSettings:
     weight: float
     inputs: list[str | dict]  # paths, globs, URLs, or paths lists ({paths, base, limit, every})
     stages: dict[str, dict[str, Any]]  # stage -> option -> value, defaults filled in
+    piece_size: int = PIECE_SIZE  # input bytes of one build task's piece of a big file
 
 
 @dataclass
@@ -337,8 +339,18 @@ class _Validator:
             stage: self.section(f"{where}.{stage}", sdata.get(stage), opts) for stage, opts in stage_specs.items()
         }
         return SourceSettings(
-            name=sname, weight=weight, inputs=[p if isinstance(p, dict) else str(p) for p in inputs], stages=stages
+            sname, weight, [p if isinstance(p, dict) else str(p) for p in inputs], stages, self.piece_size(where, sdata)
         )
+
+    def piece_size(self, where: str, sdata: dict) -> int:
+        try:
+            size = parse_quantity(sdata.get("piece_size", PIECE_SIZE))
+        except ValueError as e:
+            self.bad(f"{where}.piece_size", str(e))
+            return PIECE_SIZE
+        if size < 1:
+            self.bad(f"{where}.piece_size", f"must be at least 1 byte, got {sdata['piece_size']!r}")
+        return max(size, 1)
 
     def paths_list(self, where: str, spec: dict) -> None:
         """An input named by a list of files: {paths: LIST, base: PREFIX, limit: N, every: K}."""

@@ -122,6 +122,7 @@ def _fingerprints(mixture: Mixture, inputs, order: list[str], learns) -> dict[st
         settings = {
             "source": name,
             "stages": mixture.sources[name].stages,
+            "piece_size": mixture.sources[name].piece_size,  # the pieces are the completion records' items
             "output": mixture.sections["output"],
             "depends": [prints[dep] for dep in learns.get(name, ())],
         }
@@ -141,8 +142,9 @@ def _reusable(out: str, name: str, print_: str) -> bool:
     return True
 
 
-def _pieces(source: Source, inputs: list[tuple[str, int]], stages: dict[str, Any]) -> list[Piece]:
-    return [piece for path, size in inputs for piece in source.split(path, size, stages)]
+def _pieces(source: Source, inputs: list[tuple[str, int]], stages: dict[str, Any], piece_size: int) -> list[Piece]:
+    """Each input's pieces, in input order: a file larger than `piece_size` as its source splits it."""
+    return [piece for path, size in inputs for piece in source.split(path, size, stages, piece_size)]
 
 
 def _graph(mixture: Mixture, out: str, job: _Job) -> tuple[Graph, dict[str, tuple[SourcePlan, Staged]]]:
@@ -155,7 +157,7 @@ def _graph(mixture: Mixture, out: str, job: _Job) -> tuple[Graph, dict[str, tupl
             stages,
             mixture.sections["output"],
             out,
-            _pieces(source, job.inputs[name], stages),
+            _pieces(source, job.inputs[name], stages, mixture.sources[name].piece_size),
             fingerprint=job.prints[name],
         )
         plan.waits = [ends[dep] for dep in job.learns.get(name, ()) if dep in ends]
@@ -211,13 +213,17 @@ def build(
     progress: bool | None = None,
     overwrite: bool = False,
     sources: Sequence[Source] | None = None,
+    piece_size: int | None = None,
 ) -> BuildManifest:
     """Build every source of the mixture manifest into OUT on `how` (the local pool, one worker, by
     default); return the written build manifest. OUT must be new, empty or a build of the same
     mixture name (corral.engine.folders), unless `overwrite` clears another build from it first.
-    `sources` are those a manifest may name (the registry's by default)."""
+    `sources` are those a manifest may name (the registry's by default); `piece_size` (input bytes)
+    replaces every source's `piece_size`."""
     catalogue = by_name(None if sources is None else tuple(sources))
     mixture = load_mixture(manifest_path, list(catalogue.values()))
+    for spec in mixture.sources.values() if piece_size else ():
+        spec.piece_size = piece_size
     learns = _learning(mixture, catalogue, manifest_path)
     inputs = _match_all(mixture, catalogue, manifest_path)
     _claim(out, mixture, overwrite)

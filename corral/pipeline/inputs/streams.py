@@ -159,6 +159,11 @@ _DECOMPRESSORS = {
 }
 
 
+def decompressing(raw, suffix: str):
+    """A raw stream's content, decompressed as a file ending in `suffix` (.gz, .bz2, .xz) would be."""
+    return _Decompressing(raw, _DECOMPRESSORS[suffix])
+
+
 def open_input(path: str):
     """A buffered binary stream of the file's content, decompressed by its extension.
 

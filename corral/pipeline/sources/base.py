@@ -9,7 +9,8 @@ A source is an object (a subclass of `Source`, listed in corral.pipeline.sources
   excluded_reason  the drop reason of a group it drops whole (see `excluded_groups`)
 and methods:
   inputs(patterns, field)   what its inputs are: (path, bytes) of every file the patterns match
-  split(path, size, stages) how one input splits into pieces (one whole piece unless it says)
+  split(path, size, stages, piece_size)  how one input splits into pieces of about `piece_size`
+                   input bytes (one whole piece unless it says; a file no larger is never split)
   read(piece, stages)       one piece's outcomes: each record kept, dropped or failed by its rules
   learning(stages)          the settings that make it learn from `learns_from` (none: it does not)
   stage(graph, plan)        its phases up to staged documents with their keys (default: one task per
@@ -35,22 +36,65 @@ from corral.pipeline.inputs.streams import guarded
 from corral.pipeline.rounds.select import SelectRule
 from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, ledger, stage_outcomes
 
+WHOLE = "file"  # a Piece's kind: the whole input file
+
 
 @dataclass(frozen=True)
 class Piece:
-    """A unit of input, what one stage task reads: a whole input file. (A source that splits a big
-    file into ranges will say so here, with the range its `read` honours.)"""
+    """A unit of input, what one stage task reads: a whole input file, or a range of one.
+
+    `kind` says what `start`/`end` count, and only the source that split the file reads them:
+    `bytes` (a byte range; `header` bytes from the file's start are read first, as Wikipedia's
+    siteinfo stream), `buckets` (StackExchange's dealt posts), `chunks` (the chunk files of one
+    decompressing pass), `row_groups` (Parquet). `part` of `parts` is its place in the file, and
+    `size` the input bytes it stands for (progress counts them)."""
 
     path: str
+    kind: str = WHOLE
+    start: int = 0
+    end: int = 0
+    header: int = 0
+    part: int = 0
+    parts: int = 1
+    size: int = 0
+
+    @property
+    def whole(self) -> bool:
+        return self.kind == WHOLE
+
+    def where(self) -> str:
+        """The piece in a dead letter or a log line: the path, and its range when it is one."""
+        return self.path if self.whole else f"{self.path} [{self.kind} {self.start}-{self.end}]"
+
+
+def ranges(path: str, kind: str, cuts: list[int], size: int, header: int = 0) -> list[Piece]:
+    """The pieces between consecutive cuts (`cuts` from the first start to the last end) of one
+    input of `size` bytes; each piece's `size` is its share of the file's bytes."""
+    n = len(cuts) - 1
+    span = max(cuts[-1] - cuts[0], 1)
+    return [
+        Piece(
+            path,
+            kind,
+            cuts[i],
+            cuts[i + 1],
+            header=header,
+            part=i,
+            parts=n,
+            size=size * (cuts[i + 1] - cuts[i]) // span,
+        )
+        for i in range(n)
+    ]
 
 
 @dataclass(frozen=True)
 class PieceItem(Item):
-    """A stage task's item: one piece, and its position among the source's pieces (the file index
-    of its documents' locators)."""
+    """A stage task's item: one piece, its position among the source's pieces (the file index of
+    its documents' locators) and the input bytes it reads (for progress)."""
 
     piece: Piece = Piece("")
     index: int = 0
+    input_bytes: int = 0
 
 
 @dataclass
@@ -74,7 +118,7 @@ class SourcePlan:
         return ledger(self.out, self.name, self.fingerprint)
 
     def piece_items(self) -> list[PieceItem]:
-        return [PieceItem(file_key(i), piece, i) for i, piece in enumerate(self.pieces)]
+        return [PieceItem(file_key(i), piece, i, piece.size) for i, piece in enumerate(self.pieces)]
 
 
 @dataclass
@@ -102,15 +146,15 @@ class Source:
     def inputs(self, patterns: list[str | dict], field_: str) -> list[tuple[str, int]]:
         return match_inputs(patterns, field_)
 
-    def split(self, path: str, size: int, stages: dict[str, Any]) -> list[Piece]:
-        return [Piece(path)]
+    def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
+        return [Piece(path, size=size)]
 
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
     def outcomes(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """`read`, with a failure mid-piece turned into one counted error (the rest of it lost)."""
-        return guarded(self.name, piece.path, self.read(piece, stages))
+        return guarded(self.name, piece.where(), self.read(piece, stages))
 
     def learning(self, stages: dict[str, Any]) -> list[str]:
         return []

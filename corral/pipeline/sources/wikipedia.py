@@ -1,9 +1,11 @@
 """Wikipedia (docs/recipe/wikipedia.md): MediaWiki XML dumps → plain text of main-namespace articles.
 
-Input: `*-pages-articles*.xml` dumps, plain or .bz2 (multistream dumps are concatenated bz2
-streams, read as one), in whatever encoding the XML declares or its byte-order mark says (UTF-16
-included). Parsed as a stream with defusedxml: a dump that declares entities is refused, never
-expanded; pages are released as they are read.
+Input: `*-pages-articles*.xml` dumps, plain or .bz2, in whatever encoding the XML declares or its
+byte-order mark says (UTF-16 included). Parsed as a stream with defusedxml: a dump that declares
+entities is refused, never expanded; pages are released as they are read. A multistream dump
+(concatenated bz2 streams of about 100 pages each) larger than a piece is cut at stream boundaries,
+by its published index or a scan (corral.pipeline.inputs.multistream): each task reads the
+siteinfo stream and its own range.
 
 Rules (HF `wikipedia` script v2.0.0, which RedPajama ran):
 - Language: siteinfo's `dbname` (`enwiki` → en), else the root's `xml:lang`, else the file name
@@ -31,11 +33,13 @@ from typing import Any
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 
+from corral.core import fs
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.manifests.options import Option
+from corral.pipeline.inputs.multistream import multistream_cuts, open_piece
 from corral.pipeline.inputs.streams import open_input
-from corral.pipeline.sources.base import Piece, Source
+from corral.pipeline.sources.base import Piece, Source, ranges
 
 SOURCE = "wikipedia"
 MAGIC_WORDS = re.compile(r"__[A-Z]*__")  # docs/recipe/wikipedia.md: HF-wiki v2 re_rm_magic
@@ -225,15 +229,18 @@ def _child(elem, name: str):
     return None
 
 
-def read_dump(path: str, read: dict[str, Any], clean: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One outcome per <page> of a dump."""
+def read_dump(
+    path: str, read: dict[str, Any], clean: dict[str, Any], piece: Piece | None = None
+) -> Iterator[dict[str, Any]]:
+    """One outcome per <page> of a dump, or of one piece of a multistream dump."""
     languages = set(read["languages"])
     namespaces = set(read["namespaces"])
     dbname = xml_lang = None
     site_names: dict[str, str] = {}
     root = None
     n = 0
-    with open_input(path) as stream:
+    where = piece.where() if piece is not None else path
+    with open_input(path) if piece is None or piece.whole else open_pieces(piece) as stream:
         try:
             for event, elem in iterparse(
                 stream, events=("start", "end"), forbid_dtd=False, forbid_entities=True, forbid_external=True
@@ -257,11 +264,11 @@ def read_dump(path: str, read: dict[str, Any], clean: dict[str, Any]) -> Iterato
                     yield _page(elem, _Dump(path, lang, site_names, languages, namespaces), clean)
                     root.clear()  # release the page: memory stays flat over a whole dump
         except (EntitiesForbidden, DTDForbidden, ExternalReferenceForbidden) as e:
-            yield error(SOURCE, "xml_entities_forbidden", f"{path} after page {n}", type(e).__name__)
+            yield error(SOURCE, "xml_entities_forbidden", f"{where} after page {n}", type(e).__name__)
         except Exception as e:
             if type(e).__name__ != "ParseError":
                 raise
-            yield error(SOURCE, "malformed_xml", f"{path} after page {n}", str(e))
+            yield error(SOURCE, "malformed_xml", f"{where} after page {n}", str(e))
 
 
 @dataclass(frozen=True)
@@ -348,5 +355,21 @@ class Wikipedia(Source):
     name = SOURCE
     options = OPTIONS
 
+    def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
+        """A multistream dump larger than a piece: ranges of its bz2 streams (corral.pipeline.inputs.multistream)."""
+        if not path.lower().endswith(".xml.bz2"):
+            return [Piece(path, size=size)]
+        size = size or fs.size(path)  # a paths list's URL comes without its size
+        cut = multistream_cuts(path, size, piece_size) if size > piece_size else None
+        if cut is None or len(cut[1]) < 2:
+            return [Piece(path, size=size)]
+        header, starts = cut
+        return ranges(path, "bytes", [*starts, size], size, header)
+
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        return read_dump(piece.path, stages["read"], stages["clean"])
+        return read_dump(piece.path, stages["read"], stages["clean"], piece)
+
+
+def open_pieces(piece: Piece):
+    """The XML of a range of a multistream dump's streams, with its header's siteinfo."""
+    return open_piece(piece.path, piece.header, piece.start, piece.end, piece.part == piece.parts - 1)

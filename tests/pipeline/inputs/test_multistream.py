@@ -1,0 +1,113 @@
+"""Wikipedia's multistream dumps cut at stream boundaries (corral.pipeline.inputs.multistream): by
+the index, by a scan, read from disk and over HTTP Range requests, with the same pages as one read."""
+
+from __future__ import annotations
+
+import bz2
+import logging
+import os
+import re
+
+import pytest
+
+from corral.pipeline.inputs import multistream
+from corral.pipeline.sources.wikipedia import Wikipedia
+from corral.sample import write_sample
+from corral.sample.multistream_dump import split_dump, write_multistream
+from tests.helpers import stages
+from tests.http_server import LoopbackServer
+
+NAME = "enwiki-20261101-pages-articles-multistream.xml.bz2"
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory):
+    """A multistream dump of the sample's English pages, repeated 3 times with new ids, 10 pages a
+    stream, and its index."""
+    folder = tmp_path_factory.mktemp("ms")
+    write_sample(str(folder / "sample"))
+    xml = bz2.decompress((folder / "sample/wikipedia/enwiki-20261101-pages-articles.xml.bz2").read_bytes())
+    header, pages, footer = split_dump(xml)
+
+    def renumbered():
+        for r in range(3):
+            shift = r * 10**6
+            for page in pages:
+                yield re.sub(
+                    rb"<id>(\d+)</id>", lambda m, k=shift: b"<id>%d</id>" % (int(m.group(1)) + k), page, count=1
+                )
+
+    path = folder / NAME
+    write_multistream(header, renumbered(), footer, str(path), multistream.index_of(str(path)), per_stream=10)
+    return path
+
+
+def _outcomes(pieces):
+    source, st = Wikipedia(), stages(Wikipedia())
+    return [
+        (o["status"], (o.get("record") or {}).get("id"), (o.get("record") or {}).get("text"))
+        for p in pieces
+        for o in source.outcomes(p, st)
+    ]
+
+
+def _stream_starts(path) -> list[int]:
+    with bz2.open(multistream.index_of(str(path))) as f:
+        return sorted({int(line.split(b":")[0]) for line in f})
+
+
+def test_index_and_scan_cut_at_the_same_stream_starts_and_read_the_same_pages(dump):
+    size = os.path.getsize(dump)
+    whole = _outcomes(Wikipedia().split(str(dump), size, stages(Wikipedia()), size))
+    assert len(whole) > 100 and all(s != "error" for s, _, _ in whole)
+    by_index = Wikipedia().split(str(dump), size, stages(Wikipedia()), size // 8)
+    starts = set(_stream_starts(dump))
+    assert len(by_index) >= 6 and {p.start for p in by_index} <= starts
+    assert [p.end for p in by_index[:-1]] == [p.start for p in by_index[1:]] and by_index[-1].end == size
+    assert _outcomes(by_index) == whole
+    index = multistream.index_of(str(dump))
+    os.rename(index, index + ".away")
+    try:
+        by_scan = Wikipedia().split(str(dump), size, stages(Wikipedia()), size // 8)
+    finally:
+        os.rename(index + ".away", index)
+    assert [(p.start, p.end) for p in by_scan] == [(p.start, p.end) for p in by_index]
+    assert _outcomes(by_scan) == whole
+
+
+def test_a_dump_that_is_one_stream_or_pbzip2_chunks_is_not_cut_inside_a_page(tmp_path, dump):
+    xml = bz2.decompress(dump.read_bytes())
+    one = tmp_path / "enwiki-1-pages-articles.xml.bz2"
+    one.write_bytes(bz2.compress(xml))
+    assert len(Wikipedia().split(str(one), one.stat().st_size, stages(Wikipedia()), 1000)) == 1
+    chunks = tmp_path / "enwiki-2-pages-articles.xml.bz2"  # streams cut every 5,000 bytes of XML
+    chunks.write_bytes(b"".join(bz2.compress(xml[i : i + 5000]) for i in range(0, len(xml), 5000)))
+    pieces = Wikipedia().split(str(chunks), chunks.stat().st_size, stages(Wikipedia()), 1000)
+    assert len(pieces) == 1  # its first stream already holds pages: no header stream to repeat
+
+
+def test_pieces_over_http_fetch_only_their_ranges(dump):
+    size = os.path.getsize(dump)
+    whole = _outcomes(Wikipedia().split(str(dump), size, stages(Wikipedia()), size))
+    server = LoopbackServer(str(dump.parent))
+    with server as url:
+        remote = f"{url}/ok/{NAME}"
+        pieces = Wikipedia().split(remote, size, stages(Wikipedia()), size // 8)
+        server.handler.sent.clear()
+        assert len(pieces) >= 6 and _outcomes(pieces) == whole
+    sent = [(start, n) for path, start, n in server.handler.sent if path.endswith(NAME)]
+    header = pieces[0].header
+    assert sum(n for _, n in sent) == len(pieces) * header + (
+        size - pieces[0].start
+    )  # each byte once, the header per piece
+    assert sorted((s, s + n) for s, n in sent if s) == [(p.start, p.end) for p in pieces]
+
+
+def test_a_server_without_range_requests_gets_one_reader_and_a_warning(dump, caplog):
+    size = os.path.getsize(dump)
+    with LoopbackServer(str(dump.parent)) as url, caplog.at_level(logging.WARNING, "corral.build"):
+        remote = f"{url}/norange/{NAME}"
+        pieces = Wikipedia().split(remote, size, stages(Wikipedia()), size // 8)
+        assert len(pieces) == 1 and pieces[0].whole
+        assert len(_outcomes(pieces)) > 100
+    assert "takes no Range requests" in caplog.text
