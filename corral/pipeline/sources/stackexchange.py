@@ -23,23 +23,27 @@ Rules:
 
 from __future__ import annotations
 
+import json
+import math
 import os
-import pickle
 import re
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 
+from corral.core import fs
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
+from corral.engine.graph import Graph, Item, Summary
 from corral.manifests.options import Option
+from corral.pipeline.inputs.spill import BucketRuns, read_bucket, run_names
 from corral.pipeline.inputs.streams import guarded, open_input, open_raw
-from corral.pipeline.rounds.stage import StagedSummary
-from corral.pipeline.sources.base import Piece, Source
+from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, stage_outcomes, work_dir
+from corral.pipeline.sources.base import Piece, PieceItem, Source, SourcePlan, SourceTask, Staged, StageTask
 
 SOURCE = "stackexchange"
 EXCLUDED_REASON = "not_top_site"  # every row of a site outside the top `read.top_sites`
@@ -200,88 +204,63 @@ def top_site_names(site_counts: Iterable[tuple[str, int]], n: int) -> list[str]:
 
 # The fields of a row that assembling a question reads; nothing else of a post is kept.
 KEPT_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "CreationDate", "Tags")
-BUCKETS = 256  # hash buckets of a site's posts, assembled one after another
-SPILL_BYTES = 256 << 20  # post text held in memory before a site's buckets go to disk
-ROW_OVERHEAD = 800  # bytes of a held row besides its text (its dict and strings, measured in CPython 3.11)
+# Hash buckets of a site's posts (corral's choice): a site's questions come out bucket by bucket,
+# in key order within each, whether one task reads the file or its buckets are dealt among tasks;
+# a Posts.xml splits into at most this many pieces, and one bucket of stackoverflow.com's ~100 GB
+# is ~25 MB of posts, what a task holds at once.
+BUCKETS = 4096
 
 
 def bucket_of(key: tuple[str, str]) -> int:
     return zlib.crc32(f"{key[0]}\0{key[1]}".encode("utf-8", "surrogatepass")) % BUCKETS
 
 
-class PostGroups:
-    """A site's posts grouped by question, in memory up to SPILL_BYTES of text and then in BUCKETS
-    temporary files (appended pickles), so that a task holds at most one bucket of a large site
-    (stackoverflow.com's Posts.xml is about 100 GB). Groups come out in (bucket, key) order, the
-    same whether they spilled or not."""
+def deal_posts(path: str, runs: BucketRuns) -> Iterator[dict[str, Any]]:
+    """Parse one input's posts (no HTML cleaning) and deal each, with only its KEPT_FIELDS, into the
+    bucket of its question; yields what cannot be read (error outcomes) instead."""
+    for item in guarded(SOURCE, path, read_posts(path)):
+        if "status" in item:
+            yield item
+            continue
+        key = group_key(item)
+        runs.add(bucket_of(key), (key, {k: item["row"][k] for k in KEPT_FIELDS if k in item["row"]}))
 
-    def __init__(self, spill_bytes: int = SPILL_BYTES):
-        self.spill_bytes = spill_bytes
-        self.buckets: list[dict[tuple[str, str], list[dict[str, Any]]]] = [{} for _ in range(BUCKETS)]
-        self.held = 0
-        self.folder: tempfile.TemporaryDirectory | None = None
-        self.files: list[Any] = []
 
-    def add(self, post: dict[str, Any]) -> None:
-        key = group_key(post)
-        row = {k: post["row"][k] for k in KEPT_FIELDS if k in post["row"]}
-        if self.files:
-            pickle.dump((key, row), self.files[bucket_of(key)], protocol=pickle.HIGHEST_PROTOCOL)
-            return
-        self.buckets[bucket_of(key)].setdefault(key, []).append(row)
-        self.held += len(row.get("Body", "")) + len(row.get("Title", "")) + ROW_OVERHEAD
-        if self.held > self.spill_bytes:
-            self._spill()
-
-    def _spill(self) -> None:
-        self.folder = tempfile.TemporaryDirectory(prefix="corral-se-")
-        self.files = [open(os.path.join(self.folder.name, f"{b:03d}.pickle"), "wb") for b in range(BUCKETS)]
-        for b, groups in enumerate(self.buckets):
-            for key, rows in groups.items():
-                for row in rows:
-                    pickle.dump((key, row), self.files[b], protocol=pickle.HIGHEST_PROTOCOL)
-        self.buckets = []
-
-    def __iter__(self) -> Iterator[tuple[tuple[str, str], list[dict[str, Any]]]]:
-        if not self.files:
-            for groups in self.buckets:
-                for key in sorted(groups):
-                    yield key, groups[key]
-            return
-        try:
-            for f in self.files:
-                f.close()
-            for f in self.files:
-                groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-                with open(f.name, "rb") as r:
-                    while True:
-                        try:
-                            key, row = pickle.load(r)
-                        except EOFError:
-                            break
-                        groups.setdefault(key, []).append(row)
-                os.unlink(f.name)
-                for key in sorted(groups):
-                    yield key, groups[key]
-        finally:
-            self.folder.cleanup()
+def assembled(
+    buckets: Iterable[Iterable[tuple[tuple[str, str], dict]]], read: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """Each bucket's posts grouped by question, in key order → the questions' outcomes, each
+    tagged with its `group` (the site)."""
+    for posts in buckets:
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for key, row in posts:
+            groups.setdefault(key, []).append(row)
+        for key in sorted(groups):
+            for o in assemble(key, groups[key], read):
+                yield {**o, "group": key[0]}
 
 
 def read_site(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One Posts.xml (one site) → its outcomes: a document per question with its answers, and one
     outcome per other row, each tagged with its `group` (the site), so that the build can count a
     site's rows and drop the sites outside the top `read.top_sites` as a whole. A site's posts are
-    grouped by question in bounded memory (PostGroups)."""
-    read = stages["read"]
-    groups = PostGroups()
-    for item in guarded(SOURCE, path, read_posts(path)):
-        if "status" in item:
-            yield item
-            continue
-        groups.add(item)
-    for key, rows in groups:
-        for o in assemble(key, rows, read):
-            yield {**o, "group": key[0]}
+    grouped by question in bounded memory (BucketRuns)."""
+    runs = BucketRuns(BUCKETS)
+    try:
+        yield from deal_posts(path, runs)
+        yield from assembled((runs.bucket(b) for b in range(BUCKETS)), stages["read"])
+    finally:
+        runs.close()
+
+
+def read_dealt(folder: str, piece: Piece, read: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One piece of a dealt Posts.xml: its bucket range read from every run of the deal (the deal's
+    own errors come with the file's first piece)."""
+    if piece.part == 0:
+        yield from json.loads(fs.read_bytes(fs.join(folder, DEAL_ERRORS)))
+    runs = run_names(folder)
+    buckets = (((kr for run in runs for kr in read_bucket(run, b))) for b in range(piece.start, piece.end))
+    yield from assembled(buckets, read)
 
 
 def site_rows(staged: Iterable[StagedSummary]) -> dict[str, int]:
@@ -309,11 +288,105 @@ class StackExchange(Source):
     options = OPTIONS
     excluded_reason = EXCLUDED_REASON
 
+    def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
+        """A Posts.xml larger than a piece: ranges of its buckets, each assembled by its own task
+        once one pass has dealt the file's posts into them (`deal`)."""
+        parts = min(math.ceil(size / piece_size), BUCKETS)
+        if parts < 2:
+            return [Piece(path, size=size)]
+        cuts = [BUCKETS * i // parts for i in range(parts + 1)]
+        return [
+            Piece(
+                path,
+                "buckets",
+                cuts[i],
+                cuts[i + 1],
+                part=i,
+                parts=parts,
+                size=size * (i + 1) // parts - size * i // parts,
+            )
+            for i in range(parts)
+        ]
+
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        if not piece.whole:
+            raise ValueError(f"{piece.where()}: a dealt piece is read by its stage task")
         return read_site(piece.path, stages)
+
+    def stage(self, graph: Graph, plan: SourcePlan) -> Staged:
+        """One task per piece; the files split into bucket ranges are first dealt, one pass each."""
+        items = plan.piece_items()
+        dealt = [
+            DealItem(file_key(it.index), it.piece.path)
+            for it in items
+            if it.piece.kind == "buckets" and it.piece.part == 0
+        ]
+        waits = list(plan.waits)
+        if dealt:
+            waits.append(
+                graph.add(
+                    f"{self.name}/deal",
+                    DealTask(plan.out, self, plan.stages),
+                    plan.ledger,
+                    items=dealt,
+                    waits=plan.waits,
+                )
+            )
+        task = PostsStageTask(plan.out, self, plan.stages)
+        staged = graph.add(f"{self.name}/stage", task, plan.ledger, items=items, waits=waits, inputs=True)
+        return Staged(staged, working=("deal",))
 
     def excluded_groups(self, stages: dict[str, Any], staged: list[StagedSummary]) -> list[str]:
         """The sites outside the top `read.top_sites` by rows: every row of theirs is `not_top_site`."""
         rows = site_rows(staged)
         top = set(top_site_names(rows.items(), stages["read"]["top_sites"]))
         return sorted(set(rows) - top)
+
+
+DEAL_ERRORS = "errors.json"  # written last by a deal: what it could not read, and that it finished
+
+
+def deal_folder(out: str, first: int) -> str:
+    """Where the deal of the input whose first piece has index `first` leaves its runs."""
+    return fs.join(work_dir(out, SOURCE), f"deal/{file_key(first)}")
+
+
+@dataclass(frozen=True)
+class DealItem(Item):
+    path: str = ""
+
+
+@dataclass
+class DealSummary(Summary):
+    runs: int = 0
+
+
+class DealTask(SourceTask):
+    """One big Posts.xml → its posts dealt into BUCKETS buckets, as runs in its deal folder: the
+    one serial pass over the file, at XML-parsing speed."""
+
+    phase = "deal"
+    summary = DealSummary
+
+    def run(self, item: DealItem, *earlier) -> DealSummary:
+        folder = deal_folder(self.out, int(item.key))
+        fs.remove([folder])  # what an interrupted deal left
+        runs = BucketRuns(BUCKETS, folder)
+        errors = list(deal_posts(item.path, runs))
+        runs.flush()
+        fs.atomic_write_bytes(fs.join(folder, DEAL_ERRORS), json.dumps(errors).encode(), durable=False)
+        return DealSummary(runs=runs.runs)
+
+    def still_done(self, item: DealItem, summary: DealSummary) -> bool:
+        return fs.exists(fs.join(deal_folder(self.out, int(item.key)), DEAL_ERRORS))
+
+
+class PostsStageTask(StageTask):
+    """A whole Posts.xml read by `read`, or one bucket range of a dealt one."""
+
+    def run(self, item: PieceItem, *earlier) -> StagedSummary:
+        if item.piece.whole:
+            return super().run(item)
+        folder = deal_folder(self.out, item.index - item.piece.part)
+        outcomes = guarded(SOURCE, item.piece.where(), read_dealt(folder, item.piece, self.stages["read"]))
+        return stage_outcomes(StagedFile(self.out, SOURCE, item.index), outcomes, self.stages, self.source.content_key)

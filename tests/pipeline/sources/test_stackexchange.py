@@ -5,11 +5,12 @@ import html
 
 import py7zr
 import pytest
-from helpers import run_read, shard_records, write_manifest
+from helpers import run_read, shard_records, stages, write_manifest
 
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import build
 from corral.pipeline.sources import stackexchange as se
+from corral.sample import write_sample
 
 
 def posts_xml(rows):
@@ -163,57 +164,45 @@ def test_real_posts_build(shared_data, tmp_path):
     assert all(r["text"].startswith("Q: ") and "<p>" not in r["text"] for r in recs)
 
 
-def test_post_groups_spill_to_disk_and_give_the_same_groups_in_the_same_order(monkeypatch):
-    """A site larger than the memory bound goes to bucket files; the groups, their rows and their
-    order are those of the in-memory path, and the files are gone afterwards."""
+def test_a_site_grouped_in_memory_or_through_runs_on_disk_gives_the_same_documents(monkeypatch, tmp_path):
+    """A site larger than the memory bound goes to run files; the documents and their order are
+    those of the in-memory path, and the files are gone afterwards."""
     import os
-    import random
     import tempfile
 
-    rng = random.Random(5)
-    posts = []
-    for q in range(300):
-        posts.append(
-            {
-                "site": "s",
-                "row": {
-                    "Id": str(q),
-                    "PostTypeId": "1",
-                    "Title": "t",
-                    "Body": "q" * rng.randint(1, 50),
-                    "Unused": "dropped",
-                },
-            }
-        )
-    for a in range(1000):
-        posts.append(
-            {
-                "site": "s",
-                "row": {
-                    "Id": str(1000 + a),
-                    "PostTypeId": "2",
-                    "ParentId": str(rng.randrange(300)),
-                    "Body": "a" * rng.randint(1, 50),
-                    "Score": str(rng.randint(-3, 9)),
-                },
-            }
-        )
-    rng.shuffle(posts)
+    from corral.pipeline.inputs import spill
 
-    def grouped(spill_bytes):
-        g = se.PostGroups(spill_bytes)
-        for p in posts:
-            g.add(p)
-        spilled = bool(g.files)
-        folder = g.folder.name if g.folder else None
-        out = [(k, rows) for k, rows in g]
-        assert folder is None or not os.path.exists(folder)
-        return spilled, out
+    posts = str(tmp_path / "s.example.com-Posts.xml")
+    rows = [f'<row Id="{q}" PostTypeId="1" Title="t{q}" Body="q{q}" Score="1" />' for q in range(300)]
+    rows += [
+        f'<row Id="{1000 + a}" PostTypeId="2" ParentId="{a % 300}" Body="a{a}" Score="{a % 7}" />' for a in range(900)
+    ]
+    open(posts, "w").write("<posts>\n" + "\n".join(rows[::-1]) + "\n</posts>\n")
+    in_memory = list(se.read_site(posts, stages(se.StackExchange())))
+    monkeypatch.setattr(spill, "RUN_BYTES", 5_000)
+    spilled = list(se.read_site(posts, stages(se.StackExchange())))
+    assert spilled == in_memory and sum(o["status"] == "kept" for o in in_memory) == 300
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("corral-buckets-")]
 
-    in_memory, a = grouped(1 << 30)
-    spilled, b = grouped(10_000)
-    assert not in_memory and spilled
-    assert a == b and len(a) == 300
-    assert all("Unused" not in r for _, rows in a for r in rows)
-    assert [k for k, _ in a] == sorted((k for k, _ in a), key=lambda k: (se.bucket_of(k), k))
-    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("corral-se-")]
+
+def test_a_posts_file_split_into_bucket_ranges_builds_the_same_shards(tmp_path):
+    """Dealt once into buckets, then assembled by several tasks: the same documents in the same
+    order as one task reading the whole file, with 1 or 2 workers."""
+    from corral.engine.runners import Executor
+    from corral.pipeline.build import build
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_sample(str(tmp_path / "sample"))
+    for f in (tmp_path / "sample/stackexchange").iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    manifest = write_manifest(tmp_path / "m.yaml", {"stackexchange": {"inputs": [str(src / "*.xml")]}})
+    shards = {}
+    for name, piece, workers in (("whole", None, 1), ("pieces", 20_000, 1), ("pieces2", 7_000, 2)):
+        out = str(tmp_path / name)
+        m = build(manifest, out, Executor(workers=workers), piece_size=piece)
+        shards[name] = [(r["id"], r["text"]) for r in shard_records(out, "stackexchange")]
+        if piece:
+            assert (tmp_path / name / "_build/stackexchange/done/deal").is_dir()
+            assert m.sources["stackexchange"].funnel.errors == {}
+    assert shards["whole"] == shards["pieces"] == shards["pieces2"] and len(shards["whole"]) > 20
