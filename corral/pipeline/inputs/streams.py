@@ -2,7 +2,7 @@
 bounded JSON lines, and any failure while reading turned into an error outcome instead of a crash.
 
 Compression is chosen by file name: .gz (multi-member, as WET files are), .bz2 (multi-stream, as
-Wikipedia's multistream dumps are), .xz, and .7z holding a single file; anything else is read as
+Wikipedia's multistream dumps are), .xz, .zst (multi-frame), and .7z holding a single file; anything else is read as
 is. Multi-file .7z and tar archives are opened by the readers that expect them. Everything streams:
 nothing is read whole unless a format needs random access.
 """
@@ -152,10 +152,34 @@ class _Decompressing(io.BufferedIOBase):
             super().close()
 
 
+class _Zstd:
+    """One zstd frame at a time, with the decompressor interface of bz2's and lzma's."""
+
+    def __init__(self):
+        import zstandard  # Beam's own dependency; a well-kept binding of the reference library
+
+        self.dec = zstandard.ZstdDecompressor().decompressobj()
+
+    @property
+    def eof(self) -> bool:
+        return self.dec.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self.dec.unused_data
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        try:
+            return self.dec.decompress(data)
+        except Exception as e:  # zstandard.ZstdError
+            raise OSError(f"zstd: {e}") from e
+
+
 _DECOMPRESSORS = {
     ".gz": lambda: zlib.decompressobj(wbits=47),  # gzip or zlib header, one member at a time
     ".bz2": bz2.BZ2Decompressor,
     ".xz": lzma.LZMADecompressor,
+    ".zst": _Zstd,
 }
 
 
@@ -185,8 +209,13 @@ def open_input(path: str):
     return raw
 
 
+def compression_of(name: str) -> str | None:
+    """The compression suffix a file name ends in (.gz, .bz2, .xz, .zst), or None."""
+    return next((s for s in _DECOMPRESSORS if name.lower().endswith(s)), None)
+
+
 def strip_compression_suffix(name: str) -> str:
-    for suffix in (".gz", ".bz2", ".xz", ".7z"):
+    for suffix in (".gz", ".bz2", ".xz", ".zst", ".7z"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -195,7 +224,7 @@ def strip_compression_suffix(name: str) -> str:
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a JSON line longer than this is one error, skipped without being held
 
 
-def _bounded_lines(f, limit: int) -> Iterator[bytes | None]:
+def bounded_lines(f, limit: int) -> Iterator[bytes | None]:
     """The lines of a binary stream; a line longer than `limit` bytes comes back as None, after the
     rest of it has been read past in `limit`-sized pieces (memory never holds more than one piece)."""
     while True:
@@ -215,7 +244,7 @@ def _bounded_lines(f, limit: int) -> Iterator[bytes | None]:
 
 
 def iter_jsonl(
-    path: str, require_text: bool = False, max_line_bytes: int = MAX_LINE_BYTES
+    path: str, require_text: bool = False, max_line_bytes: int | None = None
 ) -> Iterator[tuple[str, int, dict | None, str | None]]:
     """(location, line number, object or None, problem or None) for each non-blank JSON line.
 
@@ -223,26 +252,35 @@ def iter_jsonl(
     than `max_line_bytes`, comes back with its problem instead of an object, so the caller counts it
     and the next lines still flow.
     """
+    limit = max_line_bytes or MAX_LINE_BYTES
+    with open_input(path) as f:
+        yield from json_lines(bounded_lines(f, limit), path, 1, require_text, limit=limit)
+
+
+def json_lines(
+    lines: Iterable[bytes | None], path: str, first: int, require_text: bool = False, *, limit: int = MAX_LINE_BYTES
+) -> Iterator[tuple[str, int, dict | None, str | None]]:
+    """`iter_jsonl` over lines already read (None for one longer than `limit`), the first being
+    line `first` of `path`."""
     import json
 
-    with open_input(path) as f:
-        for i, line in enumerate(_bounded_lines(f, max_line_bytes), 1):
-            where = f"{path}:{i}"
-            if line is None:
-                yield where, i, None, f"oversize: a line longer than {max_line_bytes:,} bytes"
-                continue
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise TypeError("not a JSON object")
-                if require_text and not isinstance(obj.get("text"), str):
-                    raise TypeError("no string field 'text'")
-            except (ValueError, TypeError) as e:
-                yield where, i, None, f"{type(e).__name__}: {e}"
-                continue
-            yield where, i, obj, None
+    for i, line in enumerate(lines, first):
+        where = f"{path}:{i}"
+        if line is None:
+            yield where, i, None, f"oversize: a line longer than {limit:,} bytes"
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise TypeError("not a JSON object")
+            if require_text and not isinstance(obj.get("text"), str):
+                raise TypeError("no string field 'text'")
+        except (ValueError, TypeError) as e:
+            yield where, i, None, f"{type(e).__name__}: {e}"
+            continue
+        yield where, i, obj, None
 
 
 def guarded(source: str, path: str, outcomes: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

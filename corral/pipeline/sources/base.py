@@ -11,10 +11,12 @@ and methods:
   inputs(patterns, field)   what its inputs are: (path, bytes) of every file the patterns match
   split(path, size, stages, piece_size)  how one input splits into pieces of about `piece_size`
                    input bytes (one whole piece unless it says; a file no larger is never split)
+  prepare(piece, folder)    the one pass over a file whose pieces need it (kinds in PASS_KINDS):
+                            leaves in `folder` what the pieces read (StackExchange's dealt posts)
   read(piece, stages)       one piece's outcomes: each record kept, dropped or failed by its rules
   learning(stages)          the settings that make it learn from `learns_from` (none: it does not)
-  stage(graph, plan)        its phases up to staged documents with their keys (default: one task per
-                            piece, reading it with `read`)
+  stage(graph, plan)        its phases up to staged documents with their keys (default: a `prepare`
+                            task per file that needs one, then one task per piece, reading it with `read`)
   rounds(stages)            the dedup rounds it takes after staging: `unique` ids, `exact`, `near`
   content_key(record)       the key exact dedup compares (default: the text's md5)
   excluded_groups(stages, staged)   groups (of the outcomes' `group`) dropped whole (default: none)
@@ -24,19 +26,25 @@ never name a source.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from corral.core import fs
 from corral.dedup.exact import text_md5
-from corral.engine.graph import Graph, Handle, Item, Ledger, Task
+from corral.engine.graph import Graph, Handle, Item, Ledger, Summary, Task
 from corral.manifests.options import Option
+from corral.pipeline.inputs.chunks import is_jsonl
 from corral.pipeline.inputs.match import match_inputs
 from corral.pipeline.inputs.streams import guarded
 from corral.pipeline.rounds.select import SelectRule
-from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, ledger, stage_outcomes
+from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, ledger, stage_outcomes, work_dir
 
 WHOLE = "file"  # a Piece's kind: the whole input file
+PASS_KINDS = ("buckets", "chunks")  # kinds of piece read from what one pass over their file prepared
+PREPARED = "prepared"  # OUT/_build/<source>/prepared/<the file's first piece>/: what that pass left
+PREPARED_DONE = "_done"  # written last in a prepared folder: the pass finished
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,8 @@ class Piece:
     `bytes` (a byte range; `header` bytes from the file's start are read first, as Wikipedia's
     siteinfo stream), `buckets` (StackExchange's dealt posts), `chunks` (the chunk files of one
     decompressing pass), `row_groups` (Parquet). `part` of `parts` is its place in the file, and
-    `size` the input bytes it stands for (progress counts them)."""
+    `size` the input bytes it stands for (progress counts them). `prepared` is set by the stage task
+    on a piece of a kind in PASS_KINDS: the folder its file's pass left."""
 
     path: str
     kind: str = WHOLE
@@ -57,6 +66,7 @@ class Piece:
     part: int = 0
     parts: int = 1
     size: int = 0
+    prepared: str = ""
 
     @property
     def whole(self) -> bool:
@@ -85,6 +95,23 @@ def ranges(path: str, kind: str, cuts: list[int], size: int, header: int = 0) ->
         )
         for i in range(n)
     ]
+
+
+def even_parts(path: str, kind: str, units: int, size: int, parts: int) -> list[Piece]:
+    """`parts` pieces of a file of `size` bytes, each a range of `units` units (buckets, chunks) cut
+    as evenly as they go, with an even share of the bytes."""
+    cuts = [units * i // parts for i in range(parts + 1)]
+    return [
+        Piece(path, kind, cuts[i], cuts[i + 1], part=i, parts=parts, size=size * (i + 1) // parts - size * i // parts)
+        for i in range(parts)
+    ]
+
+
+def jsonl_pieces(path: str, size: int, piece_size: int) -> list[Piece]:
+    """A JSON-lines file larger than a piece: one chunk each of one decompressing pass
+    (corral.pipeline.inputs.chunks); another file, or a smaller one: itself."""
+    parts = math.ceil(size / piece_size) if is_jsonl(path) else 1
+    return even_parts(path, "chunks", parts, size, parts) if parts > 1 else [Piece(path, size=size)]
 
 
 @dataclass(frozen=True)
@@ -149,6 +176,9 @@ class Source:
     def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
         return [Piece(path, size=size)]
 
+    def prepare(self, piece: Piece, folder: str) -> None:
+        raise NotImplementedError
+
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
@@ -160,11 +190,20 @@ class Source:
         return []
 
     def stage(self, graph: Graph, plan: SourcePlan) -> Staged:
-        task = StageTask(plan.out, self, plan.stages)
+        items, waits = plan.piece_items(), list(plan.waits)
+        passes = [it for it in items if it.piece.kind in PASS_KINDS and it.piece.part == 0]
+        if passes:
+            task = PrepareTask(plan.out, self, plan.stages)
+            waits.append(graph.add(f"{self.name}/prepare", task, plan.ledger, items=passes, waits=plan.waits))
         staged = graph.add(
-            f"{self.name}/stage", task, plan.ledger, items=plan.piece_items(), waits=plan.waits, inputs=True
+            f"{self.name}/stage",
+            StageTask(plan.out, self, plan.stages),
+            plan.ledger,
+            items=items,
+            waits=waits,
+            inputs=True,
         )
-        return Staged(staged)
+        return Staged(staged, working=(PREPARED,) if passes else ())
 
     def rounds(self, stages: dict[str, Any]) -> list[str]:
         wanted = [("unique", True), ("exact", stages["exact_dedup"]["enabled"]), ("near", stages["minhash"]["enabled"])]
@@ -192,5 +231,30 @@ class StageTask(SourceTask):
 
     def run(self, item: PieceItem, *earlier) -> StagedSummary:
         target = StagedFile(self.out, self.source.name, item.index)
-        outcomes = self.source.outcomes(item.piece, self.stages)
+        piece = item.piece
+        if piece.kind in PASS_KINDS:
+            piece = replace(piece, prepared=prepared_folder(self.out, self.source.name, item.index - piece.part))
+        outcomes = self.source.outcomes(piece, self.stages)
         return stage_outcomes(target, outcomes, self.stages, self.source.content_key)
+
+
+def prepared_folder(out: str, source: str, first: int) -> str:
+    """Where the pass over the file whose first piece has index `first` leaves what its pieces read."""
+    return fs.join(work_dir(out, source), f"{PREPARED}/{file_key(first)}")
+
+
+class PrepareTask(SourceTask):
+    """The one pass over a file whose pieces need it (the source's `prepare`), item: its first piece.
+    What an interrupted pass left is cleared first; a finished one is marked last."""
+
+    phase = "prepare"
+
+    def run(self, item: PieceItem, *earlier) -> Summary:
+        folder = prepared_folder(self.out, self.source.name, item.index)
+        fs.remove([folder])
+        self.source.prepare(item.piece, folder)
+        fs.atomic_write_bytes(fs.join(folder, PREPARED_DONE), b"", durable=False)
+        return Summary(input_bytes=0)
+
+    def still_done(self, item: PieceItem, summary: Summary) -> bool:
+        return fs.exists(fs.join(prepared_folder(self.out, self.source.name, item.index), PREPARED_DONE))

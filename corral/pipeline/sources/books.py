@@ -28,8 +28,9 @@ from typing import Any
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.manifests.options import Option
+from corral.pipeline.inputs.chunks import chunk_lines, write_chunks
 from corral.pipeline.inputs.streams import iter_jsonl, open_input, strip_compression_suffix
-from corral.pipeline.sources.base import Piece, Source
+from corral.pipeline.sources.base import Piece, Source, jsonl_pieces
 
 SOURCE = "books"
 
@@ -171,8 +172,8 @@ def read_books(path: str, strip: bool = True) -> Iterator[dict[str, Any]]:
     yield book_record(text, key, strip, path)
 
 
-def _read_jsonl(path: str, strip: bool) -> Iterator[dict[str, Any]]:
-    for where, i, obj, problem in iter_jsonl(path, require_text=True):
+def _read_jsonl(path: str, strip: bool, lines=None) -> Iterator[dict[str, Any]]:
+    for where, i, obj, problem in lines or iter_jsonl(path, require_text=True):
         if problem:
             yield error(SOURCE, "bad_json_line", where, problem)
             continue
@@ -197,5 +198,14 @@ class Books(Source):
     # §2.1 Books: "removing books with more than 90% content overlap".
     common_defaults = {"minhash": {"enabled": True, "threshold": 0.9}}
 
+    def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
+        return jsonl_pieces(path, size, piece_size)
+
+    def prepare(self, piece: Piece, folder: str) -> None:
+        write_chunks(piece.path, piece.parts, folder)
+
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        return read_books(piece.path, stages["read"]["strip_gutenberg"])
+        strip = stages["read"]["strip_gutenberg"]
+        if piece.whole:
+            return read_books(piece.path, strip)
+        return _read_jsonl(piece.path, strip, chunk_lines(piece.path, piece.prepared, piece.start, require_text=True))

@@ -29,7 +29,6 @@ import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
@@ -38,12 +37,11 @@ from defusedxml.ElementTree import iterparse
 from corral.core import fs
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
-from corral.engine.graph import Graph, Item, Summary
 from corral.manifests.options import Option
 from corral.pipeline.inputs.spill import BucketRuns, read_bucket, run_names
 from corral.pipeline.inputs.streams import guarded, open_input, open_raw
-from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, stage_outcomes, work_dir
-from corral.pipeline.sources.base import Piece, PieceItem, Source, SourcePlan, SourceTask, Staged, StageTask
+from corral.pipeline.rounds.stage import StagedSummary
+from corral.pipeline.sources.base import Piece, Source, even_parts
 
 SOURCE = "stackexchange"
 EXCLUDED_REASON = "not_top_site"  # every row of a site outside the top `read.top_sites`
@@ -204,6 +202,7 @@ def top_site_names(site_counts: Iterable[tuple[str, int]], n: int) -> list[str]:
 
 # The fields of a row that assembling a question reads; nothing else of a post is kept.
 KEPT_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "CreationDate", "Tags")
+DEAL_ERRORS = "errors.json"  # what a deal could not read (error outcomes), given with the file's first piece
 # Hash buckets of a site's posts (corral's choice): a site's questions come out bucket by bucket,
 # in key order within each, whether one task reads the file or its buckets are dealt among tasks;
 # a Posts.xml splits into at most this many pieces, and one bucket of stackoverflow.com's ~100 GB
@@ -292,101 +291,23 @@ class StackExchange(Source):
         """A Posts.xml larger than a piece: ranges of its buckets, each assembled by its own task
         once one pass has dealt the file's posts into them (`deal`)."""
         parts = min(math.ceil(size / piece_size), BUCKETS)
-        if parts < 2:
-            return [Piece(path, size=size)]
-        cuts = [BUCKETS * i // parts for i in range(parts + 1)]
-        return [
-            Piece(
-                path,
-                "buckets",
-                cuts[i],
-                cuts[i + 1],
-                part=i,
-                parts=parts,
-                size=size * (i + 1) // parts - size * i // parts,
-            )
-            for i in range(parts)
-        ]
+        return even_parts(path, "buckets", BUCKETS, size, parts) if parts > 1 else [Piece(path, size=size)]
+
+    def prepare(self, piece: Piece, folder: str) -> None:
+        """The one pass over a big Posts.xml: its posts dealt into BUCKETS buckets, as runs in
+        `folder`, with what it could not read; at XML-parsing speed (no HTML cleaning)."""
+        runs = BucketRuns(BUCKETS, folder)
+        errors = list(deal_posts(piece.path, runs))
+        runs.flush()
+        fs.atomic_write_bytes(fs.join(folder, DEAL_ERRORS), json.dumps(errors).encode(), durable=False)
 
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        if not piece.whole:
-            raise ValueError(f"{piece.where()}: a dealt piece is read by its stage task")
-        return read_site(piece.path, stages)
-
-    def stage(self, graph: Graph, plan: SourcePlan) -> Staged:
-        """One task per piece; the files split into bucket ranges are first dealt, one pass each."""
-        items = plan.piece_items()
-        dealt = [
-            DealItem(file_key(it.index), it.piece.path)
-            for it in items
-            if it.piece.kind == "buckets" and it.piece.part == 0
-        ]
-        waits = list(plan.waits)
-        if dealt:
-            waits.append(
-                graph.add(
-                    f"{self.name}/deal",
-                    DealTask(plan.out, self, plan.stages),
-                    plan.ledger,
-                    items=dealt,
-                    waits=plan.waits,
-                )
-            )
-        task = PostsStageTask(plan.out, self, plan.stages)
-        staged = graph.add(f"{self.name}/stage", task, plan.ledger, items=items, waits=waits, inputs=True)
-        return Staged(staged, working=("deal",))
+        if piece.whole:
+            return read_site(piece.path, stages)
+        return read_dealt(piece.prepared, piece, stages["read"])
 
     def excluded_groups(self, stages: dict[str, Any], staged: list[StagedSummary]) -> list[str]:
         """The sites outside the top `read.top_sites` by rows: every row of theirs is `not_top_site`."""
         rows = site_rows(staged)
         top = set(top_site_names(rows.items(), stages["read"]["top_sites"]))
         return sorted(set(rows) - top)
-
-
-DEAL_ERRORS = "errors.json"  # written last by a deal: what it could not read, and that it finished
-
-
-def deal_folder(out: str, first: int) -> str:
-    """Where the deal of the input whose first piece has index `first` leaves its runs."""
-    return fs.join(work_dir(out, SOURCE), f"deal/{file_key(first)}")
-
-
-@dataclass(frozen=True)
-class DealItem(Item):
-    path: str = ""
-
-
-@dataclass
-class DealSummary(Summary):
-    runs: int = 0
-
-
-class DealTask(SourceTask):
-    """One big Posts.xml → its posts dealt into BUCKETS buckets, as runs in its deal folder: the
-    one serial pass over the file, at XML-parsing speed."""
-
-    phase = "deal"
-    summary = DealSummary
-
-    def run(self, item: DealItem, *earlier) -> DealSummary:
-        folder = deal_folder(self.out, int(item.key))
-        fs.remove([folder])  # what an interrupted deal left
-        runs = BucketRuns(BUCKETS, folder)
-        errors = list(deal_posts(item.path, runs))
-        runs.flush()
-        fs.atomic_write_bytes(fs.join(folder, DEAL_ERRORS), json.dumps(errors).encode(), durable=False)
-        return DealSummary(runs=runs.runs)
-
-    def still_done(self, item: DealItem, summary: DealSummary) -> bool:
-        return fs.exists(fs.join(deal_folder(self.out, int(item.key)), DEAL_ERRORS))
-
-
-class PostsStageTask(StageTask):
-    """A whole Posts.xml read by `read`, or one bucket range of a dealt one."""
-
-    def run(self, item: PieceItem, *earlier) -> StagedSummary:
-        if item.piece.whole:
-            return super().run(item)
-        folder = deal_folder(self.out, item.index - item.piece.part)
-        outcomes = guarded(SOURCE, item.piece.where(), read_dealt(folder, item.piece, self.stages["read"]))
-        return stage_outcomes(StagedFile(self.out, SOURCE, item.index), outcomes, self.stages, self.source.content_key)

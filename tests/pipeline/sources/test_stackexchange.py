@@ -203,6 +203,6 @@ def test_a_posts_file_split_into_bucket_ranges_builds_the_same_shards(tmp_path):
         m = build(manifest, out, Executor(workers=workers), piece_size=piece)
         shards[name] = [(r["id"], r["text"]) for r in shard_records(out, "stackexchange")]
         if piece:
-            assert (tmp_path / name / "_build/stackexchange/done/deal").is_dir()
+            assert (tmp_path / name / "_build/stackexchange/done/prepare").is_dir()
             assert m.sources["stackexchange"].funnel.errors == {}
     assert shards["whole"] == shards["pieces"] == shards["pieces2"] and len(shards["whole"]) > 20

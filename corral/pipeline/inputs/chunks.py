@@ -1,0 +1,105 @@
+"""A big JSON-lines input cut into chunks by one decompressing pass, for tasks to read in parallel.
+
+A `.jsonl`/`.json` file (plain, .gz, .bz2, .xz or .zst) larger than a piece is read once, in order:
+its lines go to `parts` chunk files, chunk i taking the lines that start while the pass has read
+less than (i + 1)/parts of the file's bytes. Chunks are zstd (level 1: cheap to write, quick to
+read) and hold the lines as they were, blank ones too, so each chunk's first line number (in
+`chunks.json`, written last) gives every line its number in the whole file: documents keep the ids
+and dead letters the `file:line` they have when one task reads the file. A line longer than the
+line bound is written as a marker and read back as that line's `oversize` problem; a pass that meets
+damaged compression ends there, and the last chunk's reader raises what it met, as a whole read
+would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+from corral.core import fs
+from corral.pipeline.inputs import streams
+from corral.pipeline.inputs.streams import (
+    TruncatedInput,
+    bounded_lines,
+    compression_of,
+    decompressing,
+    json_lines,
+    open_input,
+    open_raw,
+    strip_compression_suffix,
+)
+
+INDEX = "chunks.json"
+OVERSIZE = b"\x00corral:oversize\n"  # stands for a line over the bound (never valid JSON, never text)
+ZSTD_LEVEL = 1  # chunk compression: fast, and still a third of the bytes on disk
+
+
+def is_jsonl(path: str) -> bool:
+    return strip_compression_suffix(path.rsplit("/", 1)[-1]).lower().endswith((".jsonl", ".json"))
+
+
+class _Counted(io.RawIOBase):
+    """A raw stream that counts the bytes read from it."""
+
+    def __init__(self, raw):
+        self.raw, self.count = raw, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = self.raw.readinto(buf) or 0
+        self.count += n
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def write_chunks(path: str, parts: int, folder: str) -> None:
+    """The one pass over a file: its `parts` chunks and their index, in `folder`."""
+    import zstandard
+
+    size = fs.size(path)
+    raw = _Counted(open_raw(path))
+    suffix = compression_of(path)
+    stream = decompressing(raw, suffix) if suffix else io.BufferedReader(raw, 1 << 20)
+    index, line, problem = [], 1, None
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    lines = bounded_lines(stream, streams.MAX_LINE_BYTES)
+    with stream:
+        for i in range(parts):
+            bound = size * (i + 1) // parts if i < parts - 1 else None
+            out = fs.AtomicFile(fs.join(folder, f"chunk-{i:05d}.jsonl.zst"), durable=False)
+            first = line
+            with compressor.stream_writer(out.raw, closefd=False) as w:
+                while problem is None and (bound is None or raw.count < bound):
+                    try:
+                        got = next(lines, False)
+                    except (TruncatedInput, OSError, EOFError) as e:
+                        problem = str(e)
+                        break
+                    if got is False:  # the file ended: the chunks left are empty
+                        break
+                    w.write(OVERSIZE if got is None else got)  # only the last line can lack its newline
+                    line += 1
+            out.commit()
+            index.append({"first_line": first, "lines": line - first})
+    done = {"chunks": index, "problem": problem}
+    fs.atomic_write_bytes(fs.join(folder, INDEX), json.dumps(done).encode(), durable=False)
+
+
+def chunk_lines(
+    path: str, folder: str, chunk: int, require_text: bool = False
+) -> Iterator[tuple[str, int, dict | None, str | None]]:
+    """`iter_jsonl` of chunk `chunk` of `path`, from the `folder` its pass wrote."""
+    done = json.loads(fs.read_bytes(fs.join(folder, INDEX)))
+    first = done["chunks"][chunk]["first_line"]
+    with open_input(fs.join(folder, f"chunk-{chunk:05d}.jsonl.zst")) as f:
+        limit = streams.MAX_LINE_BYTES
+        lines = (None if line == OVERSIZE else line for line in bounded_lines(f, limit + 2))
+        yield from json_lines(lines, path, first, require_text, limit=limit)
+    if done["problem"] and chunk == len(done["chunks"]) - 1:
+        raise TruncatedInput(done["problem"])

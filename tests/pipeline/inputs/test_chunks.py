@@ -1,0 +1,72 @@
+"""A big JSON-lines input cut into chunks by one pass (corral.pipeline.inputs.chunks): the pieces
+give the same outcomes, ids and `file:line` locations as one task reading the whole file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import replace
+
+import pytest
+
+from corral.pipeline.inputs import streams
+from corral.pipeline.sources.books import Books
+from tests.helpers import stages
+
+
+def _books(n: int) -> list[bytes]:
+    lines = []
+    for i in range(n):
+        if i % 17 == 5:
+            lines.append(b"not json\n")
+        elif i % 23 == 7:
+            lines.append(b"\n")
+        else:
+            text = f"Book {i}. " + " ".join(f"word{i * 7 + k}" for k in range(200))
+            lines.append(json.dumps({"text": text, "title": f"t{i}" if i % 3 else None}).encode() + b"\n")
+    return lines
+
+
+def _outcomes(path, piece_size, tmp_path):
+    source, st = Books(), stages(Books())
+    size = path.stat().st_size
+    pieces = source.split(str(path), size, st, piece_size)
+    folder = str(tmp_path / f"prepared-{piece_size}")
+    if not pieces[0].whole:
+        source.prepare(pieces[0], folder)
+        pieces = [replace(p, prepared=folder) for p in pieces]
+    return len(pieces), [json.loads(json.dumps(o)) for p in pieces for o in source.outcomes(p, st)]
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
+def test_chunked_pieces_read_what_the_whole_file_reads(tmp_path, suffix):
+    data = b"".join(_books(400))
+    path = tmp_path / f"books.jsonl{suffix}"
+    if suffix == ".gz":
+        data = gzip.compress(data)
+    elif suffix == ".zst":
+        import zstandard
+
+        data = zstandard.ZstdCompressor().compress(data)
+    path.write_bytes(data)
+    n1, whole = _outcomes(path, len(data), tmp_path)
+    n7, pieces = _outcomes(path, len(data) // 7 + 1, tmp_path)
+    assert n1 == 1 and n7 == 7
+    assert pieces == whole
+    assert sum(o["status"] == "kept" for o in whole) > 300
+    assert any(o["status"] == "error" and o["where"].endswith(":6") for o in whole)
+
+
+def test_a_damaged_tail_and_an_oversize_line_are_the_same_errors_in_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(streams, "MAX_LINE_BYTES", 50_000)
+    lines = _books(300)
+    lines[100] = json.dumps({"text": "x" * 60_000}).encode() + b"\n"
+    data = gzip.compress(b"".join(lines))
+    path = tmp_path / "books.jsonl.gz"
+    path.write_bytes(data[: len(data) * 2 // 3])  # cut inside the member
+    _, whole = _outcomes(path, len(data), tmp_path)
+    _, pieces = _outcomes(path, len(data) // 5, tmp_path)
+    assert pieces[:-1] == whole[:-1]
+    assert any(o["status"] == "error" and "oversize" in (o.get("detail") or "") for o in whole)
+    for last in (whole[-1], pieces[-1]):  # where: the piece, and the records before it in the piece
+        assert last["reason"] == "truncated_or_corrupt" and last["detail"] == whole[-1]["detail"]
