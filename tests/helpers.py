@@ -6,6 +6,7 @@ import os
 import shutil
 import site
 import textwrap
+from pathlib import Path
 
 from corral.core.shards import iter_records
 from corral.manifests.options import defaults, source_stages
@@ -131,3 +132,31 @@ TABLE1_WEIGHTS = {
     "arxiv": 0.025,
     "stackexchange": 0.02,
 }
+
+
+def multistream_dump(folder, copies: int = 3, per_stream: int = 10):
+    """A multistream enwiki dump with its index in `folder`: the sample's English pages repeated
+    `copies` times with new ids, `per_stream` pages a bz2 stream. Returns its path."""
+    import bz2
+    import re
+
+    from corral.pipeline.inputs.multistream import index_of
+    from corral.sample import write_sample
+    from corral.sample.multistream_dump import split_dump, write_multistream
+
+    folder = Path(folder)
+    write_sample(str(folder / "sample"))
+    xml = bz2.decompress((folder / "sample/wikipedia/enwiki-20261101-pages-articles.xml.bz2").read_bytes())
+    header, pages, footer = split_dump(xml)
+
+    def renumbered():
+        for r in range(copies):
+            shift = r * 10**6
+            for page in pages:
+                yield re.sub(
+                    rb"<id>(\d+)</id>", lambda m, k=shift: b"<id>%d</id>" % (int(m.group(1)) + k), page, count=1
+                )
+
+    path = folder / "enwiki-20261101-pages-articles-multistream.xml.bz2"
+    write_multistream(header, renumbered(), footer, str(path), index_of(str(path)), per_stream=per_stream)
+    return path

@@ -1,6 +1,7 @@
 """Resumable builds: a killed build, rerun, reuses what finished and equals an uninterrupted one;
 a changed setting rebuilds only the source it belongs to."""
 
+import json
 import os
 import signal
 import subprocess
@@ -152,3 +153,37 @@ def test_killed_commoncrawl_build_redoes_only_unfinished_files(shared_data, tmp_
         assert [s["sha256"] for s in resumed.sources[source].shards] == [
             s["sha256"] for s in whole.sources[source].shards
         ]
+
+
+def test_a_build_killed_inside_one_big_file_redoes_only_its_unfinished_pieces(tmp_path):
+    """A multistream dump cut into pieces, and a Posts.xml dealt into bucket ranges: SIGKILLed once
+    some pieces are staged, the rerun keeps their completion records (not rewritten) and the shards
+    equal an uninterrupted build's."""
+    from helpers import multistream_dump
+
+    dump = multistream_dump(tmp_path / "raw", copies=6, per_stream=10)
+    posts = tmp_path / "raw/sample/stackexchange/python.stackexchange.com-Posts.xml"
+    m = manifest(tmp_path / "m.yaml", {"wikipedia": {"inputs": [str(dump)]}, "stackexchange": {"inputs": [str(posts)]}})
+    piece = str(min(dump.stat().st_size, posts.stat().st_size) // 8)
+    whole = build(m, str(tmp_path / "whole"), piece_size=10**12)
+    out = tmp_path / "killed"
+    done = out / "_build" / "wikipedia" / "done" / "stage"
+    cmd = [sys.executable, "-m", "corral.cli", "build", m, "--out", str(out), "--piece-size", piece]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(done.glob("*.json"))) < 3:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in done.glob("*.json")}
+    assert 3 <= len(finished) and not (out / "manifest.json").exists()
+    resumed = build(m, str(out), piece_size=int(piece))
+    stage_records = list(done.glob("*.json"))
+    parts = json.loads(stage_records[0].read_text())["item"]["piece"]["parts"]
+    assert len(finished) < parts == len(stage_records) >= 8  # killed part-way; the rerun staged the rest
+    assert {p.name: p.stat().st_mtime_ns for p in stage_records if p.name in finished} == finished
+    for source in ("wikipedia", "stackexchange"):
+        assert [(r["id"], r["text"]) for r in shard_records(str(out), source)] == [
+            (r["id"], r["text"]) for r in shard_records(str(tmp_path / "whole"), source)
+        ]
+        assert resumed.sources[source].funnel.kept == whole.sources[source].funnel.kept

@@ -6,15 +6,12 @@ from __future__ import annotations
 import bz2
 import logging
 import os
-import re
 
 import pytest
 
 from corral.pipeline.inputs import multistream
 from corral.pipeline.sources.wikipedia import Wikipedia
-from corral.sample import write_sample
-from corral.sample.multistream_dump import split_dump, write_multistream
-from tests.helpers import stages
+from tests.helpers import multistream_dump, stages
 from tests.http_server import LoopbackServer
 
 NAME = "enwiki-20261101-pages-articles-multistream.xml.bz2"
@@ -24,22 +21,7 @@ NAME = "enwiki-20261101-pages-articles-multistream.xml.bz2"
 def dump(tmp_path_factory):
     """A multistream dump of the sample's English pages, repeated 3 times with new ids, 10 pages a
     stream, and its index."""
-    folder = tmp_path_factory.mktemp("ms")
-    write_sample(str(folder / "sample"))
-    xml = bz2.decompress((folder / "sample/wikipedia/enwiki-20261101-pages-articles.xml.bz2").read_bytes())
-    header, pages, footer = split_dump(xml)
-
-    def renumbered():
-        for r in range(3):
-            shift = r * 10**6
-            for page in pages:
-                yield re.sub(
-                    rb"<id>(\d+)</id>", lambda m, k=shift: b"<id>%d</id>" % (int(m.group(1)) + k), page, count=1
-                )
-
-    path = folder / NAME
-    write_multistream(header, renumbered(), footer, str(path), multistream.index_of(str(path)), per_stream=10)
-    return path
+    return multistream_dump(tmp_path_factory.mktemp("ms"))
 
 
 def _outcomes(pieces):
