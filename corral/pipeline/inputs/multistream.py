@@ -79,7 +79,10 @@ def cuts_from_index(index: str, first: int, size: int, piece_size: int) -> list[
     cuts, target = [first], first + piece_size
     with open_input(index) as f:
         for line in f:
-            offset = int(line.split(b":", 1)[0])
+            head = line.split(b":", 1)[0]
+            if not head.isdigit():
+                continue
+            offset = int(head)
             if offset >= target and offset > cuts[-1]:
                 cuts.append(offset)
                 target = offset + piece_size
@@ -125,8 +128,11 @@ def multistream_cuts(path: str, size: int, piece_size: int) -> tuple[int, list[i
         return None
     index = index_of(path)
     if index is not None and fs.exists(index):
-        LOG.info("%s: cut at stream boundaries by its index %s", path, index)
-        return header, cuts_from_index(index, header, size, piece_size)
+        cuts = cuts_from_index(index, header, size, piece_size)
+        if all(_starts_page(path, cut) for cut in cuts[1:]):
+            LOG.info("%s: cut at stream boundaries by its index %s", path, index)
+            return header, cuts
+        LOG.warning("%s: its index %s names offsets where no stream of pages starts; scanning instead", path, index)
     return header, cuts_by_scan(path, header, size, piece_size)
 
 

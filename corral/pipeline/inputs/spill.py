@@ -54,7 +54,15 @@ class BucketRuns:
             at += len(part)
             offsets.append(at)
         name = fs.join(self.folder, f"run-{self.runs:05d}")
-        fs.atomic_write_bytes(f"{name}.bin", b"".join(self.held), durable=False)
+        out = fs.AtomicFile(f"{name}.bin", durable=False)
+        try:
+            for part in self.held:
+                out.raw.write(part)
+                part.clear()  # released as written: the run is never held twice
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
         fs.atomic_write_bytes(f"{name}.idx", struct.pack(f"<{len(offsets)}q", *offsets), durable=False)
         self.runs += 1
         self.held = [bytearray() for _ in range(self.buckets)]

@@ -26,13 +26,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import pyexpat
 import re
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
-from defusedxml.ElementTree import iterparse
 
 from corral.core import fs
 from corral.core.outcome import dropped, error, kept
@@ -104,12 +104,41 @@ def format_question(title: str, body: str, answer_bodies: list[str]) -> str:
     return text
 
 
+def _entity_declared(name, is_parameter, value, base, sysid, pubid, notation):
+    raise EntitiesForbidden(name, value, base, sysid, pubid, notation)
+
+
+def _unparsed_entity(name, base, sysid, pubid, notation):
+    raise EntitiesForbidden(name, None, base, sysid, pubid, notation)
+
+
+def _external_reference(context, base, sysid, pubid):
+    raise ExternalReferenceForbidden(context, base, sysid, pubid)
+
+
 def iter_rows(stream) -> Iterator[dict[str, str]]:
-    """The attributes of every <row> of a Posts.xml stream, streamed (elements cleared as read)."""
-    for _, elem in iterparse(stream, events=("end",), forbid_dtd=False, forbid_entities=True, forbid_external=True):
-        if elem.tag == "row":
-            yield dict(elem.attrib)
-        elem.clear()
+    """The attributes of every <row> of a Posts.xml stream, parsed 1 MB at a time.
+
+    pyexpat directly, with no elements built: the deal of a 100 GB Posts.xml runs at parse speed
+    (ElementTree's iterparse costs half as much again here). Entity declarations and external
+    references raise defusedxml's own errors, through the handlers defusedxml itself sets."""
+    rows: list[dict[str, str]] = []
+    parser = pyexpat.ParserCreate()
+    parser.StartElementHandler = lambda name, attrs: rows.append(attrs) if name == "row" else None
+    parser.EntityDeclHandler = _entity_declared
+    parser.UnparsedEntityDeclHandler = _unparsed_entity
+    parser.ExternalEntityRefHandler = _external_reference
+    while True:
+        chunk = stream.read(1 << 20)
+        try:
+            parser.Parse(chunk, not chunk)
+        except Exception:  # the rows before the damage still flow
+            yield from rows
+            raise
+        yield from rows
+        rows.clear()
+        if not chunk:
+            return
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -144,7 +173,7 @@ def _rows(site: str, where: str, stream) -> Iterator[dict[str, Any]]:
     except XML_FORBIDDEN as e:
         yield error(SOURCE, "xml_entities_forbidden", f"{where} after row {n}", type(e).__name__)
     except Exception as e:
-        if type(e).__name__ == "ParseError":
+        if isinstance(e, pyexpat.ExpatError):
             yield error(SOURCE, "malformed_xml", f"{where} after row {n}", str(e))
         else:
             raise

@@ -93,3 +93,18 @@ def test_a_server_without_range_requests_gets_one_reader_and_a_warning(dump, cap
         assert len(pieces) == 1 and pieces[0].whole
         assert len(_outcomes(pieces)) > 100
     assert "takes no Range requests" in caplog.text
+
+
+def test_an_index_of_another_dump_is_checked_and_the_dump_scanned(dump, tmp_path, caplog):
+    size = os.path.getsize(dump)
+    by_index = [(p.start, p.end) for p in Wikipedia().split(str(dump), size, stages(Wikipedia()), size // 8)]
+    copy = tmp_path / NAME
+    copy.write_bytes(dump.read_bytes())
+    with bz2.open(multistream.index_of(str(dump))) as f:
+        shifted = b"".join(b"%d:%s" % (int(line.split(b":", 1)[0]) + 7, line.split(b":", 1)[1]) for line in f)
+    with open(multistream.index_of(str(copy)), "wb") as f:
+        f.write(bz2.compress(b"garbage line\n" + shifted))
+    with caplog.at_level(logging.WARNING, "corral.build"):
+        pieces = Wikipedia().split(str(copy), size, stages(Wikipedia()), size // 8)
+    assert "no stream of pages starts" in caplog.text
+    assert [(p.start, p.end) for p in pieces] == by_index
