@@ -69,6 +69,7 @@ def _rules(source: str, paths: list[str]) -> collections.Counter:
     from corral.pipeline.inputs.streams import guarded
     from corral.pipeline.sources import books, github, stackexchange, wikipedia
     from corral.pipeline.sources.arxiv import papers as arxiv
+    from corral.pipeline.sources.base import Piece
     from corral.pipeline.sources.c4 import pages, rules
 
     counts: collections.Counter = collections.Counter()
@@ -90,7 +91,7 @@ def _rules(source: str, paths: list[str]) -> collections.Counter:
         return counts
     readers = {
         "c4": lambda p: pages.read_c4_json(p),
-        "github": lambda p: github.read_github(p, stages("github")),
+        "github": lambda p: github.read_github(Piece(p), stages("github")),
         "wikipedia": lambda p: wikipedia.read_dump(p, stages("wikipedia")["read"], stages("wikipedia")["clean"]),
         "books": lambda p: books.read_books(p),
         "arxiv": lambda p: arxiv.read_papers(p, stages("arxiv")["clean"]),

@@ -2,10 +2,12 @@
 each unit's latest phase, from the completion records."""
 
 import io
+import time
 
 from engine_tasks import numbers_graph
 
 from corral.engine import pool
+from corral.engine.graph import Item
 from corral.engine.progress import Progress
 
 
@@ -24,3 +26,30 @@ def test_a_remote_root_shows_no_progress_unless_asked(tmp_path):
     graph = numbers_graph("fakefs://bucket/out")
     assert not Progress(graph, "test").enabled
     assert Progress(numbers_graph(str(tmp_path)), "test").enabled
+
+
+def test_items_that_say_their_bytes_give_mb_read_and_an_eta_by_bytes(tmp_path):
+    """Pieces of one big file: the line shows MB read of those planned, MB/s and, part-way, an ETA."""
+    from dataclasses import dataclass
+
+    from engine_tasks import Square, ledger
+
+    from corral.engine.graph import Graph
+    from corral.engine.records import run_item
+
+    @dataclass(frozen=True)
+    class Sized(Item):
+        n: int = 0
+        input_bytes: int = 0
+
+    graph = Graph()
+    items = [Sized(f"{n:02d}", n, 4_000_000) for n in range(5)]
+    graph.add("s/square", Square(), ledger(str(tmp_path)), items=items, inputs=True)
+    progress = Progress(graph, "test", enabled=True, stream=io.StringIO())
+    progress.t0 = time.monotonic() - 2.0  # as if it had run 2 s
+    task = Square()
+    task.setup()
+    for item in items[:2]:
+        run_item(task, ledger(str(tmp_path)), item, [])
+    line = progress.line()
+    assert "inputs 2/5 · 8/20 MB, 4.0 MB/s" in line and "ETA 0:03" in line

@@ -37,6 +37,7 @@ from corral.engine.graph import Graph, Handle, Item, Ledger, Summary, Task
 from corral.manifests.options import Option
 from corral.pipeline.inputs.chunks import is_jsonl
 from corral.pipeline.inputs.match import match_inputs
+from corral.pipeline.inputs.row_groups import row_group_cuts
 from corral.pipeline.inputs.streams import guarded
 from corral.pipeline.rounds.select import SelectRule
 from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, ledger, stage_outcomes, work_dir
@@ -112,6 +113,15 @@ def jsonl_pieces(path: str, size: int, piece_size: int) -> list[Piece]:
     (corral.pipeline.inputs.chunks); another file, or a smaller one: itself."""
     parts = math.ceil(size / piece_size) if is_jsonl(path) else 1
     return even_parts(path, "chunks", parts, size, parts) if parts > 1 else [Piece(path, size=size)]
+
+
+def parquet_pieces(path: str, size: int, piece_size: int) -> list[Piece] | None:
+    """A Parquet file larger than a piece: ranges of its row groups (corral.pipeline.inputs.row_groups);
+    a smaller one: itself; another file: None."""
+    if not path.lower().endswith(".parquet"):
+        return None
+    cuts = row_group_cuts(path, piece_size) if size > piece_size else []
+    return ranges(path, "row_groups", cuts, size) if len(cuts) > 2 else [Piece(path, size=size)]
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,10 @@ from corral.core.licenses import detect_license, is_license_file
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.manifests.options import Option
+from corral.pipeline.inputs.chunks import chunk_lines, write_chunks
+from corral.pipeline.inputs.row_groups import iter_rows as iter_parquet
 from corral.pipeline.inputs.streams import iter_jsonl, strip_compression_suffix
-from corral.pipeline.sources.base import Piece, Source
+from corral.pipeline.sources.base import Piece, Source, jsonl_pieces, parquet_pieces
 
 SOURCE = "github"
 MAX_FILE_BYTES = 1 << 20  # BigQuery github_repos.contents holds content only for files under 1 MiB
@@ -246,29 +248,23 @@ def read_repo_folder(root: str, stages: dict[str, Any]) -> Iterator[dict[str, An
         yield file_outcome(repo, rel, content, license_name, stages, where=where)
 
 
-def _export_rows(path: str) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
-    """(location, row or None, problem) of a JSONL or Parquet export."""
-    name = strip_compression_suffix(os.path.basename(path))
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        from corral.pipeline.inputs.streams import open_raw
-
-        with open_raw(path) as raw:
-            pf = pq.ParquetFile(raw)
-            n = 0
-            for batch in pf.iter_batches(batch_size=256, columns=None):
-                for row in batch.to_pylist():
-                    n += 1
-                    yield f"{path}#{n}", row, None
+def _export_rows(piece: Piece) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    """(location, row or None, problem) of a JSONL or Parquet export, or of one piece of it (a
+    range of row groups, a chunk of lines); locations are the whole file's."""
+    path = piece.path
+    if strip_compression_suffix(os.path.basename(path)).endswith(".parquet"):
+        end = piece.end if piece.kind == "row_groups" else None
+        for n, row in iter_parquet(path, piece.start, end):
+            yield f"{path}#{n}", row, None
         return
-    for where, _, row, problem in iter_jsonl(path):
+    lines = chunk_lines(path, piece.prepared, piece.start) if piece.kind == "chunks" else iter_jsonl(path)
+    for where, _, row, problem in lines:
         yield where, row, problem
 
 
-def read_export(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def read_export(piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
     allowed = stages["license"]["allowed"]
-    for where, row, problem in _export_rows(path):
+    for where, row, problem in _export_rows(piece):
         if row is None:
             yield error(SOURCE, "bad_row", where, problem)
             continue
@@ -292,11 +288,11 @@ def read_export(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield file_outcome(repo, fpath, content, fam, stages, where=where)
 
 
-def read_github(path: str, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    if not is_remote(path) and os.path.isdir(path):
-        yield from read_repo_folder(path, stages)
+def read_github(piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if not is_remote(piece.path) and os.path.isdir(piece.path):
+        yield from read_repo_folder(piece.path, stages)
     else:
-        yield from read_export(path, stages)
+        yield from read_export(piece, stages)
 
 
 # --- the source ------------------------------------------------------------------------------
@@ -395,8 +391,15 @@ class GitHub(Source):
     # §2.1 GitHub: "we removed duplicates at the file level, with exact matches".
     common_defaults = {"exact_dedup": {"enabled": True}}
 
+    def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
+        """A big export: Parquet by row groups, JSON lines by the chunks of one decompressing pass."""
+        return parquet_pieces(path, size, piece_size) or jsonl_pieces(path, size, piece_size)
+
+    def prepare(self, piece: Piece, folder: str) -> None:
+        write_chunks(piece.path, piece.parts, folder)
+
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        return read_github(piece.path, stages)
+        return read_github(piece, stages)
 
     def content_key(self, record: dict[str, Any]) -> str:
         return dedup_key(record)

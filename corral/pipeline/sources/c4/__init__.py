@@ -28,7 +28,8 @@ from typing import Any
 
 from corral.engine.graph import Graph
 from corral.manifests.options import Option
-from corral.pipeline.sources.base import Piece, Source, SourcePlan, Staged
+from corral.pipeline.inputs.chunks import chunk_lines, write_chunks
+from corral.pipeline.sources.base import Piece, Source, SourcePlan, Staged, jsonl_pieces
 from corral.pipeline.sources.c4.clean_passes import add_clean_phases
 from corral.pipeline.sources.c4.pages import read_c4_json, read_wet_pages
 from corral.pipeline.sources.c4.rules import SOURCE
@@ -61,11 +62,24 @@ class C4(Source):
     options = OPTIONS
     common_defaults = {"exact_dedup": {"enabled": False}}
 
+    def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
+        """Published C4 json lines larger than a piece: the chunks of one decompressing pass."""
+        if stages["read"]["format"] == "wet" or stages["clean"]["enabled"]:
+            return [Piece(path, size=size)]
+        return jsonl_pieces(path, size, piece_size)
+
+    def prepare(self, piece: Piece, folder: str) -> None:
+        write_chunks(piece.path, piece.parts, folder)
+
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """One input's pages: published C4 json, or WET pages (cleaned by the passes below when
-        `clean.enabled`)."""
-        reader = read_wet_pages if stages["read"]["format"] == "wet" else read_c4_json
-        return reader(piece.path)
+        """One input's pages: published C4 json (or a chunk of it), or WET pages (cleaned by the
+        passes below when `clean.enabled`)."""
+        if stages["read"]["format"] == "wet":
+            return read_wet_pages(piece.path)
+        lines = (
+            chunk_lines(piece.path, piece.prepared, piece.start, require_text=True) if piece.kind == "chunks" else None
+        )
+        return read_c4_json(piece.path, lines)
 
     def stage(self, graph: Graph, plan: SourcePlan) -> Staged:
         """TFDS's passes when it cleans (corral.pipeline.sources.c4.clean_passes); the per-file

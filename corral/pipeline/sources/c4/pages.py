@@ -20,9 +20,9 @@ def page_record(text: str, url: str | None, timestamp: str | None, key: str, pat
     return make_record(SOURCE, key, text, url=url, lang="en", meta=meta)
 
 
-def read_c4_json(path: str) -> Iterator[dict[str, Any]]:
-    """Published C4 json lines → one outcome per line."""
-    for where, i, obj, problem in iter_jsonl(path, require_text=True):
+def read_c4_json(path: str, lines=None) -> Iterator[dict[str, Any]]:
+    """Published C4 json lines → one outcome per line (of `lines`, a chunk's, when given)."""
+    for where, i, obj, problem in lines or iter_jsonl(path, require_text=True):
         if problem:
             yield error(SOURCE, "bad_json_line", where, problem)
             continue
