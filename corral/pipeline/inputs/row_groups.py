@@ -28,7 +28,8 @@ def row_group_cuts(path: str, piece_size: int) -> list[int]:
         if held >= piece_size:
             cuts.append(i)
             held = 0
-        held += meta.row_group(i).total_compressed_size or meta.row_group(i).total_byte_size
+        group = meta.row_group(i)
+        held += sum(group.column(c).total_compressed_size for c in range(group.num_columns))
     return [*cuts, meta.num_row_groups]
 
 
