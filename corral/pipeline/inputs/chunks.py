@@ -1,4 +1,5 @@
-"""A big JSON-lines input cut into chunks by one decompressing pass, for tasks to read in parallel.
+"""A big JSON-lines input or tar archive cut into chunks by one decompressing pass, for tasks to
+read in parallel.
 
 A `.jsonl`/`.json` file (plain, .gz, .bz2, .xz or .zst) larger than a piece is read once, in order:
 its lines go to `parts` chunk files, chunk i taking the lines that start while the pass has read
@@ -8,7 +9,9 @@ read) and hold the lines as they were, blank ones too, so each chunk's first lin
 and dead letters the `file:line` they have when one task reads the file. A line longer than the
 line bound is written as a marker and read back as that line's `oversize` problem; a pass that meets
 damaged compression ends there, and the last chunk's reader raises what it met, as a whole read
-would.
+would. A tar archive (plain, .gz, .bz2, .xz) goes the same way, member by member, into zstd tar
+chunks; a member it refuses (`unsafe_member`, `member_too_large`) is kept in its place as an empty
+member that says why, so its pieces give the outcomes of a whole read in the same order.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from corral.pipeline.inputs.streams import (
 )
 
 INDEX = "chunks.json"
+PROBLEM = "corral.problem"  # the PAX header of a refused member's stand-in
 OVERSIZE = b"\x00corral:oversize\n"  # stands for a line over the bound (never valid JSON, never text)
 ZSTD_LEVEL = 1  # chunk compression: fast, and still a third of the bytes on disk
 
@@ -101,5 +105,73 @@ def chunk_lines(
         limit = streams.MAX_LINE_BYTES
         lines = (None if line == OVERSIZE else line for line in bounded_lines(f, limit + 2))
         yield from json_lines(lines, path, first, require_text, limit=limit)
+    if done["problem"] and chunk == len(done["chunks"]) - 1:
+        raise TruncatedInput(done["problem"])
+
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def is_tar(path: str) -> bool:
+    """Whether a file name says tar archive (plain or compressed)."""
+    return path.lower().endswith(TAR_SUFFIXES)
+
+
+def write_member_chunks(path: str, parts: int, folder: str, max_member_bytes: int) -> None:
+    """The one pass over a tar archive: its members in `parts` zstd tar chunks, and their index."""
+    import tarfile
+
+    import zstandard
+
+    from corral.pipeline.inputs.archives import tar_members
+
+    size = fs.size(path)
+    raw = _Counted(open_raw(path))
+    members = tar_members(raw, max_member_bytes, "r|*")
+    index, n, problem = [], 0, None
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    for i in range(parts):
+        bound = size * (i + 1) // parts if i < parts - 1 else None
+        out = fs.AtomicFile(fs.join(folder, f"chunk-{i:05d}.tar.zst"), durable=False)
+        first = n
+        with (
+            compressor.stream_writer(out.raw, closefd=False) as w,
+            tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            while problem is None and (bound is None or raw.count < bound):
+                try:
+                    got = next(members, None)
+                except (tarfile.TarError, TruncatedInput, OSError, EOFError) as e:
+                    problem = str(e) or type(e).__name__
+                    break
+                if got is None:
+                    break
+                name, data, refused = got
+                info = tarfile.TarInfo(name if not refused else f"refused-{n}")
+                info.size = len(data or b"")
+                if refused:
+                    info.pax_headers = {PROBLEM: refused, "corral.name": name}
+                tar.addfile(info, io.BytesIO(data or b""))
+                n += 1
+        out.commit()
+        index.append({"first_member": first, "members": n - first})
+    raw.close()
+    done = {"chunks": index, "problem": problem}
+    fs.atomic_write_bytes(fs.join(folder, INDEX), json.dumps(done).encode(), durable=False)
+
+
+def chunk_members(folder: str, chunk: int) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(name, bytes or None, problem) of the members of one tar chunk, as `tar_members` gave them."""
+    import tarfile
+
+    done = json.loads(fs.read_bytes(fs.join(folder, INDEX)))
+    with open_input(fs.join(folder, f"chunk-{chunk:05d}.tar.zst")) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for info in tar:
+            refused = info.pax_headers.get(PROBLEM)
+            if refused:
+                yield info.pax_headers.get("corral.name", info.name), None, refused
+                continue
+            member = tar.extractfile(info)
+            yield info.name, member.read() if member else b"", None
     if done["problem"] and chunk == len(done["chunks"]) - 1:
         raise TruncatedInput(done["problem"])

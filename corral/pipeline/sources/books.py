@@ -11,6 +11,8 @@
   errors (`invalid_utf8`).
 - Books3-style JSONL (`.jsonl`/`.json`, optionally compressed): one book per line with `text` and
   optionally `title`/`meta`; a bad line is an error, the next lines still flow.
+- Tar archives of text files (`.tar`, `.tar.gz`/`.tgz`, `.tar.bz2`, `.tar.xz`; Books3 as published):
+  one book per member, read as a stream; links and unsafe names are `unsafe_member` errors.
 - Book-level dedup: the paper's ">90% content overlap" removal is the MinHash stage (`minhash`,
   threshold 0.9, on by default), which also catches exact copies; `exact_dedup` (off by default)
   drops exact copies first, under their own reason.
@@ -20,6 +22,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -28,9 +31,10 @@ from typing import Any
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.manifests.options import Option
-from corral.pipeline.inputs.chunks import chunk_lines, write_chunks
-from corral.pipeline.inputs.streams import iter_jsonl, open_input, strip_compression_suffix
-from corral.pipeline.sources.base import Piece, Source, jsonl_pieces
+from corral.pipeline.inputs.archives import tar_members
+from corral.pipeline.inputs.chunks import chunk_lines, chunk_members, is_tar, write_chunks, write_member_chunks
+from corral.pipeline.inputs.streams import iter_jsonl, open_input, open_raw, strip_compression_suffix
+from corral.pipeline.sources.base import Piece, Source, even_parts, jsonl_pieces
 
 SOURCE = "books"
 
@@ -156,6 +160,10 @@ def read_books(path: str, strip: bool = True) -> Iterator[dict[str, Any]]:
     if name.endswith((".jsonl", ".json")):
         yield from _read_jsonl(path, strip)
         return
+    if is_tar(path):
+        with open_raw(path) as raw:
+            yield from _read_members(path, strip, tar_members(raw, MAX_BOOK_BYTES, "r|*"))
+        return
     with open_input(path) as f:
         data = f.read(MAX_BOOK_BYTES + 1)
         if len(data) <= MAX_BOOK_BYTES:
@@ -170,6 +178,24 @@ def read_books(path: str, strip: bool = True) -> Iterator[dict[str, Any]]:
         return
     key = f"gutenberg/{m.group(1)}" if (m := _PG_FILE.match(name)) else f"file/{name}"
     yield book_record(text, key, strip, path)
+
+
+def _read_members(path: str, strip: bool, members) -> Iterator[dict[str, Any]]:
+    """The books of an archive, one a member (Books3 is a tar of text files): a member's key is
+    its name (`gutenberg/<n>` for a `pg<n>…` one)."""
+    for name, data, problem in members:
+        where = f"{path}!{name}"
+        if problem:
+            yield error(SOURCE, problem, where)
+            continue
+        try:
+            text = decode_book(data)
+        except UnicodeDecodeError as e:
+            yield error(SOURCE, "invalid_utf8", where, str(e))
+            continue
+        base = os.path.basename(name)
+        key = f"gutenberg/{m.group(1)}" if (m := _PG_FILE.match(base)) else f"file/{name}"
+        yield book_record(text, key, strip, where)
 
 
 def _read_jsonl(path: str, strip: bool, lines=None) -> Iterator[dict[str, Any]]:
@@ -199,13 +225,22 @@ class Books(Source):
     common_defaults = {"minhash": {"enabled": True, "threshold": 0.9}}
 
     def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
+        """JSON lines and tar archives larger than a piece: the chunks of one decompressing pass."""
+        if is_tar(path) and size > piece_size:
+            parts = math.ceil(size / piece_size)
+            return even_parts(path, "chunks", parts, size, parts)
         return jsonl_pieces(path, size, piece_size)
 
     def prepare(self, piece: Piece, folder: str) -> None:
-        write_chunks(piece.path, piece.parts, folder)
+        if is_tar(piece.path):
+            write_member_chunks(piece.path, piece.parts, folder, MAX_BOOK_BYTES)
+        else:
+            write_chunks(piece.path, piece.parts, folder)
 
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         strip = stages["read"]["strip_gutenberg"]
         if piece.whole:
             return read_books(piece.path, strip)
+        if is_tar(piece.path):
+            return _read_members(piece.path, strip, chunk_members(piece.prepared, piece.start))
         return _read_jsonl(piece.path, strip, chunk_lines(piece.path, piece.prepared, piece.start, require_text=True))

@@ -70,3 +70,34 @@ def test_a_damaged_tail_and_an_oversize_line_are_the_same_errors_in_pieces(tmp_p
     assert any(o["status"] == "error" and "oversize" in (o.get("detail") or "") for o in whole)
     for last in (whole[-1], pieces[-1]):  # where: the piece, and the records before it in the piece
         assert last["reason"] == "truncated_or_corrupt" and last["detail"] == whole[-1]["detail"]
+
+
+def test_a_tar_of_books_split_into_member_chunks_reads_what_one_task_reads(tmp_path):
+    """Books3 as published: a tar.gz of text files. Refused members (a link, an unsafe name) and a
+    damaged tail are the same errors, in the same places, in pieces as in one read."""
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for i in range(120):
+            data = (f"Book {i}\n\n" + " ".join(f"word{i * 13 + k}" for k in range(300))).encode()
+            if i == 40:
+                link = tarfile.TarInfo("books3/link.txt")
+                link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(link)
+            info = tarfile.TarInfo(f"books3/{'../evil' if i == 70 else 'b'}{i}.txt")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path = tmp_path / "books3.tar.gz"
+    path.write_bytes(raw.getvalue())
+    n1, whole = _outcomes(path, path.stat().st_size, tmp_path)
+    n5, pieces = _outcomes(path, path.stat().st_size // 5, tmp_path)
+    assert n1 == 1 and n5 >= 5 and pieces == whole
+    assert [o["reason"] for o in whole if o["status"] == "error"] == ["unsafe_member", "unsafe_member"]
+    assert sum(o["status"] == "kept" for o in whole) == 119
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(raw.getvalue()[: len(raw.getvalue()) * 3 // 4])
+    _, whole = _outcomes(cut, cut.stat().st_size, tmp_path)
+    _, pieces = _outcomes(cut, cut.stat().st_size // 4, tmp_path)
+    assert pieces[:-1] == whole[:-1] and whole[-1]["reason"] == pieces[-1]["reason"] == "truncated_or_corrupt"
