@@ -103,6 +103,13 @@ def make_books(d: Path, target: float) -> Path:
             tag = _tag(copy)
             for i, text in enumerate(texts):
                 tagged = "\n".join(f"{line} {tag}" if line.strip() else line for line in text.split("\n"))
+                # its own ebook number too: a book's id is `gutenberg/<number>` from its header
+                tagged = re.sub(
+                    r"(ebook #)(\d+)",
+                    lambda m, k=copy: f"{m.group(1)}{int(m.group(2)) + k * 10**6}",
+                    tagged,
+                    flags=re.IGNORECASE,
+                )
                 f.write(json.dumps({"text": tagged, "title": f"{BOOKS[i].stem} {tag}"}).encode() + b"\n")
             copy += 1
     return path

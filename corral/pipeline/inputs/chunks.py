@@ -37,6 +37,7 @@ INDEX = "chunks.json"
 PROBLEM = "corral.problem"  # the PAX header of a refused member's stand-in
 OVERSIZE = b"\x00corral:oversize\n"  # stands for a line over the bound (never valid JSON, never text)
 ZSTD_LEVEL = 1  # chunk compression: fast, and still a third of the bytes on disk
+ZSTD_THREADS = -1  # compress on every core: the pass is serial and the other workers wait for it
 
 
 def is_jsonl(path: str) -> bool:
@@ -71,7 +72,7 @@ def write_chunks(path: str, parts: int, folder: str) -> None:
     suffix = compression_of(path)
     stream = decompressing(raw, suffix) if suffix else io.BufferedReader(raw, 1 << 20)
     index, line, problem = [], 1, None
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_THREADS)
     lines = bounded_lines(stream, streams.MAX_LINE_BYTES)
     with stream:
         for i in range(parts):
@@ -129,7 +130,7 @@ def write_member_chunks(path: str, parts: int, folder: str, max_member_bytes: in
     raw = _Counted(open_raw(path))
     members = tar_members(raw, max_member_bytes, "r|*")
     index, n, problem = [], 0, None
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_THREADS)
     for i in range(parts):
         bound = size * (i + 1) // parts if i < parts - 1 else None
         out = fs.AtomicFile(fs.join(folder, f"chunk-{i:05d}.tar.zst"), durable=False)

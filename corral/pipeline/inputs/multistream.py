@@ -30,6 +30,7 @@ SCAN_WINDOW = 1 << 20  # bytes read at a time when scanning for a stream start (
 HEADER_LIMIT = 4 << 20  # decompressed bytes of a first stream past which it is not a siteinfo header
 PROBE_BYTES = 16 << 20  # compressed bytes read at most to see how a stream begins (a bz2 block is < 1 MB)
 CLOSE = b"\n</mediawiki>\n"  # ends the document of a piece that is not the dump's last
+INDEX_SUFFIX = "-index.txt.bz2"  # `…-multistream.xml.bz2` → `…-multistream-index.txt.bz2`
 
 
 def index_of(path: str) -> str | None:
@@ -37,7 +38,7 @@ def index_of(path: str) -> str | None:
     name = path.rsplit("/", 1)[-1]
     if "multistream" not in name or not name.endswith(".xml.bz2"):
         return None
-    return path[: -len(".xml.bz2")] + "-index.txt.bz2"
+    return path[: -len(".xml.bz2")] + INDEX_SUFFIX
 
 
 def _decode(path: str, offset: int, enough: int) -> tuple[bytes, int | None]:

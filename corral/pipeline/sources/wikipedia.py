@@ -37,7 +37,7 @@ from corral.core import fs
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.manifests.options import Option
-from corral.pipeline.inputs.multistream import multistream_cuts, open_piece
+from corral.pipeline.inputs.multistream import INDEX_SUFFIX, multistream_cuts, open_piece
 from corral.pipeline.inputs.streams import open_input
 from corral.pipeline.sources.base import Piece, Source, ranges
 
@@ -354,6 +354,11 @@ OPTIONS = {
 class Wikipedia(Source):
     name = SOURCE
     options = OPTIONS
+
+    def inputs(self, patterns: list[str | dict], field_: str) -> list[tuple[str, int]]:
+        """The dumps the patterns match; a multistream index among them is not a dump (it is read,
+        beside its dump, when the dump is split)."""
+        return [(p, n) for p, n in super().inputs(patterns, field_) if not p.endswith(INDEX_SUFFIX)]
 
     def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
         """A multistream dump larger than a piece: ranges of its bz2 streams (corral.pipeline.inputs.multistream)."""

@@ -108,3 +108,25 @@ def test_an_index_of_another_dump_is_checked_and_the_dump_scanned(dump, tmp_path
         pieces = Wikipedia().split(str(copy), size, stages(Wikipedia()), size // 8)
     assert "no stream of pages starts" in caplog.text
     assert [(p.start, p.end) for p in pieces] == by_index
+
+
+def test_a_build_over_http_in_pieces_equals_the_local_build_of_the_whole_dump(dump, tmp_path):
+    from corral.engine.runners import Executor
+    from corral.pipeline.build import build
+    from tests.helpers import shard_records, write_manifest
+
+    size = os.path.getsize(dump)
+    local = write_manifest(tmp_path / "local.yaml", {"wikipedia": {"inputs": [str(dump)]}})
+    build(local, str(tmp_path / "local"))
+    server = LoopbackServer(str(dump.parent))
+    with server as url:
+        remote = write_manifest(
+            tmp_path / "remote.yaml", {"wikipedia": {"inputs": [f"{url}/ok/{NAME}"], "piece_size": size // 6}}
+        )
+        built = build(remote, str(tmp_path / "remote"), Executor(workers=2))
+    assert built.sources["wikipedia"].funnel.errors == {}
+    assert [(r["id"], r["text"]) for r in shard_records(str(tmp_path / "remote"), "wikipedia")] == [
+        (r["id"], r["text"]) for r in shard_records(str(tmp_path / "local"), "wikipedia")
+    ]
+    whole_reads = [n for path, start, n in server.handler.sent if path.endswith(NAME) and n == size]
+    assert not whole_reads  # no task read the whole dump

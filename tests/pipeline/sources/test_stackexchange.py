@@ -187,8 +187,7 @@ def test_a_site_grouped_in_memory_or_through_runs_on_disk_gives_the_same_documen
 
 def test_a_posts_file_split_into_bucket_ranges_builds_the_same_shards(tmp_path):
     """Dealt once into buckets, then assembled by several tasks: the same documents in the same
-    order as one task reading the whole file, with 1 or 2 workers."""
-    from corral.engine.runners import Executor
+    order as one task reading the whole file, with 1 or 2 workers, and on Beam's FnApiRunner."""
     from corral.pipeline.build import build
 
     src = tmp_path / "in"
@@ -197,12 +196,17 @@ def test_a_posts_file_split_into_bucket_ranges_builds_the_same_shards(tmp_path):
     for f in (tmp_path / "sample/stackexchange").iterdir():
         (src / f.name).write_bytes(f.read_bytes())
     manifest = write_manifest(tmp_path / "m.yaml", {"stackexchange": {"inputs": [str(src / "*.xml")]}})
+    from corral.engine.runners import RunnerFlags, executor
+
     shards = {}
-    for name, piece, workers in (("whole", None, 1), ("pieces", 20_000, 1), ("pieces2", 7_000, 2)):
+    runs = (("whole", None, 1), ("pieces", 20_000, 1), ("pieces2", 7_000, 2), ("direct", 9_000, 2))
+    for name, piece, workers in runs:
         out = str(tmp_path / name)
-        m = build(manifest, out, Executor(workers=workers), piece_size=piece)
+        flags = RunnerFlags(runner="direct" if name == "direct" else "local", workers=workers)
+        with executor(flags) as how:
+            m = build(manifest, out, how, piece_size=piece)
         shards[name] = [(r["id"], r["text"]) for r in shard_records(out, "stackexchange")]
         if piece:
             assert (tmp_path / name / "_build/stackexchange/done/prepare").is_dir()
             assert m.sources["stackexchange"].funnel.errors == {}
-    assert shards["whole"] == shards["pieces"] == shards["pieces2"] and len(shards["whole"]) > 20
+    assert shards["whole"] == shards["pieces"] == shards["pieces2"] == shards["direct"] and len(shards["whole"]) > 20
