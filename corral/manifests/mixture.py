@@ -114,9 +114,10 @@ class Mixture:
         return {n: s.weight for n, s in self.sources.items()}
 
     def settings(self) -> dict[str, Any]:
-        """Every resolved stage setting, as the build manifest records it."""
+        """Every resolved stage setting, as the build manifest records it (with each source's piece size)."""
         return {
             "sources": {n: s.stages for n, s in self.sources.items()},
+            "piece_size": {n: s.piece_size for n, s in self.sources.items()},
             **{k: dict(v) for k, v in self.sections.items()},
         }
 

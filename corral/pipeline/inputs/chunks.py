@@ -1,17 +1,20 @@
-"""A big JSON-lines input or tar archive cut into chunks by one decompressing pass, for tasks to
-read in parallel.
+"""A big JSON-lines input or tar archive cut into parts by one pass, for tasks to read in parallel.
 
-A `.jsonl`/`.json` file (plain, .gz, .bz2, .xz or .zst) larger than a piece is read once, in order:
-its lines go to `parts` chunk files, chunk i taking the lines that start while the pass has read
-less than (i + 1)/parts of the file's bytes. Chunks are zstd (level 1: cheap to write, quick to
-read) and hold the lines as they were, blank ones too, so each chunk's first line number (in
-`chunks.json`, written last) gives every line its number in the whole file: documents keep the ids
-and dead letters the `file:line` they have when one task reads the file. A line longer than the
-line bound is written as a marker and read back as that line's `oversize` problem; a pass that meets
-damaged compression ends there, and the last chunk's reader raises what it met, as a whole read
-would. A tar archive (plain, .gz, .bz2, .xz) goes the same way, member by member, into zstd tar
-chunks; a member it refuses (`unsafe_member`, `member_too_large`) is kept in its place as an empty
-member that says why, so its pieces give the outcomes of a whole read in the same order.
+A compressed `.jsonl`/`.json` file (.gz, .bz2, .xz or .zst) larger than a piece is decompressed
+once, in order: its lines go to `parts` chunk files, chunk i taking the lines that start while the
+pass has read less than (i + 1)/parts of the file's bytes. Chunks are zstd (level 1, on every
+core: cheap to write, quick to read) and hold the lines as they were, blank ones too, so each
+chunk's first line number (in `chunks.json`, written last) gives every line its number in the whole
+file: documents keep the ids and dead letters the `file:line` they have when one task reads the
+file. A line longer than the line bound is written as a marker and read back as that line's
+`oversize` problem; a pass that meets damaged compression ends there, and the last chunk's reader
+raises what it met, as a whole read would. An uncompressed local file is not copied: the pass only
+counts its lines, at disk speed, to find where each part's first line starts, and each part is a
+byte range of the file itself.
+
+A tar archive (plain, .gz, .bz2, .xz) goes the same way, member by member, into zstd tar chunks; a
+member it refuses (`unsafe_member`, `member_too_large`) is kept in its place as an empty member that
+says why, so its pieces give the outcomes of a whole read in the same order.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ INDEX = "chunks.json"
 PROBLEM = "corral.problem"  # the PAX header of a refused member's stand-in
 OVERSIZE = b"\x00corral:oversize\n"  # stands for a line over the bound (never valid JSON, never text)
 ZSTD_LEVEL = 1  # chunk compression: fast, and still a third of the bytes on disk
+SCAN_BLOCK = 16 << 20  # bytes read at a time when an uncompressed file's lines are only counted
 ZSTD_THREADS = -1  # compress on every core: the pass is serial and the other workers wait for it
 
 
@@ -64,9 +68,13 @@ class _Counted(io.RawIOBase):
 
 
 def write_chunks(path: str, parts: int, folder: str) -> None:
-    """The one pass over a file: its `parts` chunks and their index, in `folder`."""
+    """The one pass over a file: its `parts` chunks and their index, in `folder` (for an
+    uncompressed local file, only the index of where its parts start: `index_lines`)."""
     import zstandard
 
+    if not compression_of(path) and not fs.is_remote(path):
+        index_lines(path, parts, folder)
+        return
     size = fs.size(path)
     raw = _Counted(open_raw(path))
     suffix = compression_of(path)
@@ -102,12 +110,43 @@ def chunk_lines(
     """`iter_jsonl` of chunk `chunk` of `path`, from the `folder` its pass wrote."""
     done = json.loads(fs.read_bytes(fs.join(folder, INDEX)))
     first = done["chunks"][chunk]["first_line"]
+    if "offset" in done["chunks"][chunk]:  # a byte range of the file itself
+        start, end = done["chunks"][chunk]["offset"], done["chunks"][chunk]["end"]
+        with fs.open_range(path, start, end) as f:
+            limit = streams.MAX_LINE_BYTES
+            yield from json_lines(bounded_lines(f, limit), path, first, require_text, limit=limit)
+        return
     with open_input(fs.join(folder, f"chunk-{chunk:05d}.jsonl.zst")) as f:
         limit = streams.MAX_LINE_BYTES
         lines = (None if line == OVERSIZE else line for line in bounded_lines(f, limit + 2))
         yield from json_lines(lines, path, first, require_text, limit=limit)
     if done["problem"] and chunk == len(done["chunks"]) - 1:
         raise TruncatedInput(done["problem"])
+
+
+def index_lines(path: str, parts: int, folder: str) -> None:
+    """The one pass over an uncompressed file: where each of its `parts` starts (the first line
+    starting at or after its share of the bytes) and that line's number, counted at disk speed;
+    each part is then read as a byte range of the file itself."""
+    size = fs.size(path)
+    targets = [size * i // parts for i in range(1, parts)]
+    starts, newlines, pos = [(0, 1)], 0, 0  # (byte offset, line number) of each part's first line
+    with open_raw(path) as f:
+        while targets and (block := f.read(SCAN_BLOCK)):
+            while targets:
+                cut = block.find(b"\n", max(targets[0] - 1 - pos, 0))  # the line start is cut + 1
+                if cut < 0:
+                    break  # in a later block
+                starts.append((pos + cut + 1, newlines + block.count(b"\n", 0, cut + 1) + 1))
+                targets.pop(0)
+            newlines += block.count(b"\n")
+            pos += len(block)
+    starts += [(size, newlines + 1)] * len(targets)  # shares past the last line start: empty
+    bounds = [*starts, (size, 0)]
+    index = [{"offset": a, "end": b, "first_line": n} for (a, n), (b, _) in zip(bounds, bounds[1:], strict=False)]
+    fs.atomic_write_bytes(
+        fs.join(folder, INDEX), json.dumps({"chunks": index, "problem": None}).encode(), durable=False
+    )
 
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")

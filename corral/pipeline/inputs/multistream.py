@@ -48,11 +48,13 @@ def _decode(path: str, offset: int, enough: int) -> tuple[bytes, int | None]:
     try:
         with fs.open_range(path, offset, offset + PROBE_BYTES) as f:
             while not dec.eof and len(out) < enough:
-                chunk = f.read(1 << 16)
-                if not chunk:
-                    break
-                read += len(chunk)
-                out += dec.decompress(chunk)
+                chunk = b""
+                if dec.needs_input:
+                    chunk = f.read(1 << 16)
+                    if not chunk:
+                        break
+                    read += len(chunk)
+                out += dec.decompress(chunk, enough - len(out))  # bounded: a bz2 bomb stops here
     except (OSError, EOFError, ValueError):
         return b"", None
     return bytes(out), (read - len(dec.unused_data)) if dec.eof else None

@@ -120,7 +120,10 @@ def parquet_pieces(path: str, size: int, piece_size: int) -> list[Piece] | None:
     a smaller one: itself; another file: None."""
     if not path.lower().endswith(".parquet"):
         return None
-    cuts = row_group_cuts(path, piece_size) if size > piece_size else []
+    try:
+        cuts = row_group_cuts(path, piece_size) if size > piece_size else []
+    except (OSError, ValueError):  # unreadable here (no footer, no seek): one task reads it, and says why
+        cuts = []
     return ranges(path, "row_groups", cuts, size) if len(cuts) > 2 else [Piece(path, size=size)]
 
 

@@ -101,3 +101,23 @@ def test_a_tar_of_books_split_into_member_chunks_reads_what_one_task_reads(tmp_p
     _, whole = _outcomes(cut, cut.stat().st_size, tmp_path)
     _, pieces = _outcomes(cut, cut.stat().st_size // 4, tmp_path)
     assert pieces[:-1] == whole[:-1] and whole[-1]["reason"] == pieces[-1]["reason"] == "truncated_or_corrupt"
+
+
+def test_an_uncompressed_file_is_only_indexed_and_its_parts_are_byte_ranges(tmp_path, monkeypatch):
+    """No copy: one counting pass finds where each part's first line starts, and its number; over
+    random files, part counts and read sizes, the parts give every line once, with its number."""
+    import random
+
+    from corral.pipeline.inputs import chunks
+
+    rng = random.Random(1)
+    path = tmp_path / "f.jsonl"
+    for trial in range(200):
+        lines = [json.dumps({"text": "x" * rng.randint(0, 40)}) for _ in range(rng.randint(0, 30))]
+        path.write_text("\n".join(lines) + ("\n" if trial % 2 else ""))
+        parts = rng.randint(1, 12)
+        monkeypatch.setattr(chunks, "SCAN_BLOCK", rng.randint(1, 50))
+        chunks.write_chunks(str(path), parts, str(tmp_path / "prepared"))
+        assert not list((tmp_path / "prepared").glob("chunk-*"))
+        got = [x for i in range(parts) for x in chunks.chunk_lines(str(path), str(tmp_path / "prepared"), i)]
+        assert got == [(f"{path}:{i}", i, json.loads(line), None) for i, line in enumerate(lines, 1)], trial
