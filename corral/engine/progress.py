@@ -5,6 +5,9 @@ LOG_EVERY seconds, through the job's logger. Per unit (the folder its records go
 in with the items done, and overall the inputs read out of those planned (the items of the phases
 marked `inputs`), the input bytes they read out of those planned (items that say their
 `input_bytes`: a piece of a big file), MB/s, records/s and an ETA, by bytes where they are known.
+Running items count too, by the bytes their readers report (corral.engine.records.read_so_far): a
+task inside one big file moves the line, and a pass over a file before its pieces (`prepare`)
+shows the MB it has read beside its phase.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 
 from corral.core import fs
 from corral.engine.graph import Graph, Ledger
-from corral.engine.records import folder
+from corral.engine.records import RUNNING, folder
 
 POLL = 0.5  # seconds between looks at the completion records
 LOG_EVERY = 10.0  # seconds between plain progress lines
@@ -62,6 +65,7 @@ class Progress:
         self.records = 0
         self.read = 0
         self.bytes = 0
+        self.live, self.passes = 0, {}
         self.stop = threading.Event()
         self.thread = None
 
@@ -97,10 +101,31 @@ class Progress:
                 self.log.info("%s", line)
                 last_log = time.monotonic()
 
+    def _running(self, unit: _Unit) -> tuple[int, int]:
+        """(bytes read so far by the unit's running input items, by its other running items)."""
+        inputs = others = 0
+        running = os.path.join(fs.local_path(folder(unit.ledger)), RUNNING)
+        for name in os.listdir(running) if os.path.isdir(running) else []:
+            try:
+                n = int(json.loads(open(os.path.join(running, name), "rb").read())["input_bytes"])
+            except (OSError, ValueError, KeyError):
+                continue
+            if name.split("--", 1)[0] in unit.input_phases:
+                inputs += n
+            else:
+                others += n
+        return inputs, others
+
     def _scan(self) -> dict[str, tuple[str, int]]:
-        """Per unit: (its latest phase with records, how many)."""
+        """Per unit: (its latest phase with records, how many); the running items' bytes are
+        counted in `self.live` (inputs) and `self.passes` (other phases, per unit)."""
         where = {}
+        self.live, self.passes = 0, {}
         for name, unit in self.units.items():
+            live, other = self._running(unit)
+            self.live += live
+            if other:
+                self.passes[name] = other
             done = os.path.join(fs.local_path(folder(unit.ledger)), "done")
             if not os.path.isdir(done):
                 continue
@@ -138,17 +163,17 @@ class Progress:
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         total = sum(u.planned for u in self.units.values())
         total_bytes = sum(u.planned_bytes for u in self.units.values())
-        done, todo = (self.bytes, total_bytes) if total_bytes else (self.read, total)
+        read = min(self.bytes + self.live, total_bytes)
+        done, todo = (read, total_bytes) if total_bytes else (self.read, total)
         eta = ""
         if 0 < done < todo and self.read < total:
             left = (todo - done) * elapsed / done
             eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
-        size = (
-            f" · {self.bytes / MB:,.0f}/{total_bytes / MB:,.0f} MB, {self.bytes / MB / elapsed:,.1f} MB/s"
-            if total_bytes
-            else ""
+        size = f" · {read / MB:,.0f}/{total_bytes / MB:,.0f} MB, {read / MB / elapsed:,.1f} MB/s" if total_bytes else ""
+        phases = ", ".join(
+            f"{s} {ph} {n}" + (f" ({self.passes[s] / MB:,.0f} MB read)" if s in self.passes else "")
+            for s, (ph, n) in sorted(where.items())
         )
-        phases = ", ".join(f"{s} {ph} {n}" for s, (ph, n) in sorted(where.items()))
         return (
             f"[{self.name}] inputs {self.read}/{total}{size} · {self.records / elapsed:,.0f} records/s · "
             f"{elapsed:.0f} s{eta}" + (f" · {phases}" if phases else "")

@@ -1,7 +1,9 @@
 """Completion records: what a finished work item leaves, so that a rerun redoes only the rest.
 
 Every finished item leaves `<root>/<unit>/done/<phase>/<key>.json`: the unit's fingerprint, the
-item and the task's summary, as JSON. `run_item` returns the recorded summary instead of running an
+item and the task's summary, as JSON. While an item runs, the input bytes its task has read so far
+(`read_so_far`, called by the readers) go to `<root>/<unit>/running/<phase>--<key>.json` at most
+once a second, for the progress line inside one big file. `run_item` returns the recorded summary instead of running an
 item again when the record's fingerprint and item are the same and the task says its outputs are
 still there. Items and summaries are dataclasses; `plain` and `typed` turn them into JSON values
 and back.
@@ -10,6 +12,7 @@ and back.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import types
 import typing
@@ -21,6 +24,9 @@ from corral.core import fs
 from corral.engine.graph import Item, Ledger, Summary, Task
 
 EXAMPLES = "examples"  # <root>/<unit>/examples/<phase>--<key>.json: a task's dropped examples
+RUNNING = "running"  # <root>/<unit>/running/<phase>--<key>.json: a running item's input bytes so far
+REPORT_EVERY_S = 1.0  # seconds between two writes of a running item's bytes
+_running = threading.local()  # the item this thread runs: where its bytes go, how many, when last written
 
 
 def plain(obj: Any) -> Any:
@@ -113,6 +119,34 @@ def summary_of(ledger: Ledger, task: Task, item: Item, *, check: bool = True) ->
     return summary if not check or task.still_done(item, summary) else None
 
 
+def read_so_far(n: int) -> None:
+    """Count `n` more input bytes read by the item this thread runs (nothing outside one, or with
+    the records on a remote filesystem); written for the progress line at most once a second."""
+    meter = getattr(_running, "meter", None)
+    if meter is None:
+        return
+    meter[1] += n
+    now = time.monotonic()
+    if now - meter[2] >= REPORT_EVERY_S:
+        meter[2] = now
+        fs.atomic_write_bytes(meter[0], b'{"input_bytes": %d}' % meter[1], durable=False)
+
+
+def running_path(ledger: Ledger, phase: str, key: str) -> str:
+    return fs.join(folder(ledger), f"{RUNNING}/{phase}--{key}.json")
+
+
+def _run(task: Task, ledger: Ledger, item: Item, earlier) -> Summary:
+    """task.run, with the bytes its readers report written beside the records (local ones)."""
+    path = running_path(ledger, task.phase, item.key)
+    _running.meter = None if fs.is_remote(path) else [path, 0, time.monotonic()]
+    try:
+        return task.run(item, *earlier)
+    finally:
+        _running.meter = None
+        fs.remove([path])
+
+
 def run_item(task: Task, ledger: Ledger, item: Item, earlier: tuple | list) -> Summary:
     """Run a task on one item unless its completion record says it is done; record it when it
     finishes. Returns the item's summary (`reused` when a record answered)."""
@@ -121,7 +155,7 @@ def run_item(task: Task, ledger: Ledger, item: Item, earlier: tuple | list) -> S
         summary.reused = True
         return summary
     t0 = time.perf_counter()
-    summary = task.run(item, *earlier)
+    summary = _run(task, ledger, item, earlier)
     summary.seconds = round(time.perf_counter() - t0, 4)
     summary.input_bytes = summary.input_bytes or getattr(item, "input_bytes", 0)  # an item may say its size
     examples, summary.examples = summary.examples, None

@@ -53,3 +53,29 @@ def test_items_that_say_their_bytes_give_mb_read_and_an_eta_by_bytes(tmp_path):
         run_item(task, ledger(str(tmp_path)), item, [])
     line = progress.line()
     assert "inputs 2/5 · 8/20 MB, 4.0 MB/s" in line and "ETA 0:03" in line
+
+
+def test_running_items_move_the_line_inside_one_file(tmp_path):
+    """An input item still running counts the bytes its readers reported; another phase's running
+    pass shows its MB beside the phase."""
+    from dataclasses import dataclass
+
+    from engine_tasks import Square, ledger
+
+    from corral.engine.graph import Graph
+
+    @dataclass(frozen=True)
+    class Sized(Item):
+        input_bytes: int = 0
+
+    graph = Graph()
+    graph.add("s/square", Square(), ledger(str(tmp_path)), items=[Sized("a", 10_000_000)], inputs=True)
+    progress = Progress(graph, "test", enabled=True, stream=io.StringIO())
+    progress.t0 = time.monotonic() - 1.0
+    running = tmp_path / "s" / "running"
+    running.mkdir(parents=True)
+    (running / "square--a.json").write_text('{"input_bytes": 2500000}')
+    (running / "prepare--000000.json").write_text('{"input_bytes": 7000000}')
+    (tmp_path / "s" / "done" / "prepare").mkdir(parents=True)
+    line = progress.line()
+    assert "inputs 0/1 · 2/10 MB" in line and "ETA 0:03" in line and "s prepare 0 (7 MB read)" in line

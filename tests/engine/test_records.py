@@ -80,3 +80,27 @@ def test_dropped_examples_go_to_a_file_not_into_the_record(tmp_path):
     assert read_done(at, "drops", "a")["summary"]["examples"] is None
     saved = json.loads((tmp_path / "s" / "examples" / "drops--a.json").read_text())
     assert saved == {"too_short": [["doc-1", "a short text"]]}
+
+
+def test_a_running_item_reports_its_bytes_read_beside_the_records(tmp_path, monkeypatch):
+    """What a task's readers report (read_so_far) is written while it runs, for the progress line,
+    and removed when it ends; outside a task, reports go nowhere."""
+    from corral.engine import records
+
+    monkeypatch.setattr(records, "REPORT_EVERY_S", 0.0)
+    at = ledger(str(tmp_path))
+    seen = []
+
+    class Reading(Task):
+        phase = "read"
+
+        def run(self, item, *earlier):
+            records.read_so_far(1000)
+            records.read_so_far(500)
+            seen.append(json.loads(open(records.running_path(at, "read", item.key)).read()))
+            return Summary()
+
+    records.read_so_far(10)  # no item running: nothing written
+    run_item(Reading(), at, Item("a"), [])
+    assert seen == [{"input_bytes": 1500}]
+    assert not (tmp_path / "s" / "running" / "read--a.json").exists()

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from corral.core import fs
 from corral.pipeline.inputs import streams
 from corral.pipeline.inputs.streams import (
+    Metered,
     TruncatedInput,
     bounded_lines,
     compression_of,
@@ -48,23 +49,17 @@ def is_jsonl(path: str) -> bool:
     return strip_compression_suffix(path.rsplit("/", 1)[-1]).lower().endswith((".jsonl", ".json"))
 
 
-class _Counted(io.RawIOBase):
-    """A raw stream that counts the bytes read from it."""
+class _Counted(Metered):
+    """A raw stream that counts the bytes read from it (and reports them, as every input read does)."""
 
     def __init__(self, raw):
-        self.raw, self.count = raw, 0
-
-    def readable(self) -> bool:
-        return True
+        super().__init__(raw)
+        self.count = 0
 
     def readinto(self, buf) -> int:
-        n = self.raw.readinto(buf) or 0
+        n = super().readinto(buf)
         self.count += n
         return n
-
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
 
 
 def write_chunks(path: str, parts: int, folder: str) -> None:

@@ -185,12 +185,10 @@ class _Chain(io.RawIOBase):
 def open_piece(path: str, header: int, start: int, end: int, last: bool):
     """The XML of one piece: the header stream's, the range's pages, then a closing tag unless the
     range ends the dump (whose last stream closes it)."""
-    from corral.pipeline.inputs.streams import decompressing
+    from corral.pipeline.inputs.streams import Metered, decompressing
 
-    raw = io.BufferedReader(
-        _Chain([lambda: fs.open_range(path, 0, header), lambda: fs.open_range(path, start, end)]), 1 << 20
-    )
-    xml = decompressing(raw, ".bz2")
+    ranges = _Chain([lambda: fs.open_range(path, 0, header), lambda: fs.open_range(path, start, end)])
+    xml = decompressing(Metered(ranges), ".bz2")
     if last:
         return xml
     return io.BufferedReader(_Chain([lambda: xml, lambda: io.BytesIO(CLOSE)]), 1 << 20)

@@ -22,6 +22,7 @@ import py7zr.exceptions
 
 from corral.core.fs import open_read
 from corral.core.outcome import error
+from corral.engine.records import read_so_far
 
 # What reading a damaged compressed file or archive raises; each becomes an error outcome, never a crash.
 READ_ERRORS = (
@@ -38,6 +39,28 @@ READ_ERRORS = (
 def open_raw(path: str):
     """The raw (still compressed) bytes of an input."""
     return open_read(path)
+
+
+class Metered(io.RawIOBase):
+    """A raw stream whose reads count as the running task's input bytes (the progress line's MB
+    read inside one file: corral.engine.records.read_so_far)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = self.raw.readinto(buf) or 0
+        read_so_far(n)
+        return n
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        finally:
+            super().close()
 
 
 class TruncatedInput(EOFError):
@@ -202,11 +225,11 @@ def open_input(path: str):
         if len(names) != 1:
             raise TruncatedInput(f"a .7z input must hold exactly one file, this one holds {len(names)}")
         return open_7z_member(open_raw(path), names[0])
-    raw = open_raw(path)
+    raw = Metered(open_raw(path))
     for suffix, new in _DECOMPRESSORS.items():
         if path.lower().endswith(suffix):
             return _Decompressing(raw, new)
-    return raw
+    return io.BufferedReader(raw, 1 << 20)
 
 
 def compression_of(name: str) -> str | None:

@@ -33,7 +33,7 @@ from corral.core.schema import make_record
 from corral.manifests.options import Option
 from corral.pipeline.inputs.archives import tar_members
 from corral.pipeline.inputs.chunks import chunk_lines, chunk_members, is_tar, write_chunks, write_member_chunks
-from corral.pipeline.inputs.streams import iter_jsonl, open_input, open_raw, strip_compression_suffix
+from corral.pipeline.inputs.streams import Metered, iter_jsonl, open_input, open_raw, strip_compression_suffix
 from corral.pipeline.sources.base import Piece, Source, even_parts, jsonl_pieces
 
 SOURCE = "books"
@@ -161,7 +161,7 @@ def read_books(path: str, strip: bool = True) -> Iterator[dict[str, Any]]:
         yield from _read_jsonl(path, strip)
         return
     if is_tar(path):
-        with open_raw(path) as raw:
+        with Metered(open_raw(path)) as raw:
             yield from _read_members(path, strip, tar_members(raw, MAX_BOOK_BYTES, "r|*"))
         return
     with open_input(path) as f:
