@@ -70,8 +70,9 @@ class BucketRuns:
 
     def bucket(self, b: int) -> Iterator[Any]:
         """The records of bucket `b`: those of every run written, then those still held."""
-        for i in range(self.runs):
-            yield from read_bucket(fs.join(self.folder, f"run-{i:05d}"), b)
+        runs = [fs.join(self.folder, f"run-{i:05d}") for i in range(self.runs)]
+        for bucket in read_buckets(runs, b, b + 1):
+            yield from bucket
         yield from _records(bytes(self.held[b]))
 
     def close(self) -> None:
@@ -85,13 +86,22 @@ def run_names(folder: str) -> list[str]:
     return [p[: -len(".idx")] for p in fs.list_files(folder) if p.endswith(".idx") and fs.TMP_MARK not in p]
 
 
-def read_bucket(run: str, b: int) -> Iterator[Any]:
-    """Bucket `b`'s records in one run."""
-    with fs.open_range(f"{run}.idx", 8 * b, 8 * b + 16) as f:
-        start, end = struct.unpack("<2q", f.read(16))
-    if end > start:
-        with fs.open_range(f"{run}.bin", start, end) as f:
-            yield from _records(f.read())
+def read_buckets(runs: list[str], start: int, end: int) -> Iterator[Iterator[Any]]:
+    """Buckets [start, end) of some runs, one at a time: each an iterator of its records from every
+    run in order. Each run's offsets for the range are read once; a bucket's bytes when it comes."""
+    offsets = []
+    for run in runs:
+        with fs.open_range(f"{run}.idx", 8 * start, 8 * (end + 1)) as f:
+            offsets.append(struct.unpack(f"<{end - start + 1}q", f.read(8 * (end - start + 1))))
+    for i in range(end - start):
+        yield _bucket_of_runs(runs, offsets, i)
+
+
+def _bucket_of_runs(runs: list[str], offsets: list[tuple[int, ...]], i: int) -> Iterator[Any]:
+    for run, at in zip(runs, offsets, strict=True):
+        if at[i + 1] > at[i]:
+            with fs.open_range(f"{run}.bin", at[i], at[i + 1]) as f:
+                yield from _records(f.read())
 
 
 def _records(data: bytes) -> Iterator[Any]:

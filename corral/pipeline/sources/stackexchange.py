@@ -38,7 +38,7 @@ from corral.core import fs
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.manifests.options import Option
-from corral.pipeline.inputs.spill import BucketRuns, read_bucket, run_names
+from corral.pipeline.inputs.spill import BucketRuns, read_buckets, run_names
 from corral.pipeline.inputs.streams import guarded, open_input, open_raw
 from corral.pipeline.rounds.stage import StagedSummary
 from corral.pipeline.sources.base import Piece, Source, even_parts
@@ -286,9 +286,7 @@ def read_dealt(folder: str, piece: Piece, read: dict[str, Any]) -> Iterator[dict
     own errors come with the file's first piece)."""
     if piece.part == 0:
         yield from json.loads(fs.read_bytes(fs.join(folder, DEAL_ERRORS)))
-    runs = run_names(folder)
-    buckets = (((kr for run in runs for kr in read_bucket(run, b))) for b in range(piece.start, piece.end))
-    yield from assembled(buckets, read)
+    yield from assembled(read_buckets(run_names(folder), piece.start, piece.end), read)
 
 
 def site_rows(staged: Iterable[StagedSummary]) -> dict[str, int]:
