@@ -40,7 +40,7 @@ from corral.manifests.options import TOP_SECTIONS, Option, SourceOptions, defaul
 WEIGHT_SUM_TOLERANCE = 1e-6  # weights must sum to 1 within this
 _TOP_KEYS = ("name", "description", "target_tokens", "seed", "sources", *TOP_SECTIONS)
 _SOURCE_KEYS = ("weight", "inputs", "piece_size")
-PIECE_SIZE = 256 * 2**20  # input bytes a build task reads of a big file (corral's choice; `piece_size`)
+PIECE_SIZE = 64 * 2**20  # input bytes one build task reads of a big file (corral's choice: it bounds a task's memory)
 # An input given as a list of files (a crawl's wet.paths.gz): the list, the prefix its relative
 # lines join to (default: the list's folder), the first N files, every K-th file (a spread sample).
 PATHS_LIST_KEYS = ("paths", "base", "limit", "every")

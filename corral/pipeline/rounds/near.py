@@ -16,6 +16,7 @@ and 1. Only band keys and locators are read back from files; texts never leave t
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from corral.pipeline.rounds.keytables import read_partition, table_path
 from corral.pipeline.rounds.stage import StagedFile, StagedRows, load_arrays, save_arrays, staged_parts, work_dir
 
 BANDS_PER_PARTITION = 1 << 23  # (band key, document) pairs one LSH task holds: 128 MB
+SHINGLE_FILES = 4  # staged files whose shingle sets one LSH task holds at once while it verifies
 CLUSTER_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -131,18 +133,26 @@ class LshTask(Task):
         return LshSummary(p=p, partitions=n, candidates=int(candidates), edges=int(len(edges)))
 
     def _verify(self, item: LshItem, ends: np.ndarray) -> np.ndarray:
-        """Exact Jaccard of each edge's two shingle sets, as the stage phase saved them."""
-        sets: dict[int, dict[str, np.ndarray]] = {}
+        """Exact Jaccard of each edge's two shingle sets, as the stage phase saved them. Edges go
+        in the order of their files, and at most SHINGLE_FILES files' shingles are held at once."""
+        sets: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
 
         def shingles(locator: int) -> np.ndarray:
             index, row = locator >> ROW_BITS, locator & ((1 << ROW_BITS) - 1)
             if index not in sets:
+                if len(sets) >= SHINGLE_FILES:
+                    sets.popitem(last=False)
                 sets[index] = load_arrays(StagedFile(self.out, self.source, index).key_path("shingles"))
+            sets.move_to_end(index)
             a = sets[index]
             return a["shingles"][a["offsets"][row] : a["offsets"][row + 1]]
 
         threshold = item.settings.threshold
-        return np.array([minhash.jaccard(shingles(a), shingles(b)) >= threshold for a, b in ends.tolist()], dtype=bool)
+        keep = np.zeros(len(ends), dtype=bool)
+        for i in np.lexsort((ends[:, 1] >> ROW_BITS, ends[:, 0] >> ROW_BITS)).tolist():
+            a, b = ends[i].tolist()
+            keep[i] = minhash.jaccard(shingles(a), shingles(b)) >= threshold
+        return keep
 
 
 def clusters_items(lsh: list[LshSummary], stage_phase: str, cluster_rows: str | None) -> list[ClustersItem]:
