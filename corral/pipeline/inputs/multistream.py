@@ -29,6 +29,7 @@ STREAM_START = re.compile(rb"BZh[1-9]1AY&SY")  # a bz2 stream header and its fir
 SCAN_WINDOW = 1 << 20  # bytes read at a time when scanning for a stream start (corral's choice)
 HEADER_LIMIT = 4 << 20  # decompressed bytes of a first stream past which it is not a siteinfo header
 PROBE_BYTES = 16 << 20  # compressed bytes read at most to see how a stream begins (a bz2 block is < 1 MB)
+PROBE_WINDOW = 256 << 10  # compressed bytes asked for at a time while probing (one request each)
 CLOSE = b"\n</mediawiki>\n"  # ends the document of a piece that is not the dump's last
 INDEX_SUFFIX = "-index.txt.bz2"  # `…-multistream.xml.bz2` → `…-multistream-index.txt.bz2`
 
@@ -46,15 +47,15 @@ def _decode(path: str, offset: int, enough: int) -> tuple[bytes, int | None]:
     the stream's compressed length when it ended there: (b"", None) when no stream starts there."""
     dec, out, read = bz2.BZ2Decompressor(), bytearray(), 0
     try:
-        with fs.open_range(path, offset, offset + PROBE_BYTES) as f:
-            while not dec.eof and len(out) < enough:
-                chunk = b""
-                if dec.needs_input:
-                    chunk = f.read(1 << 16)
-                    if not chunk:
-                        break
-                    read += len(chunk)
-                out += dec.decompress(chunk, enough - len(out))  # bounded: a bz2 bomb stops here
+        while not dec.eof and len(out) < enough and read < PROBE_BYTES:
+            with fs.open_range(path, offset + read, offset + read + PROBE_WINDOW) as f:
+                window = f.read()
+            if not window:
+                break
+            read += len(window)
+            out += dec.decompress(window, enough - len(out))  # bounded: a bz2 bomb stops here
+            while not dec.eof and not dec.needs_input and len(out) < enough:
+                out += dec.decompress(b"", enough - len(out))
     except (OSError, EOFError, ValueError):
         return b"", None
     return bytes(out), (read - len(dec.unused_data)) if dec.eof else None

@@ -104,8 +104,8 @@ def format_question(title: str, body: str, answer_bodies: list[str]) -> str:
     return text
 
 
-def _entity_declared(name, is_parameter, value, base, sysid, pubid, notation):
-    raise EntitiesForbidden(name, value, base, sysid, pubid, notation)
+def _entity_declared(name, _is_parameter, *value_base_sysid_pubid_notation):
+    raise EntitiesForbidden(name, *value_base_sysid_pubid_notation)
 
 
 def _unparsed_entity(name, base, sysid, pubid, notation):
