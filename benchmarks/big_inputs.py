@@ -42,17 +42,9 @@ BOOKS = sorted((DATA / "books").glob("pg*.txt"))
 TARGETS = {"stackexchange": 200 * MB, "wikipedia": 100 * MB, "books": 200 * MB}  # file bytes at scale 1
 
 
-def _tag(i: int) -> str:
-    """A letters-only word per copy (digits would normalise away)."""
-    out = ""
-    while True:
-        out = "abcdefghijklmnopqrstuvwxyz"[i % 26] + out
-        i //= 26
-        if not i:
-            return "zq" + out
-
-
 def make_posts(d: Path, target: float) -> Path:
+    from ccnet_fidelity import _tag  # a letters-only word per copy (digits would normalise away)
+
     rows = [m.group(0) for m in re.finditer(rb"<row [^>]*/>", SITE.read_bytes())]
     path = d / "stackoverflow.com-Posts.xml"
     shift = 10**7
@@ -75,6 +67,8 @@ def make_posts(d: Path, target: float) -> Path:
 
 
 def make_dump(d: Path, target: float) -> Path:
+    from ccnet_fidelity import _tag
+
     from corral.sample.multistream_dump import split_dump, write_multistream
 
     header, pages, footer = split_dump(bz2.decompress(WIKI.read_bytes()))
@@ -95,6 +89,8 @@ def make_dump(d: Path, target: float) -> Path:
 
 
 def make_books(d: Path, target: float) -> Path:
+    from ccnet_fidelity import _tag
+
     texts = [p.read_text(encoding="utf-8-sig") for p in BOOKS]
     path = d / "books.jsonl.gz"
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as f:

@@ -22,6 +22,23 @@ def manifest(path, sources, **books_extra):
     return str(path)
 
 
+def killed_after(args, done, n: int) -> dict[str, int]:
+    """Run `corral ARGS` and SIGKILL it once `done` holds `n` completion records; return the
+    records it left, with their modification times."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(done.glob("*.json"))) < n:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return {p.name: p.stat().st_mtime_ns for p in done.glob("*.json")}
+
+
 def documents(out, source):
     return sorted((r["id"], r["text"]) for r in shard_records(str(out), source))
 
@@ -132,18 +149,7 @@ def test_killed_commoncrawl_build_redoes_only_unfinished_files(shared_data, tmp_
     whole = build(str(m), str(tmp_path / "whole"))
     out = tmp_path / "killed"
     done = out / "_build" / "commoncrawl" / "done" / "cc-tag"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "corral.cli", "build", str(m), "--out", str(out), "--workers", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(done.glob("*.json"))) < 3:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    finished = {p.name: p.stat().st_mtime_ns for p in done.glob("*.json")}
+    finished = killed_after(["build", str(m), "--out", str(out), "--workers", "1"], done, 3)
     assert 3 <= len(finished) < 12 and not (out / "manifest.json").exists()
     resumed = build(str(m), str(out))
     assert {p.name: p.stat().st_mtime_ns for p in done.glob("*.json") if p.name in finished} == finished
@@ -168,14 +174,7 @@ def test_a_build_killed_inside_one_big_file_redoes_only_its_unfinished_pieces(tm
     whole = build(m, str(tmp_path / "whole"), piece_size=10**12)
     out = tmp_path / "killed"
     done = out / "_build" / "wikipedia" / "done" / "stage"
-    cmd = [sys.executable, "-m", "corral.cli", "build", m, "--out", str(out), "--piece-size", piece]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(done.glob("*.json"))) < 3:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    finished = {p.name: p.stat().st_mtime_ns for p in done.glob("*.json")}
+    finished = killed_after(["build", m, "--out", str(out), "--piece-size", piece], done, 3)
     assert 3 <= len(finished) and not (out / "manifest.json").exists()
     resumed = build(m, str(out), piece_size=int(piece))
     stage_records = list(done.glob("*.json"))
