@@ -171,31 +171,26 @@ def read_books(path: str, strip: bool = True) -> Iterator[dict[str, Any]]:
     if len(data) > MAX_BOOK_BYTES:
         yield error(SOURCE, "too_large", path, f"more than {MAX_BOOK_BYTES:,} bytes")
         return
+    yield _book(data, name, strip, path)
+
+
+def _book(data: bytes, name: str, strip: bool, where: str) -> dict[str, Any]:
+    """A book's outcome from its bytes (`invalid_utf8` when they do not decode), keyed by its file
+    name: `gutenberg/<n>` for a `pg<n>…` one, else `file/<name>`."""
     try:
         text = decode_book(data)
     except UnicodeDecodeError as e:
-        yield error(SOURCE, "invalid_utf8", path, str(e))
-        return
-    key = f"gutenberg/{m.group(1)}" if (m := _PG_FILE.match(name)) else f"file/{name}"
-    yield book_record(text, key, strip, path)
+        return error(SOURCE, "invalid_utf8", where, str(e))
+    key = f"gutenberg/{m.group(1)}" if (m := _PG_FILE.match(os.path.basename(name))) else f"file/{name}"
+    return book_record(text, key, strip, where)
 
 
 def _read_members(path: str, strip: bool, members) -> Iterator[dict[str, Any]]:
-    """The books of an archive, one a member (Books3 is a tar of text files): a member's key is
-    its name (`gutenberg/<n>` for a `pg<n>…` one)."""
+    """The books of an archive, one a member (Books3 is a tar of text files), each keyed by its
+    member name."""
     for name, data, problem in members:
         where = f"{path}!{name}"
-        if problem:
-            yield error(SOURCE, problem, where)
-            continue
-        try:
-            text = decode_book(data)
-        except UnicodeDecodeError as e:
-            yield error(SOURCE, "invalid_utf8", where, str(e))
-            continue
-        base = os.path.basename(name)
-        key = f"gutenberg/{m.group(1)}" if (m := _PG_FILE.match(base)) else f"file/{name}"
-        yield book_record(text, key, strip, where)
+        yield error(SOURCE, problem, where) if problem else _book(data, name, strip, where)
 
 
 def _read_jsonl(path: str, strip: bool, lines=None) -> Iterator[dict[str, Any]]:
