@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,10 +51,19 @@ class RunnerFlags:
     beam_arg: list[str] = field(default_factory=list)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which a container or `taskset` narrows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def executor(flags: RunnerFlags) -> Iterator[Executor]:
-    """The executor the flags name, held while the job runs (a Dask LocalCluster is stopped after)."""
-    workers = flags.workers or 1
+    """The executor the flags name, held while the job runs (a Dask LocalCluster is stopped after).
+    Without `--workers`, a job on this machine uses every CPU it may (`usable_cpus`)."""
+    workers = flags.workers or usable_cpus()
     if flags.runner == "dask":
         with dask_runner(flags.dask_scheduler, flags.dask_local) as (runner, options):
             yield Executor("dask", workers, runner, options)

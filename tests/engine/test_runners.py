@@ -278,3 +278,15 @@ def test_build_cli_refuses_a_profile_without_its_options(tmp_path, capsys):
     manifest = Path(__file__).resolve().parents[2] / "manifests" / "sample.yaml"
     assert main(["build", str(manifest), "--out", str(tmp_path / "o"), "--runner", "flink"]) == 2
     assert "--flink-master" in capsys.readouterr().err
+
+
+def test_without_workers_a_job_uses_every_cpu_it_may(monkeypatch):
+    """No `--workers`: one worker per CPU of this process's affinity; `--workers 1` stays one."""
+    from corral.engine import runners
+
+    monkeypatch.setattr(runners.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert runners.usable_cpus() == 3
+    with runners.executor(runners.RunnerFlags()) as how:
+        assert (how.name, how.workers) == ("local", 3)
+    with runners.executor(runners.RunnerFlags(workers=1)) as how:
+        assert how.workers == 1
