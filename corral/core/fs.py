@@ -85,8 +85,8 @@ def open_range(path: str, start: int, end: int):
 
         raw = HttpReader(path, start, end)
         skip = start - raw.pos  # a server that ignored the Range sends the file from its start
-        while skip > 0:
-            skip -= len(raw.read(min(skip, CHUNK)) or b"") or skip
+        while skip > 0 and (got := raw.read(min(skip, CHUNK))):
+            skip -= len(got)
         return io.BufferedReader(_Window(raw, end - start), buffer_size=CHUNK)
     f = open_read(path)
     f.seek(start)

@@ -139,7 +139,9 @@ def running_path(ledger: Ledger, phase: str, key: str) -> str:
 def _run(task: Task, ledger: Ledger, item: Item, earlier) -> Summary:
     """task.run, with the bytes its readers report written beside the records (local ones)."""
     path = running_path(ledger, task.phase, item.key)
-    _running.meter = None if fs.is_remote(path) else [path, 0, time.monotonic()]
+    if fs.is_remote(path):  # no progress line reads remote records: no request per item for it
+        return task.run(item, *earlier)
+    _running.meter = [path, 0, time.monotonic()]
     try:
         return task.run(item, *earlier)
     finally:

@@ -222,8 +222,9 @@ def build(
     replaces every source's `piece_size`."""
     catalogue = by_name(None if sources is None else tuple(sources))
     mixture = load_mixture(manifest_path, list(catalogue.values()))
-    for spec in mixture.sources.values() if piece_size else ():
-        spec.piece_size = piece_size
+    if piece_size:
+        for spec in mixture.sources.values():
+            spec.piece_size = piece_size
     learns = _learning(mixture, catalogue, manifest_path)
     inputs = _match_all(mixture, catalogue, manifest_path)
     _claim(out, mixture, overwrite)

@@ -67,12 +67,12 @@ def write_chunks(path: str, parts: int, folder: str) -> None:
     uncompressed local file, only the index of where its parts start: `index_lines`)."""
     import zstandard
 
-    if not compression_of(path) and not fs.is_remote(path):
+    suffix = compression_of(path)
+    if not suffix and not fs.is_remote(path):
         index_lines(path, parts, folder)
         return
     size = fs.size(path)
     raw = _Counted(open_raw(path))
-    suffix = compression_of(path)
     stream = decompressing(raw, suffix) if suffix else io.BufferedReader(raw, 1 << 20)
     index, line, problem = [], 1, None
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_THREADS)
@@ -104,15 +104,13 @@ def chunk_lines(
 ) -> Iterator[tuple[str, int, dict | None, str | None]]:
     """`iter_jsonl` of chunk `chunk` of `path`, from the `folder` its pass wrote."""
     done = json.loads(fs.read_bytes(fs.join(folder, INDEX)))
-    first = done["chunks"][chunk]["first_line"]
+    first, limit = done["chunks"][chunk]["first_line"], streams.MAX_LINE_BYTES
     if "offset" in done["chunks"][chunk]:  # a byte range of the file itself
         start, end = done["chunks"][chunk]["offset"], done["chunks"][chunk]["end"]
         with fs.open_range(path, start, end) as f:
-            limit = streams.MAX_LINE_BYTES
             yield from json_lines(bounded_lines(f, limit), path, first, require_text, limit=limit)
         return
     with open_input(fs.join(folder, f"chunk-{chunk:05d}.jsonl.zst")) as f:
-        limit = streams.MAX_LINE_BYTES
         lines = (None if line == OVERSIZE else line for line in bounded_lines(f, limit + 2))
         yield from json_lines(lines, path, first, require_text, limit=limit)
     if done["problem"] and chunk == len(done["chunks"]) - 1:

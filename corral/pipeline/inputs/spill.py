@@ -13,6 +13,7 @@ another machine.
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
 import struct
 import tempfile
@@ -68,12 +69,12 @@ class BucketRuns:
         self.held = [bytearray() for _ in range(self.buckets)]
         self.size = 0
 
-    def bucket(self, b: int) -> Iterator[Any]:
-        """The records of bucket `b`: those of every run written, then those still held."""
+    def each(self) -> Iterator[Iterator[Any]]:
+        """Every bucket in order, one at a time: the records of every run written, then those
+        still held (each run's offsets are read once)."""
         runs = [fs.join(self.folder, f"run-{i:05d}") for i in range(self.runs)]
-        for bucket in read_buckets(runs, b, b + 1):
-            yield from bucket
-        yield from _records(bytes(self.held[b]))
+        for b, written in enumerate(read_buckets(runs, 0, self.buckets)):
+            yield itertools.chain(written, _records(bytes(self.held[b])))
 
     def close(self) -> None:
         if self._temp is not None:

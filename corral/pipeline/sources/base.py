@@ -12,7 +12,8 @@ and methods:
   split(path, size, stages, piece_size)  how one input splits into pieces of about `piece_size`
                    input bytes (one whole piece unless it says; a file no larger is never split)
   prepare(piece, folder)    the one pass over a file whose pieces need it (kinds in PASS_KINDS):
-                            leaves in `folder` what the pieces read (StackExchange's dealt posts)
+                            leaves in `folder` what the pieces read (default: the chunks of a JSON-
+                            lines file; StackExchange's dealt posts)
   read(piece, stages)       one piece's outcomes: each record kept, dropped or failed by its rules
   learning(stages)          the settings that make it learn from `learns_from` (none: it does not)
   stage(graph, plan)        its phases up to staged documents with their keys (default: a `prepare`
@@ -35,7 +36,7 @@ from corral.core import fs
 from corral.dedup.exact import text_md5
 from corral.engine.graph import Graph, Handle, Item, Ledger, Summary, Task
 from corral.manifests.options import Option
-from corral.pipeline.inputs.chunks import is_jsonl
+from corral.pipeline.inputs.chunks import is_jsonl, write_chunks
 from corral.pipeline.inputs.match import match_inputs
 from corral.pipeline.inputs.row_groups import row_group_cuts
 from corral.pipeline.inputs.streams import guarded
@@ -80,39 +81,32 @@ class Piece:
 
 def ranges(path: str, kind: str, cuts: list[int], size: int, header: int = 0) -> list[Piece]:
     """The pieces between consecutive cuts (`cuts` from the first start to the last end) of one
-    input of `size` bytes; each piece's `size` is its share of the file's bytes."""
-    n = len(cuts) - 1
+    input of `size` bytes; each piece's `size` is its share of the file's bytes (they add up to it)."""
     span = max(cuts[-1] - cuts[0], 1)
+    at = [size * (c - cuts[0]) // span for c in cuts]
+    n = len(cuts) - 1
     return [
-        Piece(
-            path,
-            kind,
-            cuts[i],
-            cuts[i + 1],
-            header=header,
-            part=i,
-            parts=n,
-            size=size * (cuts[i + 1] - cuts[i]) // span,
-        )
+        Piece(path, kind, cuts[i], cuts[i + 1], header=header, part=i, parts=n, size=at[i + 1] - at[i])
         for i in range(n)
     ]
 
 
 def even_parts(path: str, kind: str, units: int, size: int, parts: int) -> list[Piece]:
     """`parts` pieces of a file of `size` bytes, each a range of `units` units (buckets, chunks) cut
-    as evenly as they go, with an even share of the bytes."""
-    cuts = [units * i // parts for i in range(parts + 1)]
-    return [
-        Piece(path, kind, cuts[i], cuts[i + 1], part=i, parts=parts, size=size * (i + 1) // parts - size * i // parts)
-        for i in range(parts)
-    ]
+    as evenly as they go."""
+    return ranges(path, kind, [units * i // parts for i in range(parts + 1)], size)
+
+
+def chunked(path: str, size: int, piece_size: int) -> list[Piece]:
+    """A file larger than a piece: one chunk each of one pass over it (corral.pipeline.inputs.chunks);
+    a smaller one: itself."""
+    parts = math.ceil(size / piece_size)
+    return even_parts(path, "chunks", parts, size, parts) if parts > 1 else [Piece(path, size=size)]
 
 
 def jsonl_pieces(path: str, size: int, piece_size: int) -> list[Piece]:
-    """A JSON-lines file larger than a piece: one chunk each of one decompressing pass
-    (corral.pipeline.inputs.chunks); another file, or a smaller one: itself."""
-    parts = math.ceil(size / piece_size) if is_jsonl(path) else 1
-    return even_parts(path, "chunks", parts, size, parts) if parts > 1 else [Piece(path, size=size)]
+    """A JSON-lines file larger than a piece: its chunks; another file, or a smaller one: itself."""
+    return chunked(path, size, piece_size) if is_jsonl(path) else [Piece(path, size=size)]
 
 
 def parquet_pieces(path: str, size: int, piece_size: int) -> list[Piece] | None:
@@ -190,7 +184,7 @@ class Source:
         return [Piece(path, size=size)]
 
     def prepare(self, piece: Piece, folder: str) -> None:
-        raise NotImplementedError
+        write_chunks(piece.path, piece.parts, folder)
 
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -32,9 +31,14 @@ from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.manifests.options import Option
 from corral.pipeline.inputs.archives import tar_members
-from corral.pipeline.inputs.chunks import chunk_lines, chunk_members, is_tar, write_chunks, write_member_chunks
+from corral.pipeline.inputs.chunks import (
+    chunk_lines,
+    chunk_members,
+    is_tar,
+    write_member_chunks,
+)
 from corral.pipeline.inputs.streams import Metered, iter_jsonl, open_input, open_raw, strip_compression_suffix
-from corral.pipeline.sources.base import Piece, Source, even_parts, jsonl_pieces
+from corral.pipeline.sources.base import Piece, Source, chunked, jsonl_pieces
 
 SOURCE = "books"
 
@@ -221,16 +225,13 @@ class Books(Source):
 
     def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
         """JSON lines and tar archives larger than a piece: the chunks of one decompressing pass."""
-        if is_tar(path) and size > piece_size:
-            parts = math.ceil(size / piece_size)
-            return even_parts(path, "chunks", parts, size, parts)
-        return jsonl_pieces(path, size, piece_size)
+        return chunked(path, size, piece_size) if is_tar(path) else jsonl_pieces(path, size, piece_size)
 
     def prepare(self, piece: Piece, folder: str) -> None:
         if is_tar(piece.path):
             write_member_chunks(piece.path, piece.parts, folder, MAX_BOOK_BYTES)
         else:
-            write_chunks(piece.path, piece.parts, folder)
+            super().prepare(piece, folder)
 
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         strip = stages["read"]["strip_gutenberg"]

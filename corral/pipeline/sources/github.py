@@ -48,7 +48,7 @@ from corral.core.licenses import detect_license, is_license_file
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.manifests.options import Option
-from corral.pipeline.inputs.chunks import chunk_lines, write_chunks
+from corral.pipeline.inputs.chunks import chunk_lines
 from corral.pipeline.inputs.row_groups import iter_rows as iter_parquet
 from corral.pipeline.inputs.streams import iter_jsonl, strip_compression_suffix
 from corral.pipeline.sources.base import Piece, Source, jsonl_pieces, parquet_pieces
@@ -394,9 +394,6 @@ class GitHub(Source):
     def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
         """A big export: Parquet by row groups, JSON lines by the chunks of one decompressing pass."""
         return parquet_pieces(path, size, piece_size) or jsonl_pieces(path, size, piece_size)
-
-    def prepare(self, piece: Piece, folder: str) -> None:
-        write_chunks(piece.path, piece.parts, folder)
 
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         return read_github(piece, stages)

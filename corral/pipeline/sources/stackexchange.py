@@ -276,7 +276,7 @@ def read_site(path: str, stages: dict[str, dict[str, Any]]) -> Iterator[dict[str
     runs = BucketRuns(BUCKETS)
     try:
         yield from deal_posts(path, runs)
-        yield from assembled((runs.bucket(b) for b in range(BUCKETS)), stages["read"])
+        yield from assembled(runs.each(), stages["read"])
     finally:
         runs.close()
 

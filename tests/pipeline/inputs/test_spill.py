@@ -24,7 +24,7 @@ def test_buckets_give_their_records_in_order_from_memory_or_from_runs():
         for b, r in records:
             runs.add(b, r)
         assert (runs.runs > 3) == (limit == 5_000)
-        assert {b: list(runs.bucket(b)) for b in range(16)} == want
+        assert {b: list(bucket) for b, bucket in enumerate(runs.each())} == want
         folder = runs.folder
         runs.close()
         assert folder is None or not os.path.exists(folder)

@@ -28,7 +28,7 @@ from typing import Any
 
 from corral.engine.graph import Graph
 from corral.manifests.options import Option
-from corral.pipeline.inputs.chunks import chunk_lines, write_chunks
+from corral.pipeline.inputs.chunks import chunk_lines
 from corral.pipeline.sources.base import Piece, Source, SourcePlan, Staged, jsonl_pieces
 from corral.pipeline.sources.c4.clean_passes import add_clean_phases
 from corral.pipeline.sources.c4.pages import read_c4_json, read_wet_pages
@@ -67,9 +67,6 @@ class C4(Source):
         if stages["read"]["format"] == "wet" or stages["clean"]["enabled"]:
             return [Piece(path, size=size)]
         return jsonl_pieces(path, size, piece_size)
-
-    def prepare(self, piece: Piece, folder: str) -> None:
-        write_chunks(piece.path, piece.parts, folder)
 
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """One input's pages: published C4 json (or a chunk of it), or WET pages (cleaned by the
