@@ -34,6 +34,7 @@ from corral.pipeline.inputs.archives import tar_members
 from corral.pipeline.inputs.chunks import (
     chunk_lines,
     chunk_members,
+    is_jsonl,
     is_tar,
     write_member_chunks,
 )
@@ -161,7 +162,7 @@ def book_record(text: str, key: str, strip: bool, where: str, meta: dict[str, An
 
 def read_books(path: str, strip: bool = True) -> Iterator[dict[str, Any]]:
     name = strip_compression_suffix(os.path.basename(path))
-    if name.endswith((".jsonl", ".json")):
+    if is_jsonl(path):  # the same test as `split`: whole or in chunks, a file is read as one kind
         yield from _read_jsonl(path, strip)
         return
     if is_tar(path):

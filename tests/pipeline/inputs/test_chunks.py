@@ -121,3 +121,12 @@ def test_an_uncompressed_file_is_only_indexed_and_its_parts_are_byte_ranges(tmp_
         assert not list((tmp_path / "prepared").glob("chunk-*"))
         got = [x for i in range(parts) for x in chunks.chunk_lines(str(path), str(tmp_path / "prepared"), i)]
         assert got == [(f"{path}:{i}", i, json.loads(line), None) for i, line in enumerate(lines, 1)], trial
+
+
+def test_a_file_named_in_capitals_is_json_lines_whole_or_in_pieces(tmp_path):
+    path = tmp_path / "BOOKS.JSONL"
+    path.write_bytes(b"".join(_books(60)))
+    size = path.stat().st_size
+    _, whole = _outcomes(path, size, tmp_path)
+    _, pieces = _outcomes(path, size // 3, tmp_path)
+    assert whole == pieces and sum(o["status"] == "kept" for o in whole) > 40
