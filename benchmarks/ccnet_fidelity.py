@@ -14,10 +14,15 @@ whole chain timed in its own process (best of --repeat), documents/s on one core
 peak RSS (VmHWM) of each process.
 
     bash benchmarks/setup_baselines.sh          # cc_net 1.0.0 into benchmarks/.baselines
-    .venv/bin/python benchmarks/ccnet_fidelity.py [--repeat 5] [--copies 1]
+    .venv/bin/python benchmarks/ccnet_fidelity.py [--repeat 5] [--copies 1] [--distinct] [--pipeline]
 
 `--copies N` adds N−1 copies of the WET in which every line and URL carries a per-copy tag, so the
 copies are distinct documents (boilerplate still repeats within a copy): a larger input to time.
+`--distinct` makes N files, each the sample's records 10 times over, in which every line carries a
+tag of its own: line dedup removes nearly nothing and every text reaches the models, as in real
+crawls after cross-file dedup.
+The floor is the time of the model calls alone (fastText, SentencePiece, KenLM) on exactly the texts
+the build sends them; `--pipeline` times `corral build` of the same files against it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ WET = DATA / "commoncrawl" / "CC-MAIN-20170720121902-20170720141902-00000.head43
 WIKI = DATA / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
+DISTINCT_REPEATS = 10  # a --distinct file holds the sample's records 10 times over (430 records, each line its own)
+
+
 def _peak_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -57,31 +65,52 @@ def _tag(i: int) -> str:
             return "zq" + out
 
 
-def make_inputs(tmp: Path, copies: int) -> list[str]:
+def _retag(records: list[str], tag_line) -> bytes:
+    """The WET's records gzipped one member each, every conversion record's non-empty content lines
+    (and its URL) passed through `tag_line(line)` / given the tag of the record's first line."""
+    out = []
+    for rec in records:
+        head, _, body = rec.partition("\r\n\r\n")
+        if "WARC-Type: conversion" in head:
+            content = body[:-4] if body.endswith("\r\n\r\n") else body
+            lines = [tag_line(ln) if ln.strip() else ln for ln in content.split("\n")]
+            url_tag = next((ln.rsplit(" ", 1)[-1] for ln in lines if ln.strip()), "zq")
+            data = "\n".join(lines).encode("utf-8")
+            head = "\r\n".join(
+                f"Content-Length: {len(data)}"
+                if h.startswith("Content-Length:")
+                else h.replace("WARC-Target-URI: http", f"WARC-Target-URI: http://{url_tag}.http")
+                for h in head.split("\r\n")
+            )
+            body = data.decode("utf-8") + "\r\n\r\n"
+        out.append("WARC/1.0\r\n" + head + "\r\n\r\n" + body)
+    return b"".join(gzip.compress(r.encode("utf-8")) for r in out)
+
+
+def make_inputs(tmp: Path, copies: int, distinct: bool = False) -> list[str]:
     """The real WET, plus N−1 copies in which every content line and URL carries a per-copy tag,
-    so that copies are distinct documents for dedup (boilerplate still repeats within a copy)."""
-    paths = [str(WET)]
+    so that copies are distinct documents for dedup (boilerplate still repeats within a copy).
+
+    `distinct`: every content line of every file, the real WET's included, carries a tag of its own,
+    so that line dedup removes nearly nothing and every text reaches the models, as in real crawls
+    after cross-file dedup."""
     raw = gzip.decompress(WET.read_bytes()).decode("utf-8")
     records = raw.split("WARC/1.0\r\n")[1:]
-    for i in range(1, copies):
-        tag = _tag(i)
-        out = []
-        for rec in records:
-            head, _, body = rec.partition("\r\n\r\n")
-            if "WARC-Type: conversion" in head:
-                content = body[:-4] if body.endswith("\r\n\r\n") else body
-                content = "\n".join(f"{ln} {tag}" if ln.strip() else ln for ln in content.split("\n"))
-                data = content.encode("utf-8")
-                head = "\r\n".join(
-                    f"Content-Length: {len(data)}"
-                    if h.startswith("Content-Length:")
-                    else h.replace("WARC-Target-URI: http", f"WARC-Target-URI: http://{tag}.http")
-                    for h in head.split("\r\n")
-                )
-                body = content + "\r\n\r\n"
-            out.append("WARC/1.0\r\n" + head + "\r\n\r\n" + body)
-        p = tmp / f"copy{i}.warc.wet.gz"
-        p.write_bytes(b"".join(gzip.compress(r.encode("utf-8")) for r in out))
+    if not distinct:
+        paths = [str(WET)]
+        for i in range(1, copies):
+            tag = _tag(i)
+            p = tmp / f"copy{i}.warc.wet.gz"
+            p.write_bytes(_retag(records, lambda ln, tag=tag: f"{ln} {tag}"))
+            paths.append(str(p))
+        return paths
+    counter = iter(range(1, 1 << 62))
+    paths = []
+    for i in range(copies):
+        p = tmp / f"distinct{i}.warc.wet.gz"
+        p.write_bytes(
+            b"".join(_retag(records, lambda ln: f"{ln} {_tag(next(counter))}") for _ in range(DISTINCT_REPEATS))
+        )
         paths.append(str(p))
     return paths
 
@@ -151,7 +180,7 @@ def run_ccnet(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> d
     return out
 
 
-def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> dict[str, dict]:
+def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str, deduped_only: bool = False):
     import fasttext
     import kenlm
     import sentencepiece as spm
@@ -165,13 +194,22 @@ def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> 
     records = [
         o["record"] for p in paths for o in guarded("commoncrawl", p, read_wet(p, 0, read)) if o["status"] == "kept"
     ]
+    import numpy as np
+
+    from corral.dedup.keys import duplicate_lines
+
     hashes = [L.doc_hashes(r["text"]) for r in records]
-    seen_in: dict[int, int] = {}
-    for hs in hashes:
-        for h in set(hs):
-            seen_in[h] = seen_in.get(h, 0) + 1
-    duplicates = {h for h, n in seen_in.items() if n >= 2}
-    deduped = [d for d in (L.dedup_record(r, duplicates, hs) for r, hs in zip(records, hashes)) if d is not None]
+    offsets = np.cumsum([0] + [len(h) for h in hashes])
+    flat = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
+    owners = np.repeat(np.arange(len(hashes), dtype=np.uint64), np.diff(offsets))
+    keep = L.kept_lines(flat, offsets, np.isin(flat, duplicate_lines(flat, owners)))
+    deduped = [
+        d
+        for d in (L.dedup_record(r, keep[a:b]) for r, a, b in zip(records, offsets[:-1], offsets[1:]))
+        if d is not None
+    ]
+    if deduped_only:
+        return [r["text"] for r in deduped]
     model = fasttext.load_model(lid)
     texts = [R.lid_input(r["text"]) for r in deduped]
     labels, scores = model.predict(texts, k=1) if texts else ([], [])
@@ -189,6 +227,39 @@ def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> 
     return out
 
 
+def run_floor(paths: list[str], models: dict[str, str], lid: str, repeat: int) -> float:
+    """The floor: the model calls alone, best of `repeat`, on exactly the texts the build sends them —
+    fastText's batched predict on every deduplicated document's language-ID input, then SentencePiece
+    on the normalised text and KenLM on its pieces of every document the language filter keeps (the
+    inputs are made first and not timed)."""
+    import fasttext
+    import kenlm
+    import sentencepiece as spm
+
+    from corral.pipeline.quality import ccnet_rules as R
+
+    with tempfile.TemporaryDirectory() as tmp:
+        docs = run_corral(paths, models, lid, tmp, deduped_only=True)
+    model = fasttext.load_model(lid)
+    sp = spm.SentencePieceProcessor(model_file=models["sp"])
+    lm = kenlm.Model(models["lm"])
+    texts = [R.lid_input(t) for t in docs]
+    labels, scores = model.predict(texts, k=1)
+    scored = [
+        R.normalize(t)
+        for t, lab, sc in zip(docs, labels, scores)
+        if R.lid_keep(*R.lid_result(lab, sc), 0.5, ["en"]) is None
+    ]
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        model.predict(texts, k=1)
+        for pieces in sp.encode(scored, out_type=str, num_threads=1):
+            lm.score(" ".join(pieces))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _child(side: str, args: dict) -> dict:
     cmd = [sys.executable, __file__, "--part", side, json.dumps(args)]
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -198,6 +269,9 @@ def _child(side: str, args: dict) -> dict:
 
 
 def part(side: str, args: dict) -> None:
+    if side == "floor":
+        print(json.dumps({"seconds": run_floor(args["paths"], args["models"], args["lid"], args["repeat"])}))
+        return
     fn = run_ccnet if side == "ccnet" else run_corral
     best, result = float("inf"), None
     for _i in range(args["repeat"]):
@@ -212,6 +286,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--copies", type=int, default=1)
+    ap.add_argument(
+        "--distinct", action="store_true", help="every line of every file made distinct (real crawls after dedup)"
+    )
     ap.add_argument("--pipeline", action="store_true", help="also time corral's build end to end")
     ap.add_argument("--part", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -227,10 +304,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         models = train_models(tmp)
-        paths = make_inputs(tmp, a.copies)
+        paths = make_inputs(tmp, a.copies, a.distinct)
         args = {"paths": paths, "models": models, "lid": str(lid_model_path()), "repeat": a.repeat}
-        n_records = 43 * a.copies
-        cc, co = _child("ccnet", args), _child("corral", args)
+        n_records = 43 * a.copies * (DISTINCT_REPEATS if a.distinct else 1)
+        cc, co, floor = _child("ccnet", args), _child("corral", args), _child("floor", args)
         if a.pipeline:
             keep = Path(tempfile.mkdtemp())
             paths_for_pipeline = [shutil.copy(p, keep) if p.startswith(tmpdir) else p for p in paths]
@@ -255,7 +332,8 @@ def main() -> None:
         ),
         default=0.0,
     )
-    print(f"input: {n_records} WET conversion records ({a.copies} file(s)); same models on both sides")
+    kind = "every line distinct" if a.distinct else "the real WET and tagged copies"
+    print(f"input: {n_records} WET conversion records ({a.copies} file(s), {kind}); same models on both sides")
     print(
         f"documents kept after dedup + LID: cc_net {len(d1)}, corral {len(d2)}, both {len(both)}; "
         f"only cc_net {len(set(d1) - set(d2))}, only corral {len(set(d2) - set(d1))}"
@@ -269,6 +347,12 @@ def main() -> None:
         f"ratio corral/cc_net {r2 / r1:.2f}x"
     )
     print(f"peak RSS: cc_net {cc['peak_rss_mb']:.0f} MB, corral {co['peak_rss_mb']:.0f} MB")
+    print(
+        f"floor (the model calls alone on the texts the build sends them, best of {a.repeat}): "
+        f"{floor['seconds']:.2f} s, {n_records / floor['seconds']:,.0f} docs/s; "
+        f"corral's functions take {co['seconds'] / floor['seconds']:.2f}x the floor, "
+        f"cc_net {cc['seconds'] / floor['seconds']:.2f}x"
+    )
     if a.pipeline:
         # 1 and 2 workers alternate, so that a noisy stretch of the machine hits both alike.
         runs: dict[int, list[tuple[float, dict]]] = {1: [], 2: []}
@@ -285,7 +369,8 @@ def main() -> None:
                 f"models, classifier off, shards written, the whole build timed): {rates[workers]:,.0f} docs/s "
                 f"({funnel['input']} records, {funnel['kept']} kept, {seconds:.1f} s; runs "
                 f"{', '.join(f'{r[0]:.1f}' for r in runs[workers])} s); "
-                f"ratio corral build/cc_net {rates[workers] / r1:.2f}x"
+                f"ratio corral build/cc_net {rates[workers] / r1:.2f}x; {seconds / floor['seconds']:.2f}x the floor"
+                + (" (whose time is one core's)" if workers > 1 else "")
             )
         pairs = sorted(one[0] / two[0] for one, two in zip(runs[1], runs[2]))
         print(

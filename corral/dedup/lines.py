@@ -17,18 +17,25 @@ shard = the input file's slice of `num_shards`, group = shard // `hash_in_mem`.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
+
+import numpy as np
 
 # docs/recipe/commoncrawl.md#line-hashes: the 34 keys of cc_net's UNICODE_PUNCT (text_normalizer.py).
 UNICODE_PUNCT_KEYS = "，。、„”“«»１」「《》´∶：？！（）；–—．～’…━〈〉【】％►"
 _DIGITS = re.compile(r"\d")  # the str regex: every Unicode Nd digit, not just ASCII
 _DELETE = re.compile("[" + re.escape(UNICODE_PUNCT_KEYS) + "\x00-\x1f\x7f-\x9f]")
-# ASCII fast path (most web lines): digits → "0" and controls deleted by one C-level bytes.translate.
-_ASCII_TABLE = bytes(ord("0") if chr(b).isdigit() else b for b in range(256))
-_ASCII_DELETE = bytes([*range(0, 32), 127])
-_ASCII_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # exactly what str.strip() strips among ASCII
+# ASCII digits → "0" and ASCII controls deleted by one C-level bytes.translate; bytes ≥ 0x80 (UTF-8
+# sequences) are left alone. `_ASCII_DELETE` keeps "\n", which separates a document's lines.
+_ASCII_TABLE = bytes(ord("0") if 0x30 <= b <= 0x39 else b for b in range(256))
+_ASCII_DELETE = bytes([*range(0, 10), *range(11, 32), 127])
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_SHA1_DIGEST = type(hashlib.sha1()).digest
+SHA1_BYTES = 20
 HASH_BYTES = 8  # docs/recipe/commoncrawl.md#line-hashes: first 8 bytes of SHA-1
 
 
@@ -39,32 +46,55 @@ def normalize_for_dedup(line: str) -> str:
     return _DELETE.sub("", line)
 
 
-def _normalized_bytes(line: str) -> bytes:
-    """UTF-8 of normalize_for_dedup(line), with a byte-level path for ASCII lines (same result)."""
-    line = line.strip().lower()
-    if line.isascii():
-        return line.encode("ascii").translate(_ASCII_TABLE, _ASCII_DELETE)
-    return _DELETE.sub("", _DIGITS.sub("0", line)).encode("utf-8", "surrogatepass")
-
-
 def line_hash(line: str) -> int:
     """uint64 (little-endian) of the first 8 bytes of SHA-1 of the normalised line
     (docs/recipe/commoncrawl.md#line-hashes)."""
-    return int.from_bytes(hashlib.sha1(_normalized_bytes(line)).digest()[:HASH_BYTES], "little")
+    data = normalize_for_dedup(line).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.sha1(data).digest()[:HASH_BYTES], "little")
 
 
-def doc_hashes(raw_content: str) -> list[int]:
-    """line_hash of every line (the loop inlined: this is the stage's hottest code). An ASCII document
-    is hashed as bytes throughout; the result is the same as line_hash's."""
-    sha1, from_bytes = hashlib.sha1, int.from_bytes
-    if raw_content.isascii():
-        table, delete, space = _ASCII_TABLE, _ASCII_DELETE, _ASCII_SPACE
-        return [
-            from_bytes(sha1(line.strip(space).lower().translate(table, delete)).digest()[:HASH_BYTES], "little")
-            for line in raw_content.encode("ascii").split(b"\n")
-        ]
-    norm = _normalized_bytes
-    return [from_bytes(sha1(norm(line)).digest()[:HASH_BYTES], "little") for line in raw_content.split("\n")]
+@cache
+def _non_ascii_digits() -> tuple[re.Pattern, re.Pattern]:
+    """(BMP class, astral class) of the non-ASCII characters `\\d` matches. Unicode assigns decimal
+    digits (Nd) in planes 0 and 1 only, so those two planes are scanned (tested against all)."""
+    found = _DIGITS.findall("".join(map(chr, range(0x80, 0x20000))))
+    bmp, astral = [c for c in found if ord(c) < 0x10000], [c for c in found if ord(c) >= 0x10000]
+    return re.compile("[" + "".join(bmp) + "]"), re.compile("[" + "".join(astral) + "]")
+
+
+@cache
+def _non_ascii_rare() -> re.Pattern:
+    """One class for a document's non-ASCII work: BMP digits (to "0"), cc_net's punctuation keys and
+    the C1 controls (deleted); all in the BMP, so `re` tests it against a bitmap."""
+    return re.compile("[" + _non_ascii_digits()[0].pattern[1:-1] + re.escape(UNICODE_PUNCT_KEYS) + "\x80-\x9f]")
+
+
+def _zero_or_delete(m: re.Match) -> str:
+    return "0" if m.group().isdecimal() else ""
+
+
+def _normalize_non_ascii(text: str) -> str:
+    """A lowered document's non-ASCII digits to "0" and its punctuation keys and C1 controls
+    deleted, in one regex pass; the astral digits' class (scanned range by range) only runs on
+    text with astral characters."""
+    text = _non_ascii_rare().sub(_zero_or_delete, text)
+    return _non_ascii_digits()[1].sub("0", text) if _ASTRAL.search(text) else text
+
+
+def doc_hashes(raw_content: str) -> np.ndarray:
+    """line_hash of every line of a document, as uint64, without a Python loop over lines: the lines
+    stripped (map), the document lowered and its non-ASCII digits, punctuation and C1 controls
+    replaced by one regex pass, its ASCII digits and controls by one bytes.translate, then SHA-1
+    of each line by map. Every step acts on single characters, so the document at once gives each
+    line's normalize_for_dedup (the unit tests compare the two)."""
+    text = "\n".join(map(str.strip, raw_content.split("\n"))).lower()
+    if text.isascii():
+        data = text.encode("ascii")
+    else:
+        data = _normalize_non_ascii(text).encode("utf-8", "surrogatepass")
+    digests = b"".join(map(_SHA1_DIGEST, map(hashlib.sha1, data.translate(_ASCII_TABLE, _ASCII_DELETE).split(b"\n"))))
+    first = np.frombuffer(digests, np.uint8).reshape(-1, SHA1_BYTES)[:, :HASH_BYTES]
+    return np.ascontiguousarray(first).view("<u8").ravel().astype(np.uint64, copy=False)
 
 
 def shard_of(file_index: int, n_files: int, num_shards: int) -> int:
@@ -86,7 +116,8 @@ def group_of(file_index: int, n_files: int, num_shards: int, hash_in_mem: int) -
 
 def remove_duplicate_lines(lines: Sequence[str], hashes: Sequence[int], duplicates: set[int]) -> list[str]:
     """docs/recipe/commoncrawl.md#which-lines-go finalize_doc: keep a line iff h != 0, h is not a
-    cross-document duplicate, and h was not already kept in this document."""
+    cross-document duplicate, and h was not already kept in this document (the reference rule;
+    `kept_lines` computes it for a whole file at once)."""
     seen: set[int] = set()
     out = []
     for line, h in zip(lines, hashes):
@@ -97,17 +128,31 @@ def remove_duplicate_lines(lines: Sequence[str], hashes: Sequence[int], duplicat
     return out
 
 
-def dedup_record(
-    record: dict[str, Any], duplicates: set[int], hashes: list[int] | None = None
-) -> dict[str, Any] | None:
-    """The record with its duplicate lines removed (cc_net's output fields updated), or None if empty."""
-    import json
+def kept_lines(hashes: np.ndarray, offsets: np.ndarray, duplicate: np.ndarray) -> np.ndarray:
+    """remove_duplicate_lines for every document of a file at once: document i's lines hash to
+    hashes[offsets[i]:offsets[i+1]], `duplicate` marks the cross-document duplicates; True where a
+    line stays (its hash is not 0, not a duplicate, and its first in the document)."""
+    doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    order = np.lexsort((hashes, doc))  # stable: equal (document, hash) pairs stay in line order
+    h, d = hashes[order], doc[order]
+    first_sorted = np.ones(len(order), dtype=bool)
+    first_sorted[1:] = (h[1:] != h[:-1]) | (d[1:] != d[:-1])
+    first = np.empty_like(first_sorted)
+    first[order] = first_sorted
+    return first & (hashes != 0) & ~np.asarray(duplicate, dtype=bool)
 
-    lines = record["text"].split("\n")
-    kept = remove_duplicate_lines(lines, hashes if hashes is not None else doc_hashes(record["text"]), duplicates)
-    text = "\n".join(kept)
-    if not text.strip():  # no line survived, or only blank ones: no document left
+
+def dedup_record(record: dict[str, Any], keep: np.ndarray) -> dict[str, Any] | None:
+    """The record with the lines `keep` marks False removed (cc_net's output fields updated), or None
+    when no line, or only blank ones, is left."""
+    text = record["text"]
+    if keep.all():
+        nlines, new = len(keep), text
+    else:
+        lines = text.split("\n")
+        nlines, new = len(lines), "\n".join([ln for ln, k in zip(lines, keep.tolist()) if k])
+    if not new or new.isspace():
         return None
     meta = json.loads(record["meta"]) if record.get("meta") else {}
-    meta.update(original_nlines=len(lines), original_length=len(record["text"]), nlines=len(kept), length=len(text))
-    return {**record, "text": text, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True)}
+    meta.update(original_nlines=nlines, original_length=len(text), nlines=int(keep.sum()), length=len(new))
+    return {**record, "text": new, "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True)}

@@ -59,8 +59,9 @@ def test_line_dedup_of_a_group():
 
 
 def test_dedup_record_updates_cc_net_fields():
-
-    r = L.dedup_record(make_record("commoncrawl", "k", "a\nb\na", meta={"dedup_group": 0}), set())
+    text = "a\nb\na"
+    keep = L.kept_lines(L.doc_hashes(text), np.array([0, 3]), np.zeros(3, bool))
+    r = L.dedup_record(make_record("commoncrawl", "k", text, meta={"dedup_group": 0}), keep)
     m = json.loads(r["meta"])
     assert r["text"] == "a\nb" and (m["original_nlines"], m["nlines"], m["original_length"], m["length"]) == (
         3,
@@ -74,9 +75,44 @@ def dedup(docs: list[list[str]]) -> list[str | None]:
     """cc_net's line dedup of one hash group as the build runs it: per document its line hashes,
     the group's duplicates from the distinct (hash, document) pairs, then each document rebuilt."""
     recs = [make_record("commoncrawl", str(i), "\n".join(lines)) for i, lines in enumerate(docs)]
-    hashes = [L.doc_hashes(r["text"]) for r in recs]
+    hashes = [L.doc_hashes(r["text"]).tolist() for r in recs]
     flat = np.array([h for hs in hashes for h in set(hs)], dtype=np.uint64)
     owners = np.array([i for i, hs in enumerate(hashes) for _ in set(hs)], dtype=np.uint64)
-    dups = set(duplicate_lines(flat, owners).tolist())
-    out = [L.dedup_record(r, dups, hs) for r, hs in zip(recs, hashes)]
+    dups = duplicate_lines(flat, owners)
+    all_hashes = np.array([h for hs in hashes for h in hs], dtype=np.uint64)
+    offsets = np.cumsum([0] + [len(hs) for hs in hashes])
+    keep = L.kept_lines(all_hashes, offsets, np.isin(all_hashes, dups))
+    out = [L.dedup_record(r, keep[a:b]) for r, a, b in zip(recs, offsets[:-1], offsets[1:])]
+    # the whole-file mask keeps exactly the lines of the reference rule, document by document
+    for r, hs, o in zip(recs, hashes, out):
+        ref = L.remove_duplicate_lines(r["text"].split("\n"), hs, set(dups.tolist()))
+        assert o["text"].split("\n") == ref if o is not None else not "".join(ref).strip()
     return [None if r is None else r["text"] for r in out]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Header MENU!\n  Footer 2019  \n«Bonjour»\nCafé ٣\na\x07b\x85c\n\n\t x \x1c",
+        "ΟΔΟΣ\nΣ\nσΣ x\nİstanbul ＫＡ１２\n𝟘𝟙 digits\n\x01 lead\n",  # final sigma, dotted I, astral digits
+        "plain ascii 123\n  \nline two\x7f\n\x0b\x0cvt",
+        "",
+    ],
+)
+def test_doc_hashes_equal_each_lines_hash(text):
+    assert L.doc_hashes(text).tolist() == [L.line_hash(ln) for ln in text.split("\n")]
+
+
+def test_non_ascii_digit_class_is_every_digit():
+    everything = "".join(map(chr, range(0x80, 0x110000)))
+    bmp, astral = L._non_ascii_digits()
+    assert set(L._DIGITS.findall(everything)) == set(bmp.findall(everything)) | set(astral.findall(everything))
+
+
+def test_kept_lines_whole_file():
+    docs = [["x", "y", "y", "z"], ["x", "w"], ["q", "q"]]
+    hashes = np.array([L.line_hash(s) for d in docs for s in d], dtype=np.uint64)
+    hashes[-1] = 0  # cc_net's masked sentinel: never kept
+    offsets = np.array([0, 4, 6, 8])
+    dup = np.isin(hashes, [L.line_hash("x")])
+    assert L.kept_lines(hashes, offsets, dup).tolist() == [False, True, False, True, False, True, True, False]

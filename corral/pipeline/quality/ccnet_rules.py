@@ -74,7 +74,7 @@ _DIGITS = re.compile(r"\d")
 def parse_wet_body(body: str) -> tuple[str, list[str]]:
     """(title, content lines) of a WET conversion record's body: lines stripped, trailing empties
     dropped, the first line is the title (docs/recipe/commoncrawl.md#reading-wet)."""
-    lines = [ln.strip() for ln in body.split("\n")]
+    lines = list(map(str.strip, body.split("\n")))
     while len(lines) >= 1 and lines[-1] == "" and len(lines) > 1:
         lines.pop()
     if not lines:
@@ -149,7 +149,13 @@ def perplexity(logprob10: float, length: int) -> float:
 
 def score_document(text: str, sp, lm) -> float:
     """Document perplexity: normalise, SentencePiece pieces joined by " ", KenLM with <s> and </s>."""
-    line = " ".join(sp.encode_as_pieces(normalize(text)))
+    return score_pieces(sp.encode_as_pieces(normalize(text)), lm)
+
+
+def score_pieces(pieces: list[str], lm) -> float:
+    """Perplexity of a normalised document's SentencePiece pieces: joined by " ", scored by KenLM
+    with <s> and </s>; length = the line's words + 1, as cc_net counts them."""
+    line = " ".join(pieces)
     return perplexity(lm.score(line), len(line.split()) + 1)
 
 

@@ -58,10 +58,19 @@ class Perplexity:
         return self.loaded[lang]
 
     def score(self, text: str, lang: str | None) -> float | None:
-        if lang not in self.paths:
-            return None
-        sp, lm = self._models(lang)
-        return rules.score_document(text, sp, lm)
+        return self.scores([text], [lang])[0]
+
+    def scores(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[float | None]:
+        """Each document's perplexity under its language's models (None without models): per
+        language, one batched SentencePiece call on one thread (a worker is one core), then KenLM."""
+        out: list[float | None] = [None] * len(texts)
+        for lang in sorted({lg for lg in langs if lg in self.paths}):
+            at = [i for i, lg in enumerate(langs) if lg == lang]
+            sp, lm = self._models(lang)
+            pieces = sp.encode([rules.normalize(texts[i]) for i in at], out_type=str, num_threads=1)
+            for i, p in zip(at, pieces):
+                out[i] = rules.score_pieces(p, lm)
+        return out
 
 
 class QualityScorer:

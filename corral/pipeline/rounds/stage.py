@@ -219,9 +219,10 @@ class KeyCollector:
         self.id_key.append(key64(record["id"]))
         meta = record.get("meta")
         self.ts.append(timestamp_rank(json.loads(meta).get("timestamp")) if meta and '"timestamp"' in meta else 0)
-        self.md5.append(hex64(text_md5(record)))
+        md5 = text_md5(record)
+        self.md5.append(hex64(md5))
         if self.exact:
-            self.exact_key.append(key64(self.content_key(record)))
+            self.exact_key.append(key64(md5 if self.content_key is text_md5 else self.content_key(record)))
         if self.minhash:
             sh = minhash.shingles(record["text"], self.ngram, unique=self.verify)
             if self.verify:

@@ -94,12 +94,12 @@ class ReadTask(SourceTask):
         st, target = self.stages, StagedFile(self.out, SOURCE, item.index)
         ld = st["line_dedup"]
         tally, writer = Tally(), StagedWriter(target, "read")
-        hashes, id_keys = [], []
+        hashes, id_keys, none = [], [], np.empty(0, dtype=np.uint64)
         try:
             for r in kept_records(self.source.read_group(item.piece, item.group, st), tally):
                 writer.write(r)
                 id_keys.append(key64(r["id"]))
-                hashes.append(doc_hashes(r["text"]) if ld["enabled"] else [])
+                hashes.append(doc_hashes(r["text"]) if ld["enabled"] else none)
         except BaseException:
             writer.abort()
             raise
@@ -108,7 +108,7 @@ class ReadTask(SourceTask):
         arrays = {
             "id_key": ids,
             "offsets": np.cumsum([0] + [len(h) for h in hashes], dtype=np.int64),
-            "hashes": np.fromiter((x for h in hashes for x in h), dtype=np.uint64, count=sum(len(h) for h in hashes)),
+            "hashes": concat(hashes, np.uint64),
         }
         if ld["enabled"]:
             # A record's lines count once per document: per URL + digest when url dedup keeps one of

@@ -15,8 +15,9 @@ import numpy as np
 
 from corral.core.outcome import DROPPED
 from corral.dedup.keys import hex64, member_of
-from corral.dedup.lines import dedup_record
+from corral.dedup.lines import dedup_record, kept_lines
 from corral.engine.graph import Task, of_type
+from corral.pipeline.quality.ccnet_rules import lid_keep
 from corral.pipeline.quality.taggers import LanguageId, Perplexity
 from corral.pipeline.rounds.decide import REASONS, load_sorted, rounds_of, rows_lost
 from corral.pipeline.rounds.keytables import by_partition
@@ -84,16 +85,16 @@ class TagTask(Task):
         hashes, offsets = keys["hashes"], keys["offsets"]
         url = rounds_of(summaries)
         lost = rows_lost(self.out, SOURCE, url[0], item.index) if url else set()
-        dupset = self._duplicate_lines(item, summaries, hashes) if line_dedup else set()
+        keep = kept_lines(hashes, offsets, self._duplicate_lines(item, summaries, hashes)) if line_dedup else None
         tally, writer = Tally(), StagedWriter(target)
-        tagged = _Tagged(writer, KeyCollector(st), set(st["langid"]["languages"]))
+        tagged = _Tagged(writer, KeyCollector(st), st["langid"])
         try:
             for i, r in enumerate(r for batch in iter_staged(item.parts) for r in batch.to_pylist()):
                 if i in lost:
                     tally.reason(DROPPED, REASONS["url"], example=(r["id"], r["text"]))
                     continue
                 if line_dedup:
-                    deduped = dedup_record(r, dupset, hashes[offsets[i] : offsets[i + 1]].tolist())
+                    deduped = dedup_record(r, keep[offsets[i] : offsets[i + 1]])
                     if deduped is None:
                         tally.reason(DROPPED, "empty_after_line_dedup", example=(r["id"], r["text"]))
                         continue
@@ -110,33 +111,41 @@ class TagTask(Task):
         sketches = {lang: sketch(v) for lang, v in sorted(tagged.scored.items())}
         return summarize(TagSummary, target, parts, tally, key_bytes=key_bytes, sketch=sketches)
 
-    def _duplicate_lines(self, item: TagItem, summaries, hashes: np.ndarray) -> set[int]:
-        """This file's duplicated lines only: each hash looked up in its partition's duplicates
-        (mapped: the lookups read the pages they touch, not the group's whole set)."""
+    def _duplicate_lines(self, item: TagItem, summaries, hashes: np.ndarray) -> np.ndarray:
+        """Which of this file's line hashes are duplicates: each looked up in its partition's
+        duplicates (mapped: the lookups read the pages they touch, not the group's whole set)."""
         lines = [s for s in of_type(summaries, LinesSummary) if s.group == item.group]
         parts = max((s.partitions for s in lines), default=0)
 
         def member(p, v):
             return member_of(load_sorted(lines_path(self.out, item.group, p), mapped=True), v)
 
-        return set(hashes[by_partition(hashes, parts, member, False)].tolist())
+        return by_partition(hashes, parts, member, False)
 
 
 class _Tagged:
     """Documents waiting for a batched language-ID call, and what tagging them leaves: the staged
     rows, their keys, the negatives for the quality classifier and the perplexities per language."""
 
-    def __init__(self, writer: StagedWriter, collector: KeyCollector, languages: set[str]):
-        self.writer, self.collector, self.languages = writer, collector, languages
+    def __init__(self, writer: StagedWriter, collector: KeyCollector, langid: dict[str, Any]):
+        self.writer, self.collector, self.langid = writer, collector, langid
+        self.languages = set(langid["languages"])
         self.pending: list[dict[str, Any]] = []
         self.neg: list[int] = []
         self.neg_rows: list[int] = []
         self.scored: dict[str, list[float]] = {}
 
     def flush(self, lid: LanguageId, ppl: Perplexity) -> None:
+        """Language ID of the batch, then the perplexity of the documents the language filter keeps
+        (as cc_net's mine step, which drops the others before scoring them)."""
+        threshold, languages = self.langid["threshold"], self.langid["languages"]
         for r, (lang, score) in zip(self.pending, lid.tag([r["text"] for r in self.pending])):
-            r["lang"], r["lang_score"] = lang, score
-            r["perplexity"] = ppl.score(r["text"], lang)
+            r["lang"], r["lang_score"], r["perplexity"] = lang, score, None
+        scored = [r for r in self.pending if lid_keep(r["lang"], r["lang_score"], threshold, languages) is None]
+        for r, pp in zip(scored, ppl.scores([r["text"] for r in scored], [r["lang"] for r in scored])):
+            r["perplexity"] = pp
+        for r in self.pending:
+            lang = r["lang"]
             if r["perplexity"] is not None:
                 self.scored.setdefault(lang, []).append(r["perplexity"])
             if lang in self.languages:

@@ -32,8 +32,8 @@ class Page:
     length: int | None = None  # the record's declared Content-Length (WET)
 
 
-def _record(page: Page, group: int, path: str) -> dict[str, Any]:
-    text = "\n".join(page.lines)
+def _record(page: Page, group: int, path: str, text: str | None = None) -> dict[str, Any]:
+    text = "\n".join(page.lines) if text is None else text
     meta = {
         "title": page.title,
         "digest": page.digest,
@@ -84,14 +84,15 @@ def read_wet(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, 
                 yield error(SOURCE, "invalid_utf8", where)
                 continue
             title, lines = rules.parse_wet_body(body)
-            if len("\n".join(lines)) < read["min_len"]:
+            text = "\n".join(lines)
+            if len(text) < read["min_len"]:
                 yield dropped(SOURCE, "too_short", where)
                 continue
             length = int(declared) if declared and declared.isdigit() else None
             page = Page(
                 url, h.get_header("WARC-Block-Digest") or "", h.get_header("WARC-Date"), title, lines, length=length
             )
-            yield kept(_record(page, group, path))
+            yield kept(_record(page, group, path, text))
 
 
 def read_warc_html(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, Any]]:
