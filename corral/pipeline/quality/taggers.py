@@ -57,9 +57,6 @@ class Perplexity:
             self.loaded[lang] = (sp, kenlm.Model(localize(entry["lm"])))
         return self.loaded[lang]
 
-    def score(self, text: str, lang: str | None) -> float | None:
-        return self.scores([text], [lang])[0]
-
     def scores(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[float | None]:
         """Each document's perplexity under its language's models (None without models): per
         language, one batched SentencePiece call on one thread (a worker is one core), then KenLM."""

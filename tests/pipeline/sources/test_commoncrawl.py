@@ -11,6 +11,8 @@ from helpers import shard_records, stages, write_manifest
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import build
 from corral.pipeline.inputs.streams import guarded
+from corral.pipeline.quality.ccnet_rules import score_document
+from corral.pipeline.quality.taggers import Perplexity
 from corral.pipeline.sources import commoncrawl as cc
 
 READ = stages("commoncrawl")["read"]
@@ -151,6 +153,13 @@ def test_commoncrawl_build_tags_selects_and_records_models(shared_data, tmp_path
     scores1 = [r["lang_score"] for r in shard_records(str(out), "commoncrawl")]
     scores2 = [r["lang_score"] for r in shard_records(str(out2), "commoncrawl")]
     assert all(round(x, 1) == x for x in scores2) and any(round(x, 1) != x for x in scores1)
+
+    # The batched perplexity (one SentencePiece call per language) equals cc_net's one-by-one rule.
+    ppl = Perplexity({"en": {"sp": str(models / "en.sp.model"), "lm": str(models / "en.arpa.bin")}})
+    texts = [r["text"] for r in shard_records(str(out), "commoncrawl")][:5] + ["Ünïcode — 12 «lines»\nsecond ２"]
+    sp, lm = ppl._models("en")
+    expected = [score_document(t, sp, lm) for t in texts]
+    assert ppl.scores([*texts, "x"], ["en"] * len(texts) + ["fr"]) == [*expected, None]
 
 
 def test_url_digest_dedup_and_reference_positives(shared_data, tmp_path):
