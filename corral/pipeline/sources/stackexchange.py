@@ -42,6 +42,7 @@ from corral.pipeline.inputs.spill import BucketRuns, read_buckets, run_names
 from corral.pipeline.inputs.streams import guarded, open_input, open_raw
 from corral.pipeline.rounds.stage import StagedSummary
 from corral.pipeline.sources.base import Piece, Source, even_parts
+from corral.pipeline.sources.html_text import post_text
 
 SOURCE = "stackexchange"
 EXCLUDED_REASON = "not_top_site"  # every row of a site outside the top `read.top_sites`
@@ -68,20 +69,13 @@ def site_from_path(path: str) -> str:
 
 
 def clean_html(html: str) -> str:
-    """Post HTML → readable text: lists as "* " lines, code with its line breaks, no tags."""
+    """Post HTML → readable text: lists as "* " lines, code with its line breaks, no tags.
+
+    The text is BeautifulSoup's (lxml) get_text() with the line marks of html_text.soup_text, taken
+    from lxml's parse events by html_text.post_text (the same string, ~20× faster)."""
     if "<" not in html and "&" not in html:
         return html.strip()
-    from bs4 import BeautifulSoup  # here, not at the top: every command that reads a manifest imports this module
-
-    soup = BeautifulSoup(html, "lxml")
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    for li in soup.find_all("li"):
-        li.insert_before("\n* ")
-    for block in soup.find_all(["p", "pre", "ul", "ol", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6"]):
-        block.insert_after("\n")
-    text = soup.get_text()
-    return _LOOSE_ITEMS.sub("\n", _BLANK_RUNS.sub("\n\n", text)).strip()
+    return _LOOSE_ITEMS.sub("\n", _BLANK_RUNS.sub("\n\n", post_text(html))).strip()
 
 
 def sort_answers(answers: Iterable[tuple[str, int, str]], mode: str = "numeric") -> list[tuple[str, int, str]]:

@@ -41,10 +41,10 @@ from corral.manifests.options import Option
 from corral.pipeline.inputs.multistream import INDEX_SUFFIX, multistream_cuts, open_piece
 from corral.pipeline.inputs.streams import open_input
 from corral.pipeline.sources.base import Piece, Source, ranges
+from corral.pipeline.sources.wikitext import clean_wikitext
 
 SOURCE = "wikipedia"
 LOG = logging.getLogger("corral.build")
-MAGIC_WORDS = re.compile(r"__[A-Z]*__")  # docs/recipe/wikipedia.md: HF-wiki v2 re_rm_magic
 
 # Local names of the File/Media namespaces (HF-wiki MEDIA_ALIASES, for the paper's 20 languages).
 MEDIA_ALIASES = {
@@ -108,97 +108,6 @@ def language_of(dbname: str | None, xml_lang: str | None, path: str) -> str | No
         return xml_lang
     m = _FILE_LANG.match(os.path.basename(path))
     return m.group(1).replace("_", "-") if m else None
-
-
-def strip_wikitables(raw: str) -> str:
-    """Remove `{| … |}` wikitable blocks (nested ones too) by their line-start delimiters.
-
-    The recipe removes tables; mwparserfromhell sometimes fails to parse a real table (a header row
-    of `!!` cells with templates, seen on enwiki) and leaves it as raw text with its links. The
-    delimiters are defined to stand at line starts, so a line scan finds every table.
-    """
-    out, depth = [], 0
-    for line in raw.split("\n"):
-        head = line.lstrip()
-        if head.startswith("{|"):
-            depth += 1
-            continue
-        if depth:
-            if head.startswith("|}"):
-                depth -= 1
-            continue
-        out.append(line)
-    return "\n".join(out)
-
-
-_REFS = re.compile(r"<ref\b[^>]*/>|<ref\b[^>]*>.*?</ref\s*>", re.IGNORECASE | re.DOTALL)
-
-
-def strip_refs(raw: str) -> str:
-    """Remove `<ref …/>` and `<ref …>…</ref>` (refs do not nest), before parsing: after markup it
-    cannot parse, mwparserfromhell reads the rest of a page as text, refs included."""
-    return _REFS.sub("", raw)
-
-
-def strip_media_links(raw: str, media: set[str]) -> str:
-    """Remove `[[File:…]]`-style links with their nested links (bracket-balanced), before parsing,
-    for the same reason as strip_refs."""
-    out, i, n = [], 0, len(raw)
-    while i < n:
-        j = raw.find("[[", i)
-        if j < 0:
-            out.append(raw[i:])
-            break
-        out.append(raw[i:j])
-        head = raw[j + 2 : j + 40].lstrip(" :")
-        prefix = head.split(":", 1)[0].strip().lower() if ":" in head else ""
-        if prefix not in media:
-            out.append("[[")
-            i = j + 2
-            continue
-        depth, k = 0, j
-        while k < n:
-            if raw.startswith("[[", k):
-                depth, k = depth + 1, k + 2
-            elif raw.startswith("]]", k):
-                depth, k = depth - 1, k + 2
-                if depth == 0:
-                    break
-            else:
-                k += 1
-        i = k
-    return "".join(out)
-
-
-def clean_wikitext(raw: str, media: set[str], categories: set[str], strip_magic: bool = True) -> str:
-    """docs/recipe/wikipedia.md: HF-wiki v2.0.0 markup removal; `media`/`categories` are lowercase prefixes.
-
-    `strip_magic=False` keeps `__MAGIC__` words (HF-wiki v1.0.0 did not remove them)."""
-    import mwparserfromhell  # here, not at the top: every command that reads a manifest imports this module
-
-    wikicode = mwparserfromhell.parse(strip_media_links(strip_refs(strip_wikitables(raw)), media))
-    # Removals run once over the whole page: nodes removed through get_sections()' views can
-    # survive in the text (seen on real pages); the section split below then only formats.
-    for link in wikicode.filter_wikilinks(recursive=True):  # a list: removing while iterating skips nodes
-        title = str(link.title).strip()
-        prefix = title.split(":", 1)[0].strip().lower().lstrip(":") if ":" in title else ""
-        try:
-            if prefix in media:
-                wikicode.remove(link)
-            elif prefix in categories:
-                wikicode.replace(link, title.split(":", 1)[1].strip())
-        except ValueError:  # already gone with an enclosing node
-            pass
-    for tag in wikicode.filter_tags(matches=lambda t: str(t.tag).strip().lower() in ("ref", "table"), recursive=True):
-        try:
-            wikicode.remove(tag)
-        except ValueError:
-            pass
-    sections = []
-    for section in wikicode.get_sections(flat=True, include_lead=True, include_headings=True):
-        text = section.strip_code().strip()
-        sections.append(MAGIC_WORDS.sub("", text).strip() if strip_magic else text)
-    return "\n\n".join(s for s in sections if s).strip()
 
 
 def aliases(lang: str | None, site_names: dict[str, str]) -> tuple[set[str], set[str]]:

@@ -8,6 +8,7 @@ from helpers import run_read, shard_records, write_manifest
 from corral.manifests.verify import verify_build
 from corral.pipeline.build import build
 from corral.pipeline.sources import wikipedia as wk
+from corral.pipeline.sources import wikitext as wt
 from corral.pipeline.sources.wikipedia import WIKI_LANGUAGES
 
 MEDIA, CATS = wk.aliases("de", {})
@@ -68,15 +69,15 @@ def test_wikitables_removed_even_when_the_parser_misses_them():
         "Before.\n{| class=wikitable\n! A !! {{Tooltip| SR | x}} !! B\n|-\n| bgcolor=lime | [[L|W]]\n"
         "{|\n| nested\n|}\n|}\nAfter."
     )
-    assert wk.strip_wikitables(raw) == "Before.\nAfter."
+    assert wt.strip_wikitables(raw) == "Before.\nAfter."
     assert wk.clean_wikitext(raw, MEDIA, CATS) == "Before.\nAfter."
 
 
 def test_refs_and_media_links_removed_before_parsing():
-    assert wk.strip_refs('a<ref name="x">{{cite|y}}</ref>b<ref name=z />c<REF>d\ne</ref>') == "abc"
+    assert wt.strip_refs('a<ref name="x">{{cite|y}}</ref>b<ref name=z />c<REF>d\ne</ref>') == "abc"
     raw = "x [[File:a.svg|thumb|A [[nested]] caption]] y [[Berlin]] [[ : Image:b.png]] z"
-    assert wk.strip_media_links(raw, MEDIA) == "x  y [[Berlin]]  z"
-    assert wk.strip_media_links("unclosed [[File:a|b", MEDIA) == "unclosed "
+    assert wt.strip_media_links(raw, MEDIA) == "x  y [[Berlin]]  z"
+    assert wt.strip_media_links("unclosed [[File:a|b", MEDIA) == "unclosed "
 
 
 def test_magic_words_kept_when_asked():
