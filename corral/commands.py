@@ -108,7 +108,9 @@ def cmd_export(args) -> int:
     from corral.export.job import export
 
     with _executor(args) as how:
-        result = export(args.out, args.to, args.format, args.source, how)
+        result = export(
+            args.out, args.to, args.format, args.source, how, compression=args.compression, level=args.level
+        )
     print(
         f"corral export: {len(result.written)} file(s) written, {len(result.skipped)} already complete, in "
         f"{args.to} (export.json: rows and sha256 of each; README.md: the dataset card)"

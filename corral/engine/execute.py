@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 
 from corral.core.errors import Failure
-from corral.engine import on_beam
 from corral.engine.graph import Graph, Item, Ledger, Summary, Task
 from corral.engine.pool import LocalPool
 from corral.engine.progress import Progress
@@ -24,6 +23,8 @@ def execute(graph: Graph, how: Executor, progress: Progress | None = None) -> No
         with LocalPool(how.workers) as pool, watch:
             pool.run(graph)
     else:
+        from corral.engine import on_beam  # here: a local run never imports Beam (about 0.5 s)
+
         with watch:
             on_beam.execute(graph, how.runner, how.options)
 

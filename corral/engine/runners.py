@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions
-
 from corral.core.errors import UsageError
 
 
@@ -99,6 +97,7 @@ def _not_running_mode_notice(record: logging.LogRecord) -> bool:
 def local_runner(workers: int | None = None):
     """(runner, options) for Beam's embedded FnApiRunner: in this process with one worker, else with
     `workers` worker processes, each running WORKER_COMMAND."""
+    from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner, fn_runner
     from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
@@ -124,6 +123,8 @@ def dask_runner(scheduler: str | None = None, local_workers: int | None = None):
     """(runner, options) for Beam's DaskRunner on a dask.distributed cluster: the scheduler at
     `scheduler` (tcp://HOST:PORT), or a LocalCluster of `local_workers` worker processes started
     for the run and stopped after it."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     try:
         from apache_beam.runners.dask.dask_runner import DaskRunner
         from distributed import LocalCluster
@@ -198,4 +199,6 @@ def profile_flags(
 
 def cluster_runner(name: str, **kwargs):
     """(runner name, options) for a cluster profile; Beam makes the runner from its name."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     return CLUSTER_RUNNERS[name], PipelineOptions(profile_flags(name, **kwargs))

@@ -1,10 +1,12 @@
-"""`corral export OUT --to DIR --format parquet|jsonl|dolma|megatron [--source S]`: a build handed
-on to other tools, checked and resumable.
+"""`corral export OUT --to DIR --format parquet|jsonl|dolma|megatron [--source S] [--compression
+gzip|zstd] [--level N]`: a build handed on to other tools, checked and resumable.
 
 - Every output file is written under a temporary name and renamed only when whole, so a failed or
   killed export never leaves a file under its final name.
 - The files are written by tasks on the engine (corral.engine), a document shard's files or a
-  source's Megatron dataset each, on the local pool or any Beam runner. While an export runs, each
+  source's Megatron dataset each, on the local pool (a worker per usable CPU by default) or any Beam
+  runner. JSON lines (jsonl, dolma) are compressed on threads besides (corral.export.compressed),
+  the usable CPUs shared among the files written at once. While an export runs, each
   finished task leaves a completion record under DIR/_export, so a killed export resumes.
 - DIR/export.json records, for each file, the shard it came from (path and sha256), its rows (and
   tokens), its size and sha256. It is written (atomically) when the export starts and when it ends,
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,14 +35,17 @@ from corral.core.schema import DOC_SCHEMA
 from corral.core.shards import HashingSink, iter_batches, read_token_shard
 from corral.engine.execute import run_each
 from corral.engine.graph import Item, Ledger, Summary, Task
-from corral.engine.runners import Executor
+from corral.engine.runners import Executor, usable_cpus
 from corral.export import FORMATS, megatron
-from corral.export.documents import JsonlOut, ParquetOut, dolma_attributes, dolma_document, jsonl_row
+from corral.export.compressed import SUFFIX, Compressed, check_codec
+from corral.export.documents import JsonlOut, ParquetOut, dolma_attribute_lines, dolma_document, jsonl_row
+from corral.export.json_lines import text_lines
 from corral.manifests.build_manifest import BuildManifest, load_build, manifest_sha256
 
 RECORD = "export.json"
 RECORDS = "_export"  # DEST/_export: the completion records of an export that has not finished
 CARD = "README.md"
+JSON_LINES = ("jsonl", "dolma")  # the formats written as compressed JSON lines (--compression, --level)
 
 
 class ExportError(UsageError):
@@ -53,17 +59,18 @@ class Result:
     data_path: str | None = None  # megatron: the weighted --data-path
 
 
-def _targets(fmt: str, source: str, index: int) -> list[str]:
+def _targets(fmt: str, source: str, index: int, codec: str | None) -> list[str]:
     """Output files (relative to DIR) of shard `index` of `source`."""
     name = f"part-{index:05d}"
     if fmt == "parquet":
         return [f"{source}/{name}.parquet"]
+    lines = f"{name}.jsonl{SUFFIX[codec]}"
     if fmt == "jsonl":
-        return [f"{source}/{name}.jsonl.gz"]
-    return [f"documents/{source}/{name}.jsonl.gz", f"attributes/corral/{source}/{name}.jsonl.gz"]
+        return [f"{source}/{lines}"]
+    return [f"documents/{source}/{lines}", f"attributes/corral/{source}/{lines}"]
 
 
-def _load_record(dest: str, fmt: str, sha: str) -> dict[str, Any]:
+def _load_record(dest: str, fmt: str, sha: str, codec: str | None) -> dict[str, Any]:
     path = os.path.join(dest, RECORD)
     if not os.path.exists(path):
         stray = [n for n in os.listdir(dest)] if os.path.isdir(dest) else []
@@ -72,15 +79,21 @@ def _load_record(dest: str, fmt: str, sha: str) -> dict[str, Any]:
                 f"{dest}: holds files corral's export did not write ({', '.join(sorted(stray)[:3])}): "
                 "choose an empty or new --to"
             )
-        return {"format": fmt, "build_manifest_sha256": sha, "files": {}}
+        return {"format": fmt, "compression": codec, "build_manifest_sha256": sha, "files": {}}
     with open(path, encoding="utf-8") as f:
         record = json.load(f)
-    if record.get("format") != fmt or record.get("build_manifest_sha256") != sha:
+    # a record of JSON lines that names no compression holds gzip files
+    was = record.get("compression", "gzip" if record.get("format") in JSON_LINES else None)
+    if (record.get("format"), was, record.get("build_manifest_sha256")) != (fmt, codec, sha):
         raise ExportError(
-            f"{dest}: holds a {record.get('format')} export of the build whose manifest sha256 is "
-            f"{record.get('build_manifest_sha256')}; this is a {fmt} export of {sha}: choose another --to"
+            f"{dest}: holds a {_kind(record.get('format'), was)} export of the build whose manifest sha256 is "
+            f"{record.get('build_manifest_sha256')}; this is a {_kind(fmt, codec)} export of {sha}: choose another --to"
         )
     return record
+
+
+def _kind(fmt: str | None, codec: str | None) -> str:
+    return f"{fmt} ({codec})" if codec else str(fmt)
 
 
 def _save_record(dest: str, record: dict[str, Any]) -> None:
@@ -98,17 +111,27 @@ def _done(dest: str, record: dict[str, Any], rel: str, origin: str) -> bool:
     )
 
 
-def _export_shard(fmt: str, shard_path: str, outs: list[str], added: str) -> list[dict[str, Any]]:
+def _writers(s: _Settings, sinks: list[HashingSink], opened: list) -> None:
+    """The writers of one shard's output file(s), appended to `opened` as each is made (so that a
+    failure while making the second still stops the first's threads)."""
+    if s.fmt == "parquet":
+        opened.append(ParquetOut(sinks[0], DOC_SCHEMA))
+        return
+    if s.fmt == "jsonl":
+        lines = [partial(text_lines, line=jsonl_row)]
+    else:
+        lines = [partial(text_lines, line=partial(dolma_document, added=s.added)), dolma_attribute_lines]
+    for sink, batch_lines in zip(sinks, lines):
+        opened.append(JsonlOut(Compressed(sink, s.codec, s.level, s.threads), batch_lines))
+
+
+def _export_shard(s: _Settings, shard_path: str, outs: list[str]) -> list[dict[str, Any]]:
     """Stream one document shard into its output file(s); return each file's rows, bytes and sha256."""
     files = [AtomicFile(p) for p in outs]
     sinks = [HashingSink(f.raw) for f in files]
+    writers: list = []
     try:
-        if fmt == "parquet":
-            writers = [ParquetOut(sinks[0], DOC_SCHEMA)]
-        elif fmt == "jsonl":
-            writers = [JsonlOut(sinks[0], jsonl_row)]
-        else:
-            writers = [JsonlOut(sinks[0], lambda r: dolma_document(r, added)), JsonlOut(sinks[1], dolma_attributes)]
+        _writers(s, sinks, writers)
         rows = 0
         for batch in iter_batches(shard_path):
             for w in writers:
@@ -119,10 +142,12 @@ def _export_shard(fmt: str, shard_path: str, outs: list[str], added: str) -> lis
         for f in files:
             f.commit()
     except BaseException:
+        for w in writers:
+            w.abort()
         for f in files:
             f.abort()
         raise
-    return [{"rows": rows, "bytes": s.size, "sha256": s.sha256.hexdigest()} for s in sinks]
+    return [{"rows": rows, "bytes": sink.size, "sha256": sink.sha256.hexdigest()} for sink in sinks]
 
 
 def _export_tokens(dest: str, source: str, shards: list[str], out: str, vocab: int) -> dict[str, Any]:
@@ -173,6 +198,9 @@ class _Settings:
     fmt: str
     added: str  # dolma's `added`: when the build was made
     vocab: int  # megatron: the tokenizer's vocabulary (the token dtype)
+    codec: str | None = None  # jsonl and dolma: gzip or zstd (corral.export.compressed)
+    level: int | None = None
+    threads: int = 1  # compression threads of each JSON lines file
 
 
 class ExportTask(Task):
@@ -199,7 +227,7 @@ class ExportTask(Task):
             entry = {**stats, "source": item.source, "from_sha256": item.origin, "idx": rel[: -len(".bin")] + ".idx"}
             return ExportSummary(files={rel: entry}, records=stats["rows"])
         outs = [os.path.join(s.dest, r) for r in item.targets]
-        stats = _export_shard(s.fmt, join(s.out, item.shards[0]), outs, s.added)
+        stats = _export_shard(s, join(s.out, item.shards[0]), outs)
         files = {
             r: {**st, "source": item.source, "from": item.shards[0], "from_sha256": item.origin}
             for r, st in zip(item.targets, stats)
@@ -207,7 +235,7 @@ class ExportTask(Task):
         return ExportSummary(files=files, records=stats[0]["rows"])
 
 
-def _items(manifest: BuildManifest, fmt: str, chosen: list[str]) -> list[ExportItem]:
+def _items(manifest: BuildManifest, fmt: str, chosen: list[str], codec: str | None) -> list[ExportItem]:
     """What to write: per document shard its file(s), or per source one Megatron dataset."""
     if fmt == "megatron":
         return [
@@ -221,7 +249,9 @@ def _items(manifest: BuildManifest, fmt: str, chosen: list[str]) -> list[ExportI
             for s in chosen
         ]
     return [
-        ExportItem(f"{s}-{i:05d}", s, (entry["path"],), targets=tuple(_targets(fmt, s, i)), origin=entry["sha256"])
+        ExportItem(
+            f"{s}-{i:05d}", s, (entry["path"],), targets=tuple(_targets(fmt, s, i, codec)), origin=entry["sha256"]
+        )
         for s in chosen
         for i, entry in enumerate(manifest.sources[s].shards)
     ]
@@ -242,31 +272,62 @@ def _check(out: str, manifest: BuildManifest, fmt: str, sources: list[str] | Non
     return chosen
 
 
+def _codec(fmt: str, compression: str | None, level: int | None) -> tuple[str | None, int | None]:
+    """The compression and level of JSON lines (gzip at its default level unless asked); none for
+    Parquet and Megatron, which refuse the flags."""
+    if fmt not in JSON_LINES:
+        if compression is not None or level is not None:
+            raise ExportError(f"--compression and --level: only for --format {' or '.join(JSON_LINES)}, not {fmt}")
+        return None, None
+    codec = compression or "gzip"
+    try:
+        return codec, check_codec(codec, level)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+
+
+def _threads(how: Executor, pending: int) -> int:
+    """Compression threads for each file: the usable CPUs shared among the files written at once
+    (at least one, which compresses while the task's own thread makes the lines)."""
+    return max(1, usable_cpus() // max(1, min(how.workers, pending)))
+
+
 def export(
-    out: str, dest: str, fmt: str, sources: list[str] | None = None, how: Executor | None = None, *, say=print
+    out: str,
+    dest: str,
+    fmt: str,
+    sources: list[str] | None = None,
+    how: Executor | None = None,
+    *,
+    compression: str | None = None,
+    level: int | None = None,
+    say=print,
 ) -> Result:
-    """Export build OUT into DEST in `fmt` on `how` (the local pool, one worker, by default); see the
-    module docstring."""
+    """Export build OUT into DEST in `fmt` on `how` (by default the local pool with a worker per usable
+    CPU); JSON lines compressed with `compression` (gzip or zstd) at `level`; see the module docstring."""
     manifest = load_build(out)
     chosen = _check(out, manifest, fmt, sources)
+    codec, level = _codec(fmt, compression, level)
     sha = manifest_sha256(out)
     if os.path.isfile(dest):
         raise ExportError(f"--to {dest}: is a file, not a folder")
-    record = _load_record(dest, fmt, sha)
+    record = _load_record(dest, fmt, sha, codec)
     os.makedirs(dest, exist_ok=True)
     _save_record(dest, record)  # the folder is this export's from now on: a rerun resumes it
-    tok = manifest.models.get("tokenizer") or {}
-    added = manifest.created or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    settings = _Settings(out, dest, fmt, added, int(tok.get("vocab_size", 0)))
-    items = _items(manifest, fmt, chosen)
-
+    how = how or Executor(workers=usable_cpus())
     result, units = Result(), {}
-    for item in items:
+    for item in _items(manifest, fmt, chosen, codec):
         if all(_done(dest, record, r, item.origin) for r in item.targets):  # finished in an earlier export
             result.skipped += list(item.targets)
         else:
             units.setdefault(Ledger(os.path.join(dest, RECORDS), item.source, f"{fmt}:{sha}"), []).append(item)
-    for summaries in run_each(ExportTask(settings), units, how or Executor(), "export").values():
+    tok = manifest.models.get("tokenizer") or {}
+    added = manifest.created or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    threads = _threads(how, sum(len(items) for items in units.values()))
+    settings = _Settings(
+        out, dest, fmt, added, int(tok.get("vocab_size", 0)), codec=codec, level=level, threads=threads
+    )
+    for summaries in run_each(ExportTask(settings), units, how, "export").values():
         for summary in summaries:
             record["files"].update(summary.files)
             first = next(iter(summary.files))
@@ -281,7 +342,7 @@ def export(
         weights = {s: manifest.sources[s].weight for s in chosen}
         prefixes = {s: os.path.join(os.path.abspath(dest), f"{s}_text_document") for s in chosen if weights[s] > 0}
         result.data_path = megatron.data_path(weights, prefixes)
-    about = _Card(out, sha, fmt, result.data_path)
+    about = _Card(out, sha, fmt, result.data_path, SUFFIX.get(codec or "", ""))
     atomic_write_bytes(os.path.join(dest, CARD), card(manifest, record, about).encode())
     return result
 
@@ -301,11 +362,12 @@ class _Card:
     sha: str
     fmt: str
     data_path: str | None
+    suffix: str = ""  # JSON lines: the compression's file suffix (.gz, .zst)
 
 
 def card(manifest: BuildManifest, record: dict[str, Any], about: _Card) -> str:
     """The dataset card: what was exported, from which build, and how to load it."""
-    out, sha, fmt, data_path = about.out, about.sha, about.fmt, about.data_path
+    out, sha, fmt, data_path, jsonl = about.out, about.sha, about.fmt, about.data_path, f"jsonl{about.suffix}"
     name = manifest.mixture.get("name", "corral build")
     lines = [
         f"# {name}: {fmt} export",
@@ -337,12 +399,12 @@ def card(manifest: BuildManifest, record: dict[str, Any], about: _Card) -> str:
         lines += [
             "```python",
             "import datasets",
-            'ds = datasets.load_dataset("json", data_files={"train": "*/part-*.jsonl.gz"}, split="train")',
+            f'ds = datasets.load_dataset("json", data_files={{"train": "*/part-*.{jsonl}"}}, split="train")',
             "```",
         ]
     elif fmt == "dolma":
         lines += [
-            "dolma layout: `documents/<source>/part-*.jsonl.gz` and the attribute set `corral` under "
+            f"dolma layout: `documents/<source>/part-*.{jsonl}` and the attribute set `corral` under "
             "`attributes/corral/<source>/` (`corral__<signal>`: one span over the whole text)."
         ]
     else:

@@ -1,63 +1,145 @@
 """`corral tokenize OUT`: document shards → token shards, as phases on the engine (corral.engine).
 
-One task per document shard: its documents are encoded with OUT's tokenizer in batches
-(SentencePiece's batched `encode`, `threads` native threads), BOS/EOS added as the manifest's
-`tokenizer` section says, and written as one uncompressed token shard
+One task per document shard: its texts are read once per record batch (Arrow → a Python list of
+UTF-8 bytes) and encoded by OUT's tokenizer with SentencePiece's batched `encode`, which adds
+BOS/EOS as the manifest's `tokenizer` section says, in chunks that `threads` threads take as they
+free up (encode_batches); each chunk's ids become uint16 in one numpy pass, and the shard's values
+back to back are the token shard's buffer as written: one uncompressed token shard
 `OUT/tokens/<source>/<the document shard's name>` (TOKEN_SCHEMA: id, list<uint16>), in the
 document shard's order. The tasks run on the local pool or any Beam runner, like a build's. Each
 finished shard leaves a completion record under `OUT/_tokenize/<source>/` naming the document
 shard's and the tokenizer's sha256 and the token shard's checksum; a rerun skips every shard whose
 record and token shard still match, so an interrupted job resumes per shard.
 
+Threads: given, each worker uses that many. Not given, on the local pool every worker may use
+every CPU this process may use, and a semaphore the workers inherit holds the encodes running at
+once to that many, so when the last shards are left their workers still use every core; on a Beam
+runner, CPUs / workers.
+
 At the end the build manifest gets each source's `token_shards` and `tokens`, and
 `settings.tokenize` (tokenizer sha256, bos, eos); token shards no longer listed are removed.
-A tokenizer with more than 65,536 pieces is refused: token ids are uint16.
+A tokenizer with more than 65,536 pieces is refused (token ids are uint16), and one without the
+BOS or EOS piece the manifest asks for.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
+import multiprocessing
 import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from corral.core.fs import exists as file_exists
 from corral.core.fs import is_remote, join, read_bytes, sha256_of, size
 from corral.core.schema import TOKEN_SCHEMA
-from corral.core.shards import ShardError, ShardInfo, iter_batches, token_batch_flat, write_shard
+from corral.core.shards import ShardError, ShardInfo, iter_batches, write_shard
 from corral.engine.execute import run_each
 from corral.engine.graph import Item, Ledger, Summary, Task
-from corral.engine.runners import Executor
+from corral.engine.runners import Executor, usable_cpus
 from corral.manifests.build_manifest import BuildManifest, load_build
 from corral.tokenize import spec
 from corral.tokenize.tokenizer import MODEL_KEY, TokenizerError
 
 TOKENS_DIR = "tokens"
 PROGRESS_DIR = "_tokenize"  # OUT/_tokenize/<source>/done/tokenize/<shard>.json: the completion records
-ENCODE_BATCH = 256  # documents per batched encode call: bounds the Python lists of ids held at once
+CHUNK_BYTES = 1 << 20  # text per encode call: many chunks per shard for the threads to share, few calls
+_CORES: Any = None  # set by tokenize_build on the local pool: a semaphore of the cores the encodes share
 
 
-def pack(encoded: list[list[int]], bos: int | None, eos: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(lengths, uint16 values) of encoded documents back to back, BOS/EOS added around each."""
-    n = len(encoded)
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
-    body = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.uint16, count=int(lengths.sum()))
-    extra = (bos is not None) + (eos is not None)
-    if not extra:
-        return lengths, body
-    lengths = lengths + extra
-    ends = np.cumsum(lengths)
-    values = np.empty(int(ends[-1]) if n else 0, dtype=np.uint16)
-    mask = np.ones(len(values), dtype=bool)
-    if bos is not None:
-        values[ends - lengths] = bos
-        mask[ends - lengths] = False
-    if eos is not None:
-        values[ends - 1] = eos
-        mask[ends - 1] = False
-    values[mask] = body
-    return lengths, values
+def chunk_ranges(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive document ranges [a, b) holding at most `budget` bytes of text each (a longer
+    document alone), from the documents' sizes in bytes."""
+    ends = np.cumsum(sizes, dtype=np.int64)
+    ranges, a = [], 0
+    while a < len(ends):
+        before = int(ends[a - 1]) if a else 0
+        b = max(a + 1, int(np.searchsorted(ends, before + budget, side="right")))
+        ranges.append((a, b))
+        a = b
+    return ranges
+
+
+@functools.cache
+def returns_numpy(processor: type) -> bool:
+    """Whether this SentencePiece's encode takes return_type="numpy" (ids as int32 buffers)."""
+    return "return_type" in inspect.signature(processor.Encode).parameters
+
+
+def encode_chunk(sp, texts: list, bos: bool, eos: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, uint16 values) of texts encoded by one batched call, back to back, the encoder
+    adding BOS/EOS. Ids fit uint16: check_tokenizer refuses larger vocabularies."""
+    if returns_numpy(type(sp)):  # each document's ids as one int32 buffer, no Python int per token
+        encoded = sp.encode(texts, num_threads=1, add_bos=bos, add_eos=eos, return_type="numpy")
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        return lengths, np.concatenate(encoded, dtype=np.uint16, casting="unsafe")
+    encoded = sp.encode(texts, num_threads=1, add_bos=bos, add_eos=eos)
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    return lengths, np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.uint16, count=int(lengths.sum()))
+
+
+def _on_a_core(sp, texts: list, bos: bool, eos: bool) -> tuple[np.ndarray, np.ndarray]:
+    """encode_chunk, holding one of the job's cores while it encodes where tokenize_build shares them."""
+    if _CORES is None:
+        return encode_chunk(sp, texts, bos, eos)
+    with _CORES:
+        return encode_chunk(sp, texts, bos, eos)
+
+
+def encode_batches(sp, batches: Iterable[pa.RecordBatch], threads: int = 1, *, bos: bool, eos: bool):
+    """A document shard's ids (one Arrow array) and its texts encoded: (lengths, uint16 values),
+    back to back in document order, the shard read one record batch at a time.
+
+    A batch's texts are read once, Arrow to a Python list of UTF-8 bytes (the encoder's input), and
+    go to the encoder in chunks of about CHUNK_BYTES. With several threads each thread takes the
+    next chunk as it frees up, a batch's largest chunks first, and the next batch is queued behind
+    the one still encoding, so no thread waits for another's long book (a call with
+    SentencePiece's own `num_threads` returns only when its slowest document is done) and at most
+    two batches' texts are held. The encoder releases the GIL while it encodes."""
+    ids, parts, encoding = [], [], []
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        for batch in batches:
+            ids.append(batch.column("id"))
+            column = batch.column("text")
+            texts = column.cast(pa.binary()).to_pylist()
+            sizes = pc.binary_length(column).to_numpy()
+            ranges = chunk_ranges(sizes, CHUNK_BYTES)
+            if pool is None:
+                parts += [_on_a_core(sp, texts[a:b], bos, eos) for a, b in ranges]
+                continue
+            largest_first = sorted(ranges, key=lambda r: int(sizes[r[0] : r[1]].sum()), reverse=True)
+            queued = {r: pool.submit(_on_a_core, sp, texts[r[0] : r[1]], bos, eos) for r in largest_first}
+            parts += [f.result() for f in encoding]
+            encoding = [queued[r] for r in ranges]
+        parts += [f.result() for f in encoding]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if not parts:
+        return pa.array([], pa.string()), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint16)
+    lengths, values = zip(*parts)
+    return pa.concat_arrays(ids), np.concatenate(lengths), np.concatenate(values)
+
+
+def token_batch(ids: pa.Array, lengths: np.ndarray, values: np.ndarray) -> pa.RecordBatch:
+    """TOKEN_SCHEMA batch whose token values are the uint16 array itself (no copy)."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ShardError("a token shard holds at most 2^31-1 tokens")
+    tokens = pa.ListArray.from_arrays(
+        pa.array(offsets.astype(np.int32)), pa.array(values, type=pa.uint16()), type=TOKEN_SCHEMA.field("tokens").type
+    )
+    return pa.RecordBatch.from_arrays([ids, tokens], schema=TOKEN_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -105,30 +187,17 @@ class TokenizeShard(Task):
     def run(self, item: ShardItem, *earlier) -> TokenSummary:
         if self.sp is None:
             self.setup()
-        bos = self.sp.bos_id() if item.bos else None
-        eos = self.sp.eos_id() if item.eos else None
-        ids: list[str] = []
-        lengths, values = [], []
-        for batch in iter_batches(join(self.out, item.doc_path)):
-            texts = batch.column("text").to_pylist()
-            for i in range(0, len(texts), ENCODE_BATCH):
-                n, v = pack(self.sp.encode(texts[i : i + ENCODE_BATCH], num_threads=self.threads), bos, eos)
-                lengths.append(n)
-                values.append(v)
-            ids += batch.column("id").to_pylist()
-        lengths_all = np.concatenate(lengths) if lengths else np.empty(0, dtype=np.int64)
-        values_all = np.concatenate(values) if values else np.empty(0, dtype=np.uint16)
-        del lengths, values
+        batches = iter_batches(join(self.out, item.doc_path))
+        ids, lengths, values = encode_batches(self.sp, batches, self.threads, bos=item.bos, eos=item.eos)
         rel = f"{TOKENS_DIR}/{item.source}/{os.path.basename(item.doc_path)}"
-        batch = token_batch_flat(ids, lengths_all, values_all)
-        info = write_shard(join(self.out, rel), [batch], schema=TOKEN_SCHEMA, compression=None)
+        info = write_shard(join(self.out, rel), [token_batch(ids, lengths, values)], TOKEN_SCHEMA, compression=None)
         return TokenSummary(
             source=item.source,
             path=rel,
             sha256=info.sha256,
             documents=info.documents,
             bytes=info.bytes,
-            tokens=int(values_all.size),
+            tokens=int(values.size),
             records=info.documents,
         )
 
@@ -166,9 +235,15 @@ def check_tokenizer(out: str, manifest: BuildManifest) -> None:
     data = read_bytes(path)
     if sha256_of(path) != entry["sha256"]:
         raise TokenizerError(f"{path}: sha256 differs from the build manifest's (models.{MODEL_KEY}.sha256)")
-    size = spm.SentencePieceProcessor(model_proto=data).get_piece_size()
-    if size > spec.UINT16_VOCAB:
-        raise TokenizerError(f"{path}: {size:,} pieces do not fit uint16 token ids (at most {spec.UINT16_VOCAB:,})")
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    if sp.get_piece_size() > spec.UINT16_VOCAB:
+        raise TokenizerError(
+            f"{path}: {sp.get_piece_size():,} pieces do not fit uint16 token ids (at most {spec.UINT16_VOCAB:,})"
+        )
+    section = manifest.settings.get("tokenizer", {})
+    for mark, piece_id in (("bos", sp.bos_id()), ("eos", sp.eos_id())):
+        if section.get(mark, True) and piece_id < 0:
+            raise TokenizerError(f"{path}: the manifest's tokenizer.{mark} adds a piece this tokenizer does not have")
 
 
 def _remove_stale(out: str, keep: set[str]) -> None:
@@ -182,6 +257,15 @@ def _remove_stale(out: str, keep: set[str]) -> None:
                 os.remove(os.path.join(dirpath, f))
 
 
+def _core_semaphore():
+    """A semaphore of the CPUs this process may use, for the local pool's workers to inherit when
+    it forks them; None where the platform has no fork or no shared semaphores."""
+    try:
+        return multiprocessing.get_context("fork").BoundedSemaphore(usable_cpus())
+    except (ValueError, OSError):
+        return None
+
+
 def tokenize_build(
     out: str, how: Executor | None = None, *, threads: int | None = None
 ) -> tuple[BuildManifest, dict[str, int]]:
@@ -190,10 +274,16 @@ def tokenize_build(
     manifest = load_build(out)
     check_tokenizer(out, manifest)
     how = how or Executor()
-    threads = threads or max(1, (os.cpu_count() or 1) // how.workers)
+    cores = _core_semaphore() if threads is None and how.runner is None else None
+    threads = threads or (usable_cpus() if cores is not None else max(1, usable_cpus() // how.workers))
     sha = manifest.models[MODEL_KEY]["sha256"]
     units = {Ledger(join(out, PROGRESS_DIR), source, sha): todo for source, todo in shard_items(manifest).items()}
-    by_source = run_each(TokenizeShard(out, threads), units, how, "tokenize")
+    global _CORES
+    _CORES = cores  # the local pool forks its workers in run_each: they inherit it
+    try:
+        by_source = run_each(TokenizeShard(out, threads), units, how, "tokenize")
+    finally:
+        _CORES = None
     for source, sb in manifest.sources.items():
         rows = sorted(by_source[source], key=lambda r: r.path)
         sb.token_shards = [ShardInfo(r.path, r.sha256, r.documents, r.bytes).to_dict() for r in rows]

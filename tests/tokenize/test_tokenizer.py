@@ -2,9 +2,12 @@
 
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import REAL_VOCAB, SHARED_DATA, make_build
 
@@ -13,8 +16,8 @@ from corral.core.shards import read_token_shard
 from corral.engine.runners import Executor
 from corral.manifests.build_manifest import load_build
 from corral.manifests.verify import verify_build
-from corral.tokenize import spec
-from corral.tokenize.encode import pack, tokenize_build
+from corral.tokenize import encode, spec
+from corral.tokenize.encode import tokenize_build
 from corral.tokenize.tokenizer import (
     TokenizerError,
     adopt_tokenizer,
@@ -149,14 +152,83 @@ def test_numbers_split_into_single_digits(real_build, which):
 # --- corral tokenize -----------------------------------------------------------------------------
 
 
-def test_pack_adds_bos_and_eos_around_each_document():
-    lengths, values = pack([[5, 6], [], [7]], 1, 2)
-    assert lengths.tolist() == [4, 2, 3] and values.tolist() == [1, 5, 6, 2, 1, 2, 1, 7, 2]
-    lengths, values = pack([[5, 6], [], [7]], None, 2)
-    assert lengths.tolist() == [3, 1, 2] and values.tolist() == [5, 6, 2, 2, 7, 2]
-    lengths, values = pack([[5, 6], [], [7]], None, None)
-    assert lengths.tolist() == [2, 0, 1] and values.dtype == np.uint16
-    assert pack([], 1, 2)[1].size == 0
+class FakeSP:
+    """Stands in for SentencePiece: a text's ids are its bytes, 1 (BOS) and 2 (EOS) around them as
+    asked; notes how many encodes run at once."""
+
+    def __init__(self, pause: float = 0.0):
+        self.pause, self.running, self.most, self.calls = pause, 0, 0, []
+        self.lock = threading.Lock()
+
+    def _ids(self, texts, add_bos, add_eos):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.calls.append(len(texts))
+        time.sleep(self.pause)
+        with self.lock:
+            self.running -= 1
+        return [[1] * add_bos + list(t) + [2] * add_eos for t in texts]
+
+    def Encode(self, texts, num_threads=-1, add_bos=False, add_eos=False, return_type=int):
+        ids = self._ids(texts, add_bos, add_eos)
+        return [np.array(d, dtype=np.int32) for d in ids] if return_type == "numpy" else ids
+
+    encode = Encode
+
+
+class OlderFakeSP(FakeSP):
+    """A SentencePiece whose encode gives Python lists only (no return_type)."""
+
+    def Encode(self, texts, num_threads=-1, add_bos=False, add_eos=False):
+        return self._ids(texts, add_bos, add_eos)
+
+    encode = Encode
+
+
+def _doc_batches(texts: list[str], per_batch: int) -> list[pa.RecordBatch]:
+    rows = [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)]
+    schema = pa.schema([("id", pa.string()), ("text", pa.string())])
+    return [pa.RecordBatch.from_pylist(rows[i : i + per_batch], schema) for i in range(0, len(rows), per_batch)]
+
+
+def test_chunks_cover_the_documents_in_order_within_the_budget():
+    sizes = np.array([3, 4, 0, 10, 2, 2, 2, 9])
+    ranges = encode.chunk_ranges(sizes, 6)
+    assert ranges == [(0, 1), (1, 3), (3, 4), (4, 7), (7, 8)]  # a document over the budget goes alone
+    assert [r for a, b in ranges for r in range(a, b)] == list(range(len(sizes)))
+    assert encode.chunk_ranges(np.array([], dtype=np.int64), 6) == []
+    assert encode.chunk_ranges(sizes, 100) == [(0, 8)]
+
+
+@pytest.mark.parametrize("fake", [FakeSP, OlderFakeSP])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_encode_batches_gives_each_document_its_ids_with_bos_and_eos_in_order(monkeypatch, fake, threads):
+    monkeypatch.setattr(encode, "CHUNK_BYTES", 8)  # many chunks, and documents longer than one
+    texts = ["ab", "", "cdefghijklmn", "ü", "o" * 7, "pq", "r", "", "stuvwxyz0123"]
+    batches = _doc_batches(texts, 4)
+    for bos, eos in [(True, True), (False, True), (False, False)]:
+        sp = fake()
+        ids, lengths, values = encode.encode_batches(sp, iter(batches), threads, bos=bos, eos=eos)
+        expected = [[1] * bos + list(t.encode()) + [2] * eos for t in texts]
+        assert ids.to_pylist() == [f"d{i}" for i in range(len(texts))] and ids.type == pa.string()
+        assert lengths.tolist() == [len(e) for e in expected]
+        assert values.dtype == np.uint16 and values.tolist() == [v for e in expected for v in e]
+        assert len(sp.calls) > len(batches)  # chunked below a batch
+    ids, lengths, values = encode.encode_batches(FakeSP(), iter([]), threads, bos=True, eos=True)
+    assert len(ids) == lengths.size == values.size == 0 and values.dtype == np.uint16
+
+
+def test_encodes_at_once_are_held_to_the_shared_cores(monkeypatch):
+    monkeypatch.setattr(encode, "CHUNK_BYTES", 4)
+    batches = _doc_batches(["abcd"] * 12, 6)
+    sp = FakeSP(pause=0.02)
+    encode.encode_batches(sp, iter(batches), 4, bos=True, eos=True)
+    assert sp.most > 1  # the threads encode side by side
+    monkeypatch.setattr(encode, "_CORES", threading.BoundedSemaphore(1))
+    sp = FakeSP(pause=0.02)
+    _, lengths, _ = encode.encode_batches(sp, iter(batches), 4, bos=True, eos=True)
+    assert sp.most == 1 and lengths.tolist() == [6] * 12
 
 
 def test_tokenize_with_llamas_model_gives_sentencepieces_ids_and_hf_agrees(real_build, tmp_path):
@@ -230,6 +302,40 @@ def test_tokenize_resumes_per_shard(tmp_path):
     train_tokenizer(str(out), vocab_size=290, threads=1)  # another tokenizer: everything is redone
     m, counts = tokenize_build(str(out))
     assert counts["tokenized"] == 4 and verify_build(str(out)).ok
+
+
+def test_token_shards_are_the_same_bytes_whatever_the_workers_and_threads(tmp_path, monkeypatch):
+    import sentencepiece as spm
+    from helpers import shard_records
+
+    monkeypatch.setattr(encode, "CHUNK_BYTES", 64)  # several chunks per batch (inherited by forked workers)
+    out = make_build(tmp_path / "a", tokenize=False)
+    train_tokenizer(str(out), vocab_size=300, threads=1)
+    runs = []
+    for how, threads in [(None, None), (None, 1), (Executor(workers=2), None), (Executor(workers=2), 3)]:
+        shutil.rmtree(out / "tokens", ignore_errors=True)
+        shutil.rmtree(out / "_tokenize", ignore_errors=True)
+        m, _ = tokenize_build(str(out), how, threads=threads)
+        runs.append({s: [(t["path"], t["sha256"]) for t in sb.token_shards] for s, sb in m.sources.items()})
+    assert all(r == runs[0] for r in runs) and verify_build(str(out)).ok
+    sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer" / "tokenizer.model"))
+    for source, sb in m.sources.items():
+        records = shard_records(str(out), source)  # the document shards in order, as the token shards
+        docs = [read_token_shard(str(out / t["path"])) for t in sb.token_shards]
+        got = [d.document(i).tolist() for d in docs for i in range(len(d.ids))]
+        assert got == [[sp.bos_id()] + ids + [sp.eos_id()] for ids in sp.encode([r["text"] for r in records])]
+
+
+def test_tokenize_refuses_a_tokenizer_without_the_bos_the_manifest_asks_for(tmp_path):
+    out = make_build(tmp_path / "a", tokenize=False)
+    train_tokenizer(str(out), vocab_size=300, threads=1)
+    m = spec.parse_model((out / "tokenizer" / "tokenizer.model").read_bytes())
+    m.trainer_spec.bos_piece = "<none>"  # no control piece of that name: bos_id() is -1
+    model = tmp_path / "no-bos.model"
+    model.write_bytes(m.SerializeToString())
+    adopt_tokenizer(str(out), str(model))
+    with pytest.raises(TokenizerError, match="tokenizer.bos"):
+        tokenize_build(str(out))
 
 
 def test_tokenize_refuses_a_vocabulary_beyond_uint16(tmp_path):
