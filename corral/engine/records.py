@@ -11,6 +11,7 @@ and back.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -42,8 +43,15 @@ def plain(obj: Any) -> Any:
 
 def typed(cls: type, data: dict[str, Any]) -> Any:
     """The dataclass `cls` from its `plain` form (nested dataclasses and lists of them too)."""
+    return cls(**{name: _value(hint, data[name]) for name, hint in _field_hints(cls) if name in data})
+
+
+@functools.cache
+def _field_hints(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(name, resolved type) of each field of a dataclass, once per class (get_type_hints evaluates
+    every annotation string of the class and its bases: ~0.2 ms a call)."""
     hints = typing.get_type_hints(cls)
-    return cls(**{f.name: _value(hints[f.name], data[f.name]) for f in fields(cls) if f.name in data})
+    return tuple((f.name, hints[f.name]) for f in fields(cls))
 
 
 def _value(hint: Any, value: Any) -> Any:
