@@ -276,9 +276,10 @@ def token_batch(ids: Sequence[str], docs: Sequence[np.ndarray]) -> pa.RecordBatc
     return token_batch_flat(ids, lengths, values)
 
 
-def token_batch_flat(ids: Sequence[str], lengths: np.ndarray, values: np.ndarray) -> pa.RecordBatch:
+def token_batch_flat(ids: Sequence[str] | pa.Array, lengths: np.ndarray, values: np.ndarray) -> pa.RecordBatch:
     """TOKEN_SCHEMA batch from every document's uint16 tokens back to back and each one's length
-    (no per-document copy: the values array becomes the shard's buffer as it is)."""
+    (no per-document copy: the values array becomes the shard's buffer as it is); `ids` as strings,
+    or a document shard's id column, used as it is."""
     if len(ids) != len(lengths):
         raise ValueError("ids and lengths differ in length")
     if values.dtype != np.uint16:
@@ -294,7 +295,8 @@ def token_batch_flat(ids: Sequence[str], lengths: np.ndarray, values: np.ndarray
         pa.array(values, type=pa.uint16()),
         type=TOKEN_SCHEMA.field("tokens").type,
     )
-    return pa.RecordBatch.from_arrays([pa.array(list(ids), pa.string()), tokens], schema=TOKEN_SCHEMA)
+    id_column = ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
+    return pa.RecordBatch.from_arrays([id_column, tokens], schema=TOKEN_SCHEMA)
 
 
 def write_token_shard(path: str, ids: Sequence[str], docs: Sequence[np.ndarray]) -> ShardInfo:

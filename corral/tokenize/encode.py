@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 from corral.core.fs import exists as file_exists
 from corral.core.fs import is_remote, join, read_bytes, sha256_of, size
 from corral.core.schema import TOKEN_SCHEMA
-from corral.core.shards import ShardError, ShardInfo, iter_batches, write_shard
+from corral.core.shards import ShardError, ShardInfo, iter_batches, token_batch_flat, write_shard
 from corral.engine.execute import run_each
 from corral.engine.graph import Item, Ledger, Summary, Task
 from corral.engine.runners import Executor, usable_cpus
@@ -130,18 +130,6 @@ def encode_batches(sp, batches: Iterable[pa.RecordBatch], threads: int = 1, *, b
     return pa.concat_arrays(ids), np.concatenate(lengths), np.concatenate(values)
 
 
-def token_batch(ids: pa.Array, lengths: np.ndarray, values: np.ndarray) -> pa.RecordBatch:
-    """TOKEN_SCHEMA batch whose token values are the uint16 array itself (no copy)."""
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    if offsets[-1] > np.iinfo(np.int32).max:
-        raise ShardError("a token shard holds at most 2^31-1 tokens")
-    tokens = pa.ListArray.from_arrays(
-        pa.array(offsets.astype(np.int32)), pa.array(values, type=pa.uint16()), type=TOKEN_SCHEMA.field("tokens").type
-    )
-    return pa.RecordBatch.from_arrays([ids, tokens], schema=TOKEN_SCHEMA)
-
-
 @dataclass(frozen=True)
 class ShardItem(Item):
     """One document shard to tokenize, with what its token shard depends on."""
@@ -190,7 +178,8 @@ class TokenizeShard(Task):
         batches = iter_batches(join(self.out, item.doc_path))
         ids, lengths, values = encode_batches(self.sp, batches, self.threads, bos=item.bos, eos=item.eos)
         rel = f"{TOKENS_DIR}/{item.source}/{os.path.basename(item.doc_path)}"
-        info = write_shard(join(self.out, rel), [token_batch(ids, lengths, values)], TOKEN_SCHEMA, compression=None)
+        batch = token_batch_flat(ids, lengths, values)
+        info = write_shard(join(self.out, rel), [batch], TOKEN_SCHEMA, compression=None)
         return TokenSummary(
             source=item.source,
             path=rel,

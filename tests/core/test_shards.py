@@ -18,6 +18,7 @@ from corral.core.shards import (
     read_shard,
     read_token_shard,
     token_batch,
+    token_batch_flat,
     write_shard,
     write_token_shard,
 )
@@ -143,6 +144,15 @@ def test_token_shard_read_is_zero_copy(tmp_path):
 def test_token_shard_refuses_ids_beyond_uint16(tmp_path):
     with pytest.raises(ShardError, match="uint16"):
         token_batch(["a"], [np.array([70000])])
+
+
+def test_token_batch_flat_takes_an_arrow_id_column_as_is():
+    values = np.array([5, 6, 7], dtype=np.uint16)
+    ids = pa.array(["a", "b"], pa.string())
+    b = token_batch_flat(ids, np.array([1, 2]), values)
+    assert b.column("id").equals(ids)
+    assert b.column("tokens").to_pylist() == [[5], [6, 7]]
+    assert b.equals(token_batch_flat(["a", "b"], np.array([1, 2]), values))
 
 
 def test_token_shard_must_be_one_batch(tmp_path):
