@@ -180,36 +180,37 @@ def run_ccnet(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> d
     return out
 
 
-def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str, deduped_only: bool = False):
-    import fasttext
-    import kenlm
-    import sentencepiece as spm
+def corral_deduped(paths: list[str]) -> list[dict]:
+    """The kept WET records of the files, their duplicate lines removed by corral's rules (one hash
+    group: the whole input)."""
+    import numpy as np
 
     from corral.dedup import lines as L
+    from corral.dedup.keys import duplicate_lines
     from corral.pipeline.inputs.streams import guarded
-    from corral.pipeline.quality import ccnet_rules as R
     from corral.pipeline.sources.commoncrawl.warc import read_wet
 
     read = {"min_len": 300, "format": "wet"}
     records = [
         o["record"] for p in paths for o in guarded("commoncrawl", p, read_wet(p, 0, read)) if o["status"] == "kept"
     ]
-    import numpy as np
-
-    from corral.dedup.keys import duplicate_lines
-
     hashes = [L.doc_hashes(r["text"]) for r in records]
     offsets = np.cumsum([0] + [len(h) for h in hashes])
     flat = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
     owners = np.repeat(np.arange(len(hashes), dtype=np.uint64), np.diff(offsets))
     keep = L.kept_lines(flat, offsets, np.isin(flat, duplicate_lines(flat, owners)))
-    deduped = [
-        d
-        for d in (L.dedup_record(r, keep[a:b]) for r, a, b in zip(records, offsets[:-1], offsets[1:]))
-        if d is not None
-    ]
-    if deduped_only:
-        return [r["text"] for r in deduped]
+    deduped = (L.dedup_record(r, keep[a:b]) for r, a, b in zip(records, offsets[:-1], offsets[1:]))
+    return [d for d in deduped if d is not None]
+
+
+def run_corral(paths: list[str], models: dict[str, str], lid: str, tmp: str) -> dict[str, dict]:
+    import fasttext
+    import kenlm
+    import sentencepiece as spm
+
+    from corral.pipeline.quality import ccnet_rules as R
+
+    deduped = corral_deduped(paths)
     model = fasttext.load_model(lid)
     texts = [R.lid_input(r["text"]) for r in deduped]
     labels, scores = model.predict(texts, k=1) if texts else ([], [])
@@ -238,8 +239,7 @@ def run_floor(paths: list[str], models: dict[str, str], lid: str, repeat: int) -
 
     from corral.pipeline.quality import ccnet_rules as R
 
-    with tempfile.TemporaryDirectory() as tmp:
-        docs = run_corral(paths, models, lid, tmp, deduped_only=True)
+    docs = [r["text"] for r in corral_deduped(paths)]
     model = fasttext.load_model(lid)
     sp = spm.SentencePieceProcessor(model_file=models["sp"])
     lm = kenlm.Model(models["lm"])
