@@ -10,6 +10,7 @@ from typing import Any
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.pipeline.inputs.streams import iter_jsonl, open_input
+from corral.pipeline.inputs.warc_records import MAX_RECORD_BYTES, iter_records
 from corral.pipeline.sources.c4.rules import SOURCE, split_of, split_wet_body
 
 
@@ -36,18 +37,18 @@ def read_c4_json(path: str, lines=None) -> Iterator[dict[str, Any]]:
 
 def read_wet_pages(path: str) -> Iterator[dict[str, Any]]:
     """WET conversion records → one outcome per record, TFDS split_wet_file style."""
-    from warcio.archiveiterator import ArchiveIterator
-
     with open_input(path) as f:
-        for rec in ArchiveIterator(f):
-            headers = rec.rec_headers
-            if rec.rec_type != "conversion":
+        for rec in iter_records(f, MAX_RECORD_BYTES):
+            headers = rec.headers
+            if headers.get("warc-type") != "conversion":
                 yield dropped(SOURCE, "not_conversion_record", path)
                 continue
-            url = headers.get_header("WARC-Target-URI")
-            raw = rec.content_stream().read()
+            url = headers.get("warc-target-uri")
+            if rec.block is None:
+                yield error(SOURCE, "too_large", f"{path} {url}", f"more than {MAX_RECORD_BYTES:,} bytes")
+                continue
             try:
-                body = raw.decode("utf-8")
+                body = rec.block.decode("utf-8")
             except UnicodeDecodeError:
                 yield error(SOURCE, "invalid_utf8", f"{path} {url}")
                 continue
@@ -55,5 +56,5 @@ def read_wet_pages(path: str) -> Iterator[dict[str, Any]]:
             if not text:
                 yield dropped(SOURCE, "empty", f"{path} {url}")
                 continue
-            key = f"{url} {headers.get_header('WARC-Block-Digest') or ''}"
-            yield kept(page_record(text, url, headers.get_header("WARC-Date"), key))
+            key = f"{url} {headers.get('warc-block-digest') or ''}"
+            yield kept(page_record(text, url, headers.get("warc-date"), key))

@@ -14,10 +14,10 @@ from typing import Any
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.pipeline.inputs.streams import open_input
+from corral.pipeline.inputs.warc_records import MAX_RECORD_BYTES, WarcFormatError, iter_records
 from corral.pipeline.quality import ccnet_rules as rules
 
 SOURCE = "commoncrawl"
-MAX_RECORD_BYTES = 64 * 1024 * 1024  # corral's bound on a WET/WARC record's content: beyond it, one `too_large` error
 
 
 @dataclass
@@ -50,33 +50,29 @@ def _record(page: Page, group: int, path: str, text: str | None = None) -> dict[
 
 def read_wet(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """One outcome per conversion record: kept, too_short, or an error."""
-    from warcio.archiveiterator import ArchiveIterator
-    from warcio.exceptions import ArchiveLoadFailed
-
     n = 0
     with open_input(path) as f:
-        it = iter(ArchiveIterator(f))
+        records = iter_records(f, MAX_RECORD_BYTES)
         while True:
             try:
-                rec = next(it)
+                rec = next(records)
             except StopIteration:
                 return
-            except ArchiveLoadFailed as e:
+            except WarcFormatError as e:
                 yield error(SOURCE, "bad_warc_record", f"{path} after record {n}", str(e))
                 return
-            h = rec.rec_headers
-            if rec.rec_type != "conversion":
+            h = rec.headers
+            if h.get("warc-type") != "conversion":
                 continue
             n += 1
-            url = h.get_header("WARC-Target-URI") or ""
+            url = h.get("warc-target-uri") or ""
             where = f"{path} {url}"
-            declared = h.get_header("Content-Length")
-            data = rec.content_stream().read(MAX_RECORD_BYTES + 1)
-            if len(data) > MAX_RECORD_BYTES:
+            data = rec.block
+            if data is None:
                 yield error(SOURCE, "too_large", where, f"more than {MAX_RECORD_BYTES:,} bytes")
                 continue
-            if declared is not None and declared.isdigit() and len(data) < int(declared):
-                yield error(SOURCE, "short_record", where, f"{len(data)} of {declared} bytes")
+            if len(data) < rec.declared:
+                yield error(SOURCE, "short_record", where, f"{len(data)} of {rec.declared} bytes")
                 continue
             try:
                 body = data.decode("utf-8")
@@ -88,10 +84,7 @@ def read_wet(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, 
             if len(text) < read["min_len"]:
                 yield dropped(SOURCE, "too_short", where)
                 continue
-            length = int(declared) if declared and declared.isdigit() else None
-            page = Page(
-                url, h.get_header("WARC-Block-Digest") or "", h.get_header("WARC-Date"), title, lines, length=length
-            )
+            page = Page(url, h.get("warc-block-digest") or "", h.get("warc-date"), title, lines, length=rec.declared)
             yield kept(_record(page, group, path, text))
 
 
