@@ -57,9 +57,9 @@ class ShardInfo:
 class HashingSink(io.RawIOBase):
     """A write-only file object that hashes and counts what passes through it."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, hashing: bool = True):
         self._raw = raw
-        self.sha256 = hashlib.sha256()
+        self.sha256 = hashlib.sha256() if hashing else None
         self.size = 0
 
     def writable(self) -> bool:
@@ -67,7 +67,8 @@ class HashingSink(io.RawIOBase):
 
     def write(self, b) -> int:
         mv = memoryview(b)
-        self.sha256.update(mv)
+        if self.sha256 is not None:
+            self.sha256.update(mv)
         self.size += mv.nbytes
         self._raw.write(mv)
         return mv.nbytes
@@ -110,7 +111,8 @@ class ShardWriter:
     single record larger than `max_bytes` gets a shard of its own). Memory holds at most one pending
     record batch (`BATCH_ROWS` rows / `BATCH_BYTES` bytes) plus Arrow's writer state.
 
-    `name_fn(i)` gives the i-th shard's file name (default `shard_name(prefix, i)`).
+    `name_fn(i)` gives the i-th shard's file name (default `shard_name(prefix, i)`). A shard that is
+    not `durable` is a working file: not fsynced, and its sha256 not computed (ShardInfo's is "").
     """
 
     def __init__(
@@ -221,7 +223,7 @@ class _OpenShard:
     def __init__(self, path: str, schema: pa.Schema, compression: str | None, durable: bool = True):
         self.path = path
         self.target = AtomicFile(path, durable)
-        self.sink = HashingSink(self.target.raw)
+        self.sink = HashingSink(self.target.raw, hashing=durable)  # a working file's digest is never read
         opts = ipc.IpcWriteOptions(compression=compression)
         self.writer = ipc.new_file(pa.PythonFile(self.sink, mode="w"), schema, options=opts)
         self.rows = 0
@@ -239,7 +241,8 @@ class _OpenShard:
         except BaseException:
             self.target.abort()
             raise
-        return ShardInfo(self.path, self.sink.sha256.hexdigest(), self.rows, self.sink.size)
+        digest = self.sink.sha256.hexdigest() if self.sink.sha256 is not None else ""
+        return ShardInfo(self.path, digest, self.rows, self.sink.size)
 
     def abort(self) -> None:
         try:

@@ -33,7 +33,6 @@ _DELETE = re.compile("[" + re.escape(UNICODE_PUNCT_KEYS) + "\x00-\x1f\x7f-\x9f]"
 # sequences) are left alone. `_ASCII_DELETE` keeps "\n", which separates a document's lines.
 _ASCII_TABLE = bytes(ord("0") if 0x30 <= b <= 0x39 else b for b in range(256))
 _ASCII_DELETE = bytes([*range(0, 10), *range(11, 32), 127])
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _SHA1_DIGEST = type(hashlib.sha1()).digest
 SHA1_BYTES = 20
 HASH_BYTES = 8  # docs/recipe/commoncrawl.md#line-hashes: first 8 bytes of SHA-1
@@ -73,12 +72,17 @@ def _zero_or_delete(m: re.Match) -> str:
     return "0" if m.group().isdecimal() else ""
 
 
-def _normalize_non_ascii(text: str) -> str:
+_ASTRAL_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")  # UTF-8 lead bytes of the planes beyond the BMP
+
+
+def _normalize_non_ascii(text: str) -> bytes:
     """A lowered document's non-ASCII digits to "0" and its punctuation keys and C1 controls
-    deleted, in one regex pass; the astral digits' class (scanned range by range) only runs on
-    text with astral characters."""
-    text = _non_ascii_rare().sub(_zero_or_delete, text)
-    return _non_ascii_digits()[1].sub("0", text) if _ASTRAL.search(text) else text
+    deleted, in one regex pass, as UTF-8; the astral digits' class (scanned range by range) only
+    runs on text with astral characters, found by their lead bytes (memchr, not a regex scan)."""
+    data = _non_ascii_rare().sub(_zero_or_delete, text).encode("utf-8", "surrogatepass")
+    if any(lead in data for lead in _ASTRAL_LEADS):
+        data = _non_ascii_digits()[1].sub("0", data.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass")
+    return data
 
 
 def doc_hashes(raw_content: str) -> np.ndarray:
@@ -87,11 +91,8 @@ def doc_hashes(raw_content: str) -> np.ndarray:
     replaced by one regex pass, its ASCII digits and controls by one bytes.translate, then SHA-1
     of each line by map. Every step acts on single characters, so the document at once gives each
     line's normalize_for_dedup (the unit tests compare the two)."""
-    text = "\n".join(map(str.strip, raw_content.split("\n"))).lower()
-    if text.isascii():
-        data = text.encode("ascii")
-    else:
-        data = _normalize_non_ascii(text).encode("utf-8", "surrogatepass")
+    text = "\n".join(map(str.strip, raw_content.lower().split("\n")))  # no whitespace has a case
+    data = text.encode("ascii") if text.isascii() else _normalize_non_ascii(text)
     digests = b"".join(map(_SHA1_DIGEST, map(hashlib.sha1, data.translate(_ASCII_TABLE, _ASCII_DELETE).split(b"\n"))))
     first = np.frombuffer(digests, np.uint8).reshape(-1, SHA1_BYTES)[:, :HASH_BYTES]
     return np.ascontiguousarray(first).view("<u8").ravel().astype(np.uint64, copy=False)
@@ -133,7 +134,7 @@ def kept_lines(hashes: np.ndarray, offsets: np.ndarray, duplicate: np.ndarray) -
     hashes[offsets[i]:offsets[i+1]], `duplicate` marks the cross-document duplicates; True where a
     line stays (its hash is not 0, not a duplicate, and its first in the document)."""
     doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    order = np.lexsort((hashes, doc))  # stable: equal (document, hash) pairs stay in line order
+    order = np.argsort(hashes, kind="stable")  # equal hashes stay in line order, so document order too
     h, d = hashes[order], doc[order]
     first_sorted = np.ones(len(order), dtype=bool)
     first_sorted[1:] = (h[1:] != h[:-1]) | (d[1:] != d[:-1])

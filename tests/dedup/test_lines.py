@@ -96,6 +96,7 @@ def dedup(docs: list[list[str]]) -> list[str | None]:
         "Header MENU!\n  Footer 2019  \n«Bonjour»\nCafé ٣\na\x07b\x85c\n\n\t x \x1c",
         "ΟΔΟΣ\nΣ\nσΣ x\nİstanbul ＫＡ１２\n𝟘𝟙 digits\n\x01 lead\n",  # final sigma, dotted I, astral digits
         "plain ascii 123\n  \nline two\x7f\n\x0b\x0cvt",
+        "ΑΣ\u3000\nΒ\nΑΣ\u00a0\u2003\n\u2029ΣΑ\n\u1680ΟΣ'\u0345 ς\u2028Σ\x85x",  # sigma beside Unicode spaces
         "",
     ],
 )
