@@ -159,6 +159,7 @@ def _graph(mixture: Mixture, out: str, job: _Job) -> tuple[Graph, dict[str, tupl
             out,
             _pieces(source, job.inputs[name], stages, mixture.sources[name].piece_size),
             fingerprint=job.prints[name],
+            piece_size=mixture.sources[name].piece_size,
         )
         plan.waits = [ends[dep] for dep in job.learns.get(name, ()) if dep in ends]
         staged, ends[name] = add_source(graph, source, plan)

@@ -22,7 +22,7 @@ from corral.core import fs
 from corral.dedup.exact import DUPLICATE, DUPLICATE_ID
 from corral.dedup.keys import ROW_BITS, concat, descending, loc, losers_by_rank, member_of
 from corral.engine.graph import Item, Summary, Task
-from corral.pipeline.rounds.keytables import ROUND_TABLES, read_partition, table_path
+from corral.pipeline.rounds.keytables import ROUND_TABLES, read_partition
 from corral.pipeline.rounds.stage import StagedFile, StagedRows, StagedSummary, staged_parts, work_dir
 
 KEYS_PER_PARTITION = 1 << 22  # keys one partition task holds (about 100 MB of arrays at most)
@@ -144,7 +144,7 @@ class RoundTask(Task):
         folder = ROUND_TABLES[name][0]
         keys, locators, ranks = [], [], []
         for i in range(item.files):
-            t = read_partition(table_path(StagedFile(self.out, self.source, i).key_path(folder), name), p, n)
+            t = read_partition(StagedFile(self.out, self.source, i).key_path(folder), name, p, n)
             locs = loc(i, 0) + t["row"]
             # Larger timestamps and md5s rank first; exact's rank, the id order, is made below.
             rank = [descending(t[r]) for r in ROUND_TABLES[name][2]]

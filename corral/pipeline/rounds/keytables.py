@@ -2,16 +2,20 @@
 reads only its share of each file.
 
 A round's partitions split the 64-bit key space into equal ranges (partition p of n holds the keys
-in [p·2⁶⁴/n, (p+1)·2⁶⁴/n)). Each staged file writes, per round it takes part in, a table sorted by
-key: `<folder>/<file>.<round>.npy` beside the file's `<folder>/<file>.npz`, a structured array of
-the key, the document's row in the file and the columns the round ranks by. A partition finds its
-range by binary search and copies only that slice; on a local filesystem the table is memory-mapped,
-so a partition reads about 1/n of it. (A table on remote storage is read whole, then sliced.)
+in [p·2⁶⁴/n, (p+1)·2⁶⁴/n)). Each staged file's key file (`<folder>/<file>.npz`, uncompressed) holds,
+beside its key arrays, a member `table.<round>` per round it takes part in: a structured array of
+the key, the document's row in the file and the columns the round ranks by, sorted by key. A
+partition finds its range by binary search and copies only that slice; on a local filesystem the
+member is memory-mapped inside the key file, so a partition reads about 1/n of it. (A key file on
+remote storage is read whole, then sliced.) One file per staged file, not one per round: on a
+local disk each file created costs about a millisecond, on a bucket a request.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zipfile
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -38,17 +42,15 @@ ROUND_TABLES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
 }
 
 
-def table_path(key_file: str, round_: str) -> str:
-    """The round table beside a file's key file (`…/<file>.npz` → `…/<file>.<round>.npy`)."""
-    return key_file[: -len(".npz")] + f".{round_}.npy"
+TABLE_PREFIX = "table."  # a key file's members that are round tables, not key arrays
 
 
-def save_tables(key_file: str, arrays: Mapping[str, np.ndarray], rounds: Iterable[str] | None = None) -> int:
-    """Write the round tables that a key file's arrays feed (by the key file's folder), or only
-    those of `rounds`; returns the bytes written."""
+def round_tables(key_file: str, arrays: Mapping[str, np.ndarray], rounds: Iterable[str] | None = None) -> dict:
+    """The round tables that a key file's arrays feed (by the key file's folder), or only those
+    of `rounds`, named as the key file's members."""
     folder = key_file.rstrip("/").split("/")[-2]
     wanted = None if rounds is None else set(rounds)
-    written = 0
+    tables = {}
     for round_, (f, key, ranks, shape) in ROUND_TABLES.items():
         if f != folder or key not in arrays or (wanted is not None and round_ not in wanted):
             continue
@@ -60,12 +62,8 @@ def save_tables(key_file: str, arrays: Mapping[str, np.ndarray], rounds: Iterabl
         table["row"] = rows[order]
         for r in ranks:
             table[r] = arrays[r][table["row"]]
-        buf = io.BytesIO()
-        np.save(buf, table)
-        data = buf.getvalue()
-        fs.atomic_write_bytes(table_path(key_file, round_), data, durable=False)
-        written += len(data)
-    return written
+        tables[TABLE_PREFIX + round_] = table
+    return tables
 
 
 def _keys_and_rows(arrays: Mapping[str, np.ndarray], key: str, shape: str) -> tuple[np.ndarray, np.ndarray]:
@@ -104,12 +102,36 @@ def by_partition(values: np.ndarray, n: int, fn, missing) -> np.ndarray:
     return out
 
 
-def read_partition(path: str, p: int, n: int) -> np.ndarray:
-    """The rows of a round table whose key falls in partition p of n (a copy, sorted by key)."""
-    if fs.is_remote(path):
-        table = np.load(io.BytesIO(fs.read_bytes(path)))
+def _mapped_member(path: str, name: str) -> np.ndarray:
+    """A member of an uncompressed .npz, memory-mapped where it lies in the file: the offset of its
+    data is found from the zip's local header and the .npy header (numpy's own readers)."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name + ".npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        with np.load(path) as z:
+            return z[name]
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # the zip local file header: name and extra field lengths at bytes 26–29
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if not shape or shape[0] == 0:
+        return np.empty(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def read_partition(key_file: str, round_: str, p: int, n: int) -> np.ndarray:
+    """The rows of a key file's round table whose key falls in partition p of n (a copy, sorted by key)."""
+    name = TABLE_PREFIX + round_
+    if fs.is_remote(key_file):
+        with np.load(io.BytesIO(fs.read_bytes(key_file))) as z:
+            table = z[name]
     else:
-        table = np.load(fs.local_path(path), mmap_mode="r")
+        table = _mapped_member(fs.local_path(key_file), name)
     keys = table["key"]
     lo, hi = bounds(p, n)
     a = int(np.searchsorted(keys, np.uint64(lo))) if lo else 0

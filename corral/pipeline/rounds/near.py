@@ -30,7 +30,7 @@ from corral.dedup.clusters import bucket_edges, component_table
 from corral.dedup.keys import ROW_BITS, concat, loc, lookup, member_of
 from corral.engine.graph import Item, Summary, Task
 from corral.pipeline.rounds.decide import Round, losers_of
-from corral.pipeline.rounds.keytables import read_partition, table_path
+from corral.pipeline.rounds.keytables import read_partition
 from corral.pipeline.rounds.stage import StagedFile, StagedRows, load_arrays, save_arrays, staged_parts, work_dir
 
 BANDS_PER_PARTITION = 1 << 23  # (band key, document) pairs one LSH task holds: 128 MB
@@ -113,7 +113,7 @@ class LshTask(Task):
         gone = losers_of(self.out, self.source, item.before)
         pairs, docs, locs = [], [], []
         for i in range(item.files):
-            t = read_partition(table_path(StagedFile(self.out, self.source, i).key_path(), "near"), p, n)
+            t = read_partition(StagedFile(self.out, self.source, i).key_path(), "near", p, n)
             at = loc(i, 0) + t["row"]
             keep = ~member_of(gone, at)
             pairs.append(np.stack([t["key"][keep].view(np.int64), t["doc"][keep]], axis=1))

@@ -38,7 +38,7 @@ from corral.dedup.keys import ROW_BITS, hex64, key64
 from corral.engine.folders import BUILD_DIR
 from corral.engine.graph import Item, Ledger, Summary
 from corral.engine.records import folder, read_done, typed
-from corral.pipeline.rounds.keytables import save_tables
+from corral.pipeline.rounds.keytables import TABLE_PREFIX, round_tables
 
 STAGE_ROWS = 1 << 31  # rows of one staged part: effectively unbounded (parts roll over by bytes)
 EXAMPLES_PER_REASON = 3  # dropped documents a task keeps per reason for the report (corral's choice)
@@ -119,14 +119,16 @@ def save_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> int:
 
 
 def save_keys(path: str, arrays: Mapping[str, np.ndarray], rounds=None) -> int:
-    """A file's key file and the round tables its arrays feed, or those of `rounds`
-    (corral.pipeline.rounds.keytables); the bytes written."""
-    return save_arrays(path, arrays) + save_tables(path, arrays, rounds)
+    """A file's key file: its arrays and, inside it, the round tables they feed, or those of
+    `rounds` (corral.pipeline.rounds.keytables); the bytes written."""
+    return save_arrays(path, {**arrays, **round_tables(path, arrays, rounds)})
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(fs.read_bytes(path))) as z:
-        return {k: z[k] for k in z.files}
+    """A key file's arrays (its round tables are read by partition, not here)."""
+    source = io.BytesIO(fs.read_bytes(path)) if fs.is_remote(path) else fs.local_path(path)
+    with np.load(source) as z:
+        return {k: z[k] for k in z.files if not k.startswith(TABLE_PREFIX)}
 
 
 class StagedWriter:

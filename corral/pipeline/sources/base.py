@@ -44,6 +44,7 @@ from corral.pipeline.rounds.select import SelectRule
 from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, ledger, stage_outcomes, work_dir
 
 WHOLE = "file"  # a Piece's kind: the whole input file
+FILES = "files"  # a Piece's kind: several small whole files, read one after the other (`paths`)
 PASS_KINDS = ("buckets", "chunks")  # kinds of piece read from what one pass over their file prepared
 PREPARED = "prepared"  # OUT/_build/<source>/prepared/<the file's first piece>/: what that pass left
 PREPARED_DONE = "_done"  # written last in a prepared folder: the pass finished
@@ -58,7 +59,8 @@ class Piece:
     siteinfo stream), `buckets` (StackExchange's dealt posts), `chunks` (the chunk files of one
     decompressing pass), `row_groups` (Parquet). `part` of `parts` is its place in the file, and
     `size` the input bytes it stands for (progress counts them). `prepared` is set by the stage task
-    on a piece of a kind in PASS_KINDS: the folder its file's pass left."""
+    on a piece of a kind in PASS_KINDS: the folder its file's pass left. A piece of kind `files`
+    (`combine_small`) is several whole files, `paths`, read in order (`path` is the first)."""
 
     path: str
     kind: str = WHOLE
@@ -69,14 +71,50 @@ class Piece:
     parts: int = 1
     size: int = 0
     prepared: str = ""
+    paths: tuple[str, ...] = ()
 
     @property
     def whole(self) -> bool:
         return self.kind == WHOLE
 
+    def files(self) -> list[Piece]:
+        """What a reader reads: each whole file of a `files` piece, or the piece itself."""
+        return [Piece(p) for p in self.paths] if self.kind == FILES else [self]
+
     def where(self) -> str:
         """The piece in a dead letter or a log line: the path, and its range when it is one."""
+        if self.kind == FILES:
+            return f"{self.path} and {len(self.paths) - 1} more files"
         return self.path if self.whole else f"{self.path} [{self.kind} {self.start}-{self.end}]"
+
+
+def combine_small(pieces: list[Piece], limit: int, key=lambda i: 0) -> list[tuple[int, Piece]]:
+    """Runs of whole files smaller than `limit` bytes (and of equal `key(index)`) as `files` pieces
+    of at most `limit` bytes, each other piece as it is; with the index of each one's first piece.
+    A task has a cost of its own (its staged files, key file and completion record: milliseconds),
+    which files of a few hundred records would otherwise pay one by one."""
+    out: list[tuple[int, Piece]] = []
+    run: list[tuple[int, Piece]] = []
+
+    def close() -> None:
+        if len(run) > 1:
+            files = [p for _, p in run]
+            size = sum(p.size for p in files)
+            out.append((run[0][0], Piece(files[0].path, FILES, size=size, paths=tuple(p.path for p in files))))
+        else:
+            out.extend(run)
+        run.clear()
+
+    for i, piece in enumerate(pieces):
+        small = piece.whole and 0 < piece.size < limit
+        if run and (not small or key(i) != key(run[0][0]) or sum(p.size for _, p in run) + piece.size > limit):
+            close()
+        if small:
+            run.append((i, piece))
+        else:
+            out.append((i, piece))
+    close()
+    return out
 
 
 def ranges(path: str, kind: str, cuts: list[int], size: int, header: int = 0) -> list[Piece]:
@@ -144,6 +182,7 @@ class SourcePlan:
     fingerprint: str
     waits: list[Handle] = field(default_factory=list)
     docs_dir: str | None = None  # where select writes (default OUT/docs/<source>)
+    piece_size: int = 0  # the build's piece size (input bytes); small files are combined up to at most it
     cluster_rows: str | None = None  # also write the near-dup clusters as rows here (`corral dedup`)
 
     @property
@@ -190,8 +229,10 @@ class Source:
         raise NotImplementedError
 
     def outcomes(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """`read`, with a failure mid-piece turned into one counted error (the rest of it lost)."""
-        return guarded(self.name, piece.where(), self.read(piece, stages))
+        """`read` of each file of the piece, a failure mid-file turned into one counted error (the
+        rest of that file lost)."""
+        for one in piece.files():
+            yield from guarded(self.name, one.where(), self.read(one, stages))
 
     def learning(self, stages: dict[str, Any]) -> list[str]:
         return []

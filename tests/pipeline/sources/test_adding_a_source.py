@@ -28,3 +28,22 @@ def test_a_source_added_to_the_registry_builds(tmp_path, monkeypatch):
         assert f.dropped == {"blank": 1, "too_short": 1, "duplicate_exact": 1}
         texts = sorted(r["text"] for r in shard_records(tmp_path / f"out-{workers}", "lines"))
         assert texts == ["the first document of a", "the last document of b", "the same line twice"]
+
+
+def test_small_whole_files_combine_into_pieces_of_at_most_the_limit():
+    from corral.pipeline.sources.base import FILES, Piece, combine_small
+
+    sizes = [1, 1, 5, 1, 1, 1, 0, 2, 2]  # 0: a size not known
+    pieces = [Piece(f"f{i}", size=s) for i, s in enumerate(sizes)] + [Piece("big", "bytes", 0, 9, size=9)]
+    got = combine_small(pieces, 3, key=lambda i: i >= 4)  # files 0–3 and 4– are in different groups
+    assert [(i, p.kind, p.paths, p.size) for i, p in got] == [
+        (0, FILES, ("f0", "f1"), 2),
+        (2, "file", (), 5),  # not small
+        (3, "file", (), 1),  # alone in its group
+        (4, FILES, ("f4", "f5"), 2),
+        (6, "file", (), 0),
+        (7, "file", (), 2),  # 2 + 2 > 3
+        (8, "file", (), 2),
+        (9, "bytes", (), 9),
+    ]
+    assert [p.path for p in got[0][1].files()] == ["f0", "f1"] and got[0][1].where() == "f0 and 1 more files"

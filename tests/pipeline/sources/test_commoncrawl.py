@@ -222,3 +222,60 @@ def test_commoncrawl_rebuilt_alone_learns_from_the_reused_wikipedia(shared_data,
     assert {k: v["sha256"] for k, v in again.models.items()} == {k: v["sha256"] for k, v in first.models.items()}
     assert again.sources["wikipedia"].shards == first.sources["wikipedia"].shards
     assert verify_build(str(fresh)).ok
+
+
+def test_small_wet_files_read_together_give_the_same_build(shared_data, tmp_path, monkeypatch):
+    """Small WET files of one hash group are read as one task (`combine_small`): the documents,
+    their tags and the funnel are those of a task per file, a damaged file in the middle included."""
+    from corral.pipeline.quality.side_models import train_perplexity_models
+    from corral.pipeline.sources import commoncrawl as cc_source
+    from corral.pipeline.sources.wikipedia import read_dump
+
+    wiki = stages("wikipedia")
+    texts = [
+        o["record"]["text"]
+        for o in read_dump(str(shared_data / "wikipedia" / ENWIKI), wiki["read"], wiki["clean"])
+        if o["status"] == "kept"
+    ]
+    models = train_perplexity_models("en", texts, str(tmp_path / "models"), vocab_size=2000, order=5)
+    members = []  # the sample's records, one gzip member each
+    data = gzip.decompress((shared_data / "commoncrawl" / HEAD43).read_bytes())
+    for rec in data.split(b"WARC/1.0\r\n")[1:]:
+        members.append(gzip.compress(b"WARC/1.0\r\n" + rec))
+    paths = []
+    for k in range(5):
+        part = b"".join(members[k::5])
+        if k == 2:
+            part = part[:-40]  # a damaged tail: one error, the rest of the build unharmed
+        paths.append(tmp_path / f"part{k}.warc.wet.gz")
+        paths[-1].write_bytes(part)
+    spec = {
+        "inputs": [str(p) for p in paths],
+        "line_dedup": {"hash_in_mem": 1, "num_shards": 1},
+        "perplexity": {
+            "sp_model": models["en.sp.model"]["path"].replace("/en.", "/{lang}."),
+            "lm_model": models["en.arpa.bin"]["path"].replace("/en.", "/{lang}."),
+            "keep_buckets": ["head", "middle", "tail"],
+        },
+        "quality": {"enabled": False},
+    }
+    m = write_manifest(tmp_path / "m.yaml", {"commoncrawl": spec})
+    together = build(m, str(tmp_path / "together"))
+    monkeypatch.setattr(cc_source, "SMALL_FILES", 1)  # every file its own task
+    apart = build(m, str(tmp_path / "apart"))
+    tasks = {
+        name: len(os.listdir(tmp_path / name / "_build" / "commoncrawl" / "done" / "cc-read"))
+        for name in ("together", "apart")
+    }
+    assert tasks == {"together": 1, "apart": 5}
+    f1, f2 = together.sources["commoncrawl"].funnel, apart.sources["commoncrawl"].funnel
+    assert f1.to_dict() == f2.to_dict() and f1.errors.get("truncated_or_corrupt") == 1
+    docs1 = sorted(
+        (r["id"], r["text"], r["lang_score"], r["perplexity"])
+        for r in shard_records(str(tmp_path / "together"), "commoncrawl")
+    )
+    docs2 = sorted(
+        (r["id"], r["text"], r["lang_score"], r["perplexity"])
+        for r in shard_records(str(tmp_path / "apart"), "commoncrawl")
+    )
+    assert docs1 and docs1 == docs2

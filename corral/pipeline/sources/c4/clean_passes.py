@@ -30,7 +30,7 @@ from corral.pipeline.rounds.decide import (
     rows_lost,
     save_sorted,
 )
-from corral.pipeline.rounds.keytables import by_partition, read_partition, table_path
+from corral.pipeline.rounds.keytables import by_partition, read_partition
 from corral.pipeline.sources.base import PieceItem, Source, SourcePlan, SourceTask, Staged
 from corral.pipeline.sources.c4.rules import (
     SOURCE,
@@ -170,9 +170,7 @@ class LinesTask(Task):
         p, n = item.p, item.partitions
         keys, ranks, locs = [], [], []
         for i in range(item.files):
-            t = read_partition(
-                table_path(stage.StagedFile(self.out, SOURCE, i).key_path("clean-keys"), "c4lines"), p, n
-            )
+            t = read_partition(stage.StagedFile(self.out, SOURCE, i).key_path("clean-keys"), "c4lines", p, n)
             keys.append(t["key"])
             ranks.append(t["rank"])
             locs.append(loc(i, 0) + t["row"])

@@ -1,8 +1,9 @@
 """cc_net's first pass over files (docs/recipe/commoncrawl.md#order-of-stages):
 
-cc-read   per WET (or WARC) file: read its records (corral.pipeline.sources.commoncrawl.warc),
-          stage them, and hash every line (cc_net's `hashes` step); the file's distinct (line
-          hash, document) pairs go to its key file, with the URL + digest key of each record
+cc-read   per WET (or WARC) file, or run of small ones (SMALL_FILES): read its records
+          (corral.pipeline.sources.commoncrawl.warc), stage them, and hash every line (cc_net's
+          `hashes` step); the file's distinct (line hash, document) pairs go to its key file, with
+          the URL + digest key of each record
 url       (url_dedup) one record per URL + digest, the first read              → duplicate_url_digest
 cc-lines  per hash group (cc_net: shard = the file's slice of num_shards, group = shard // hash_in_mem)
           and partition of the hash space: the hashes found in two or more documents
@@ -19,7 +20,7 @@ from corral.dedup.keys import concat, duplicate_lines, key64, locs
 from corral.dedup.lines import doc_hashes
 from corral.engine.graph import Item, Summary, Task
 from corral.pipeline.rounds.decide import partitions_for, round_items, save_sorted
-from corral.pipeline.rounds.keytables import read_partition, table_path
+from corral.pipeline.rounds.keytables import read_partition
 from corral.pipeline.rounds.stage import (
     StagedFile,
     StagedSummary,
@@ -135,7 +136,7 @@ class LinesTask(Task):
         g, p, n = item.group, item.p, item.partitions
         hs, owners, repeated = [], [], []
         for i in item.files:
-            t = read_partition(table_path(StagedFile(self.out, SOURCE, i).key_path("ccread-keys"), "cclines"), p, n)
+            t = read_partition(StagedFile(self.out, SOURCE, i).key_path("ccread-keys"), "cclines", p, n)
             hs.append(t["key"])
             owners.append(t["lo"])
             repeated.append(t["lr"])
