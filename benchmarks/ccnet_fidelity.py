@@ -18,9 +18,9 @@ peak RSS (VmHWM) of each process.
 
 `--copies N` adds N−1 copies of the WET in which every line and URL carries a per-copy tag, so the
 copies are distinct documents (boilerplate still repeats within a copy): a larger input to time.
-`--distinct` makes N files, each the sample's records 10 times over, in which every line carries a
-tag of its own: line dedup removes nearly nothing and every text reaches the models, as in real
-crawls after cross-file dedup.
+`--distinct` makes N files, each the sample's records 10 times over (`--file-repeats 1`: files of 43
+records), in which every line carries a tag of its own: line dedup removes nearly nothing and every
+text reaches the models, as in real crawls after cross-file dedup.
 The floor is the time of the model calls alone (fastText, SentencePiece, KenLM) on exactly the texts
 the build sends them; `--pipeline` times `corral build` of the same files against it.
 """
@@ -44,7 +44,7 @@ WET = DATA / "commoncrawl" / "CC-MAIN-20170720121902-20170720141902-00000.head43
 WIKI = DATA / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
-DISTINCT_REPEATS = 10  # a --distinct file holds the sample's records 10 times over (430 records, each line its own)
+DISTINCT_REPEATS = 10  # a --distinct file holds the sample's records 10 times over by default (430 records)
 
 
 def _peak_mb() -> float:
@@ -87,7 +87,7 @@ def _retag(records: list[str], tag_line) -> bytes:
     return b"".join(gzip.compress(r.encode("utf-8")) for r in out)
 
 
-def make_inputs(tmp: Path, copies: int, distinct: bool = False) -> list[str]:
+def make_inputs(tmp: Path, copies: int, distinct: bool = False, repeats: int = DISTINCT_REPEATS) -> list[str]:
     """The real WET, plus N−1 copies in which every content line and URL carries a per-copy tag,
     so that copies are distinct documents for dedup (boilerplate still repeats within a copy).
 
@@ -108,9 +108,7 @@ def make_inputs(tmp: Path, copies: int, distinct: bool = False) -> list[str]:
     paths = []
     for i in range(copies):
         p = tmp / f"distinct{i}.warc.wet.gz"
-        p.write_bytes(
-            b"".join(_retag(records, lambda ln: f"{ln} {_tag(next(counter))}") for _ in range(DISTINCT_REPEATS))
-        )
+        p.write_bytes(b"".join(_retag(records, lambda ln: f"{ln} {_tag(next(counter))}") for _ in range(repeats)))
         paths.append(str(p))
     return paths
 
@@ -289,6 +287,12 @@ def main() -> None:
     ap.add_argument(
         "--distinct", action="store_true", help="every line of every file made distinct (real crawls after dedup)"
     )
+    ap.add_argument(
+        "--file-repeats",
+        type=int,
+        default=DISTINCT_REPEATS,
+        help="a --distinct file holds the sample's 43 records this many times (1: files of 43 records)",
+    )
     ap.add_argument("--pipeline", action="store_true", help="also time corral's build end to end")
     ap.add_argument("--part", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -304,9 +308,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         models = train_models(tmp)
-        paths = make_inputs(tmp, a.copies, a.distinct)
+        paths = make_inputs(tmp, a.copies, a.distinct, a.file_repeats)
         args = {"paths": paths, "models": models, "lid": str(lid_model_path()), "repeat": a.repeat}
-        n_records = 43 * a.copies * (DISTINCT_REPEATS if a.distinct else 1)
+        n_records = 43 * a.copies * (a.file_repeats if a.distinct else 1)
         cc, co, floor = _child("ccnet", args), _child("corral", args), _child("floor", args)
         if a.pipeline:
             keep = Path(tempfile.mkdtemp())
