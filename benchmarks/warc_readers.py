@@ -100,7 +100,7 @@ def main() -> None:
                     res = fn(path)
                     best = min(best, time.perf_counter() - t0)
                 rates[label] = res[0] / best
-                print(f"  {label:30s} {res[0]:6d} records  {res[0] / best:9,.0f} records/s  {mb / best:7.1f} MB/s")
+                print(f"  {label:32s} {res[0]:6d} records  {res[0] / best:9,.0f} records/s  {mb / best:7.1f} MB/s")
             print(
                 f"  ratio to warcio: corral {rates['corral (framing + decompressor)'] / rates['warcio']:.2f}x, "
                 f"FastWARC {rates['FastWARC'] / rates['warcio']:.2f}x"
