@@ -11,7 +11,7 @@ from corral.core.errors import Failure
 from corral.engine.graph import Graph, Item, Ledger, Summary, Task
 from corral.engine.pool import LocalPool
 from corral.engine.progress import Progress
-from corral.engine.records import read_done, record_of, summary_of
+from corral.engine.records import read_done, summary_of
 from corral.engine.runners import Executor
 
 
@@ -32,7 +32,7 @@ def execute(graph: Graph, how: Executor, progress: Progress | None = None) -> No
 def run_each(task: Task, units: dict[Ledger, list[Item]], how: Executor, job: str) -> dict[str, list[Summary]]:
     """`task` over each unit's items, a phase per unit, with the `job`'s progress line; each unit's
     summaries in item order, `reused` where an earlier run's record answered (that record is the
-    same one after the run: an item run again is recorded anew, with its own time)."""
+    same one after the run: an item run again is recorded anew, with the time it was written)."""
     before = {(at.unit, i.key): read_done(at, task.phase, i.key) for at, items in units.items() for i in items}
     graph = Graph()
     for ledger, items in units.items():
@@ -45,6 +45,7 @@ def run_each(task: Task, units: dict[Ledger, list[Item]], how: Executor, job: st
             summary = summary_of(ledger, task, item, check=False)  # just run or checked by the run
             if summary is None:
                 raise Failure(f"{job} {ledger.unit}: item {item.key} left no completion record")
-            summary.reused = before[(ledger.unit, item.key)] == record_of(ledger, item, summary)
+            was = before[(ledger.unit, item.key)]
+            summary.reused = was is not None and was == read_done(ledger, task.phase, item.key)
             found[ledger.unit].append(summary)
     return found

@@ -110,8 +110,15 @@ def recorded(ledger: Ledger, phase: str, kind: type[Summary]) -> list[Any]:
 
 
 def record_of(ledger: Ledger, item: Item, summary: Summary) -> dict[str, Any]:
-    """The completion record of an item and its summary, as `run_item` writes it."""
-    return {"fingerprint": ledger.fingerprint, "item": plain(item), "summary": plain(summary)}
+    """The completion record of an item and its summary, as `run_item` writes it: with the time it
+    was written, so that a record written anew never equals the one it replaces (a rerun can take
+    the very same time, to the 0.1 ms its summary keeps)."""
+    return {
+        "fingerprint": ledger.fingerprint,
+        "item": plain(item),
+        "summary": plain(summary),
+        "written_ns": time.time_ns(),
+    }
 
 
 def summary_of(ledger: Ledger, task: Task, item: Item, *, check: bool = True) -> Summary | None:
