@@ -180,7 +180,7 @@ class RoundTask(Task):
             return rank
         files = {int(x) for x in (locators[idx] >> ROW_BITS)}
         rows = StagedRows(staged_parts(self.out, self.source, item.stage_phase, files))
-        ids = sorted((rows.get(int(locators[j]), "id"), int(j)) for j in idx)
+        ids = sorted(zip(rows.values(locators[idx], "id"), idx.tolist()))
         for position, (_, j) in enumerate(ids, 1):
             rank[j] = position
         return rank

@@ -102,9 +102,9 @@ def by_partition(values: np.ndarray, n: int, fn, missing) -> np.ndarray:
     return out
 
 
-def _mapped_member(path: str, name: str) -> np.ndarray:
-    """A member of an uncompressed .npz, memory-mapped where it lies in the file: the offset of its
-    data is found from the zip's local header and the .npy header (numpy's own readers)."""
+def mapped_member(path: str, name: str) -> np.ndarray:
+    """A member of an uncompressed .npz (a local path), memory-mapped where it lies in the file: the
+    offset of its data is found from the zip's local header and the .npy header (numpy's own readers)."""
     with zipfile.ZipFile(path) as z:
         info = z.getinfo(name + ".npy")
     if info.compress_type != zipfile.ZIP_STORED:
@@ -131,7 +131,7 @@ def read_partition(key_file: str, round_: str, p: int, n: int) -> np.ndarray:
         with np.load(io.BytesIO(fs.read_bytes(key_file))) as z:
             table = z[name]
     else:
-        table = _mapped_member(fs.local_path(key_file), name)
+        table = mapped_member(fs.local_path(key_file), name)
     keys = table["key"]
     lo, hi = bounds(p, n)
     a = int(np.searchsorted(keys, np.uint64(lo))) if lo else 0

@@ -30,11 +30,11 @@ from corral.dedup.clusters import bucket_edges, component_table
 from corral.dedup.keys import ROW_BITS, concat, loc, lookup, member_of
 from corral.engine.graph import Item, Summary, Task
 from corral.pipeline.rounds.decide import Round, losers_of
-from corral.pipeline.rounds.keytables import read_partition
+from corral.pipeline.rounds.keytables import mapped_member, read_partition
 from corral.pipeline.rounds.stage import StagedFile, StagedRows, load_arrays, save_arrays, staged_parts, work_dir
 
-BANDS_PER_PARTITION = 1 << 23  # (band key, document) pairs one LSH task holds: 128 MB
-SHINGLE_FILES = 4  # staged files whose shingle sets one LSH task holds at once while it verifies
+BANDS_PER_PARTITION = 1 << 20  # (band key, document) pairs one LSH task holds: 16 MB, ~0.15 GB with its sorts and edges
+SHINGLE_FILES = 2  # staged files whose shingles (mapped) one LSH task has open at once while it verifies
 CLUSTER_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -134,18 +134,19 @@ class LshTask(Task):
 
     def _verify(self, item: LshItem, ends: np.ndarray) -> np.ndarray:
         """Exact Jaccard of each edge's two shingle sets, as the stage phase saved them. Edges go
-        in the order of their files, and at most SHINGLE_FILES files' shingles are held at once."""
-        sets: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        in the order of their files; at most SHINGLE_FILES files are open at once, their shingles
+        memory-mapped where the file is local (a task reads the pages of its candidates only)."""
+        sets: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
         def shingles(locator: int) -> np.ndarray:
             index, row = locator >> ROW_BITS, locator & ((1 << ROW_BITS) - 1)
             if index not in sets:
                 if len(sets) >= SHINGLE_FILES:
                     sets.popitem(last=False)
-                sets[index] = load_arrays(StagedFile(self.out, self.source, index).key_path("shingles"))
+                sets[index] = self._shingle_file(index)
             sets.move_to_end(index)
-            a = sets[index]
-            return a["shingles"][a["offsets"][row] : a["offsets"][row + 1]]
+            values, offsets = sets[index]
+            return np.asarray(values[offsets[row] : offsets[row + 1]])
 
         threshold = item.settings.threshold
         keep = np.zeros(len(ends), dtype=bool)
@@ -153,6 +154,15 @@ class LshTask(Task):
             a, b = ends[i].tolist()
             keep[i] = minhash.jaccard(shingles(a), shingles(b)) >= threshold
         return keep
+
+    def _shingle_file(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(every document's shingles back to back, each one's offsets) of a staged file."""
+        path = StagedFile(self.out, self.source, index).key_path("shingles")
+        if fs.is_remote(path):
+            a = load_arrays(path)
+            return a["shingles"], a["offsets"]
+        local = fs.local_path(path)
+        return mapped_member(local, "shingles"), np.asarray(mapped_member(local, "offsets"))
 
 
 def clusters_items(lsh: list[LshSummary], stage_phase: str, cluster_rows: str | None) -> list[ClustersItem]:
@@ -186,7 +196,7 @@ class ClustersTask(Task):
         member_loc = lookup(docs[order], locs[order], table.nodes, -1)
         files = {int(x) for x in np.unique(member_loc >> ROW_BITS)}
         rows = StagedRows(staged_parts(self.out, self.source, item.stage_phase, files))
-        ids = [rows.get(int(x), "id") for x in member_loc.tolist()]
+        ids = rows.values(member_loc, "id")
         best: dict[int, tuple[str, int]] = {}
         for j, (comp, doc_id) in enumerate(zip(table.reps.tolist(), ids)):
             if comp not in best or doc_id < best[comp][0]:

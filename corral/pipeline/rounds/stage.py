@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,24 +175,26 @@ def iter_staged(parts: Iterable[Part], columns: list[str] | None = None) -> Iter
 
 
 class StagedRows:
-    """Random access to staged documents by locator (verification, representatives)."""
+    """Staged documents' values by locator (verification, representatives, training samples)."""
 
     def __init__(self, parts_of: Mapping[int, list[Part]]):
-        self.parts_of, self.tables = parts_of, {}
+        self.parts_of = parts_of
 
-    def _table(self, index: int) -> pa.Table:
-        if index not in self.tables:
-            batches = list(iter_staged(self.parts_of.get(index, []), ["id", "text"]))
-            self.tables[index] = (
-                pa.Table.from_batches(batches)
-                if batches
-                else pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
-            )
-        return self.tables[index]
-
-    def get(self, locator: int, column: str) -> str:
-        index, row = locator >> ROW_BITS, locator & ((1 << ROW_BITS) - 1)
-        return self._table(int(index)).column(column)[int(row)].as_py()
+    def values(self, locators: Sequence[int] | np.ndarray, column: str) -> list[Any]:
+        """The column's value at each locator, in the locators' order: each file's column read once,
+        one file at a time (never the whole corpus's texts at once)."""
+        at = np.asarray(locators, dtype=np.int64)
+        out: list[Any] = [None] * len(at)
+        files, rows = at >> ROW_BITS, at & ((1 << ROW_BITS) - 1)
+        for index in np.unique(files).tolist():
+            where = np.flatnonzero(files == index)
+            batches = list(iter_staged(self.parts_of.get(index, []), [column]))
+            if not batches:
+                continue
+            values = pa.Table.from_batches(batches).column(0).take(pa.array(rows[where])).to_pylist()
+            for j, v in zip(where.tolist(), values):
+                out[j] = v
+        return out
 
 
 class KeyCollector:

@@ -21,7 +21,7 @@ def test_round_tables_give_each_partition_exactly_its_range(tmp_path):
     with np.load(key_file) as z:
         assert sorted(z.files) == ["id_key", "md5", "table.unique", "ts"]  # no content keys: no exact table
     assert sorted(load_arrays(key_file)) == ["id_key", "md5", "ts"]  # the key arrays, not the tables
-    assert isinstance(T._mapped_member(key_file, "table.unique"), np.memmap)  # read in place, by the pages used
+    assert isinstance(T.mapped_member(key_file, "table.unique"), np.memmap)  # read in place, by the pages used
     for n in (1, 2, 7):
         seen = []
         for p in range(n):

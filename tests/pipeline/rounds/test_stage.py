@@ -82,3 +82,20 @@ def test_key_collector_arrays_line_up_with_the_rows():
     assert len(a["id_key"]) == len(a["exact"]) == len(a["group"]) == 3
     assert len(set(a["exact"].tolist())) == 1 and a["group"].tolist() == [-1, 0, -1]
     assert np.array_equal(a["group_names"], np.array(["g"]))
+
+
+def test_staged_values_come_back_in_the_locators_order(tmp_path):
+    from corral.dedup.keys import loc
+    from corral.pipeline.rounds.stage import StagedRows
+
+    parts = {}
+    for index in (0, 1, 2):
+        target = StagedFile(str(tmp_path), "books", index)
+        summary = stage_outcomes(target, [_kept(f"f{index}-{r}") for r in range(4)], STAGES)
+        parts[index] = summary.parts
+    ids = {r["id"]: r for batch in iter_staged(parts[1]) for r in batch.to_pylist()}
+    rows = StagedRows(parts)
+    locators = [loc(2, 1), loc(0, 3), loc(2, 0), loc(1, 2), loc(0, 3)]
+    texts = rows.values(locators, "text")
+    assert texts == ["text of f2-1", "text of f0-3", "text of f2-0", "text of f1-2", "text of f0-3"]
+    assert rows.values([loc(1, 0)], "id") == [next(iter(ids))] and rows.values([], "id") == []

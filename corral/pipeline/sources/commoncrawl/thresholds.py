@@ -147,8 +147,8 @@ class ModelsTask(Task):
             at = np.concatenate([where, loc(s.index, 0) + a["neg_row"]])
             keep = np.argsort(keys, kind="stable")[:n]
             best, where = keys[keep], at[keep]
-        rows = StagedRows({s.index: s.parts for s in tagged})
-        return [(f"{int(k):016x}", rows.get(int(w), "text")) for k, w in zip(best.tolist(), where.tolist())]
+        texts = StagedRows({s.index: s.parts for s in tagged}).values(where, "text")
+        return [(f"{int(k):016x}", t) for k, t in zip(best.tolist(), texts)]
 
 
 # --- select -----------------------------------------------------------------------------------------
