@@ -163,6 +163,7 @@ def cmd_build(args) -> int:
 @command("dedup")
 def cmd_dedup(args) -> int:
     from corral.dedup import minhash
+    from corral.manifests.mixture import PIECE_SIZE
     from corral.pipeline.dedup_job import DedupSettings, dedup
 
     _check_folder("--out", args.out)
@@ -173,7 +174,8 @@ def cmd_dedup(args) -> int:
     print(params.describe())
     settings = DedupSettings(args.threshold, args.ngram, args.num_perm, not args.no_verify)
     with _executor(args) as how:
-        manifest = dedup(args.input, args.out, how, settings=settings, overwrite=args.overwrite)
+        piece_size = args.piece_size or PIECE_SIZE
+        manifest = dedup(args.input, args.out, how, settings=settings, overwrite=args.overwrite, piece_size=piece_size)
     f = next(iter(manifest.sources.values())).funnel
     print(
         f"input {f.input:,} → kept {f.kept:,}; near duplicates {f.dropped.get('near_duplicate', 0):,}; "

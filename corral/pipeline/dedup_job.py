@@ -42,12 +42,15 @@ from corral.engine.graph import Graph
 from corral.engine.progress import Progress
 from corral.engine.runners import Executor
 from corral.manifests.build_manifest import BuildManifest, SourceBuild
+from corral.manifests.mixture import PIECE_SIZE
 from corral.pipeline.collect import funnel_counts, funnel_rows, merge_errors, selected, source_build
-from corral.pipeline.inputs.streams import iter_jsonl, open_raw, strip_compression_suffix
+from corral.pipeline.inputs.chunks import chunk_lines
+from corral.pipeline.inputs.row_groups import iter_rows
+from corral.pipeline.inputs.streams import iter_jsonl, strip_compression_suffix
 from corral.pipeline.phases import add_source
 from corral.pipeline.rounds.near import write_clusters
 from corral.pipeline.rounds.stage import work_dir
-from corral.pipeline.sources.base import Piece, Source, SourcePlan
+from corral.pipeline.sources.base import Piece, Source, SourcePlan, jsonl_pieces, parquet_pieces
 
 LABEL = "input"  # the funnel's source name for a standalone job
 ERRORS = "errors.jsonl"  # OUT/errors.jsonl: the dead letters, one JSON object a line
@@ -110,26 +113,25 @@ def _outcome(rec: dict[str, Any]) -> dict[str, Any]:
     return {"source": LABEL, "status": KEPT, "reason": None, "record": rec, "where": None}
 
 
-def read_records(path: str) -> Iterator[dict[str, Any]]:
-    """One outcome per input record: kept, or an error (no text, bad line)."""
-    fmt = _format(path)
+def read_records(piece: Piece) -> Iterator[dict[str, Any]]:
+    """One outcome per input record of a file, or of a piece of one (a chunk of JSON lines, a
+    range of Parquet row groups): kept, or an error (no text, bad line). Row numbers, and so the
+    ids made for rows without one, are the whole file's."""
+    path, fmt = piece.path, _format(piece.path)
     if fmt == "jsonl":
-        for where, i, obj, problem in iter_jsonl(path, require_text=True):
+        chunked = piece.kind == "chunks"
+        lines = chunk_lines(path, piece.prepared, piece.start, True) if chunked else iter_jsonl(path, True)
+        for where, i, obj, problem in lines:
             yield error(LABEL, "bad_record", where, problem) if problem else _outcome(_record(obj, path, i))
         return
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with open_raw(path) as raw:
-            yield from _row_outcomes(
-                path, (row for batch in pq.ParquetFile(raw).iter_batches(batch_size=1024) for row in batch.to_pylist())
-            )
+        yield from _row_outcomes(path, iter_rows(path, piece.start, piece.end if piece.kind == "row_groups" else None))
         return
-    yield from _row_outcomes(path, (row for batch in iter_batches(path) for row in batch.to_pylist()))
+    yield from _row_outcomes(path, enumerate((row for batch in iter_batches(path) for row in batch.to_pylist()), 1))
 
 
-def _row_outcomes(path: str, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for n, row in enumerate(rows, 1):
+def _row_outcomes(path: str, rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    for n, row in rows:
         if not isinstance(row.get("text"), str):
             yield error(LABEL, "bad_record", f"{path}#{n}", "no string field 'text'")
         else:
@@ -165,8 +167,15 @@ class Documents(Source):
 
     name = LABEL
 
+    def split(self, path: str, size: int, stages: dict[str, Any], piece_size: int) -> list[Piece]:
+        """JSON lines and Parquet larger than a piece: chunks of one pass, ranges of row groups (as
+        a build's sources split them), so a task's memory is a piece's; Arrow shards are bounded."""
+        if _format(path) == "parquet":
+            return parquet_pieces(path, size, piece_size) or [Piece(path, size=size)]
+        return jsonl_pieces(path, size, piece_size) if _format(path) == "jsonl" else [Piece(path, size=size)]
+
     def read(self, piece: Piece, stages: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        return read_records(piece.path)
+        return read_records(piece)
 
     def rounds(self, stages: dict[str, Any]) -> list[str]:
         return ["near"]
@@ -214,6 +223,7 @@ def dedup(
     *,
     settings: DedupSettings | None = None,
     overwrite: bool = False,
+    piece_size: int = PIECE_SIZE,
 ) -> BuildManifest:
     """Run the near-duplicate job over the input files on `how` (the local pool, one worker, by
     default); return the written manifest.
@@ -226,7 +236,7 @@ def dedup(
     """
     files = input_files(spec)
     stages, recorded = _stages(settings or DedupSettings())
-    print_ = hashlib.sha256(json.dumps([recorded, files], sort_keys=True).encode("utf-8")).hexdigest()
+    print_ = hashlib.sha256(json.dumps([recorded, files, piece_size], sort_keys=True).encode("utf-8")).hexdigest()
     try:  # the same inputs and settings redo the job; other ones are refused (corral.engine.folders)
         folders.claim(
             out,
@@ -242,9 +252,10 @@ def dedup(
     recorded["dedup"]["fingerprint"] = print_
     fs.remove([work_dir(out, LABEL), join(out, "docs")])
     output = {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS, "shard_max_bytes": DEFAULT_MAX_BYTES}
-    plan = SourcePlan(LABEL, stages, output, out, [Piece(f) for f in files], fingerprint=print_)
-    plan.docs_dir, plan.cluster_rows = join(out, "docs"), join(out, CLUSTERS)
     source, graph = Documents(), Graph()
+    pieces = [p for f in files for p in source.split(f, fs.size(f), stages, piece_size)]
+    plan = SourcePlan(LABEL, stages, output, out, pieces, fingerprint=print_, piece_size=piece_size)
+    plan.docs_dir, plan.cluster_rows = join(out, "docs"), join(out, CLUSTERS)
     add_source(graph, source, plan)
     execute(graph, how or Executor(), Progress(graph, "dedup"))
     _write_side_files(out)

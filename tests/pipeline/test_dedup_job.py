@@ -156,3 +156,27 @@ def test_books_near_duplicates_removed_in_build_at_0_9(tmp_path):
     assert manifest.settings["sources"]["books"]["minhash"]["threshold"] == 0.9
     recs = shard_records(str(tmp_path / "out"), "books")
     assert sorted(r["dup_count"] for r in recs) == [1, 2]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_file_larger_than_a_piece_is_split_and_gives_the_same_result(tmp_path, fmt, monkeypatch):
+    """JSON lines by chunks of one pass, Parquet by ranges of row groups: the kept documents, the
+    clusters and the ids made for rows without one are those of the whole file read by one task."""
+    docs, near, far = corpus(seed=3, n=90)
+    rows = [{"text": d["text"]} if i % 2 else d for i, d in enumerate(docs)]  # half without an id
+    p = tmp_path / f"c.{fmt}"
+    if fmt == "jsonl":
+        p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), p, row_group_size=20)
+    from corral.engine.runners import Executor
+    from corral.pipeline import dedup_job
+
+    whole = dedup(str(p), str(tmp_path / "whole"))
+    read, kinds = dedup_job.read_records, []
+    monkeypatch.setattr(dedup_job, "read_records", lambda piece: kinds.append(piece.kind) or read(piece))
+    split = dedup(str(p), str(tmp_path / "split"), Executor(workers=1), piece_size=p.stat().st_size // 4)
+    assert len(kinds) >= 3 and set(kinds) == {"chunks" if fmt == "jsonl" else "row_groups"}
+    assert split.sources["input"].funnel.to_dict() == whole.sources["input"].funnel.to_dict()
+    assert kept_ids(tmp_path / "split") == kept_ids(tmp_path / "whole")
+    assert (tmp_path / "split" / "removed.jsonl").read_text() == (tmp_path / "whole" / "removed.jsonl").read_text()
