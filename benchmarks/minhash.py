@@ -16,8 +16,15 @@ Speed (one core, best of --repeat): signatures/s on the same corpus and 5-gram s
 Memory: peak RSS of `corral dedup` (a subprocess) on a corpus of N and of 4N families (the same mix
 of duplicates, four times the data), and the growth.
 
+`--scale`: instead, `corral dedup` (all cores) on 10⁵, 4×10⁵ and 10⁶ documents of 150 random words in
+JSON-lines files of 25,000 each (a corpus grows by files, as crawls and dumps do), 20% of them near
+copies of an earlier document (1% of words edited): seconds, documents/s, the peak RSS of the whole
+process tree (sampled every 50 ms), its growth per extra document, and F1 of the removed documents
+against the planted truth (each original's family linked at exact Jaccard ≥ 0.8).
+
     bash benchmarks/setup_baselines.sh
     .venv/bin/python benchmarks/minhash.py [--families 400] [--repeat 3]
+    .venv/bin/python benchmarks/minhash.py --scale [--sizes 100000,400000,1000000]
 """
 
 from __future__ import annotations
@@ -237,11 +244,101 @@ def peak_rss_of_dedup(families: int, tmp: Path, scale: int) -> float:
     return int(res.stdout.strip().splitlines()[-1]) / 1024
 
 
+SCALE_FILE_DOCS = 25_000  # documents per input file of a --scale corpus
+SCALE_NEAR = 0.2  # share of a --scale corpus planted as near copies (1% of words edited) of an earlier document
+SCALE_POOL = 10_000  # originals a copy may come from (the generator's memory stays flat)
+
+
+def family_removable(members: list[tuple[str, list[str]]]) -> set[str]:
+    """The ids near dedup should remove from one family (an original and its copies): all but the
+    smallest id of each group linked at exact Jaccard ≥ THRESHOLD."""
+    from corral.dedup.minhash import jaccard, shingles
+
+    sets = [shingles(" ".join(words), NGRAM) for _, words in members]
+    parent = list(range(len(members)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(members)):
+        for j in range(i + 1, len(members)):
+            if jaccard(sets[i], sets[j]) >= THRESHOLD:
+                parent[max(root(i), root(j))] = min(root(i), root(j))
+    keep = {min(members[k][0] for k in range(len(members)) if root(k) == r) for r in set(map(root, parent))}
+    return {m for m, _ in members} - keep
+
+
+def scale_corpus(n: int, folder: Path, seed: int = 5) -> set[str]:
+    """n documents of 150 random words as JSON lines, SCALE_FILE_DOCS a file, SCALE_NEAR of them near
+    copies of an earlier original; returns what near dedup should remove (family_removable of each
+    original and its copies: a copy edited past the threshold is not a near duplicate)."""
+    rng, vocab = random.Random(seed), vocabulary()
+    pool: list[list[tuple[str, list[str]]]] = []  # families whose original may still be copied
+    removable: set[str] = set()
+    folder.mkdir(parents=True, exist_ok=True)
+    f = None
+    for i in range(n):
+        if i % SCALE_FILE_DOCS == 0:
+            if f:
+                f.close()
+            f = open(folder / f"part-{i // SCALE_FILE_DOCS:05d}.jsonl", "w")
+        did = f"d{i:08d}"
+        if pool and rng.random() < SCALE_NEAR:
+            family = rng.choice(pool)
+            words = edit(family[0][1], 0.01, rng, vocab)
+            family.append((did, words))
+        else:
+            words = [rng.choice(vocab) for _ in range(150)]
+            if len(pool) >= SCALE_POOL:
+                gone = pool.pop(rng.randrange(SCALE_POOL))
+                if len(gone) > 1:
+                    removable |= family_removable(gone)
+            pool.append([(did, words)])
+        f.write(json.dumps({"id": did, "text": " ".join(words)}) + "\n")
+    if f:
+        f.close()
+    for family in pool:
+        if len(family) > 1:
+            removable |= family_removable(family)
+    return removable
+
+
+def scale(sizes: list[int]) -> None:
+    from memory import peak_of
+
+    corral = str(Path(sys.executable).with_name("corral"))
+    print("corral dedup at scale (all cores; peak RSS of the whole process tree):")
+    first = None
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            truth = scale_corpus(n, tmp / "in")
+            mb, seconds = peak_of([corral, "dedup", str(tmp / "in"), "--out", str(tmp / "out")])
+            with open(tmp / "out" / "removed.jsonl") as f:
+                removed = {json.loads(line)["id"] for line in f}
+        p, r, f1 = prf(removed, truth)
+        first = first or (n, mb, n / seconds)
+        per_doc = (mb - first[1]) * 1024 / max(n - first[0], 1)
+        growth = f"{mb / first[1]:.2f}x the first, {per_doc:.2f} KB per extra document"
+        print(
+            f"  {n:>9,} documents: {seconds:6.1f} s, {n / seconds:8,.0f} docs/s ({n / seconds / first[2]:.2f}x), "
+            f"peak {mb:6.0f} MB ({growth if n != first[0] else 'the first'}); "
+            f"removed {len(removed):,}, truly removable {len(truth):,}: precision {p:.4f} recall {r:.4f} F1 {f1:.4f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", type=int, default=400)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--scale", action="store_true", help="corral dedup at 10⁵–10⁶ documents: speed, memory, F1")
+    ap.add_argument("--sizes", default="100000,400000,1000000", help="--scale corpus sizes, comma-separated")
     a = ap.parse_args()
+    if a.scale:
+        scale([int(x) for x in a.sizes.split(",")])
+        return
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)
