@@ -150,3 +150,12 @@ def iter_records(f, max_block: int) -> Iterator[WarcRecord]:
         if len(block) < declared:
             f.read(1)  # a damaged compressed tail raises here: the rest of the file is one error
         yield WarcRecord(headers, declared, block)
+
+
+def records_then_error(f, max_block: int) -> Iterator[WarcRecord | WarcFormatError]:
+    """`iter_records`, with a break in the framing as the last item instead of raised: a reader
+    counts it under a reason and stops there."""
+    try:
+        yield from iter_records(f, max_block)
+    except WarcFormatError as e:
+        yield e

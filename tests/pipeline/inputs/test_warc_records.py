@@ -89,3 +89,22 @@ def test_a_damaged_compressed_tail_raises_after_the_complete_records():
     assert next(it).block == b"first" * 100
     with pytest.raises(TruncatedInput):
         next(it)
+
+
+def test_a_broken_frame_ends_the_records_as_an_item():
+    items = list(W.records_then_error(io.BytesIO(record(b"ok") + b"not warc\r\n\r\n"), 1 << 20))
+    assert items[0].block == b"ok" and isinstance(items[1], W.WarcFormatError) and len(items) == 2
+
+
+@pytest.mark.parametrize("reader", ["commoncrawl", "c4"])
+def test_wet_readers_count_a_broken_frame_and_keep_what_came_before(tmp_path, reader):
+    from corral.pipeline.inputs.streams import guarded
+    from corral.pipeline.sources.c4.pages import read_wet_pages
+    from corral.pipeline.sources.commoncrawl.warc import read_wet
+
+    body = b"Title\n" + b"A line of ordinary English text that is long enough to keep. " * 8
+    path = tmp_path / "x.wet.gz"
+    path.write_bytes(gzip.compress(record(body) + b"garbage where a record should start\r\n\r\n" + record(body)))
+    read = read_wet(str(path), 0, {"min_len": 0}) if reader == "commoncrawl" else read_wet_pages(str(path))
+    out = [(o["status"], o["reason"]) for o in guarded(reader, str(path), read)]
+    assert out == [("kept", None), ("error", "bad_warc_record")]

@@ -10,7 +10,7 @@ from typing import Any
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.pipeline.inputs.streams import iter_jsonl, open_input
-from corral.pipeline.inputs.warc_records import MAX_RECORD_BYTES, iter_records
+from corral.pipeline.inputs.warc_records import MAX_RECORD_BYTES, WarcFormatError, records_then_error
 from corral.pipeline.sources.c4.rules import SOURCE, split_of, split_wet_body
 
 
@@ -38,7 +38,10 @@ def read_c4_json(path: str, lines=None) -> Iterator[dict[str, Any]]:
 def read_wet_pages(path: str) -> Iterator[dict[str, Any]]:
     """WET conversion records → one outcome per record, TFDS split_wet_file style."""
     with open_input(path) as f:
-        for rec in iter_records(f, MAX_RECORD_BYTES):
+        for n, rec in enumerate(records_then_error(f, MAX_RECORD_BYTES)):
+            if isinstance(rec, WarcFormatError):
+                yield error(SOURCE, "bad_warc_record", f"{path} after record {n}", str(rec))
+                return
             headers = rec.headers
             if headers.get("warc-type") != "conversion":
                 yield dropped(SOURCE, "not_conversion_record", path)

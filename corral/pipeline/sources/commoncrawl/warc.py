@@ -14,7 +14,7 @@ from typing import Any
 from corral.core.outcome import dropped, error, kept
 from corral.core.schema import make_record
 from corral.pipeline.inputs.streams import open_input
-from corral.pipeline.inputs.warc_records import MAX_RECORD_BYTES, WarcFormatError, iter_records
+from corral.pipeline.inputs.warc_records import MAX_RECORD_BYTES, WarcFormatError, records_then_error
 from corral.pipeline.quality import ccnet_rules as rules
 
 SOURCE = "commoncrawl"
@@ -52,14 +52,9 @@ def read_wet(path: str, group: int, read: dict[str, Any]) -> Iterator[dict[str, 
     """One outcome per conversion record: kept, too_short, or an error."""
     n = 0
     with open_input(path) as f:
-        records = iter_records(f, MAX_RECORD_BYTES)
-        while True:
-            try:
-                rec = next(records)
-            except StopIteration:
-                return
-            except WarcFormatError as e:
-                yield error(SOURCE, "bad_warc_record", f"{path} after record {n}", str(e))
+        for rec in records_then_error(f, MAX_RECORD_BYTES):
+            if isinstance(rec, WarcFormatError):
+                yield error(SOURCE, "bad_warc_record", f"{path} after record {n}", str(rec))
                 return
             h = rec.headers
             if h.get("warc-type") != "conversion":
