@@ -95,22 +95,24 @@ def combine_small(pieces: list[Piece], limit: int, key=lambda i: 0) -> list[tupl
     which files of a few hundred records would otherwise pay one by one."""
     out: list[tuple[int, Piece]] = []
     run: list[tuple[int, Piece]] = []
+    run_bytes = 0
 
     def close() -> None:
         if len(run) > 1:
             files = [p for _, p in run]
-            size = sum(p.size for p in files)
-            out.append((run[0][0], Piece(files[0].path, FILES, size=size, paths=tuple(p.path for p in files))))
+            out.append((run[0][0], Piece(files[0].path, FILES, size=run_bytes, paths=tuple(p.path for p in files))))
         else:
             out.extend(run)
         run.clear()
 
     for i, piece in enumerate(pieces):
         small = piece.whole and 0 < piece.size < limit
-        if run and (not small or key(i) != key(run[0][0]) or sum(p.size for _, p in run) + piece.size > limit):
+        if run and (not small or key(i) != key(run[0][0]) or run_bytes + piece.size > limit):
             close()
+            run_bytes = 0
         if small:
             run.append((i, piece))
+            run_bytes += piece.size
         else:
             out.append((i, piece))
     close()
