@@ -67,10 +67,10 @@ class _Buffered:
         standard writes it, or bare LF)."""
         while True:
             end = min(len(self.buf), self.pos + MAX_HEADER_BYTES)
-            k = self.buf.find(b"\r\n\r\n", self.pos, end)
-            width = 4
-            if k < 0:
-                k, width = self.buf.find(b"\n\n", self.pos, end), 2
+            k, width = self.buf.find(b"\r\n\r\n", self.pos, end), 4
+            lf = self.buf.find(b"\n\n", self.pos, k if k >= 0 else end)  # a CRLF block holds no "\n\n"
+            if lf >= 0:  # bare LF ends the headers first (a "\r\n\r\n" after it is the block's)
+                k, width = lf, 2
             if k >= 0:
                 block, self.pos = self.buf[self.pos : k], k + width
                 return block

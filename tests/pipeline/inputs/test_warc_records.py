@@ -108,3 +108,8 @@ def test_wet_readers_count_a_broken_frame_and_keep_what_came_before(tmp_path, re
     read = read_wet(str(path), 0, {"min_len": 0}) if reader == "commoncrawl" else read_wet_pages(str(path))
     out = [(o["status"], o["reason"]) for o in guarded(reader, str(path), read)]
     assert out == [("kept", None), ("error", "bad_warc_record")]
+
+
+def test_bare_newline_headers_end_at_their_own_blank_line():
+    data = record(b"line\r\n\r\nafter a CRLF blank line", eol="\n")
+    assert [r.block for r in read(data)] == [b"line\r\n\r\nafter a CRLF blank line"]
