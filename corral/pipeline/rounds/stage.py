@@ -185,13 +185,15 @@ class StagedRows:
         one file at a time (never the whole corpus's texts at once)."""
         at = np.asarray(locators, dtype=np.int64)
         out: list[Any] = [None] * len(at)
-        files, rows = at >> ROW_BITS, at & ((1 << ROW_BITS) - 1)
-        for index in np.unique(files).tolist():
-            where = np.flatnonzero(files == index)
+        by_file = np.argsort(at >> ROW_BITS, kind="stable")  # one sort, not a scan of all per file
+        files, rows = at[by_file] >> ROW_BITS, at[by_file] & ((1 << ROW_BITS) - 1)
+        starts = np.flatnonzero(np.concatenate([[True], files[1:] != files[:-1]])) if len(at) else []
+        for a, b in zip(starts, [*starts[1:], len(at)]):
+            where, index = by_file[a:b], int(files[a])
             batches = list(iter_staged(self.parts_of.get(index, []), [column]))
             if not batches:
                 continue
-            values = pa.Table.from_batches(batches).column(0).take(pa.array(rows[where])).to_pylist()
+            values = pa.Table.from_batches(batches).column(0).take(pa.array(rows[a:b])).to_pylist()
             for j, v in zip(where.tolist(), values):
                 out[j] = v
         return out
