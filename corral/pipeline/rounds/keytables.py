@@ -124,14 +124,18 @@ def mapped_member(path: str, name: str) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
+def read_members(path: str, *names: str) -> list[np.ndarray]:
+    """Members of an uncompressed .npz: memory-mapped where the file is local (`mapped_member`);
+    from remote storage, the file read once and the members taken from it."""
+    if fs.is_remote(path):
+        with np.load(io.BytesIO(fs.read_bytes(path))) as z:
+            return [z[name] for name in names]
+    return [mapped_member(fs.local_path(path), name) for name in names]
+
+
 def read_partition(key_file: str, round_: str, p: int, n: int) -> np.ndarray:
     """The rows of a key file's round table whose key falls in partition p of n (a copy, sorted by key)."""
-    name = TABLE_PREFIX + round_
-    if fs.is_remote(key_file):
-        with np.load(io.BytesIO(fs.read_bytes(key_file))) as z:
-            table = z[name]
-    else:
-        table = mapped_member(fs.local_path(key_file), name)
+    (table,) = read_members(key_file, TABLE_PREFIX + round_)
     keys = table["key"]
     lo, hi = bounds(p, n)
     a = int(np.searchsorted(keys, np.uint64(lo))) if lo else 0

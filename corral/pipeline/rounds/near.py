@@ -30,7 +30,7 @@ from corral.dedup.clusters import bucket_edges, component_table
 from corral.dedup.keys import ROW_BITS, concat, loc, lookup, member_of
 from corral.engine.graph import Item, Summary, Task
 from corral.pipeline.rounds.decide import Round, losers_of
-from corral.pipeline.rounds.keytables import mapped_member, read_partition
+from corral.pipeline.rounds.keytables import read_members, read_partition
 from corral.pipeline.rounds.stage import StagedFile, StagedRows, load_arrays, save_arrays, staged_parts, work_dir
 
 BANDS_PER_PARTITION = 1 << 20  # (band key, document) pairs one LSH task holds: 16 MB, ~0.15 GB with its sorts and edges
@@ -158,11 +158,8 @@ class LshTask(Task):
     def _shingle_file(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(every document's shingles back to back, each one's offsets) of a staged file."""
         path = StagedFile(self.out, self.source, index).key_path("shingles")
-        if fs.is_remote(path):
-            a = load_arrays(path)
-            return a["shingles"], a["offsets"]
-        local = fs.local_path(path)
-        return mapped_member(local, "shingles"), np.asarray(mapped_member(local, "offsets"))
+        shingles, offsets = read_members(path, "shingles", "offsets")
+        return shingles, np.asarray(offsets)
 
 
 def clusters_items(lsh: list[LshSummary], stage_phase: str, cluster_rows: str | None) -> list[ClustersItem]:
