@@ -25,6 +25,14 @@ against the planted truth (each original's family linked at exact Jaccard ≥ 0.
     bash benchmarks/setup_baselines.sh
     .venv/bin/python benchmarks/minhash.py [--families 400] [--repeat 3]
     .venv/bin/python benchmarks/minhash.py --scale [--sizes 100000,400000,1000000]
+    .venv/bin/python benchmarks/minhash.py --against [--earlier 400000 --new 100000]
+
+`--against`: an earlier corpus (as --scale makes it) deduplicated on its own, then a new one — 20%
+near copies of the earlier corpus's documents, 10% near copies of its own, the rest new — three ways:
+`corral dedup NEW --against EARLIER_OUT`, NEW alone, and EARLIER + NEW from scratch (what one would
+run without --against). Prints each one's seconds and peak RSS, F1 of what --against removes against
+the planted truth (a new document goes when it is linked at exact Jaccard ≥ 0.8 to the earlier
+family it copies, or is a near copy of another new one), and whether EARLIER_OUT was left byte for byte.
 """
 
 from __future__ import annotations
@@ -270,10 +278,11 @@ def family_removable(members: list[tuple[str, list[str]]]) -> set[str]:
     return {m for m, _ in members} - keep
 
 
-def scale_corpus(n: int, folder: Path, seed: int = 5) -> set[str]:
+def scale_corpus(n: int, folder: Path, seed: int = 5, prefix: str = "d", families: list | None = None) -> set[str]:
     """n documents of 150 random words as JSON lines, SCALE_FILE_DOCS a file, SCALE_NEAR of them near
     copies of an earlier original; returns what near dedup should remove (family_removable of each
-    original and its copies: a copy edited past the threshold is not a near duplicate)."""
+    original and its copies: a copy edited past the threshold is not a near duplicate). `families`,
+    when given, receives the families still in the pool at the end (for a later corpus to copy)."""
     rng, vocab = random.Random(seed), vocabulary()
     pool: list[list[tuple[str, list[str]]]] = []  # families whose original may still be copied
     removable: set[str] = set()
@@ -284,7 +293,7 @@ def scale_corpus(n: int, folder: Path, seed: int = 5) -> set[str]:
             if f:
                 f.close()
             f = open(folder / f"part-{i // SCALE_FILE_DOCS:05d}.jsonl", "w")
-        did = f"d{i:08d}"
+        did = f"{prefix}{i:08d}"
         if pool and rng.random() < SCALE_NEAR:
             family = rng.choice(pool)
             words = edit(family[0][1], 0.01, rng, vocab)
@@ -302,7 +311,85 @@ def scale_corpus(n: int, folder: Path, seed: int = 5) -> set[str]:
     for family in pool:
         if len(family) > 1:
             removable |= family_removable(family)
+    if families is not None:
+        families.extend(pool)
     return removable
+
+
+AGAINST_EARLIER = 0.2  # share of the new corpus planted as near copies of the earlier one's documents
+AGAINST_OWN = 0.1  # share planted as near copies of the new corpus's own originals
+
+
+def new_corpus(n: int, folder: Path, earlier: list, seed: int = 9) -> set[str]:
+    """The new corpus of --against: near copies (1% of words edited) of the earlier corpus's
+    families, near copies of its own originals, new originals; returns what dedup against the earlier
+    output should remove: each new copy whose group (exact Jaccard ≥ THRESHOLD within its family,
+    earlier members included) holds an earlier document, and all but the smallest id of the others."""
+    rng, vocab = random.Random(seed), vocabulary()
+    copies: dict[int, list] = {}  # earlier family → its new copies
+    own: list[list] = []
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "new.jsonl", "w") as f:
+        for i in range(n):
+            did, r = f"e{i:08d}", rng.random()
+            if r < AGAINST_EARLIER:
+                k = rng.randrange(len(earlier))
+                words = edit(earlier[k][0][1], 0.01, rng, vocab)
+                copies.setdefault(k, []).append((did, words))
+            elif r < AGAINST_EARLIER + AGAINST_OWN and own:
+                family = rng.choice(own[-SCALE_POOL:])
+                words = edit(family[0][1], 0.01, rng, vocab)
+                family.append((did, words))
+            else:
+                words = [rng.choice(vocab) for _ in range(150)]
+                own.append([(did, words)])
+            f.write(json.dumps({"id": did, "text": " ".join(words)}) + "\n")
+    removable = {m for family in own if len(family) > 1 for m in family_removable(family)}
+    for k, new in copies.items():
+        # family_removable keeps the smallest id of each group: an earlier id ("d…") sorts before
+        # every new one ("e…"), so a group with an earlier member loses all its new ones
+        removable |= family_removable(earlier[k] + new) - {m for m, _ in earlier[k]}
+    return removable
+
+
+def against(n_earlier: int, n_new: int) -> None:
+    from memory import peak_of
+
+    corral = str(Path(sys.executable).with_name("corral"))
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp, families = Path(tmpdir), []
+        scale_corpus(n_earlier, tmp / "earlier", families=families)
+        truth = new_corpus(n_new, tmp / "new", families)
+        (tmp / "both").mkdir()
+        for p in [*(tmp / "earlier").iterdir(), *(tmp / "new").iterdir()]:
+            (tmp / "both" / f"{p.parent.name}-{p.name}").symlink_to(p)
+        mb0, s0 = peak_of([corral, "dedup", str(tmp / "earlier"), "--out", str(tmp / "A")])
+        print(f"earlier corpus: {n_earlier:,} documents deduplicated in {s0:.1f} s, peak {mb0:.0f} MB")
+        before = {p: p.read_bytes() for p in (tmp / "A").rglob("*") if p.is_file()}
+        runs = {
+            "new --against earlier": [str(tmp / "new"), "--out", str(tmp / "B"), "--against", str(tmp / "A")],
+            "new alone": [str(tmp / "new"), "--out", str(tmp / "B0")],
+            "earlier + new from scratch": [str(tmp / "both"), "--out", str(tmp / "AB")],
+        }
+        took = {}
+        for name, args in runs.items():
+            mb, took[name] = peak_of([corral, "dedup", *args])
+            print(f"  {name:28s} {took[name]:6.1f} s, peak {mb:5.0f} MB")
+        unchanged = before == {p: p.read_bytes() for p in (tmp / "A").rglob("*") if p.is_file()}
+        rows = [json.loads(line) for line in open(tmp / "B" / "removed.jsonl")]
+        removed = {r["id"] for r in rows}
+        existing = sum(r["reason"] == "duplicate_of_existing" for r in rows)
+    p, r, f1 = prf(removed, truth)
+    t = took["new --against earlier"]
+    print(
+        f"  --against removed {len(removed):,} ({existing:,} as duplicate_of_existing), "
+        f"truly removable {len(truth):,}: precision {p:.4f} recall {r:.4f} F1 {f1:.4f}; "
+        f"earlier output unchanged: {unchanged}"
+    )
+    print(
+        f"  --against / new alone: {t / took['new alone']:.2f}x; "
+        f"--against / earlier + new from scratch: {t / took['earlier + new from scratch']:.2f}x"
+    )
 
 
 def scale(sizes: list[int]) -> None:
@@ -335,7 +422,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scale", action="store_true", help="corral dedup at 10⁵–10⁶ documents: speed, memory, F1")
     ap.add_argument("--sizes", default="100000,400000,1000000", help="--scale corpus sizes, comma-separated")
+    ap.add_argument("--against", action="store_true", help="dedup a new corpus against an earlier output")
+    ap.add_argument("--earlier", type=int, default=400_000, help="--against: documents of the earlier corpus")
+    ap.add_argument("--new", type=int, default=100_000, help="--against: documents of the new corpus")
     a = ap.parse_args()
+    if a.against:
+        against(a.earlier, a.new)
+        return
     if a.scale:
         scale([int(x) for x in a.sizes.split(",")])
         return

@@ -175,11 +175,21 @@ def cmd_dedup(args) -> int:
     settings = DedupSettings(args.threshold, args.ngram, args.num_perm, not args.no_verify)
     with _executor(args) as how:
         piece_size = args.piece_size or PIECE_SIZE
-        manifest = dedup(args.input, args.out, how, settings=settings, overwrite=args.overwrite, piece_size=piece_size)
+        manifest = dedup(
+            args.input,
+            args.out,
+            how,
+            settings=settings,
+            overwrite=args.overwrite,
+            piece_size=piece_size,
+            against=args.against or (),
+        )
     f = next(iter(manifest.sources.values())).funnel
+    earlier = f.dropped.get("duplicate_of_existing", 0)
     print(
-        f"input {f.input:,} → kept {f.kept:,}; near duplicates {f.dropped.get('near_duplicate', 0):,}; "
-        f"errors {sum(f.errors.values()):,}"
+        f"input {f.input:,} → kept {f.kept:,}; near duplicates {f.dropped.get('near_duplicate', 0):,}"
+        + (f"; duplicates of earlier outputs {earlier:,}" if args.against else "")
+        + f"; errors {sum(f.errors.values()):,}"
     )
     root = args.out.rstrip("/")
     print(

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 NEAR_DUPLICATE = "near_duplicate"
+DUPLICATE_OF_EXISTING = "duplicate_of_existing"  # a near copy of a document an earlier output kept
 
 
 def doc_key(doc_id: str) -> int:
@@ -44,6 +45,19 @@ def bucket_edges(pairs: np.ndarray) -> np.ndarray:
     members = pairs[:, 1]
     edges = np.stack([members, heads], axis=1)[members != heads]
     return np.unique(edges, axis=0)
+
+
+def bucket_edges_against(pairs: np.ndarray) -> np.ndarray:
+    """bucket_edges where documents with negative keys are earlier ones (already kept elsewhere):
+    the edges among the new documents of each bucket as bucket_edges makes them, plus one from each
+    new member to the bucket's smallest earlier document; none between two earlier ones (they are
+    never dropped, and a new document that reaches one still reaches it without them)."""
+    if not len(pairs):
+        return np.empty((0, 2), dtype=np.int64)
+    own = bucket_edges(pairs[pairs[:, 1] >= 0])
+    every = bucket_edges(pairs)
+    to_earlier = every[(every[:, 0] >= 0) & (every[:, 1] < 0)]
+    return np.unique(np.concatenate([own, to_earlier]), axis=0)
 
 
 def component_table(chunks: list[np.ndarray]) -> ComponentTable:

@@ -238,16 +238,17 @@ def derive_lsh(threshold: float = DEFAULT_THRESHOLD, num_perm: int | None = None
 
 
 def band_keys_many(sigs: np.ndarray, params: LshParams) -> np.ndarray:
-    """(n, bands) 63-bit keys of n signatures, computed for all of them at once: each band's rows
-    folded into one uint64 with the band's index as the seed (so equal rows in different bands never
-    share a bucket), then mixed by fmix64; 63 bits, so that a key is a non-negative int64."""
+    """(n, bands) 64-bit keys (uint64) of n signatures, computed for all of them at once: each band's
+    rows folded into one uint64 with the band's index as the seed (so equal rows in different bands
+    never share a bucket), then mixed by fmix64, so that the keys spread over the whole 64-bit range
+    that the LSH partitions split into equal ranges."""
     b, r = params.bands, params.rows
     rows = np.asarray(sigs, dtype=np.uint32).reshape(len(sigs), -1)[:, : b * r].reshape(len(sigs), b, r)
     with np.errstate(over="ignore"):
         acc = np.broadcast_to(np.arange(1, b + 1, dtype=np.uint64) * _K, (len(sigs), b)).copy()
         for j in range(r):
             acc = (acc ^ rows[:, :, j].astype(np.uint64)) * _K
-        return (_fmix64(acc) >> np.uint64(1)).astype(np.int64)
+        return _fmix64(acc)
 
 
 def band_keys(sig: np.ndarray, params: LshParams) -> np.ndarray:

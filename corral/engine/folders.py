@@ -30,6 +30,7 @@ ENTRIES = {
     "removed.jsonl",
     "errors.jsonl",
     "examples",
+    "near",  # the kept documents' band tables (corral.pipeline.rounds.against)
     BUILD_DIR,
     "_tokenize",
 }

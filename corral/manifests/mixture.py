@@ -126,20 +126,22 @@ class Mixture:
         own = {k: getattr(self, k) for k in ("name", "path", "sha256", "description", "target_tokens", "seed")}
         return {**own, "sources": {n: {"weight": s.weight, "inputs": list(s.inputs)} for n, s in self.sources.items()}}
 
+    def resolved_path(self, pattern: str, field: str) -> str:
+        """A path of the manifest with ${VAR} expanded, made absolute from the manifest's folder when
+        it is a relative local one."""
+        missing = [v for v in re.findall(r"\$\{(\w+)\}", pattern) if v not in os.environ]
+        if missing:
+            raise ManifestError(
+                self.path or "<mixture>", [(field, f"environment variable(s) {', '.join(missing)} not set")]
+            )
+        p = os.path.expandvars(pattern)
+        base = Path(self.path).resolve().parent if self.path else Path.cwd()
+        return p if "://" in p or os.path.isabs(p) else str(base / p)
+
     def resolved_inputs(self, source: str) -> list[str | dict]:
         """The source's inputs with ${VAR} expanded and relative local paths made absolute (in a
         paths list: its `paths` and `base`)."""
-        base = Path(self.path).resolve().parent if self.path else Path.cwd()
-
-        def resolve(pattern: str, field: str) -> str:
-            missing = [v for v in re.findall(r"\$\{(\w+)\}", pattern) if v not in os.environ]
-            if missing:
-                raise ManifestError(
-                    self.path or "<mixture>", [(field, f"environment variable(s) {', '.join(missing)} not set")]
-                )
-            p = os.path.expandvars(pattern)
-            return p if "://" in p or os.path.isabs(p) else str(base / p)
-
+        resolve = self.resolved_path
         out: list[str | dict] = []
         for i, item in enumerate(self.sources[source].inputs):
             field = f"sources.{source}.inputs[{i}]"

@@ -42,6 +42,12 @@ COMMON_STAGES: dict[str, dict[str, Option]] = {
         "ngram": Option(5, "int", "word n-gram shingle size", minimum=1),
         "num_perm": Option(None, "int", "permutations; null derives it from the threshold", nullable=True, minimum=1),
         "verify": Option(True, "bool", "check candidate pairs' exact Jaccard before merging"),
+        "against": Option(
+            [],
+            "str_list",
+            "earlier outputs (a build's OUT, or a `corral dedup` OUT) whose kept documents this "
+            "source's may not near-duplicate; only read",
+        ),
     },
 }
 

@@ -3,17 +3,21 @@
 For every document and token shard: it exists, its size, sha256 and row count match the manifest.
 For every source: the funnel adds up (input = kept + dropped + errors), `kept` equals the documents
 in its shards, and its token count matches its token shards. For every side model: it exists and its
-sha256 matches. Shard files on disk that the manifest does not list are reported as warnings.
+sha256 matches. For every source that keeps MinHash band tables (OUT/near, what a later job
+deduplicates against): each table exists with the sha256 its index records, and the index covers
+the source's shards and documents. Shard files on disk that the manifest does not list are reported
+as warnings.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 from dataclasses import dataclass, field
 
 from corral.core.fs import exists as file_exists
-from corral.core.fs import is_remote, join, sha256_of
+from corral.core.fs import is_remote, join, open_read, sha256_of
 from corral.core.fs import size as file_size
 from corral.core.shards import SHARD_SUFFIX, ShardError, count_rows, read_token_shard
 from corral.manifests.build_manifest import BuildManifestError, load_build
@@ -26,13 +30,16 @@ class VerifyReport:
     shards_checked: int = 0
     models_checked: int = 0
     sources_checked: int = 0
+    tables_checked: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def summary(self) -> str:
-        head = f"{self.sources_checked} sources, {self.shards_checked} shards, {self.models_checked} models checked"
+        tables = f", {self.tables_checked} band tables" if self.tables_checked else ""
+        head = f"{self.sources_checked} sources, {self.shards_checked} shards{tables}, {self.models_checked} models"
+        head += " checked"
         lines = [f"OK: {head}" if self.ok else f"FAILED: {len(self.problems)} mismatch(es); {head}"]
         lines += [f"  mismatch: {p}" for p in self.problems]
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -66,6 +73,30 @@ def _check_shard(out: str, source: str, kind: str, entry: dict, report: VerifyRe
     return rows
 
 
+def _check_tables(out: str, source: str, shards: list[dict], report: VerifyReport) -> None:
+    """A source's MinHash band tables (OUT/near/<source>, or OUT/near for `corral dedup`), when it
+    has some: each one's sha256, and the index's shards and documents against the manifest's."""
+    index = next(
+        (p for p in (join(out, f"near/{source}/index.json"), join(out, "near/index.json")) if file_exists(p)), None
+    )
+    if index is None:
+        return
+    with open_read(index) as f:
+        data = json.loads(f.read())
+    listed = set()
+    for t in data.get("tables", []):
+        report.tables_checked += 1
+        path, where = join(out, t["path"]), f"{source} band table {t['path']}"
+        listed.update(os.path.normpath(s) for s in t["shards"])
+        if not file_exists(path):
+            report.problems.append(f"{where}: missing")
+        elif sha256_of(path) != t.get("sha256"):
+            report.problems.append(f"{where}: sha256 differs from its index's ({index})")
+    with_rows = {os.path.normpath(s["path"]) for s in shards if s.get("documents")}
+    if listed != with_rows or data.get("documents") != sum(int(s.get("documents", 0)) for s in shards):
+        report.problems.append(f"{source}: the band tables' index {index} does not cover the manifest's shards")
+
+
 def verify_build(out: str) -> VerifyReport:
     report = VerifyReport()
     try:
@@ -90,6 +121,7 @@ def verify_build(out: str) -> VerifyReport:
         for entry in src.shards:
             listed.add(os.path.normpath(entry.get("path", "")))
             _check_shard(out, name, "document", entry, report)
+        _check_tables(out, name, src.shards, report)
         token_total = 0
         for entry in src.token_shards:
             listed.add(os.path.normpath(entry.get("path", "")))

@@ -35,6 +35,8 @@ from corral.manifests.mixture import Mixture, load_mixture
 from corral.pipeline.collect import collect, source_build
 from corral.pipeline.inputs.match import InputError
 from corral.pipeline.phases import add_source
+from corral.pipeline.rounds.against import NEAR, AgainstError, index_digest, lsh_settings
+from corral.pipeline.rounds.against import resolve as resolve_against
 from corral.pipeline.rounds.stage import work_dir
 from corral.pipeline.sources.base import Piece, Source, SourcePlan, Staged
 from corral.pipeline.sources.registry import by_name
@@ -102,7 +104,7 @@ def _drop_other_sources(out: str, keep: set[str]) -> None:
     no stale shards stay beside the new manifest."""
     if fs.is_remote(out):
         return
-    for top in ("docs", "tokens", "errors", folders.BUILD_DIR, "_tokenize"):
+    for top in ("docs", "tokens", "errors", NEAR, folders.BUILD_DIR, "_tokenize"):
         folder = os.path.join(out, top)
         for name in os.listdir(folder) if os.path.isdir(folder) else []:
             if name not in keep and os.path.isdir(os.path.join(folder, name)):
@@ -115,8 +117,31 @@ def _build_order(names, learns: dict[str, tuple[str, ...]]) -> list[str]:
     return sorted(names, key=lambda n: n not in first)
 
 
-def _fingerprints(mixture: Mixture, inputs, order: list[str], learns) -> dict[str, str]:
-    """Each source's resume fingerprint; one that learns from others covers theirs."""
+def _against(mixture: Mixture, manifest_path: str, out: str) -> dict[str, tuple[str, ...]]:
+    """The band-table indexes of the earlier outputs each source deduplicates against (its
+    `minhash.against`, paths relative to the manifest); a BuildError when one has no tables, was
+    made with other settings, or is this build's own OUT."""
+    found: dict[str, tuple[str, ...]] = {}
+    own = out.rstrip("/") if fs.is_remote(out) else os.path.abspath(out)
+    for name, spec in mixture.sources.items():
+        stage = spec.stages["minhash"]
+        against = stage["against"]
+        if not (stage["enabled"] and against):
+            continue
+        field_ = f"{manifest_path}: sources.{name}.minhash.against"
+        paths = [mixture.resolved_path(p, f"sources.{name}.minhash.against[{i}]") for i, p in enumerate(against)]
+        if any(p.rstrip("/") == own for p in paths):
+            raise BuildError(f"{field_}: {out} is this build's own OUT; give an earlier build's")
+        try:
+            found[name] = resolve_against(paths, name, lsh_settings(stage), field_)
+        except AgainstError as e:
+            raise BuildError(str(e)) from e
+    return found
+
+
+def _fingerprints(mixture: Mixture, inputs, order: list[str], learns, against) -> dict[str, str]:
+    """Each source's resume fingerprint; one that learns from others covers theirs, one that is
+    deduplicated against earlier outputs covers their band-table indexes."""
     prints: dict[str, str] = {}
     for name in order:
         settings = {
@@ -125,6 +150,7 @@ def _fingerprints(mixture: Mixture, inputs, order: list[str], learns) -> dict[st
             "piece_size": mixture.sources[name].piece_size,  # the pieces are the completion records' items
             "output": mixture.sections["output"],
             "depends": [prints[dep] for dep in learns.get(name, ())],
+            "against": index_digest(against.get(name, ())),
         }
         prints[name] = resume.fingerprint(settings, inputs[name])
     return prints
@@ -162,6 +188,7 @@ def _graph(mixture: Mixture, out: str, job: _Job) -> tuple[Graph, dict[str, tupl
             piece_size=mixture.sources[name].piece_size,
         )
         plan.waits = [ends[dep] for dep in job.learns.get(name, ()) if dep in ends]
+        plan.against = job.against.get(name, ())
         staged, ends[name] = add_source(graph, source, plan)
         built[name] = (plan, staged)
     return graph, built
@@ -177,6 +204,7 @@ class _Job:
     learns: dict[str, tuple[str, ...]]
     prints: dict[str, str]
     todo: list[str]
+    against: dict[str, tuple[str, ...]]
 
 
 def _source_record(out: str, name: str, job: _Job, built) -> dict[str, Any]:
@@ -228,12 +256,13 @@ def build(
             spec.piece_size = piece_size
     learns = _learning(mixture, catalogue, manifest_path)
     inputs = _match_all(mixture, catalogue, manifest_path)
+    against = _against(mixture, manifest_path, out)
     _claim(out, mixture, overwrite)
     order = _build_order(inputs, learns)  # a source after those it learns from
-    prints = _fingerprints(mixture, inputs, order, learns)
+    prints = _fingerprints(mixture, inputs, order, learns, against)
     reused = [s for s in order if _reusable(out, s, prints[s])]
-    job = _Job(catalogue, inputs, learns, prints, [s for s in order if s not in reused])
-    outputs = {s: [fs.join(out, f"docs/{s}"), fs.join(out, f"errors/{s}")] for s in job.todo}
+    job = _Job(catalogue, inputs, learns, prints, [s for s in order if s not in reused], against=against)
+    outputs = {s: [fs.join(out, f"{top}/{s}") for top in ("docs", "errors", NEAR)] for s in job.todo}
     resumed = [s for s in job.todo if resume.prepare(work_dir(out, s), prints[s], outputs[s])]
     t0 = time.perf_counter()
     graph, built = _graph(mixture, out, job)

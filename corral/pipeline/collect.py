@@ -17,6 +17,7 @@ from corral.core.shards import ShardInfo
 from corral.engine.graph import Summary
 from corral.engine.records import EXAMPLES, recorded, records
 from corral.manifests.build_manifest import SourceBuild, relative_shard
+from corral.pipeline.rounds.against import lsh_settings, write_index
 from corral.pipeline.rounds.select import SelectSummary
 from corral.pipeline.rounds.stage import EXAMPLES_PER_REASON, StagedSummary, ledger, work_dir
 from corral.pipeline.sources.base import Source, SourcePlan, Staged
@@ -52,6 +53,15 @@ def selected(out: str, name: str) -> tuple[list[dict[str, Any]], int]:
     summaries = recorded(ledger(out, name), "select", SelectSummary)
     shards = sorted((relative_shard(ShardInfo(**d), out) for s in summaries for d in s.shards), key=lambda d: d["path"])
     return shards, sum(s.bytes for s in summaries)
+
+
+def write_near_index(plan: SourcePlan) -> None:
+    """The index of the band tables a source's select items wrote (corral.pipeline.rounds.against),
+    with the settings they were made with: what a later job deduplicates against."""
+    if plan.stages["minhash"]["enabled"]:
+        summaries = recorded(ledger(plan.out, plan.name), "select", SelectSummary)
+        tables = [s.near for s in summaries if s.near]
+        write_index(plan.out, plan.tables_dir, lsh_settings(plan.stages["minhash"]), tables)
 
 
 def models(out: str, name: str, phases: tuple[str, ...]) -> dict[str, Any]:
@@ -142,6 +152,7 @@ def collect(source: Source, plan: SourcePlan, staged: Staged) -> dict[str, Any]:
     shards, text_bytes = selected(out, name)
     merge_errors(out, name, fs.join(out, f"errors/{name}/errors.jsonl"))
     merge_examples(out, name)
+    write_near_index(plan)
     return {
         "shards": shards,
         "bytes": text_bytes,

@@ -9,14 +9,19 @@ memory does not grow with them. It writes:
                           document schema, dup_cluster and dup_count set)
   OUT/clusters.arrow      one row per member of a cluster of two or more: id (string), cluster (string,
                           its representative's id), representative (bool, the member kept)
-  OUT/removed.jsonl       {"id", "duplicate_of"} per dropped near duplicate (clusters.arrow's
-                          non-representatives, as lines a shell tool can read)
+  OUT/removed.jsonl       {"id", "duplicate_of", "reason"} per dropped document (clusters.arrow's
+                          non-representatives, as lines a shell tool can read): `near_duplicate`, or
+                          `duplicate_of_existing` when it matched a document of an --against output
+  OUT/near/               the kept documents' MinHash band tables and their index.json, which a later
+                          job reads with --against OUT (corral.pipeline.rounds.against)
   OUT/errors.jsonl        the dead letters: each unreadable line or record with its file, position
                           and reason (only when there were some)
   OUT/manifest.json       the funnel (records read, kept, near duplicates dropped, errors), the shards
                           and the settings (threshold, n-gram, permutations, bands × rows, fingerprint)
 The same input gives the same output. An OUT that holds another job (other inputs or settings)
-or a build is refused unless --overwrite (corral.engine.folders).
+or a build is refused unless --overwrite (corral.engine.folders). With `against` (earlier outputs
+of `corral dedup` or a build's near/<source> folder), documents that are near copies of one those
+kept are dropped too; the earlier outputs are only read, their band tables reused as written.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import glob
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +41,7 @@ from corral.core.outcome import KEPT, error
 from corral.core.schema import DOC_SCHEMA, SIGNALS
 from corral.core.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, iter_batches
 from corral.dedup import minhash
+from corral.dedup.clusters import DUPLICATE_OF_EXISTING, NEAR_DUPLICATE
 from corral.engine import folders
 from corral.engine.execute import execute
 from corral.engine.graph import Graph
@@ -43,11 +49,12 @@ from corral.engine.progress import Progress
 from corral.engine.runners import Executor
 from corral.manifests.build_manifest import BuildManifest, SourceBuild
 from corral.manifests.mixture import PIECE_SIZE
-from corral.pipeline.collect import funnel_counts, funnel_rows, merge_errors, selected, source_build
+from corral.pipeline.collect import funnel_counts, funnel_rows, merge_errors, selected, source_build, write_near_index
 from corral.pipeline.inputs.chunks import chunk_lines
 from corral.pipeline.inputs.row_groups import iter_rows
 from corral.pipeline.inputs.streams import iter_jsonl, strip_compression_suffix
 from corral.pipeline.phases import add_source
+from corral.pipeline.rounds.against import NEAR, AgainstError, index_digest, lsh_settings, resolve
 from corral.pipeline.rounds.near import write_clusters
 from corral.pipeline.rounds.stage import work_dir
 from corral.pipeline.sources.base import Piece, Source, SourcePlan, jsonl_pieces, parquet_pieces
@@ -139,15 +146,19 @@ def _row_outcomes(path: str, rows: Iterator[tuple[int, dict[str, Any]]]) -> Iter
 
 
 def write_removed(clusters: str, dest: str) -> int:
-    """OUT/removed.jsonl: {"id", "duplicate_of"} for every member of a cluster that is not its
-    representative, read from clusters.arrow a batch at a time; returns how many."""
+    """OUT/removed.jsonl: {"id", "duplicate_of", "reason"} for every member of a cluster that is not
+    its representative, read from clusters.arrow a batch at a time; returns how many."""
     target, n = fs.AtomicFile(dest), 0
+    columns = ("id", "cluster", "representative", "existing")
     try:
         for batch in iter_batches(clusters):
-            ids, cluster, rep = (batch.column(c).to_pylist() for c in ("id", "cluster", "representative"))
+            ids, cluster, rep, old = (batch.column(c).to_pylist() for c in columns)
             lines = [
-                json.dumps({"id": i, "duplicate_of": c}, ensure_ascii=False)
-                for i, c, r in zip(ids, cluster, rep)
+                json.dumps(
+                    {"id": i, "duplicate_of": c, "reason": DUPLICATE_OF_EXISTING if e else NEAR_DUPLICATE},
+                    ensure_ascii=False,
+                )
+                for i, c, r, e in zip(ids, cluster, rep, old)
                 if not r
             ]
             target.raw.write("".join(ln + "\n" for ln in lines).encode("utf-8"))
@@ -200,6 +211,23 @@ def _stages(s: DedupSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     return stages, {"dedup": {**shingles, **lsh}}
 
 
+def _against(paths: list[str], out: str, stages: dict[str, Any]) -> tuple[str, ...]:
+    """The band-table indexes of the earlier outputs (corral.pipeline.rounds.against.resolve); an
+    earlier output may not be this job's own OUT, which the job clears."""
+
+    def folder(path: str) -> str:
+        return (path.rstrip("/") if is_remote(path) else os.path.abspath(path)) + "/"
+
+    own = folder(out)
+    for path in paths:
+        if folder(path).startswith(own) or own.startswith(folder(path)):
+            raise DedupInputError(f"--against {path}: that is this job's own --out; give an earlier output")
+    try:
+        return resolve(paths, None, lsh_settings(stages["minhash"]), "--against")
+    except AgainstError as e:
+        raise DedupInputError(str(e)) from e
+
+
 def _write_side_files(out: str) -> None:
     """OUT/errors.jsonl (the dead letters, when any), clusters.arrow and removed.jsonl."""
     fs.remove([join(out, ERRORS)])
@@ -224,6 +252,7 @@ def dedup(
     settings: DedupSettings | None = None,
     overwrite: bool = False,
     piece_size: int = PIECE_SIZE,
+    against: Sequence[str] = (),
 ) -> BuildManifest:
     """Run the near-duplicate job over the input files on `how` (the local pool, one worker, by
     default); return the written manifest.
@@ -232,11 +261,15 @@ def dedup(
     band keys; the LSH partitions' candidate edges, verified by exact Jaccard against the staged
     texts; components and their representatives; then each file's records written out, tagged or
     dropped. The pipeline carries work items and summaries only; the working files under
-    OUT/_build are removed at the end.
+    OUT/_build are removed at the end. `against`: earlier outputs whose kept documents this job's
+    may not duplicate (their band tables, OUT/near, are read, never written).
     """
     files = input_files(spec)
     stages, recorded = _stages(settings or DedupSettings())
-    print_ = hashlib.sha256(json.dumps([recorded, files, piece_size], sort_keys=True).encode("utf-8")).hexdigest()
+    indexes = _against(list(against), out, stages)
+    recorded["dedup"]["against"] = list(against)
+    job = [recorded, files, piece_size, index_digest(indexes)]
+    print_ = hashlib.sha256(json.dumps(job, sort_keys=True).encode("utf-8")).hexdigest()
     try:  # the same inputs and settings redo the job; other ones are refused (corral.engine.folders)
         folders.claim(
             out,
@@ -250,15 +283,17 @@ def dedup(
     except folders.FolderInUse as e:
         raise DedupInputError(str(e)) from e
     recorded["dedup"]["fingerprint"] = print_
-    fs.remove([work_dir(out, LABEL), join(out, "docs")])
+    fs.remove([work_dir(out, LABEL), join(out, "docs"), join(out, NEAR)])
     output = {"compression": "zstd", "shard_max_rows": DEFAULT_MAX_ROWS, "shard_max_bytes": DEFAULT_MAX_BYTES}
     source, graph = Documents(), Graph()
     pieces = [p for f in files for p in source.split(f, fs.size(f), stages, piece_size)]
     plan = SourcePlan(LABEL, stages, output, out, pieces, fingerprint=print_, piece_size=piece_size)
     plan.docs_dir, plan.cluster_rows = join(out, "docs"), join(out, CLUSTERS)
+    plan.near_dir, plan.against = join(out, NEAR), indexes
     add_source(graph, source, plan)
     execute(graph, how or Executor(), Progress(graph, "dedup"))
     _write_side_files(out)
+    write_near_index(plan)
     sb = _source_build(out, source)
     fs.remove([join(out, folders.BUILD_DIR)])
     mixture = {"name": "dedup", "inputs": [spec], "target_tokens": 0}

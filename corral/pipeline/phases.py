@@ -29,7 +29,9 @@ def add_source(graph: Graph, source: Source, plan: SourcePlan) -> tuple[Staged, 
     wanted = source.rounds(plan.stages)
     rounds = _key_rounds(graph, plan, staged, [r for r in KEY_ROUNDS if r in wanted])
     near = [_near_phases(graph, plan, staged, rounds)] if "near" in wanted else []
-    template = SelectPlan(plan.output["shard_max_bytes"], (), "near" in wanted, (), staged.phase)
+    template = SelectPlan(
+        plan.output["shard_max_bytes"], (), "near" in wanted, (), staged.phase, near_dir=plan.tables_dir
+    )
     shared = partial(_select_plan, source, plan.stages, template)
     selected = graph.add(
         f"{plan.name}/select",
@@ -62,9 +64,9 @@ def _key_rounds(graph: Graph, plan: SourcePlan, staged: Staged, names: list[str]
     return rounds
 
 
-def _plan_lsh(minhash_stage: dict, staged: list[StagedSummary], *earlier) -> list:
+def _plan_lsh(minhash_stage: dict, against: tuple[str, ...], staged: list[StagedSummary], *earlier) -> list:
     before = rounds_of(s for lst in earlier for s in lst)
-    return lsh_items(sum(s.rows for s in staged), len(staged), before, minhash_stage)
+    return lsh_items(sum(s.rows for s in staged), len(staged), before, minhash_stage, against)
 
 
 def _near_phases(graph: Graph, plan: SourcePlan, staged: Staged, rounds: list[Handle]) -> Handle:
@@ -73,10 +75,10 @@ def _near_phases(graph: Graph, plan: SourcePlan, staged: Staged, rounds: list[Ha
         f"{plan.name}/near-lsh",
         LshTask(plan.out, plan.name),
         plan.ledger,
-        plan=partial(_plan_lsh, plan.stages["minhash"]),
+        plan=partial(_plan_lsh, plan.stages["minhash"], plan.against),
         earlier=[staged.handle, *rounds],
     )
-    clusters = partial(clusters_items, stage_phase=staged.phase, cluster_rows=plan.cluster_rows)
+    clusters = partial(clusters_items, stage_phase=staged.phase, cluster_rows=plan.cluster_rows, against=plan.against)
     return graph.add(
         f"{plan.name}/near-clusters", ClustersTask(plan.out, plan.name), plan.ledger, plan=clusters, earlier=[lsh]
     )

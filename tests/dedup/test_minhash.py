@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from corral.dedup import minhash
-from corral.dedup.clusters import bucket_edges, component_table, components
+from corral.dedup.clusters import bucket_edges, bucket_edges_against, component_table, components
 
 
 def test_normalize_and_shingles():
@@ -96,7 +96,17 @@ def test_band_keys_match_for_equal_bands():
     t[(p.bands - 1) * p.rows] ^= 1  # the last band differs
     ks, kt = minhash.band_keys(s, p), minhash.band_keys(t, p)
     assert len(ks) == p.bands and (ks[:-1] == kt[:-1]).all() and ks[-1] != kt[-1]
-    assert (ks >= 0).all()  # 63 bits: Beam's signed integer coder carries them
+    assert ks.dtype == np.uint64
+
+
+def test_band_keys_fill_the_partitions_evenly():
+    """The LSH partitions split the 64-bit key range into equal ranges: band keys must use all of it."""
+    from corral.pipeline.rounds.keytables import partition_of
+
+    p = minhash.derive_lsh(0.8, 64)
+    sigs = np.random.default_rng(0).integers(0, 2**32, size=(2000, 64), dtype=np.uint32)
+    counts = np.bincount(partition_of(minhash.band_keys_many(sigs, p).reshape(-1), 5), minlength=5)
+    assert counts.min() > 0.9 * counts.mean()
 
 
 def test_equal_rows_in_different_bands_get_different_keys():
@@ -152,3 +162,12 @@ def test_bucket_edges_join_each_member_to_its_buckets_smallest_key():
     pairs = np.array([[7, 30], [7, 10], [7, 20], [9, 20], [9, 5], [11, 40], [7, 10]], dtype=np.int64)
     assert bucket_edges(pairs).tolist() == [[20, 5], [20, 10], [30, 10]]  # bucket 11 has one member
     assert bucket_edges(np.empty((0, 2), dtype=np.int64)).shape == (0, 2)
+
+
+def test_bucket_edges_against_earlier_documents_keep_the_new_ones_own_edges():
+    """Earlier documents (negative keys): each new member of a bucket gets an edge to the bucket's
+    smallest earlier one, the new members keep their edges among themselves, and two earlier ones
+    get none."""
+    pairs = np.array([[7, 30], [7, -4], [7, 20], [7, -9], [9, 20], [9, 50], [11, -1], [11, -2]], dtype=np.int64)
+    assert bucket_edges_against(pairs).tolist() == [[20, -9], [30, -9], [30, 20], [50, 20]]
+    assert bucket_edges_against(np.empty((0, 2), dtype=np.int64)).shape == (0, 2)

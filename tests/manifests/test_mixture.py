@@ -55,6 +55,7 @@ def test_llama1_is_table1(manifests_dir):
         "ngram": 5,
         "num_perm": None,
         "verify": True,
+        "against": [],
     }
     assert m.sources["stackexchange"].stages["read"]["top_sites"] == 28
     assert m.sections["tokenizer"]["vocab_size"] == 32000

@@ -11,6 +11,9 @@
 The select pass keeps a cluster's representative (tagged `dup_cluster` = its id, `dup_count` = the
 size), drops the other members as `near_duplicate`, and tags every other document with its own id
 and 1. Only band keys and locators are read back from files; texts never leave the staged parts.
+With earlier outputs to deduplicate against (corral.pipeline.rounds.against), each partition also
+reads their band tables' slice, and a cluster holding an earlier document drops all its new members
+as `duplicate_of_existing`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,16 @@ import pyarrow as pa
 from corral.core import fs
 from corral.core.shards import write_shard
 from corral.dedup import minhash
-from corral.dedup.clusters import bucket_edges, component_table
+from corral.dedup.clusters import bucket_edges, bucket_edges_against, component_table
 from corral.dedup.keys import ROW_BITS, concat, loc, lookup, member_of
 from corral.engine.graph import Item, Summary, Task
+from corral.pipeline.rounds.against import (
+    EARLIER_LOC,
+    earlier_partition,
+    earlier_parts,
+    earlier_rows,
+    earlier_tables,
+)
 from corral.pipeline.rounds.decide import Round, losers_of
 from corral.pipeline.rounds.keytables import read_members, read_partition
 from corral.pipeline.rounds.stage import StagedFile, StagedRows, load_arrays, save_arrays, staged_parts, work_dir
@@ -40,6 +50,7 @@ CLUSTER_SCHEMA = pa.schema(
         pa.field("id", pa.string(), nullable=False),
         pa.field("cluster", pa.string(), nullable=False),
         pa.field("representative", pa.bool_(), nullable=False),
+        pa.field("existing", pa.bool_(), nullable=False),  # the cluster's representative is an earlier output's
     ]
 )
 
@@ -60,6 +71,7 @@ class LshItem(Item):
     files: int = 0
     before: tuple[Round, ...] = ()
     settings: NearSettings | None = None
+    against: tuple[str, ...] = ()  # the indexes of earlier outputs' band tables
 
 
 @dataclass
@@ -75,12 +87,14 @@ class ClustersItem(Item):
     partitions: int = 1
     stage_phase: str = "stage"
     cluster_rows: str | None = None  # also write the clusters as rows here (clusters.arrow)
+    against: tuple[str, ...] = ()
 
 
 @dataclass
 class ClustersSummary(Summary):
     clusters: int = 0
     members: int = 0
+    existing: int = 0  # new documents in a cluster with an earlier output's document
 
 
 def edges_path(out: str, source: str, p: int) -> str:
@@ -91,12 +105,17 @@ def clusters_path(out: str, source: str) -> str:
     return fs.join(work_dir(out, source), "decide/near-clusters.npz")
 
 
-def lsh_items(rows: int, files: int, before: tuple[Round, ...], minhash_stage: dict[str, Any]) -> list[LshItem]:
-    """The LSH partitions of a source's band keys: about BANDS_PER_PARTITION pairs each."""
+def lsh_items(
+    rows: int, files: int, before: tuple[Round, ...], minhash_stage: dict[str, Any], against: tuple[str, ...] = ()
+) -> list[LshItem]:
+    """The LSH partitions of a source's band keys and those of the earlier outputs it is deduplicated
+    against: about BANDS_PER_PARTITION pairs each."""
     bands = minhash.derive_lsh(minhash_stage["threshold"], minhash_stage["num_perm"], minhash_stage["verify"]).bands
     settings = NearSettings(minhash_stage["threshold"], minhash_stage["ngram"], minhash_stage["verify"])
-    n = max(1, math.ceil(rows * bands / BANDS_PER_PARTITION))
-    return [LshItem(f"lsh-{p:04d}", p, n, files=files, before=before, settings=settings) for p in range(n)]
+    n = max(1, math.ceil((rows + earlier_rows(against)) * bands / BANDS_PER_PARTITION))
+    return [
+        LshItem(f"lsh-{p:04d}", p, n, files=files, before=before, settings=settings, against=against) for p in range(n)
+    ]
 
 
 class LshTask(Task):
@@ -119,8 +138,13 @@ class LshTask(Task):
             pairs.append(np.stack([t["key"][keep].view(np.int64), t["doc"][keep]], axis=1))
             docs.append(t["doc"][keep])
             locs.append(at[keep])
+        for t, table in enumerate(earlier_tables(item.against)):
+            keys, nodes, at = earlier_partition(table, t, p, n)
+            pairs.append(np.stack([keys.view(np.int64), nodes], axis=1))
+            docs.append(nodes)
+            locs.append(at)
         pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
-        edges = bucket_edges(pairs)
+        edges = bucket_edges_against(pairs) if item.against else bucket_edges(pairs)
         doc, at = concat(docs, np.int64), concat(locs, np.int64)
         order = np.argsort(doc, kind="stable")
         doc, at = doc[order], at[order]
@@ -135,7 +159,9 @@ class LshTask(Task):
     def _verify(self, item: LshItem, ends: np.ndarray) -> np.ndarray:
         """Exact Jaccard of each edge's two shingle sets, as the stage phase saved them. Edges go
         in the order of their files; at most SHINGLE_FILES files are open at once, their shingles
-        memory-mapped where the file is local (a task reads the pages of its candidates only)."""
+        memory-mapped where the file is local (a task reads the pages of its candidates only). An
+        edge to an earlier output's document is checked against that document's text, shingled
+        here: its table's edges together, the texts of one table read at a time."""
         sets: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
         def shingles(locator: int) -> np.ndarray:
@@ -148,11 +174,23 @@ class LshTask(Task):
             values, offsets = sets[index]
             return np.asarray(values[offsets[row] : offsets[row + 1]])
 
-        threshold = item.settings.threshold
+        threshold, ngram = item.settings.threshold, item.settings.ngram
         keep = np.zeros(len(ends), dtype=bool)
-        for i in np.lexsort((ends[:, 1] >> ROW_BITS, ends[:, 0] >> ROW_BITS)).tolist():
+        earlier = ends[:, 1] >= EARLIER_LOC
+        own = np.flatnonzero(~earlier)
+        for i in own[np.lexsort((ends[own, 1] >> ROW_BITS, ends[own, 0] >> ROW_BITS))].tolist():
             a, b = ends[i].tolist()
             keep[i] = minhash.jaccard(shingles(a), shingles(b)) >= threshold
+        theirs = np.flatnonzero(earlier)
+        tables = ends[theirs, 1] >> ROW_BITS
+        rows = StagedRows(earlier_parts(item.against)) if len(theirs) else None
+        for table in np.unique(tables).tolist():
+            edges = theirs[tables == table]
+            heads = np.unique(ends[edges, 1])
+            sets_of = {h: minhash.shingles(text, ngram) for h, text in zip(heads.tolist(), rows.values(heads, "text"))}
+            for i in edges[np.argsort(ends[edges, 0] >> ROW_BITS, kind="stable")].tolist():
+                a, b = ends[i].tolist()
+                keep[i] = minhash.jaccard(shingles(a), sets_of[b]) >= threshold
         return keep
 
     def _shingle_file(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -162,9 +200,11 @@ class LshTask(Task):
         return shingles, np.asarray(offsets)
 
 
-def clusters_items(lsh: list[LshSummary], stage_phase: str, cluster_rows: str | None) -> list[ClustersItem]:
+def clusters_items(
+    lsh: list[LshSummary], stage_phase: str, cluster_rows: str | None, against: tuple[str, ...] = ()
+) -> list[ClustersItem]:
     n = max((s.partitions for s in lsh), default=1)
-    return [ClustersItem("clusters", n, stage_phase, cluster_rows)]
+    return [ClustersItem("clusters", n, stage_phase, cluster_rows, against)]
 
 
 class ClustersTask(Task):
@@ -185,40 +225,48 @@ class ClustersTask(Task):
             node_loc.append(a["locs"].reshape(-1))
         table = component_table(chunks)
         if not len(table.nodes):
-            arrays = {"members": np.empty(0, np.int64), "rep": np.empty(0, bool), "size": np.empty(0, np.int64)}
+            empty = np.empty(0, np.int64)
+            arrays = {"members": empty, "rep": empty.astype(bool), "size": empty, "existing": empty.astype(bool)}
             save_arrays(clusters_path(self.out, self.source), arrays)
             return ClustersSummary()
         docs, locs = np.concatenate(node_doc), np.concatenate(node_loc)
         order = np.argsort(docs, kind="stable")
         member_loc = lookup(docs[order], locs[order], table.nodes, -1)
         files = {int(x) for x in np.unique(member_loc >> ROW_BITS)}
-        rows = StagedRows(staged_parts(self.out, self.source, item.stage_phase, files))
-        ids = rows.values(member_loc, "id")
+        parts = {**staged_parts(self.out, self.source, item.stage_phase, files), **earlier_parts(item.against)}
+        ids = StagedRows(parts).values(member_loc, "id")
+        # A component's representative: its smallest id, or its smallest earlier id when it has an
+        # earlier output's document (earlier nodes are negative, so the component's key is too).
+        earlier = table.nodes < 0
         best: dict[int, tuple[str, int]] = {}
-        for j, (comp, doc_id) in enumerate(zip(table.reps.tolist(), ids)):
-            if comp not in best or doc_id < best[comp][0]:
+        for j, (comp, doc_id, old) in enumerate(zip(table.reps.tolist(), ids, earlier.tolist())):
+            if (comp >= 0 or old) and (comp not in best or doc_id < best[comp][0]):
                 best[comp] = (doc_id, j)
         rep = np.zeros(len(ids), dtype=bool)
         rep[[j for _, j in best.values()]] = True
         rep_id = [best[c][0] for c in table.reps.tolist()]
-        order = np.argsort(member_loc)
-        save_arrays(
-            clusters_path(self.out, self.source),
-            {"members": member_loc[order], "rep": rep[order], "size": table.sizes[order].astype(np.int64)},
-        )
+        existing = table.reps < 0
+        new = np.flatnonzero(~earlier)
+        order = new[np.argsort(member_loc[new])]
+        arrays = {"members": member_loc[order], "rep": rep[order], "size": table.sizes[order].astype(np.int64)}
+        save_arrays(clusters_path(self.out, self.source), {**arrays, "existing": existing[order]})
         if item.cluster_rows:
-            write_clusters(item.cluster_rows, sorted(zip(ids, rep_id, rep.tolist())))
-        return ClustersSummary(clusters=len(best), members=len(ids))
+            rows = [(ids[j], rep_id[j], bool(rep[j]), bool(existing[j])) for j in new.tolist()]
+            write_clusters(item.cluster_rows, rows)
+        kept = sum(1 for comp in best if comp >= 0)
+        return ClustersSummary(clusters=kept, members=len(new), existing=int(existing[new].sum()))
 
 
-def write_clusters(path: str, rows: list[tuple[str, str, bool]]) -> None:
-    """Clusters as rows: (id, its cluster's representative id, whether it is that one) per member."""
+def write_clusters(path: str, rows: list[tuple[str, str, bool, bool]]) -> None:
+    """Clusters as rows: (id, its cluster's representative id, whether it is that one, whether that
+    one is an earlier output's) per member of this job."""
     rows = sorted(rows)
     batch = pa.RecordBatch.from_arrays(
         [
             pa.array([r[0] for r in rows], pa.string()),
             pa.array([r[1] for r in rows], pa.string()),
             pa.array([bool(r[2]) for r in rows], pa.bool_()),
+            pa.array([bool(r[3]) for r in rows], pa.bool_()),
         ],
         schema=CLUSTER_SCHEMA,
     )
@@ -228,26 +276,29 @@ def write_clusters(path: str, rows: list[tuple[str, str, bool]]) -> None:
 class Clusters:
     """The clusters a select pass applies: lookups by locator."""
 
-    def __init__(self, members: np.ndarray, rep: np.ndarray, size: np.ndarray):
-        self.members, self.rep, self.size = members, rep, size
+    def __init__(self, members: np.ndarray, rep: np.ndarray, size: np.ndarray, existing: np.ndarray):
+        self.members, self.rep, self.size, self.existing = members, rep, size, existing
 
     @classmethod
     def load(cls, out: str, source: str) -> Clusters:
         a = load_arrays(clusters_path(out, source))
-        return cls(a["members"], a["rep"], a["size"])
+        return cls(a["members"], a["rep"], a["size"], a["existing"])
 
     def slice(self, first: int, last: int) -> Clusters:
         lo, hi = np.searchsorted(self.members, [loc(first, 0), loc(last + 1, 0)])
-        return Clusters(self.members[lo:hi], self.rep[lo:hi], self.size[lo:hi])
+        return Clusters(self.members[lo:hi], self.rep[lo:hi], self.size[lo:hi], self.existing[lo:hi])
 
-    def tags(self, locators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(dropped: a member that does not represent its cluster, size: the cluster's size or 1)."""
+    def tags(self, locators: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dropped: a member that does not represent its cluster, size: the cluster's size or 1,
+        existing: a member of a cluster that an earlier output's document represents)."""
         i = np.searchsorted(self.members, locators)
         i[i == len(self.members)] = 0
         hit = (self.members[i] == locators) if len(self.members) else np.zeros(len(locators), bool)
         dropped = np.zeros(len(locators), bool)
+        existing = np.zeros(len(locators), bool)
         size = np.ones(len(locators), np.int64)
         if len(self.members):
             dropped[hit] = ~self.rep[i[hit]]
+            existing[hit] = self.existing[i[hit]]
             size[hit] = self.size[i[hit]]
-        return dropped, size
+        return dropped, size, existing

@@ -4,7 +4,9 @@ Per staged row: dropped when it belongs to a group the source drops whole (Stack
 sites, counted by the build from the stage counts), when a dedup round decided against its locator
 (the round's reason), or when the source's own rule says so (CommonCrawl's thresholds); kept rows
 get the near-dup tags (when the source runs MinHash) and are written, in input order, to
-OUT/docs/<source>/part-<first file>-<part>.arrow with the manifest's shard bounds and compression.
+OUT/docs/<source>/part-<first file>-<part>.arrow with the manifest's shard bounds and compression;
+with MinHash, the kept documents' band keys go to a table beside them (OUT/near/<source>/part-<first
+file>.npz, corral.pipeline.rounds.against), for later jobs to deduplicate against.
 Rows are handled as Arrow batches: a source with no per-row rule never turns a text into a Python
 string here.
 """
@@ -22,9 +24,10 @@ import pyarrow.compute as pc
 from corral.core import fs
 from corral.core.outcome import DROPPED, KEPT
 from corral.core.shards import ShardWriter, shard_name
-from corral.dedup.clusters import NEAR_DUPLICATE
-from corral.dedup.keys import locs, member_of
+from corral.dedup.clusters import DUPLICATE_OF_EXISTING, NEAR_DUPLICATE
+from corral.dedup.keys import ROW_BITS, locs, member_of
 from corral.engine.graph import Item, Summary, Task
+from corral.pipeline.rounds.against import save_table, table_path
 from corral.pipeline.rounds.decide import REASONS, Round, losers_between
 from corral.pipeline.rounds.near import Clusters
 from corral.pipeline.rounds.stage import (
@@ -33,6 +36,7 @@ from corral.pipeline.rounds.stage import (
     StagedSummary,
     Tally,
     iter_staged,
+    load_arrays,
     row_groups,
     staged_parts,
 )
@@ -53,6 +57,7 @@ class SelectItem(Item):
     near: bool = False  # apply the near-dup clusters
     exclude_groups: tuple[str, ...] = ()  # groups dropped whole
     stage_phase: str = "stage"
+    near_dir: str | None = None  # where the kept documents' band table goes (with `near`)
 
 
 @dataclass
@@ -61,6 +66,7 @@ class SelectSummary(Summary):
     shards: list[dict[str, Any]] = field(default_factory=list)
     counts: list[list[Any]] = field(default_factory=list)
     bytes: int = 0
+    near: dict[str, Any] = field(default_factory=dict)  # its band table: path, shards, rows (when written)
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class SelectPlan:
     near: bool
     exclude_groups: tuple[str, ...]
     stage_phase: str
+    near_dir: str | None = None
 
 
 def select_items(summaries: list[StagedSummary], plan: SelectPlan) -> list[SelectItem]:
@@ -93,6 +100,7 @@ def select_items(summaries: list[StagedSummary], plan: SelectPlan) -> list[Selec
             near=plan.near,
             exclude_groups=plan.exclude_groups,
             stage_phase=plan.stage_phase,
+            near_dir=plan.near_dir if plan.near else None,
         )
         for g in items
     ]
@@ -135,6 +143,7 @@ class SelectTask(Task):
         tally = Tally()
         writer = self._writer(first)
         text_bytes = 0
+        kept: list[np.ndarray] = []  # the locators of the rows written, in order
         parts_of = staged_parts(self.out, self.source, item.stage_phase, files)
         with writer:
             for index in files:
@@ -144,18 +153,30 @@ class SelectTask(Task):
                     at = locs(index, batch.num_rows) + row
                     keep = np.ones(batch.num_rows, dtype=bool) if excluded is None else ~excluded[row : row + len(at)]
                     row += batch.num_rows
-                    batch = self._decide(batch, at, keep, decisions, tally)
+                    batch, written = self._decide(batch, at, keep, decisions, tally)
                     if batch.num_rows:
                         writer.write_batch(batch)
+                        kept.append(at[written])
                         text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
                         tally.reason(KEPT, None, batch.num_rows)
+        shards = [s.to_dict() for s in writer.shards]
+        near = self._near_table(item, np.concatenate(kept), shards) if item.near_dir and kept else {}
         return SelectSummary(
-            files=list(files),
-            shards=[s.to_dict() for s in writer.shards],
-            counts=tally.rows(),
-            bytes=text_bytes,
-            examples=tally.examples,
+            files=list(files), shards=shards, counts=tally.rows(), bytes=text_bytes, examples=tally.examples, near=near
         )
+
+    def _near_table(self, item: SelectItem, written: np.ndarray, shards: list[dict]) -> dict[str, Any]:
+        """The band table of the documents written (their band keys and node keys from their files'
+        key files), for later jobs to deduplicate against; returns its record for the index."""
+        bands, docs = [], []
+        files = written >> ROW_BITS
+        for index in np.unique(files).tolist():  # ascending: the order the rows were written in
+            rows = written[files == index] & ((1 << ROW_BITS) - 1)
+            a = load_arrays(StagedFile(self.out, self.source, index).key_path())
+            bands.append(a["bands"][rows])
+            docs.append(a["doc"][rows])
+        table = save_table(table_path(item.near_dir, item.files[0]), np.concatenate(bands), np.concatenate(docs))
+        return {**table, "shards": [s["path"] for s in shards], "rows": [s["documents"] for s in shards]}
 
     def _excluded_rows(self, index: int, exclude: set[str]) -> np.ndarray | None:
         """Which staged rows of a file belong to a group dropped whole (None: no such group)."""
@@ -175,24 +196,29 @@ class SelectTask(Task):
         )
 
     def _decide(self, batch, at: np.ndarray, keep: np.ndarray, decisions: _Decisions, tally: Tally):
-        """The rows of a staged batch that every decision keeps (of those `keep` holds, the rows of
-        groups the build counts whole left out), near-dup tagged, after the rule."""
+        """(the rows of a staged batch that every decision keeps (of those `keep` holds, the rows of
+        groups the build counts whole left out), near-dup tagged, after the rule; their positions
+        in the batch)."""
         for reason, lost in decisions.gone:
             keep &= ~_drop(tally, reason, batch, member_of(lost, at) & keep)
         if decisions.clusters is not None:
-            dropped, sizes = decisions.clusters.tags(at)
-            keep &= ~_drop(tally, NEAR_DUPLICATE, batch, dropped & keep)
-            batch = _with_near_tags(batch, sizes) if sizes is not None else batch
+            dropped, sizes, existing = decisions.clusters.tags(at)
+            keep &= ~_drop(tally, NEAR_DUPLICATE, batch, dropped & ~existing & keep)
+            keep &= ~_drop(tally, DUPLICATE_OF_EXISTING, batch, existing & keep)
+            batch = _with_near_tags(batch, sizes)
         batch = batch.filter(pa.array(keep))
+        positions = np.flatnonzero(keep)
         if self.rule is None or not batch.num_rows:
-            return batch
+            return batch, positions
         before = batch
         batch, reasons = self.rule.select(batch)
+        ruled_out = np.zeros(before.num_rows, dtype=bool)
         for r, i in reasons:
+            ruled_out[i] = True
             tally.reason(DROPPED, r)
             if tally.wants_example(r):
                 tally.example(r, before.column("id")[i].as_py(), before.column("text")[i].as_py())
-        return batch
+        return batch, positions[~ruled_out]
 
 
 def _drop(tally: Tally, reason: str, batch, hit: np.ndarray) -> np.ndarray:

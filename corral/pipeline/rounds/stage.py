@@ -163,12 +163,18 @@ class StagedWriter:
 
 
 def iter_staged(parts: Iterable[Part], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """The record batches of a file's staged parts, in order. A local part is read a batch at a time
-    (not memory-mapped: the mapped pages of a whole part would stay resident while it is read)."""
+    """The record batches of a file's staged parts (or of any document shards), in order. A local
+    part is read a batch at a time (not memory-mapped: the mapped pages of a whole part would stay
+    resident while it is read); with `columns`, only their buffers are read and decompressed."""
     for part in parts:
-        reader = (
-            open_shard(part.path) if fs.is_remote(part.path) else ipc.open_file(pa.OSFile(fs.local_path(part.path)))
-        )
+        if fs.is_remote(part.path):
+            reader = open_shard(part.path)
+        else:
+            reader = ipc.open_file(pa.OSFile(fs.local_path(part.path)))
+            if columns:
+                fields = [reader.schema.get_field_index(c) for c in columns]
+                options = ipc.IpcReadOptions(included_fields=fields)
+                reader = ipc.open_file(pa.OSFile(fs.local_path(part.path)), options=options)
         for i in range(reader.num_record_batches):
             batch = reader.get_batch(i)
             yield batch.select(columns) if columns else batch
@@ -182,20 +188,24 @@ class StagedRows:
 
     def values(self, locators: Sequence[int] | np.ndarray, column: str) -> list[Any]:
         """The column's value at each locator, in the locators' order: each file's column read once,
-        one file at a time (never the whole corpus's texts at once)."""
+        a batch at a time, keeping only the values asked for (never a file's, nor the corpus's,
+        texts at once)."""
         at = np.asarray(locators, dtype=np.int64)
         out: list[Any] = [None] * len(at)
-        by_file = np.argsort(at >> ROW_BITS, kind="stable")  # one sort, not a scan of all per file
-        files, rows = at[by_file] >> ROW_BITS, at[by_file] & ((1 << ROW_BITS) - 1)
+        by_place = np.argsort(at, kind="stable")  # by file, then by row: one sort
+        files, rows = at[by_place] >> ROW_BITS, at[by_place] & ((1 << ROW_BITS) - 1)
         starts = np.flatnonzero(np.concatenate([[True], files[1:] != files[:-1]])) if len(at) else []
         for a, b in zip(starts, [*starts[1:], len(at)]):
-            where, index = by_file[a:b], int(files[a])
-            batches = list(iter_staged(self.parts_of.get(index, []), [column]))
-            if not batches:
-                continue
-            values = pa.Table.from_batches(batches).column(0).take(pa.array(rows[a:b])).to_pylist()
-            for j, v in zip(where.tolist(), values):
-                out[j] = v
+            where, wanted, first = by_place[a:b], rows[a:b], 0
+            for batch in iter_staged(self.parts_of.get(int(files[a]), []), [column]):
+                lo, hi = np.searchsorted(wanted, [first, first + batch.num_rows])
+                if hi > lo:
+                    values = batch.column(0).take(pa.array(wanted[lo:hi] - first)).to_pylist()
+                    for j, v in zip(where[lo:hi].tolist(), values):
+                        out[j] = v
+                first += batch.num_rows
+                if first > wanted[-1]:
+                    break
         return out
 
 

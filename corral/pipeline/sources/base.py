@@ -40,6 +40,7 @@ from corral.pipeline.inputs.chunks import is_jsonl, write_chunks
 from corral.pipeline.inputs.match import match_inputs
 from corral.pipeline.inputs.row_groups import row_group_cuts
 from corral.pipeline.inputs.streams import guarded
+from corral.pipeline.rounds.against import NEAR
 from corral.pipeline.rounds.select import SelectRule
 from corral.pipeline.rounds.stage import StagedFile, StagedSummary, file_key, ledger, stage_outcomes, work_dir
 
@@ -186,11 +187,18 @@ class SourcePlan:
     docs_dir: str | None = None  # where select writes (default OUT/docs/<source>)
     piece_size: int = 0  # the build's piece size (input bytes); small files are combined up to at most it
     cluster_rows: str | None = None  # also write the near-dup clusters as rows here (`corral dedup`)
+    near_dir: str | None = None  # where select writes the kept documents' band tables (default OUT/near/<source>)
+    against: tuple[str, ...] = ()  # the band-table indexes of earlier outputs to deduplicate against
 
     @property
     def ledger(self) -> Ledger:
         """Where its phases keep their completion records (OUT/_build/<source>/done/…)."""
         return ledger(self.out, self.name, self.fingerprint)
+
+    @property
+    def tables_dir(self) -> str:
+        """Where select writes the kept documents' band tables (corral.pipeline.rounds.against)."""
+        return self.near_dir or fs.join(self.out, f"{NEAR}/{self.name}")
 
     def piece_items(self) -> list[PieceItem]:
         return [PieceItem(file_key(i), piece, i, piece.size) for i, piece in enumerate(self.pieces)]
