@@ -35,26 +35,31 @@ def doc_key(doc_id: str) -> int:
 
 
 def bucket_edges(pairs: np.ndarray) -> np.ndarray:
-    """(n, 2) int64 (band key, document key) pairs → the distinct edges (member, head) that join
-    every member of a bucket to the bucket's smallest document key."""
+    """(n, 3) int64 rows (band key, rank, node) → the distinct edges (member, head) that join every
+    member node of a bucket to the bucket's head: its member of smallest rank, then smallest node.
+    Nodes name documents uniquely (locators); ranks order them by their ids' keys, so that the head
+    of a bucket does not depend on how the input was cut into pieces. (n, 2) rows (band key, node)
+    rank each node by itself."""
     if not len(pairs):
         return np.empty((0, 2), dtype=np.int64)
-    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-    starts = np.concatenate([[True], pairs[1:, 0] != pairs[:-1, 0]])
-    heads = pairs[np.maximum.accumulate(np.where(starts, np.arange(len(pairs)), 0)), 1]
-    members = pairs[:, 1]
-    edges = np.stack([members, heads], axis=1)[members != heads]
+    key, rank, node = pairs[:, 0], pairs[:, 1], pairs[:, -1]
+    order = np.lexsort((node, rank, key))
+    key, node = key[order], node[order]
+    starts = np.concatenate([[True], key[1:] != key[:-1]])
+    heads = node[np.maximum.accumulate(np.where(starts, np.arange(len(key)), 0))]
+    edges = np.stack([node, heads], axis=1)[node != heads]
     return np.unique(edges, axis=0)
 
 
 def bucket_edges_against(pairs: np.ndarray) -> np.ndarray:
-    """bucket_edges where documents with negative keys are earlier ones (already kept elsewhere):
-    the edges among the new documents of each bucket as bucket_edges makes them, plus one from each
-    new member to the bucket's smallest earlier document; none between two earlier ones (they are
-    never dropped, and a new document that reaches one still reaches it without them)."""
+    """bucket_edges where negative nodes are earlier documents (already kept elsewhere; their ranks
+    below every new one's): the edges among the new documents of each bucket as bucket_edges makes
+    them, plus one from each new member to the bucket's head when that is an earlier document; none
+    between two earlier ones (they are never dropped, and a new document that reaches one still
+    reaches it without them)."""
     if not len(pairs):
         return np.empty((0, 2), dtype=np.int64)
-    own = bucket_edges(pairs[pairs[:, 1] >= 0])
+    own = bucket_edges(pairs[pairs[:, -1] >= 0])
     every = bucket_edges(pairs)
     to_earlier = every[(every[:, 0] >= 0) & (every[:, 1] < 0)]
     return np.unique(np.concatenate([own, to_earlier]), axis=0)

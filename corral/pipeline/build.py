@@ -120,9 +120,8 @@ def _build_order(names, learns: dict[str, tuple[str, ...]]) -> list[str]:
 def _against(mixture: Mixture, manifest_path: str, out: str) -> dict[str, tuple[str, ...]]:
     """The band-table indexes of the earlier outputs each source deduplicates against (its
     `minhash.against`, paths relative to the manifest); a BuildError when one has no tables, was
-    made with other settings, or is this build's own OUT."""
+    made with other settings, or overlaps this build's OUT."""
     found: dict[str, tuple[str, ...]] = {}
-    own = out.rstrip("/") if fs.is_remote(out) else os.path.abspath(out)
     for name, spec in mixture.sources.items():
         stage = spec.stages["minhash"]
         against = stage["against"]
@@ -130,10 +129,8 @@ def _against(mixture: Mixture, manifest_path: str, out: str) -> dict[str, tuple[
             continue
         field_ = f"{manifest_path}: sources.{name}.minhash.against"
         paths = [mixture.resolved_path(p, f"sources.{name}.minhash.against[{i}]") for i, p in enumerate(against)]
-        if any(p.rstrip("/") == own for p in paths):
-            raise BuildError(f"{field_}: {out} is this build's own OUT; give an earlier build's")
         try:
-            found[name] = resolve_against(paths, name, lsh_settings(stage), field_)
+            found[name] = resolve_against(paths, name, lsh_settings(stage), field_, out)
         except AgainstError as e:
             raise BuildError(str(e)) from e
     return found

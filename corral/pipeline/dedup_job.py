@@ -54,7 +54,7 @@ from corral.pipeline.inputs.chunks import chunk_lines
 from corral.pipeline.inputs.row_groups import iter_rows
 from corral.pipeline.inputs.streams import iter_jsonl, strip_compression_suffix
 from corral.pipeline.phases import add_source
-from corral.pipeline.rounds.against import NEAR, AgainstError, index_digest, lsh_settings, resolve
+from corral.pipeline.rounds.against import NEAR, AgainstError, folder_of, index_digest, lsh_settings, resolve
 from corral.pipeline.rounds.near import write_clusters
 from corral.pipeline.rounds.stage import work_dir
 from corral.pipeline.sources.base import Piece, Source, SourcePlan, jsonl_pieces, parquet_pieces
@@ -212,18 +212,9 @@ def _stages(s: DedupSettings) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _against(paths: list[str], out: str, stages: dict[str, Any]) -> tuple[str, ...]:
-    """The band-table indexes of the earlier outputs (corral.pipeline.rounds.against.resolve); an
-    earlier output may not be this job's own OUT, which the job clears."""
-
-    def folder(path: str) -> str:
-        return (path.rstrip("/") if is_remote(path) else os.path.abspath(path)) + "/"
-
-    own = folder(out)
-    for path in paths:
-        if folder(path).startswith(own) or own.startswith(folder(path)):
-            raise DedupInputError(f"--against {path}: that is this job's own --out; give an earlier output")
+    """The band-table indexes of the earlier outputs (corral.pipeline.rounds.against.resolve)."""
     try:
-        return resolve(paths, None, lsh_settings(stages["minhash"]), "--against")
+        return resolve(paths, None, lsh_settings(stages["minhash"]), "--against", out)
     except AgainstError as e:
         raise DedupInputError(str(e)) from e
 
@@ -267,7 +258,7 @@ def dedup(
     files = input_files(spec)
     stages, recorded = _stages(settings or DedupSettings())
     indexes = _against(list(against), out, stages)
-    recorded["dedup"]["against"] = list(against)
+    recorded["dedup"]["against"] = sorted({folder_of(p) for p in against})
     job = [recorded, files, piece_size, index_digest(indexes)]
     print_ = hashlib.sha256(json.dumps(job, sort_keys=True).encode("utf-8")).hexdigest()
     try:  # the same inputs and settings redo the job; other ones are refused (corral.engine.folders)

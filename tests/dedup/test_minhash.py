@@ -164,6 +164,13 @@ def test_bucket_edges_join_each_member_to_its_buckets_smallest_key():
     assert bucket_edges(np.empty((0, 2), dtype=np.int64)).shape == (0, 2)
 
 
+def test_bucket_edges_head_is_the_smallest_rank_and_equal_ranks_stay_apart():
+    """(key, rank, node) rows: the head is the member of smallest rank (its id's key), whatever its
+    node (locator); two documents with the same rank (one id given twice) are still two nodes."""
+    pairs = np.array([[7, 5, 300], [7, 9, 100], [7, 5, 200], [8, 1, 400], [8, 1, 500]], dtype=np.int64)
+    assert bucket_edges(pairs).tolist() == [[100, 200], [300, 200], [500, 400]]
+
+
 def test_bucket_edges_against_earlier_documents_keep_the_new_ones_own_edges():
     """Earlier documents (negative keys): each new member of a bucket gets an edge to the bucket's
     smallest earlier one, the new members keep their edges among themselves, and two earlier ones

@@ -84,7 +84,7 @@ def test_dedup_against_an_earlier_output_removes_exactly_its_near_copies(tmp_pat
     assert f.balanced()
     assert {r["id"] for r in shard_records(str(tmp_path / "B"), "")}.isdisjoint(expect)
     assert digests(tmp_path / "A") == before  # the earlier output is only read
-    assert m.settings["dedup"]["against"] == [str(tmp_path / "A")]
+    assert m.settings["dedup"]["against"] == [str((tmp_path / "A").resolve())]
 
 
 def test_outputs_chain_and_the_earlier_tables_are_read_not_recomputed(tmp_path, monkeypatch):
@@ -121,7 +121,7 @@ def test_other_settings_or_no_tables_are_refused_in_one_line(tmp_path, capsys):
     assert main(["dedup", second, "--out", str(tmp_path / "B"), "--against", str(tmp_path / "nothing")]) == 2
     assert "has no near-dup band tables" in capsys.readouterr().err
     assert main(["dedup", second, "--out", str(tmp_path / "A"), "--against", str(tmp_path / "A")]) == 2
-    assert "this job's own --out" in capsys.readouterr().err
+    assert "overlaps this job's output folder" in capsys.readouterr().err
     assert main(["dedup", second, "--out", str(tmp_path / "B"), "--against", str(tmp_path / "A")]) == 0
     assert "duplicates of earlier outputs 32" in capsys.readouterr().out
 
@@ -186,3 +186,50 @@ def test_beams_runner_gives_the_same_result(tmp_path):
     assert main(["dedup", *args, "--out", str(tmp_path / "local")]) == 0
     assert main(["dedup", *args, "--out", str(tmp_path / "beam"), "--runner", "direct"]) == 0
     assert removed(tmp_path / "beam") == removed(tmp_path / "local") == expect
+
+
+@pytest.mark.parametrize("ids", ["shared", "long numeric"])
+def test_ids_that_meet_never_merge_two_documents(tmp_path, ids):
+    """Documents are nodes by their locators, not by their ids: the same id in two earlier outputs
+    (small integers), or ids alike in their first 15 characters (16-digit numbers), still name
+    different documents, and the order of --against does not matter."""
+    rng = random.Random(3)
+    if ids == "shared":
+        a = [(str(i), words(rng)) for i in range(1, 6)]
+        b = [(str(i), words(rng)) for i in range(1, 6)]
+    else:
+        a = [(str(1000000000000000 + i), words(rng)) for i in range(10)]
+        b = [(str(1000000000000000 + i), words(rng)) for i in range(10, 20)]
+    new = [(f"new-{i}", edited(w, rng, 2)) for i, w in a + b]
+    dedup(write(tmp_path / "a.jsonl", a), str(tmp_path / "A"))
+    dedup(write(tmp_path / "b.jsonl", b), str(tmp_path / "B"))
+    first, second = str(tmp_path / "A"), str(tmp_path / "B")
+    dedup(write(tmp_path / "new.jsonl", new), str(tmp_path / "N1"), against=[first, second])
+    dedup(str(tmp_path / "new.jsonl"), str(tmp_path / "N2"), against=[second, first])
+    want = {f"new-{i}": ("duplicate_of_existing", i) for i, _ in a + b}
+    assert removed(tmp_path / "N1") == removed(tmp_path / "N2") == want
+
+
+def test_an_earlier_output_given_by_a_relative_path_or_overlapping_out(tmp_path, monkeypatch):
+    """--against relative to the working folder (the output, or its near/ folder), and the same
+    output spelled two ways, is one output; one that overlaps the job's own output is refused
+    before anything is cleared, in a build as in `corral dedup`."""
+    first, second, expect = corpora(tmp_path)
+    dedup(first, str(tmp_path / "A"))
+    monkeypatch.chdir(tmp_path / "A")
+    m = dedup(second, str(tmp_path / "B"), against=["near", str(tmp_path / "A"), "."])
+    assert removed(tmp_path / "B") == expect
+    assert m.settings["dedup"]["against"] == sorted({str((tmp_path / "A").resolve()), str(tmp_path / "A" / "near")})
+    with pytest.raises(DedupInputError, match="overlaps this job's output folder"):
+        dedup(second, str(tmp_path / "A" / "inner"), against=["."])
+    rng = random.Random(1)
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "a.txt").write_text(" ".join(book(rng)))
+    (tmp_path / "m").mkdir()
+    spec = {"books": {"inputs": [str(tmp_path / "books" / "*.txt")]}}
+    build(write_manifest(tmp_path / "m" / "m1.yaml", spec), str(tmp_path / "out"))
+    before = digests(tmp_path / "out")
+    spec["books"]["minhash"] = {"against": ["../out"]}  # the build's own OUT, relative to the manifest
+    with pytest.raises(BuildError, match="overlaps this job's output folder"):
+        build(write_manifest(tmp_path / "m" / "m2.yaml", spec), str(tmp_path / "out"))
+    assert digests(tmp_path / "out") == before

@@ -14,14 +14,16 @@ component that holds one drops each of its new members as `duplicate_of_existing
 earlier document (the component's smallest earlier id). The earlier output is only read.
 
 Earlier documents are named by locators from file index EARLIER_BASE on (EARLIER_BASE + t for the
-t-th earlier table) and by node keys below zero (their id's key − NODE_SHIFT): in a bucket they come
-before every new document, and no node of theirs meets a new one's.
+t-th earlier table, the earlier outputs in the order of their paths), as nodes by their negated
+locators, and ranked by their id's key − NODE_SHIFT: in a bucket they come before every new document
+(ranked by its id's key), and no node of theirs meets another document's, whatever their ids.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +38,7 @@ from corral.pipeline.rounds.stage import Part
 
 EARLIER_BASE = 1 << 30  # file index of the first earlier table (a job's own files count from 0)
 EARLIER_LOC = EARLIER_BASE << ROW_BITS  # the smallest locator of an earlier document
-NODE_SHIFT = 1 << 62  # taken from an earlier document's node key (ids' keys are below 2⁶⁰)
+NODE_SHIFT = 1 << 62  # taken from an earlier document's rank (ids' keys are below 2⁶⁰)
 NEAR = "near"  # OUT/near: the band tables of the documents an output kept
 INDEX = "index.json"  # the tables of one source and the settings they were made with
 TABLE_FORMAT = 1  # the band keys' hashing and the tables' layout: changed, earlier tables cannot be read
@@ -104,13 +106,28 @@ def _describe(s: dict[str, Any]) -> str:
     return f"{shingles}, {s['bands']} bands × {s['rows']} rows, seed {s['seed']}, table format {s.get('format')}"
 
 
-def resolve(paths: list[str], source: str | None, settings: dict[str, Any], field: str) -> tuple[str, ...]:
+def folder_of(path: str) -> str:
+    """A folder as one spelling: local paths absolute with links resolved, remote ones as given."""
+    return path.rstrip("/") if fs.is_remote(path) else os.path.realpath(fs.local_path(path))
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether one folder is the other or inside it."""
+    a, b = folder_of(a) + "/", folder_of(b) + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
+def resolve(paths: list[str], source: str | None, settings: dict[str, Any], field: str, out: str) -> tuple[str, ...]:
     """The index of each earlier output's band tables (PATH/near/<source> for a build's source,
-    PATH/near for `corral dedup`'s, or PATH itself when it is such a folder); an AgainstError naming
-    `field` when one has none, or was made with other settings (its band keys would not meet this
-    job's)."""
-    found = []
-    for path in paths:
+    PATH/near for `corral dedup`'s, or PATH itself when it is such a folder), sorted by path (the
+    order they are given in does not matter); an AgainstError naming `field` when one overlaps this
+    job's `out` (which the job clears), has no tables, or was made with other settings (its band
+    keys would not meet this job's)."""
+    found = set()
+    for given in paths:
+        path = folder_of(given)
+        if overlaps(path, out):
+            raise AgainstError(f"{field}: {given} overlaps this job's output folder {out}; give an earlier output")
         tries = [fs.join(path, f"{NEAR}/{source}/{INDEX}")] if source else []
         tries += [fs.join(path, f"{NEAR}/{INDEX}"), fs.join(path, INDEX)]
         index = next((p for p in tries if fs.exists(p)), None)
@@ -132,8 +149,8 @@ def resolve(paths: list[str], source: str | None, settings: dict[str, Any], fiel
                 f"use the settings it was built with (threshold {theirs.get('threshold')}, ngram {theirs['ngram']}, "
                 f"num_perm {theirs['num_perm']}), or leave it out"
             )
-        found.append(index)
-    return tuple(found)
+        found.add(index)
+    return tuple(sorted(found))
 
 
 def index_digest(indexes: tuple[str, ...]) -> list[str]:
@@ -174,10 +191,12 @@ def earlier_parts(indexes: tuple[str, ...]) -> dict[int, list[Part]]:
     return {EARLIER_BASE + t: list(e.parts) for t, e in enumerate(earlier_tables(indexes))}
 
 
-def earlier_partition(table: EarlierTable, t: int, p: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(band keys, node keys, locators) of an earlier table's entries in partition p of n."""
+def earlier_partition(table: EarlierTable, t: int, p: int, n: int) -> np.ndarray:
+    """(band key, rank, node) rows of an earlier table's entries in partition p of n, as
+    corral.dedup.clusters.bucket_edges takes them."""
     part = read_partition(table.path, NEAR, p, n)
     rows = part["row"].astype(np.int64)
     (docs,) = read_members(table.path, "doc")
-    nodes = np.asarray(docs[rows], dtype=np.int64) - NODE_SHIFT
-    return part["key"], nodes, (np.int64(EARLIER_BASE + t) << np.int64(ROW_BITS)) + rows
+    ranks = np.asarray(docs[rows], dtype=np.int64) - NODE_SHIFT
+    nodes = -((np.int64(EARLIER_BASE + t) << np.int64(ROW_BITS)) + rows)
+    return np.stack([part["key"].view(np.int64), ranks, nodes], axis=1)

@@ -1,9 +1,10 @@
 """Near dedup over key files: the `near` round of a build source, and of `corral dedup`.
 
   lsh-<p>     partition p of the band keys of every key file (documents earlier rounds dropped left
-              out) → its buckets' candidate edges (member → the bucket's smallest document), each
+              out) → its buckets' candidate edges (member → the bucket's head, its document of
+              smallest id key; documents are nodes by their locators), each
               verified by the exact Jaccard similarity of the two documents' shingle sets (saved by
-              the stage phase) → decide/near-edges-<p>.npz (edges and their locators)
+              the stage phase) → decide/near-edges-<p>.npz (edges between locators)
   clusters    every partition's verified edges → connected components → the representative of each
               (the smallest id, read for cluster members only) → decide/near-clusters.npz (member
               locators, sorted; representative or not; cluster size), and, when asked, the clusters
@@ -30,7 +31,7 @@ from corral.core import fs
 from corral.core.shards import write_shard
 from corral.dedup import minhash
 from corral.dedup.clusters import bucket_edges, bucket_edges_against, component_table
-from corral.dedup.keys import ROW_BITS, concat, loc, lookup, member_of
+from corral.dedup.keys import ROW_BITS, loc, member_of
 from corral.engine.graph import Item, Summary, Task
 from corral.pipeline.rounds.against import (
     EARLIER_LOC,
@@ -130,30 +131,20 @@ class LshTask(Task):
     def run(self, item: LshItem, *earlier) -> LshSummary:
         p, n = item.p, item.partitions
         gone = losers_of(self.out, self.source, item.before)
-        pairs, docs, locs = [], [], []
+        pairs = []  # (band key, rank: the id's key, node: the locator) per band of a document
         for i in range(item.files):
             t = read_partition(StagedFile(self.out, self.source, i).key_path(), "near", p, n)
             at = loc(i, 0) + t["row"]
             keep = ~member_of(gone, at)
-            pairs.append(np.stack([t["key"][keep].view(np.int64), t["doc"][keep]], axis=1))
-            docs.append(t["doc"][keep])
-            locs.append(at[keep])
+            pairs.append(np.stack([t["key"][keep].view(np.int64), t["doc"][keep], at[keep]], axis=1))
         for t, table in enumerate(earlier_tables(item.against)):
-            keys, nodes, at = earlier_partition(table, t, p, n)
-            pairs.append(np.stack([keys.view(np.int64), nodes], axis=1))
-            docs.append(nodes)
-            locs.append(at)
-        pairs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
+            pairs.append(earlier_partition(table, t, p, n))  # nodes: their locators, negated
+        pairs = np.concatenate(pairs) if pairs else np.empty((0, 3), dtype=np.int64)
         edges = bucket_edges_against(pairs) if item.against else bucket_edges(pairs)
-        doc, at = concat(docs, np.int64), concat(locs, np.int64)
-        order = np.argsort(doc, kind="stable")
-        doc, at = doc[order], at[order]
-        ends = lookup(doc, at, edges.reshape(-1), -1).reshape(-1, 2) if len(edges) else np.empty((0, 2), np.int64)
         candidates = len(edges)
         if item.settings.verify and len(edges):
-            keep = self._verify(item, ends)
-            edges, ends = edges[keep], ends[keep]
-        save_arrays(edges_path(self.out, self.source, p), {"edges": edges, "locs": ends})
+            edges = edges[self._verify(item, np.abs(edges))]
+        save_arrays(edges_path(self.out, self.source, p), {"edges": edges})
         return LshSummary(p=p, partitions=n, candidates=int(candidates), edges=int(len(edges)))
 
     def _verify(self, item: LshItem, ends: np.ndarray) -> np.ndarray:
@@ -217,26 +208,19 @@ class ClustersTask(Task):
         self.out, self.source = out, source
 
     def run(self, item: ClustersItem, *earlier) -> ClustersSummary:
-        chunks, node_doc, node_loc = [], [], []
-        for p in range(item.partitions):
-            a = load_arrays(edges_path(self.out, self.source, p))
-            chunks.append(a["edges"])
-            node_doc.append(a["edges"].reshape(-1))
-            node_loc.append(a["locs"].reshape(-1))
+        chunks = [load_arrays(edges_path(self.out, self.source, p))["edges"] for p in range(item.partitions)]
         table = component_table(chunks)
         if not len(table.nodes):
             empty = np.empty(0, np.int64)
             arrays = {"members": empty, "rep": empty.astype(bool), "size": empty, "existing": empty.astype(bool)}
             save_arrays(clusters_path(self.out, self.source), arrays)
             return ClustersSummary()
-        docs, locs = np.concatenate(node_doc), np.concatenate(node_loc)
-        order = np.argsort(docs, kind="stable")
-        member_loc = lookup(docs[order], locs[order], table.nodes, -1)
+        member_loc = np.abs(table.nodes)  # nodes are locators, an earlier document's negated
         files = {int(x) for x in np.unique(member_loc >> ROW_BITS)}
         parts = {**staged_parts(self.out, self.source, item.stage_phase, files), **earlier_parts(item.against)}
         ids = StagedRows(parts).values(member_loc, "id")
         # A component's representative: its smallest id, or its smallest earlier id when it has an
-        # earlier output's document (earlier nodes are negative, so the component's key is too).
+        # earlier output's document (earlier nodes are negative, so the component's smallest is too).
         earlier = table.nodes < 0
         best: dict[int, tuple[str, int]] = {}
         for j, (comp, doc_id, old) in enumerate(zip(table.reps.tolist(), ids, earlier.tolist())):

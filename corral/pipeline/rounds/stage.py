@@ -170,11 +170,12 @@ def iter_staged(parts: Iterable[Part], columns: list[str] | None = None) -> Iter
         if fs.is_remote(part.path):
             reader = open_shard(part.path)
         else:
-            reader = ipc.open_file(pa.OSFile(fs.local_path(part.path)))
+            options = None
             if columns:
-                fields = [reader.schema.get_field_index(c) for c in columns]
-                options = ipc.IpcReadOptions(included_fields=fields)
-                reader = ipc.open_file(pa.OSFile(fs.local_path(part.path)), options=options)
+                with pa.OSFile(fs.local_path(part.path)) as f:
+                    schema = ipc.open_file(f).schema
+                options = ipc.IpcReadOptions(included_fields=[schema.get_field_index(c) for c in columns])
+            reader = ipc.open_file(pa.OSFile(fs.local_path(part.path)), options=options)
         for i in range(reader.num_record_batches):
             batch = reader.get_batch(i)
             yield batch.select(columns) if columns else batch
