@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from s3_server import bucket  # noqa: F401  (the `bucket` fixture: an S3 bucket on 127.0.0.1)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -129,3 +130,15 @@ def real_build(tmp_path_factory) -> Path:
     train_tokenizer(str(out), threads=2)
     tokenize_build(str(out))
     return out
+
+
+@pytest.fixture
+def sample(tmp_path, monkeypatch) -> Path:
+    """corral's embedded seven-source sample written to a folder, $CORRAL_SAMPLE pointing at it
+    (what manifests/sample.yaml reads)."""
+    from corral.sample import write_sample
+
+    folder = tmp_path / "sample"
+    write_sample(str(folder))
+    monkeypatch.setenv("CORRAL_SAMPLE", str(folder))
+    return folder

@@ -160,3 +160,27 @@ def multistream_dump(folder, copies: int = 3, per_stream: int = 10):
     path = folder / "enwiki-20261101-pages-articles-multistream.xml.bz2"
     write_multistream(header, renumbered(), footer, str(path), index_of(str(path)), per_stream=per_stream)
     return path
+
+
+SAMPLE_MANIFEST = os.path.join(os.path.dirname(__file__), "..", "manifests", "sample.yaml")
+
+
+def bucket_documents(out: str) -> dict:
+    """Per source of a build (local or in a bucket): the funnel, the shards' sha256 and every
+    (id, text), read through corral's filesystem layer."""
+    import json
+
+    from corral.core import fs
+    from corral.core.shards import iter_batches
+
+    manifest = json.loads(fs.read_bytes(fs.join(out, "manifest.json")))
+    found = {}
+    for name, src in manifest["sources"].items():
+        rows = [
+            (r["id"], r["text"])
+            for shard in src["shards"]
+            for batch in iter_batches(fs.join(out, shard["path"]))
+            for r in batch.select(["id", "text"]).to_pylist()
+        ]
+        found[name] = (src["funnel"], [s["sha256"] for s in src["shards"]], rows)
+    return found

@@ -1,24 +1,34 @@
-"""One filesystem layer for local paths and every Beam filesystem (gs://, s3://, hdfs://, …).
+"""One filesystem layer for local paths, s3:// (corral.core.s3, through boto3) and every other Beam
+filesystem (gs://, hdfs://, and corral's http(s)://).
 
 Everything here moves raw bytes: remote files are opened with `CompressionTypes.UNCOMPRESSED`, never
 Beam's AUTO mode (which would inflate a `.gz` by its name, so that a checksum or a copy of a remote
 `.gz` would be of the inflated bytes). Decompression is the readers' job (`corral.pipeline.inputs.streams`).
-Writes are atomic: a temporary name beside the final one, fsynced and renamed when complete.
+Writes are atomic: a temporary name beside the final one, fsynced and renamed when complete; on S3,
+an upload that makes its object appear only when it completes.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import os
+import re
 import shutil
 import uuid
+
+from corral.core import s3
 
 TMP_MARK = ".tmp-"  # temporary names contain this; never a final file name
 
 
 def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
+
+
+def _s3(path: str) -> bool:
+    return path.startswith("s3://")
 
 
 def local_path(path: str) -> str:
@@ -43,8 +53,11 @@ def _beam_fs():
 beam_filesystems = _beam_fs
 
 
-def open_read(path: str):
-    """A readable binary file object of the raw bytes, on any filesystem."""
+def open_read(path: str, buffer_size: int | None = None):
+    """A readable binary file object of the raw bytes, on any filesystem (on S3 seekable, each refill
+    of its buffer one ranged GET: `buffer_size` small for a few scattered reads)."""
+    if _s3(path):
+        return s3.open_read(path, buffer_size or s3.READ_CHUNK)
     if is_remote(path):
         from apache_beam.io.filesystems import CompressionTypes
 
@@ -88,19 +101,44 @@ def open_range(path: str, start: int, end: int):
         while skip > 0 and (got := raw.read(min(skip, CHUNK))):
             skip -= len(got)
         return io.BufferedReader(_Window(raw, end - start), buffer_size=CHUNK)
+    if _s3(path):
+        reader = s3.Reader(path)
+        reader.seek(start)
+        return io.BufferedReader(_Window(reader, end - start), buffer_size=s3.READ_CHUNK)
     f = open_read(path)
     f.seek(start)
     return io.BufferedReader(_Window(f, end - start), buffer_size=1 << 20)
 
 
+def read_tail(path: str, n: int) -> tuple[bytes, int]:
+    """(the last n bytes of a file, or all of it when smaller; its size): one request on S3."""
+    if _s3(path):
+        return s3.read_tail(path, n)
+    total = size(path)
+    with open_range(path, max(0, total - n), total) as f:
+        return f.read(), total
+
+
+def read_range(path: str, start: int, end: int) -> bytes:
+    """The bytes [start, end) of a file: one request on S3."""
+    if _s3(path):
+        return s3.read_bytes(path, start, end)
+    with open_range(path, start, end) as f:
+        return f.read()
+
+
 def read_bytes(path: str) -> bytes:
     """A whole (small) file's raw bytes."""
+    if _s3(path):
+        return s3.read_bytes(path)
     with open_read(path) as f:
         return f.read()
 
 
 def exists(path: str) -> bool:
     """Whether a file exists."""
+    if _s3(path):
+        return s3.exists(path)
     if is_remote(path):
         return _beam_fs().exists(path)
     return os.path.isfile(local_path(path))
@@ -108,6 +146,8 @@ def exists(path: str) -> bool:
 
 def size(path: str) -> int:
     """A file's size in bytes."""
+    if _s3(path):
+        return s3.size(path)
     if is_remote(path):
         return _beam_fs().match([path])[0].metadata_list[0].size_in_bytes
     return os.path.getsize(local_path(path))
@@ -129,6 +169,8 @@ def sha256_of(path: str, chunk: int = 4 << 20) -> str:
 
 def list_files(folder: str) -> list[str]:
     """The files directly in `folder` (empty when it does not exist), sorted."""
+    if _s3(folder):
+        return [p for p, _ in s3.list_files(folder)]
     if is_remote(folder):
         fs = _beam_fs()
         pattern = join(folder, "*")
@@ -142,12 +184,62 @@ def list_files(folder: str) -> list[str]:
     return sorted(os.path.join(folder, n) for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
 
 
+def list_entries(folder: str) -> list[str]:
+    """The names of the files and folders directly in `folder` (empty when it does not exist), sorted."""
+    if _s3(folder):
+        files, folders = s3.listing(folder)
+        return sorted({p.rsplit("/", 1)[1] for p, _ in files} | set(folders))
+    if is_remote(folder):
+        prefix = folder.rstrip("/") + "/"
+        return sorted({p[len(prefix) :].split("/", 1)[0] for p, _ in match(prefix + "**") if p.startswith(prefix)})
+    folder = local_path(folder)
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def walk_files(folder: str) -> list[str]:
+    """Every file under `folder`, at any depth, sorted."""
+    if is_remote(folder):
+        prefix = folder.rstrip("/") + "/"
+        return [p for p, _ in (s3.list_files(folder, recursive=True) if _s3(folder) else match(prefix + "**"))]
+    found = [os.path.join(d, f) for d, _, files in os.walk(local_path(folder)) for f in files]
+    return sorted(found)
+
+
+def match(pattern: str) -> list[tuple[str, int]]:
+    """(path, size) of the files a remote glob matches (`*` and `?` within a path segment, `**`
+    across them), sorted. On S3, one listing from the pattern's fixed prefix; elsewhere Beam's match."""
+    if not _s3(pattern):
+        return sorted((m.path, m.size_in_bytes) for m in _beam_fs().match([pattern])[0].metadata_list)
+    fixed = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    if fixed == pattern:
+        return [(pattern, s3.size(pattern))] if s3.exists(pattern) else []
+    folder = fixed.rsplit("/", 1)[0]
+    wanted = re.compile(
+        "".join(
+            "(?:.*/)?"
+            if part == "**/"
+            else ".*"
+            if part == "**"
+            else "[^/]*"
+            if part == "*"
+            else fnmatch.translate(part)[4:-3]
+            for part in re.split(r"(\*\*/|\*\*|\*)", pattern)
+        )
+        + r"\Z"
+    )
+    return [(p, n) for p, n in s3.list_files(folder, recursive=True) if wanted.match(p) and TMP_MARK not in p]
+
+
 def remove(paths: list[str]) -> None:
     """Delete files or folders (recursively) that exist; others are ignored."""
+    if any(_s3(p) for p in paths):
+        s3.delete([p for p in paths if _s3(p)])
+        paths = [p for p in paths if not _s3(p)]
     remote = [p for p in paths if is_remote(p)]
-    if remote:
+    if remote:  # a file, or every file under a folder (object stores have no folders to delete)
         fs = _beam_fs()
-        there = [p for p in remote if fs.exists(p)]
+        there = [p for p in remote if fs.exists(p) and not fs.match([p.rstrip("/") + "/*"])[0].metadata_list]
+        there += [q for p in remote if p not in there for q, _ in match(p.rstrip("/") + "/**")]
         if there:
             fs.delete(there)
     for p in paths:
@@ -172,7 +264,10 @@ class AtomicFile:
         head, tail = path.rsplit("/", 1) if "/" in path else (".", path)
         # A hidden name in the same folder, so the final rename never crosses filesystems.
         self.tmp_path = f"{head}/.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
-        if is_remote(path):
+        if _s3(path):  # an upload is atomic by itself: written under its final name
+            self._fs, self.tmp_path = None, path
+            self.raw = s3.Writer(path)
+        elif is_remote(path):
             from apache_beam.io.filesystems import CompressionTypes
 
             self._fs = _beam_fs()
@@ -184,6 +279,9 @@ class AtomicFile:
             self.raw = open(self.tmp_path, "wb")
 
     def commit(self) -> None:
+        if isinstance(self.raw, s3.Writer):
+            self.raw.commit()
+            return
         if self._fs is not None:
             self.raw.close()
             if self._fs.exists(self.path):
@@ -205,6 +303,9 @@ class AtomicFile:
             os.close(dir_fd)
 
     def abort(self) -> None:
+        if isinstance(self.raw, s3.Writer):
+            self.raw.abort()
+            return
         try:
             self.raw.close()
         except Exception:
@@ -216,6 +317,36 @@ class AtomicFile:
                 os.unlink(self.tmp_path)
         except Exception:
             pass
+
+
+def cache_dir() -> str:
+    """Where local copies of remote files go: $CORRAL_CACHE, else ~/.cache/corral."""
+    return os.environ.get("CORRAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "corral")
+
+
+def local_copy(path: str, sha256: str, folder: str | None = None) -> str:
+    """A local path for a file: itself when local; for a remote one, a copy in `folder` (cache_dir()
+    by default) named by its sha256, fetched once, checked, and reused by every later caller (the
+    other ranks of a node, later runs). Written atomically, so two processes fetching at once each
+    leave a whole copy. A download whose sha256 differs is an OSError naming both digests."""
+    if not is_remote(path):
+        return local_path(path)
+    dest = os.path.join(folder or cache_dir(), sha256 + os.path.splitext(path)[1])
+    if os.path.isfile(dest):  # only ever written after its sha256 matched
+        return dest
+    target, h = AtomicFile(dest), hashlib.sha256()
+    try:
+        with open_read(path) as f:
+            while block := f.read(4 << 20):
+                h.update(block)
+                target.raw.write(block)
+        if h.hexdigest() != sha256:
+            raise OSError(f"{path}: sha256 {h.hexdigest()[:16]}… differs from the manifest's {sha256[:16]}…")
+        target.commit()
+    except BaseException:
+        target.abort()
+        raise
+    return dest
 
 
 def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> str:

@@ -11,7 +11,6 @@ corral's entries first. A folder holding anything that corral does not write is 
 from __future__ import annotations
 
 import json
-import os
 
 from corral.core import fs
 
@@ -65,13 +64,12 @@ def claim(out: str, kind: str, name: str, *, flag: str, overwrite: bool, what: s
     """Refuse `out` unless it is new, empty, or already this `kind` and `name`; with `overwrite`,
     clear corral's entries of another one. Then record the claim. `what` names the claimant in
     messages; `redo` says how to continue the folder's own build or job."""
-    if not fs.is_remote(out) and os.path.isdir(out):
-        foreign = sorted(n for n in os.listdir(out) if n not in ENTRIES)
-        if foreign:
-            raise FolderInUse(
-                f"{flag} {out} holds files corral did not write ({', '.join(foreign[:3])}"
-                f"{', …' if len(foreign) > 3 else ''}): choose a new or empty folder"
-            )
+    foreign = [n for n in fs.list_entries(out) if n not in ENTRIES]
+    if foreign:
+        raise FolderInUse(
+            f"{flag} {out} holds files corral did not write ({', '.join(foreign[:3])}"
+            f"{', …' if len(foreign) > 3 else ''}): choose a new or empty folder"
+        )
     held = owner(out)
     if held and (held.get("kind"), held.get("name")) != (kind, name):
         if not overwrite:

@@ -70,6 +70,7 @@ class Ledger:
     root: str
     unit: str
     fingerprint: str
+    fresh: bool = False  # the unit had no records when the job started: none is looked for
 
 
 @dataclass

@@ -7,24 +7,26 @@ marked `inputs`), the input bytes they read out of those planned (items that say
 `input_bytes`: a piece of a big file), MB/s, records/s and an ETA, by bytes where they are known.
 Running items count too, by the bytes their readers report (corral.engine.records.read_so_far): a
 task inside one big file moves the line, and a pass over a file before its pieces (`prepare`)
-shows the MB it has read beside its phase.
+shows the MB it has read beside its phase. Records in a bucket are listed (two requests a unit) at
+most every REMOTE_POLL seconds and not read: a finished input item counts the bytes its item
+planned, and the line leaves out records/s.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corral.core import fs
 from corral.engine.graph import Graph, Ledger
 from corral.engine.records import RUNNING, folder
 
 POLL = 0.5  # seconds between looks at the completion records
+REMOTE_POLL = 5.0  # the same where they are in a bucket
 LOG_EVERY = 10.0  # seconds between plain progress lines
 
 
@@ -37,6 +39,8 @@ class _Unit:
     input_phases: set[str]
     planned: int
     planned_bytes: int = 0
+    phases: tuple[str, ...] = ()  # its phases, in the graph's order
+    sizes: dict = field(default_factory=dict)  # (phase, item key) → the input bytes its item planned
 
 
 def _units(graph: Graph) -> dict[str, _Unit]:
@@ -44,10 +48,12 @@ def _units(graph: Graph) -> dict[str, _Unit]:
     units: dict[str, _Unit] = {}
     for ph in graph.phases:
         unit = units.setdefault(ph.ledger.unit, _Unit(ph.ledger, set(), 0))
+        unit.phases = (*unit.phases, ph.task.phase) if ph.task.phase not in unit.phases else unit.phases
         if ph.inputs:
             unit.input_phases.add(ph.task.phase)
             unit.planned += len(ph.items or [])
             unit.planned_bytes += sum(getattr(item, "input_bytes", 0) for item in ph.items or [])
+            unit.sizes.update({(ph.task.phase, item.key): getattr(item, "input_bytes", 0) for item in ph.items or []})
     return units
 
 
@@ -59,8 +65,10 @@ class Progress:
         self.log = logging.getLogger(f"corral.{name}")
         self.stream = stream or sys.stderr
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        local = not any(fs.is_remote(u.ledger.root) for u in self.units.values())
-        self.enabled = local if enabled is None else enabled
+        remote = any(fs.is_remote(u.ledger.root) for u in self.units.values())
+        self.enabled = True if enabled is None else enabled
+        self.poll = REMOTE_POLL if remote else POLL
+        self.last_scan, self.where = -REMOTE_POLL, {}
         self.seen: set[str] = set()
         self.records = 0
         self.read = 0
@@ -82,6 +90,7 @@ class Progress:
             self.thread.join()
             if exc[0] is not None:  # interrupted or failed: the command says so in one line of its own
                 return False
+            self.last_scan = -self.poll  # the last line from the records as they are now
             line = self.line()
             if self.live:
                 self.stream.write("\r" + line + "\n")
@@ -104,10 +113,10 @@ class Progress:
     def _running(self, unit: _Unit) -> tuple[int, int]:
         """(bytes read so far by the unit's running input items, by its other running items)."""
         inputs = others = 0
-        running = os.path.join(fs.local_path(folder(unit.ledger)), RUNNING)
-        for name in os.listdir(running) if os.path.isdir(running) else []:
+        for path in fs.list_files(fs.join(folder(unit.ledger), RUNNING)):
+            name = path.rsplit("/", 1)[1]
             try:
-                n = int(json.loads(open(os.path.join(running, name), "rb").read())["input_bytes"])
+                n = int(json.loads(fs.read_bytes(path))["input_bytes"])
             except (OSError, ValueError, KeyError):
                 continue
             if name.split("--", 1)[0] in unit.input_phases:
@@ -126,29 +135,35 @@ class Progress:
             self.live += live
             if other:
                 self.passes[name] = other
-            done = os.path.join(fs.local_path(folder(unit.ledger)), "done")
-            if not os.path.isdir(done):
-                continue
+            done = fs.join(folder(unit.ledger), "done")
+            by_phase: dict[str, list[str]] = {}  # one listing of the unit's records (a request in a bucket)
+            for p in fs.walk_files(done):
+                phase, _, record = p[len(done) + 1 :].partition("/")
+                if record.endswith(".json") and fs.TMP_MARK not in record and "/" not in record:
+                    by_phase.setdefault(phase, []).append(p)
             latest = None
-            for phase in os.listdir(done):
-                path = os.path.join(done, phase)
-                names = [n for n in os.listdir(path) if n.endswith(".json") and fs.TMP_MARK not in n]
-                mtime = os.path.getmtime(path)
-                if latest is None or mtime >= latest[2]:
-                    latest = (phase, len(names), mtime)
+            for phase in fs.list_entries(done) if not fs.is_remote(done) else sorted(by_phase):
+                paths = by_phase.get(phase, [])
+                order = unit.phases.index(phase) if phase in unit.phases else -1
+                if latest is None or order >= latest[2]:
+                    latest = (phase, len(paths), order)
                 if phase in unit.input_phases:
-                    for n in names:
-                        self._count(os.path.join(path, n))
+                    for p in paths:
+                        self._count(p, unit.sizes.get((phase, p.rsplit("/", 1)[1][: -len(".json")]), 0))
             if latest:
                 where[name] = latest[:2]
         return where
 
-    def _count(self, path: str) -> None:
+    def _count(self, path: str, planned: int) -> None:
         if path in self.seen:
             return
         self.seen.add(path)
+        if fs.is_remote(path):  # not read: a request each
+            self.read += 1
+            self.bytes += planned
+            return
         try:
-            summary = json.loads(open(path, "rb").read())["summary"]
+            summary = json.loads(fs.read_bytes(path))["summary"]
         except (OSError, ValueError, KeyError):
             return
         self.read += 1
@@ -156,10 +171,13 @@ class Progress:
         self.bytes += int(summary.get("input_bytes", 0))
 
     def line(self) -> str:
-        try:
-            where = self._scan()
-        except OSError:
-            where = {}
+        if time.monotonic() - self.last_scan >= self.poll:
+            self.last_scan = time.monotonic()
+            try:
+                self.where = self._scan()
+            except OSError:
+                self.where = {}
+        where = self.where
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         total = sum(u.planned for u in self.units.values())
         total_bytes = sum(u.planned_bytes for u in self.units.values())
@@ -174,7 +192,7 @@ class Progress:
             f"{s} {ph} {n}" + (f" ({self.passes[s] / MB:,.0f} MB read)" if s in self.passes else "")
             for s, (ph, n) in sorted(where.items())
         )
-        return (
-            f"[{self.name}] inputs {self.read}/{total}{size} · {self.records / elapsed:,.0f} records/s · "
-            f"{elapsed:.0f} s{eta}" + (f" · {phases}" if phases else "")
+        rate = f" · {self.records / elapsed:,.0f} records/s" if self.poll == POLL else ""  # none read in a bucket
+        return f"[{self.name}] inputs {self.read}/{total}{size}{rate} · {elapsed:.0f} s{eta}" + (
+            f" · {phases}" if phases else ""
         )

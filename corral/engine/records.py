@@ -11,6 +11,7 @@ and back.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
@@ -27,7 +28,10 @@ from corral.engine.graph import Item, Ledger, Summary, Task
 EXAMPLES = "examples"  # <root>/<unit>/examples/<phase>--<key>.json: a task's dropped examples
 RUNNING = "running"  # <root>/<unit>/running/<phase>--<key>.json: a running item's input bytes so far
 REPORT_EVERY_S = 1.0  # seconds between two writes of a running item's bytes
+REPORT_EVERY_REMOTE_S = 5.0  # the same where the records are in a bucket (a request each)
 _running = threading.local()  # the item this thread runs: where its bytes go, how many, when last written
+_listed: dict[str, set[str]] = {}  # a remote phase folder → the records it held when this process first looked
+_memo: dict[str, list[dict[str, Any]]] | None = None  # a phase folder → its records, inside `read_once`
 
 
 def plain(obj: Any) -> Any:
@@ -88,14 +92,34 @@ def read_done(ledger: Ledger, phase: str, key: str) -> dict[str, Any] | None:
         return None
 
 
+@contextlib.contextmanager
+def read_once():
+    """Inside it, each phase's records are read once (a job's collection, after its phases have
+    run, reads the same records for several purposes: in a bucket each is a request)."""
+    global _memo
+    _memo = {}
+    try:
+        yield
+    finally:
+        _memo = None
+
+
 def records(ledger: Ledger, phase: str) -> Iterator[dict[str, Any]]:
     """Every completion record of a phase as written, in key order (one that cannot be read is passed over)."""
-    for path in fs.list_files(fs.join(folder(ledger), f"done/{phase}")):
+    where = fs.join(folder(ledger), f"done/{phase}")
+    if _memo is not None and where in _memo:
+        yield from _memo[where]
+        return
+    found = []
+    for path in fs.list_files(where):
         if path.endswith(".json") and fs.TMP_MARK not in path:
             try:
-                yield json.loads(fs.read_bytes(path))
+                found.append(json.loads(fs.read_bytes(path)))
             except (OSError, ValueError):
                 continue
+    if _memo is not None:
+        _memo[where] = found
+    yield from found
 
 
 def recorded(ledger: Ledger, phase: str, kind: type[Summary]) -> list[Any]:
@@ -121,9 +145,27 @@ def record_of(ledger: Ledger, item: Item, summary: Summary) -> dict[str, Any]:
     }
 
 
+def _may_be_done(ledger: Ledger, phase: str, key: str) -> bool:
+    """Whether an item may have a record: always on disk (a GET of a missing file costs nothing);
+    in a bucket, whether its phase's folder listed it when this process first looked, so that a new
+    build's items cost one listing per phase and process, not a request each. (A record another
+    process writes later is not seen: that item is run again, to the same result.)"""
+    if ledger.fresh:
+        return False
+    path = done_path(ledger, phase, key)
+    if not fs.is_remote(path):
+        return True
+    folder_ = path.rsplit("/", 1)[0]
+    if folder_ not in _listed:
+        _listed[folder_] = set(fs.list_files(folder_))
+    return path in _listed[folder_]
+
+
 def summary_of(ledger: Ledger, task: Task, item: Item, *, check: bool = True) -> Summary | None:
     """The recorded summary of an item that finished with these settings and (unless `check` is
     off: a job reading back what it has just run) whose outputs are still there."""
+    if check and not _may_be_done(ledger, task.phase, item.key):
+        return None
     done = read_done(ledger, task.phase, item.key)
     if done is None or done.get("fingerprint") != ledger.fingerprint or done.get("item") != plain(item):
         return None
@@ -135,15 +177,15 @@ def summary_of(ledger: Ledger, task: Task, item: Item, *, check: bool = True) ->
 
 
 def read_so_far(n: int) -> None:
-    """Count `n` more input bytes read by the item this thread runs (nothing outside one, or with
-    the records on a remote filesystem); written for the progress line at most once a second."""
+    """Count `n` more input bytes read by the item this thread runs (nothing outside one); written
+    for the progress line at most once a second (every REPORT_EVERY_REMOTE_S in a bucket)."""
     meter = getattr(_running, "meter", None)
     if meter is None:
         return
     meter[1] += n
     now = time.monotonic()
-    if now - meter[2] >= REPORT_EVERY_S:
-        meter[2] = now
+    if now - meter[2] >= (REPORT_EVERY_REMOTE_S if fs.is_remote(meter[0]) else REPORT_EVERY_S):
+        meter[2], meter[3] = now, True
         fs.atomic_write_bytes(meter[0], b'{"input_bytes": %d}' % meter[1], durable=False)
 
 
@@ -152,16 +194,15 @@ def running_path(ledger: Ledger, phase: str, key: str) -> str:
 
 
 def _run(task: Task, ledger: Ledger, item: Item, earlier) -> Summary:
-    """task.run, with the bytes its readers report written beside the records (local ones)."""
-    path = running_path(ledger, task.phase, item.key)
-    if fs.is_remote(path):  # no progress line reads remote records: no request per item for it
-        return task.run(item, *earlier)
-    _running.meter = [path, 0, time.monotonic()]
+    """task.run, with the bytes its readers report written beside the records (removed after it,
+    when it was written: an item shorter than a report's interval costs no request for it)."""
+    meter = _running.meter = [running_path(ledger, task.phase, item.key), 0, time.monotonic(), False]
     try:
         return task.run(item, *earlier)
     finally:
         _running.meter = None
-        fs.remove([path])
+        if meter[3]:
+            fs.remove([meter[0]])
 
 
 def run_item(task: Task, ledger: Ledger, item: Item, earlier: tuple | list) -> Summary:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from corral.core import fs
 from corral.core.errors import UsageError
 from corral.core.fs import AtomicFile, atomic_write_bytes, join, sha256_of
 from corral.core.schema import DOC_SCHEMA
@@ -71,17 +72,16 @@ def _targets(fmt: str, source: str, index: int, codec: str | None) -> list[str]:
 
 
 def _load_record(dest: str, fmt: str, sha: str, codec: str | None) -> dict[str, Any]:
-    path = os.path.join(dest, RECORD)
-    if not os.path.exists(path):
-        stray = [n for n in os.listdir(dest)] if os.path.isdir(dest) else []
+    path = join(dest, RECORD)
+    if not fs.exists(path):
+        stray = fs.list_entries(dest)
         if stray:
             raise ExportError(
                 f"{dest}: holds files corral's export did not write ({', '.join(sorted(stray)[:3])}): "
                 "choose an empty or new --to"
             )
         return {"format": fmt, "compression": codec, "build_manifest_sha256": sha, "files": {}}
-    with open(path, encoding="utf-8") as f:
-        record = json.load(f)
+    record = json.loads(fs.read_bytes(path))
     # a record of JSON lines that names no compression holds gzip files
     was = record.get("compression", "gzip" if record.get("format") in JSON_LINES else None)
     if (record.get("format"), was, record.get("build_manifest_sha256")) != (fmt, codec, sha):
@@ -97,18 +97,13 @@ def _kind(fmt: str | None, codec: str | None) -> str:
 
 
 def _save_record(dest: str, record: dict[str, Any]) -> None:
-    atomic_write_bytes(os.path.join(dest, RECORD), json.dumps(record, indent=2, sort_keys=True).encode())
+    atomic_write_bytes(join(dest, RECORD), json.dumps(record, indent=2, sort_keys=True).encode())
 
 
 def _done(dest: str, record: dict[str, Any], rel: str, origin: str) -> bool:
     entry = record["files"].get(rel)
-    path = os.path.join(dest, rel)
-    return (
-        bool(entry)
-        and entry.get("from_sha256") == origin
-        and os.path.exists(path)
-        and os.path.getsize(path) == entry["bytes"]
-    )
+    path = join(dest, rel)
+    return bool(entry) and entry.get("from_sha256") == origin and fs.exists(path) and fs.size(path) == entry["bytes"]
 
 
 def _writers(s: _Settings, sinks: list[HashingSink], opened: list) -> None:
@@ -214,8 +209,7 @@ class ExportTask(Task):
 
     def still_done(self, item: ExportItem, summary: ExportSummary) -> bool:
         return all(
-            os.path.exists(os.path.join(self.s.dest, rel))
-            and os.path.getsize(os.path.join(self.s.dest, rel)) == e["bytes"]
+            fs.exists(fs.join(self.s.dest, rel)) and fs.size(fs.join(self.s.dest, rel)) == e["bytes"]
             for rel, e in summary.files.items()
         )
 
@@ -226,7 +220,7 @@ class ExportTask(Task):
             stats = _export_tokens(s.dest, item.source, list(item.shards), s.out, s.vocab)
             entry = {**stats, "source": item.source, "from_sha256": item.origin, "idx": rel[: -len(".bin")] + ".idx"}
             return ExportSummary(files={rel: entry}, records=stats["rows"])
-        outs = [os.path.join(s.dest, r) for r in item.targets]
+        outs = [join(s.dest, r) for r in item.targets]
         stats = _export_shard(s, join(s.out, item.shards[0]), outs)
         files = {
             r: {**st, "source": item.source, "from": item.shards[0], "from_sha256": item.origin}
@@ -311,8 +305,11 @@ def export(
     sha = manifest_sha256(out)
     if os.path.isfile(dest):
         raise ExportError(f"--to {dest}: is a file, not a folder")
+    if fmt == "megatron" and fs.is_remote(dest):  # its .bin is written through a memory map
+        raise ExportError(f"--to {dest}: Megatron datasets are written to local disk; give a local --to")
     record = _load_record(dest, fmt, sha, codec)
-    os.makedirs(dest, exist_ok=True)
+    if not fs.is_remote(dest):
+        os.makedirs(dest, exist_ok=True)
     _save_record(dest, record)  # the folder is this export's from now on: a rerun resumes it
     how = how or Executor(workers=usable_cpus())
     result, units = Result(), {}

@@ -11,13 +11,12 @@ as warnings.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from dataclasses import dataclass, field
 
 from corral.core.fs import exists as file_exists
-from corral.core.fs import is_remote, join, open_read, sha256_of
+from corral.core.fs import is_remote, join, open_read, sha256_of, walk_files
 from corral.core.fs import size as file_size
 from corral.core.shards import SHARD_SUFFIX, ShardError, count_rows, read_token_shard
 from corral.manifests.build_manifest import BuildManifestError, load_build
@@ -144,9 +143,9 @@ def verify_build(out: str) -> VerifyReport:
             report.problems.append(f"model {mname}: {rel} missing")
         elif sha256_of(path) != model.get("sha256"):
             report.problems.append(f"model {mname}: sha256 of {rel} differs from the manifest's")
-    if not is_remote(out):
-        for p in sorted(glob.glob(os.path.join(out, "**", f"*{SHARD_SUFFIX}"), recursive=True)):
-            rel = os.path.normpath(os.path.relpath(p, out))
-            if rel not in listed and os.path.basename(rel) != "clusters.arrow":
-                report.warnings.append(f"{rel}: shard file not listed in the manifest")
+    prefix = out.rstrip("/") + "/"
+    for p in walk_files(out):
+        rel = os.path.normpath(p[len(prefix) :] if p.startswith(prefix) else os.path.relpath(p, out))
+        if p.endswith(SHARD_SUFFIX) and rel not in listed and os.path.basename(rel) != "clusters.arrow":
+            report.warnings.append(f"{rel}: shard file not listed in the manifest")
     return report

@@ -17,10 +17,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from corral.core import fs
@@ -102,13 +101,11 @@ def _claim(out: str, mixture: Mixture, overwrite: bool) -> None:
 def _drop_other_sources(out: str, keep: set[str]) -> None:
     """Remove what an earlier build of this folder left for sources the manifest no longer has, so
     no stale shards stay beside the new manifest."""
-    if fs.is_remote(out):
-        return
+    stale = []
     for top in ("docs", "tokens", "errors", NEAR, folders.BUILD_DIR, "_tokenize"):
-        folder = os.path.join(out, top)
-        for name in os.listdir(folder) if os.path.isdir(folder) else []:
-            if name not in keep and os.path.isdir(os.path.join(folder, name)):
-                fs.remove([os.path.join(folder, name)])
+        folder = fs.join(out, top)
+        stale += [fs.join(folder, name) for name in fs.list_entries(folder) if name not in keep and "." not in name]
+    fs.remove(stale)
 
 
 def _build_order(names, learns: dict[str, tuple[str, ...]]) -> list[str]:
@@ -185,7 +182,7 @@ def _graph(mixture: Mixture, out: str, job: _Job) -> tuple[Graph, dict[str, tupl
             piece_size=mixture.sources[name].piece_size,
         )
         plan.waits = [ends[dep] for dep in job.learns.get(name, ()) if dep in ends]
-        plan.against = job.against.get(name, ())
+        plan.against, plan.fresh = job.against.get(name, ()), name in job.fresh
         staged, ends[name] = add_source(graph, source, plan)
         built[name] = (plan, staged)
     return graph, built
@@ -202,6 +199,7 @@ class _Job:
     prints: dict[str, str]
     todo: list[str]
     against: dict[str, tuple[str, ...]]
+    fresh: set[str] = field(default_factory=set)  # sources whose working folders were cleared for this run
 
 
 def _source_record(out: str, name: str, job: _Job, built) -> dict[str, Any]:
@@ -261,6 +259,7 @@ def build(
     job = _Job(catalogue, inputs, learns, prints, [s for s in order if s not in reused], against=against)
     outputs = {s: [fs.join(out, f"{top}/{s}") for top in ("docs", "errors", NEAR)] for s in job.todo}
     resumed = [s for s in job.todo if resume.prepare(work_dir(out, s), prints[s], outputs[s])]
+    job.fresh = set(job.todo) - set(resumed)
     t0 = time.perf_counter()
     graph, built = _graph(mixture, out, job)
     if job.todo:

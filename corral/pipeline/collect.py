@@ -7,7 +7,6 @@ OUT/examples/<source>.json) and what crossed the pipeline's shuffles.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,7 @@ from corral.core import fs
 from corral.core.outcome import funnel_from_counts
 from corral.core.shards import ShardInfo
 from corral.engine.graph import Summary
-from corral.engine.records import EXAMPLES, recorded, records
+from corral.engine.records import EXAMPLES, read_once, recorded, records
 from corral.manifests.build_manifest import SourceBuild, relative_shard
 from corral.pipeline.rounds.against import lsh_settings, write_index
 from corral.pipeline.rounds.select import SelectSummary
@@ -110,7 +109,7 @@ def shuffle_stats(out: str, name: str, read: int) -> dict[str, Any]:
     folder = fs.join(work_dir(out, name), "done")
     shuffled = key_bytes = 0
     phases, seconds = {}, {}
-    for phase_dir in sorted(os.listdir(folder)) if not fs.is_remote(folder) and os.path.isdir(folder) else []:
+    for phase_dir in fs.list_entries(folder):
         n, took = 0, 0.0
         for rec in records(ledger(out, name), phase_dir):
             n += 1
@@ -145,6 +144,11 @@ def collect(source: Source, plan: SourcePlan, staged: Staged) -> dict[str, Any]:
     """A built source's record for the manifest: funnel counts, shards, text bytes, models and
     shuffle sizes; its dead letters merged into OUT/errors/<source>/errors.jsonl and its examples
     into OUT/examples/<source>.json."""
+    with read_once():
+        return _collect(source, plan, staged)
+
+
+def _collect(source: Source, plan: SourcePlan, staged: Staged) -> dict[str, Any]:
     out, name = plan.out, plan.name
     first = recorded(ledger(out, name), staged.phase, StagedSummary)  # what select decides from
     excluded = set(source.excluded_groups(plan.stages, first))

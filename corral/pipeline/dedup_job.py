@@ -71,7 +71,7 @@ class DedupInputError(UsageError):
 
 def input_files(spec: str) -> list[str]:
     if is_remote(spec):
-        files = [m.path for m in fs.beam_filesystems().match([spec])[0].metadata_list]
+        files = [path for path, _ in fs.match(spec)] or fs.walk_files(spec)  # a glob, a file or a folder
     elif os.path.isdir(spec):
         files = [p for p in glob.glob(os.path.join(spec, "**", "*"), recursive=True) if os.path.isfile(p)]
     else:
@@ -280,7 +280,7 @@ def dedup(
     pieces = [p for f in files for p in source.split(f, fs.size(f), stages, piece_size)]
     plan = SourcePlan(LABEL, stages, output, out, pieces, fingerprint=print_, piece_size=piece_size)
     plan.docs_dir, plan.cluster_rows = join(out, "docs"), join(out, CLUSTERS)
-    plan.near_dir, plan.against = join(out, NEAR), indexes
+    plan.near_dir, plan.against, plan.fresh = join(out, NEAR), indexes, True  # its working folder was cleared
     add_source(graph, source, plan)
     execute(graph, how or Executor(), Progress(graph, "dedup"))
     _write_side_files(out)

@@ -38,8 +38,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corral.core import fs
 from corral.core.fs import exists as file_exists
-from corral.core.fs import is_remote, join, read_bytes, sha256_of, size
+from corral.core.fs import join, read_bytes, sha256_of, size
 from corral.core.schema import TOKEN_SCHEMA
 from corral.core.shards import ShardError, ShardInfo, iter_batches, token_batch_flat, write_shard
 from corral.engine.execute import run_each
@@ -236,14 +237,15 @@ def check_tokenizer(out: str, manifest: BuildManifest) -> None:
 
 
 def _remove_stale(out: str, keep: set[str]) -> None:
-    if is_remote(out):
-        return
-    root = os.path.join(out, TOKENS_DIR)
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            rel = os.path.relpath(os.path.join(dirpath, f), out)
-            if f.endswith(".arrow") and rel not in keep:
-                os.remove(os.path.join(dirpath, f))
+    """Remove the token shards under OUT/tokens that the manifest no longer lists (`keep`: paths
+    relative to OUT)."""
+    prefix = out.rstrip("/") + "/"
+    stale = [
+        p
+        for p in fs.walk_files(join(out, TOKENS_DIR))
+        if p.endswith(".arrow") and os.path.normpath(p[len(prefix) :] if p.startswith(prefix) else p) not in keep
+    ]
+    fs.remove(stale)
 
 
 def _core_semaphore():

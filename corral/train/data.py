@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from corral.core.fs import join
+from corral.core.fs import join, local_copy
 from corral.core.permute import mix64, permute_many
 from corral.core.shards import TokenShard, read_token_shard
 from corral.manifests.build_manifest import BuildManifest, SourceBuild, load_build
@@ -317,7 +317,9 @@ def held_out_counts(sizes: list[int], fraction: float) -> list[int]:
 
 def _load_source(out: str, name: str, sb: SourceBuild, *, add_eos: bool, val_fraction: float) -> _Source:
     weight = sb.weight
-    shards = [read_token_shard(join(out, e["path"])) for e in sb.token_shards]
+    # A build in a bucket: each token shard copied once to the local cache, checked by its sha256,
+    # then memory-mapped like a local one.
+    shards = [read_token_shard(local_copy(join(out, e["path"]), e["sha256"])) for e in sb.token_shards]
     held = held_out_counts([len(s) for s in shards], val_fraction)
     parts = [_Shard(s, len(s) - v, int(add_eos)) for s, v in zip(shards, held)]
     train = _Stream([(p, 0, p.cut) for p in parts])

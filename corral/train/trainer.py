@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.api import CheckpointException
 
+from corral.core.fs import join, local_copy
 from corral.manifests.build_manifest import build_dir, load_build, manifest_sha256
 from corral.train import checkpoint as ckpt
 from corral.train import parallel as par
@@ -89,9 +90,8 @@ class Trainer:
         self.out = build_dir(cfg.out)
         manifest = load_build(self.out)
         self.manifest_sha = manifest_sha256(self.out)
-        self.tokenizer_model = (
-            os.path.join(self.out, manifest.models["tokenizer"]["path"]) if "tokenizer" in manifest.models else None
-        )
+        tokenizer = manifest.models.get("tokenizer")  # a local copy when the build is in a bucket
+        self.tokenizer_model = local_copy(join(self.out, tokenizer["path"]), tokenizer["sha256"]) if tokenizer else None
         bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and self.device.type == "cuda")
         self.args = model_args(
             cfg.model,

@@ -22,10 +22,17 @@ def test_the_line_counts_the_input_phases_records(tmp_path):
     assert progress.records == 9  # one record per square of the input phase
 
 
-def test_a_remote_root_shows_no_progress_unless_asked(tmp_path):
-    graph = numbers_graph("fakefs://bucket/out")
-    assert not Progress(graph, "test").enabled
-    assert Progress(numbers_graph(str(tmp_path)), "test").enabled
+def test_records_in_a_bucket_give_the_same_line(bucket):
+    """Progress lists completion records through the filesystem layer: in a bucket as on disk."""
+    graph = numbers_graph(f"{bucket}/out")
+    progress = Progress(graph, "test", stream=io.StringIO())
+    assert progress.enabled
+    with progress:
+        with pool.LocalPool(1) as local:
+            local.run(graph)
+    progress.last_scan = -progress.poll
+    line = progress.line()
+    assert line.startswith("[test] inputs 9/9 · ") and " · s " in line  # records listed, not read
 
 
 def test_items_that_say_their_bytes_give_mb_read_and_an_eta_by_bytes(tmp_path):

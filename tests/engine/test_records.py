@@ -4,6 +4,7 @@ again when its fingerprint, its own fields or its outputs change; examples go to
 import json
 from dataclasses import dataclass, field
 
+import pytest
 from engine_tasks import Number, Square, Squared, ledger
 
 from corral.engine.graph import Item, Summary, Task
@@ -82,13 +83,17 @@ def test_dropped_examples_go_to_a_file_not_into_the_record(tmp_path):
     assert saved == {"too_short": [["doc-1", "a short text"]]}
 
 
-def test_a_running_item_reports_its_bytes_read_beside_the_records(tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["disk", "bucket"])
+def test_a_running_item_reports_its_bytes_read_beside_the_records(tmp_path, monkeypatch, request, where):
     """What a task's readers report (read_so_far) is written while it runs, for the progress line,
-    and removed when it ends; outside a task, reports go nowhere."""
+    and removed when it ends (in a bucket as on disk); outside a task, reports go nowhere."""
+    from corral.core import fs
     from corral.engine import records
 
     monkeypatch.setattr(records, "REPORT_EVERY_S", 0.0)
-    at = ledger(str(tmp_path))
+    monkeypatch.setattr(records, "REPORT_EVERY_REMOTE_S", 0.0)
+    root = str(tmp_path) if where == "disk" else request.getfixturevalue("bucket") + "/out"
+    at = ledger(root)
     seen = []
 
     class Reading(Task):
@@ -97,10 +102,10 @@ def test_a_running_item_reports_its_bytes_read_beside_the_records(tmp_path, monk
         def run(self, item, *earlier):
             records.read_so_far(1000)
             records.read_so_far(500)
-            seen.append(json.loads(open(records.running_path(at, "read", item.key)).read()))
+            seen.append(json.loads(fs.read_bytes(records.running_path(at, "read", item.key))))
             return Summary()
 
     records.read_so_far(10)  # no item running: nothing written
     run_item(Reading(), at, Item("a"), [])
     assert seen == [{"input_bytes": 1500}]
-    assert not (tmp_path / "s" / "running" / "read--a.json").exists()
+    assert not fs.exists(records.running_path(at, "read", "a"))

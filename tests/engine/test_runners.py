@@ -137,6 +137,26 @@ def test_a_build_on_a_dask_cluster_equals_the_local_build(tmp_path):
     _same(tmp_path / "local", tmp_path / "dask", sources)
 
 
+def test_a_dask_cluster_builds_into_a_bucket_as_the_local_runner_builds_on_disk(bucket, sample, tmp_path):
+    """A scheduler and two workers on loopback, OUT in a bucket on loopback: the workers read the AWS
+    environment they were started with, and the seven-source sample comes out as on local disk."""
+    from helpers import SAMPLE_MANIFEST, bucket_documents
+
+    local_s = corral_build(SAMPLE_MANIFEST, tmp_path / "local")
+    with cluster(tmp_path) as (address, _):
+        t0 = time.perf_counter()
+        res = subprocess.run(
+            [sys.executable, "-m", "corral.cli", "build", SAMPLE_MANIFEST, "--out", f"{bucket}/build"]
+            + ["--runner", "dask", "--dask-scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+    print(f"sample: local runner on disk {local_s:.1f} s, dask cluster into a bucket {time.perf_counter() - t0:.1f} s")
+    assert bucket_documents(f"{bucket}/build") == bucket_documents(str(tmp_path / "local"))
+
+
 def test_a_killed_worker_gives_a_complete_build_or_a_clear_failure(tmp_path):
     sources = _sources(tmp_path)
     m = write_manifest(tmp_path / "m.yaml", sources)

@@ -11,7 +11,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from corral.core.fs import beam_filesystems, is_remote
+from corral.core.fs import is_remote
+from corral.core.fs import match as fs_match
 from corral.pipeline.inputs.streams import open_input
 
 
@@ -88,7 +89,7 @@ def match_inputs(patterns: Iterable[str | dict], field: str = "inputs") -> list[
             continue
         if is_remote(pattern):
             try:
-                found = {m.path: m.size_in_bytes for m in beam_filesystems().match([pattern])[0].metadata_list}
+                found = dict(fs_match(pattern))
             except Exception as e:  # Beam wraps every filesystem's failure differently: name the input
                 raise InputError(f"{field}[{i}]: {pattern!r}: {remote_problem(pattern, e)}") from e
         else:

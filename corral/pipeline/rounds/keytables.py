@@ -6,9 +6,9 @@ in [p·2⁶⁴/n, (p+1)·2⁶⁴/n)). Each staged file's key file (`<folder>/<fi
 beside its key arrays, a member `table.<round>` per round it takes part in: a structured array of
 the key, the document's row in the file and the columns the round ranks by, sorted by key. A
 partition finds its range by binary search and copies only that slice; on a local filesystem the
-member is memory-mapped inside the key file, so a partition reads about 1/n of it. (A key file on
-remote storage is read whole, then sliced.) One file per staged file, not one per round: on a
-local disk each file created costs about a millisecond, on a bucket a request.
+member is memory-mapped inside the key file, so a partition reads about 1/n of it; on remote
+storage the member alone is read, by ranged reads, then sliced. One file per staged file, not one
+per round: on a local disk each file created costs about a millisecond, on a bucket a request.
 """
 
 from __future__ import annotations
@@ -102,34 +102,103 @@ def by_partition(values: np.ndarray, n: int, fn, missing) -> np.ndarray:
     return out
 
 
+def _member_layout(f, info: zipfile.ZipInfo) -> tuple[int, tuple, bool, np.dtype]:
+    """(offset of its data in the file, shape, Fortran order, dtype) of a stored .npz member, read
+    from the zip's local header and the .npy header (numpy's own readers) of a seekable file."""
+    f.seek(info.header_offset)
+    local = f.read(30)  # the zip local file header: name and extra field lengths at bytes 26–29
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    f.seek(info.header_offset + 30 + name_len + extra_len)
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(f)
+    return f.tell(), shape, fortran, dtype
+
+
 def mapped_member(path: str, name: str) -> np.ndarray:
-    """A member of an uncompressed .npz (a local path), memory-mapped where it lies in the file: the
-    offset of its data is found from the zip's local header and the .npy header (numpy's own readers)."""
+    """A member of an uncompressed .npz (a local path), memory-mapped where it lies in the file."""
     with zipfile.ZipFile(path) as z:
         info = z.getinfo(name + ".npy")
     if info.compress_type != zipfile.ZIP_STORED:
         with np.load(path) as z:
             return z[name]
     with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)  # the zip local file header: name and extra field lengths at bytes 26–29
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
+        offset, shape, fortran, dtype = _member_layout(f, info)
     if not shape or shape[0] == 0:
         return np.empty(shape, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
+TAIL = 1 << 16  # bytes of a remote key file read first: its zip directory, or all of a small file
+
+
+class _Tail(io.RawIOBase):
+    """A remote file as zipfile reads it: the tail already read serves the directory; any other
+    read is one ranged request."""
+
+    def __init__(self, path: str, tail: bytes, total: int):
+        self.path, self.tail, self.total, self.pos = path, tail, total, 0
+        self.start = total - len(tail)
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = {0: 0, 1: self.pos, 2: self.total}[whence] + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self.total if n is None or n < 0 else min(self.total, self.pos + n)
+        if self.pos >= self.start:
+            data = self.tail[self.pos - self.start : end - self.start]
+        else:
+            data = fs.read_range(self.path, self.pos, end)
+        self.pos += len(data)
+        return data
+
+
+def _ranged_members(path: str, names: tuple[str, ...]) -> list[np.ndarray]:
+    """Members of an uncompressed .npz on remote storage: the file's tail (its zip directory, or
+    the whole of a small file) in one read, then each member's header and bytes in one ranged read."""
+    tail, total = fs.read_tail(path, TAIL)
+    if len(tail) == total:
+        with np.load(io.BytesIO(tail)) as z:
+            return [z[name] for name in names]
+    f = _Tail(path, tail, total)
+    out = []
+    with zipfile.ZipFile(f) as z:
+        for name in names:
+            info = z.getinfo(name + ".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with z.open(info) as member:
+                    out.append(np.load(io.BytesIO(member.read())))
+                continue
+            # the local header, the .npy header and the data, with room for the headers' variable parts
+            end = min(total, info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size + 512)
+            blob = io.BytesIO(fs.read_range(path, info.header_offset, end))
+            head = info.header_offset
+            info.header_offset = 0
+            offset, shape, fortran, dtype = _member_layout(blob, info)
+            info.header_offset = head
+            n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            data = blob.getbuffer()[offset : offset + n]
+            if len(data) < n:  # headers longer than the room left: read the data exactly
+                data = fs.read_range(path, head + offset, head + offset + n)
+            out.append(np.frombuffer(bytes(data), dtype=dtype).reshape(shape, order="F" if fortran else "C"))
+    return out
+
+
 def read_members(path: str, *names: str) -> list[np.ndarray]:
     """Members of an uncompressed .npz: memory-mapped where the file is local (`mapped_member`);
-    from remote storage, the file read once and the members taken from it."""
+    on remote storage, the file's tail, then each member by one ranged read (`_ranged_members`)."""
     if fs.is_remote(path):
-        with np.load(io.BytesIO(fs.read_bytes(path))) as z:
-            return [z[name] for name in names]
+        return _ranged_members(path, names)
     return [mapped_member(fs.local_path(path), name) for name in names]
 
 

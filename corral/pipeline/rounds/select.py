@@ -32,6 +32,7 @@ from corral.pipeline.rounds.decide import REASONS, Round, losers_between
 from corral.pipeline.rounds.near import Clusters
 from corral.pipeline.rounds.stage import (
     EXAMPLES_PER_REASON,
+    Part,
     StagedFile,
     StagedSummary,
     Tally,
@@ -58,6 +59,7 @@ class SelectItem(Item):
     exclude_groups: tuple[str, ...] = ()  # groups dropped whole
     stage_phase: str = "stage"
     near_dir: str | None = None  # where the kept documents' band table goes (with `near`)
+    parts: tuple[tuple[Part, ...], ...] = ()  # each file's staged parts, as its summary listed them
 
 
 @dataclass
@@ -84,6 +86,7 @@ class SelectPlan:
 def select_items(summaries: list[StagedSummary], plan: SelectPlan) -> list[SelectItem]:
     """Consecutive files grouped until their staged bytes reach one shard's bound."""
     items, group, size = [], [], 0
+    parts = {s.index: tuple(s.parts) for s in summaries}
     for s in sorted(summaries, key=lambda s: s.index):
         group.append(s.index)
         size += sum(p.bytes for p in s.parts)
@@ -101,6 +104,7 @@ def select_items(summaries: list[StagedSummary], plan: SelectPlan) -> list[Selec
             exclude_groups=plan.exclude_groups,
             stage_phase=plan.stage_phase,
             near_dir=plan.near_dir if plan.near else None,
+            parts=tuple(parts[i] for i in g),
         )
         for g in items
     ]
@@ -144,7 +148,8 @@ class SelectTask(Task):
         writer = self._writer(first)
         text_bytes = 0
         kept: list[np.ndarray] = []  # the locators of the rows written, in order
-        parts_of = staged_parts(self.out, self.source, item.stage_phase, files)
+        parts_of = {f: [p if isinstance(p, Part) else Part(**p) for p in ps] for f, ps in zip(files, item.parts)}
+        parts_of = parts_of or staged_parts(self.out, self.source, item.stage_phase, files)
         with writer:
             for index in files:
                 excluded = self._excluded_rows(index, set(item.exclude_groups))

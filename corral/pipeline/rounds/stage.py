@@ -46,9 +46,9 @@ EXAMPLE_CHARS = 400  # characters of each example's text
 SIGN_BATCH = 256  # documents whose MinHash signatures are computed together (corral.dedup.minhash.signatures)
 
 
-def ledger(out: str, source: str, fingerprint: str = "") -> Ledger:
+def ledger(out: str, source: str, fingerprint: str = "", fresh: bool = False) -> Ledger:
     """Where a source's phases keep their completion records: OUT/_build/<source>/done/…"""
-    return Ledger(fs.join(out, BUILD_DIR), source, fingerprint)
+    return Ledger(fs.join(out, BUILD_DIR), source, fingerprint, fresh)
 
 
 def work_dir(out: str, source: str) -> str:

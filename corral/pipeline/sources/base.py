@@ -189,11 +189,12 @@ class SourcePlan:
     cluster_rows: str | None = None  # also write the near-dup clusters as rows here (`corral dedup`)
     near_dir: str | None = None  # where select writes the kept documents' band tables (default OUT/near/<source>)
     against: tuple[str, ...] = ()  # the band-table indexes of earlier outputs to deduplicate against
+    fresh: bool = False  # its working folder was new or cleared: no item has a record to look for
 
     @property
     def ledger(self) -> Ledger:
         """Where its phases keep their completion records (OUT/_build/<source>/done/…)."""
-        return ledger(self.out, self.name, self.fingerprint)
+        return ledger(self.out, self.name, self.fingerprint, self.fresh)
 
     @property
     def tables_dir(self) -> str:

@@ -91,3 +91,25 @@ def test_an_empty_round_table_reads_as_no_rows(tmp_path):
     key_file = str(tmp_path / "keys" / "000000.npz")
     save_keys(key_file, {"id_key": np.empty(0, np.uint64), "ts": np.empty(0, np.int64), "md5": np.empty(0, np.uint64)})
     assert len(T.read_partition(key_file, "unique", 0, 1)) == 0
+
+
+def test_a_key_file_in_a_bucket_is_read_by_ranges(bucket, tmp_path, monkeypatch):
+    """In a bucket, a partition reads its round table's member by ranged GETs (never the whole key
+    file), and gets what a local partition gets."""
+    from corral.core import s3
+
+    rng = np.random.default_rng(0)
+    arrays = {"bands": rng.integers(0, 2**64, size=(5000, 10), dtype=np.uint64), "doc": np.arange(5000)}
+    arrays["filler"] = rng.integers(0, 255, size=3 << 20, dtype=np.uint8)  # a large member read by no one
+    local, remote = str(tmp_path / "keys" / "000000.npz"), f"{bucket}/keys/000000.npz"
+    save_keys(local, arrays)
+    save_keys(remote, arrays)
+    fetched = []
+    read = s3.read_bytes
+    monkeypatch.setattr(s3, "read_bytes", lambda p, a=0, b=None: fetched.append((b or 0) - a) or read(p, a, b))
+    for part in range(3):
+        mine, theirs = T.read_partition(local, "near", part, 3), T.read_partition(remote, "near", part, 3)
+        assert mine.tobytes() == theirs.tobytes() and len(mine)
+    (doc,) = T.read_members(remote, "doc")
+    assert (doc == arrays["doc"]).all()
+    assert sum(fetched) < 3 * 5000 * 10 * 24 + 4 * (1 << 20)  # the tables and a few headers, not the filler
