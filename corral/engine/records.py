@@ -29,6 +29,7 @@ EXAMPLES = "examples"  # <root>/<unit>/examples/<phase>--<key>.json: a task's dr
 RUNNING = "running"  # <root>/<unit>/running/<phase>--<key>.json: a running item's input bytes so far
 REPORT_EVERY_S = 1.0  # seconds between two writes of a running item's bytes
 REPORT_EVERY_REMOTE_S = 5.0  # the same where the records are in a bucket (a request each)
+READ_THREADS = 16  # records of one phase read at once from a bucket
 _running = threading.local()  # the item this thread runs: where its bytes go, how many, when last written
 _listed: dict[str, set[str]] = {}  # a remote phase folder → the records it held when this process first looked
 _memo: dict[str, list[dict[str, Any]]] | None = None  # a phase folder → its records, inside `read_once`
@@ -92,6 +93,13 @@ def read_done(ledger: Ledger, phase: str, key: str) -> dict[str, Any] | None:
         return None
 
 
+def _read_record(path: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(fs.read_bytes(path))
+    except (OSError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def read_once():
     """Inside it, each phase's records are read once (a job's collection, after its phases have
@@ -110,13 +118,14 @@ def records(ledger: Ledger, phase: str) -> Iterator[dict[str, Any]]:
     if _memo is not None and where in _memo:
         yield from _memo[where]
         return
-    found = []
-    for path in fs.list_files(where):
-        if path.endswith(".json") and fs.TMP_MARK not in path:
-            try:
-                found.append(json.loads(fs.read_bytes(path)))
-            except (OSError, ValueError):
-                continue
+    paths = [p for p in fs.list_files(where) if p.endswith(".json") and fs.TMP_MARK not in p]
+    if fs.is_remote(where) and len(paths) > 1:  # a request each: several in flight at once
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            found = [r for r in pool.map(_read_record, paths) if r is not None]
+    else:
+        found = [r for r in map(_read_record, paths) if r is not None]
     if _memo is not None:
         _memo[where] = found
     yield from found
