@@ -49,6 +49,11 @@ def test_a_build_in_a_bucket_equals_the_local_one_and_every_command_runs_on_it(b
     shas = {t["sha256"] for src in manifest["sources"].values() for t in src["token_shards"]}
     shas.add(manifest["models"]["tokenizer"]["sha256"])  # the export beside the checkpoint copies it
     assert {p.name.split(".")[0] for p in cache.iterdir()} == shas
+    staged = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    args[-1] = str(tmp_path / "run2")  # a later run (2 ranks) takes the copies as they are
+    res = subprocess.run([*args, "--nproc", "2"], capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == staged
 
     # a damaged object is caught
     shard = manifest["sources"]["c4"]["shards"][0]["path"]
@@ -111,3 +116,22 @@ def test_inputs_in_a_bucket_give_what_local_inputs_give(bucket, sample, tmp_path
         return {n: (funnel, sorted(t for _, t in rows)) for n, (funnel, _, rows) in documents(out).items()}
 
     assert texts(str(tmp_path / "remote")) == texts(str(tmp_path / "local"))
+
+
+def test_the_folder_claim_and_overwrite_in_a_bucket(bucket, sample, tmp_path, capsys):
+    """A bucket folder holding another build, or objects corral did not write, is refused in one
+    line; --overwrite clears the other build's objects first (its sources' shards are gone)."""
+    from helpers import write_manifest
+
+    books = write_manifest(tmp_path / "a.yaml", {"books": {"inputs": [str(sample / "books" / "*.txt")]}})
+    c4 = write_manifest(tmp_path / "b.yaml", {"c4": {"inputs": [str(sample / "c4" / "*.json.gz")]}})
+    other = tmp_path / "other.yaml"
+    other.write_text(open(c4).read().replace("name: test", "name: other"))
+    assert main(["build", books, "--out", f"{bucket}/b"]) == 0
+    assert main(["build", str(other), "--out", f"{bucket}/b"]) == 2
+    assert "holds build 'test', not build 'other'" in capsys.readouterr().err
+    assert main(["build", str(other), "--out", f"{bucket}/b", "--overwrite"]) == 0
+    assert not fs.walk_files(f"{bucket}/b/docs/books") and fs.walk_files(f"{bucket}/b/docs/c4")
+    fs.atomic_write_bytes(f"{bucket}/c/notes.txt", b"mine")
+    assert main(["build", books, "--out", f"{bucket}/c"]) == 2
+    assert "holds files corral did not write (notes.txt)" in capsys.readouterr().err
