@@ -12,6 +12,7 @@ import signal
 import sys
 
 from corral.core.errors import Failure, UsageError
+from corral.core.s3 import S3AccessError
 
 USAGE, FAILED = 2, 1  # exit codes: a usage or configuration mistake; a failure while running
 
@@ -31,7 +32,7 @@ def command(name: str, usage_on: tuple[type[BaseException], ...] = (), fails_on:
         def run(args) -> int:
             try:
                 return fn(args)
-            except (UsageError, *usage_on) as e:
+            except (UsageError, S3AccessError, *usage_on) as e:
                 return _say(name, e)
             except (Failure, *fails_on) as e:
                 return _say(name, e, FAILED)

@@ -10,7 +10,6 @@ an upload that makes its object appear only when it completes.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import io
 import os
@@ -188,12 +187,24 @@ def list_entries(folder: str) -> list[str]:
     """The names of the files and folders directly in `folder` (empty when it does not exist), sorted."""
     if _s3(folder):
         files, folders = s3.listing(folder)
-        return sorted({p.rsplit("/", 1)[1] for p, _ in files} | set(folders))
+        return sorted(({p.rsplit("/", 1)[1] for p, _ in files} | set(folders)) - {""})
     if is_remote(folder):
         prefix = folder.rstrip("/") + "/"
         return sorted({p[len(prefix) :].split("/", 1)[0] for p, _ in match(prefix + "**") if p.startswith(prefix)})
     folder = local_path(folder)
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def list_folders(folder: str) -> list[str]:
+    """The names of the folders directly in `folder`, sorted (in an object store: the prefixes that
+    have objects under them)."""
+    if _s3(folder):
+        return s3.listing(folder)[1]
+    if is_remote(folder):
+        prefix = folder.rstrip("/") + "/"
+        return sorted({p[len(prefix) :].split("/", 1)[0] for p, _ in match(prefix + "**") if "/" in p[len(prefix) :]})
+    folder = local_path(folder)
+    return [n for n in list_entries(folder) if os.path.isdir(os.path.join(folder, n))]
 
 
 def walk_files(folder: str) -> list[str]:
@@ -205,29 +216,49 @@ def walk_files(folder: str) -> list[str]:
     return sorted(found)
 
 
+def glob_regex(pattern: str) -> re.Pattern:
+    """A glob as a regular expression over whole paths: `*` and `?` within a path segment, `**/`
+    any folders (none included), `**` anything, `[…]` (`[!…]`) one character of a segment."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end]
+            negate = body.startswith("!")
+            body = re.escape(body[1:] if negate else body).replace("\\-", "-")
+            out.append(f"[^/{body}]" if negate else f"(?!/)[{body}]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.S)
+
+
 def match(pattern: str) -> list[tuple[str, int]]:
-    """(path, size) of the files a remote glob matches (`*` and `?` within a path segment, `**`
-    across them), sorted. On S3, one listing from the pattern's fixed prefix; elsewhere Beam's match."""
+    """(path, size) of the files a remote glob matches (glob_regex), sorted; a pattern ending in '/'
+    is every file under that folder. On S3, one listing from the pattern's fixed prefix (which may
+    end mid-name); elsewhere Beam's match."""
     if not _s3(pattern):
         return sorted((m.path, m.size_in_bytes) for m in _beam_fs().match([pattern])[0].metadata_list)
+    if pattern.endswith("/"):
+        return s3.list_files(pattern, recursive=True)
     fixed = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
     if fixed == pattern:
         return [(pattern, s3.size(pattern))] if s3.exists(pattern) else []
-    folder = fixed.rsplit("/", 1)[0]
-    wanted = re.compile(
-        "".join(
-            "(?:.*/)?"
-            if part == "**/"
-            else ".*"
-            if part == "**"
-            else "[^/]*"
-            if part == "*"
-            else fnmatch.translate(part)[4:-3]
-            for part in re.split(r"(\*\*/|\*\*|\*)", pattern)
-        )
-        + r"\Z"
-    )
-    return [(p, n) for p, n in s3.list_files(folder, recursive=True) if wanted.match(p) and TMP_MARK not in p]
+    wanted = glob_regex(pattern)
+    return [(p, n) for p, n in s3.list_prefix(fixed) if wanted.match(p) and TMP_MARK not in p]
 
 
 def remove(paths: list[str]) -> None:

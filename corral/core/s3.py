@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from typing import Any
-
-from corral.core.errors import UsageError
 
 PART = 16 << 20  # bytes of one multipart part (S3's minimum is 5 MiB); smaller files are one PUT
 READ_CHUNK = 8 << 20  # bytes one GET of a sequential read fetches
 DELETE_BATCH = 1000  # keys one DeleteObjects request may name (S3's limit)
 _clients: dict[int, Any] = {}  # pid → client
 _session: list = []  # one boto3 session per process tree: its parsed service models survive a fork
+_lock = threading.Lock()  # threads of one process share its client
 
 
-class S3AccessError(UsageError):
-    """The bucket cannot be reached as configured: the message names what to set."""
+class S3AccessError(Exception):
+    """The bucket cannot be reached as configured: the message names what to set. Neither an
+    OSError nor a ValueError, so that no handler of a missing or unreadable file takes it for one:
+    it stops the command (exit 2, corral.commands)."""
 
 
 def split(path: str) -> tuple[str, str]:
@@ -42,6 +44,13 @@ def split(path: str) -> tuple[str, str]:
 def client():
     """This process's S3 client (created on first use, from the standard AWS environment)."""
     pid = os.getpid()
+    if pid in _clients:
+        return _clients[pid]
+    with _lock:
+        return _client(pid)
+
+
+def _client(pid: int):
     if pid not in _clients:
         import boto3
         from botocore.config import Config
@@ -135,7 +144,12 @@ def read_bytes(path: str, start: int = 0, end: int | None = None) -> bytes:
     extra = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else {}
     if end is not None and end <= start:
         return b""
-    body = _call(path, client().get_object, Bucket=bucket, Key=key, **extra)["Body"]
+    try:
+        body = _call(path, client().get_object, Bucket=bucket, Key=key, **extra)["Body"]
+    except Exception as e:  # a range that starts past the end reads nothing, as a file's would
+        if "InvalidRange" in str(getattr(e, "response", {}).get("Error", {}).get("Code", "")):
+            return b""
+        raise
     try:
         return body.read()
     finally:
@@ -194,14 +208,28 @@ def open_read(path: str, buffer_size: int = READ_CHUNK) -> io.BufferedReader:
 def listing(folder: str, recursive: bool = False) -> tuple[list[tuple[str, int]], list[str]]:
     """((path, size) of the objects under `folder`/ (directly under it unless `recursive`), the
     names of the sub-folders directly under it (none when recursive)), both sorted."""
-    bucket, prefix = split(folder.rstrip("/") + "/")
+    return _listing(folder.rstrip("/") + "/", recursive)
+
+
+def list_prefix(prefix: str) -> list[tuple[str, int]]:
+    """(path, size) of every object whose path starts with `prefix` (which may end mid-name)."""
+    return _listing(prefix, True)[0]
+
+
+def _listing(where: str, recursive: bool) -> tuple[list[tuple[str, int]], list[str]]:
+    """Objects and sub-folders under the raw prefix of `where`. Zero-byte keys ending in '/' (the
+    folder markers of consoles and of s3fs-like tools) are folders, never files."""
+    bucket, prefix = split(where)
     prefix = "" if prefix == "/" else prefix
+    folder = where
     pages = client().get_paginator("list_objects_v2")
     args = {"Bucket": bucket, "Prefix": prefix, **({} if recursive else {"Delimiter": "/"})}
     found, folders = [], []
     try:
         for page in pages.paginate(**args):
-            found += [(f"s3://{bucket}/{o['Key']}", int(o["Size"])) for o in page.get("Contents", [])]
+            found += [
+                (f"s3://{bucket}/{o['Key']}", int(o["Size"])) for o in page.get("Contents", []) if o["Key"][-1:] != "/"
+            ]
             folders += [p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
     except Exception as e:
         mapped = access_error(folder, e)
@@ -229,7 +257,10 @@ def delete(paths: list[str]) -> None:
         names = [k for k in (split(p)[1] for p, _ in there) if k in wanted or any(k.startswith(w + "/") for w in keys)]
         for i in range(0, len(names), DELETE_BATCH):
             batch = {"Objects": [{"Key": k} for k in names[i : i + DELETE_BATCH]], "Quiet": True}
-            _call(f"s3://{bucket}", client().delete_objects, Bucket=bucket, Delete=batch)
+            done = _call(f"s3://{bucket}", client().delete_objects, Bucket=bucket, Delete=batch)
+            if done.get("Errors"):
+                e = done["Errors"][0]
+                raise OSError(f"s3://{bucket}/{e.get('Key')}: not deleted ({e.get('Code')}: {e.get('Message')})")
 
 
 class Writer(io.RawIOBase):
@@ -247,11 +278,14 @@ class Writer(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
+        if self.closed:
+            raise ValueError(f"{self.path}: write to an upload already committed or aborted")
+        data = memoryview(data).cast("B")
         self.buf += data
         while len(self.buf) >= PART:
             self._send(bytes(self.buf[:PART]))
             del self.buf[:PART]
-        return len(data)
+        return data.nbytes
 
     def _send(self, part: bytes) -> None:
         c = client()
@@ -265,6 +299,8 @@ class Writer(io.RawIOBase):
         self.parts.append({"ETag": sent["ETag"], "PartNumber": n})
 
     def commit(self) -> None:
+        if self.closed:
+            raise ValueError(f"{self.path}: commit of an upload already committed or aborted")
         c = client()
         if self.upload_id is None:
             _call(self.path, c.put_object, Bucket=self.bucket, Key=self.key, Body=bytes(self.buf))

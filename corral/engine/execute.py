@@ -6,6 +6,8 @@ progress line shown while it runs. Every job (build, dedup, tokenize, export) ru
 from __future__ import annotations
 
 import contextlib
+import uuid
+from dataclasses import replace
 
 from corral.core.errors import Failure
 from corral.engine.graph import Graph, Item, Ledger, Summary, Task
@@ -17,7 +19,11 @@ from corral.engine.runners import Executor
 
 def execute(graph: Graph, how: Executor, progress: Progress | None = None) -> None:
     """Run every phase of the graph. The pool's workers are forked before the progress thread
-    starts (a fork copies only the thread that makes it)."""
+    starts (a fork copies only the thread that makes it). Every phase's ledger is stamped with this
+    run, so that what a worker process remembers of a bucket's records serves this job only."""
+    run = uuid.uuid4().hex
+    for ph in graph.phases:
+        ph.ledger = replace(ph.ledger, run=run)
     watch = progress if progress is not None else contextlib.nullcontext()
     if how.runner is None:
         with LocalPool(how.workers) as pool, watch:

@@ -71,6 +71,7 @@ class Ledger:
     unit: str
     fingerprint: str
     fresh: bool = False  # the unit had no records when the job started: none is looked for
+    run: str = ""  # the job running it (set by corral.engine.execute): what a process's listings belong to
 
 
 @dataclass

@@ -31,7 +31,7 @@ REPORT_EVERY_S = 1.0  # seconds between two writes of a running item's bytes
 REPORT_EVERY_REMOTE_S = 5.0  # the same where the records are in a bucket (a request each)
 READ_THREADS = 16  # records of one phase read at once from a bucket
 _running = threading.local()  # the item this thread runs: where its bytes go, how many, when last written
-_listed: dict[str, set[str]] = {}  # a remote phase folder → the records it held when this process first looked
+_listed: dict[tuple[str, str], set[str]] = {}  # (job, remote phase folder) → its records when first listed
 _memo: dict[str, list[dict[str, Any]]] | None = None  # a phase folder → its records, inside `read_once`
 
 
@@ -158,16 +158,19 @@ def _may_be_done(ledger: Ledger, phase: str, key: str) -> bool:
     """Whether an item may have a record: always on disk (a GET of a missing file costs nothing);
     in a bucket, whether its phase's folder listed it when this process first looked, so that a new
     build's items cost one listing per phase and process, not a request each. (A record another
-    process writes later is not seen: that item is run again, to the same result.)"""
+    process writes later in the same job is not seen: that item is run again, to the same result.)
+    Listings belong to one job (`Ledger.run`): a process that runs another job lists again."""
     if ledger.fresh:
         return False
     path = done_path(ledger, phase, key)
     if not fs.is_remote(path):
         return True
-    folder_ = path.rsplit("/", 1)[0]
-    if folder_ not in _listed:
-        _listed[folder_] = set(fs.list_files(folder_))
-    return path in _listed[folder_]
+    key = (ledger.run, path.rsplit("/", 1)[0])
+    if key not in _listed:
+        if any(run != ledger.run for run, _ in _listed):
+            _listed.clear()  # another job's
+        _listed[key] = set(fs.list_files(key[1]))
+    return path in _listed[key]
 
 
 def summary_of(ledger: Ledger, task: Task, item: Item, *, check: bool = True) -> Summary | None:

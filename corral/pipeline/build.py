@@ -104,7 +104,7 @@ def _drop_other_sources(out: str, keep: set[str]) -> None:
     stale = []
     for top in ("docs", "tokens", "errors", NEAR, folders.BUILD_DIR, "_tokenize"):
         folder = fs.join(out, top)
-        stale += [fs.join(folder, name) for name in fs.list_entries(folder) if name not in keep and "." not in name]
+        stale += [fs.join(folder, name) for name in fs.list_folders(folder) if name not in keep]
     fs.remove(stale)
 
 

@@ -68,3 +68,47 @@ def test_what_the_environment_gets_wrong_is_one_line(bucket, monkeypatch):
     s3.reset()
     with pytest.raises(s3.S3AccessError, match=r"no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
         fs.read_bytes(f"{bucket}/x")
+
+
+def test_folder_markers_are_folders_and_globs_keep_to_segments(bucket):
+    """Zero-byte keys ending in '/' (what consoles and s3fs-like tools leave for a folder) are never
+    files: not listed, not an entry, never a reason to delete a folder; `?` and `[…]` stay inside a
+    path segment; a glob lists from its fixed prefix, mid-name."""
+    name = bucket[len("s3://") :]
+    for key in ("out/", "out/docs/", "out/docs/c4/"):
+        s3.client().put_object(Bucket=name, Key=key, Body=b"")
+    fs.atomic_write_bytes(f"{bucket}/out/docs/c4/part-0.arrow", b"x")
+    fs.atomic_write_bytes(f"{bucket}/out/docs/a/b.json", b"y")
+    assert fs.list_entries(f"{bucket}/out/docs") == ["a", "c4"] and fs.list_entries(f"{bucket}/out") == ["docs"]
+    assert fs.walk_files(f"{bucket}/out/docs") == [f"{bucket}/out/docs/a/b.json", f"{bucket}/out/docs/c4/part-0.arrow"]
+    assert fs.match(f"{bucket}/out/docs/a?b.json") == [] and fs.match(f"{bucket}/out/docs/[/]b.json") == []
+    assert [p for p, _ in fs.match(f"{bucket}/out/do*/c?/*.arrow")] == [f"{bucket}/out/docs/c4/part-0.arrow"]
+    assert len(fs.match(f"{bucket}/out/docs/")) == 2  # a folder: every file under it
+
+
+def test_an_upload_is_used_once_and_reads_past_the_end_are_empty(bucket):
+    target = fs.AtomicFile(f"{bucket}/once.bin")
+    assert target.raw.write(memoryview(b"abcd").cast("I")) == 4
+    target.commit()
+    with pytest.raises(ValueError, match="already committed"):
+        target.raw.write(b"more")
+    assert fs.read_bytes(f"{bucket}/once.bin") == b"abcd"
+    assert fs.read_range(f"{bucket}/once.bin", 10, 20) == b""
+
+
+def test_an_access_error_is_not_a_missing_file(bucket, monkeypatch):
+    """Handlers of missing or unreadable files (OSError, ValueError) never take an unreachable
+    endpoint for one: reading completion records stops instead of passing records over."""
+    from corral.engine.graph import Ledger
+    from corral.engine.records import read_done, records
+
+    fs.atomic_write_bytes(f"{bucket}/r/u/done/p/a.json", b'{"summary": {}}')
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    s3.reset()
+    at = Ledger(f"{bucket}/r", "u", "")
+    assert not issubclass(s3.S3AccessError, (OSError, ValueError))
+    with pytest.raises(s3.S3AccessError):
+        read_done(at, "p", "a")
+    with pytest.raises(s3.S3AccessError):
+        list(records(at, "p"))

@@ -109,3 +109,18 @@ def test_a_running_item_reports_its_bytes_read_beside_the_records(tmp_path, monk
     run_item(Reading(), at, Item("a"), [])
     assert seen == [{"input_bytes": 1500}]
     assert not fs.exists(records.running_path(at, "read", "a"))
+
+
+def test_a_second_job_in_one_process_finds_the_first_ones_records_in_a_bucket(bucket):
+    """What a process remembers of a bucket's records belongs to one job: the same items run again
+    in a later job of the same process are taken as done."""
+    from engine_tasks import Number, Square
+
+    from corral.engine.execute import run_each
+    from corral.engine.runners import Executor
+
+    at = ledger(f"{bucket}/out")
+    items = [Number(f"{n:02d}", n) for n in range(3)]
+    first = run_each(Square(), {at: items}, Executor(workers=1), "test")
+    again = run_each(Square(), {at: items}, Executor(workers=1), "test")
+    assert [s.reused for s in first["s"]] == [False] * 3 and [s.reused for s in again["s"]] == [True] * 3
