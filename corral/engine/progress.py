@@ -7,9 +7,9 @@ marked `inputs`), the input bytes they read out of those planned (items that say
 `input_bytes`: a piece of a big file), MB/s, records/s and an ETA, by bytes where they are known.
 Running items count too, by the bytes their readers report (corral.engine.records.read_so_far): a
 task inside one big file moves the line, and a pass over a file before its pieces (`prepare`)
-shows the MB it has read beside its phase. Records in a bucket are listed (two requests a unit) at
-most every REMOTE_POLL seconds and not read: a finished input item counts the bytes its item
-planned, and the line leaves out records/s.
+shows the MB it has read beside its phase. In a bucket, each unit's running items and records are
+listed (a request per 1,000 objects) at most every REMOTE_POLL seconds and not read: a finished
+input item counts the bytes its item planned, and the line leaves out records/s.
 """
 
 from __future__ import annotations
