@@ -10,6 +10,7 @@ an upload that makes its object appear only when it completes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
@@ -358,13 +359,23 @@ def cache_dir() -> str:
 def local_copy(path: str, sha256: str, folder: str | None = None) -> str:
     """A local path for a file: itself when local; for a remote one, a copy in `folder` (cache_dir()
     by default) named by its sha256, fetched once, checked, and reused by every later caller (the
-    other ranks of a node, later runs). Written atomically, so two processes fetching at once each
-    leave a whole copy. A download whose sha256 differs is an OSError naming both digests."""
+    other ranks of a node, later runs): one process fetches it while the others wait on a lock file
+    beside it, and it is written atomically, so a crash never leaves a partial copy under its name.
+    A download whose sha256 differs is an OSError naming both digests."""
     if not is_remote(path):
         return local_path(path)
     dest = os.path.join(folder or cache_dir(), sha256 + os.path.splitext(path)[1])
     if os.path.isfile(dest):  # only ever written after its sha256 matched
         return dest
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(dest + ".lock", "w") as lock:  # one process of a node fetches, the others wait for it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isfile(dest):
+            _fetch(path, sha256, dest)
+    return dest
+
+
+def _fetch(path: str, sha256: str, dest: str) -> None:
     target, h = AtomicFile(dest), hashlib.sha256()
     try:
         with open_read(path) as f:
@@ -377,7 +388,6 @@ def local_copy(path: str, sha256: str, folder: str | None = None) -> str:
     except BaseException:
         target.abort()
         raise
-    return dest
 
 
 def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> str:

@@ -112,3 +112,21 @@ def test_an_access_error_is_not_a_missing_file(bucket, monkeypatch):
         read_done(at, "p", "a")
     with pytest.raises(s3.S3AccessError):
         list(records(at, "p"))
+
+
+def test_a_local_copy_is_fetched_once_by_processes_that_ask_at_once(bucket, tmp_path):
+    """Ranks of a node staging the same token shard: one fetches it, the others wait and reuse it;
+    a copy whose sha256 differs from the manifest's is refused."""
+    import hashlib
+    from concurrent.futures import ProcessPoolExecutor
+
+    data = os.urandom(3 << 20)
+    fs.atomic_write_bytes(f"{bucket}/t/part-0.arrow", data)
+    sha = hashlib.sha256(data).hexdigest()
+    with ProcessPoolExecutor(4) as pool:
+        got = list(pool.map(fs.local_copy, [f"{bucket}/t/part-0.arrow"] * 4, [sha] * 4, [str(tmp_path)] * 4))
+    assert len(set(got)) == 1 and open(got[0], "rb").read() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{sha}.arrow", f"{sha}.arrow.lock"]
+    with pytest.raises(OSError, match="differs from the manifest's"):
+        fs.local_copy(f"{bucket}/t/part-0.arrow", "0" * 64, str(tmp_path / "other"))
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["0" * 64 + ".arrow.lock"]  # no partial copy
