@@ -190,10 +190,15 @@ def list_entries(folder: str) -> list[str]:
         files, folders = s3.listing(folder)
         return sorted(({p.rsplit("/", 1)[1] for p, _ in files} | set(folders)) - {""})
     if is_remote(folder):
-        prefix = folder.rstrip("/") + "/"
-        return sorted({p[len(prefix) :].split("/", 1)[0] for p, _ in match(prefix + "**") if p.startswith(prefix)})
+        return sorted({rel.split("/", 1)[0] for rel in _below(folder)})
     folder = local_path(folder)
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def _below(folder: str) -> list[str]:
+    """The paths, relative to it, of every file under a folder of a Beam filesystem."""
+    prefix = folder.rstrip("/") + "/"
+    return [p[len(prefix) :] for p, _ in match(prefix + "**") if p.startswith(prefix)]
 
 
 def list_folders(folder: str) -> list[str]:
@@ -202,17 +207,17 @@ def list_folders(folder: str) -> list[str]:
     if _s3(folder):
         return s3.listing(folder)[1]
     if is_remote(folder):
-        prefix = folder.rstrip("/") + "/"
-        return sorted({p[len(prefix) :].split("/", 1)[0] for p, _ in match(prefix + "**") if "/" in p[len(prefix) :]})
+        return sorted({rel.split("/", 1)[0] for rel in _below(folder) if "/" in rel})
     folder = local_path(folder)
     return [n for n in list_entries(folder) if os.path.isdir(os.path.join(folder, n))]
 
 
 def walk_files(folder: str) -> list[str]:
     """Every file under `folder`, at any depth, sorted."""
+    if _s3(folder):
+        return [p for p, _ in s3.list_files(folder, recursive=True)]
     if is_remote(folder):
-        prefix = folder.rstrip("/") + "/"
-        return [p for p, _ in (s3.list_files(folder, recursive=True) if _s3(folder) else match(prefix + "**"))]
+        return [folder.rstrip("/") + "/" + rel for rel in _below(folder)]
     found = [os.path.join(d, f) for d, _, files in os.walk(local_path(folder)) for f in files]
     return sorted(found)
 

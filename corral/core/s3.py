@@ -15,6 +15,7 @@ naming what to set.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -108,14 +109,21 @@ def access_error(path: str, e: Exception) -> Exception:
     return e
 
 
-def _call(path: str, fn, **kwargs):
+@contextlib.contextmanager
+def _translated(path: str):
+    """botocore's failures inside it raised as access_error maps them."""
     try:
-        return fn(**kwargs)
+        yield
     except Exception as e:
         mapped = access_error(path, e)
         if mapped is e:
             raise
         raise mapped from e
+
+
+def _call(path: str, fn, **kwargs):
+    with _translated(path):
+        return fn(**kwargs)
 
 
 def head(path: str) -> dict | None:
@@ -221,19 +229,15 @@ def _listing(where: str, recursive: bool) -> tuple[list[tuple[str, int]], list[s
     folder markers of consoles and of s3fs-like tools) are folders, never files."""
     bucket, prefix = split(where)
     prefix = "" if prefix == "/" else prefix
-    folder = where
     pages = client().get_paginator("list_objects_v2")
     args = {"Bucket": bucket, "Prefix": prefix, **({} if recursive else {"Delimiter": "/"})}
     found, folders = [], []
-    try:
+    with _translated(where):
         for page in pages.paginate(**args):
             found += [
                 (f"s3://{bucket}/{o['Key']}", int(o["Size"])) for o in page.get("Contents", []) if o["Key"][-1:] != "/"
             ]
             folders += [p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
-    except Exception as e:
-        mapped = access_error(folder, e)
-        raise (mapped if mapped is not e else e) from e
     return sorted(found), sorted(folders)
 
 
@@ -253,14 +257,22 @@ def delete(paths: list[str]) -> None:
         common = os.path.commonprefix(keys)
         folder = common[: common.rfind("/") + 1] if "/" in common else ""
         there, _ = listing(f"s3://{bucket}/{folder}", recursive=True)
-        wanted = set(keys)
-        names = [k for k in (split(p)[1] for p, _ in there) if k in wanted or any(k.startswith(w + "/") for w in keys)]
+        wanted = set(keys)  # a key goes when it, or one of its folders, was named
+        names = [k for k in (split(p)[1] for p, _ in there) if any(a in wanted for a in _self_and_folders(k))]
         for i in range(0, len(names), DELETE_BATCH):
             batch = {"Objects": [{"Key": k} for k in names[i : i + DELETE_BATCH]], "Quiet": True}
             done = _call(f"s3://{bucket}", client().delete_objects, Bucket=bucket, Delete=batch)
             if done.get("Errors"):
                 e = done["Errors"][0]
                 raise OSError(f"s3://{bucket}/{e.get('Key')}: not deleted ({e.get('Code')}: {e.get('Message')})")
+
+
+def _self_and_folders(key: str):
+    """A key and each folder above it (a/b/c: a/b/c, a, a/b)."""
+    yield key
+    for i, c in enumerate(key):
+        if c == "/":
+            yield key[:i]
 
 
 class Writer(io.RawIOBase):

@@ -65,9 +65,9 @@ class Progress:
         self.log = logging.getLogger(f"corral.{name}")
         self.stream = stream or sys.stderr
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        remote = any(fs.is_remote(u.ledger.root) for u in self.units.values())
+        self.remote = any(fs.is_remote(u.ledger.root) for u in self.units.values())
         self.enabled = True if enabled is None else enabled
-        self.poll = REMOTE_POLL if remote else POLL
+        self.poll = REMOTE_POLL if self.remote else POLL
         self.last_scan, self.where = -REMOTE_POLL, {}
         self.seen: set[str] = set()
         self.records = 0
@@ -192,7 +192,7 @@ class Progress:
             f"{s} {ph} {n}" + (f" ({self.passes[s] / MB:,.0f} MB read)" if s in self.passes else "")
             for s, (ph, n) in sorted(where.items())
         )
-        rate = f" · {self.records / elapsed:,.0f} records/s" if self.poll == POLL else ""  # none read in a bucket
+        rate = "" if self.remote else f" · {self.records / elapsed:,.0f} records/s"  # none read in a bucket
         return f"[{self.name}] inputs {self.read}/{total}{size}{rate} · {elapsed:.0f} s{eta}" + (
             f" · {phases}" if phases else ""
         )
