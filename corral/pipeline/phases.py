@@ -29,9 +29,7 @@ def add_source(graph: Graph, source: Source, plan: SourcePlan) -> tuple[Staged, 
     wanted = source.rounds(plan.stages)
     rounds = _key_rounds(graph, plan, staged, [r for r in KEY_ROUNDS if r in wanted])
     near = [_near_phases(graph, plan, staged, rounds)] if "near" in wanted else []
-    template = SelectPlan(
-        plan.output["shard_max_bytes"], (), "near" in wanted, (), staged.phase, near_dir=plan.tables_dir
-    )
+    template = SelectPlan(plan.output["shard_max_bytes"], (), "near" in wanted, (), near_dir=plan.tables_dir)
     shared = partial(_select_plan, source, plan.stages, template)
     selected = graph.add(
         f"{plan.name}/select",

@@ -33,7 +33,7 @@ from corral.core import fs
 from corral.core.errors import UsageError
 from corral.dedup import minhash
 from corral.dedup.keys import ROW_BITS
-from corral.pipeline.rounds.keytables import TABLE_PREFIX, read_members, read_partition
+from corral.pipeline.rounds.keytables import TABLE_PREFIX, partition_rows, read_members
 from corral.pipeline.rounds.stage import Part
 
 EARLIER_BASE = 1 << 30  # file index of the first earlier table (a job's own files count from 0)
@@ -194,9 +194,9 @@ def earlier_parts(indexes: tuple[str, ...]) -> dict[int, list[Part]]:
 def earlier_partition(table: EarlierTable, t: int, p: int, n: int) -> np.ndarray:
     """(band key, rank, node) rows of an earlier table's entries in partition p of n, as
     corral.dedup.clusters.bucket_edges takes them."""
-    part = read_partition(table.path, NEAR, p, n)
+    whole, docs = read_members(table.path, TABLE_PREFIX + NEAR, "doc")  # one read of the file's directory
+    part = partition_rows(whole, p, n)
     rows = part["row"].astype(np.int64)
-    (docs,) = read_members(table.path, "doc")
     ranks = np.asarray(docs[rows], dtype=np.int64) - NODE_SHIFT
     nodes = -((np.int64(EARLIER_BASE + t) << np.int64(ROW_BITS)) + rows)
     return np.stack([part["key"].view(np.int64), ranks, nodes], axis=1)

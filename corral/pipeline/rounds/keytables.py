@@ -102,13 +102,14 @@ def by_partition(values: np.ndarray, n: int, fn, missing) -> np.ndarray:
     return out
 
 
-def _member_layout(f, info: zipfile.ZipInfo) -> tuple[int, tuple, bool, np.dtype]:
-    """(offset of its data in the file, shape, Fortran order, dtype) of a stored .npz member, read
-    from the zip's local header and the .npy header (numpy's own readers) of a seekable file."""
-    f.seek(info.header_offset)
+def _member_layout(f, header_offset: int) -> tuple[int, tuple, bool, np.dtype]:
+    """(offset of its data in the file, shape, Fortran order, dtype) of a stored .npz member whose
+    zip local header is at `header_offset` of a seekable file: read from that header and the .npy
+    header (numpy's own readers)."""
+    f.seek(header_offset)
     local = f.read(30)  # the zip local file header: name and extra field lengths at bytes 26–29
     name_len, extra_len = struct.unpack("<HH", local[26:30])
-    f.seek(info.header_offset + 30 + name_len + extra_len)
+    f.seek(header_offset + 30 + name_len + extra_len)
     version = np.lib.format.read_magic(f)
     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, fortran, dtype = read_header(f)
@@ -123,7 +124,7 @@ def mapped_member(path: str, name: str) -> np.ndarray:
         with np.load(path) as z:
             return z[name]
     with open(path, "rb") as f:
-        offset, shape, fortran, dtype = _member_layout(f, info)
+        offset, shape, fortran, dtype = _member_layout(f, info.header_offset)
     if not shape or shape[0] == 0:
         return np.empty(shape, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
@@ -181,11 +182,9 @@ def _ranged_members(path: str, names: tuple[str, ...]) -> list[np.ndarray]:
                 continue
             # the local header, the .npy header and the data, with room for the headers' variable parts
             end = min(total, info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size + 512)
-            blob = io.BytesIO(fs.read_range(path, info.header_offset, end))
             head = info.header_offset
-            info.header_offset = 0
-            offset, shape, fortran, dtype = _member_layout(blob, info)
-            info.header_offset = head
+            blob = io.BytesIO(fs.read_range(path, head, end))
+            offset, shape, fortran, dtype = _member_layout(blob, 0)
             n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             data = blob.getbuffer()[offset : offset + n]
             if len(data) < n:  # headers longer than the room left: read the data exactly
@@ -205,6 +204,11 @@ def read_members(path: str, *names: str) -> list[np.ndarray]:
 def read_partition(key_file: str, round_: str, p: int, n: int) -> np.ndarray:
     """The rows of a key file's round table whose key falls in partition p of n (a copy, sorted by key)."""
     (table,) = read_members(key_file, TABLE_PREFIX + round_)
+    return partition_rows(table, p, n)
+
+
+def partition_rows(table: np.ndarray, p: int, n: int) -> np.ndarray:
+    """The rows of a round table (sorted by key) whose key falls in partition p of n, as a copy."""
     keys = table["key"]
     lo, hi = bounds(p, n)
     a = int(np.searchsorted(keys, np.uint64(lo))) if lo else 0

@@ -39,7 +39,6 @@ from corral.pipeline.rounds.stage import (
     iter_staged,
     load_arrays,
     row_groups,
-    staged_parts,
 )
 
 
@@ -57,7 +56,6 @@ class SelectItem(Item):
     rounds: tuple[Round, ...] = ()  # the rounds whose losers go
     near: bool = False  # apply the near-dup clusters
     exclude_groups: tuple[str, ...] = ()  # groups dropped whole
-    stage_phase: str = "stage"
     near_dir: str | None = None  # where the kept documents' band table goes (with `near`)
     parts: tuple[tuple[Part, ...], ...] = ()  # each file's staged parts, as its summary listed them
 
@@ -79,7 +77,6 @@ class SelectPlan:
     rounds: tuple[Round, ...]
     near: bool
     exclude_groups: tuple[str, ...]
-    stage_phase: str
     near_dir: str | None = None
 
 
@@ -102,7 +99,6 @@ def select_items(summaries: list[StagedSummary], plan: SelectPlan) -> list[Selec
             plan.rounds,
             near=plan.near,
             exclude_groups=plan.exclude_groups,
-            stage_phase=plan.stage_phase,
             near_dir=plan.near_dir if plan.near else None,
             parts=tuple(parts[i] for i in g),
         )
@@ -148,8 +144,7 @@ class SelectTask(Task):
         writer = self._writer(first)
         text_bytes = 0
         kept: list[np.ndarray] = []  # the locators of the rows written, in order
-        parts_of = {f: [p if isinstance(p, Part) else Part(**p) for p in ps] for f, ps in zip(files, item.parts)}
-        parts_of = parts_of or staged_parts(self.out, self.source, item.stage_phase, files)
+        parts_of = {f: list(ps) for f, ps in zip(files, item.parts)}
         with writer:
             for index in files:
                 excluded = self._excluded_rows(index, set(item.exclude_groups))
